@@ -1,0 +1,8 @@
+//! Everything between "run this workload in that sandbox" and a results file: the [`Backend`] trait
+//! every isolation mechanism implements, phase timing, memory and disk probes, statistics, host
+//! metadata and the results schema.
+
+pub mod backend;
+pub mod results;
+
+pub use backend::{Backend, BackendError, Instance, LaunchSpec, PhaseMark, Unavailable};

@@ -1,0 +1,1 @@
+//! A minimal KVM microVM on the rust-vmm crates.

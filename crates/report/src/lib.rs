@@ -1,0 +1,1 @@
+//! Plots, Markdown and HTML reports from a results file.

@@ -1,0 +1,154 @@
+//! What to run: a workload and its parameters, turned into the exact argument vector the
+//! `cvbench-workload` binary receives. Every backend passes these same arguments, which is what makes
+//! the workloads identical across isolation mechanisms.
+
+use serde::{Deserialize, Serialize};
+
+/// Path of the workload binary inside every image (container rootfs and VM disk alike).
+pub const WORKLOAD_PATH_IN_IMAGE: &str = "/bin/cvbench-workload";
+/// Directory of static files inside every image.
+pub const WWW_DIR_IN_IMAGE: &str = "/srv/www";
+/// Writable directory inside every sandbox where `oltp` keeps its database.
+pub const DATA_DIR_IN_IMAGE: &str = "/var/lib/cvbench";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadKind {
+    Idle,
+    Http,
+    Oltp,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 3] = [WorkloadKind::Idle, WorkloadKind::Http, WorkloadKind::Oltp];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Idle => "idle",
+            WorkloadKind::Http => "http",
+            WorkloadKind::Oltp => "oltp",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("unknown workload {0:?} (expected one of: idle, http, oltp)")]
+pub struct UnknownWorkload(pub String);
+
+impl std::str::FromStr for WorkloadKind {
+    type Err = UnknownWorkload;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "idle" => Ok(WorkloadKind::Idle),
+            "http" => Ok(WorkloadKind::Http),
+            "oltp" => Ok(WorkloadKind::Oltp),
+            other => Err(UnknownWorkload(other.to_string())),
+        }
+    }
+}
+
+/// A workload with its parameters. Defaults are sized so that one run takes well under a second on a
+/// 2-core host: `bench compare` must finish its default matrix in under two minutes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "workload", rename_all = "lowercase")]
+pub enum WorkloadSpec {
+    /// Announce ready, then wait until stopped.
+    Idle,
+    /// Serve `/srv/www` on `port`; with `selftest`, drive `requests` requests over `connections`
+    /// keep-alive connections against itself, print RESULT and exit.
+    Http { port: u16, selftest: Option<HttpSelftest> },
+    /// Load an `sbtest` table of `rows` rows, announce ready, run `transactions` oltp_read_write
+    /// transactions, print RESULT and exit.
+    Oltp { rows: u32, transactions: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpSelftest {
+    pub requests: u32,
+    pub connections: u32,
+}
+
+impl WorkloadSpec {
+    pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
+    /// The default parameters for a kind, as `bench run` and `bench compare` use them.
+    pub fn default_for(kind: WorkloadKind) -> Self {
+        match kind {
+            WorkloadKind::Idle => WorkloadSpec::Idle,
+            WorkloadKind::Http => WorkloadSpec::Http {
+                port: Self::DEFAULT_HTTP_PORT,
+                selftest: Some(HttpSelftest { requests: 2000, connections: 4 }),
+            },
+            WorkloadKind::Oltp => WorkloadSpec::Oltp { rows: 10_000, transactions: 200 },
+        }
+    }
+
+    pub fn kind(&self) -> WorkloadKind {
+        match self {
+            WorkloadSpec::Idle => WorkloadKind::Idle,
+            WorkloadSpec::Http { .. } => WorkloadKind::Http,
+            WorkloadSpec::Oltp { .. } => WorkloadKind::Oltp,
+        }
+    }
+
+    /// Whether the workload ends by itself after printing RESULT (otherwise it must be stopped).
+    pub fn exits_by_itself(&self) -> bool {
+        match self {
+            WorkloadSpec::Idle => false,
+            WorkloadSpec::Http { selftest, .. } => selftest.is_some(),
+            WorkloadSpec::Oltp { .. } => true,
+        }
+    }
+
+    /// The arguments after the program name, e.g. `["http", "--port", "8080", "--selftest", "2000,4"]`.
+    pub fn to_args(&self) -> Vec<String> {
+        match self {
+            WorkloadSpec::Idle => vec!["idle".into()],
+            WorkloadSpec::Http { port, selftest } => {
+                let mut v = vec!["http".into(), "--port".into(), port.to_string(), "--root".into(), WWW_DIR_IN_IMAGE.into()];
+                if let Some(s) = selftest {
+                    v.push("--selftest".into());
+                    v.push(format!("{},{}", s.requests, s.connections));
+                }
+                v
+            }
+            WorkloadSpec::Oltp { rows, transactions } => vec![
+                "oltp".into(),
+                "--dir".into(),
+                DATA_DIR_IN_IMAGE.into(),
+                "--rows".into(),
+                rows.to_string(),
+                "--transactions".into(),
+                transactions.to_string(),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_and_print() {
+        for k in WorkloadKind::ALL {
+            assert_eq!(k.name().parse::<WorkloadKind>().unwrap(), k);
+        }
+        assert_eq!("nginx".parse::<WorkloadKind>(), Err(UnknownWorkload("nginx".into())));
+    }
+
+    #[test]
+    fn args_name_the_subcommand_first() {
+        for k in WorkloadKind::ALL {
+            assert_eq!(WorkloadSpec::default_for(k).to_args()[0], k.name());
+        }
+        let a = WorkloadSpec::default_for(WorkloadKind::Http).to_args();
+        assert!(a.windows(2).any(|w| w[0] == "--selftest" && w[1] == "2000,4"));
+    }
+}
