@@ -87,9 +87,22 @@ pub trait Backend {
     fn labels(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// One-time, untimed preparation before the first launch (e.g. turning the image directory into a
+    /// disk image, writing an OCI bundle template). Idempotent; backends cache what they build.
+    /// Returns the bytes every instance shares (the image as this backend stores it, counted once).
+    fn prepare(&self, image_dir: &std::path::Path) -> Result<SharedImage, BackendError>;
     /// Launches one instance and returns once the workload printed `CVBENCH READY` (or fails, having
     /// released everything it created).
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError>;
+}
+
+/// What all instances of a backend share on disk.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SharedImage {
+    /// Allocated bytes of the shared image in the form this backend uses (directory tree, disk file).
+    pub bytes: u64,
+    /// What the bytes are, e.g. `rootfs directory /var/cache/cvbench/images/ab12...`.
+    pub description: String,
 }
 
 /// Memory figures for one running instance, taken once it is ready.

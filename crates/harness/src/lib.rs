@@ -3,6 +3,10 @@
 //! metadata and the results schema.
 
 pub mod backend;
+pub mod backends;
 pub mod results;
+pub mod stats;
 
-pub use backend::{Backend, BackendError, Instance, LaunchSpec, PhaseMark, Unavailable};
+pub use backend::{
+    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+};

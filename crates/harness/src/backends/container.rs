@@ -1,0 +1,1 @@
+//! The built-in container runtime as a [`crate::Backend`].

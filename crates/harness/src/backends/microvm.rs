@@ -1,0 +1,1 @@
+//! The cvbench microVM as a [`crate::Backend`].

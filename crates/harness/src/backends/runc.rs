@@ -1,0 +1,1 @@
+//! runc over the same image, as a [`crate::Backend`]: the peer users know.
