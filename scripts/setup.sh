@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what cvbench needs from Debian's packages, idempotently, then builds the workspace.
+# Called first by the README's two commands and by .ci/run.
+#   scripts/setup.sh            packages + release build
+#   scripts/setup.sh --packages packages only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# e2fsprogs: mkfs.ext4/debugfs for the VM disk images; runc: the container peer;
+# qemu-system-x86: the microVM peer and the guest-artifact test; fonts-dejavu-core: plot text;
+# iproute2: network namespaces; util-linux: unshare (namespace floor).
+PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "setup: need root to install: ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "setup: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ "${1:-}" = "--packages" ] && exit 0
+
+echo "setup: building cvbench (release)"
+cargo build --release --workspace --bins --quiet

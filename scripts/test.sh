@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's test command (the README's second command; .ci/run calls exactly this).
+# Tests that need root, hardware KVM, a built guest kernel or a package check first and print
+# `skipped: <reason>` when they cannot run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --packages
+# Binaries first: tests start the static workload, guest init and VMM from target/.
+cargo build --workspace --bins --quiet
+cargo nextest run --workspace --no-fail-fast "$@"
