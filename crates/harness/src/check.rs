@@ -1,0 +1,467 @@
+//! `bench check`: is the current results file slower than a baseline? For every startup metric
+//! (`start_to_*_ms`) present in both files for the same backend and workload, the measured samples are
+//! compared with a two-sided Mann–Whitney U test and a bootstrap CI of the ratio of medians
+//! (current / baseline). A change counts only when it is statistically significant (p < alpha) AND
+//! its whole CI lies beyond the noise threshold — the rule criterion and Firecracker's A/B tests use,
+//! which keeps a noisy CI host from raising false alarms.
+//!
+//! Verdicts:
+//! - `regression`: p < alpha and the CI's lower bound is above `1 + noise` (slower);
+//! - `improvement`: p < alpha and the CI's upper bound is below `1 - noise` (faster);
+//! - `noise`: p < alpha but the CI reaches into the noise band (a real but too small difference);
+//! - `ok`: no significant difference (p >= alpha);
+//! - `not enough samples`: fewer than `min_samples` measured runs on either side (no verdict).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::results::{BenchmarkResult, ResultsFile};
+use crate::stats::{self, RatioEstimate};
+
+/// Thresholds of the check.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckOptions {
+    /// Relative change treated as noise, e.g. `0.05` for 5%.
+    pub noise: f64,
+    /// Significance level of the Mann–Whitney test.
+    pub alpha: f64,
+    /// Fewer measured samples than this on either side gives "not enough samples".
+    pub min_samples: usize,
+    pub seed: u64,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            noise: 0.05,
+            alpha: 0.01,
+            min_samples: 5,
+            seed: stats::DEFAULT_SEED,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Regression,
+    Improvement,
+    Noise,
+    NotEnoughSamples,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Regression => "regression",
+            Verdict::Improvement => "improvement",
+            Verdict::Noise => "noise",
+            Verdict::NotEnoughSamples => "not enough samples",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The comparison of one metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricCheck {
+    pub backend: String,
+    pub workload: String,
+    pub metric: String,
+    pub baseline_n: usize,
+    pub current_n: usize,
+    pub baseline_p50: Option<f64>,
+    pub current_p50: Option<f64>,
+    /// current / baseline, with its bootstrap CI; `None` with too few samples.
+    pub ratio: Option<RatioEstimate>,
+    pub p_value: Option<f64>,
+    pub verdict: Verdict,
+}
+
+/// Every compared metric.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckReport {
+    pub noise: f64,
+    pub alpha: f64,
+    pub baseline_host: String,
+    pub current_host: String,
+    pub rows: Vec<MetricCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CheckError {
+    #[error(
+        "no startup metric (start_to_*_ms) is present for the same backend and workload in both files \
+         (baseline has {baseline_cells} cells, current has {current_cells})"
+    )]
+    NoCommonMetrics {
+        baseline_cells: usize,
+        current_cells: usize,
+    },
+    #[error("invalid {name} {value}: {why}")]
+    InvalidOption {
+        name: &'static str,
+        value: f64,
+        why: &'static str,
+    },
+}
+
+/// Whether `metric` is a startup phase metric.
+pub fn is_startup_metric(metric: &str) -> bool {
+    metric.starts_with("start_to_") && metric.ends_with("_ms")
+}
+
+/// Compares every startup metric present in both files; see the module documentation.
+pub fn check(
+    baseline: &ResultsFile,
+    current: &ResultsFile,
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckError> {
+    if !(opts.noise >= 0.0 && opts.noise < 1.0) {
+        return Err(CheckError::InvalidOption {
+            name: "noise",
+            value: opts.noise,
+            why: "must be in [0, 1)",
+        });
+    }
+    if !(opts.alpha > 0.0 && opts.alpha < 1.0) {
+        return Err(CheckError::InvalidOption {
+            name: "alpha",
+            value: opts.alpha,
+            why: "must be in (0, 1)",
+        });
+    }
+    let mut rows = Vec::new();
+    for base_cell in baseline.benchmarks.iter().filter(|c| c.skipped.is_none()) {
+        let Some(cur_cell) = current.benchmarks.iter().find(|c| {
+            c.skipped.is_none() && c.backend == base_cell.backend && c.workload == base_cell.workload
+        }) else {
+            continue;
+        };
+        let metrics: BTreeSet<&str> = metric_names(base_cell)
+            .intersection(&metric_names(cur_cell))
+            .copied()
+            .collect();
+        for metric in metrics {
+            rows.push(check_metric(base_cell, cur_cell, metric, opts));
+        }
+    }
+    if rows.is_empty() {
+        return Err(CheckError::NoCommonMetrics {
+            baseline_cells: baseline.benchmarks.len(),
+            current_cells: current.benchmarks.len(),
+        });
+    }
+    Ok(CheckReport {
+        noise: opts.noise,
+        alpha: opts.alpha,
+        baseline_host: host_line(baseline),
+        current_host: host_line(current),
+        rows,
+    })
+}
+
+fn host_line(f: &ResultsFile) -> String {
+    format!(
+        "{} ({}, {} cores, kernel {}, {})",
+        f.host.hostname, f.host.cpu_model, f.host.cores, f.host.kernel, f.started_at
+    )
+}
+
+fn metric_names(cell: &BenchmarkResult) -> BTreeSet<&str> {
+    cell.runs
+        .iter()
+        .filter(|r| !r.warmup)
+        .flat_map(|r| r.metrics.keys())
+        .map(String::as_str)
+        .filter(|m| is_startup_metric(m))
+        .collect()
+}
+
+/// Measured (non-warm-up) samples of `metric`.
+pub fn samples(cell: &BenchmarkResult, metric: &str) -> Vec<f64> {
+    cell.runs
+        .iter()
+        .filter(|r| !r.warmup)
+        .filter_map(|r| r.metrics.get(metric).copied())
+        .collect()
+}
+
+fn check_metric(
+    base_cell: &BenchmarkResult,
+    cur_cell: &BenchmarkResult,
+    metric: &str,
+    opts: &CheckOptions,
+) -> MetricCheck {
+    let base = samples(base_cell, metric);
+    let cur = samples(cur_cell, metric);
+    let mut row = MetricCheck {
+        backend: base_cell.backend.clone(),
+        workload: base_cell.workload.clone(),
+        metric: metric.to_string(),
+        baseline_n: base.len(),
+        current_n: cur.len(),
+        baseline_p50: stats::median(&base),
+        current_p50: stats::median(&cur),
+        ratio: None,
+        p_value: None,
+        verdict: Verdict::NotEnoughSamples,
+    };
+    if base.len() < opts.min_samples || cur.len() < opts.min_samples {
+        return row;
+    }
+    row.ratio = stats::ratio_of_medians_ci(&cur, &base, opts.seed);
+    row.p_value = stats::mann_whitney_u(&cur, &base).map(|m| m.p_two_sided);
+    row.verdict = match (row.ratio, row.p_value) {
+        (Some(r), Some(p)) => verdict(r, p, opts),
+        // A zero baseline median: no ratio to judge.
+        _ => Verdict::NotEnoughSamples,
+    };
+    row
+}
+
+fn verdict(ratio: RatioEstimate, p: f64, opts: &CheckOptions) -> Verdict {
+    if p >= opts.alpha {
+        Verdict::Ok
+    } else if ratio.ci95[0] > 1.0 + opts.noise {
+        Verdict::Regression
+    } else if ratio.ci95[1] < 1.0 - opts.noise {
+        Verdict::Improvement
+    } else {
+        Verdict::Noise
+    }
+}
+
+impl CheckReport {
+    pub fn has_regression(&self) -> bool {
+        self.rows.iter().any(|r| r.verdict == Verdict::Regression)
+    }
+
+    /// The table for a CI step summary.
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "## cvbench check\n");
+        let _ = writeln!(s, "- baseline: {}", self.baseline_host);
+        let _ = writeln!(s, "- current: {}", self.current_host);
+        let _ = writeln!(
+            s,
+            "- rule: regression when Mann–Whitney p < {} and the 95% CI of the change lies beyond ±{:.1}%\n",
+            self.alpha,
+            self.noise * 100.0
+        );
+        let _ = writeln!(
+            s,
+            "| metric | baseline p50 | current p50 | change (95% CI) | p-value | verdict |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|");
+        for r in &self.rows {
+            let change = r.ratio.map_or_else(
+                || "–".to_string(),
+                |ratio| {
+                    let (c, ci) = ratio.relative_change();
+                    format!("{} [{}, {}]", pct(c), pct(ci[0]), pct(ci[1]))
+                },
+            );
+            let p = r.p_value.map_or_else(|| "–".to_string(), |p| format!("{p:.2e}"));
+            let verdict = match r.verdict {
+                Verdict::NotEnoughSamples => {
+                    format!("not enough samples (n = {} / {})", r.baseline_n, r.current_n)
+                }
+                Verdict::Regression => "**regression**".to_string(),
+                v => v.to_string(),
+            };
+            let _ = writeln!(
+                s,
+                "| {}/{} {} | {} (n={}) | {} (n={}) | {} | {} | {} |",
+                r.backend,
+                r.workload,
+                r.metric,
+                ms(r.baseline_p50),
+                r.baseline_n,
+                ms(r.current_p50),
+                r.current_n,
+                change,
+                p,
+                verdict
+            );
+        }
+        s
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+fn ms(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_string(), |v| format!("{v:.3} ms"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{HostInfo, RunRecord, ToolInfo};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use std::collections::BTreeMap;
+    use workload::WorkloadSpec;
+
+    fn file_with(cells: Vec<(&str, Vec<f64>)>) -> ResultsFile {
+        let host = HostInfo {
+            hostname: "ci".into(),
+            kernel: "6.1".into(),
+            cpu_model: "cpu".into(),
+            cores: 2,
+            memory_bytes: 1 << 34,
+            cgroup_version: "v1".into(),
+            kvm: "none".into(),
+            os: "Debian 12".into(),
+        };
+        let tool = ToolInfo {
+            name: "cvbench".into(),
+            version: "0".into(),
+            git_revision: None,
+            argv: vec![],
+        };
+        let mut f = ResultsFile::new("compare", tool, host);
+        for (backend, values) in cells {
+            let mut cell = BenchmarkResult::new(backend, &WorkloadSpec::Idle, BTreeMap::new());
+            for (i, v) in values.into_iter().enumerate() {
+                cell.runs.push(RunRecord {
+                    index: u32::try_from(i).unwrap_or(u32::MAX),
+                    warmup: false,
+                    metrics: BTreeMap::from([
+                        ("start_to_ready_ms".to_string(), v),
+                        ("pss_bytes".to_string(), 1e6),
+                    ]),
+                    workload_result: None,
+                });
+            }
+            f.benchmarks.push(cell);
+        }
+        f
+    }
+
+    /// `n` deterministic samples around `center` with ±3% uniform jitter.
+    fn synthetic(n: usize, center: f64, seed: u64) -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| center * (1.0 + rng.gen_range(-0.03..0.03)))
+            .collect()
+    }
+
+    fn only_row(r: &CheckReport) -> &MetricCheck {
+        assert_eq!(r.rows.len(), 1, "{r:?}");
+        &r.rows[0]
+    }
+
+    #[test]
+    fn identical_distributions_pass() {
+        let base = file_with(vec![("container", synthetic(30, 10.0, 1))]);
+        let cur = file_with(vec![("container", synthetic(30, 10.0, 2))]);
+        let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
+        let row = only_row(&r);
+        assert_eq!(row.metric, "start_to_ready_ms");
+        assert!(matches!(row.verdict, Verdict::Ok | Verdict::Noise), "{row:?}");
+        assert!(!r.has_regression());
+    }
+
+    #[test]
+    fn twice_as_slow_is_a_regression() {
+        let base = file_with(vec![("container", synthetic(30, 10.0, 1))]);
+        let cur = file_with(vec![("container", synthetic(30, 20.0, 2))]);
+        let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
+        let row = only_row(&r);
+        assert_eq!(row.verdict, Verdict::Regression, "{row:?}");
+        let ratio = row.ratio.expect("ratio");
+        assert!(ratio.ci95[0] > 1.8 && ratio.ci95[1] < 2.2, "{ratio:?}");
+        assert!(row.p_value.is_some_and(|p| p < 1e-6));
+        assert!(r.has_regression());
+        let md = r.to_markdown();
+        assert!(
+            md.contains("**regression**") && md.contains("container/idle start_to_ready_ms"),
+            "{md}"
+        );
+        // And the reverse direction is an improvement, not a regression.
+        let r = check(&cur, &base, &CheckOptions::default()).expect("comparable");
+        assert_eq!(only_row(&r).verdict, Verdict::Improvement);
+        assert!(!r.has_regression());
+    }
+
+    #[test]
+    fn a_significant_shift_inside_the_noise_band_passes() {
+        // 2% slower with little jitter: significant, but within the 5% noise threshold.
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let base: Vec<f64> = (0..40)
+            .map(|_| 10.0 * (1.0 + rng.gen_range(-0.005..0.005)))
+            .collect();
+        let cur: Vec<f64> = (0..40)
+            .map(|_| 10.2 * (1.0 + rng.gen_range(-0.005..0.005)))
+            .collect();
+        let r = check(
+            &file_with(vec![("c", base)]),
+            &file_with(vec![("c", cur)]),
+            &CheckOptions::default(),
+        )
+        .expect("comparable");
+        let row = only_row(&r);
+        assert_eq!(row.verdict, Verdict::Noise, "{row:?}");
+        assert!(row.p_value.is_some_and(|p| p < 0.01), "{row:?}");
+        assert!(!r.has_regression());
+    }
+
+    #[test]
+    fn tiny_samples_give_not_enough_samples_rather_than_an_alarm() {
+        let base = file_with(vec![("c", vec![10.0, 10.1, 9.9])]);
+        let cur = file_with(vec![("c", vec![30.0, 31.0, 29.0])]);
+        let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
+        let row = only_row(&r);
+        assert_eq!(row.verdict, Verdict::NotEnoughSamples);
+        assert!(!r.has_regression());
+        assert!(r.to_markdown().contains("not enough samples (n = 3 / 3)"));
+    }
+
+    #[test]
+    fn no_common_metric_is_an_error() {
+        let base = file_with(vec![("container", synthetic(10, 10.0, 1))]);
+        let cur = file_with(vec![("runc", synthetic(10, 10.0, 1))]);
+        assert!(matches!(
+            check(&base, &cur, &CheckOptions::default()),
+            Err(CheckError::NoCommonMetrics { .. })
+        ));
+        let bad = CheckOptions {
+            alpha: 0.0,
+            ..CheckOptions::default()
+        };
+        assert!(matches!(
+            check(&base, &base, &bad),
+            Err(CheckError::InvalidOption { name: "alpha", .. })
+        ));
+    }
+
+    #[test]
+    fn skipped_cells_and_non_startup_metrics_are_ignored() {
+        let base = file_with(vec![
+            ("container", synthetic(10, 10.0, 1)),
+            ("microvm", Vec::new()),
+        ]);
+        let mut cur = file_with(vec![
+            ("container", synthetic(10, 10.0, 3)),
+            ("microvm", Vec::new()),
+        ]);
+        cur.benchmarks[1].skipped = Some("no KVM".into());
+        let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
+        assert_eq!(r.rows.len(), 1);
+        assert!(r.rows.iter().all(|row| is_startup_metric(&row.metric)));
+        assert!(!is_startup_metric("pss_bytes") && is_startup_metric("start_to_exec_ms"));
+    }
+}

@@ -1,0 +1,401 @@
+//! `bench compare`: every backend × workload in one results file. Backends are interleaved run by
+//! run — run k of every backend before run k+1 of any, with the starting backend rotated each round
+//! (A B C, B C A, C A B, ...) — so slow drift of the host (page cache, thermal state, background
+//! work) and "who runs right after whom" hit all backends alike instead of biasing whichever ran last.
+//!
+//! A backend that cannot run on this host is recorded as skipped with its reason, one cell per
+//! workload, never dropped. The results file is handed to the observer after every run so the caller
+//! can rewrite it; a stop request (Ctrl-C) ends the loop between runs and marks the file partial.
+
+use std::path::Path;
+
+use workload::WorkloadSpec;
+
+use crate::backend::Backend;
+use crate::results::{BenchmarkResult, ResultsFile, RunFailure};
+use crate::runner::{instance_name, run_once, RunOptions};
+
+/// Progress of a comparison, for display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CompareEvent {
+    /// `backend` cannot run here; its cells are recorded as skipped.
+    Skipped { backend: String, reason: String },
+    /// One-time preparation of `backend` is starting.
+    Preparing { backend: String },
+    /// Preparation failed; the backend's cells record the error and it takes no further part.
+    PrepareFailed { backend: String, error: String },
+    /// One run is starting: `step` (0-based) of `total_steps` runs in the whole comparison.
+    RunStarted {
+        backend: String,
+        workload: String,
+        round: u32,
+        warmup: bool,
+        step: u32,
+        total_steps: u32,
+    },
+    /// That run ended; `error` is set when it failed (recorded in the cell's `failures`).
+    RunFinished {
+        backend: String,
+        workload: String,
+        round: u32,
+        warmup: bool,
+        step: u32,
+        total_steps: u32,
+        error: Option<String>,
+    },
+    /// A stop was requested: `completed` of `total_steps` runs were done; the file is partial.
+    Stopped { completed: u32, total_steps: u32 },
+}
+
+/// Watches a comparison: progress, the whole results file after every run, and whether to stop.
+pub trait CompareObserver {
+    fn event(&mut self, event: &CompareEvent);
+    /// Called after every run, skip and failed preparation with the results so far.
+    fn updated(&mut self, results: &ResultsFile);
+    /// Checked before every run; by default, whether Ctrl-C or SIGTERM arrived.
+    fn should_stop(&self) -> bool {
+        crate::interrupt::requested()
+    }
+}
+
+/// Runs `opts.warmup + opts.runs` rounds of every workload on every backend that can run here, into
+/// `results` (whose host, tool and command the caller has filled in). Never fails: skips, failed
+/// preparations and failed runs are recorded in the cells. Summaries are recomputed after every
+/// measured run with [`crate::stats::DEFAULT_SEED`].
+pub fn run_compare(
+    backends: &[Box<dyn Backend>],
+    image_dir: &Path,
+    workloads: &[WorkloadSpec],
+    opts: &RunOptions,
+    mut results: ResultsFile,
+    observer: &mut dyn CompareObserver,
+) -> ResultsFile {
+    // Host check and preparation, once per backend; which backends take part in the runs.
+    let mut active = Vec::new();
+    for (b, backend) in backends.iter().enumerate() {
+        let labels: std::collections::BTreeMap<String, String> = backend.labels().into_iter().collect();
+        let cells: Vec<BenchmarkResult> = workloads
+            .iter()
+            .map(|spec| BenchmarkResult::new(backend.name(), spec, labels.clone()))
+            .collect();
+        let name = backend.name().to_string();
+        let prepared = match backend.check_host() {
+            Err(unavailable) => {
+                observer.event(&CompareEvent::Skipped {
+                    backend: name,
+                    reason: unavailable.reason.clone(),
+                });
+                Err(CellSetup::Skipped(unavailable.reason))
+            }
+            Ok(()) => {
+                observer.event(&CompareEvent::Preparing {
+                    backend: name.clone(),
+                });
+                backend.prepare(image_dir).map_err(|e| {
+                    let error = format!("preparing the image: {e}");
+                    observer.event(&CompareEvent::PrepareFailed {
+                        backend: name,
+                        error: error.clone(),
+                    });
+                    CellSetup::PrepareFailed(error)
+                })
+            }
+        };
+        for mut cell in cells {
+            match &prepared {
+                Ok(shared) => cell.shared_image_bytes = Some(shared.bytes),
+                Err(CellSetup::Skipped(reason)) => cell.skipped = Some(reason.clone()),
+                Err(CellSetup::PrepareFailed(error)) => cell.failures.push(RunFailure {
+                    index: 0,
+                    error: error.clone(),
+                }),
+            }
+            results.benchmarks.push(cell);
+        }
+        if prepared.is_ok() {
+            active.push(b);
+        }
+        observer.updated(&results);
+    }
+
+    // Cell of backend `b` for workload `w`, as pushed above (backend-major).
+    let base = results.benchmarks.len() - backends.len() * workloads.len();
+    let cell_index = |b: usize, w: usize| base + b * workloads.len() + w;
+    let rounds = opts.warmup.saturating_add(opts.runs);
+    let per_round = u32::try_from(active.len()).unwrap_or(u32::MAX);
+    let total_steps = u32::try_from(workloads.len())
+        .unwrap_or(u32::MAX)
+        .saturating_mul(rounds)
+        .saturating_mul(per_round);
+    let mut step = 0u32;
+    for (w, spec) in workloads.iter().enumerate() {
+        for round in 0..rounds {
+            let warmup = round < opts.warmup;
+            for k in 0..active.len() {
+                if observer.should_stop() {
+                    results.partial = true;
+                    observer.event(&CompareEvent::Stopped {
+                        completed: step,
+                        total_steps,
+                    });
+                    observer.updated(&results);
+                    return results;
+                }
+                // Rotate who goes first each round.
+                let b = active[(k + round as usize) % active.len()];
+                let backend = backends[b].as_ref();
+                let (backend_name, workload_name) =
+                    (backend.name().to_string(), spec.kind().name().to_string());
+                observer.event(&CompareEvent::RunStarted {
+                    backend: backend_name.clone(),
+                    workload: workload_name.clone(),
+                    round,
+                    warmup,
+                    step,
+                    total_steps,
+                });
+                let name = instance_name(backend.name(), spec, round);
+                let outcome = run_once(backend, image_dir, spec, opts, &name);
+                let error = outcome.as_ref().err().map(ToString::to_string);
+                let cell = &mut results.benchmarks[cell_index(b, w)];
+                cell.record_run(round, warmup, outcome);
+                if !warmup {
+                    cell.recompute_summary(crate::stats::DEFAULT_SEED);
+                }
+                observer.event(&CompareEvent::RunFinished {
+                    backend: backend_name,
+                    workload: workload_name,
+                    round,
+                    warmup,
+                    step,
+                    total_steps,
+                    error,
+                });
+                step += 1;
+                observer.updated(&results);
+            }
+        }
+    }
+    results
+}
+
+enum CellSetup {
+    Skipped(String),
+    PrepareFailed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{BackendError, Instance, LaunchSpec, SharedImage, Unavailable};
+    use crate::backends::mock::{MockBackend, MockConfig};
+    use crate::results::{HostInfo, ToolInfo};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    fn empty_results() -> ResultsFile {
+        let host = HostInfo {
+            hostname: "h".into(),
+            kernel: "6.1".into(),
+            cpu_model: "cpu".into(),
+            cores: 2,
+            memory_bytes: 1 << 34,
+            cgroup_version: "v1".into(),
+            kvm: "pvm".into(),
+            os: "Debian 12".into(),
+        };
+        let tool = ToolInfo {
+            name: "cvbench".into(),
+            version: "0".into(),
+            git_revision: None,
+            argv: vec![],
+        };
+        ResultsFile::new("compare", tool, host)
+    }
+
+    fn opts(runs: u32, warmup: u32) -> RunOptions {
+        RunOptions {
+            runs,
+            warmup,
+            ready_timeout: Duration::from_millis(20),
+            ..RunOptions::default()
+        }
+    }
+
+    /// A backend that logs the order of launches into a shared journal, delegating to the mock.
+    struct Journaled {
+        name: &'static str,
+        inner: MockBackend,
+        journal: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Backend for Journaled {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn check_host(&self) -> Result<(), Unavailable> {
+            self.inner.check_host()
+        }
+        fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+            self.inner.prepare(image_dir)
+        }
+        fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+            if let Ok(mut j) = self.journal.lock() {
+                j.push(format!("{}:{}", self.name, spec.workload.kind().name()));
+            }
+            self.inner.launch(spec)
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        events: Vec<CompareEvent>,
+        updates: usize,
+        last: Option<ResultsFile>,
+        stop_after_runs: Option<usize>,
+    }
+
+    impl CompareObserver for Recorder {
+        fn event(&mut self, event: &CompareEvent) {
+            self.events.push(event.clone());
+        }
+        fn updated(&mut self, results: &ResultsFile) {
+            self.updates += 1;
+            self.last = Some(results.clone());
+        }
+        fn should_stop(&self) -> bool {
+            let finished = self
+                .events
+                .iter()
+                .filter(|e| matches!(e, CompareEvent::RunFinished { .. }))
+                .count();
+            self.stop_after_runs.is_some_and(|n| finished >= n)
+        }
+    }
+
+    fn journaled(names: &[&'static str], journal: &Arc<Mutex<Vec<String>>>) -> Vec<Box<dyn Backend>> {
+        names
+            .iter()
+            .map(|&name| {
+                Box::new(Journaled {
+                    name,
+                    inner: MockBackend::new(MockConfig::default()),
+                    journal: Arc::clone(journal),
+                }) as Box<dyn Backend>
+            })
+            .collect()
+    }
+
+    #[test]
+    fn backends_are_interleaved_run_by_run_with_rotation() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let backends = journaled(&["a", "b", "c"], &journal);
+        let specs = [WorkloadSpec::Idle];
+        let mut obs = Recorder::default();
+        let r = run_compare(
+            &backends,
+            Path::new("/img"),
+            &specs,
+            &opts(2, 1),
+            empty_results(),
+            &mut obs,
+        );
+        let order = journal.lock().map(|j| j.clone()).unwrap_or_default();
+        assert_eq!(
+            order,
+            ["a:idle", "b:idle", "c:idle", "b:idle", "c:idle", "a:idle", "c:idle", "a:idle", "b:idle"]
+        );
+        assert_eq!(r.benchmarks.len(), 3);
+        for cell in &r.benchmarks {
+            assert_eq!(cell.runs.len(), 3);
+            assert_eq!(cell.measured_runs(), 2);
+            assert_eq!(cell.summary["start_to_ready_ms"].n, 2);
+            assert_eq!(
+                cell.shared_image_bytes,
+                Some(MockConfig::default().shared_image_bytes)
+            );
+        }
+        assert!(!r.partial);
+        assert_eq!(obs.last.as_ref(), Some(&r));
+        // One update per backend set-up and one per run.
+        assert_eq!(obs.updates, 3 + 9);
+    }
+
+    #[test]
+    fn skipped_backends_are_kept_with_their_reason_for_every_workload() {
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(MockBackend::new(MockConfig::default())),
+            Box::new(MockBackend::new(MockConfig {
+                unavailable: Some("no /dev/kvm".into()),
+                ..MockConfig::default()
+            })),
+        ];
+        let specs = [
+            WorkloadSpec::Idle,
+            WorkloadSpec::default_for(workload::WorkloadKind::Oltp),
+        ];
+        let r = run_compare(
+            &backends,
+            Path::new("/img"),
+            &specs,
+            &opts(2, 0),
+            empty_results(),
+            &mut Recorder::default(),
+        );
+        assert_eq!(r.benchmarks.len(), 4);
+        let skipped: Vec<_> = r.benchmarks.iter().filter(|c| c.skipped.is_some()).collect();
+        assert_eq!(skipped.len(), 2);
+        assert!(skipped
+            .iter()
+            .all(|c| c.skipped.as_deref() == Some("no /dev/kvm") && c.runs.is_empty()));
+        let ran: Vec<_> = r.benchmarks.iter().filter(|c| c.skipped.is_none()).collect();
+        assert!(ran.iter().all(|c| c.runs.len() == 2));
+        assert_eq!(ran[1].workload, "oltp");
+        assert!(ran[1].summary.contains_key("workload.ops_per_s"));
+    }
+
+    #[test]
+    fn failed_runs_are_recorded_and_the_comparison_goes_on() {
+        let backends: Vec<Box<dyn Backend>> = vec![Box::new(MockBackend::new(MockConfig {
+            fail_launches: vec![0],
+            ..MockConfig::default()
+        }))];
+        let r = run_compare(
+            &backends,
+            Path::new("/img"),
+            &[WorkloadSpec::Idle],
+            &opts(3, 0),
+            empty_results(),
+            &mut Recorder::default(),
+        );
+        let cell = &r.benchmarks[0];
+        assert_eq!(cell.failures.len(), 1);
+        assert_eq!(cell.runs.len(), 2);
+    }
+
+    #[test]
+    fn a_stop_request_keeps_partial_results() {
+        let journal = Arc::new(Mutex::new(Vec::new()));
+        let backends = journaled(&["a", "b"], &journal);
+        let mut obs = Recorder {
+            stop_after_runs: Some(3),
+            ..Recorder::default()
+        };
+        let r = run_compare(
+            &backends,
+            Path::new("/img"),
+            &[WorkloadSpec::Idle],
+            &opts(5, 0),
+            empty_results(),
+            &mut obs,
+        );
+        assert!(r.partial);
+        let runs: usize = r.benchmarks.iter().map(|c| c.runs.len()).sum();
+        assert_eq!(runs, 3);
+        assert!(obs.events.contains(&CompareEvent::Stopped {
+            completed: 3,
+            total_steps: 10
+        }));
+        assert_eq!(obs.last.as_ref().map(|l| l.partial), Some(true));
+    }
+}

@@ -1,0 +1,625 @@
+//! `bench density`: how many instances fit. Instances are launched one at a time and all kept
+//! running; after each launch the curve gets a point (that instance's launch latency, the summed PSS
+//! of every running instance, the host's `MemAvailable`, and the marginal PSS of the last one). The
+//! curve ends at the requested maximum, when `MemAvailable` drops below a floor, at the first failure
+//! (recorded as the reason, not fatal) or on a stop request. Every instance is torn down at the end —
+//! also on an early return or a panic, because the running set is a [`Fleet`] whose `Drop` destroys
+//! what is left.
+//!
+//! Also here: the disk arithmetic of issue §3 ([`DiskFootprint`]), since it answers the same
+//! question — what N instances cost — for storage.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use workload::WorkloadSpec;
+
+use crate::backend::{Backend, BackendError, Instance};
+use crate::probe;
+use crate::results::{BenchmarkResult, DensityPoint, DensityResult};
+use crate::runner::{instance_name, RunOptions};
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// How far to go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DensityOptions {
+    /// Stop after this many running instances.
+    pub max_instances: u32,
+    /// Stop before launching another instance when the host's `MemAvailable` is below this.
+    pub mem_floor_bytes: u64,
+    /// Limits and timeouts for each launch (`runs`/`warmup` are not used).
+    pub run: RunOptions,
+    /// Where `meminfo` is read (`/proc`; a fixture directory in tests).
+    pub proc_root: PathBuf,
+}
+
+impl Default for DensityOptions {
+    fn default() -> Self {
+        DensityOptions {
+            max_instances: 50,
+            mem_floor_bytes: 2 * 1024 * 1024 * 1024,
+            run: RunOptions::default(),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+/// Progress of a density run, for display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DensityEvent {
+    Skipped {
+        reason: String,
+    },
+    /// Instance `instances` (1-based) is being launched, of at most `max`.
+    Launching {
+        instances: u32,
+        max: u32,
+    },
+    /// A point was added.
+    Point(DensityPoint),
+    /// The curve ended for `reason`; teardown of `running` instances starts.
+    TearingDown {
+        running: u32,
+        reason: String,
+    },
+}
+
+/// Watches a density run.
+pub trait DensityObserver {
+    fn event(&mut self, event: &DensityEvent);
+    /// Called after every point with the curve so far.
+    fn updated(&mut self, result: &DensityResult);
+    /// Checked before every launch; by default, whether Ctrl-C or SIGTERM arrived.
+    fn should_stop(&self) -> bool {
+        crate::interrupt::requested()
+    }
+}
+
+/// Running instances; dropping the fleet destroys every instance still in it (best effort, errors
+/// printed to stderr since `Drop` cannot return them). [`Fleet::destroy_all`] reports them.
+#[derive(Default)]
+pub struct Fleet {
+    instances: Vec<Box<dyn Instance>>,
+}
+
+impl Fleet {
+    pub fn push(&mut self, instance: Box<dyn Instance>) {
+        self.instances.push(instance);
+    }
+
+    pub fn len(&self) -> usize {
+        self.instances.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
+    /// Summed PSS of every running instance (measured now, so shared pages are split correctly).
+    pub fn total_pss_bytes(&self) -> Result<u64, BackendError> {
+        let mut total = 0u64;
+        for instance in &self.instances {
+            total = total.saturating_add(instance.memory()?.pss_bytes);
+        }
+        Ok(total)
+    }
+
+    /// Destroys every instance, newest first, and returns the errors (every instance is attempted).
+    pub fn destroy_all(&mut self) -> Vec<BackendError> {
+        let mut errors = Vec::new();
+        while let Some(instance) = self.instances.pop() {
+            if let Err(e) = instance.destroy() {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for e in self.destroy_all() {
+            eprintln!("cvbench: teardown of a density instance failed: {e}");
+        }
+    }
+}
+
+/// Launches instances of `spec` on `backend` one at a time until a stop condition; see the module
+/// documentation. Never fails: an unavailable backend or a failed launch is the curve's
+/// `stop_reason`. Teardown failures are appended to the reason.
+pub fn run_density(
+    backend: &dyn Backend,
+    image_dir: &Path,
+    spec: &WorkloadSpec,
+    opts: &DensityOptions,
+    observer: &mut dyn DensityObserver,
+) -> DensityResult {
+    let mut result = DensityResult {
+        backend: backend.name().to_string(),
+        workload: spec.kind().name().to_string(),
+        labels: backend.labels().into_iter().collect(),
+        points: Vec::new(),
+        stop_reason: String::new(),
+        instances_per_gib: None,
+    };
+    if let Err(unavailable) = backend.check_host() {
+        result.stop_reason = format!("skipped: {}", unavailable.reason);
+        observer.event(&DensityEvent::Skipped {
+            reason: unavailable.reason,
+        });
+        observer.updated(&result);
+        return result;
+    }
+    if let Err(e) = backend.prepare(image_dir) {
+        result.stop_reason = format!("preparing the image failed: {e}");
+        observer.updated(&result);
+        return result;
+    }
+    let mut fleet = Fleet::default();
+    result.stop_reason = grow(backend, image_dir, spec, opts, observer, &mut fleet, &mut result);
+    result.instances_per_gib = result.points.last().and_then(instances_per_gib);
+    observer.event(&DensityEvent::TearingDown {
+        running: u32::try_from(fleet.len()).unwrap_or(u32::MAX),
+        reason: result.stop_reason.clone(),
+    });
+    let errors = fleet.destroy_all();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        result.stop_reason = format!("{}; teardown failed: {}", result.stop_reason, list.join("; "));
+    }
+    observer.updated(&result);
+    result
+}
+
+/// Adds points until a stop condition and returns why it stopped.
+fn grow(
+    backend: &dyn Backend,
+    image_dir: &Path,
+    spec: &WorkloadSpec,
+    opts: &DensityOptions,
+    observer: &mut dyn DensityObserver,
+    fleet: &mut Fleet,
+    result: &mut DensityResult,
+) -> String {
+    let mut pss_before = 0u64;
+    for index in 0..opts.max_instances {
+        if observer.should_stop() {
+            return "interrupted".to_string();
+        }
+        match probe::mem_available_bytes_in(&opts.proc_root) {
+            Ok(available) if available < opts.mem_floor_bytes => {
+                return format!(
+                    "memory floor: MemAvailable {available} B < {} B",
+                    opts.mem_floor_bytes
+                )
+            }
+            Ok(_) => {}
+            Err(e) => return format!("reading MemAvailable failed: {e}"),
+        }
+        let instances = index + 1;
+        observer.event(&DensityEvent::Launching {
+            instances,
+            max: opts.max_instances,
+        });
+        let request = Instant::now();
+        let name = instance_name(backend.name(), spec, index);
+        let launch = opts.run.launch_spec(image_dir, spec, &name, request);
+        let instance = match backend.launch(&launch) {
+            Ok(instance) => instance,
+            Err(e) => return format!("launch {instances} failed: {e}"),
+        };
+        let returned_ms = request.elapsed().as_secs_f64() * 1e3;
+        let launch_ms = instance
+            .phases()
+            .iter()
+            .find(|p| p.name == "start_to_ready_ms")
+            .map_or(returned_ms, crate::backend::PhaseMark::ms);
+        fleet.push(instance);
+        let total_pss_bytes = match fleet.total_pss_bytes() {
+            Ok(total) => total,
+            Err(e) => return format!("memory probe after launch {instances} failed: {e}"),
+        };
+        let host_mem_available_bytes = match probe::mem_available_bytes_in(&opts.proc_root) {
+            Ok(available) => available,
+            Err(e) => return format!("reading MemAvailable failed: {e}"),
+        };
+        let marginal_pss_bytes = signed_difference(total_pss_bytes, pss_before);
+        pss_before = total_pss_bytes;
+        let point = DensityPoint {
+            instances,
+            launch_ms,
+            total_pss_bytes,
+            host_mem_available_bytes,
+            marginal_pss_bytes,
+        };
+        observer.event(&DensityEvent::Point(point.clone()));
+        result.points.push(point);
+        observer.updated(result);
+    }
+    format!("max: {} instances", opts.max_instances)
+}
+
+fn signed_difference(now: u64, before: u64) -> i64 {
+    if now >= before {
+        i64::try_from(now - before).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from(before - now).map_or(i64::MIN, |d| -d)
+    }
+}
+
+/// Instances per GiB of summed PSS at `point`; `None` when the PSS total is zero.
+pub fn instances_per_gib(point: &DensityPoint) -> Option<f64> {
+    (point.total_pss_bytes > 0).then(|| f64::from(point.instances) / (to_f64(point.total_pss_bytes) / GIB))
+}
+
+#[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53
+fn to_f64(bytes: u64) -> f64 {
+    bytes as f64
+}
+
+/// What N instances of one backend cost on disk (issue §3): the image is shared and counted once;
+/// each instance adds its own writable layer (container upper dir, VM scratch disk), counted as
+/// allocated blocks. `naive_full_copy_bytes` is what N full copies (image + layer each) would take —
+/// the figure a VM with a private copy of its disk image pays.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskFootprint {
+    pub instances: u32,
+    pub shared_image_bytes: u64,
+    /// Median of the measured `instance_disk_bytes`.
+    pub per_instance_bytes: u64,
+    /// `shared + instances × per_instance`.
+    pub total_bytes: u64,
+    /// `instances × (shared + per_instance)`.
+    pub naive_full_copy_bytes: u64,
+}
+
+/// Instance counts the disk figures are given for.
+pub const DISK_INSTANCE_COUNTS: [u32; 3] = [1, 10, 100];
+
+/// Disk footprint of a benchmark cell for each of `counts`; empty when the cell has no shared image
+/// size or no `instance_disk_bytes` sample (skipped, or every run failed).
+pub fn disk_footprint(cell: &BenchmarkResult, counts: &[u32]) -> Vec<DiskFootprint> {
+    let Some(shared) = cell.shared_image_bytes else {
+        return Vec::new();
+    };
+    let samples: Vec<f64> = cell
+        .runs
+        .iter()
+        .filter(|r| !r.warmup)
+        .filter_map(|r| r.metrics.get("instance_disk_bytes").copied())
+        .collect();
+    let Some(per_instance) = crate::stats::median(&samples) else {
+        return Vec::new();
+    };
+    // A byte count: non-negative and far below 2^64 (the median of non-negative samples).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let per_instance = per_instance.max(0.0).round() as u64;
+    counts
+        .iter()
+        .map(|&n| {
+            let n64 = u64::from(n);
+            DiskFootprint {
+                instances: n,
+                shared_image_bytes: shared,
+                per_instance_bytes: per_instance,
+                total_bytes: shared.saturating_add(n64.saturating_mul(per_instance)),
+                naive_full_copy_bytes: n64.saturating_mul(shared.saturating_add(per_instance)),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{LaunchSpec, SharedImage, Unavailable};
+    use crate::backends::mock::{MockBackend, MockConfig};
+    use crate::results::RunRecord;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    /// A fixture `/proc` whose `MemAvailable` drops by `step_kib` each time it is read.
+    struct FakeProc {
+        dir: tempfile::TempDir,
+    }
+
+    impl FakeProc {
+        fn with_available_kib(kib: u64) -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let p = FakeProc { dir };
+            p.set_available_kib(kib);
+            p
+        }
+        fn set_available_kib(&self, kib: u64) {
+            let text =
+                format!("MemTotal:       24000000 kB\nMemFree:        1000 kB\nMemAvailable:   {kib} kB\n");
+            std::fs::write(self.dir.path().join("meminfo"), text).expect("write meminfo");
+        }
+        fn opts(&self, max: u32, floor: u64) -> DensityOptions {
+            DensityOptions {
+                max_instances: max,
+                mem_floor_bytes: floor,
+                run: RunOptions::default(),
+                proc_root: self.dir.path().to_path_buf(),
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        events: Vec<DensityEvent>,
+        stop_after_points: Option<usize>,
+        on_point: Option<Box<dyn FnMut(usize)>>,
+    }
+
+    impl DensityObserver for Recorder {
+        fn event(&mut self, event: &DensityEvent) {
+            if matches!(event, DensityEvent::Point(_)) {
+                let points = self
+                    .events
+                    .iter()
+                    .filter(|e| matches!(e, DensityEvent::Point(_)))
+                    .count()
+                    + 1;
+                if let Some(f) = self.on_point.as_mut() {
+                    f(points);
+                }
+            }
+            self.events.push(event.clone());
+        }
+        fn updated(&mut self, _result: &DensityResult) {}
+        fn should_stop(&self) -> bool {
+            let points = self
+                .events
+                .iter()
+                .filter(|e| matches!(e, DensityEvent::Point(_)))
+                .count();
+            self.stop_after_points.is_some_and(|n| points >= n)
+        }
+    }
+
+    #[test]
+    fn stops_at_max_and_tears_everything_down() {
+        let proc_ = FakeProc::with_available_kib(20_000_000);
+        let backend = MockBackend::new(MockConfig::default());
+        let r = run_density(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &proc_.opts(4, 1 << 30),
+            &mut Recorder::default(),
+        );
+        assert_eq!(r.points.len(), 4);
+        assert!(r.stop_reason.starts_with("max"), "{}", r.stop_reason);
+        let pss = MockConfig::default().pss_bytes;
+        let totals: Vec<u64> = r.points.iter().map(|p| p.total_pss_bytes).collect();
+        assert_eq!(totals, vec![pss, 2 * pss, 3 * pss, 4 * pss]);
+        assert!(r
+            .points
+            .iter()
+            .all(|p| p.marginal_pss_bytes == i64::try_from(pss).unwrap_or(0)));
+        assert!(r
+            .points
+            .iter()
+            .all(|p| p.host_mem_available_bytes == 20_000_000 * 1024));
+        // Mock launches report ready at 2.5 ms + 0.25 ms × (k mod 5).
+        assert!((r.points[1].launch_ms - 2.75).abs() < 1e-6);
+        let per_gib = r.instances_per_gib.unwrap_or(0.0);
+        assert!(
+            (per_gib - 4.0 / (4.0 * pss as f64 / GIB)).abs() < 1e-9,
+            "{per_gib}"
+        );
+        let log = backend.log();
+        assert_eq!(log.launched.len(), 4);
+        let mut destroyed = log.destroyed.clone();
+        destroyed.sort();
+        let mut launched = log.launched.clone();
+        launched.sort();
+        assert_eq!(launched, destroyed);
+    }
+
+    #[test]
+    fn stops_at_the_memory_floor() {
+        let proc_ = Arc::new(FakeProc::with_available_kib(3_000_000));
+        let backend = MockBackend::new(MockConfig::default());
+        let p = Arc::clone(&proc_);
+        // After the second point the host "runs low".
+        let mut obs = Recorder {
+            on_point: Some(Box::new(move |n| {
+                if n == 2 {
+                    p.set_available_kib(500_000);
+                }
+            })),
+            ..Recorder::default()
+        };
+        let r = run_density(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &proc_.opts(10, 1 << 30),
+            &mut obs,
+        );
+        assert_eq!(r.points.len(), 2);
+        assert!(r.stop_reason.starts_with("memory floor"), "{}", r.stop_reason);
+        assert_eq!(backend.log().destroyed.len(), 2);
+    }
+
+    #[test]
+    fn the_first_failure_ends_the_curve_and_is_recorded() {
+        let proc_ = FakeProc::with_available_kib(20_000_000);
+        let backend = MockBackend::new(MockConfig {
+            fail_launches: vec![3],
+            ..MockConfig::default()
+        });
+        let r = run_density(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &proc_.opts(10, 0),
+            &mut Recorder::default(),
+        );
+        assert_eq!(r.points.len(), 3);
+        assert!(
+            r.stop_reason.contains("launch 4 failed") && r.stop_reason.contains("fails as configured"),
+            "{}",
+            r.stop_reason
+        );
+        assert_eq!(backend.log().destroyed.len(), 3);
+    }
+
+    #[test]
+    fn a_stop_request_tears_down_and_keeps_the_points() {
+        let proc_ = FakeProc::with_available_kib(20_000_000);
+        let backend = MockBackend::new(MockConfig::default());
+        let mut obs = Recorder {
+            stop_after_points: Some(2),
+            ..Recorder::default()
+        };
+        let r = run_density(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &proc_.opts(10, 0),
+            &mut obs,
+        );
+        assert_eq!((r.points.len(), r.stop_reason.as_str()), (2, "interrupted"));
+        assert_eq!(backend.log().destroyed.len(), 2);
+    }
+
+    #[test]
+    fn unavailable_backends_give_an_empty_curve_with_the_reason() {
+        let proc_ = FakeProc::with_available_kib(20_000_000);
+        let backend = MockBackend::new(MockConfig {
+            unavailable: Some("no KVM".into()),
+            ..MockConfig::default()
+        });
+        let r = run_density(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &proc_.opts(3, 0),
+            &mut Recorder::default(),
+        );
+        assert!(r.points.is_empty());
+        assert_eq!(r.stop_reason, "skipped: no KVM");
+        assert_eq!(r.instances_per_gib, None);
+    }
+
+    /// A backend whose instances count how many are alive.
+    struct Counting {
+        alive: Arc<AtomicU32>,
+    }
+    struct CountedInstance {
+        alive: Arc<AtomicU32>,
+    }
+    impl Backend for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+        fn check_host(&self) -> Result<(), Unavailable> {
+            Ok(())
+        }
+        fn prepare(&self, _: &Path) -> Result<SharedImage, BackendError> {
+            Ok(SharedImage::default())
+        }
+        fn launch(&self, _: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+            self.alive.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(CountedInstance {
+                alive: Arc::clone(&self.alive),
+            }))
+        }
+    }
+    impl Instance for CountedInstance {
+        fn phases(&self) -> Vec<crate::PhaseMark> {
+            Vec::new()
+        }
+        fn host_pids(&self) -> Vec<i32> {
+            Vec::new()
+        }
+        fn memory(&self) -> Result<crate::MemoryProbe, BackendError> {
+            Ok(crate::MemoryProbe {
+                pss_bytes: 1 << 20,
+                extra: Vec::new(),
+            })
+        }
+        fn disk(&self) -> Result<crate::DiskProbe, BackendError> {
+            Ok(crate::DiskProbe::default())
+        }
+        fn finish(
+            &mut self,
+            _: std::time::Duration,
+        ) -> Result<Option<workload::WorkloadResult>, BackendError> {
+            Ok(None)
+        }
+        fn destroy(self: Box<Self>) -> Result<(), BackendError> {
+            Ok(()) // Drop does the counting
+        }
+    }
+    impl Drop for CountedInstance {
+        fn drop(&mut self) {
+            self.alive.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_panic_while_instances_run_still_tears_them_down() {
+        let alive = Arc::new(AtomicU32::new(0));
+        let backend = Counting {
+            alive: Arc::clone(&alive),
+        };
+        let proc_ = FakeProc::with_available_kib(20_000_000);
+        let opts = proc_.opts(5, 0);
+        let mut obs = Recorder {
+            on_point: Some(Box::new(|n| {
+                if n == 3 {
+                    panic!("observer panics after 3 points (test)");
+                }
+            })),
+            ..Recorder::default()
+        };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_density(&backend, Path::new("/img"), &WorkloadSpec::Idle, &opts, &mut obs)
+        }));
+        assert!(outcome.is_err());
+        assert_eq!(alive.load(Ordering::SeqCst), 0);
+        // Without the panic, launch_ms falls back to the time launch() took.
+        let r = run_density(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &proc_.opts(2, 0),
+            &mut Recorder::default(),
+        );
+        assert!(r.points.iter().all(|p| p.launch_ms >= 0.0));
+        assert_eq!(alive.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn disk_footprint_counts_the_image_once() {
+        let mut cell = BenchmarkResult::new("mock", &WorkloadSpec::Idle, BTreeMap::new());
+        assert!(disk_footprint(&cell, &DISK_INSTANCE_COUNTS).is_empty());
+        cell.shared_image_bytes = Some(1_000_000);
+        for (i, bytes) in [4096.0, 8192.0, 8192.0].into_iter().enumerate() {
+            cell.runs.push(RunRecord {
+                index: u32::try_from(i).unwrap_or(0),
+                warmup: false,
+                metrics: BTreeMap::from([("instance_disk_bytes".to_string(), bytes)]),
+                workload_result: None,
+            });
+        }
+        let f = disk_footprint(&cell, &DISK_INSTANCE_COUNTS);
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].total_bytes, 1_000_000 + 8192);
+        assert_eq!(f[2].instances, 100);
+        assert_eq!(f[2].total_bytes, 1_000_000 + 100 * 8192);
+        assert_eq!(f[2].naive_full_copy_bytes, 100 * 1_008_192);
+    }
+
+    #[test]
+    fn marginal_cost_can_be_negative() {
+        assert_eq!(signed_difference(5, 7), -2);
+        assert_eq!(signed_difference(7, 5), 2);
+    }
+}
