@@ -77,9 +77,14 @@ pub fn parse_line(line: &str) -> Result<Option<ProtocolLine>, ProtocolError> {
         return Ok(None);
     };
     let (verb, arg) = rest.split_once(' ').unwrap_or((rest, ""));
-    let malformed = |reason: &str| ProtocolError::Malformed { line: line.to_string(), reason: reason.to_string() };
+    let malformed = |reason: &str| ProtocolError::Malformed {
+        line: line.to_string(),
+        reason: reason.to_string(),
+    };
     match verb {
-        READY if !arg.trim().is_empty() => Ok(Some(ProtocolLine::Ready { workload: arg.trim().to_string() })),
+        READY if !arg.trim().is_empty() => Ok(Some(ProtocolLine::Ready {
+            workload: arg.trim().to_string(),
+        })),
         READY => Err(malformed("READY without a workload name")),
         RESULT => serde_json::from_str(arg)
             .map(|r| Some(ProtocolLine::Result(r)))
@@ -97,13 +102,19 @@ mod tests {
     fn ready_round_trips() {
         assert_eq!(
             parse_line(&ready_line("http")).unwrap(),
-            Some(ProtocolLine::Ready { workload: "http".into() })
+            Some(ProtocolLine::Ready {
+                workload: "http".into()
+            })
         );
     }
 
     #[test]
     fn result_round_trips_with_console_carriage_return() {
-        let mut r = WorkloadResult { workload: "oltp".into(), metrics: BTreeMap::new(), notes: BTreeMap::new() };
+        let mut r = WorkloadResult {
+            workload: "oltp".into(),
+            metrics: BTreeMap::new(),
+            notes: BTreeMap::new(),
+        };
         r.metrics.insert("tps".into(), 812.5);
         r.notes.insert("journal_mode".into(), "wal".into());
         let line = format!("{}\r", result_line(&r));

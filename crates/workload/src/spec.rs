@@ -62,7 +62,10 @@ pub enum WorkloadSpec {
     Idle,
     /// Serve `/srv/www` on `port`; with `selftest`, drive `requests` requests over `connections`
     /// keep-alive connections against itself, print RESULT and exit.
-    Http { port: u16, selftest: Option<HttpSelftest> },
+    Http {
+        port: u16,
+        selftest: Option<HttpSelftest>,
+    },
     /// Load an `sbtest` table of `rows` rows, announce ready, run `transactions` oltp_read_write
     /// transactions, print RESULT and exit.
     Oltp { rows: u32, transactions: u32 },
@@ -83,9 +86,15 @@ impl WorkloadSpec {
             WorkloadKind::Idle => WorkloadSpec::Idle,
             WorkloadKind::Http => WorkloadSpec::Http {
                 port: Self::DEFAULT_HTTP_PORT,
-                selftest: Some(HttpSelftest { requests: 2000, connections: 4 }),
+                selftest: Some(HttpSelftest {
+                    requests: 2000,
+                    connections: 4,
+                }),
             },
-            WorkloadKind::Oltp => WorkloadSpec::Oltp { rows: 10_000, transactions: 200 },
+            WorkloadKind::Oltp => WorkloadSpec::Oltp {
+                rows: 10_000,
+                transactions: 200,
+            },
         }
     }
 
@@ -111,7 +120,13 @@ impl WorkloadSpec {
         match self {
             WorkloadSpec::Idle => vec!["idle".into()],
             WorkloadSpec::Http { port, selftest } => {
-                let mut v = vec!["http".into(), "--port".into(), port.to_string(), "--root".into(), WWW_DIR_IN_IMAGE.into()];
+                let mut v = vec![
+                    "http".into(),
+                    "--port".into(),
+                    port.to_string(),
+                    "--root".into(),
+                    WWW_DIR_IN_IMAGE.into(),
+                ];
                 if let Some(s) = selftest {
                     v.push("--selftest".into());
                     v.push(format!("{},{}", s.requests, s.connections));
@@ -140,7 +155,10 @@ mod tests {
         for k in WorkloadKind::ALL {
             assert_eq!(k.name().parse::<WorkloadKind>().unwrap(), k);
         }
-        assert_eq!("nginx".parse::<WorkloadKind>(), Err(UnknownWorkload("nginx".into())));
+        assert_eq!(
+            "nginx".parse::<WorkloadKind>(),
+            Err(UnknownWorkload("nginx".into()))
+        );
     }
 
     #[test]
