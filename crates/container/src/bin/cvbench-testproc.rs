@@ -1,0 +1,151 @@
+//! A tiny static program the container integration tests run inside containers. Each subcommand
+//! prints what it observed on stdout, one `key value` line at a time:
+//!
+//! - `alloc <mib>`: allocates and touches memory 1 MiB at a time, printing `allocated <n>`;
+//! - `forkbomb`: forks sleeping children until fork fails, then prints `fork-failed <errno-name> <n>`;
+//! - `ps`: prints `self <pid>` and `pids <p1> <p2> ...` from `/proc`;
+//! - `write <path>`: writes `<path>` and prints `wrote <path>`;
+//! - `hostname`: prints `hostname <nodename>`;
+//! - `net`: prints `ifaces <names>` (from `/proc/net/dev`) and `lo <up|down>`;
+//! - `idle` (also under the name cvbench-workload): prints `CVBENCH READY idle`, exits 0 on SIGTERM;
+//! - `exit <code>`: exits with `<code>` after printing `exiting`.
+
+use std::io::Write;
+
+fn out(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+    let _ = o.flush();
+}
+
+fn alloc(mib: usize) {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    for i in 1..=mib {
+        // Touch every page so the memory is really charged.
+        blocks.push(vec![1u8; 1 << 20]);
+        if i % 8 == 0 {
+            out(&format!("allocated {i}"));
+        }
+    }
+    out(&format!("allocated-all {}", blocks.len()));
+}
+
+fn forkbomb() {
+    let mut n = 0u32;
+    loop {
+        // SAFETY: the child only calls pause/_exit (async-signal-safe); this process is
+        // single-threaded.
+        match unsafe { libc::fork() } {
+            0 => loop {
+                // SAFETY: pause just waits for a signal.
+                unsafe { libc::pause() };
+            },
+            -1 => {
+                let e = std::io::Error::last_os_error();
+                let name = match e.raw_os_error() {
+                    Some(libc::EAGAIN) => "EAGAIN".to_string(),
+                    Some(other) => format!("errno{other}"),
+                    None => "unknown".to_string(),
+                };
+                out(&format!("fork-failed {name} {n}"));
+                return;
+            }
+            _ => n += 1,
+        }
+        if n > 100_000 {
+            out("fork-never-failed");
+            return;
+        }
+    }
+}
+
+fn ps() {
+    out(&format!("self {}", std::process::id()));
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    out(&format!(
+        "pids {}",
+        pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+    ));
+}
+
+fn net() {
+    let text = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+    let names: Vec<&str> = text
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    out(&format!("ifaces {}", names.join(" ")));
+    // SAFETY: plain socket/ioctl on a zeroed ifreq naming "lo"; fd is closed below.
+    let up = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        libc::close(fd);
+        rc == 0 && (i32::from(req.ifr_ifru.ifru_flags) & libc::IFF_UP) != 0
+    };
+    out(&format!("lo {}", if up { "up" } else { "down" }));
+}
+
+extern "C" fn on_term(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) };
+}
+
+fn idle() {
+    // SAFETY: installs an async-signal-safe handler.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    out("CVBENCH READY idle");
+    loop {
+        // SAFETY: pause just waits for a signal.
+        unsafe { libc::pause() };
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let cmd = args.get(1).map(String::as_str).unwrap_or("");
+    match cmd {
+        "alloc" => alloc(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1024)),
+        "forkbomb" => forkbomb(),
+        "ps" => ps(),
+        "write" => {
+            let path = args.get(2).map(String::as_str).unwrap_or("/written");
+            match std::fs::write(path, b"written inside\n") {
+                Ok(()) => out(&format!("wrote {path}")),
+                Err(e) => {
+                    out(&format!("write-failed {path} {e}"));
+                    std::process::exit(1);
+                }
+            }
+        }
+        "hostname" => {
+            let name = nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out(&format!("hostname {name}"));
+        }
+        "net" => net(),
+        "idle" => idle(),
+        "exit" => {
+            out("exiting");
+            eprintln!("exiting on request");
+            std::process::exit(args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0));
+        }
+        other => {
+            eprintln!("cvbench-testproc: unknown subcommand {other:?}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Creating the container's first process: one raw `clone()` into new namespaces, the [`SetupPlan`]
+//! in the child, then `execve()`; the parent learns what happened over one CLOEXEC pipe.
+//!
+//! Why a raw `clone()` without `CLONE_VM` (fork-like, on a copy of the calling thread's stack): it
+//! creates the process and all its namespaces in one system call (the pid namespace needs a fork
+//! anyway, so `fork()` + `unshare()` + a second `fork()` costs an extra process and an extra
+//! page-table copy). It skips glibc's fork handlers, so in a multi-threaded parent another thread may
+//! hold the allocator's lock at the time of the clone: the child therefore never allocates, locks or
+//! panics. Everything it needs (the plan's C strings, argv, envp, file descriptors) is prepared by the
+//! parent before the clone, and the child only makes system calls (see [`crate::syscall`]).
+//!
+//! The error pipe protocol: the child writes fixed-size [`Record`]s. `Stage::Ready` right before
+//! `execve` (the parent timestamps it when it becomes readable: namespaces and rootfs ready); on a
+//! failure one record naming the stage, the plan step and the errno, then `_exit(127)`. The write end
+//! is CLOEXEC, so a successful `execve` closes it: the parent sees EOF, which is the exec timestamp.
+
+use std::ffi::{c_char, CStr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::setup::{SetupPlan, Stage};
+use crate::syscall::LinuxSyscall;
+
+/// Namespaces every container gets.
+pub const NAMESPACE_FLAGS: libc::c_int =
+    libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET;
+
+/// Marks "no plan step" in a record.
+const NO_STEP: u32 = u32::MAX;
+const RECORD_LEN: usize = 12;
+
+/// One message on the error pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    pub stage: u32,
+    pub step: u32,
+    pub errno: i32,
+}
+
+impl Record {
+    fn to_bytes(self) -> [u8; RECORD_LEN] {
+        let mut b = [0u8; RECORD_LEN];
+        b[0..4].copy_from_slice(&self.stage.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.step.to_ne_bytes());
+        b[8..12].copy_from_slice(&self.errno.to_ne_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8; RECORD_LEN]) -> Record {
+        let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+        Record {
+            stage: u32::from_ne_bytes(word(0)),
+            step: u32::from_ne_bytes(word(4)),
+            errno: i32::from_ne_bytes(word(8)),
+        }
+    }
+}
+
+/// Everything the child needs, prepared by the parent.
+pub struct SpawnRequest<'a> {
+    pub plan: &'a SetupPlan,
+    /// `cgroup.procs` files opened for writing; the child writes `0` to each to join.
+    pub cgroup_procs: &'a [OwnedFd],
+    /// Also create a cgroup namespace (after joining the cgroup, so the container sees it as `/`).
+    pub cgroup_namespace: bool,
+    pub stdin: BorrowedFd<'a>,
+    pub stdout: BorrowedFd<'a>,
+    pub stderr: BorrowedFd<'a>,
+    pub program: &'a CStr,
+    /// NULL-terminated, pointing into C strings the caller keeps alive.
+    pub argv: &'a [*const c_char],
+    /// NULL-terminated, pointing into C strings the caller keeps alive.
+    pub envp: &'a [*const c_char],
+}
+
+/// A child that reached `execve` successfully.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: Pid,
+    pub rootfs_ready: Instant,
+    pub exec: Instant,
+}
+
+/// What went wrong, before or in the child. The child has been reaped.
+#[derive(Debug)]
+pub enum SpawnFailure {
+    Pipe(Errno),
+    Clone(Errno),
+    /// The child reported a failure at `stage` (plan step `step`, if any).
+    Child {
+        pid: Pid,
+        stage: Stage,
+        step: Option<u32>,
+        errno: Errno,
+    },
+    /// The child ended without reporting (killed, or the protocol broke).
+    Vanished {
+        pid: Pid,
+        status: String,
+    },
+}
+
+/// Clones the child and waits until it has exec'd (or failed).
+pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnFailure::Pipe)?;
+    let flags = NAMESPACE_FLAGS | libc::SIGCHLD;
+    // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child runs on a private copy of this
+    // thread's memory. The child branch below only calls `child_main`, which never returns, never
+    // allocates and never unwinds (see the module docs).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::c_ulong::from(flags.unsigned_abs()),
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret < 0 {
+        return Err(SpawnFailure::Clone(Errno::last()));
+    }
+    if ret == 0 {
+        child_main(req, err_w.as_raw_fd());
+    }
+    // clone returns a pid, which fits in pid_t.
+    #[allow(clippy::cast_possible_truncation)]
+    let pid = Pid::from_raw(ret as libc::pid_t);
+    drop(err_w);
+    let fail = |rec: Record| {
+        let _ = waitpid(pid, None);
+        let stage = Stage::from_u32(rec.stage).unwrap_or(Stage::Exec);
+        let step = (rec.step != NO_STEP).then_some(rec.step);
+        SpawnFailure::Child {
+            pid,
+            stage,
+            step,
+            errno: Errno::from_raw(rec.errno),
+        }
+    };
+    let vanished = || SpawnFailure::Vanished {
+        pid,
+        status: describe_wait(waitpid(pid, None)),
+    };
+    let ready = match read_record(&err_r) {
+        Ok(Some(rec)) if rec.stage == Stage::Ready as u32 => Instant::now(),
+        Ok(Some(rec)) => return Err(fail(rec)),
+        Ok(None) | Err(_) => return Err(vanished()),
+    };
+    let exec = match read_record(&err_r) {
+        Ok(None) => Instant::now(),
+        Ok(Some(rec)) => return Err(fail(rec)),
+        Err(_) => return Err(vanished()),
+    };
+    Ok(Spawned {
+        pid,
+        rootfs_ready: ready,
+        exec,
+    })
+}
+
+fn describe_wait(w: nix::Result<WaitStatus>) -> String {
+    match w {
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code}"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig}"),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("wait failed: {e}"),
+    }
+}
+
+/// Reads one record; `None` on EOF.
+fn read_record(fd: &OwnedFd) -> Result<Option<Record>, Errno> {
+    let mut buf = [0u8; RECORD_LEN];
+    let mut got = 0;
+    while got < RECORD_LEN {
+        match nix::unistd::read(fd, &mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(Errno::EPIPE),
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(Record::from_bytes(&buf)))
+}
+
+/// Reports a failure to the parent and exits. Never returns, never allocates.
+fn child_fail(err_w: RawFd, stage: Stage, step: u32, errno: Errno) -> ! {
+    child_write(
+        err_w,
+        Record {
+            stage: stage as u32,
+            step,
+            errno: errno as i32,
+        },
+    );
+    // SAFETY: _exit is async-signal-safe and skips atexit handlers and stdio flushing, which must
+    // not run in this copy of the parent.
+    unsafe { libc::_exit(127) }
+}
+
+fn child_write(err_w: RawFd, rec: Record) {
+    let bytes = rec.to_bytes();
+    // SAFETY: `err_w` is the open write end of the error pipe; 12 bytes < PIPE_BUF are written
+    // atomically. A failure cannot be reported anywhere, so the result is ignored.
+    let _ = unsafe { libc::write(err_w, bytes.as_ptr().cast(), bytes.len()) };
+}
+
+/// The child: join the cgroup, apply the plan, set up stdio, report ready, exec.
+fn child_main(req: &SpawnRequest<'_>, err_w: RawFd) -> ! {
+    for (i, fd) in req.cgroup_procs.iter().enumerate() {
+        // SAFETY: writing two bytes from a static buffer to an open descriptor.
+        let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+        if n != 1 {
+            // A handful of cgroup files; the index fits.
+            #[allow(clippy::cast_possible_truncation)]
+            child_fail(err_w, Stage::JoinCgroup, i as u32, Errno::last());
+        }
+    }
+    if req.cgroup_namespace {
+        if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+            child_fail(err_w, Stage::JoinCgroup, NO_STEP, e);
+        }
+    }
+    if let Err(f) = req.plan.apply(&LinuxSyscall) {
+        let stage = req.plan.stage_of(f.index).unwrap_or(Stage::Exec);
+        child_fail(err_w, stage, f.index, f.errno);
+    }
+    // The parent (Rust's runtime) ignores SIGPIPE and may block signals; the workload must start
+    // with default dispositions and an empty mask, as after a normal fork+exec.
+    let empty = nix::sys::signal::SigSet::empty();
+    if let Err(e) =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&empty), None)
+    {
+        child_fail(err_w, Stage::Signals, NO_STEP, e);
+    }
+    // SAFETY: restoring the default disposition installs no handler.
+    if let Err(e) =
+        unsafe { nix::sys::signal::signal(nix::sys::signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
+    {
+        child_fail(err_w, Stage::Signals, NO_STEP, e);
+    }
+    for (fd, target) in [(req.stdin, 0), (req.stdout, 1), (req.stderr, 2)] {
+        // SAFETY: dup2 onto the standard descriptors of this (single-threaded) child; the old ones
+        // are replaced atomically. Both descriptors are open.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+            child_fail(err_w, Stage::Stdio, NO_STEP, Errno::last());
+        }
+    }
+    child_write(
+        err_w,
+        Record {
+            stage: Stage::Ready as u32,
+            step: NO_STEP,
+            errno: 0,
+        },
+    );
+    // SAFETY: program, argv and envp are NUL-terminated C strings and NULL-terminated pointer
+    // arrays kept alive by the parent's copy of the request (this memory is the child's copy).
+    unsafe { libc::execve(req.program.as_ptr(), req.argv.as_ptr(), req.envp.as_ptr()) };
+    child_fail(err_w, Stage::Exec, NO_STEP, Errno::last())
+}
+
+/// A pipe whose both ends are CLOEXEC: (read, write).
+pub fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), Errno> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+}
+
+/// `pidfd_open(2)`: a descriptor that becomes readable when `pid` exits (Linux 5.3+).
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // A descriptor number fits in an int.
+    #[allow(clippy::cast_possible_truncation)]
+    // SAFETY: the kernel just returned this new descriptor; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let r = Record {
+            stage: Stage::MountOverlay as u32,
+            step: 2,
+            errno: libc::ENOENT,
+        };
+        assert_eq!(Record::from_bytes(&r.to_bytes()), r);
+    }
+}
