@@ -1,0 +1,49 @@
+//! x86_64 boot: the zero page with its e820 map and command line, the MP table, the boot GDT and
+//! identity-mapped page tables, long-mode register state, CPUID and the in-kernel interrupt
+//! controllers. Everything is written into guest memory or set on KVM file descriptors; nothing here
+//! runs the guest.
+
+pub mod boot_params;
+pub mod cpuid;
+pub mod mptable;
+pub mod regs;
+
+use vm_memory::GuestAddress;
+
+/// Failures while writing x86 boot structures or configuring a vCPU's boot state.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchError {
+    #[error("guest memory write of {what} at {addr:#x} failed: {source}")]
+    GuestMemory {
+        what: &'static str,
+        addr: u64,
+        source: vm_memory::GuestMemoryError,
+    },
+    #[error("guest RAM of {ram_bytes} bytes is too small for {what} (needs {needed_bytes})")]
+    RamTooSmall {
+        what: &'static str,
+        ram_bytes: u64,
+        needed_bytes: u64,
+    },
+    #[error("{vcpus} vCPUs do not fit the MP table (max {max})")]
+    TooManyVcpus { vcpus: u8, max: u8 },
+    #[error("KVM ioctl {ioctl} failed on vCPU {vcpu}: {source}")]
+    Kvm {
+        ioctl: &'static str,
+        vcpu: u8,
+        source: kvm_ioctls::Error,
+    },
+    #[error("KVM accepted {set} of {wanted} boot MSRs on vCPU {vcpu}")]
+    MsrsRejected { vcpu: u8, set: usize, wanted: usize },
+}
+
+pub(crate) fn mem_err(
+    what: &'static str,
+    addr: GuestAddress,
+) -> impl FnOnce(vm_memory::GuestMemoryError) -> ArchError {
+    move |source| ArchError::GuestMemory {
+        what,
+        addr: addr.0,
+        source,
+    }
+}

@@ -1,0 +1,579 @@
+//! Turns a [`VmConfig`] into a [`Vm`] ready to run: host checks first (kernel readable and
+//! recognised, enough memory for it, `/dev/kvm` openable, KVM API version and capabilities), then
+//! the VM, guest memory, boot structures, devices and vCPUs. [`Vm::run`] starts one thread per vCPU
+//! and returns why the VM stopped; a [`StopHandle`] stops it from another thread (e.g. on SIGTERM).
+
+use std::ffi::CString;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use kvm_bindings::{
+    kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
+};
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use linux_loader::loader::{bzimage::BzImage, elf::Elf, KernelLoader};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
+
+use crate::arch::x86_64::{boot_params, cpuid, mptable, regs, ArchError};
+use crate::devices::boot_timer::BootTimer;
+use crate::devices::bus::{Bus, BusError};
+use crate::devices::i8042::{self, I8042};
+use crate::devices::serial::{ConsoleSink, SerialConsole};
+use crate::devices::virtio::block::{Block, BlockError};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::events::{EventKind, VmEvent, VmObserver};
+use crate::kernel::{KernelError, KernelFormat, KernelImage};
+use crate::layout;
+use crate::vcpu::{run_vcpu, ExitReason, UnknownAccessLimiter, VcpuShared};
+
+/// The only KVM API version there has ever been.
+pub const KVM_API_VERSION: i32 = 12;
+/// Capabilities the VMM relies on.
+pub const REQUIRED_CAPS: [(Cap, &str); 6] = [
+    (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+    (Cap::Irqfd, "KVM_CAP_IRQFD"),
+    (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+    (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
+    (Cap::Pit2, "KVM_CAP_PIT2"),
+    (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+];
+/// Offset of the 64-bit entry point from a bzImage's protected-mode code (boot.rst, "64-bit BOOT
+/// PROTOCOL").
+const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
+/// Smallest guest RAM: the boot structures below 1 MiB plus room for a payload.
+pub const MIN_MEMORY_MIB: u64 = 2;
+/// The base of every command line; Linux-specific words are harmless to the probe payload.
+pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
+const KVM_DEVICE: &str = "/dev/kvm";
+
+/// One block device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// Everything needed to create a VM.
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    /// Appended to [`BASE_CMDLINE`] and the `virtio_mmio.device=` words (e.g. `root=/dev/vda ... -- args`).
+    pub cmdline_extra: String,
+    pub memory_mib: u64,
+    pub vcpus: u8,
+    /// `vda`, `vdb`, ... in order.
+    pub disks: Vec<DiskConfig>,
+    /// Where the guest's serial output goes.
+    pub console: ConsoleSink,
+}
+
+impl fmt::Debug for VmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VmConfig")
+            .field("kernel", &self.kernel)
+            .field("cmdline_extra", &self.cmdline_extra)
+            .field("memory_mib", &self.memory_mib)
+            .field("vcpus", &self.vcpus)
+            .field("disks", &self.disks)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("memory_mib {memory_mib} is outside {min}..={max}")]
+    MemoryOutOfRange { memory_mib: u64, min: u64, max: u64 },
+    #[error("kernel {path} needs {needed_mib} MiB of guest RAM but memory_mib is {memory_mib}")]
+    MemoryTooSmall {
+        path: PathBuf,
+        needed_mib: u64,
+        memory_mib: u64,
+    },
+    #[error("vcpus {vcpus} is outside 1..={max}")]
+    VcpusOutOfRange { vcpus: u8, max: u8 },
+    #[error("{count} disks given; at most {max} virtio-mmio devices fit")]
+    TooManyDisks { count: usize, max: usize },
+    #[error(transparent)]
+    Disk(#[from] BlockError),
+    #[error("cannot open {KVM_DEVICE}: {source} (is the kvm module loaded, and may this user open it?)")]
+    KvmOpen { source: kvm_ioctls::Error },
+    #[error("{KVM_DEVICE} reports KVM API version {version}, expected {KVM_API_VERSION}")]
+    KvmApiVersion { version: i32 },
+    #[error("{KVM_DEVICE} lacks the required capability {cap}")]
+    KvmCapMissing { cap: &'static str },
+    #[error("KVM ioctl {ioctl} failed: {source}")]
+    Kvm {
+        ioctl: &'static str,
+        source: kvm_ioctls::Error,
+    },
+    #[error("allocating {memory_mib} MiB of guest memory: {reason}")]
+    GuestMemory { memory_mib: u64, reason: String },
+    #[error("loading kernel {path}: {reason}")]
+    KernelLoad { path: PathBuf, reason: String },
+    #[error("kernel command line of {len} bytes exceeds {max} (or contains a NUL byte)")]
+    Cmdline { len: usize, max: usize },
+    #[error(transparent)]
+    Arch(#[from] ArchError),
+    #[error("creating an eventfd for {what}: {source}")]
+    EventFd {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("starting the thread of vCPU {vcpu}: {source}")]
+    VcpuThread { vcpu: u8, source: std::io::Error },
+    #[error("installing the vCPU kick signal handler: {source}")]
+    KickSignal { source: vmm_sys_util::errno::Error },
+}
+
+fn kvm_err(ioctl: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmError {
+    move |source| VmError::Kvm { ioctl, source }
+}
+
+/// Opens `/dev/kvm` and checks the API version and the capabilities the VMM needs.
+pub fn open_kvm() -> Result<Kvm, VmError> {
+    let kvm = Kvm::new().map_err(|source| VmError::KvmOpen { source })?;
+    let version = kvm.get_api_version();
+    if version != KVM_API_VERSION {
+        return Err(VmError::KvmApiVersion { version });
+    }
+    for (cap, name) in REQUIRED_CAPS {
+        if !kvm.check_extension(cap) {
+            return Err(VmError::KvmCapMissing { cap: name });
+        }
+    }
+    Ok(kvm)
+}
+
+/// The full command line for `config`: base words, one `virtio_mmio.device=` per disk, then the
+/// caller's extra words.
+pub fn build_cmdline(disk_count: usize, extra: &str) -> Result<CString, VmError> {
+    let mut cmdline = BASE_CMDLINE.to_string();
+    for index in 0..disk_count {
+        cmdline.push_str(&format!(
+            " virtio_mmio.device=4K@{:#x}:{}",
+            layout::virtio_mmio_base(index),
+            layout::virtio_mmio_irq(index)
+        ));
+    }
+    if !extra.trim().is_empty() {
+        cmdline.push(' ');
+        cmdline.push_str(extra.trim());
+    }
+    let len = cmdline.len();
+    if len + 1 > layout::CMDLINE_MAX_BYTES {
+        return Err(VmError::Cmdline {
+            len,
+            max: layout::CMDLINE_MAX_BYTES - 1,
+        });
+    }
+    CString::new(cmdline).map_err(|_| VmError::Cmdline {
+        len,
+        max: layout::CMDLINE_MAX_BYTES - 1,
+    })
+}
+
+/// Checks everything about `config` that can be checked without KVM.
+pub fn validate(config: &VmConfig) -> Result<KernelImage, VmError> {
+    let max_mib = layout::MAX_MEMORY_MIB;
+    if !(MIN_MEMORY_MIB..=max_mib).contains(&config.memory_mib) {
+        return Err(VmError::MemoryOutOfRange {
+            memory_mib: config.memory_mib,
+            min: MIN_MEMORY_MIB,
+            max: max_mib,
+        });
+    }
+    if config.vcpus == 0 || config.vcpus > mptable::MAX_VCPUS {
+        return Err(VmError::VcpusOutOfRange {
+            vcpus: config.vcpus,
+            max: mptable::MAX_VCPUS,
+        });
+    }
+    if config.disks.len() > layout::VIRTIO_MMIO_MAX_DEVICES {
+        return Err(VmError::TooManyDisks {
+            count: config.disks.len(),
+            max: layout::VIRTIO_MMIO_MAX_DEVICES,
+        });
+    }
+    let kernel = KernelImage::inspect(&config.kernel)?;
+    let ram_bytes = config.memory_mib << 20;
+    if kernel.needed_ram_bytes > ram_bytes {
+        return Err(VmError::MemoryTooSmall {
+            path: config.kernel.clone(),
+            needed_mib: kernel.needed_ram_bytes.div_ceil(1 << 20),
+            memory_mib: config.memory_mib,
+        });
+    }
+    build_cmdline(config.disks.len(), &config.cmdline_extra)?;
+    Ok(kernel)
+}
+
+/// Loads the kernel and returns the guest address of its 64-bit entry and, for a bzImage, its setup
+/// header.
+fn load_kernel(
+    mem: &GuestMemoryMmap,
+    kernel: &KernelImage,
+) -> Result<
+    (
+        GuestAddress,
+        Option<linux_loader::loader::bootparam::setup_header>,
+    ),
+    VmError,
+> {
+    let load_err = |reason: String| VmError::KernelLoad {
+        path: kernel.path.clone(),
+        reason,
+    };
+    let mut file = File::open(&kernel.path).map_err(|e| load_err(e.to_string()))?;
+    let himem = Some(GuestAddress(layout::HIMEM_START));
+    match kernel.format {
+        KernelFormat::Elf => {
+            let loaded = Elf::load(mem, None, &mut file, himem).map_err(|e| load_err(format!("{e:?}")))?;
+            Ok((loaded.kernel_load, None))
+        }
+        KernelFormat::BzImage => {
+            let loaded =
+                BzImage::load(mem, None, &mut file, himem).map_err(|e| load_err(format!("{e:?}")))?;
+            let entry = GuestAddress(loaded.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET);
+            Ok((entry, loaded.setup_header))
+        }
+    }
+}
+
+/// A created VM, not yet running. Owns the KVM descriptors, guest memory and devices.
+pub struct Vm {
+    _kvm: Kvm,
+    _vm_fd: VmFd,
+    mem: GuestMemoryMmap,
+    vcpus: Vec<VcpuFd>,
+    shared: Arc<VcpuShared>,
+    exit_rx: mpsc::Receiver<ExitReason>,
+    _irq_fds: Vec<Arc<EventFd>>,
+}
+
+/// Stops a running VM from any thread.
+#[derive(Clone)]
+pub struct StopHandle {
+    shared: Arc<VcpuShared>,
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.shared.stop(ExitReason::Stopped);
+    }
+}
+
+/// Host address and size of the guest RAM mapping (to find it in `/proc/PID/smaps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestRamMapping {
+    pub host_addr: u64,
+    pub bytes: u64,
+}
+
+fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+extern "C" fn ignore_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+impl Vm {
+    /// Validates `config`, then creates and configures the VM. Reports
+    /// [`EventKind::VmCreatedKernelLoaded`] to `observer` when done.
+    pub fn create(config: VmConfig, observer: Arc<dyn VmObserver>) -> Result<Vm, VmError> {
+        let kernel = validate(&config)?;
+        let disks = config
+            .disks
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                Block::open(
+                    &d.path,
+                    d.read_only,
+                    &format!("cvbench-vd{}", (b'a' + i as u8) as char),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let kvm = open_kvm()?;
+        let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
+        vm_fd
+            .set_tss_address(layout::KVM_TSS_ADDRESS as usize)
+            .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
+        vm_fd.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+        let pit = kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        };
+        vm_fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+
+        let ram_bytes = config.memory_mib << 20;
+        let mem =
+            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(layout::RAM_START), ram_bytes as usize)])
+                .map_err(|e| VmError::GuestMemory {
+                    memory_mib: config.memory_mib,
+                    reason: e.to_string(),
+                })?;
+        for (slot, region) in mem.iter().enumerate() {
+            let host = mem
+                .get_host_address(region.start_addr())
+                .map_err(|e| VmError::GuestMemory {
+                    memory_mib: config.memory_mib,
+                    reason: e.to_string(),
+                })?;
+            let region_desc = kvm_userspace_memory_region {
+                slot: slot as u32,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+                flags: 0,
+            };
+            // SAFETY: the region is a live mapping owned by `mem`, which the returned `Vm` keeps for
+            // as long as the VM file descriptor (and thus the slot) exists.
+            unsafe { vm_fd.set_user_memory_region(region_desc) }
+                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+
+        let (entry, setup_header) = load_kernel(&mem, &kernel)?;
+        let cmdline = build_cmdline(config.disks.len(), &config.cmdline_extra)?;
+        let params =
+            boot_params::build_boot_params(setup_header, cmdline.as_bytes_with_nul().len(), ram_bytes);
+        boot_params::write_boot_params(&mem, &params, &cmdline)?;
+        mptable::write(&mem, config.vcpus)?;
+        regs::write_gdt_and_idt(&mem)?;
+        regs::write_page_tables(&mem)?;
+
+        let mut irq_fds = Vec::new();
+        let mut new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
+            let fd = EventFd::new(EFD_NONBLOCK).map_err(|source| VmError::EventFd { what, source })?;
+            vm_fd.register_irqfd(&fd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
+            let fd = Arc::new(fd);
+            irq_fds.push(fd.clone());
+            Ok(fd)
+        };
+        let mut pio = Bus::new();
+        let serial_irq = new_irq("serial", layout::SERIAL_IRQ)?;
+        let serial = SerialConsole::new(serial_irq, config.console, observer.clone());
+        pio.insert(
+            u64::from(layout::SERIAL_PORT_BASE),
+            u64::from(layout::SERIAL_PORT_LEN),
+            Arc::new(Mutex::new(serial)),
+        )?;
+        pio.insert(
+            u64::from(layout::I8042_DATA_PORT),
+            i8042::PORT_RANGE_LEN,
+            Arc::new(Mutex::new(I8042::default())),
+        )?;
+        pio.insert(
+            u64::from(layout::BOOT_TIMER_PORT),
+            1,
+            Arc::new(Mutex::new(BootTimer::new(observer.clone()))),
+        )?;
+        let mut mmio = Bus::new();
+        for (index, block) in disks.into_iter().enumerate() {
+            let irq = new_irq("virtio-blk", layout::virtio_mmio_irq(index))?;
+            let transport = MmioTransport::new(Box::new(block), mem.clone(), irq, observer.clone());
+            mmio.insert(
+                layout::virtio_mmio_base(index),
+                layout::VIRTIO_MMIO_DEVICE_BYTES,
+                Arc::new(Mutex::new(transport)),
+            )?;
+        }
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
+        for index in 0..config.vcpus {
+            let vcpu = vm_fd
+                .create_vcpu(u64::from(index))
+                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+            let mut cpuid = supported.clone();
+            cpuid::patch_for_vcpu(&mut cpuid, index, config.vcpus);
+            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+            let accepted = regs::setup_fpu_and_msrs(&vcpu, index)?;
+            if accepted < 2 {
+                observer.warning(&format!("vCPU {index}: KVM accepted {accepted} of 2 boot MSRs"));
+            }
+            regs::setup_lapic_lint(&vcpu, index)?;
+            if index == 0 {
+                regs::setup_boot_registers(&vcpu, index, entry)?;
+            }
+            vcpus.push(vcpu);
+        }
+
+        let (exit_tx, exit_rx) = mpsc::channel();
+        let shared = Arc::new(VcpuShared {
+            pio,
+            mmio,
+            observer: observer.clone(),
+            unknown: UnknownAccessLimiter::default(),
+            stopping: AtomicBool::new(false),
+            exit_tx: Mutex::new(Some(exit_tx)),
+        });
+        let vm = Vm {
+            _kvm: kvm,
+            _vm_fd: vm_fd,
+            mem,
+            vcpus,
+            shared,
+            exit_rx,
+            _irq_fds: irq_fds,
+        };
+        let ram = vm.guest_ram();
+        observer.event(VmEvent::now(EventKind::VmCreatedKernelLoaded {
+            guest_ram_host_addr: ram.host_addr,
+            guest_ram_bytes: ram.bytes,
+        }));
+        Ok(vm)
+    }
+
+    pub fn guest_memory(&self) -> &GuestMemoryMmap {
+        &self.mem
+    }
+
+    /// Where guest RAM lives in this process.
+    pub fn guest_ram(&self) -> GuestRamMapping {
+        let host_addr = self
+            .mem
+            .get_host_address(GuestAddress(layout::RAM_START))
+            .map_or(0, |p| p as u64);
+        let bytes = self.mem.iter().map(|r| r.len()).sum();
+        GuestRamMapping { host_addr, bytes }
+    }
+
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Runs the vCPUs until the guest resets, faults, or a [`StopHandle`] stops the VM, and returns
+    /// why. All vCPU threads have ended when this returns.
+    pub fn run(self) -> Result<ExitReason, VmError> {
+        register_signal_handler(kick_signal(), ignore_kick)
+            .map_err(|source| VmError::KickSignal { source })?;
+        let mut threads = Vec::with_capacity(self.vcpus.len());
+        for (index, vcpu) in self.vcpus.into_iter().enumerate() {
+            let index = index as u8;
+            let shared = self.shared.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("vcpu{index}"))
+                .spawn(move || run_vcpu(index, vcpu, &shared));
+            match thread {
+                Ok(handle) => threads.push(handle),
+                Err(source) => {
+                    self.shared.stop(ExitReason::Stopped);
+                    join_all(threads, &self.shared);
+                    return Err(VmError::VcpuThread { vcpu: index, source });
+                }
+            }
+        }
+        // Every path that stops a vCPU records a reason first, so this only fails if all senders
+        // are gone, which cannot happen while `shared` holds one; treat it as a host stop.
+        let reason = self.exit_rx.recv().unwrap_or(ExitReason::Stopped);
+        join_all(threads, &self.shared);
+        Ok(reason)
+    }
+}
+
+/// Kicks vCPU threads out of `KVM_RUN` until they have all returned. A kick that lands just before a
+/// thread enters `KVM_RUN` is lost, so it is repeated.
+fn join_all(threads: Vec<std::thread::JoinHandle<ExitReason>>, shared: &VcpuShared) {
+    shared.stopping.store(true, Ordering::SeqCst);
+    for thread in threads {
+        while !thread.is_finished() {
+            let _ = thread.kill(kick_signal());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = thread.join();
+    }
+}
+
+/// Whether `path` can be opened read-write as the KVM device (for host checks).
+pub fn kvm_openable(path: &Path) -> Result<(), std::io::Error> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(kernel: PathBuf, memory_mib: u64, vcpus: u8) -> VmConfig {
+        VmConfig {
+            kernel,
+            cmdline_extra: String::new(),
+            memory_mib,
+            vcpus,
+            disks: Vec::new(),
+            console: Box::new(std::io::sink()),
+        }
+    }
+
+    fn probe_file() -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, crate::probe::PROBE_ELF).unwrap();
+        f
+    }
+
+    #[test]
+    fn cmdline_lists_each_disk_and_appends_extra_words_last() {
+        let c = build_cmdline(2, "root=/dev/vda ro -- idle --x").unwrap();
+        assert_eq!(
+            c.to_str().unwrap(),
+            "console=ttyS0 reboot=k panic=-1 virtio_mmio.device=4K@0xd0000000:5 \
+             virtio_mmio.device=4K@0xd0001000:6 root=/dev/vda ro -- idle --x"
+        );
+        assert!(matches!(
+            build_cmdline(0, &"x".repeat(3000)),
+            Err(VmError::Cmdline { .. })
+        ));
+        assert!(matches!(build_cmdline(0, "a\0b"), Err(VmError::Cmdline { .. })));
+    }
+
+    #[test]
+    fn validation_names_the_bad_value() {
+        let probe = probe_file();
+        assert!(validate(&config(probe.path().to_path_buf(), 16, 1)).is_ok());
+        assert!(matches!(
+            validate(&config(probe.path().to_path_buf(), 1, 1)),
+            Err(VmError::MemoryOutOfRange { memory_mib: 1, .. })
+        ));
+        assert!(matches!(
+            validate(&config(probe.path().to_path_buf(), 8192, 1)),
+            Err(VmError::MemoryOutOfRange { memory_mib: 8192, .. })
+        ));
+        assert!(matches!(
+            validate(&config(probe.path().to_path_buf(), 16, 0)),
+            Err(VmError::VcpusOutOfRange { vcpus: 0, .. })
+        ));
+        let missing = PathBuf::from("/nonexistent/vmlinux");
+        let err = validate(&config(missing.clone(), 16, 1)).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/vmlinux"), "{err}");
+    }
+
+    #[test]
+    fn a_kernel_larger_than_guest_ram_is_refused_before_kvm() {
+        // An ELF whose segment ends at 64 MiB.
+        let mut elf = crate::probe::PROBE_ELF.to_vec();
+        let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+        elf[phoff + 0x28..phoff + 0x30].copy_from_slice(&(64u64 << 20).to_le_bytes());
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, &elf).unwrap();
+        let err = validate(&config(f.path().to_path_buf(), 16, 1)).unwrap_err();
+        assert!(
+            matches!(err, VmError::MemoryTooSmall { memory_mib: 16, .. }),
+            "{err}"
+        );
+    }
+}

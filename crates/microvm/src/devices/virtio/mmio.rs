@@ -1,0 +1,504 @@
+//! The virtio-mmio (version 2) transport: the register window at `0xd000_0000 + 4 KiB * n` and the
+//! device-status state machine of virtio 1.x §3.1 / §4.2.
+//!
+//! The driver resets (status 0), sets ACKNOWLEDGE and DRIVER, reads device features, writes the
+//! features it accepts, sets FEATURES_OK (which the device keeps only if the accepted features are a
+//! subset of the offered ones and include VERSION_1), configures each queue (size, three ring
+//! addresses, ready) and sets DRIVER_OK. Queue notifications are served synchronously on the vCPU
+//! thread that wrote QueueNotify; completion raises the device's interrupt. Anything out of order is
+//! ignored (and reported), never fatal.
+
+use std::sync::Arc;
+
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED,
+    VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_F_VERSION_1,
+};
+use virtio_bindings::virtio_mmio::*;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::GuestMemoryMmap;
+
+use super::VirtioDevice;
+use crate::devices::bus::{BusAction, BusDevice};
+use crate::devices::Interrupt;
+use crate::events::VmObserver;
+
+/// "virt" in little-endian.
+pub const MMIO_MAGIC: u32 = 0x7472_6976;
+/// The modern (non-legacy) virtio-mmio layout.
+pub const MMIO_VERSION: u32 = 2;
+/// Vendor ID reported to the guest ("CVB").
+pub const VENDOR_ID: u32 = 0x0042_5643;
+
+pub struct MmioTransport {
+    device: Box<dyn VirtioDevice>,
+    mem: GuestMemoryMmap,
+    interrupt: Arc<dyn Interrupt>,
+    observer: Arc<dyn VmObserver>,
+    queues: Vec<Queue>,
+    status: u32,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    queue_sel: u32,
+    interrupt_status: u32,
+    config_generation: u32,
+}
+
+impl MmioTransport {
+    pub fn new(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<dyn Interrupt>,
+        observer: Arc<dyn VmObserver>,
+    ) -> Self {
+        let queues = device
+            .queue_max_sizes()
+            .iter()
+            .filter_map(|&max| Queue::new(max).ok())
+            .collect();
+        MmioTransport {
+            device,
+            mem,
+            interrupt,
+            observer,
+            queues,
+            status: 0,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            queue_sel: 0,
+            interrupt_status: 0,
+            config_generation: 0,
+        }
+    }
+
+    /// The device status register.
+    pub fn status(&self) -> u32 {
+        self.status
+    }
+
+    fn reset(&mut self) {
+        self.status = 0;
+        self.device_features_sel = 0;
+        self.driver_features_sel = 0;
+        self.driver_features = 0;
+        self.queue_sel = 0;
+        self.interrupt_status = 0;
+        for queue in &mut self.queues {
+            queue.reset();
+        }
+    }
+
+    fn selected_queue(&mut self) -> Option<&mut Queue> {
+        self.queues.get_mut(self.queue_sel as usize)
+    }
+
+    /// Queue registers may change only between FEATURES_OK and DRIVER_OK.
+    fn queue_configurable(&self) -> bool {
+        self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 && self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0
+    }
+
+    fn activated(&self) -> bool {
+        self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && self.status & VIRTIO_CONFIG_S_FAILED == 0
+    }
+
+    fn set_status(&mut self, new: u32) {
+        if new == 0 {
+            self.reset();
+            return;
+        }
+        let old = self.status;
+        if new & old != old {
+            self.observer.warning(&format!(
+                "virtio-mmio: status {old:#x} -> {new:#x} clears bits; ignored"
+            ));
+            return;
+        }
+        let added = new & !old;
+        let mut accepted = old | (added & (VIRTIO_CONFIG_S_FAILED | VIRTIO_CONFIG_S_ACKNOWLEDGE));
+        if added & VIRTIO_CONFIG_S_DRIVER != 0 && accepted & VIRTIO_CONFIG_S_ACKNOWLEDGE != 0 {
+            accepted |= VIRTIO_CONFIG_S_DRIVER;
+        }
+        if added & VIRTIO_CONFIG_S_FEATURES_OK != 0 && accepted & VIRTIO_CONFIG_S_DRIVER != 0 {
+            let offered = self.device.features();
+            let subset = self.driver_features & !offered == 0;
+            let modern = self.driver_features & (1 << VIRTIO_F_VERSION_1) != 0;
+            if subset && modern {
+                accepted |= VIRTIO_CONFIG_S_FEATURES_OK;
+            } else {
+                self.observer.warning(&format!(
+                    "virtio-mmio: driver features {:#x} not acceptable (offered {offered:#x}); FEATURES_OK refused",
+                    self.driver_features
+                ));
+            }
+        }
+        if added & VIRTIO_CONFIG_S_DRIVER_OK != 0 && accepted & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
+            let mem = &self.mem;
+            let all_valid = self.queues.iter().all(|q| !q.ready() || q.is_valid(mem));
+            if all_valid {
+                accepted |= VIRTIO_CONFIG_S_DRIVER_OK;
+            } else {
+                self.observer
+                    .warning("virtio-mmio: DRIVER_OK with a queue outside guest memory; device FAILED");
+                accepted |= VIRTIO_CONFIG_S_FAILED;
+            }
+        }
+        if accepted != new {
+            self.observer.warning(&format!(
+                "virtio-mmio: status {old:#x} -> {new:#x} accepted as {accepted:#x}"
+            ));
+        }
+        self.status = accepted;
+    }
+
+    fn notify(&mut self, index: u32) {
+        if !self.activated() {
+            self.observer.warning(&format!(
+                "virtio-mmio: notify of queue {index} before DRIVER_OK ignored"
+            ));
+            return;
+        }
+        let Some(queue) = self.queues.get_mut(index as usize) else {
+            self.observer
+                .warning(&format!("virtio-mmio: notify of missing queue {index} ignored"));
+            return;
+        };
+        if !queue.ready() {
+            return;
+        }
+        if self.device.process_queue(index as usize, queue, &self.mem) {
+            self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
+            if let Err(err) = self.interrupt.trigger() {
+                self.observer
+                    .warning(&format!("virtio-mmio: interrupt failed: {err}"));
+            }
+        }
+    }
+
+    fn read_register(&mut self, offset: u32) -> u32 {
+        match offset {
+            VIRTIO_MMIO_MAGIC_VALUE => MMIO_MAGIC,
+            VIRTIO_MMIO_VERSION => MMIO_VERSION,
+            VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
+            VIRTIO_MMIO_VENDOR_ID => VENDOR_ID,
+            VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
+                0 => self.device.features() as u32,
+                1 => (self.device.features() >> 32) as u32,
+                _ => 0,
+            },
+            VIRTIO_MMIO_QUEUE_NUM_MAX => self.selected_queue().map_or(0, |q| u32::from(q.max_size())),
+            VIRTIO_MMIO_QUEUE_READY => self.selected_queue().map_or(0, |q| u32::from(q.ready())),
+            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
+            VIRTIO_MMIO_STATUS => self.status,
+            VIRTIO_MMIO_CONFIG_GENERATION => self.config_generation,
+            _ => {
+                self.observer
+                    .warning(&format!("virtio-mmio: read of register {offset:#x} answered 0"));
+                0
+            }
+        }
+    }
+
+    fn write_register(&mut self, offset: u32, value: u32) {
+        let configurable = self.queue_configurable();
+        match offset {
+            VIRTIO_MMIO_DEVICE_FEATURES_SEL => self.device_features_sel = value,
+            VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = value,
+            VIRTIO_MMIO_DRIVER_FEATURES => {
+                if self.status & VIRTIO_CONFIG_S_DRIVER == 0 || self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0
+                {
+                    self.observer
+                        .warning("virtio-mmio: driver features written outside feature negotiation");
+                    return;
+                }
+                match self.driver_features_sel {
+                    0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
+                    1 => {
+                        self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
+                    }
+                    _ => {}
+                }
+            }
+            VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = value,
+            VIRTIO_MMIO_STATUS => self.set_status(value),
+            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt_status &= !value,
+            VIRTIO_MMIO_QUEUE_NOTIFY => self.notify(value),
+            VIRTIO_MMIO_QUEUE_NUM
+            | VIRTIO_MMIO_QUEUE_READY
+            | VIRTIO_MMIO_QUEUE_DESC_LOW
+            | VIRTIO_MMIO_QUEUE_DESC_HIGH
+            | VIRTIO_MMIO_QUEUE_AVAIL_LOW
+            | VIRTIO_MMIO_QUEUE_AVAIL_HIGH
+            | VIRTIO_MMIO_QUEUE_USED_LOW
+            | VIRTIO_MMIO_QUEUE_USED_HIGH => {
+                if !configurable {
+                    self.observer.warning(&format!(
+                        "virtio-mmio: queue register {offset:#x} written in status {:#x}; ignored",
+                        self.status
+                    ));
+                    return;
+                }
+                let Some(queue) = self.selected_queue() else {
+                    return;
+                };
+                match offset {
+                    VIRTIO_MMIO_QUEUE_NUM => queue.set_size(value as u16),
+                    VIRTIO_MMIO_QUEUE_READY => queue.set_ready(value == 1),
+                    VIRTIO_MMIO_QUEUE_DESC_LOW => queue.set_desc_table_address(Some(value), None),
+                    VIRTIO_MMIO_QUEUE_DESC_HIGH => queue.set_desc_table_address(None, Some(value)),
+                    VIRTIO_MMIO_QUEUE_AVAIL_LOW => queue.set_avail_ring_address(Some(value), None),
+                    VIRTIO_MMIO_QUEUE_AVAIL_HIGH => queue.set_avail_ring_address(None, Some(value)),
+                    VIRTIO_MMIO_QUEUE_USED_LOW => queue.set_used_ring_address(Some(value), None),
+                    _ => queue.set_used_ring_address(None, Some(value)),
+                }
+            }
+            _ => self.observer.warning(&format!(
+                "virtio-mmio: write of {value:#x} to register {offset:#x} ignored"
+            )),
+        }
+    }
+}
+
+impl BusDevice for MmioTransport {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
+            self.device
+                .read_config(offset - u64::from(VIRTIO_MMIO_CONFIG), data);
+            return;
+        }
+        if data.len() != 4 || offset % 4 != 0 {
+            self.observer.warning(&format!(
+                "virtio-mmio: {}-byte read at {offset:#x} answered 0xff",
+                data.len()
+            ));
+            data.fill(0xff);
+            return;
+        }
+        let value = self.read_register(offset as u32);
+        data.copy_from_slice(&value.to_le_bytes());
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) -> BusAction {
+        if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
+            self.observer.warning(&format!(
+                "virtio-mmio: config write at {offset:#x} ignored (read-only config)"
+            ));
+            return BusAction::Continue;
+        }
+        let Ok(bytes) = <[u8; 4]>::try_from(data) else {
+            self.observer.warning(&format!(
+                "virtio-mmio: {}-byte write at {offset:#x} ignored",
+                data.len()
+            ));
+            return BusAction::Continue;
+        };
+        if offset % 4 != 0 {
+            self.observer
+                .warning(&format!("virtio-mmio: unaligned write at {offset:#x} ignored"));
+            return BusAction::Continue;
+        }
+        self.write_register(offset as u32, u32::from_le_bytes(bytes));
+        BusAction::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    use vm_memory::GuestAddress;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub(crate) struct CountingInterrupt(pub AtomicUsize);
+    impl Interrupt for CountingInterrupt {
+        fn trigger(&self) -> std::io::Result<()> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Warnings(Mutex<Vec<String>>);
+    impl VmObserver for Warnings {
+        fn event(&self, _event: crate::events::VmEvent) {}
+        fn warning(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+
+    /// A device that uses every available chain with length 0.
+    struct EchoDevice {
+        processed: Arc<AtomicUsize>,
+    }
+    impl VirtioDevice for EchoDevice {
+        fn device_type(&self) -> u32 {
+            2
+        }
+        fn queue_max_sizes(&self) -> &[u16] {
+            &[16]
+        }
+        fn features(&self) -> u64 {
+            (1 << VIRTIO_F_VERSION_1) | (1 << 9)
+        }
+        fn read_config(&self, offset: u64, data: &mut [u8]) {
+            data.fill(offset as u8);
+        }
+        fn process_queue(&mut self, _index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool {
+            let mut used = false;
+            while let Some(chain) = queue.pop_descriptor_chain(mem) {
+                let _ = queue.add_used(mem, chain.head_index(), 0);
+                self.processed.fetch_add(1, Ordering::SeqCst);
+                used = true;
+            }
+            used
+        }
+    }
+
+    fn transport() -> (
+        MmioTransport,
+        Arc<CountingInterrupt>,
+        Arc<Warnings>,
+        Arc<AtomicUsize>,
+    ) {
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+        let irq = Arc::new(CountingInterrupt::default());
+        let warnings = Arc::new(Warnings::default());
+        let processed = Arc::new(AtomicUsize::new(0));
+        let dev = Box::new(EchoDevice {
+            processed: processed.clone(),
+        });
+        (
+            MmioTransport::new(dev, mem, irq.clone(), warnings.clone()),
+            irq,
+            warnings,
+            processed,
+        )
+    }
+
+    fn rd(t: &mut MmioTransport, offset: u32) -> u32 {
+        let mut b = [0u8; 4];
+        t.read(u64::from(offset), &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn wr(t: &mut MmioTransport, offset: u32, value: u32) {
+        t.write(u64::from(offset), &value.to_le_bytes());
+    }
+
+    fn negotiate(t: &mut MmioTransport) {
+        wr(t, VIRTIO_MMIO_STATUS, 0);
+        wr(t, VIRTIO_MMIO_STATUS, 1);
+        wr(t, VIRTIO_MMIO_STATUS, 3);
+        wr(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+        wr(t, VIRTIO_MMIO_DRIVER_FEATURES, 1);
+        wr(t, VIRTIO_MMIO_STATUS, 0xb);
+    }
+
+    fn setup_queue(t: &mut MmioTransport) {
+        wr(t, VIRTIO_MMIO_QUEUE_SEL, 0);
+        wr(t, VIRTIO_MMIO_QUEUE_NUM, 8);
+        wr(t, VIRTIO_MMIO_QUEUE_DESC_LOW, 0x1_0000);
+        wr(t, VIRTIO_MMIO_QUEUE_AVAIL_LOW, 0x1_1000);
+        wr(t, VIRTIO_MMIO_QUEUE_USED_LOW, 0x1_2000);
+        wr(t, VIRTIO_MMIO_QUEUE_READY, 1);
+    }
+
+    #[test]
+    fn identification_registers() {
+        let (mut t, ..) = transport();
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_MAGIC_VALUE), MMIO_MAGIC);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_VERSION), 2);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_DEVICE_ID), 2);
+        wr(&mut t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_DEVICE_FEATURES), 1, "VERSION_1 is bit 32");
+        wr(&mut t, VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_DEVICE_FEATURES), 1 << 9);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_QUEUE_NUM_MAX), 16);
+        let mut cfg = [0u8; 4];
+        t.read(0x104, &mut cfg);
+        assert_eq!(cfg, [4; 4]);
+    }
+
+    #[test]
+    fn full_handshake_reaches_driver_ok_and_notify_uses_buffers() {
+        let (mut t, irq, _w, processed) = transport();
+        negotiate(&mut t);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_STATUS), 0xb);
+        setup_queue(&mut t);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_QUEUE_READY), 1);
+        wr(&mut t, VIRTIO_MMIO_STATUS, 0xf);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_STATUS), 0xf);
+        // One single-descriptor chain: descriptor 0, avail ring entry 0, avail idx 1.
+        let mem = t.mem.clone();
+        use vm_memory::Bytes;
+        mem.write_obj(0x2_0000u64, GuestAddress(0x1_0000)).unwrap();
+        mem.write_obj(16u32, GuestAddress(0x1_0008)).unwrap();
+        mem.write_obj(0u16, GuestAddress(0x1_1004)).unwrap();
+        mem.write_obj(1u16, GuestAddress(0x1_1002)).unwrap();
+        wr(&mut t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        assert_eq!(processed.load(Ordering::SeqCst), 1);
+        assert_eq!(irq.0.load(Ordering::SeqCst), 1);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_INTERRUPT_STATUS), VIRTIO_MMIO_INT_VRING);
+        let used_idx: u16 = mem.read_obj(GuestAddress(0x1_2002)).unwrap();
+        assert_eq!(used_idx, 1);
+        wr(&mut t, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_INTERRUPT_STATUS), 0);
+        // Reset clears everything.
+        wr(&mut t, VIRTIO_MMIO_STATUS, 0);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_STATUS), 0);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_QUEUE_READY), 0);
+    }
+
+    #[test]
+    fn out_of_order_steps_are_refused() {
+        let (mut t, _irq, warnings, processed) = transport();
+        // DRIVER without ACKNOWLEDGE.
+        wr(&mut t, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_DRIVER);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_STATUS), 0);
+        // FEATURES_OK without VERSION_1.
+        wr(&mut t, VIRTIO_MMIO_STATUS, 1);
+        wr(&mut t, VIRTIO_MMIO_STATUS, 3);
+        wr(&mut t, VIRTIO_MMIO_STATUS, 0xb);
+        assert_eq!(
+            rd(&mut t, VIRTIO_MMIO_STATUS),
+            3,
+            "FEATURES_OK refused without VERSION_1"
+        );
+        // Features the device does not offer.
+        wr(&mut t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+        wr(&mut t, VIRTIO_MMIO_DRIVER_FEATURES, 1 | 2);
+        wr(&mut t, VIRTIO_MMIO_STATUS, 0xb);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_STATUS), 3);
+        // Queue registers before FEATURES_OK are ignored.
+        wr(&mut t, VIRTIO_MMIO_QUEUE_READY, 1);
+        assert_eq!(rd(&mut t, VIRTIO_MMIO_QUEUE_READY), 0);
+        // Notify before DRIVER_OK does nothing.
+        wr(&mut t, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        assert_eq!(processed.load(Ordering::SeqCst), 0);
+        // Unknown registers, odd sizes and notify of a missing queue never panic.
+        assert_eq!(rd(&mut t, 0x0c8), 0);
+        let mut two = [0u8; 2];
+        t.read(0x70, &mut two);
+        assert_eq!(two, [0xff, 0xff]);
+        t.write(0x70, &[1, 2]);
+        wr(&mut t, 0x0c8, 5);
+        wr(&mut t, VIRTIO_MMIO_QUEUE_NOTIFY, 7);
+        assert!(warnings.0.lock().unwrap().len() >= 6);
+    }
+
+    #[test]
+    fn queue_outside_guest_memory_fails_the_device() {
+        let (mut t, ..) = transport();
+        negotiate(&mut t);
+        setup_queue(&mut t);
+        wr(&mut t, VIRTIO_MMIO_QUEUE_USED_LOW, 0xfff0_0000);
+        wr(&mut t, VIRTIO_MMIO_STATUS, 0xf);
+        let status = rd(&mut t, VIRTIO_MMIO_STATUS);
+        assert_eq!(status & VIRTIO_CONFIG_S_DRIVER_OK, 0);
+        assert_ne!(status & VIRTIO_CONFIG_S_FAILED, 0);
+    }
+}

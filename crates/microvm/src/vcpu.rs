@@ -1,0 +1,258 @@
+//! The vCPU run loop: one thread per vCPU, each running `KVM_RUN` and dispatching port and MMIO exits
+//! to the buses. Every way a guest can stop — i8042 reset, triple fault, a failed entry, an internal
+//! KVM error — ends as an [`ExitReason`] handed to the VM, never as a panic. Unknown port and MMIO
+//! accesses are answered with all-ones (reads) or dropped (writes) and reported, rate-limited.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use crate::devices::bus::{Bus, BusAction};
+use crate::events::{EventKind, VmEvent, VmObserver};
+
+/// Why a VM stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExitReason {
+    #[error("guest reset (i8042 0xfe), treated as power-off")]
+    GuestReset,
+    #[error("stopped by the host")]
+    Stopped,
+    #[error("vCPU {vcpu} triple-faulted (KVM_EXIT_SHUTDOWN)")]
+    TripleFault { vcpu: u8 },
+    #[error("vCPU {vcpu} failed to enter the guest (hardware reason {hardware_reason:#x})")]
+    FailEntry { vcpu: u8, hardware_reason: u64 },
+    #[error("vCPU {vcpu}: KVM internal error (KVM_EXIT_INTERNAL_ERROR)")]
+    InternalError { vcpu: u8 },
+    #[error("vCPU {vcpu} halted with interrupts off and no in-kernel wake-up")]
+    Halted { vcpu: u8 },
+    #[error("vCPU {vcpu}: system event {kind} from KVM")]
+    SystemEvent { vcpu: u8, kind: u32 },
+    #[error("vCPU {vcpu}: KVM_RUN failed: {errno}")]
+    RunFailed { vcpu: u8, errno: i32 },
+    #[error("vCPU {vcpu}: unhandled exit {exit}")]
+    UnhandledExit { vcpu: u8, exit: String },
+}
+
+impl ExitReason {
+    /// A reset or a host stop is the normal end of a VM; anything else is a guest or VMM failure.
+    pub fn is_clean(&self) -> bool {
+        matches!(self, ExitReason::GuestReset | ExitReason::Stopped)
+    }
+}
+
+/// Reports the first few unknown accesses, then every power of two, so a guest probing ports cannot
+/// flood the log.
+#[derive(Default)]
+pub struct UnknownAccessLimiter {
+    count: AtomicU64,
+}
+
+impl UnknownAccessLimiter {
+    /// Whether access number `n` (counting from 1) should be reported.
+    pub fn should_report(&self) -> bool {
+        let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
+        n <= 16 || n.is_power_of_two()
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+/// State shared by all vCPU threads of one VM.
+pub struct VcpuShared {
+    pub pio: Bus,
+    pub mmio: Bus,
+    pub observer: Arc<dyn VmObserver>,
+    pub unknown: UnknownAccessLimiter,
+    pub stopping: AtomicBool,
+    /// The first exit reason wins; later ones (other vCPUs kicked out) are dropped.
+    pub exit_tx: Mutex<Option<Sender<ExitReason>>>,
+}
+
+impl VcpuShared {
+    /// Records `reason` as the VM's exit reason if none was recorded yet, and asks every vCPU to stop.
+    pub fn stop(&self, reason: ExitReason) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let tx = self.exit_tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(tx) = tx {
+            // The receiver lives as long as the VM runs; a failed send means nobody is waiting.
+            let _ = tx.send(reason);
+        }
+    }
+
+    fn unknown_access(&self, what: &str, addr: u64, len: usize) {
+        if self.unknown.should_report() {
+            self.observer.warning(&format!(
+                "{what} of {len} byte(s) at {addr:#x}: no device (access #{})",
+                self.unknown.count()
+            ));
+        }
+    }
+
+    /// Handles one port read: the device's answer, or all-ones.
+    pub fn port_in(&self, port: u16, data: &mut [u8]) {
+        if !self.pio.read(u64::from(port), data) {
+            data.fill(0xff);
+            self.unknown_access("port read", u64::from(port), data.len());
+        }
+    }
+
+    /// Handles one port write; `Some` when the guest asked the VM to stop.
+    pub fn port_out(&self, port: u16, data: &[u8]) -> Option<ExitReason> {
+        match self.pio.write(u64::from(port), data) {
+            Some(BusAction::Reset) => Some(ExitReason::GuestReset),
+            Some(BusAction::Continue) => None,
+            None => {
+                self.unknown_access("port write", u64::from(port), data.len());
+                None
+            }
+        }
+    }
+
+    pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
+        if !self.mmio.read(addr, data) {
+            data.fill(0xff);
+            self.unknown_access("MMIO read", addr, data.len());
+        }
+    }
+
+    pub fn mmio_write(&self, addr: u64, data: &[u8]) -> Option<ExitReason> {
+        match self.mmio.write(addr, data) {
+            Some(BusAction::Reset) => Some(ExitReason::GuestReset),
+            Some(BusAction::Continue) => None,
+            None => {
+                self.unknown_access("MMIO write", addr, data.len());
+                None
+            }
+        }
+    }
+}
+
+/// Runs `vcpu` until the VM stops; returns why this vCPU stopped (also recorded in `shared`).
+pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason {
+    let mut first_entry = index == 0;
+    let reason = loop {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break ExitReason::Stopped;
+        }
+        if first_entry {
+            first_entry = false;
+            shared.observer.event(VmEvent::now(EventKind::FirstVcpuEntry));
+        }
+        let exit = match vcpu.run() {
+            Ok(exit) => exit,
+            Err(err) if err.errno() == libc::EINTR || err.errno() == libc::EAGAIN => continue,
+            Err(err) => {
+                break ExitReason::RunFailed {
+                    vcpu: index,
+                    errno: err.errno(),
+                }
+            }
+        };
+        let stop = match exit {
+            VcpuExit::IoIn(port, data) => {
+                shared.port_in(port, data);
+                None
+            }
+            VcpuExit::IoOut(port, data) => shared.port_out(port, data),
+            VcpuExit::MmioRead(addr, data) => {
+                shared.mmio_read(addr, data);
+                None
+            }
+            VcpuExit::MmioWrite(addr, data) => shared.mmio_write(addr, data),
+            VcpuExit::Hlt => Some(ExitReason::Halted { vcpu: index }),
+            VcpuExit::Shutdown => Some(ExitReason::TripleFault { vcpu: index }),
+            VcpuExit::FailEntry(hardware_reason, _) => Some(ExitReason::FailEntry {
+                vcpu: index,
+                hardware_reason,
+            }),
+            VcpuExit::InternalError => Some(ExitReason::InternalError { vcpu: index }),
+            VcpuExit::SystemEvent(kind, _) => Some(ExitReason::SystemEvent { vcpu: index, kind }),
+            VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
+            other => Some(ExitReason::UnhandledExit {
+                vcpu: index,
+                exit: format!("{other:?}"),
+            }),
+        };
+        if let Some(reason) = stop {
+            break reason;
+        }
+    };
+    if reason == ExitReason::GuestReset {
+        shared.observer.event(VmEvent::now(EventKind::GuestReset));
+    }
+    shared.stop(reason.clone());
+    reason
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::devices::i8042::{I8042, PORT_RANGE_LEN};
+    use crate::events::NullObserver;
+    use crate::layout::I8042_DATA_PORT;
+
+    fn shared() -> (VcpuShared, mpsc::Receiver<ExitReason>) {
+        let (tx, rx) = mpsc::channel();
+        let mut pio = Bus::new();
+        pio.insert(
+            u64::from(I8042_DATA_PORT),
+            PORT_RANGE_LEN,
+            Arc::new(Mutex::new(I8042::default())),
+        )
+        .unwrap();
+        let shared = VcpuShared {
+            pio,
+            mmio: Bus::new(),
+            observer: Arc::new(NullObserver),
+            unknown: UnknownAccessLimiter::default(),
+            stopping: AtomicBool::new(false),
+            exit_tx: Mutex::new(Some(tx)),
+        };
+        (shared, rx)
+    }
+
+    #[test]
+    fn unknown_ports_and_mmio_read_as_ones_and_writes_are_dropped() {
+        let (shared, _rx) = shared();
+        let mut data = [0u8; 4];
+        shared.port_in(0x80, &mut data[..1]);
+        assert_eq!(data[0], 0xff);
+        shared.mmio_read(0xdead_0000, &mut data);
+        assert_eq!(data, [0xff; 4]);
+        assert_eq!(shared.port_out(0xcf8, &[1, 2, 3, 4]), None);
+        assert_eq!(shared.mmio_write(0xfee0_1000, &[1]), None);
+        assert_eq!(shared.unknown.count(), 4);
+        assert!(!shared.stopping.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn i8042_reset_stops_the_vm_and_the_first_reason_wins() {
+        let (shared, rx) = shared();
+        let reason = shared.port_out(0x64, &[0xfe]);
+        assert_eq!(reason, Some(ExitReason::GuestReset));
+        shared.stop(ExitReason::GuestReset);
+        shared.stop(ExitReason::TripleFault { vcpu: 1 });
+        assert_eq!(rx.recv().unwrap(), ExitReason::GuestReset);
+        assert!(rx.try_recv().is_err());
+        assert!(shared.stopping.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn the_limiter_reports_the_first_sixteen_then_powers_of_two() {
+        let limiter = UnknownAccessLimiter::default();
+        let reported: Vec<u64> = (1..=1000)
+            .filter(|_| limiter.should_report())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|x| x as u64)
+            .collect();
+        let expected: Vec<u64> = (1..=16).chain([32, 64, 128, 256, 512]).collect();
+        assert_eq!(reported, expected);
+    }
+}
