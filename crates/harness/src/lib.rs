@@ -4,9 +4,19 @@
 
 pub mod backend;
 pub mod backends;
+pub mod check;
+pub mod cleanup;
+pub mod compare;
+pub mod density;
+pub mod host;
+pub mod interrupt;
+pub mod probe;
 pub mod results;
+pub mod runner;
 pub mod stats;
 
 pub use backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
+pub use backends::{backend_by_name, backend_names, UnknownBackend};
+pub use runner::{run_benchmark, run_once, RunEvent, RunMeasurement, RunObserver, RunOptions};

@@ -5,8 +5,13 @@
 //! [`BenchmarkResult::recompute_summary`] and can be recomputed by any reader.
 
 use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use workload::WorkloadSpec;
 
 /// Bumped on any incompatible change; readers refuse other versions with a clear error.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -137,4 +142,324 @@ pub struct DensityPoint {
     pub host_mem_available_bytes: u64,
     /// PSS total now minus PSS total before this launch.
     pub marginal_pss_bytes: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("cannot read results file {path}: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a JSON results file: {source}")]
+    NotJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} has no schema_version: not a cvbench results file")]
+    NoSchemaVersion { path: PathBuf },
+    #[error("{path} has schema_version {found}, this cvbench reads version {expected}")]
+    SchemaMismatch {
+        path: PathBuf,
+        found: u64,
+        expected: u32,
+    },
+    #[error("{path} does not match results schema version {expected}: {source}")]
+    Invalid {
+        path: PathBuf,
+        expected: u32,
+        source: serde_json::Error,
+    },
+    #[error("cannot write results file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+impl ResultsFile {
+    /// A new, empty results file for `command`, started now.
+    pub fn new(command: &str, tool: ToolInfo, host: HostInfo) -> Self {
+        ResultsFile {
+            schema_version: SCHEMA_VERSION,
+            command: command.to_string(),
+            tool,
+            host,
+            started_at: rfc3339_utc(SystemTime::now()),
+            partial: false,
+            benchmarks: Vec::new(),
+            density: Vec::new(),
+        }
+    }
+
+    /// Reads and validates a results file; refuses other schema versions, naming both.
+    pub fn read(path: &Path) -> Result<Self, ResultsError> {
+        let text = fs::read_to_string(path).map_err(|source| ResultsError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| ResultsError::NotJson {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let found = value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| ResultsError::NoSchemaVersion {
+                path: path.to_path_buf(),
+            })?;
+        if found != u64::from(SCHEMA_VERSION) {
+            return Err(ResultsError::SchemaMismatch {
+                path: path.to_path_buf(),
+                found,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        serde_json::from_value(value).map_err(|source| ResultsError::Invalid {
+            path: path.to_path_buf(),
+            expected: SCHEMA_VERSION,
+            source,
+        })
+    }
+
+    /// Writes the file atomically (temporary file in the same directory, fsync, rename), so a reader or
+    /// a crash never sees half a file. Creates the parent directory if needed.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), ResultsError> {
+        let err = |source| ResultsError::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&dir).map_err(err)?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+        let json = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
+        let written = (|| {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written.map_err(err)
+    }
+}
+
+impl ToolInfo {
+    /// This build of cvbench, with the command line it was started with. The git revision is read
+    /// from the source tree the binary was built from, if it is still there.
+    pub fn current(argv: Vec<String>) -> Self {
+        let git_revision = std::process::Command::new("git")
+            .args([
+                "-C",
+                env!("CARGO_MANIFEST_DIR"),
+                "rev-parse",
+                "--short=12",
+                "HEAD",
+            ])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty());
+        ToolInfo {
+            name: "cvbench".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            git_revision,
+            argv,
+        }
+    }
+}
+
+impl BenchmarkResult {
+    /// An empty cell for `backend` × `spec`.
+    pub fn new(backend: &str, spec: &WorkloadSpec, labels: BTreeMap<String, String>) -> Self {
+        BenchmarkResult {
+            backend: backend.to_string(),
+            workload: spec.kind().name().to_string(),
+            workload_spec: serde_json::to_value(spec).unwrap_or(serde_json::Value::Null),
+            labels,
+            skipped: None,
+            failures: Vec::new(),
+            shared_image_bytes: None,
+            runs: Vec::new(),
+            summary: BTreeMap::new(),
+        }
+    }
+
+    /// Number of runs that counted (measured, not warm-up).
+    pub fn measured_runs(&self) -> usize {
+        self.runs.iter().filter(|r| !r.warmup).count()
+    }
+
+    /// Recomputes `summary` from the measured (non-warm-up) runs. A metric missing from some runs is
+    /// summarised over the runs that have it.
+    pub fn recompute_summary(&mut self, seed: u64) {
+        let mut samples: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        for run in self.runs.iter().filter(|r| !r.warmup) {
+            for (name, value) in &run.metrics {
+                samples.entry(name.as_str()).or_default().push(*value);
+            }
+        }
+        self.summary = samples
+            .into_iter()
+            .filter_map(|(name, values)| {
+                crate::stats::summarize(&values, seed).map(|s| (name.to_string(), s))
+            })
+            .collect();
+    }
+}
+
+/// `2026-11-23T09:30:00Z` for a system time (UTC, second precision).
+pub fn rfc3339_utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn sample_file() -> ResultsFile {
+        let host = HostInfo {
+            hostname: "h".into(),
+            kernel: "6.1".into(),
+            cpu_model: "cpu".into(),
+            cores: 2,
+            memory_bytes: 1 << 30,
+            cgroup_version: "v2".into(),
+            kvm: "none".into(),
+            os: "Debian".into(),
+        };
+        let tool = ToolInfo {
+            name: "cvbench".into(),
+            version: "0.1.0".into(),
+            git_revision: None,
+            argv: vec![],
+        };
+        let mut f = ResultsFile::new("run", tool, host);
+        let mut b = BenchmarkResult::new("mock", &WorkloadSpec::Idle, BTreeMap::new());
+        b.runs.push(RunRecord {
+            index: 0,
+            warmup: false,
+            metrics: BTreeMap::from([("start_to_ready_ms".to_string(), 1.5)]),
+            workload_result: None,
+        });
+        f.benchmarks.push(b);
+        f
+    }
+
+    #[test]
+    fn write_atomic_then_read_round_trips_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/results.json");
+        let f = sample_file();
+        f.write_atomic(&path).unwrap();
+        f.write_atomic(&path).unwrap();
+        assert_eq!(ResultsFile::read(&path).unwrap(), f);
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("results.json")]);
+    }
+
+    #[test]
+    fn read_errors_name_the_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.json");
+        assert!(matches!(
+            ResultsFile::read(&missing),
+            Err(ResultsError::Unreadable { .. })
+        ));
+
+        let garbage = dir.path().join("garbage.json");
+        fs::write(&garbage, "not json").unwrap();
+        assert!(matches!(
+            ResultsFile::read(&garbage),
+            Err(ResultsError::NotJson { .. })
+        ));
+
+        let no_version = dir.path().join("nover.json");
+        fs::write(&no_version, "{\"command\": \"run\"}").unwrap();
+        assert!(matches!(
+            ResultsFile::read(&no_version),
+            Err(ResultsError::NoSchemaVersion { .. })
+        ));
+
+        let other = dir.path().join("other.json");
+        let mut v = serde_json::to_value(sample_file()).unwrap();
+        v["schema_version"] = serde_json::json!(99);
+        fs::write(&other, v.to_string()).unwrap();
+        let err = ResultsFile::read(&other).unwrap_err();
+        assert!(matches!(
+            err,
+            ResultsError::SchemaMismatch {
+                found: 99,
+                expected: SCHEMA_VERSION,
+                ..
+            }
+        ));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("99") && msg.contains(&SCHEMA_VERSION.to_string()),
+            "{msg}"
+        );
+
+        let broken = dir.path().join("broken.json");
+        fs::write(&broken, format!("{{\"schema_version\": {SCHEMA_VERSION}}}")).unwrap();
+        assert!(matches!(
+            ResultsFile::read(&broken),
+            Err(ResultsError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339_utc(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
+        assert_eq!(rfc3339_utc(t), "2000-02-29T01:01:01Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        assert_eq!(rfc3339_utc(t), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn new_benchmark_records_the_workload_spec() {
+        let b = BenchmarkResult::new(
+            "x",
+            &WorkloadSpec::Oltp {
+                rows: 5,
+                transactions: 7,
+            },
+            BTreeMap::new(),
+        );
+        assert_eq!(b.workload, "oltp");
+        assert_eq!(b.workload_spec["rows"], 5);
+    }
 }

@@ -1,1 +1,586 @@
 //! runc over the same image, as a [`crate::Backend`]: the peer users know.
+//!
+//! Per instance, what Docker does underneath: an overlay mount (the shared image as lowerdir, upper and
+//! work dirs under `/run/cvbench/runc/<name>/`) as the bundle's rootfs, a `config.json` written with
+//! the `oci-spec` crate, and `runc --root /run/cvbench/runc-state run --bundle <dir> <name>` in the
+//! foreground with the workload's stdout on a pipe. runc does not report when it execs the workload,
+//! so the only phase it shows is `start_to_ready_ms` (the READY line became readable).
+//!
+//! Memory: PSS of the container's processes (`runc ps`), the cgroup's usage, and the PSS of the
+//! `runc run` process that stays alive as the container's parent (`runtime_pss_bytes`).
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, Mount, MountBuilder, Spec,
+};
+use workload::spec::WORKLOAD_PATH_IN_IMAGE;
+use workload::{parse_line, ProtocolLine, WorkloadResult};
+
+use crate::backend::{
+    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+};
+use crate::probe;
+
+const NAME: &str = "runc";
+/// Where bundles (config.json, overlay rootfs, upper/work dirs, stderr log) live, one dir per instance.
+pub const BUNDLES_DIR: &str = "/run/cvbench/runc";
+/// runc's own state directory (`runc --root`), kept apart from any system runc.
+pub const STATE_DIR: &str = "/run/cvbench/runc-state";
+/// How long an idle workload gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Upper bound on the CFS period-based quota computation.
+const CPU_PERIOD_US: u64 = 100_000;
+
+#[derive(Debug, Clone)]
+pub struct RuncBackend {
+    runc: PathBuf,
+    state_dir: PathBuf,
+    bundles_dir: PathBuf,
+}
+
+impl Default for RuncBackend {
+    fn default() -> Self {
+        RuncBackend::new()
+    }
+}
+
+impl RuncBackend {
+    pub fn new() -> Self {
+        RuncBackend {
+            runc: PathBuf::from("runc"),
+            state_dir: STATE_DIR.into(),
+            bundles_dir: BUNDLES_DIR.into(),
+        }
+    }
+
+    fn runc(&self) -> Command {
+        let mut c = Command::new(&self.runc);
+        c.arg("--root").arg(&self.state_dir);
+        c
+    }
+
+    /// `runc --version`'s first line's version, e.g. `1.1.5+ds1`.
+    fn version(&self) -> Result<String, String> {
+        let out = Command::new(&self.runc)
+            .arg("--version")
+            .output()
+            .map_err(|e| format!("cannot run `{} --version`: {e}", self.runc.display()))?;
+        if !out.status.success() {
+            return Err(format!(
+                "`{} --version` failed: {}",
+                self.runc.display(),
+                out.status
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let first = text.lines().next().unwrap_or_default();
+        Ok(first
+            .strip_prefix("runc version ")
+            .unwrap_or(first)
+            .trim()
+            .to_string())
+    }
+
+    fn setup_err(reason: impl Into<String>) -> BackendError {
+        BackendError::Setup {
+            backend: NAME.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
+        move |source| BackendError::Io {
+            backend: NAME.into(),
+            context,
+            source,
+        }
+    }
+}
+
+impl Backend for RuncBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check_host(&self) -> Result<(), Unavailable> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(Unavailable {
+                reason: "runc needs root (run bench as root)".into(),
+            });
+        }
+        self.version().map_err(|e| Unavailable {
+            reason: format!("{e}; install it with `apt-get install runc`"),
+        })?;
+        let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
+        if !filesystems
+            .lines()
+            .any(|l| l.split_whitespace().last() == Some("overlay"))
+        {
+            return Err(Unavailable {
+                reason: "the kernel has no overlayfs (modprobe overlay)".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn labels(&self) -> Vec<(String, String)> {
+        self.version()
+            .map(|v| vec![("runc_version".to_string(), v)])
+            .unwrap_or_default()
+    }
+
+    fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+        let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
+        if !workload.is_file() {
+            return Err(Self::setup_err(format!(
+                "image {} has no {WORKLOAD_PATH_IN_IMAGE}",
+                image_dir.display()
+            )));
+        }
+        for dir in [&self.state_dir, &self.bundles_dir] {
+            fs::create_dir_all(dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
+        }
+        let bytes = probe::allocated_bytes(image_dir).map_err(|e| Self::setup_err(e.to_string()))?;
+        Ok(SharedImage {
+            bytes,
+            description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()),
+        })
+    }
+
+    fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let bundle = self.bundles_dir.join(&spec.instance_name);
+        // From here on, dropping `instance` tears down whatever exists so far.
+        let mut instance = RuncInstance {
+            backend: self.clone(),
+            name: spec.instance_name.clone(),
+            bundle: bundle.clone(),
+            rootfs_mounted: false,
+            child: None,
+            lines: None,
+            phases: Vec::new(),
+            result: None,
+            exits_by_itself: spec.workload.exits_by_itself(),
+            torn_down: false,
+        };
+        let rootfs = bundle.join("rootfs");
+        for dir in ["upper", "work", "rootfs"] {
+            let d = bundle.join(dir);
+            fs::create_dir_all(&d).map_err(Self::io_err(format!("creating {}", d.display())))?;
+        }
+        let lower = spec.image_dir.to_string_lossy();
+        if lower.contains([',', ':']) {
+            return Err(Self::setup_err(format!(
+                "image path {lower} contains ',' or ':' (overlayfs cannot take it)"
+            )));
+        }
+        let options = format!(
+            "lowerdir={lower},upperdir={},workdir={}",
+            bundle.join("upper").display(),
+            bundle.join("work").display()
+        );
+        mount(
+            Some("overlay"),
+            &rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .map_err(|e| Self::setup_err(format!("mounting overlay at {}: {e}", rootfs.display())))?;
+        instance.rootfs_mounted = true;
+
+        let config = oci_config(spec).map_err(|e| Self::setup_err(format!("building config.json: {e}")))?;
+        let config_path = bundle.join("config.json");
+        config
+            .save(&config_path)
+            .map_err(|e| Self::setup_err(format!("writing {}: {e}", config_path.display())))?;
+
+        let stderr_path = bundle.join("stderr.log");
+        let stderr = fs::File::create(&stderr_path)
+            .map_err(Self::io_err(format!("creating {}", stderr_path.display())))?;
+        let mut child = self
+            .runc()
+            .arg("run")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(&spec.instance_name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| Self::setup_err(format!("starting `{} run`: {e}", self.runc.display())))?;
+        let stdout = child.stdout.take();
+        instance.child = Some(child);
+        let Some(stdout) = stdout else {
+            return Err(Self::setup_err("runc's stdout was not captured"));
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name(format!("{}-stdout", spec.instance_name))
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    // Timestamped at the moment the line became readable.
+                    if tx.send((Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(Self::io_err("spawning the stdout reader".into()))?;
+        instance.lines = Some(rx);
+
+        let deadline = spec.request + spec.ready_timeout;
+        loop {
+            match instance.next_line(deadline) {
+                Next::Line(at, line) => match parse_line(&line) {
+                    Ok(Some(ProtocolLine::Ready { .. })) => {
+                        instance
+                            .phases
+                            .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                        return Ok(Box::new(instance));
+                    }
+                    Ok(Some(ProtocolLine::Error(text))) => {
+                        return Err(BackendError::WorkloadFailed {
+                            backend: NAME.into(),
+                            reason: text,
+                        })
+                    }
+                    Ok(Some(ProtocolLine::Result(_)) | None) => {}
+                    Err(e) => return Err(Self::setup_err(e.to_string())),
+                },
+                Next::Eof => {
+                    let status = instance.wait_child(Duration::from_secs(5));
+                    return Err(BackendError::ExitedBeforeReady {
+                        backend: NAME.into(),
+                        status,
+                        output: instance.stderr_tail(),
+                    });
+                }
+                Next::Timeout => {
+                    return Err(BackendError::ReadyTimeout {
+                        backend: NAME.into(),
+                        timeout: spec.ready_timeout,
+                        output: instance.stderr_tail(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// The OCI runtime config for one instance: the workload as the only process, no terminal, its own
+/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits.
+pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
+    let mut config = Spec::default();
+    config.set_hostname(Some(spec.instance_name.clone()));
+    let mut root = config.root().clone().unwrap_or_default();
+    root.set_readonly(Some(false));
+    root.set_path(PathBuf::from("rootfs"));
+    config.set_root(Some(root));
+
+    let mut process = config.process().clone().unwrap_or_default();
+    let mut args = vec![WORKLOAD_PATH_IN_IMAGE.to_string()];
+    args.extend(spec.workload.to_args());
+    process.set_args(Some(args));
+    process.set_terminal(Some(false));
+    process.set_env(Some(vec!["PATH=/bin".to_string()]));
+    config.set_process(Some(process));
+
+    let mut mounts = config.mounts().clone().unwrap_or_default();
+    mounts.push(tmp_mount()?);
+    config.set_mounts(Some(mounts));
+
+    let mut linux = config.linux().clone().unwrap_or_default();
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+    ]
+    .into_iter()
+    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+    .collect::<Result<Vec<_>, _>>()?;
+    linux.set_namespaces(Some(namespaces));
+    linux.set_cgroups_path(Some(PathBuf::from(format!("/{}", spec.instance_name))));
+
+    let mut resources = LinuxResourcesBuilder::default().devices(Vec::new());
+    if let Some(limit) = spec.memory_limit_bytes {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
+    }
+    if let Some(cpus) = spec.cpu_limit {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let quota = (cpus * CPU_PERIOD_US as f64).round() as i64;
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(CPU_PERIOD_US)
+                .build()?,
+        );
+    }
+    if let Some(pids) = spec.pids_limit {
+        let pids = i64::try_from(pids).unwrap_or(i64::MAX);
+        resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
+    }
+    linux.set_resources(Some(resources.build()?));
+    config.set_linux(Some(linux));
+    Ok(config)
+}
+
+/// `/tmp` as tmpfs, as the built-in runtime gives its containers.
+fn tmp_mount() -> Result<Mount, oci_spec::OciSpecError> {
+    MountBuilder::default()
+        .destination("/tmp")
+        .typ("tmpfs")
+        .source("tmpfs")
+        .options(vec![
+            "nosuid".to_string(),
+            "nodev".to_string(),
+            "mode=1777".to_string(),
+        ])
+        .build()
+}
+
+enum Next {
+    Line(Instant, String),
+    Eof,
+    Timeout,
+}
+
+struct RuncInstance {
+    backend: RuncBackend,
+    name: String,
+    bundle: PathBuf,
+    rootfs_mounted: bool,
+    child: Option<Child>,
+    lines: Option<Receiver<(Instant, String)>>,
+    phases: Vec<PhaseMark>,
+    result: Option<WorkloadResult>,
+    /// Self-ending workloads are read until EOF; the others are stopped with a signal.
+    exits_by_itself: bool,
+    torn_down: bool,
+}
+
+impl RuncInstance {
+    fn next_line(&self, deadline: Instant) -> Next {
+        let Some(rx) = &self.lines else { return Next::Eof };
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((at, line)) => Next::Line(at, line),
+            Err(RecvTimeoutError::Timeout) => Next::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Next::Eof,
+        }
+    }
+
+    /// Waits up to `timeout` for `runc run` to exit; returns its status as text (`running` if not).
+    fn wait_child(&mut self, timeout: Duration) -> String {
+        let Some(child) = self.child.as_mut() else {
+            return "not started".into();
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Ok(None) => return "still running".into(),
+                Err(e) => return format!("unknown ({e})"),
+            }
+        }
+    }
+
+    fn child_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// The last few hundred bytes of runc's and the workload's stderr, on one line.
+    fn stderr_tail(&self) -> String {
+        let text = fs::read_to_string(self.bundle.join("stderr.log")).unwrap_or_default();
+        let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let start = one_line.char_indices().rev().nth(400).map_or(0, |(i, _)| i);
+        one_line[start..].to_string()
+    }
+
+    fn runc_signal(&self, signal: &str) {
+        let _ = self
+            .backend
+            .runc()
+            .args(["kill", &self.name, signal])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Pids of the container's processes as runc sees them (host pid namespace).
+    fn container_pids(&self) -> Result<Vec<i32>, BackendError> {
+        let out = self
+            .backend
+            .runc()
+            .args(["ps", "--format", "json", &self.name])
+            .output()
+            .map_err(RuncBackend::io_err(format!("running `runc ps {}`", self.name)))?;
+        if !out.status.success() {
+            return Err(RuncBackend::setup_err(format!(
+                "`runc ps {}` failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        serde_json::from_slice::<Vec<i32>>(&out.stdout)
+            .map_err(|e| RuncBackend::setup_err(format!("`runc ps {}` printed no pid list: {e}", self.name)))
+    }
+
+    /// Idempotent: stops the container and its `runc run`, deletes runc's state, unmounts the rootfs
+    /// and removes the bundle. Collects every failure instead of stopping at the first.
+    fn teardown(&mut self) -> Result<(), String> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        let mut problems = Vec::new();
+        if !self.child_exited() {
+            self.runc_signal("KILL");
+            if self.wait_child(Duration::from_secs(5)) == "still running" {
+                if let Some(child) = self.child.as_mut() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        if self.backend.state_dir.join(&self.name).exists() {
+            match self
+                .backend
+                .runc()
+                .args(["delete", "--force", &self.name])
+                .output()
+            {
+                Ok(out) if out.status.success() => {}
+                Ok(out) => problems.push(format!(
+                    "runc delete --force {}: {}",
+                    self.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )),
+                Err(e) => problems.push(format!("running runc delete: {e}")),
+            }
+        }
+        if self.rootfs_mounted {
+            let rootfs = self.bundle.join("rootfs");
+            match umount2(&rootfs, MntFlags::empty()).or_else(|_| umount2(&rootfs, MntFlags::MNT_DETACH)) {
+                Ok(()) => self.rootfs_mounted = false,
+                Err(e) => problems.push(format!("unmounting {}: {e}", rootfs.display())),
+            }
+        }
+        if !self.rootfs_mounted {
+            if let Err(e) = fs::remove_dir_all(&self.bundle) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    problems.push(format!("removing {}: {e}", self.bundle.display()));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+impl Instance for RuncInstance {
+    fn phases(&self) -> Vec<PhaseMark> {
+        self.phases.clone()
+    }
+
+    fn host_pids(&self) -> Vec<i32> {
+        self.container_pids().unwrap_or_default()
+    }
+
+    fn memory(&self) -> Result<MemoryProbe, BackendError> {
+        let pids = self.container_pids()?;
+        let probe_err = |e: probe::ProbeError| RuncBackend::setup_err(format!("memory probe: {e}"));
+        let pss_bytes = probe::pss_bytes(&pids).map_err(probe_err)?;
+        let mut extra = Vec::new();
+        if let Some(&first) = pids.first() {
+            extra.push((
+                "cgroup_memory_bytes".to_string(),
+                probe::cgroup_memory_bytes(first).map_err(probe_err)?,
+            ));
+        }
+        if let Some(child) = &self.child {
+            let runc_pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+            extra.push((
+                "runtime_pss_bytes".to_string(),
+                probe::pss_bytes(&[runc_pid]).map_err(probe_err)?,
+            ));
+        }
+        Ok(MemoryProbe { pss_bytes, extra })
+    }
+
+    fn disk(&self) -> Result<DiskProbe, BackendError> {
+        let upper = self.bundle.join("upper");
+        let instance_bytes =
+            probe::allocated_bytes(&upper).map_err(|e| RuncBackend::setup_err(format!("disk probe: {e}")))?;
+        Ok(DiskProbe { instance_bytes })
+    }
+
+    fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError> {
+        let deadline = Instant::now() + timeout;
+        let failed = |reason: String| BackendError::WorkloadFailed {
+            backend: NAME.into(),
+            reason,
+        };
+        if !self.exits_by_itself {
+            self.runc_signal("TERM");
+            if self.wait_child(STOP_GRACE.min(timeout)) == "still running" {
+                self.runc_signal("KILL");
+                let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
+                if status == "still running" {
+                    return Err(failed(format!("did not stop within {timeout:?} after SIGKILL")));
+                }
+            }
+            return Ok(None);
+        }
+        loop {
+            match self.next_line(deadline) {
+                Next::Line(_, line) => match parse_line(&line) {
+                    Ok(Some(ProtocolLine::Result(r))) => self.result = Some(r),
+                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
+                    Ok(_) => {}
+                    Err(e) => return Err(failed(e.to_string())),
+                },
+                Next::Eof => break,
+                Next::Timeout => return Err(failed(format!("no exit within {timeout:?} after READY"))),
+            }
+        }
+        let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
+        if status != "exit status: 0" {
+            return Err(failed(format!(
+                "runc run ended with {status}: {}",
+                self.stderr_tail()
+            )));
+        }
+        Ok(self.result.take())
+    }
+
+    fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
+        self.teardown().map_err(|reason| BackendError::Teardown {
+            backend: NAME.into(),
+            reason,
+        })
+    }
+}
+
+impl Drop for RuncInstance {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            eprintln!("cvbench: runc teardown of {}: {e}", self.name);
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! `bench cleanup`: removes what a killed harness left behind — runc containers in cvbench's runc
+//! state dir, the built-in runtime's state, mounts under `/run/cvbench`, bundle and state directories,
+//! and cgroups named `cvbench*` (their processes are killed first).
+//!
+//! Instance names end in `-<harness pid>-<index>`; anything whose harness is still alive is left
+//! alone (reported as in use), so a cleanup never pulls instances from under a running benchmark or
+//! a concurrently running test. `force` removes those too.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::mount::{umount2, MntFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Where cvbench keeps state that must survive a crash, and where the host's cgroups are.
+#[derive(Debug, Clone)]
+pub struct CleanupRoots {
+    pub run_dir: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub mountinfo: PathBuf,
+    pub runc: PathBuf,
+}
+
+impl Default for CleanupRoots {
+    fn default() -> Self {
+        CleanupRoots {
+            run_dir: PathBuf::from("/run/cvbench"),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            runc: PathBuf::from("runc"),
+        }
+    }
+}
+
+/// What a cleanup did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CleanupReport {
+    /// One line per removed thing, e.g. `runc container cvbench-runc-idle-77-3`.
+    pub removed: Vec<String>,
+    /// Things left alone because the harness that made them is still running.
+    pub in_use: Vec<String>,
+    /// Things that could not be removed, with the reason.
+    pub problems: Vec<String>,
+}
+
+impl CleanupReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Removes everything cvbench left on this host (see the module docs).
+pub fn cleanup_all(force: bool) -> CleanupReport {
+    cleanup_in(&CleanupRoots::default(), force)
+}
+
+pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
+    let mut report = CleanupReport::default();
+    let keep = |name: &str| !force && owner_alive(name);
+    cleanup_runc(roots, &keep, &mut report);
+    unmount_under(roots, &keep, &mut report);
+    remove_instance_dirs(&roots.run_dir.join("runc"), &keep, &mut report);
+    remove_cgroups(&roots.cgroup_root, &keep, &mut report);
+    report
+}
+
+/// The harness pid embedded in an instance name `cvbench-<backend>-<workload>-<pid>-<index>`.
+pub fn owner_pid(name: &str) -> Option<i32> {
+    let mut fields = name.rsplit('-');
+    let _index: u32 = fields.next()?.parse().ok()?;
+    fields.next()?.parse().ok()
+}
+
+/// Whether the harness that created `name` is still running (false when the name has no pid).
+fn owner_alive(name: &str) -> bool {
+    owner_pid(name).is_some_and(|pid| pid > 0 && Path::new("/proc").join(pid.to_string()).exists())
+}
+
+fn cleanup_runc(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
+    let state = roots.run_dir.join("runc-state");
+    let Ok(entries) = fs::read_dir(&state) else { return };
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if !entry.path().is_dir() {
+            continue;
+        }
+        if keep(&id) {
+            report.in_use.push(format!("runc container {id}"));
+            continue;
+        }
+        let out = Command::new(&roots.runc)
+            .arg("--root")
+            .arg(&state)
+            .args(["delete", "--force", &id])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => report.removed.push(format!("runc container {id}")),
+            Ok(o) => report.problems.push(format!(
+                "runc delete --force {id}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => report
+                .problems
+                .push(format!("running {} delete: {e}", roots.runc.display())),
+        }
+    }
+}
+
+/// Mount points at or below `roots.run_dir`, deepest first.
+fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(4))
+        .map(unescape_mountinfo)
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    points
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let oct = std::str::from_utf8(&bytes[i + 1..i + 4])
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 8).ok());
+            if let Some(b) = oct {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The instance a path under the run dir belongs to: the first component that parses as an instance
+/// name (has an owner pid).
+fn instance_of(path: &Path, run_dir: &Path) -> Option<String> {
+    path.strip_prefix(run_dir)
+        .ok()?
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .find(|c| owner_pid(c).is_some())
+}
+
+fn unmount_under(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
+    let Ok(mountinfo) = fs::read_to_string(&roots.mountinfo) else {
+        return;
+    };
+    for point in mounts_under(&mountinfo, &roots.run_dir) {
+        if instance_of(&point, &roots.run_dir).is_some_and(|name| keep(&name)) {
+            report.in_use.push(format!("mount {}", point.display()));
+            continue;
+        }
+        match umount2(&point, MntFlags::MNT_DETACH) {
+            Ok(()) => report.removed.push(format!("mount {}", point.display())),
+            Err(e) => report
+                .problems
+                .push(format!("unmounting {}: {e}", point.display())),
+        }
+    }
+}
+
+/// Removes per-instance directories (bundles, upper/work dirs) under `dir`.
+fn remove_instance_dirs(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if keep(&name) {
+            report
+                .in_use
+                .push(format!("directory {}", entry.path().display()));
+            continue;
+        }
+        match fs::remove_dir_all(entry.path()) {
+            Ok(()) => report
+                .removed
+                .push(format!("directory {}", entry.path().display())),
+            Err(e) => report
+                .problems
+                .push(format!("removing {}: {e}", entry.path().display())),
+        }
+    }
+}
+
+/// Cgroups named `cvbench*` directly under the v2 root or any v1 controller (and the unified mount),
+/// removed leaf-first after killing what still runs in them.
+fn remove_cgroups(cgroup_root: &Path, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
+    let mut hierarchies = vec![cgroup_root.to_path_buf()];
+    if let Ok(entries) = fs::read_dir(cgroup_root) {
+        hierarchies.extend(
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && !is_cvbench(p)),
+        );
+    }
+    for hierarchy in hierarchies {
+        let Ok(entries) = fs::read_dir(&hierarchy) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() && is_cvbench(&path) {
+                remove_cgroup_tree(&path, keep, report);
+            }
+        }
+    }
+}
+
+fn is_cvbench(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("cvbench"))
+}
+
+/// Removes `dir` and its child cgroups, leaf first. Returns whether `dir` is gone.
+fn remove_cgroup_tree(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) -> bool {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if keep(&name) {
+        report.in_use.push(format!("cgroup {}", dir.display()));
+        return false;
+    }
+    let mut children_gone = true;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            // Control files are regular files; child cgroups are directories.
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                children_gone &= remove_cgroup_tree(&entry.path(), keep, report);
+            }
+        }
+    }
+    if !children_gone {
+        return false;
+    }
+    kill_cgroup_members(dir);
+    // A plain directory (a fixture tree) still holds its control files; a real cgroup does not care.
+    let removed = fs::remove_dir(dir).or_else(|e| {
+        if dir.join("cgroup.procs").is_file() && !is_cgroupfs(dir) {
+            fs::remove_dir_all(dir)
+        } else {
+            Err(e)
+        }
+    });
+    match removed {
+        Ok(()) => {
+            report.removed.push(format!("cgroup {}", dir.display()));
+            true
+        }
+        Err(e) => {
+            report
+                .problems
+                .push(format!("removing cgroup {}: {e}", dir.display()));
+            false
+        }
+    }
+}
+
+fn is_cgroupfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir).is_ok_and(|s| {
+        let t = s.filesystem_type();
+        t == nix::sys::statfs::CGROUP_SUPER_MAGIC || t == nix::sys::statfs::CGROUP2_SUPER_MAGIC
+    })
+}
+
+/// SIGKILLs every process in the cgroup and waits (briefly) until it is empty.
+fn kill_cgroup_members(dir: &Path) {
+    let procs = dir.join("cgroup.procs");
+    let read = || -> Vec<i32> {
+        fs::read_to_string(&procs)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let pids = read();
+        if pids.is_empty() || Instant::now() > deadline || !is_cgroupfs(dir) {
+            return;
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEAD_PID: i32 = 999_999_999; // above any pid_max
+
+    fn roots(dir: &Path) -> CleanupRoots {
+        CleanupRoots {
+            run_dir: dir.join("run"),
+            cgroup_root: dir.join("cgroup"),
+            mountinfo: dir.join("mountinfo"),
+            runc: PathBuf::from("/nonexistent/runc"),
+        }
+    }
+
+    #[test]
+    fn owner_pid_comes_from_the_instance_name() {
+        assert_eq!(owner_pid("cvbench-runc-idle-4242-7"), Some(4242));
+        assert_eq!(owner_pid("cvbench-container-oltp-1-0"), Some(1));
+        assert_eq!(owner_pid("cvbench"), None);
+        assert_eq!(owner_pid("cvbench-runc-idle-x-0"), None);
+    }
+
+    #[test]
+    fn mounts_under_the_run_dir_deepest_first() {
+        let info = "\
+36 25 0:32 / /run rw - tmpfs tmpfs rw
+90 36 0:50 / /run/cvbench/runc/a/rootfs rw - overlay overlay rw,lowerdir=/img
+91 90 0:51 / /run/cvbench/runc/a/rootfs/proc rw - proc proc rw
+92 36 0:52 / /run/cvbench\\040x rw - tmpfs tmpfs rw
+";
+        let got = mounts_under(info, Path::new("/run/cvbench"));
+        assert_eq!(
+            got,
+            vec![
+                PathBuf::from("/run/cvbench/runc/a/rootfs/proc"),
+                PathBuf::from("/run/cvbench/runc/a/rootfs")
+            ]
+        );
+        assert_eq!(unescape_mountinfo("/run/cvbench\\040x"), "/run/cvbench x");
+    }
+
+    #[test]
+    fn removes_dead_instances_and_keeps_live_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = roots(dir.path());
+        fs::write(&r.mountinfo, "").unwrap();
+        let me = std::process::id();
+        let dead = format!("cvbench-runc-idle-{DEAD_PID}-0");
+        let live = format!("cvbench-runc-idle-{me}-0");
+        for name in [&dead, &live] {
+            fs::create_dir_all(r.run_dir.join("runc").join(name).join("upper/var")).unwrap();
+            // v1 layout: controller dir / cgroup; v2 layout: root / cgroup.
+            for cg in [r.cgroup_root.join("memory").join(name), r.cgroup_root.join(name)] {
+                fs::create_dir_all(&cg).unwrap();
+                fs::write(cg.join("cgroup.procs"), "").unwrap();
+            }
+        }
+        fs::create_dir_all(r.cgroup_root.join("memory/system.slice")).unwrap();
+
+        let report = cleanup_in(&r, false);
+        assert!(report.is_clean(), "{report:?}");
+        assert!(!r.run_dir.join("runc").join(&dead).exists());
+        assert!(!r.cgroup_root.join("memory").join(&dead).exists());
+        assert!(!r.cgroup_root.join(&dead).exists());
+        assert!(r.run_dir.join("runc").join(&live).exists());
+        assert!(r.cgroup_root.join("memory").join(&live).exists());
+        assert!(
+            r.cgroup_root.join("memory/system.slice").exists(),
+            "foreign cgroups stay"
+        );
+        assert_eq!(report.removed.len(), 3, "{report:?}");
+        assert_eq!(report.in_use.len(), 3, "{report:?}");
+
+        let forced = cleanup_in(&r, true);
+        assert!(forced.is_clean(), "{forced:?}");
+        assert!(!r.run_dir.join("runc").join(&live).exists());
+        assert!(!r.cgroup_root.join(&live).exists());
+    }
+
+    #[test]
+    fn nothing_to_clean_is_an_empty_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = cleanup_in(&roots(dir.path()), false);
+        assert_eq!(report, CleanupReport::default());
+    }
+}

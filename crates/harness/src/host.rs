@@ -1,0 +1,322 @@
+//! Detects the facts about the host that qualify every figure (kernel, CPU, memory, cgroup version,
+//! KVM flavour) and fills [`HostInfo`]. The filesystem roots are parameters ([`HostRoots`]) so unit
+//! tests run against fixture trees.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::results::HostInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: no {field} line")]
+    Missing { path: PathBuf, field: &'static str },
+    #[error("{path}: malformed {field} value {value:?}")]
+    Malformed {
+        path: PathBuf,
+        field: &'static str,
+        value: String,
+    },
+}
+
+/// Where the host's pseudo-filesystems are; `HostRoots::default()` is the real host.
+#[derive(Debug, Clone)]
+pub struct HostRoots {
+    pub proc: PathBuf,
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+    pub etc: PathBuf,
+}
+
+impl Default for HostRoots {
+    fn default() -> Self {
+        HostRoots::under(Path::new("/"))
+    }
+}
+
+impl HostRoots {
+    /// All roots below one directory (`<root>/proc`, `<root>/sys`, ...), as a fixture tree lays them out.
+    pub fn under(root: &Path) -> Self {
+        HostRoots {
+            proc: root.join("proc"),
+            sys: root.join("sys"),
+            dev: root.join("dev"),
+            etc: root.join("etc"),
+        }
+    }
+}
+
+/// The KVM flavour as recorded in results: `pvm`, `hardware` or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvmFlavour {
+    /// Paravirtual nested KVM (`/sys/module/kvm_pvm`): guest kernels run, but emulated and slow.
+    Pvm,
+    /// `/dev/kvm` backed by VT-x/AMD-V.
+    Hardware,
+    None,
+}
+
+impl KvmFlavour {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvmFlavour::Pvm => "pvm",
+            KvmFlavour::Hardware => "hardware",
+            KvmFlavour::None => "none",
+        }
+    }
+}
+
+impl HostInfo {
+    /// Detects the real host.
+    pub fn detect() -> Result<HostInfo, HostError> {
+        HostInfo::detect_in(&HostRoots::default())
+    }
+
+    /// Detects the host whose pseudo-filesystems are at `roots`.
+    pub fn detect_in(roots: &HostRoots) -> Result<HostInfo, HostError> {
+        let cpuinfo_path = roots.proc.join("cpuinfo");
+        let cpuinfo = read(&cpuinfo_path)?;
+        let meminfo_path = roots.proc.join("meminfo");
+        let meminfo = read(&meminfo_path)?;
+        let mountinfo = read(&roots.proc.join("self/mountinfo"))?;
+        let kernel = read(&roots.proc.join("sys/kernel/osrelease"))?.trim().to_string();
+        let hostname = read(&roots.proc.join("sys/kernel/hostname"))?.trim().to_string();
+        let os = fs::read_to_string(roots.etc.join("os-release"))
+            .ok()
+            .and_then(|s| os_pretty_name(&s))
+            .unwrap_or_else(|| "unknown".to_string());
+        let cpu_model = cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_string());
+        let cores = cpu_count(&cpuinfo);
+        let memory_bytes = meminfo_kib(&meminfo, "MemTotal")
+            .ok_or(HostError::Missing {
+                path: meminfo_path.clone(),
+                field: "MemTotal",
+            })?
+            .map_err(|value| HostError::Malformed {
+                path: meminfo_path,
+                field: "MemTotal",
+                value,
+            })?
+            * 1024;
+        Ok(HostInfo {
+            hostname,
+            kernel,
+            cpu_model,
+            cores,
+            memory_bytes,
+            cgroup_version: cgroup_version(&mountinfo).to_string(),
+            kvm: kvm_flavour(roots, &cpuinfo).as_str().to_string(),
+            os,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, HostError> {
+    fs::read_to_string(path).map_err(|source| HostError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// First `model name` in /proc/cpuinfo.
+fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo_values(cpuinfo, "model name").next().map(str::to_string)
+}
+
+/// Number of `processor` entries in /proc/cpuinfo (online logical CPUs).
+fn cpu_count(cpuinfo: &str) -> u32 {
+    let n = cpuinfo_values(cpuinfo, "processor").count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn cpuinfo_values<'a>(cpuinfo: &'a str, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    cpuinfo.lines().filter_map(move |line| {
+        let (k, v) = line.split_once(':')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+/// A `Key:   1234 kB` line of /proc/meminfo, in KiB. `None` when absent, `Err(value)` when malformed.
+pub(crate) fn meminfo_kib(meminfo: &str, key: &str) -> Option<Result<u64, String>> {
+    meminfo.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        if k.trim() != key {
+            return None;
+        }
+        let number = v.trim().trim_end_matches("kB").trim();
+        Some(number.parse::<u64>().map_err(|_| v.trim().to_string()))
+    })
+}
+
+/// `v1`, `v2` or `hybrid` from the filesystem types in a mountinfo file; `none` if no cgroup fs.
+fn cgroup_version(mountinfo: &str) -> &'static str {
+    let mut v1 = false;
+    let mut v2 = false;
+    for line in mountinfo.lines() {
+        // Fields after " - " are: fstype source superoptions.
+        let Some((_, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        match after.split_whitespace().next() {
+            Some("cgroup") => v1 = true,
+            Some("cgroup2") => v2 = true,
+            _ => {}
+        }
+    }
+    match (v1, v2) {
+        (true, true) => "hybrid",
+        (true, false) => "v1",
+        (false, true) => "v2",
+        (false, false) => "none",
+    }
+}
+
+fn kvm_flavour(roots: &HostRoots, cpuinfo: &str) -> KvmFlavour {
+    if roots.sys.join("module/kvm_pvm").exists() {
+        return KvmFlavour::Pvm;
+    }
+    let virt_flags = cpuinfo_values(cpuinfo, "flags")
+        .any(|flags| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    if roots.dev.join("kvm").exists() && virt_flags {
+        KvmFlavour::Hardware
+    } else {
+        KvmFlavour::None
+    }
+}
+
+/// `PRETTY_NAME` from an os-release file, quotes removed.
+fn os_pretty_name(os_release: &str) -> Option<String> {
+    os_release.lines().find_map(|line| {
+        let value = line.strip_prefix("PRETTY_NAME=")?;
+        Some(value.trim().trim_matches('"').trim_matches('\'').to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CPUINFO: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\nflags\t\t: fpu vme vmx sse\n\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz\nflags\t\t: fpu vme vmx sse\n";
+    const MEMINFO: &str =
+        "MemTotal:       24599236 kB\nMemFree:        20000000 kB\nMemAvailable:   22000000 kB\n";
+    const MOUNTINFO_HYBRID: &str = "\
+25 30 0:23 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+31 25 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+32 31 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw
+35 31 0:30 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,memory
+";
+
+    fn fixture(mountinfo: &str, cpuinfo: &str, pvm: bool, dev_kvm: bool) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("proc/self")).unwrap();
+        fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+        fs::create_dir_all(root.join("sys/module")).unwrap();
+        fs::create_dir_all(root.join("dev")).unwrap();
+        fs::create_dir_all(root.join("etc")).unwrap();
+        fs::write(root.join("proc/cpuinfo"), cpuinfo).unwrap();
+        fs::write(root.join("proc/meminfo"), MEMINFO).unwrap();
+        fs::write(root.join("proc/self/mountinfo"), mountinfo).unwrap();
+        fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-test\n").unwrap();
+        fs::write(root.join("proc/sys/kernel/hostname"), "bench-host\n").unwrap();
+        fs::write(
+            root.join("etc/os-release"),
+            "NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
+        )
+        .unwrap();
+        if pvm {
+            fs::create_dir_all(root.join("sys/module/kvm_pvm")).unwrap();
+        }
+        if dev_kvm {
+            fs::write(root.join("dev/kvm"), "").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn detects_every_field_from_a_fixture_tree() {
+        let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, false, true);
+        let host = HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap();
+        assert_eq!(host.kernel, "6.1.0-test");
+        assert_eq!(host.hostname, "bench-host");
+        assert_eq!(host.cpu_model, "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz");
+        assert_eq!(host.cores, 2);
+        assert_eq!(host.memory_bytes, 24_599_236 * 1024);
+        assert_eq!(host.cgroup_version, "hybrid");
+        assert_eq!(host.kvm, "hardware");
+        assert_eq!(host.os, "Debian GNU/Linux 12 (bookworm)");
+    }
+
+    #[test]
+    fn pvm_module_wins_over_dev_kvm() {
+        let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, true, true);
+        assert_eq!(
+            HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap().kvm,
+            "pvm"
+        );
+    }
+
+    #[test]
+    fn dev_kvm_without_vmx_or_svm_is_none() {
+        let dir = fixture(MOUNTINFO_HYBRID, &CPUINFO.replace(" vmx", ""), false, true);
+        assert_eq!(
+            HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap().kvm,
+            "none"
+        );
+        let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, false, false);
+        assert_eq!(
+            HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap().kvm,
+            "none"
+        );
+    }
+
+    #[test]
+    fn cgroup_versions() {
+        let v1_only: String = MOUNTINFO_HYBRID
+            .lines()
+            .filter(|l| !l.contains("cgroup2"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let v2_only = "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(cgroup_version(MOUNTINFO_HYBRID), "hybrid");
+        assert_eq!(cgroup_version(&v1_only), "v1");
+        assert_eq!(cgroup_version(v2_only), "v2");
+        assert_eq!(cgroup_version("25 30 0:23 / /sys rw - sysfs sysfs rw\n"), "none");
+    }
+
+    #[test]
+    fn missing_meminfo_is_an_error_naming_the_file() {
+        let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, false, false);
+        fs::remove_file(dir.path().join("proc/meminfo")).unwrap();
+        let err = HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("proc/meminfo"), "{err}");
+    }
+
+    #[test]
+    fn malformed_memtotal_is_reported() {
+        let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, false, false);
+        fs::write(dir.path().join("proc/meminfo"), "MemTotal: lots kB\n").unwrap();
+        let err = HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                HostError::Malformed {
+                    field: "MemTotal",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_real_host_is_detected() {
+        let host = HostInfo::detect().unwrap();
+        assert!(host.cores >= 1);
+        assert!(host.memory_bytes > 0);
+        assert!(!host.kernel.is_empty());
+        assert!(["pvm", "hardware", "none"].contains(&host.kvm.as_str()));
+    }
+}

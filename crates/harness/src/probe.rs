@@ -1,0 +1,287 @@
+//! Memory and disk probes shared by every backend: PSS and RSS of a set of host processes from
+//! `/proc/PID/smaps_rollup`, the host's `MemAvailable`, and the allocated bytes of a directory tree.
+//! The `/proc` root is a parameter (`*_in` functions) so unit tests run against fixture files.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::host::meminfo_kib;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("process {pid} is gone (no {path})")]
+    ProcessGone { pid: i32, path: PathBuf },
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: no {field} line (a zombie or kernel thread has no memory map)")]
+    Missing { path: PathBuf, field: &'static str },
+    #[error("{path}: malformed {field} value {value:?}")]
+    Malformed {
+        path: PathBuf,
+        field: &'static str,
+        value: String,
+    },
+}
+
+/// Sum of the proportional set size over `pids`, in bytes. A pid that has exited is an error naming it.
+pub fn pss_bytes(pids: &[i32]) -> Result<u64, ProbeError> {
+    pss_bytes_in(Path::new("/proc"), pids)
+}
+
+/// Sum of the resident set size over `pids`, in bytes (shared pages counted once per process).
+pub fn rss_bytes(pids: &[i32]) -> Result<u64, ProbeError> {
+    rss_bytes_in(Path::new("/proc"), pids)
+}
+
+pub fn pss_bytes_in(proc_root: &Path, pids: &[i32]) -> Result<u64, ProbeError> {
+    sum_rollup_field(proc_root, pids, "Pss")
+}
+
+pub fn rss_bytes_in(proc_root: &Path, pids: &[i32]) -> Result<u64, ProbeError> {
+    sum_rollup_field(proc_root, pids, "Rss")
+}
+
+fn sum_rollup_field(proc_root: &Path, pids: &[i32], field: &'static str) -> Result<u64, ProbeError> {
+    let mut total = 0u64;
+    for &pid in pids {
+        let path = proc_root.join(pid.to_string()).join("smaps_rollup");
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            // ESRCH: the process exited between opening and reading.
+            Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+                return Err(ProbeError::ProcessGone { pid, path })
+            }
+            Err(source) => return Err(ProbeError::Read { path, source }),
+        };
+        let kib = meminfo_kib(&text, field)
+            .ok_or_else(|| ProbeError::Missing {
+                path: path.clone(),
+                field,
+            })?
+            .map_err(|value| ProbeError::Malformed {
+                path: path.clone(),
+                field,
+                value,
+            })?;
+        total = total.saturating_add(kib.saturating_mul(1024));
+    }
+    Ok(total)
+}
+
+/// The host's `MemAvailable`, in bytes.
+pub fn mem_available_bytes() -> Result<u64, ProbeError> {
+    mem_available_bytes_in(Path::new("/proc"))
+}
+
+pub fn mem_available_bytes_in(proc_root: &Path) -> Result<u64, ProbeError> {
+    let path = proc_root.join("meminfo");
+    let text = fs::read_to_string(&path).map_err(|source| ProbeError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let kib = meminfo_kib(&text, "MemAvailable")
+        .ok_or_else(|| ProbeError::Missing {
+            path: path.clone(),
+            field: "MemAvailable",
+        })?
+        .map_err(|value| ProbeError::Malformed {
+            path: path.clone(),
+            field: "MemAvailable",
+            value,
+        })?;
+    Ok(kib.saturating_mul(1024))
+}
+
+/// Allocated bytes (`st_blocks * 512`) of everything under `root`, the root itself included, without
+/// following symlinks and counting each hard-linked inode once. This is what a tree really costs on
+/// disk (sparse files count only their written blocks).
+pub fn allocated_bytes(root: &Path) -> Result<u64, ProbeError> {
+    let mut seen = HashSet::new();
+    let mut total = 0u64;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = fs::symlink_metadata(&path).map_err(|source| ProbeError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if seen.insert((meta.dev(), meta.ino())) {
+            total = total.saturating_add(meta.blocks().saturating_mul(512));
+        }
+        if meta.is_dir() {
+            let entries = fs::read_dir(&path).map_err(|source| ProbeError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            for entry in entries {
+                let entry = entry.map_err(|source| ProbeError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// The memory usage the kernel charges to the cgroup of `pid`: v1 `memory.usage_in_bytes` when a v1
+/// memory controller holds the process (also on hybrid hosts), else v2 `memory.current`.
+pub fn cgroup_memory_bytes(pid: i32) -> Result<u64, ProbeError> {
+    cgroup_memory_bytes_in(Path::new("/proc"), Path::new("/sys/fs/cgroup"), pid)
+}
+
+pub fn cgroup_memory_bytes_in(proc_root: &Path, cgroup_root: &Path, pid: i32) -> Result<u64, ProbeError> {
+    let path = proc_root.join(pid.to_string()).join("cgroup");
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ProbeError::ProcessGone { pid, path }),
+        Err(source) => return Err(ProbeError::Read { path, source }),
+    };
+    let mut v1 = None;
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(cg)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let cg = cg.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == "memory") {
+            v1 = Some(cgroup_root.join("memory").join(cg).join("memory.usage_in_bytes"));
+        } else if controllers.is_empty() {
+            v2 = Some(cgroup_root.join(cg).join("memory.current"));
+        }
+    }
+    let file = v1.or(v2).ok_or(ProbeError::Missing {
+        path,
+        field: "memory cgroup",
+    })?;
+    let value = fs::read_to_string(&file).map_err(|source| ProbeError::Read {
+        path: file.clone(),
+        source,
+    })?;
+    value.trim().parse::<u64>().map_err(|_| ProbeError::Malformed {
+        path: file,
+        field: "memory usage",
+        value: value.trim().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const ROLLUP: &str = "55d0c0a00000-7ffc3b1f2000 ---p 00000000 00:00 0                          [rollup]
+Rss:                4200 kB
+Pss:                1500 kB
+Pss_Anon:            800 kB
+Shared_Clean:       2400 kB
+";
+
+    fn proc_fixture(pids: &[(i32, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (pid, text) in pids {
+            let d = dir.path().join(pid.to_string());
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("smaps_rollup"), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn pss_and_rss_are_summed_over_pids_in_bytes() {
+        let dir = proc_fixture(&[(10, ROLLUP), (11, &ROLLUP.replace("1500", "500"))]);
+        assert_eq!(pss_bytes_in(dir.path(), &[10, 11]).unwrap(), 2000 * 1024);
+        assert_eq!(rss_bytes_in(dir.path(), &[10, 11]).unwrap(), 8400 * 1024);
+        assert_eq!(pss_bytes_in(dir.path(), &[]).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_vanished_pid_is_an_error_naming_it() {
+        let dir = proc_fixture(&[(10, ROLLUP)]);
+        let err = pss_bytes_in(dir.path(), &[10, 4242]).unwrap_err();
+        assert!(matches!(err, ProbeError::ProcessGone { pid: 4242, .. }), "{err}");
+        assert!(err.to_string().contains("4242"));
+    }
+
+    #[test]
+    fn a_rollup_without_pss_is_an_error() {
+        let dir = proc_fixture(&[(10, "")]);
+        assert!(matches!(
+            pss_bytes_in(dir.path(), &[10]),
+            Err(ProbeError::Missing { field: "Pss", .. })
+        ));
+    }
+
+    #[test]
+    fn own_process_has_positive_pss_not_above_rss() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        let pss = pss_bytes(&[me]).unwrap();
+        let rss = rss_bytes(&[me]).unwrap();
+        assert!(pss > 0);
+        assert!(pss <= rss, "pss {pss} > rss {rss}");
+    }
+
+    #[test]
+    fn mem_available_from_fixture_and_host() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("meminfo"),
+            "MemTotal: 100 kB\nMemAvailable:  64 kB\n",
+        )
+        .unwrap();
+        assert_eq!(mem_available_bytes_in(dir.path()).unwrap(), 64 * 1024);
+        assert!(mem_available_bytes().unwrap() > 0);
+    }
+
+    #[test]
+    fn allocated_bytes_counts_written_blocks_and_hard_links_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = allocated_bytes(dir.path()).unwrap();
+        let data = dir.path().join("data");
+        let mut f = fs::File::create(&data).unwrap();
+        f.write_all(&vec![7u8; 256 * 1024]).unwrap();
+        f.sync_all().unwrap();
+        let with_file = allocated_bytes(dir.path()).unwrap();
+        assert!(with_file >= empty + 256 * 1024, "{with_file} vs {empty}");
+        fs::hard_link(&data, dir.path().join("again")).unwrap();
+        assert_eq!(allocated_bytes(dir.path()).unwrap(), with_file);
+        // A sparse file costs (almost) nothing.
+        let sparse = fs::File::create(dir.path().join("sparse")).unwrap();
+        sparse.set_len(1 << 30).unwrap();
+        assert!(allocated_bytes(dir.path()).unwrap() < with_file + (1 << 20));
+    }
+
+    #[test]
+    fn allocated_bytes_of_a_missing_path_names_it() {
+        let err = allocated_bytes(Path::new("/nonexistent/cvbench")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/cvbench"));
+    }
+
+    #[test]
+    fn cgroup_memory_prefers_the_v1_memory_controller() {
+        let dir = tempfile::tempdir().unwrap();
+        let proc_root = dir.path().join("proc");
+        let cg = dir.path().join("cg");
+        fs::create_dir_all(proc_root.join("7")).unwrap();
+        fs::create_dir_all(cg.join("memory/cvbench-x")).unwrap();
+        fs::create_dir_all(cg.join("cvbench-y")).unwrap();
+        fs::write(cg.join("memory/cvbench-x/memory.usage_in_bytes"), "4096\n").unwrap();
+        fs::write(cg.join("cvbench-y/memory.current"), "8192\n").unwrap();
+        fs::write(
+            proc_root.join("7/cgroup"),
+            "5:memory:/cvbench-x\n3:pids:/cvbench-x\n0::/cvbench-y\n",
+        )
+        .unwrap();
+        assert_eq!(cgroup_memory_bytes_in(&proc_root, &cg, 7).unwrap(), 4096);
+        fs::write(proc_root.join("7/cgroup"), "0::/cvbench-y\n").unwrap();
+        assert_eq!(cgroup_memory_bytes_in(&proc_root, &cg, 7).unwrap(), 8192);
+        assert!(matches!(
+            cgroup_memory_bytes_in(&proc_root, &cg, 8),
+            Err(ProbeError::ProcessGone { pid: 8, .. })
+        ));
+    }
+}

@@ -1,0 +1,483 @@
+//! Runs a workload on a backend and turns what it sees into samples: one instance per run
+//! ([`run_once`]: launch, phases, memory and disk probes, the workload's RESULT, destroy), and a
+//! series of runs into a [`BenchmarkResult`] ([`run_benchmark`]: host check, prepare, warm-ups,
+//! failures recorded and the loop continued, summary recomputed after every run).
+//!
+//! Commands that arrange runs differently (`bench compare` interleaves backends run by run,
+//! `bench density` keeps instances running) reuse [`run_once`], [`RunOptions::launch_spec`],
+//! [`instance_name`] and [`BenchmarkResult::record_run`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use workload::WorkloadSpec;
+
+use crate::backend::{Backend, BackendError, Instance, LaunchSpec};
+use crate::results::{BenchmarkResult, RunFailure, RunRecord};
+
+/// How to run a benchmark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    /// Measured runs.
+    pub runs: u32,
+    /// Runs before the measured ones, recorded but flagged and left out of the summary.
+    pub warmup: u32,
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU quota in CPUs.
+    pub cpu_limit: Option<f64>,
+    pub pids_limit: Option<u64>,
+    /// How long to wait for `CVBENCH READY`.
+    pub ready_timeout: Duration,
+    /// How long a self-ending workload may take after READY (or an idle one to stop).
+    pub finish_timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            runs: 10,
+            warmup: 1,
+            memory_limit_bytes: None,
+            cpu_limit: None,
+            pids_limit: None,
+            ready_timeout: Duration::from_secs(10),
+            finish_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RunOptions {
+    /// The launch request for one instance, measured from `request`.
+    pub fn launch_spec(
+        &self,
+        image_dir: &Path,
+        spec: &WorkloadSpec,
+        instance_name: &str,
+        request: Instant,
+    ) -> LaunchSpec {
+        LaunchSpec {
+            request,
+            image_dir: image_dir.to_path_buf(),
+            workload: spec.clone(),
+            instance_name: instance_name.to_string(),
+            memory_limit_bytes: self.memory_limit_bytes,
+            cpu_limit: self.cpu_limit,
+            pids_limit: self.pids_limit,
+            ready_timeout: self.ready_timeout,
+        }
+    }
+}
+
+/// Unique instance name: `cvbench-<backend>-<workload>-<pid>-<index>` (the harness pid keeps two
+/// concurrent harnesses apart; `bench cleanup` matches the `cvbench-` prefix).
+pub fn instance_name(backend: &str, workload: &WorkloadSpec, index: u32) -> String {
+    format!(
+        "cvbench-{backend}-{}-{}-{index}",
+        workload.kind().name(),
+        std::process::id()
+    )
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunMeasurement {
+    /// `start_to_*_ms`, `pss_bytes` and the backend's extra memory figures, `instance_disk_bytes`,
+    /// `workload.<name>` for each RESULT figure.
+    pub metrics: BTreeMap<String, f64>,
+    /// The RESULT object as the workload printed it.
+    pub workload_result: Option<serde_json::Value>,
+}
+
+/// Launches one instance, measures it, lets the workload finish, and destroys it — always, also when
+/// a step failed. A teardown failure fails the run (something may be left behind).
+pub fn run_once(
+    backend: &dyn Backend,
+    image_dir: &Path,
+    spec: &WorkloadSpec,
+    opts: &RunOptions,
+    instance_name: &str,
+) -> Result<RunMeasurement, BackendError> {
+    let request = Instant::now();
+    let launch = opts.launch_spec(image_dir, spec, instance_name, request);
+    let mut instance = backend.launch(&launch)?;
+    let measured = measure(instance.as_mut(), opts);
+    let destroyed = instance.destroy();
+    match (measured, destroyed) {
+        (Ok(m), Ok(())) => Ok(m),
+        (Ok(_), Err(teardown)) => Err(teardown),
+        (Err(run), Ok(())) => Err(run),
+        (Err(run), Err(teardown)) => Err(BackendError::Teardown {
+            backend: backend.name().to_string(),
+            reason: format!("{teardown} (after the run failed: {run})"),
+        }),
+    }
+}
+
+fn measure(instance: &mut dyn Instance, opts: &RunOptions) -> Result<RunMeasurement, BackendError> {
+    let mut m = RunMeasurement::default();
+    for phase in instance.phases() {
+        m.metrics.insert(phase.name.clone(), phase.ms());
+    }
+    let memory = instance.memory()?;
+    m.metrics
+        .insert("pss_bytes".to_string(), to_f64(memory.pss_bytes));
+    for (name, bytes) in memory.extra {
+        m.metrics.insert(name, to_f64(bytes));
+    }
+    let disk = instance.disk()?;
+    m.metrics
+        .insert("instance_disk_bytes".to_string(), to_f64(disk.instance_bytes));
+    if let Some(result) = instance.finish(opts.finish_timeout)? {
+        for (name, value) in &result.metrics {
+            m.metrics.insert(format!("workload.{name}"), *value);
+        }
+        m.workload_result = serde_json::to_value(&result).ok();
+    }
+    Ok(m)
+}
+
+#[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53
+fn to_f64(bytes: u64) -> f64 {
+    bytes as f64
+}
+
+impl BenchmarkResult {
+    /// Records the outcome of run `index`: a measurement becomes a [`RunRecord`], an error a
+    /// [`RunFailure`]. The summary is not touched (call `recompute_summary`).
+    pub fn record_run(&mut self, index: u32, warmup: bool, outcome: Result<RunMeasurement, BackendError>) {
+        match outcome {
+            Ok(m) => self.runs.push(RunRecord {
+                index,
+                warmup,
+                metrics: m.metrics,
+                workload_result: m.workload_result,
+            }),
+            Err(e) => self.failures.push(RunFailure {
+                index,
+                error: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Progress of a benchmark, for display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// The backend cannot run on this host.
+    Skipped { reason: String },
+    /// One-time preparation (e.g. building a disk image) is starting.
+    Preparing,
+    /// Preparation failed; no run will be attempted.
+    PrepareFailed { error: String },
+    /// Run `index` (0-based, warm-ups first) of `total` is starting.
+    RunStarted { index: u32, total: u32, warmup: bool },
+    /// Run `index` ended; `error` is set when it failed.
+    RunFinished {
+        index: u32,
+        total: u32,
+        warmup: bool,
+        error: Option<String>,
+    },
+    /// The loop stopped early because [`RunObserver::should_stop`] said so.
+    Stopped { completed: u32, total: u32 },
+}
+
+/// Watches a benchmark: progress for display, the updated result after every run (so the caller can
+/// rewrite its results file and a later crash loses nothing), and whether to stop.
+pub trait RunObserver {
+    fn event(&mut self, event: &RunEvent);
+    /// Called after every run (and after a skip or a failed preparation) with the result so far.
+    fn updated(&mut self, result: &BenchmarkResult);
+    /// Checked between runs; by default, whether Ctrl-C or SIGTERM arrived.
+    fn should_stop(&self) -> bool {
+        crate::interrupt::requested()
+    }
+}
+
+/// An observer that shows nothing and never stops early.
+#[derive(Debug, Default)]
+pub struct SilentObserver;
+
+impl RunObserver for SilentObserver {
+    fn event(&mut self, _event: &RunEvent) {}
+    fn updated(&mut self, _result: &BenchmarkResult) {}
+    fn should_stop(&self) -> bool {
+        false
+    }
+}
+
+/// Runs `opts.warmup` warm-up runs and `opts.runs` measured runs of `spec` on `backend`. Never fails:
+/// a backend that cannot run here is `skipped` with its reason; failed runs are in `failures`.
+pub fn run_benchmark(
+    backend: &dyn Backend,
+    image_dir: &Path,
+    spec: &WorkloadSpec,
+    opts: &RunOptions,
+    observer: &mut dyn RunObserver,
+) -> BenchmarkResult {
+    let labels = backend.labels().into_iter().collect();
+    let mut result = BenchmarkResult::new(backend.name(), spec, labels);
+    if let Err(unavailable) = backend.check_host() {
+        result.skipped = Some(unavailable.reason.clone());
+        observer.event(&RunEvent::Skipped {
+            reason: unavailable.reason,
+        });
+        observer.updated(&result);
+        return result;
+    }
+    observer.event(&RunEvent::Preparing);
+    match backend.prepare(image_dir) {
+        Ok(shared) => result.shared_image_bytes = Some(shared.bytes),
+        Err(e) => {
+            let error = format!("preparing the image: {e}");
+            result.failures.push(RunFailure {
+                index: 0,
+                error: error.clone(),
+            });
+            observer.event(&RunEvent::PrepareFailed { error });
+            observer.updated(&result);
+            return result;
+        }
+    }
+    let total = opts.warmup.saturating_add(opts.runs);
+    for index in 0..total {
+        if observer.should_stop() {
+            observer.event(&RunEvent::Stopped {
+                completed: index,
+                total,
+            });
+            break;
+        }
+        let warmup = index < opts.warmup;
+        observer.event(&RunEvent::RunStarted { index, total, warmup });
+        let name = instance_name(backend.name(), spec, index);
+        let outcome = run_once(backend, image_dir, spec, opts, &name);
+        let error = outcome.as_ref().err().map(ToString::to_string);
+        result.record_run(index, warmup, outcome);
+        if !warmup {
+            result.recompute_summary(crate::stats::DEFAULT_SEED);
+        }
+        observer.event(&RunEvent::RunFinished {
+            index,
+            total,
+            warmup,
+            error,
+        });
+        observer.updated(&result);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::mock::{MockBackend, MockConfig};
+
+    #[derive(Default)]
+    struct Recorder {
+        events: Vec<RunEvent>,
+        updates: Vec<BenchmarkResult>,
+        stop_after_updates: Option<usize>,
+    }
+
+    impl RunObserver for Recorder {
+        fn event(&mut self, event: &RunEvent) {
+            self.events.push(event.clone());
+        }
+        fn updated(&mut self, result: &BenchmarkResult) {
+            self.updates.push(result.clone());
+        }
+        fn should_stop(&self) -> bool {
+            self.stop_after_updates.is_some_and(|n| self.updates.len() >= n)
+        }
+    }
+
+    fn opts(runs: u32, warmup: u32) -> RunOptions {
+        RunOptions {
+            runs,
+            warmup,
+            ready_timeout: Duration::from_millis(20),
+            ..RunOptions::default()
+        }
+    }
+
+    #[test]
+    fn run_once_collects_phases_memory_disk_and_workload_figures() {
+        let backend = MockBackend::new(MockConfig::default());
+        let spec = WorkloadSpec::default_for(workload::WorkloadKind::Oltp);
+        let m = run_once(
+            &backend,
+            Path::new("/img"),
+            &spec,
+            &opts(1, 0),
+            "cvbench-mock-oltp-1-0",
+        )
+        .unwrap();
+        let cfg = MockConfig::default();
+        assert_eq!(m.metrics["start_to_exec_ms"], cfg.exec_ms);
+        assert_eq!(m.metrics["start_to_ready_ms"], cfg.ready_ms);
+        assert_eq!(m.metrics["pss_bytes"], to_f64(cfg.pss_bytes));
+        assert_eq!(m.metrics["cgroup_memory_bytes"], to_f64(cfg.pss_bytes * 2));
+        assert_eq!(m.metrics["instance_disk_bytes"], to_f64(cfg.disk_bytes));
+        assert!(m.metrics.contains_key("workload.ops_per_s"));
+        assert_eq!(m.workload_result.as_ref().unwrap()["workload"], "oltp");
+        assert_eq!(backend.log().destroyed, vec!["cvbench-mock-oltp-1-0".to_string()]);
+    }
+
+    #[test]
+    fn idle_runs_have_no_workload_figures() {
+        let backend = MockBackend::new(MockConfig::default());
+        let m = run_once(&backend, Path::new("/img"), &WorkloadSpec::Idle, &opts(1, 0), "i").unwrap();
+        assert!(m.workload_result.is_none());
+        assert!(!m.metrics.keys().any(|k| k.starts_with("workload.")));
+    }
+
+    #[test]
+    fn instances_are_destroyed_even_when_a_probe_fails() {
+        let backend = MockBackend::new(MockConfig {
+            fail_memory_probe: true,
+            ..MockConfig::default()
+        });
+        let err = run_once(&backend, Path::new("/img"), &WorkloadSpec::Idle, &opts(1, 0), "x").unwrap_err();
+        assert!(err.to_string().contains("memory probe"), "{err}");
+        assert_eq!(backend.log().destroyed, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn a_failed_teardown_fails_the_run() {
+        let backend = MockBackend::new(MockConfig {
+            fail_destroy: true,
+            ..MockConfig::default()
+        });
+        let err = run_once(&backend, Path::new("/img"), &WorkloadSpec::Idle, &opts(1, 0), "x").unwrap_err();
+        assert!(matches!(err, BackendError::Teardown { .. }), "{err}");
+    }
+
+    #[test]
+    fn names_are_unique_per_index_and_carry_the_prefix() {
+        let a = instance_name("runc", &WorkloadSpec::Idle, 0);
+        let b = instance_name("runc", &WorkloadSpec::Idle, 1);
+        assert_ne!(a, b);
+        assert!(a.starts_with("cvbench-runc-idle-"), "{a}");
+        assert!(a.ends_with("-0"));
+    }
+
+    #[test]
+    fn benchmark_flags_warmups_records_failures_and_continues() {
+        let backend = MockBackend::new(MockConfig {
+            fail_launches: vec![1, 3],
+            ..MockConfig::default()
+        });
+        let mut obs = Recorder::default();
+        let r = run_benchmark(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &opts(4, 2),
+            &mut obs,
+        );
+        assert_eq!(r.backend, "mock");
+        assert_eq!(
+            r.shared_image_bytes,
+            Some(MockConfig::default().shared_image_bytes)
+        );
+        let failed: Vec<u32> = r.failures.iter().map(|f| f.index).collect();
+        assert_eq!(failed, vec![1, 3]);
+        let runs: Vec<(u32, bool)> = r.runs.iter().map(|x| (x.index, x.warmup)).collect();
+        assert_eq!(runs, vec![(0, true), (2, false), (4, false), (5, false)]);
+        assert_eq!(obs.updates.len(), 6, "one update per run");
+        assert_eq!(obs.updates.last(), Some(&r));
+        let finished = obs
+            .events
+            .iter()
+            .filter(|e| matches!(e, RunEvent::RunFinished { .. }))
+            .count();
+        assert_eq!(finished, 6);
+        // Every launched instance was destroyed.
+        assert_eq!(backend.log().launched, backend.log().destroyed);
+    }
+
+    #[test]
+    fn summary_covers_measured_runs_only() {
+        let backend = MockBackend::new(MockConfig::default());
+        let r = run_benchmark(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &opts(3, 2),
+            &mut SilentObserver,
+        );
+        assert_eq!(r.runs.len(), 5);
+        assert_eq!(r.measured_runs(), 3);
+        assert_eq!(r.summary["start_to_ready_ms"].n, 3);
+    }
+
+    #[test]
+    fn unavailable_backends_are_skipped_with_their_reason() {
+        let backend = MockBackend::new(MockConfig {
+            unavailable: Some("no KVM here".into()),
+            ..MockConfig::default()
+        });
+        let mut obs = Recorder::default();
+        let r = run_benchmark(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &opts(3, 0),
+            &mut obs,
+        );
+        assert_eq!(r.skipped.as_deref(), Some("no KVM here"));
+        assert!(r.runs.is_empty() && r.failures.is_empty());
+        assert_eq!(
+            obs.events,
+            vec![RunEvent::Skipped {
+                reason: "no KVM here".into()
+            }]
+        );
+        assert_eq!(obs.updates.len(), 1);
+    }
+
+    #[test]
+    fn a_stop_request_ends_the_loop_between_runs() {
+        let backend = MockBackend::new(MockConfig::default());
+        let mut obs = Recorder {
+            stop_after_updates: Some(2),
+            ..Recorder::default()
+        };
+        let r = run_benchmark(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &opts(10, 0),
+            &mut obs,
+        );
+        assert_eq!(r.runs.len(), 2);
+        assert!(obs.events.contains(&RunEvent::Stopped {
+            completed: 2,
+            total: 10
+        }));
+    }
+
+    #[test]
+    fn never_ready_fails_every_run_with_a_timeout() {
+        let backend = MockBackend::new(MockConfig {
+            never_ready: true,
+            ..MockConfig::default()
+        });
+        let r = run_benchmark(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &opts(2, 0),
+            &mut SilentObserver,
+        );
+        assert!(r.runs.is_empty());
+        assert_eq!(r.failures.len(), 2);
+        assert!(
+            r.failures[0].error.contains("not ready"),
+            "{}",
+            r.failures[0].error
+        );
+    }
+}
