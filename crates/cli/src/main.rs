@@ -1,3 +1,67 @@
-fn main() {
-    println!("bench: not implemented yet");
+//! `bench`: the cvbench command line. It parses arguments, shows progress and maps errors to exit
+//! statuses; everything a test would want to check lives in the `harness` crate.
+//!
+//! Exit statuses: 0 success, 1 a run failed (not root, backend unavailable, every run failed),
+//! 2 usage error (bad flag value, unknown backend or workload, missing image), 130 interrupted.
+//! Errors are one line on stderr: `bench: <cause>: <cause>...`.
+//!
+//! Adding a subcommand: one file in `cmd/`, one variant in [`Command`], one arm in [`run`].
+
+mod cmd;
+mod output;
+mod parse;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bench",
+    version,
+    about = "Compare isolation mechanisms by measurement"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one workload on one backend N times and report startup, memory, disk and workload figures.
+    Run(cmd::run::RunArgs),
+    /// Remove what a killed harness left behind (containers, mounts, cgroups, state under /run/cvbench).
+    Cleanup(cmd::cleanup::CleanupArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => cmd::run::execute(args),
+        Command::Cleanup(args) => cmd::cleanup::execute(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return cmd::exit_on_parse_error(e),
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bench: {}", cmd::one_line(&format!("{e:#}")));
+            cmd::exit_status_of(&e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

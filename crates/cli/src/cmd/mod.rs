@@ -1,0 +1,84 @@
+//! One module per subcommand, plus the exit-status conventions they share.
+
+pub mod cleanup;
+pub mod run;
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Exit status for a usage error (bad flag value, unknown name, missing input).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for a run failure.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status after a clean stop on Ctrl-C / SIGTERM (partial results kept).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Marks an error as the user's input being unusable: exit status 2 instead of 1. Attach it as the
+/// root cause (`Err(UsageError(..))?` or `.map_err(UsageError::from)`); context may be added on top.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// 2 when any cause in the chain is a [`UsageError`], else 1.
+pub fn exit_status_of(e: &anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| c.is::<UsageError>()) {
+        ExitCode::from(EXIT_USAGE)
+    } else {
+        ExitCode::from(EXIT_FAILURE)
+    }
+}
+
+/// Joins a message onto one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Help and version go to stdout with status 0; every other parse error is one line and status 2.
+pub fn exit_on_parse_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 })
+        }
+        _ => {
+            let rendered = e.render().to_string();
+            let first = rendered
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("bench: {}", one_line(first.trim_start_matches("error:").trim()));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn usage_errors_anywhere_in_the_chain_exit_2() {
+        let e = Err::<(), _>(UsageError("bad".into()))
+            .context("reading flags")
+            .unwrap_err();
+        assert_eq!(exit_status_of(&e), ExitCode::from(EXIT_USAGE));
+        let e = anyhow::anyhow!("runc failed");
+        assert_eq!(exit_status_of(&e), ExitCode::from(EXIT_FAILURE));
+    }
+
+    #[test]
+    fn messages_become_one_line() {
+        assert_eq!(one_line("a\n  b\tc "), "a b c");
+    }
+}

@@ -1,0 +1,223 @@
+//! What `bench` shows: the summary table (stdout) and progress (stderr: an `indicatif` bar on a
+//! terminal, plain lines otherwise).
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+
+use harness::results::{BenchmarkResult, Summary};
+use harness::RunEvent;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The unit a metric carries in its name.
+fn unit(metric: &str) -> &'static str {
+    if metric.ends_with("_ms") {
+        "ms"
+    } else if metric.ends_with("_us") {
+        "us"
+    } else if metric.ends_with("_bytes") {
+        "bytes"
+    } else {
+        ""
+    }
+}
+
+/// A value with its unit, e.g. `12.34 ms`, `1.5 MiB`, `812.5`.
+pub fn format_value(metric: &str, v: f64) -> String {
+    match unit(metric) {
+        "bytes" => format_bytes(v),
+        "" => format!("{v:.1}"),
+        u => format!("{v:.2} {u}"),
+    }
+}
+
+pub fn format_bytes(v: f64) -> String {
+    const KIB: f64 = 1024.0;
+    if v.abs() >= KIB * KIB * KIB {
+        format!("{:.2} GiB", v / (KIB * KIB * KIB))
+    } else if v.abs() >= KIB * KIB {
+        format!("{:.1} MiB", v / (KIB * KIB))
+    } else if v.abs() >= KIB {
+        format!("{:.1} KiB", v / KIB)
+    } else {
+        format!("{v:.0} B")
+    }
+}
+
+fn mean_sd(metric: &str, s: &Summary) -> String {
+    match unit(metric) {
+        "bytes" => format!("{} ± {}", format_bytes(s.mean), format_bytes(s.sd)),
+        "" => format!("{:.1} ± {:.1}", s.mean, s.sd),
+        u => format!("{:.2} ± {:.2} {u}", s.mean, s.sd),
+    }
+}
+
+/// Startup phases first, then memory and disk, then the workload's own figures.
+fn order(metric: &str) -> u8 {
+    if metric.starts_with("start_to_") {
+        0
+    } else if metric.starts_with("workload.") {
+        2
+    } else {
+        1
+    }
+}
+
+/// The human-readable table for one benchmark.
+pub fn summary_table(result: &BenchmarkResult) -> String {
+    let mut out = String::new();
+    let warmups = result.runs.iter().filter(|r| r.warmup).count();
+    let _ = writeln!(
+        out,
+        "{} · {} · {} measured runs ({} warm-up) · {} failed",
+        result.backend,
+        result.workload,
+        result.measured_runs(),
+        warmups,
+        result.failures.len()
+    );
+    if let Some(reason) = &result.skipped {
+        let _ = writeln!(out, "skipped: {reason}");
+        return out;
+    }
+    if result.summary.is_empty() {
+        let _ = writeln!(out, "no measured runs");
+        return out;
+    }
+    let mut rows: Vec<(&String, &Summary)> = result.summary.iter().collect();
+    rows.sort_by(|a, b| {
+        order(a.0)
+            .cmp(&order(b.0))
+            .then(a.1.p50.total_cmp(&b.1.p50).then(a.0.cmp(b.0)))
+    });
+    let rows: Vec<[String; 6]> = rows
+        .into_iter()
+        .map(|(m, s)| {
+            [
+                m.clone(),
+                s.n.to_string(),
+                format_value(m, s.p50),
+                format_value(m, s.p90),
+                format_value(m, s.p99),
+                mean_sd(m, s),
+            ]
+        })
+        .collect();
+    let header = ["metric", "n", "p50", "p90", "p99", "mean ± sd"].map(String::from);
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let mut line = format!("{:<w$}", row[0], w = widths[0]);
+        for (cell, w) in row.iter().zip(widths).skip(1) {
+            let pad = w.saturating_sub(cell.chars().count());
+            let _ = write!(line, "  {}{cell}", " ".repeat(pad));
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
+}
+
+/// Progress on stderr: a bar on a terminal, one line per event otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    label: String,
+}
+
+impl Progress {
+    pub fn new(label: String, total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) =
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(label.clone());
+            bar
+        });
+        Progress { bar, label }
+    }
+
+    pub fn event(&mut self, event: &RunEvent) {
+        let line = match event {
+            RunEvent::Skipped { reason } => Some(format!("skipped: {reason}")),
+            RunEvent::Preparing => Some("preparing the image".to_string()),
+            RunEvent::PrepareFailed { error } => Some(format!("prepare failed: {error}")),
+            RunEvent::RunStarted { .. } => None,
+            RunEvent::RunFinished {
+                index,
+                total,
+                warmup,
+                error,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                let kind = if *warmup { " (warm-up)" } else { "" };
+                match error {
+                    Some(e) => Some(format!("run {}/{total}{kind} failed: {e}", index + 1)),
+                    None if self.bar.is_none() => Some(format!("run {}/{total}{kind} done", index + 1)),
+                    None => None,
+                }
+            }
+            RunEvent::Stopped { completed, total } => Some(format!(
+                "stopped after {completed}/{total} runs; results so far are kept (partial)"
+            )),
+        };
+        if let Some(line) = line {
+            match &self.bar {
+                Some(bar) => bar.println(format!("{}: {line}", self.label)),
+                None => eprintln!("{}: {line}", self.label),
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_carry_their_unit() {
+        assert_eq!(format_value("start_to_ready_ms", 12.345), "12.35 ms");
+        assert_eq!(format_value("pss_bytes", 1_572_864.0), "1.5 MiB");
+        assert_eq!(format_value("instance_disk_bytes", 8192.0), "8.0 KiB");
+        assert_eq!(format_value("workload.tps", 812.46), "812.5");
+        assert_eq!(format_value("workload.latency_p99_us", 250.0), "250.00 us");
+    }
+
+    #[test]
+    fn table_lists_phases_first_with_aligned_columns() {
+        let mut r = BenchmarkResult::new("mock", &workload::WorkloadSpec::Idle, Default::default());
+        for (i, v) in [1.0, 2.0, 3.0].into_iter().enumerate() {
+            r.runs.push(harness::results::RunRecord {
+                index: u32::try_from(i).unwrap(),
+                warmup: false,
+                metrics: [
+                    ("start_to_ready_ms".to_string(), v),
+                    ("pss_bytes".to_string(), v * 1024.0),
+                ]
+                .into(),
+                workload_result: None,
+            });
+        }
+        r.recompute_summary(1);
+        let table = summary_table(&r);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("mock · idle · 3 measured runs"), "{table}");
+        assert!(lines[1].starts_with("metric"));
+        assert!(lines[2].starts_with("start_to_ready_ms"), "{table}");
+        assert!(lines[3].starts_with("pss_bytes"), "{table}");
+        assert!(lines[2].contains("2.00 ms"), "{table}");
+        assert_eq!(lines[1].len(), lines[2].len(), "{table}");
+    }
+}

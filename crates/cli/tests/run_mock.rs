@@ -1,0 +1,209 @@
+//! `bench` end to end with the hidden mock backend: deterministic, no root, no image needed.
+
+#[cfg(test)]
+mod tests {
+    use assert_cmd::Command;
+    use predicates::prelude::*;
+
+    fn bench() -> Command {
+        let mut c = Command::cargo_bin("bench").unwrap();
+        c.env_remove("CVBENCH_MOCK");
+        c
+    }
+
+    fn image() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    #[test]
+    fn run_prints_a_table_and_writes_valid_json() {
+        let img = image();
+        let out = tempfile::tempdir().unwrap();
+        let json = out.path().join("r/results.json");
+        bench()
+            .args([
+                "run",
+                "--backend",
+                "mock",
+                "--workload",
+                "oltp",
+                "--runs",
+                "5",
+                "--warmup",
+                "2",
+                "--json",
+            ])
+            .arg(&json)
+            .arg("--image")
+            .arg(img.path())
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(
+                "mock · oltp · 5 measured runs (2 warm-up)",
+            ))
+            .stdout(predicate::str::contains("start_to_ready_ms"))
+            .stdout(predicate::str::contains("workload.ops_per_s"));
+
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(v["schema_version"], harness::results::SCHEMA_VERSION);
+        assert_eq!(v["command"], "run");
+        assert!(v["host"]["cores"].as_u64().unwrap() >= 1);
+        assert!(v["host"]["kernel"].as_str().is_some_and(|k| !k.is_empty()));
+        assert_eq!(v["partial"], false);
+        let b = &v["benchmarks"][0];
+        assert_eq!(b["backend"], "mock");
+        assert_eq!(b["runs"].as_array().unwrap().len(), 7);
+        assert_eq!(b["summary"]["start_to_ready_ms"]["n"], 5);
+        // The file is a readable results file.
+        harness::results::ResultsFile::read(&json).unwrap();
+    }
+
+    #[test]
+    fn some_failed_runs_are_recorded_and_the_run_still_succeeds() {
+        let img = image();
+        let json = img.path().join("out.json");
+        bench()
+            .env("CVBENCH_MOCK", "fail=1,2")
+            .args([
+                "run",
+                "--backend",
+                "mock",
+                "--workload",
+                "idle",
+                "--runs",
+                "3",
+                "--warmup",
+                "0",
+                "--json",
+            ])
+            .arg(&json)
+            .arg("--image")
+            .arg(img.path())
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("run 2/3 failed"));
+        let f = harness::results::ResultsFile::read(&json).unwrap();
+        assert_eq!(f.benchmarks[0].failures.len(), 2);
+        assert_eq!(f.benchmarks[0].runs.len(), 1);
+        assert!(f.partial, "fewer measured runs than asked for");
+    }
+
+    fn assert_one_line_error(stderr: &[u8], needle: &str) {
+        let text = String::from_utf8_lossy(stderr);
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("bench: ")).collect();
+        assert_eq!(errors.len(), 1, "{text}");
+        assert!(errors[0].contains(needle), "{text}");
+    }
+
+    #[test]
+    fn malformed_memory_is_a_usage_error() {
+        let out = bench()
+            .args([
+                "run",
+                "--backend",
+                "mock",
+                "--workload",
+                "idle",
+                "--memory",
+                "10x",
+            ])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        assert_one_line_error(&out.stderr, "\"10x\"");
+    }
+
+    #[test]
+    fn unknown_workload_and_backend_are_usage_errors() {
+        let out = bench()
+            .args(["run", "--backend", "mock", "--workload", "nginx"])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        assert_one_line_error(&out.stderr, "nginx");
+        let out = bench()
+            .args(["run", "--backend", "lxc", "--workload", "idle"])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        assert_one_line_error(&out.stderr, "lxc");
+    }
+
+    #[test]
+    fn zero_runs_is_a_usage_error() {
+        bench()
+            .args(["run", "--backend", "mock", "--workload", "idle", "--runs", "0"])
+            .assert()
+            .code(2);
+    }
+
+    #[test]
+    fn a_missing_image_is_a_usage_error() {
+        let out = bench()
+            .args([
+                "run",
+                "--backend",
+                "mock",
+                "--workload",
+                "idle",
+                "--image",
+                "/nonexistent/cvbench-image",
+            ])
+            .assert()
+            .code(2)
+            .get_output()
+            .clone();
+        assert_one_line_error(&out.stderr, "/nonexistent/cvbench-image");
+    }
+
+    #[test]
+    fn never_ready_fails_with_one_line_and_status_1() {
+        let img = image();
+        let out = bench()
+            .env("CVBENCH_MOCK", "never-ready")
+            .args([
+                "run",
+                "--backend",
+                "mock",
+                "--workload",
+                "idle",
+                "--runs",
+                "2",
+                "--warmup",
+                "0",
+            ])
+            .args(["--ready-timeout", "20ms", "--image"])
+            .arg(img.path())
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        assert_one_line_error(&out.stderr, "not ready after");
+    }
+
+    #[test]
+    fn an_unavailable_backend_fails_with_its_reason() {
+        let img = image();
+        let out = bench()
+            .env("CVBENCH_MOCK", "unavailable=needs a unicorn")
+            .args(["run", "--backend", "mock", "--workload", "idle", "--image"])
+            .arg(img.path())
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        assert_one_line_error(&out.stderr, "needs a unicorn");
+    }
+
+    #[test]
+    fn help_lists_the_subcommands() {
+        bench()
+            .arg("--help")
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("run").and(predicate::str::contains("cleanup")));
+    }
+}
