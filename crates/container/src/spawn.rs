@@ -238,10 +238,10 @@ fn child_main(req: &SpawnRequest<'_>, err_w: RawFd) -> ! {
     {
         child_fail(err_w, Stage::Signals, NO_STEP, e);
     }
+    use nix::sys::signal::{signal, SigHandler, SIGPIPE};
     // SAFETY: restoring the default disposition installs no handler.
-    if let Err(e) =
-        unsafe { nix::sys::signal::signal(nix::sys::signal::SIGPIPE, nix::sys::signal::SigHandler::SigDfl) }
-    {
+    let reset = unsafe { signal(SIGPIPE, SigHandler::SigDfl) };
+    if let Err(e) = reset {
         child_fail(err_w, Stage::Signals, NO_STEP, e);
     }
     for (fd, target) in [(req.stdin, 0), (req.stdout, 1), (req.stderr, 2)] {

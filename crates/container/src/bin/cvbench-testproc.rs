@@ -8,6 +8,7 @@
 //! - `hostname`: prints `hostname <nodename>`;
 //! - `net`: prints `ifaces <names>` (from `/proc/net/dev`) and `lo <up|down>`;
 //! - `idle` (also under the name cvbench-workload): prints `CVBENCH READY idle`, exits 0 on SIGTERM;
+//! - `stubborn`: prints `CVBENCH READY stubborn` and waits without a SIGTERM handler;
 //! - `exit <code>`: exits with `<code>` after printing `exiting`.
 
 use std::io::Write;
@@ -138,6 +139,13 @@ fn main() {
         }
         "net" => net(),
         "idle" => idle(),
+        "stubborn" => {
+            out("CVBENCH READY stubborn");
+            loop {
+                // SAFETY: pause just waits for a signal.
+                unsafe { libc::pause() };
+            }
+        }
         "exit" => {
             out("exiting");
             eprintln!("exiting on request");
