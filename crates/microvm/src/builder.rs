@@ -297,14 +297,14 @@ impl Vm {
                 Block::open(
                     &d.path,
                     d.read_only,
-                    &format!("cvbench-vd{}", (b'a' + i as u8) as char),
+                    &format!("cvbench-vd{}", (b'a'..=b'z').nth(i).map_or('?', char::from)),
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let kvm = open_kvm()?;
         let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         vm_fd
-            .set_tss_address(layout::KVM_TSS_ADDRESS as usize)
+            .set_tss_address(usize::try_from(layout::KVM_TSS_ADDRESS).unwrap_or(usize::MAX))
             .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
         vm_fd.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
         let pit = kvm_pit_config {
@@ -314,12 +314,14 @@ impl Vm {
         vm_fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
 
         let ram_bytes = config.memory_mib << 20;
-        let mem =
-            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(layout::RAM_START), ram_bytes as usize)])
-                .map_err(|e| VmError::GuestMemory {
-                    memory_mib: config.memory_mib,
-                    reason: e.to_string(),
-                })?;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(
+            GuestAddress(layout::RAM_START),
+            usize::try_from(ram_bytes).unwrap_or(usize::MAX),
+        )])
+        .map_err(|e| VmError::GuestMemory {
+            memory_mib: config.memory_mib,
+            reason: e.to_string(),
+        })?;
         for (slot, region) in mem.iter().enumerate() {
             let host = mem
                 .get_host_address(region.start_addr())
@@ -328,7 +330,7 @@ impl Vm {
                     reason: e.to_string(),
                 })?;
             let region_desc = kvm_userspace_memory_region {
-                slot: slot as u32,
+                slot: u32::try_from(slot).unwrap_or(u32::MAX),
                 guest_phys_addr: region.start_addr().0,
                 memory_size: region.len(),
                 userspace_addr: host as u64,
@@ -461,7 +463,7 @@ impl Vm {
             .map_err(|source| VmError::KickSignal { source })?;
         let mut threads = Vec::with_capacity(self.vcpus.len());
         for (index, vcpu) in self.vcpus.into_iter().enumerate() {
-            let index = index as u8;
+            let index = u8::try_from(index).unwrap_or(u8::MAX);
             let shared = self.shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
@@ -506,6 +508,7 @@ pub fn kvm_openable(path: &Path) -> Result<(), std::io::Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -140,6 +140,7 @@ pub fn monotonic_now_ns() -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

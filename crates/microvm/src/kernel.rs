@@ -159,6 +159,29 @@ impl KernelImage {
     }
 }
 
+/// Environment variable naming the guest kernel: a directory holding `vmlinux` (as
+/// guest/kernel/build.sh prints), or the kernel file itself.
+pub const GUEST_KERNEL_ENV: &str = "CVBENCH_GUEST_KERNEL";
+/// Where guest/kernel/build.sh caches kernels: `<root>/kernel/<config hash>/vmlinux`.
+pub const DEFAULT_KERNEL_CACHE: &str = "/var/cache/cvbench/kernel";
+
+/// The cvbench guest kernel, if one was built: `$CVBENCH_GUEST_KERNEL` (directory or file), else
+/// the newest `vmlinux` under `cache_dir` (normally [`DEFAULT_KERNEL_CACHE`]).
+pub fn locate_guest_kernel(env_value: Option<&std::ffi::OsStr>, cache_dir: &Path) -> Option<PathBuf> {
+    if let Some(value) = env_value.filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(value);
+        let file = if path.is_dir() { path.join("vmlinux") } else { path };
+        return file.is_file().then_some(file);
+    }
+    std::fs::read_dir(cache_dir)
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path().join("vmlinux"))
+        .filter_map(|vmlinux| Some((vmlinux.metadata().ok()?.modified().ok()?, vmlinux)))
+        .max()
+        .map(|(_, vmlinux)| vmlinux)
+}
+
 fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -171,6 +194,7 @@ fn read_up_to(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::io::Write;
 
@@ -218,6 +242,26 @@ mod tests {
             KernelImage::inspect(write_tmp(&hdr).path()),
             Err(KernelError::OldBootProtocol { version: 0x0204, .. })
         ));
+    }
+
+    #[test]
+    fn guest_kernel_is_found_from_env_or_newest_cache_entry() {
+        let cache = tempfile::tempdir().unwrap();
+        assert_eq!(locate_guest_kernel(None, cache.path()), None);
+        for key in ["aaa", "bbb"] {
+            std::fs::create_dir(cache.path().join(key)).unwrap();
+            std::fs::write(cache.path().join(key).join("vmlinux"), key).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let newest = cache.path().join("bbb/vmlinux");
+        assert_eq!(locate_guest_kernel(None, cache.path()), Some(newest));
+        let dir = cache.path().join("aaa");
+        assert_eq!(
+            locate_guest_kernel(Some(dir.as_os_str()), cache.path()),
+            Some(dir.join("vmlinux"))
+        );
+        let missing = cache.path().join("nope");
+        assert_eq!(locate_guest_kernel(Some(missing.as_os_str()), cache.path()), None);
     }
 
     #[test]

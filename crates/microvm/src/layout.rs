@@ -57,7 +57,7 @@ pub const APIC_START: u64 = 0xfee0_0000;
 /// KVM's three-page TSS region (`KVM_SET_TSS_ADDR`), just below the 4 GiB BIOS area.
 pub const KVM_TSS_ADDRESS: u64 = 0xfffb_d000;
 /// Number of IOAPIC pins (and thus GSIs) the in-kernel irqchip routes.
-pub const IOAPIC_PINS: u32 = 24;
+pub const IOAPIC_PINS: u8 = 24;
 
 /// COM1 (8250 UART) base port.
 pub const SERIAL_PORT_BASE: u16 = 0x3f8;
@@ -82,6 +82,7 @@ pub const fn virtio_mmio_base(index: usize) -> u64 {
 }
 
 /// IRQ line of virtio-mmio device `index`.
+#[allow(clippy::cast_possible_truncation)] // index < VIRTIO_MMIO_MAX_DEVICES
 pub const fn virtio_mmio_irq(index: usize) -> u32 {
     VIRTIO_IRQ_BASE + index as u32
 }

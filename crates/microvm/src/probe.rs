@@ -26,9 +26,9 @@ pub const MIN_MEMORY_MIB: u64 = 2;
 
 /// A disk image of `sectors` sectors whose sector [`READ_SECTOR`] holds the magic and `token`
 /// (padded with `.` to [`TOKEN_BYTES`]).
-pub fn disk_image(token: &str, sectors: u64) -> Vec<u8> {
-    let mut disk = vec![0u8; (sectors.max(WRITTEN_SECTOR + 1) * 512) as usize];
-    let start = (READ_SECTOR * 512) as usize;
+pub fn disk_image(token: &str, sectors: usize) -> Vec<u8> {
+    let mut disk = vec![0u8; sectors.max(3) * 512];
+    let start = usize::try_from(READ_SECTOR * 512).unwrap_or(512);
     disk[start..start + 8].copy_from_slice(READ_MAGIC);
     let mut padded = token.as_bytes().to_vec();
     padded.resize(TOKEN_BYTES, b'.');
@@ -48,6 +48,7 @@ pub fn write_payload(dir: &Path) -> std::io::Result<PathBuf> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -189,6 +189,7 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::sync::mpsc;
 

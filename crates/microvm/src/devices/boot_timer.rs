@@ -32,6 +32,7 @@ impl BusDevice for BootTimer {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::sync::Mutex;
 

@@ -42,13 +42,13 @@ impl SerialConsole {
 impl BusDevice for SerialConsole {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if let Some(first) = data.first_mut() {
-            *first = self.uart.read(offset as u8);
+            *first = self.uart.read(u8::try_from(offset).unwrap_or(u8::MAX));
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> BusAction {
         if let Some(&value) = data.first() {
-            if let Err(err) = self.uart.write(offset as u8, value) {
+            if let Err(err) = self.uart.write(u8::try_from(offset).unwrap_or(u8::MAX), value) {
                 // A closed console (reader gone) must not stop the guest; say so once.
                 if !self.write_failed {
                     self.write_failed = true;
@@ -62,6 +62,7 @@ impl BusDevice for SerialConsole {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -102,7 +103,11 @@ mod tests {
         let after_enable = irq.0.load(Ordering::SeqCst);
         for (i, b) in b"hi\n".iter().enumerate() {
             serial.write(0, &[*b]);
-            assert_eq!(irq.0.load(Ordering::SeqCst), after_enable + i + 1, "THRE interrupt after byte {i}");
+            assert_eq!(
+                irq.0.load(Ordering::SeqCst),
+                after_enable + i + 1,
+                "THRE interrupt after byte {i}"
+            );
             // The driver's interrupt handler reads IIR (THR empty = 0x02), which acknowledges it.
             serial.read(2, &mut iir);
             assert_eq!(iir[0] & 0x0f, 0x02);

@@ -7,7 +7,7 @@
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{mem_err, ArchError};
+use super::{addr32, mem_err, ArchError};
 use crate::layout::{CMDLINE_MAX_BYTES, CMDLINE_START, EBDA_START, HIMEM_START, RAM_START, ZERO_PAGE_START};
 
 /// e820 type of usable RAM.
@@ -74,8 +74,8 @@ pub fn build_boot_params(
     params.hdr.type_of_loader = LOADER_TYPE_UNDEFINED;
     params.hdr.loadflags |= LOADED_HIGH | CAN_USE_HEAP;
     params.hdr.heap_end_ptr = 0xfe00;
-    params.hdr.cmd_line_ptr = CMDLINE_START as u32;
-    params.hdr.cmdline_size = cmdline_len_with_nul.min(CMDLINE_MAX_BYTES) as u32;
+    params.hdr.cmd_line_ptr = addr32(CMDLINE_START);
+    params.hdr.cmdline_size = u32::try_from(cmdline_len_with_nul.min(CMDLINE_MAX_BYTES)).unwrap_or(u32::MAX);
     if params.hdr.kernel_alignment == 0 {
         params.hdr.kernel_alignment = KERNEL_ALIGNMENT_BYTES;
     }
@@ -87,7 +87,7 @@ pub fn build_boot_params(
             r#type: entry.kind,
         };
     }
-    params.e820_entries = map.len() as u8;
+    params.e820_entries = u8::try_from(map.len()).unwrap_or(u8::MAX);
     params
 }
 
@@ -108,6 +108,7 @@ pub fn write_boot_params(
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::ffi::CString;
 

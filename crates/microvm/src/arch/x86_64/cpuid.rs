@@ -27,6 +27,7 @@ pub fn patch_for_vcpu(cpuid: &mut CpuId, index: u8, vcpus: u8) {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use kvm_bindings::kvm_cpuid_entry2;
 

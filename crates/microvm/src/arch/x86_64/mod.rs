@@ -37,6 +37,12 @@ pub enum ArchError {
     MsrsRejected { vcpu: u8, set: usize, wanted: usize },
 }
 
+/// A guest address the layout places below 4 GiB, as the 32-bit field a boot structure stores.
+#[allow(clippy::cast_possible_truncation)] // callers pass layout constants, all below 4 GiB
+pub(crate) const fn addr32(addr: u64) -> u32 {
+    addr as u32
+}
+
 pub(crate) fn mem_err(
     what: &'static str,
     addr: GuestAddress,

@@ -6,7 +6,7 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{mem_err, ArchError};
+use super::{addr32, mem_err, ArchError};
 use crate::layout::{APIC_START, EBDA_START, IOAPIC_PINS, IOAPIC_START};
 
 const FLOATING_POINTER_BYTES: usize = 16;
@@ -70,9 +70,9 @@ pub fn build(vcpus: u8) -> Result<Vec<u8>, ArchError> {
     entries.extend_from_slice(b"ISA   ");
     entry_count += 1;
     entries.extend_from_slice(&[ENTRY_IOAPIC, ioapic, IOAPIC_VERSION, 1]);
-    entries.extend_from_slice(&(IOAPIC_START as u32).to_le_bytes());
+    entries.extend_from_slice(&addr32(IOAPIC_START).to_le_bytes());
     entry_count += 1;
-    for pin in 0..IOAPIC_PINS as u8 {
+    for pin in 0..IOAPIC_PINS {
         entries.extend_from_slice(&[
             ENTRY_IO_INTERRUPT,
             INT_TYPE_INT,
@@ -100,13 +100,17 @@ pub fn build(vcpus: u8) -> Result<Vec<u8>, ArchError> {
     entry_count += 2;
     debug_assert_eq!(
         entries.len(),
-        vcpus as usize * PROCESSOR_ENTRY_BYTES + (4 + IOAPIC_PINS as usize) * SHORT_ENTRY_BYTES
+        vcpus as usize * PROCESSOR_ENTRY_BYTES + (4 + usize::from(IOAPIC_PINS)) * SHORT_ENTRY_BYTES
     );
 
     let config_addr = EBDA_START + FLOATING_POINTER_BYTES as u64;
     let mut config = Vec::with_capacity(CONFIG_HEADER_BYTES + entries.len());
     config.extend_from_slice(b"PCMP");
-    config.extend_from_slice(&((CONFIG_HEADER_BYTES + entries.len()) as u16).to_le_bytes());
+    config.extend_from_slice(
+        &u16::try_from(CONFIG_HEADER_BYTES + entries.len())
+            .unwrap_or(u16::MAX)
+            .to_le_bytes(),
+    );
     config.push(SPEC_REVISION);
     config.push(0); // checksum, patched below
     config.extend_from_slice(b"CVBENCH ");
@@ -114,7 +118,7 @@ pub fn build(vcpus: u8) -> Result<Vec<u8>, ArchError> {
     config.extend_from_slice(&0u32.to_le_bytes()); // OEM table pointer
     config.extend_from_slice(&0u16.to_le_bytes()); // OEM table size
     config.extend_from_slice(&entry_count.to_le_bytes());
-    config.extend_from_slice(&(APIC_START as u32).to_le_bytes());
+    config.extend_from_slice(&addr32(APIC_START).to_le_bytes());
     config.extend_from_slice(&[0, 0, 0, 0]); // extended table length, checksum, reserved
     debug_assert_eq!(config.len(), CONFIG_HEADER_BYTES);
     config.extend_from_slice(&entries);
@@ -122,7 +126,7 @@ pub fn build(vcpus: u8) -> Result<Vec<u8>, ArchError> {
 
     let mut table = Vec::with_capacity(FLOATING_POINTER_BYTES + config.len());
     table.extend_from_slice(b"_MP_");
-    table.extend_from_slice(&(config_addr as u32).to_le_bytes());
+    table.extend_from_slice(&addr32(config_addr).to_le_bytes());
     table.push(1); // length in 16-byte units
     table.push(SPEC_REVISION);
     table.push(0); // checksum, patched below
@@ -140,6 +144,7 @@ pub fn write(mem: &GuestMemoryMmap, vcpus: u8) -> Result<(), ArchError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 
@@ -159,7 +164,10 @@ mod tests {
             assert_eq!(len, config.len());
             assert_eq!(sum(config), 0, "config table checksum, {vcpus} vCPUs");
             let entry_count = u16::from_le_bytes([config[34], config[35]]);
-            assert_eq!(entry_count as u32, u32::from(vcpus) + 2 + IOAPIC_PINS + 2);
+            assert_eq!(
+                entry_count as u32,
+                u32::from(vcpus) + 2 + u32::from(IOAPIC_PINS) + 2
+            );
         }
     }
 

@@ -64,8 +64,8 @@ pub fn segment_from_gdt(table: &[u64], index: usize) -> kvm_segment {
     let present = bit(47);
     kvm_segment {
         base,
-        limit: limit as u32,
-        selector: (index * 8) as u16,
+        limit: u32::try_from(limit).unwrap_or(u32::MAX),
+        selector: u16::try_from(index * 8).unwrap_or(0),
         type_: ((entry >> 40) & 0xf) as u8,
         present,
         dpl: ((entry >> 45) & 0x3) as u8,
@@ -117,7 +117,7 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
     let data = segment_from_gdt(&BOOT_GDT, 2);
     let tss = segment_from_gdt(&BOOT_GDT, 3);
     sregs.gdt.base = BOOT_GDT_START;
-    sregs.gdt.limit = (BOOT_GDT_ENTRIES * 8 - 1) as u16;
+    sregs.gdt.limit = u16::try_from(BOOT_GDT_ENTRIES * 8 - 1).unwrap_or(u16::MAX);
     sregs.idt.base = BOOT_IDT_START;
     sregs.idt.limit = 7;
     sregs.cs = code;
@@ -203,6 +203,7 @@ pub fn setup_lapic_lint(vcpu: &VcpuFd, index: u8) -> Result<(), ArchError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

@@ -111,7 +111,10 @@ impl Block {
             Err(RequestError::Io) => (VIRTIO_BLK_S_IOERR, 0),
             Err(RequestError::Unsupported) => (VIRTIO_BLK_S_UNSUPP, 0),
         };
-        if mem.write_obj(code as u8, status.addr()).is_err() {
+        if mem
+            .write_obj(u8::try_from(code).unwrap_or(1), status.addr())
+            .is_err()
+        {
             return 0;
         }
         written.saturating_add(1)
@@ -159,7 +162,7 @@ impl Block {
                 let n = (buf.len() as usize).min(self.id.len());
                 mem.write_slice(&self.id[..n], buf.addr())
                     .map_err(|_| RequestError::Io)?;
-                Ok(n as u32)
+                Ok(u32::try_from(n).unwrap_or(0))
             }
             _ => Err(RequestError::Unsupported),
         }
@@ -266,6 +269,7 @@ impl VirtioDevice for Block {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::io::Write;
 

@@ -183,8 +183,8 @@ impl MmioTransport {
             VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
             VIRTIO_MMIO_VENDOR_ID => VENDOR_ID,
             VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
-                0 => self.device.features() as u32,
-                1 => (self.device.features() >> 32) as u32,
+                0 => u32::try_from(self.device.features() & 0xffff_ffff).unwrap_or(0),
+                1 => u32::try_from(self.device.features() >> 32).unwrap_or(0),
                 _ => 0,
             },
             VIRTIO_MMIO_QUEUE_NUM_MAX => self.selected_queue().map_or(0, |q| u32::from(q.max_size())),
@@ -243,7 +243,7 @@ impl MmioTransport {
                     return;
                 };
                 match offset {
-                    VIRTIO_MMIO_QUEUE_NUM => queue.set_size(value as u16),
+                    VIRTIO_MMIO_QUEUE_NUM => queue.set_size(u16::try_from(value).unwrap_or(0)),
                     VIRTIO_MMIO_QUEUE_READY => queue.set_ready(value == 1),
                     VIRTIO_MMIO_QUEUE_DESC_LOW => queue.set_desc_table_address(Some(value), None),
                     VIRTIO_MMIO_QUEUE_DESC_HIGH => queue.set_desc_table_address(None, Some(value)),
@@ -267,7 +267,7 @@ impl BusDevice for MmioTransport {
                 .read_config(offset - u64::from(VIRTIO_MMIO_CONFIG), data);
             return;
         }
-        if data.len() != 4 || offset % 4 != 0 {
+        if data.len() != 4 || !offset.is_multiple_of(4) {
             self.observer.warning(&format!(
                 "virtio-mmio: {}-byte read at {offset:#x} answered 0xff",
                 data.len()
@@ -275,7 +275,7 @@ impl BusDevice for MmioTransport {
             data.fill(0xff);
             return;
         }
-        let value = self.read_register(offset as u32);
+        let value = self.read_register(u32::try_from(offset).unwrap_or(u32::MAX));
         data.copy_from_slice(&value.to_le_bytes());
     }
 
@@ -293,17 +293,21 @@ impl BusDevice for MmioTransport {
             ));
             return BusAction::Continue;
         };
-        if offset % 4 != 0 {
+        if !offset.is_multiple_of(4) {
             self.observer
                 .warning(&format!("virtio-mmio: unaligned write at {offset:#x} ignored"));
             return BusAction::Continue;
         }
-        self.write_register(offset as u32, u32::from_le_bytes(bytes));
+        self.write_register(
+            u32::try_from(offset).unwrap_or(u32::MAX),
+            u32::from_le_bytes(bytes),
+        );
         BusAction::Continue
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;

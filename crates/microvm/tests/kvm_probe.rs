@@ -1,0 +1,313 @@
+//! Boots the probe guest through the normal builder on this host's KVM (hardware or paravirtual) and
+//! checks what it did: serial output, the boot-timer event, the sector it read, the sector it wrote,
+//! and how the VM stopped. Skips with a printed reason when /dev/kvm cannot be used.
+
+#![allow(clippy::tests_outside_test_module)] // integration tests are their own crate
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use microvm::events::VmObserver;
+use microvm::{probe, DiskConfig, EventKind, ExitReason, Vm, VmConfig, VmEvent};
+
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<VmEvent>>,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl VmObserver for Recorder {
+    fn event(&self, event: VmEvent) {
+        self.events.lock().unwrap().push(event);
+    }
+    fn warning(&self, message: &str) {
+        self.warnings.lock().unwrap().push(message.to_string());
+    }
+}
+
+#[derive(Clone, Default)]
+struct Console(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Console {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Console {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn kvm_unavailable() -> Option<String> {
+    microvm::builder::open_kvm().err().map(|e| e.to_string())
+}
+
+struct ProbeRun {
+    exit: ExitReason,
+    console: String,
+    recorder: Arc<Recorder>,
+}
+
+fn fixture(token: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = probe::write_payload(dir.path()).unwrap();
+    let disk = dir.path().join("disk.img");
+    std::fs::write(&disk, probe::disk_image(token, 16)).unwrap();
+    (dir, kernel, disk)
+}
+
+fn boot(kernel: &Path, disk: &Path, read_only: bool, vcpus: u8, cmdline: &str) -> ProbeRun {
+    let console = Console::default();
+    let recorder = Arc::new(Recorder::default());
+    let config = VmConfig {
+        kernel: kernel.to_path_buf(),
+        cmdline_extra: cmdline.to_string(),
+        memory_mib: 16,
+        vcpus,
+        disks: vec![DiskConfig {
+            path: disk.to_path_buf(),
+            read_only,
+        }],
+        console: Box::new(console.clone()),
+    };
+    let vm = Vm::create(config, recorder.clone()).unwrap();
+    let exit = vm.run().unwrap();
+    ProbeRun {
+        exit,
+        console: console.text(),
+        recorder,
+    }
+}
+
+fn token() -> String {
+    format!(
+        "tok-{}-{}",
+        std::process::id(),
+        microvm::events::monotonic_now_ns() % 1_000_000_007
+    )
+}
+
+#[test]
+fn probe_reads_and_writes_its_disk_then_resets_cleanly() {
+    if let Some(reason) = kvm_unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let token = token();
+    let (_dir, kernel, disk) = fixture(&token);
+    let run = boot(&kernel, &disk, false, 1, "");
+
+    assert_eq!(run.exit, ExitReason::GuestReset, "console:\n{}", run.console);
+    assert!(run.console.contains("PROBE zeropage ok"), "{}", run.console);
+    assert!(run
+        .console
+        .contains("PROBE cmdline console=ttyS0 reboot=k panic=-1 virtio_mmio.device=4K@0xd0000000:5"));
+    assert!(
+        run.console.contains(&format!("PROBE sector1 {token}")),
+        "{}",
+        run.console
+    );
+    assert!(run.console.contains("PROBE virtio-blk ok"));
+    assert!(run.console.contains(probe::READY_LINE));
+
+    let disk_bytes = std::fs::read(&disk).unwrap();
+    let read = &disk_bytes[512..1024];
+    let written = &disk_bytes[1024..1536];
+    assert_eq!(&written[..8], probe::WRITTEN_MAGIC);
+    assert_eq!(
+        &written[8..],
+        &read[8..],
+        "sector 2 = sector 1 with the magic replaced"
+    );
+
+    let events = run.recorder.events.lock().unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "vm_created_kernel_loaded",
+            "first_vcpu_entry",
+            "boot_timer",
+            "guest_reset"
+        ]
+    );
+    assert_eq!(events[2].kind, EventKind::BootTimer { value: 0x7b });
+    assert!(events.windows(2).all(|w| w[0].monotonic_ns <= w[1].monotonic_ns));
+}
+
+#[test]
+fn read_only_disk_refuses_the_probe_write() {
+    if let Some(reason) = kvm_unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let (_dir, kernel, disk) = fixture("ro");
+    let before = std::fs::read(&disk).unwrap();
+    let run = boot(&kernel, &disk, true, 1, "");
+    assert_eq!(run.exit, ExitReason::GuestReset);
+    assert!(run.console.contains("PROBE sector1 ro"), "{}", run.console);
+    assert!(run.console.contains("PROBE FAIL write"), "{}", run.console);
+    assert_eq!(std::fs::read(&disk).unwrap(), before);
+}
+
+#[test]
+fn triple_fault_stops_the_vm_with_a_typed_reason() {
+    if let Some(reason) = kvm_unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let (_dir, kernel, disk) = fixture("fault");
+    let run = boot(&kernel, &disk, false, 1, probe::FAULT_FLAG);
+    assert_eq!(
+        run.exit,
+        ExitReason::TripleFault { vcpu: 0 },
+        "console:\n{}",
+        run.console
+    );
+    assert!(!run.exit.is_clean());
+    assert!(run.console.contains("PROBE triple-faulting now"));
+}
+
+#[test]
+fn two_vcpus_boot_with_the_second_waiting_for_sipi() {
+    if let Some(reason) = kvm_unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let (_dir, kernel, disk) = fixture("smp");
+    let run = boot(&kernel, &disk, false, 2, "");
+    assert_eq!(run.exit, ExitReason::GuestReset, "console:\n{}", run.console);
+    assert!(run.console.contains(probe::READY_LINE));
+}
+
+#[test]
+fn a_halted_guest_is_stopped_by_the_host() {
+    if let Some(reason) = kvm_unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let (_dir, kernel, disk) = fixture("halt");
+    let console = Console::default();
+    let config = VmConfig {
+        kernel,
+        cmdline_extra: probe::HALT_FLAG.to_string(),
+        memory_mib: 16,
+        vcpus: 1,
+        disks: vec![DiskConfig {
+            path: disk,
+            read_only: false,
+        }],
+        console: Box::new(console.clone()),
+    };
+    let vm = Vm::create(config, Arc::new(Recorder::default())).unwrap();
+    let stop = vm.stop_handle();
+    let runner = std::thread::spawn(move || vm.run());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !console.text().contains(probe::READY_LINE) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(console.text().contains(probe::READY_LINE), "{}", console.text());
+    stop.stop();
+    assert_eq!(runner.join().unwrap().unwrap(), ExitReason::Stopped);
+}
+
+#[test]
+fn vmm_binary_reports_events_and_exits_zero_on_sigterm() {
+    if let Some(reason) = kvm_unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let (_dir, kernel, disk) = fixture("bin");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cvbench-vmm"))
+        .arg("--kernel")
+        .arg(&kernel)
+        .args(["--memory-mib", "16", "--cmdline", probe::HALT_FLAG, "--disk"])
+        .arg(&disk)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains(probe::READY_LINE) {
+        let n = std::io::Read::read(&mut stdout, &mut buf).unwrap();
+        assert!(n > 0, "VMM closed stdout before READY: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut stderr_pipe, &mut stderr).unwrap();
+    let events: Vec<VmEvent> = stderr.lines().filter_map(VmEvent::parse_line).collect();
+    let names: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "vm_created_kernel_loaded",
+            "first_vcpu_entry",
+            "boot_timer",
+            "vm_stopped"
+        ],
+        "{stderr}"
+    );
+    assert_eq!(
+        events[3].kind,
+        EventKind::Stopped {
+            reason: ExitReason::Stopped.to_string()
+        }
+    );
+}
+
+#[test]
+fn vmm_binary_fails_with_one_line_for_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage");
+    std::fs::write(&garbage, b"not a kernel at all").unwrap();
+    let kernel = probe::write_payload(dir.path()).unwrap();
+    for (args, expected) in [
+        (vec!["--kernel", "/nonexistent/vmlinux"], "/nonexistent/vmlinux"),
+        (
+            vec!["--kernel", garbage.to_str().unwrap()],
+            "neither an x86-64 ELF nor a bzImage",
+        ),
+        (
+            vec!["--kernel", garbage.to_str().unwrap(), "--memory-mib", "1"],
+            "memory_mib 1",
+        ),
+        (
+            vec![
+                "--kernel",
+                kernel.to_str().unwrap(),
+                "--disk",
+                "/nonexistent/disk.img",
+            ],
+            "/nonexistent/disk.img",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cvbench-vmm"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cvbench-vmm"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
