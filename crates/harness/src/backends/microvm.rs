@@ -1,1 +1,991 @@
-//! The cvbench microVM as a [`crate::Backend`].
+//! The cvbench microVM as a [`crate::Backend`]: each instance is one `cvbench-vmm` process running one
+//! KVM guest. A separate process keeps the VMM's memory figure honest (its PSS is the host's cost).
+//!
+//! Two guests: `linux` boots the cvbench guest kernel with the shared image read-only on `vda` and a
+//! per-instance scratch disk on `vdb` (guest init builds its overlay there, then runs the workload);
+//! `probe` boots the project's tiny probe payload (see `microvm::probe`), which only reaches READY,
+//! so the VMM's own setup time and memory overhead are measured without a kernel.
+//!
+//! Phases come from the VMM's event lines (raw `CLOCK_MONOTONIC` nanoseconds, the clock behind
+//! `Instant` on Linux): `start_to_vm_created_ms`, `start_to_first_vcpu_entry_ms`,
+//! `start_to_guest_init_ms` (the boot-timer port write), and `start_to_ready_ms` (the READY line
+//! became readable on the console pipe).
+//!
+//! State that must survive a crashed harness: `/run/cvbench/vms/<instance>/` holds the VMM's pid
+//! file and the instance's disk; [`cleanup_leftover_vms`] kills and removes what a dead harness left.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use microvm::kernel::{locate_guest_kernel, DEFAULT_KERNEL_CACHE, GUEST_KERNEL_ENV};
+use microvm::{EventKind, VmEvent};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
+
+use crate::backend::{
+    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+};
+use crate::probe;
+
+const NAME: &str = "microvm";
+/// The VMM binary, found next to the harness like the other cvbench binaries.
+pub const VMM_BIN: &str = "cvbench-vmm";
+/// Selects the guest: `linux` (default) or `probe`.
+pub const GUEST_ENV: &str = "CVBENCH_GUEST";
+/// Guest RAM when the launch spec sets no memory limit.
+pub const DEFAULT_MEMORY_MIB: u64 = 128;
+/// Guest RAM of the probe guest (it needs less than 2 MiB).
+pub const PROBE_MEMORY_MIB: u64 = 16;
+/// Size of each instance's scratch disk (Linux guest).
+pub const SCRATCH_DISK_MIB: u32 = 256;
+/// Size of the probe's test disk.
+const PROBE_DISK_SECTORS: usize = 2048;
+/// How long `finish` and teardown wait after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// After READY, how long to wait for event lines still in flight on the other pipe.
+const EVENT_SETTLE: Duration = Duration::from_millis(500);
+/// Where instance state lives.
+pub const RUN_DIR: &str = "/run/cvbench/vms";
+const KVM_DEVICE: &str = "/dev/kvm";
+const PVM_MODULE: &str = "/sys/module/kvm_pvm";
+
+/// Which guest the VM boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestKind {
+    Linux,
+    Probe,
+}
+
+impl GuestKind {
+    pub fn parse(name: &str) -> Option<GuestKind> {
+        match name {
+            "linux" => Some(GuestKind::Linux),
+            "probe" => Some(GuestKind::Probe),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestKind::Linux => "linux",
+            GuestKind::Probe => "probe",
+        }
+    }
+}
+
+/// What `prepare` built, reused by every launch.
+#[derive(Debug, Clone)]
+struct Prepared {
+    kernel: PathBuf,
+    /// Linux: the shared ext4 image (read-only `vda`). Probe: the template of its test disk.
+    shared_disk: PathBuf,
+    /// Linux: the pre-formatted empty scratch disk copied per instance (`vdb`).
+    scratch_template: Option<PathBuf>,
+}
+
+pub struct MicrovmBackend {
+    pub guest: GuestKind,
+    /// Guest kernel; `None` = the newest built one (Linux) or the embedded probe payload.
+    pub kernel: Option<PathBuf>,
+    /// Guest RAM when the launch spec sets none.
+    pub memory_mib: u64,
+    pub vcpus: u8,
+    pub cache_root: PathBuf,
+    pub run_dir: PathBuf,
+    prepared: Mutex<Option<Prepared>>,
+}
+
+impl MicrovmBackend {
+    pub fn new(guest: GuestKind) -> Self {
+        let memory_mib = match guest {
+            GuestKind::Linux => DEFAULT_MEMORY_MIB,
+            GuestKind::Probe => PROBE_MEMORY_MIB,
+        };
+        MicrovmBackend {
+            guest,
+            kernel: None,
+            memory_mib,
+            vcpus: 1,
+            cache_root: PathBuf::from(rootfs::DEFAULT_CACHE_ROOT),
+            run_dir: PathBuf::from(RUN_DIR),
+            prepared: Mutex::new(None),
+        }
+    }
+
+    /// The backend the command line selects: guest from `CVBENCH_GUEST` (`linux` unless `probe`).
+    pub fn from_env() -> Self {
+        let guest = std::env::var(GUEST_ENV)
+            .ok()
+            .and_then(|g| GuestKind::parse(&g))
+            .unwrap_or(GuestKind::Linux);
+        MicrovmBackend::new(guest)
+    }
+
+    fn setup_err(reason: impl Into<String>) -> BackendError {
+        BackendError::Setup {
+            backend: NAME.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
+        move |source| BackendError::Io {
+            backend: NAME.into(),
+            context,
+            source,
+        }
+    }
+
+    fn linux_kernel(&self) -> Result<PathBuf, String> {
+        if let Some(kernel) = &self.kernel {
+            return Ok(kernel.clone());
+        }
+        let env = std::env::var_os(GUEST_KERNEL_ENV);
+        locate_guest_kernel(env.as_deref(), Path::new(DEFAULT_KERNEL_CACHE)).ok_or_else(|| {
+            format!(
+                "no guest kernel built: run guest/kernel/build.sh (caches vmlinux under \
+                 {DEFAULT_KERNEL_CACHE}/<hash>/) or set {GUEST_KERNEL_ENV}"
+            )
+        })
+    }
+
+    fn prepared(&self) -> Result<Prepared, BackendError> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| Self::setup_err("launch before prepare"))
+    }
+
+    fn prepare_probe(&self) -> Result<(Prepared, SharedImage), BackendError> {
+        let dir = self.cache_root.join("microvm");
+        fs::create_dir_all(&dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
+        let kernel = match &self.kernel {
+            Some(k) => k.clone(),
+            None => microvm::probe::write_payload(&dir).map_err(Self::io_err(format!(
+                "writing the probe payload into {}",
+                dir.display()
+            )))?,
+        };
+        let disk = dir.join("probe-disk.img");
+        let content = microvm::probe::disk_image("cvbench-probe-disk", PROBE_DISK_SECTORS);
+        if fs::read(&disk).ok().as_deref() != Some(content.as_slice()) {
+            fs::write(&disk, &content).map_err(Self::io_err(format!("writing {}", disk.display())))?;
+        }
+        let bytes = probe::allocated_bytes(&disk).map_err(|e| Self::setup_err(e.to_string()))?;
+        let shared = SharedImage {
+            bytes,
+            description: format!("probe test disk {} (copied per VM)", disk.display()),
+        };
+        Ok((
+            Prepared {
+                kernel,
+                shared_disk: disk,
+                scratch_template: None,
+            },
+            shared,
+        ))
+    }
+
+    fn prepare_linux(&self, image_dir: &Path) -> Result<(Prepared, SharedImage), BackendError> {
+        let kernel = self.linux_kernel().map_err(Self::setup_err)?;
+        let usage = rootfs::disk_usage(image_dir)
+            .map_err(Self::io_err(format!("measuring {}", image_dir.display())))?;
+        let digest = image_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Self::setup_err(format!("image directory {} has no name", image_dir.display())))?;
+        let image = rootfs::Image {
+            dir: image_dir.to_path_buf(),
+            digest,
+            allocated_bytes: usage.allocated_bytes,
+            apparent_bytes: usage.apparent_bytes,
+            files: usage.files,
+        };
+        let init =
+            rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
+        let disk = rootfs::ext4_disk_image(&image, &[(init, "/cvbench/init".to_string())], &self.cache_root)
+            .map_err(|e| Self::setup_err(format!("building the guest disk image: {e}")))?;
+        let template = rootfs::scratch_disk_template(SCRATCH_DISK_MIB, &self.cache_root)
+            .map_err(|e| Self::setup_err(format!("building the scratch disk template: {e}")))?;
+        let shared = SharedImage {
+            bytes: disk.allocated_bytes,
+            description: format!("ext4 disk image {} (read-only vda)", disk.path.display()),
+        };
+        Ok((
+            Prepared {
+                kernel,
+                shared_disk: disk.path,
+                scratch_template: Some(template),
+            },
+            shared,
+        ))
+    }
+
+    /// The VMM command line for one instance.
+    fn vmm_command(
+        &self,
+        prepared: &Prepared,
+        spec: &LaunchSpec,
+        instance_disk: &Path,
+    ) -> Result<Command, BackendError> {
+        let vmm = rootfs::locate_binary(VMM_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
+        let memory_mib = spec
+            .memory_limit_bytes
+            .map_or(self.memory_mib, |b| b.div_ceil(1 << 20));
+        // The smallest vCPU count covering the CPU quota.
+        let vcpus = spec.cpu_limit.map_or(self.vcpus, |c| {
+            (1..=u8::MAX).find(|&n| f64::from(n) >= c).unwrap_or(u8::MAX)
+        });
+        let mut cmd = Command::new(vmm);
+        cmd.arg("--kernel").arg(&prepared.kernel);
+        cmd.args([
+            "--memory-mib",
+            &memory_mib.to_string(),
+            "--vcpus",
+            &vcpus.to_string(),
+        ]);
+        match self.guest {
+            GuestKind::Probe => {
+                cmd.arg("--disk").arg(instance_disk);
+                cmd.arg("--cmdline").arg(microvm::probe::HALT_FLAG);
+            }
+            GuestKind::Linux => {
+                cmd.arg("--disk-ro").arg(&prepared.shared_disk);
+                cmd.arg("--disk").arg(instance_disk);
+                cmd.arg("--cmdline").arg(linux_cmdline_extra(&spec.workload));
+            }
+        }
+        Ok(cmd)
+    }
+}
+
+/// The words the harness adds to the VMM's kernel command line for a Linux guest (the MicroVM
+/// contract: root on the read-only `vda`, guest init, then ` -- ` and the workload's arguments).
+pub fn linux_cmdline_extra(workload: &WorkloadSpec) -> String {
+    let mut words = vec![
+        "root=/dev/vda",
+        "ro",
+        "rootfstype=ext4",
+        "init=/cvbench/init",
+        "quiet",
+        "--",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    words.extend(workload.to_args());
+    words.join(" ")
+}
+
+/// `kvm` label: `pvm` when the paravirtual module is loaded, else `hardware`.
+fn kvm_flavour(pvm_module: &Path) -> &'static str {
+    if pvm_module.exists() {
+        "pvm"
+    } else {
+        "hardware"
+    }
+}
+
+impl Backend for MicrovmBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check_host(&self) -> Result<(), Unavailable> {
+        if !Path::new(KVM_DEVICE).exists() {
+            return Err(Unavailable {
+                reason: format!("{KVM_DEVICE} does not exist (load kvm_intel/kvm_amd)"),
+            });
+        }
+        microvm::builder::open_kvm().map_err(|e| Unavailable {
+            reason: e.to_string(),
+        })?;
+        rootfs::locate_binary(VMM_BIN).map_err(|e| Unavailable {
+            reason: e.to_string(),
+        })?;
+        if self.guest == GuestKind::Linux {
+            self.linux_kernel().map_err(|reason| Unavailable { reason })?;
+            rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| Unavailable {
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn labels(&self) -> Vec<(String, String)> {
+        let kvm = kvm_flavour(Path::new(PVM_MODULE));
+        let mut labels = vec![
+            ("kvm".to_string(), kvm.to_string()),
+            ("guest".to_string(), self.guest.as_str().to_string()),
+            ("vcpus".to_string(), self.vcpus.to_string()),
+        ];
+        if kvm == "pvm" {
+            labels.push(("emulated".to_string(), "true".to_string()));
+            if self.guest == GuestKind::Linux {
+                eprintln!(
+                    "WARNING: {KVM_DEVICE} is PVM (paravirtual nested KVM): the Linux guest's kernel runs \
+                     under emulation, so its boot and workload figures are EMULATED and not comparable \
+                     with hardware KVM."
+                );
+            }
+        }
+        labels
+    }
+
+    fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+        let (prepared, shared) = match self.guest {
+            GuestKind::Probe => self.prepare_probe()?,
+            GuestKind::Linux => self.prepare_linux(image_dir)?,
+        };
+        *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(prepared);
+        Ok(shared)
+    }
+
+    fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let prepared = self.prepared()?;
+        if self.guest == GuestKind::Probe && spec.workload.exits_by_itself() {
+            return Err(Self::setup_err(
+                "the probe guest runs no workload; use the idle workload with --guest probe",
+            ));
+        }
+        let dir = self.run_dir.join(&spec.instance_name);
+        fs::create_dir_all(&dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
+        // From here on, dropping `instance` removes whatever exists so far.
+        let mut instance = MicrovmInstance {
+            name: spec.instance_name.clone(),
+            dir: dir.clone(),
+            disk: dir.join("disk.img"),
+            child: None,
+            messages: None,
+            phases: Vec::new(),
+            guest_ram_host_addr: None,
+            stderr_tail: Vec::new(),
+            exits_by_itself: spec.workload.exits_by_itself(),
+            torn_down: false,
+        };
+        match &prepared.scratch_template {
+            Some(template) => rootfs::new_scratch_disk(template, &instance.disk)
+                .map_err(|e| Self::setup_err(format!("creating the scratch disk: {e}")))?,
+            None => {
+                fs::copy(&prepared.shared_disk, &instance.disk).map_err(Self::io_err(format!(
+                    "copying {} to {}",
+                    prepared.shared_disk.display(),
+                    instance.disk.display()
+                )))?;
+            }
+        }
+        let mut cmd = self.vmm_command(&prepared, spec, &instance.disk)?;
+        let clock = ClockPair::now();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(Self::io_err(format!("starting {VMM_BIN}")))?;
+        let pid = child.id();
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        instance.child = Some(child);
+        let pid_file = dir.join("vmm.pid");
+        fs::write(&pid_file, format!("{pid}\n"))
+            .map_err(Self::io_err(format!("writing {}", pid_file.display())))?;
+        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
+            return Err(Self::setup_err("the VMM's stdout/stderr were not captured"));
+        };
+        let (tx, rx) = mpsc::channel();
+        spawn_reader(
+            &spec.instance_name,
+            "console",
+            stdout,
+            tx.clone(),
+            Message::Console,
+        )?;
+        spawn_reader(
+            &spec.instance_name,
+            "events",
+            stderr,
+            tx,
+            |_at, line| match VmEvent::parse_line(&line) {
+                Some(event) => Message::Event(event),
+                None => Message::Stderr(line),
+            },
+        )?;
+        instance.messages = Some(rx);
+
+        let deadline = spec.request + spec.ready_timeout;
+        let mut events_seen = Vec::new();
+        let mut ready_at = None;
+        loop {
+            let wait_until = match ready_at {
+                Some(at) => at + EVENT_SETTLE,
+                None => deadline,
+            };
+            match instance.next_message(wait_until) {
+                Next::Message(Message::Event(event)) => {
+                    let at = clock.instant_of(event.monotonic_ns);
+                    let phase = match &event.kind {
+                        EventKind::VmCreatedKernelLoaded {
+                            guest_ram_host_addr, ..
+                        } => {
+                            instance.guest_ram_host_addr = Some(*guest_ram_host_addr);
+                            Some("start_to_vm_created_ms")
+                        }
+                        EventKind::FirstVcpuEntry => Some("start_to_first_vcpu_entry_ms"),
+                        EventKind::BootTimer { .. } => Some("start_to_guest_init_ms"),
+                        _ => None,
+                    };
+                    if let Some(name) = phase {
+                        if !events_seen.contains(&name) {
+                            events_seen.push(name);
+                            instance.phases.push(PhaseMark::new(name, spec.request, at));
+                        }
+                    }
+                }
+                Next::Message(Message::Stderr(line)) => instance.remember_stderr(line),
+                Next::Message(Message::Console(at, line)) => match parse_line(&line) {
+                    Ok(Some(ProtocolLine::Ready { .. })) if ready_at.is_none() => {
+                        ready_at = Some(at);
+                        instance
+                            .phases
+                            .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                    }
+                    Ok(Some(ProtocolLine::Error(text))) => {
+                        return Err(BackendError::WorkloadFailed {
+                            backend: NAME.into(),
+                            reason: text,
+                        })
+                    }
+                    _ => {}
+                },
+                Next::Timeout | Next::Eof if ready_at.is_some() => break,
+                Next::Eof => {
+                    let status = instance.wait_child(Duration::from_secs(5));
+                    return Err(BackendError::ExitedBeforeReady {
+                        backend: NAME.into(),
+                        status,
+                        output: instance.stderr_tail(),
+                    });
+                }
+                Next::Timeout => {
+                    return Err(BackendError::ReadyTimeout {
+                        backend: NAME.into(),
+                        timeout: spec.ready_timeout,
+                        output: instance.stderr_tail(),
+                    })
+                }
+            }
+            if ready_at.is_some() && events_seen.len() == 3 {
+                break;
+            }
+        }
+        instance.phases.sort_by_key(|p| p.since_request);
+        Ok(Box::new(instance))
+    }
+}
+
+/// `Instant` and raw `CLOCK_MONOTONIC` read together, to place the VMM's event timestamps on this
+/// process's `Instant` timeline (both are `CLOCK_MONOTONIC` on Linux).
+#[derive(Debug, Clone, Copy)]
+struct ClockPair {
+    instant: Instant,
+    monotonic_ns: u64,
+}
+
+impl ClockPair {
+    fn now() -> Self {
+        ClockPair {
+            instant: Instant::now(),
+            monotonic_ns: microvm::events::monotonic_now_ns(),
+        }
+    }
+
+    fn instant_of(&self, monotonic_ns: u64) -> Instant {
+        if monotonic_ns >= self.monotonic_ns {
+            self.instant + Duration::from_nanos(monotonic_ns - self.monotonic_ns)
+        } else {
+            self.instant
+                .checked_sub(Duration::from_nanos(self.monotonic_ns - monotonic_ns))
+                .unwrap_or(self.instant)
+        }
+    }
+}
+
+enum Message {
+    /// A console line, timestamped when it became readable.
+    Console(Instant, String),
+    Event(VmEvent),
+    /// Any other stderr line (warnings, the VMM's error).
+    Stderr(String),
+}
+
+enum Next {
+    Message(Message),
+    Timeout,
+    Eof,
+}
+
+fn spawn_reader(
+    instance: &str,
+    what: &str,
+    pipe: impl Read + Send + 'static,
+    tx: Sender<Message>,
+    wrap: impl Fn(Instant, String) -> Message + Send + 'static,
+) -> Result<(), BackendError> {
+    std::thread::Builder::new()
+        .name(format!("{instance}-{what}"))
+        .spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(wrap(Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(MicrovmBackend::io_err(format!("spawning the {what} reader")))
+}
+
+struct MicrovmInstance {
+    name: String,
+    dir: PathBuf,
+    disk: PathBuf,
+    child: Option<Child>,
+    messages: Option<Receiver<Message>>,
+    phases: Vec<PhaseMark>,
+    guest_ram_host_addr: Option<u64>,
+    stderr_tail: Vec<String>,
+    exits_by_itself: bool,
+    torn_down: bool,
+}
+
+impl MicrovmInstance {
+    fn next_message(&self, deadline: Instant) -> Next {
+        let Some(rx) = &self.messages else {
+            return Next::Eof;
+        };
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(message) => Next::Message(message),
+            Err(RecvTimeoutError::Timeout) => Next::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Next::Eof,
+        }
+    }
+
+    fn remember_stderr(&mut self, line: String) {
+        if self.stderr_tail.len() == 8 {
+            self.stderr_tail.remove(0);
+        }
+        self.stderr_tail.push(line);
+    }
+
+    fn stderr_tail(&self) -> String {
+        self.stderr_tail.join(" | ")
+    }
+
+    fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
+    fn wait_child(&mut self, timeout: Duration) -> String {
+        let Some(child) = self.child.as_mut() else {
+            return "not started".into();
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Ok(None) => return "still running".into(),
+                Err(e) => return format!("unknown ({e})"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after the grace period; returns the exit status as text.
+    fn stop_vmm(&mut self, grace: Duration) -> String {
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            return status.to_string();
+        }
+        self.signal(Signal::SIGTERM);
+        let status = self.wait_child(grace);
+        if status != "still running" {
+            return status;
+        }
+        self.signal(Signal::SIGKILL);
+        self.wait_child(Duration::from_secs(5))
+    }
+
+    fn teardown(&mut self) -> Result<(), String> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        let mut problems = Vec::new();
+        if self.child.is_some() && self.stop_vmm(STOP_GRACE) == "still running" {
+            problems.push(format!("VMM pid {:?} survived SIGKILL", self.pid()));
+        }
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                problems.push(format!("removing {}: {e}", self.dir.display()));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+/// Rss and Pss (bytes) of the mapping that starts at `start` in a `/proc/PID/smaps` text.
+pub fn mapping_rss_pss_bytes(smaps: &str, start: u64) -> Option<(u64, u64)> {
+    let mut in_mapping = false;
+    let (mut rss, mut pss) = (None, None);
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((from, _to)) = first.split_once('-').filter(|_| !first.ends_with(':')) {
+            if in_mapping {
+                break;
+            }
+            in_mapping = u64::from_str_radix(from, 16).ok() == Some(start);
+            continue;
+        }
+        if !in_mapping {
+            continue;
+        }
+        let kib = || {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|k| k * 1024)
+        };
+        match first {
+            "Rss:" => rss = kib(),
+            "Pss:" => pss = kib(),
+            _ => {}
+        }
+    }
+    Some((rss?, pss?))
+}
+
+impl Instance for MicrovmInstance {
+    fn phases(&self) -> Vec<PhaseMark> {
+        self.phases.clone()
+    }
+
+    fn host_pids(&self) -> Vec<i32> {
+        self.pid().into_iter().collect()
+    }
+
+    fn memory(&self) -> Result<MemoryProbe, BackendError> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| MicrovmBackend::setup_err("no VMM process"))?;
+        let pss_bytes =
+            probe::pss_bytes(&[pid]).map_err(|e| MicrovmBackend::setup_err(format!("memory probe: {e}")))?;
+        let mut extra = Vec::new();
+        if let Some(addr) = self.guest_ram_host_addr {
+            let smaps_path = format!("/proc/{pid}/smaps");
+            let smaps = fs::read_to_string(&smaps_path)
+                .map_err(MicrovmBackend::io_err(format!("reading {smaps_path}")))?;
+            let (rss, pss) = mapping_rss_pss_bytes(&smaps, addr).ok_or_else(|| {
+                MicrovmBackend::setup_err(format!("no guest RAM mapping at {addr:#x} in {smaps_path}"))
+            })?;
+            extra.push(("guest_ram_resident_bytes".to_string(), rss));
+            extra.push(("vmm_overhead_bytes".to_string(), pss_bytes.saturating_sub(pss)));
+        }
+        Ok(MemoryProbe { pss_bytes, extra })
+    }
+
+    fn disk(&self) -> Result<DiskProbe, BackendError> {
+        let instance_bytes = probe::allocated_bytes(&self.disk)
+            .map_err(|e| MicrovmBackend::setup_err(format!("disk probe: {e}")))?;
+        Ok(DiskProbe { instance_bytes })
+    }
+
+    fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError> {
+        let failed = |reason: String| BackendError::WorkloadFailed {
+            backend: NAME.into(),
+            reason,
+        };
+        if !self.exits_by_itself {
+            let status = self.stop_vmm(STOP_GRACE.min(timeout));
+            if status == "still running" {
+                return Err(failed(format!(
+                    "the VMM did not stop within {timeout:?} after SIGKILL"
+                )));
+            }
+            return Ok(None);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut result = None;
+        loop {
+            match self.next_message(deadline) {
+                Next::Message(Message::Console(_, line)) => match parse_line(&line) {
+                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
+                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
+                    Ok(_) => {}
+                    Err(e) => return Err(failed(e.to_string())),
+                },
+                Next::Message(Message::Event(event)) => {
+                    if let EventKind::Stopped { reason } = event.kind {
+                        if reason != microvm::ExitReason::GuestReset.to_string() {
+                            return Err(failed(format!("the VM stopped: {reason}")));
+                        }
+                    }
+                }
+                Next::Message(Message::Stderr(line)) => self.remember_stderr(line),
+                Next::Eof => break,
+                Next::Timeout => {
+                    return Err(failed(format!(
+                        "the VM did not end within {timeout:?} after READY"
+                    )))
+                }
+            }
+        }
+        let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
+        if status != "exit status: 0" {
+            return Err(failed(format!(
+                "{VMM_BIN} ended with {status}: {}",
+                self.stderr_tail()
+            )));
+        }
+        Ok(result)
+    }
+
+    fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
+        self.teardown().map_err(|reason| BackendError::Teardown {
+            backend: NAME.into(),
+            reason,
+        })
+    }
+}
+
+impl Drop for MicrovmInstance {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            eprintln!("cvbench: microvm teardown of {}: {e}", self.name);
+        }
+    }
+}
+
+/// Kills the VMM of every instance directory under `run_dir` (normally [`RUN_DIR`]) for which
+/// `keep(name)` is false, and removes the directory. Returns one line per removed instance and one
+/// per problem. For `bench cleanup`.
+pub fn cleanup_leftover_vms(run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> (Vec<String>, Vec<String>) {
+    let (mut removed, mut problems) = (Vec::new(), Vec::new());
+    let Ok(entries) = fs::read_dir(run_dir) else {
+        return (removed, problems);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if keep(&name) {
+            continue;
+        }
+        let dir = entry.path();
+        let pid = fs::read_to_string(dir.join("vmm.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|&p| p > 0 && is_vmm(p)) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => removed.push(format!("microVM {name}")),
+            Err(e) => problems.push(format!("removing {}: {e}", dir.display())),
+        }
+    }
+    (removed, problems)
+}
+
+/// Whether `pid` still runs the VMM binary (a recycled pid must not be killed).
+fn is_vmm(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == VMM_BIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d4c0000000-55d4c0100000 r-xp 00000000 08:01 123  /usr/bin/cvbench-vmm
+Size:               1024 kB
+Rss:                 600 kB
+Pss:                 600 kB
+7f0395000000-7f0396000000 rw-p 00000000 00:00 0
+Size:              16384 kB
+KernelPageSize:        4 kB
+Rss:                 120 kB
+Pss:                 116 kB
+Shared_Clean:          0 kB
+VmFlags: rd wr mr mw me ac sd
+7f0396000000-7f0396021000 rw-p 00000000 00:00 0
+Size:                132 kB
+Rss:                   8 kB
+Pss:                   8 kB
+";
+
+    #[test]
+    fn guest_ram_mapping_is_found_by_start_address() {
+        assert_eq!(
+            mapping_rss_pss_bytes(SMAPS, 0x7f03_9500_0000),
+            Some((120 * 1024, 116 * 1024))
+        );
+        assert_eq!(
+            mapping_rss_pss_bytes(SMAPS, 0x55d4_c000_0000),
+            Some((600 * 1024, 600 * 1024))
+        );
+        assert_eq!(mapping_rss_pss_bytes(SMAPS, 0x1234), None);
+    }
+
+    #[test]
+    fn clock_pair_maps_monotonic_ns_onto_instants() {
+        let pair = ClockPair::now();
+        let later = pair.instant_of(pair.monotonic_ns + 5_000_000);
+        assert_eq!(later.duration_since(pair.instant), Duration::from_millis(5));
+        let earlier = pair.instant_of(pair.monotonic_ns - 1_000_000);
+        assert_eq!(pair.instant.duration_since(earlier), Duration::from_millis(1));
+        // The two clocks agree: an event stamped now lands within a few ms of Instant::now().
+        let now = pair.instant_of(microvm::events::monotonic_now_ns());
+        assert!(Instant::now().saturating_duration_since(now) < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn linux_cmdline_puts_workload_args_after_the_separator() {
+        let extra = linux_cmdline_extra(&WorkloadSpec::Idle);
+        assert_eq!(
+            extra,
+            "root=/dev/vda ro rootfstype=ext4 init=/cvbench/init quiet -- idle"
+        );
+    }
+
+    #[test]
+    fn guest_names_parse() {
+        assert_eq!(GuestKind::parse("probe"), Some(GuestKind::Probe));
+        assert_eq!(GuestKind::parse("linux"), Some(GuestKind::Linux));
+        assert_eq!(GuestKind::parse("qemu"), None);
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(kvm_flavour(&tmp.path().join("kvm_pvm")), "hardware");
+        assert_eq!(kvm_flavour(tmp.path()), "pvm");
+    }
+
+    #[test]
+    fn leftover_instance_dirs_are_removed_unless_kept() {
+        let run = tempfile::tempdir().unwrap();
+        for name in ["cvbench-microvm-idle-1-0", "cvbench-microvm-idle-2-0"] {
+            fs::create_dir(run.path().join(name)).unwrap();
+            // A pid that is not a VMM (this test process) must not be killed.
+            fs::write(
+                run.path().join(name).join("vmm.pid"),
+                format!("{}\n", std::process::id()),
+            )
+            .unwrap();
+        }
+        let (removed, problems) = cleanup_leftover_vms(run.path(), &|n| n.ends_with("-2-0"));
+        assert_eq!(removed, vec!["microVM cvbench-microvm-idle-1-0".to_string()]);
+        assert!(problems.is_empty());
+        assert!(run.path().join("cvbench-microvm-idle-2-0").exists());
+    }
+
+    fn kvm_skip_reason() -> Option<String> {
+        if let Err(e) = microvm::builder::open_kvm() {
+            return Some(e.to_string());
+        }
+        rootfs::locate_binary(VMM_BIN)
+            .err()
+            .map(|e| format!("{e} (build it: cargo build --workspace --bins)"))
+    }
+
+    #[test]
+    fn probe_guest_launches_with_all_phases_memory_and_disk_figures_then_cleans_up() {
+        if let Some(reason) = kvm_skip_reason() {
+            println!("skipped: {reason}");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut backend = MicrovmBackend::new(GuestKind::Probe);
+        backend.cache_root = tmp.path().join("cache");
+        backend.run_dir = tmp.path().join("run");
+        backend.check_host().unwrap();
+        let shared = backend.prepare(tmp.path()).unwrap();
+        assert!(shared.bytes > 0);
+        let spec = LaunchSpec {
+            request: Instant::now(),
+            image_dir: tmp.path().to_path_buf(),
+            workload: WorkloadSpec::Idle,
+            instance_name: format!("cvbench-microvm-idle-{}-0", std::process::id()),
+            memory_limit_bytes: None,
+            cpu_limit: None,
+            pids_limit: None,
+            ready_timeout: Duration::from_secs(30),
+        };
+        let mut instance = backend.launch(&spec).unwrap();
+        let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
+        assert_eq!(
+            names,
+            [
+                "start_to_vm_created_ms",
+                "start_to_first_vcpu_entry_ms",
+                "start_to_guest_init_ms",
+                "start_to_ready_ms"
+            ]
+        );
+        let pid = instance.host_pids()[0];
+        let memory = instance.memory().unwrap();
+        let extra: std::collections::BTreeMap<_, _> = memory.extra.iter().cloned().collect();
+        let guest = extra["guest_ram_resident_bytes"];
+        let overhead = extra["vmm_overhead_bytes"];
+        assert!(
+            guest > 0 && guest <= PROBE_MEMORY_MIB << 20,
+            "guest RAM resident {guest}"
+        );
+        assert!(
+            overhead > 0 && overhead < memory.pss_bytes,
+            "overhead {overhead} of {}",
+            memory.pss_bytes
+        );
+        assert!(instance.disk().unwrap().instance_bytes > 0);
+        assert_eq!(instance.finish(Duration::from_secs(10)).unwrap(), None);
+        instance.destroy().unwrap();
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "VMM {pid} still running"
+        );
+        assert!(!backend.run_dir.join(&spec.instance_name).exists());
+    }
+
+    #[test]
+    fn probe_guest_refuses_self_ending_workloads_and_launch_needs_prepare() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut backend = MicrovmBackend::new(GuestKind::Probe);
+        backend.cache_root = tmp.path().join("cache");
+        backend.run_dir = tmp.path().join("run");
+        let spec = LaunchSpec {
+            request: Instant::now(),
+            image_dir: tmp.path().to_path_buf(),
+            workload: WorkloadSpec::Idle,
+            instance_name: "cvbench-microvm-idle-1-0".into(),
+            memory_limit_bytes: None,
+            cpu_limit: None,
+            pids_limit: None,
+            ready_timeout: Duration::from_secs(1),
+        };
+        let err = backend.launch(&spec).err().unwrap();
+        assert!(err.to_string().contains("before prepare"), "{err}");
+        assert!(!backend.run_dir.exists());
+    }
+}

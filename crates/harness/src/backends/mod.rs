@@ -23,6 +23,11 @@ const REGISTRY: &[Entry] = &[
         make: || Box::new(runc::RuncBackend::new()),
     },
     Entry {
+        name: "microvm",
+        listed: true,
+        make: || Box::new(microvm::MicrovmBackend::from_env()),
+    },
+    Entry {
         name: "mock",
         listed: false,
         make: || Box::new(mock::MockBackend::from_env()),
