@@ -1,1 +1,119 @@
-//! Plots, Markdown and HTML reports from a results file.
+//! Plots, Markdown and HTML reports from a results file — without re-running anything.
+//!
+//! [`write_report`] draws every chart the results have data for (SVG and PNG, one module per chart
+//! in [`charts`], shared [`style`]), then writes `report.md`, a self-contained `report.html` and a
+//! `report.json` digest through the [`export::Exporter`] trait.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), report::ReportError> {
+//! let results = harness::results::ResultsFile::read(std::path::Path::new("out/results.json"))
+//!     .map_err(|e| report::ReportError::Results { reason: e.to_string() })?;
+//! let written = report::write_report(&results, std::path::Path::new("out"), &report::ReportOptions::default())?;
+//! println!("{}", written.markdown.display());
+//! # Ok(()) }
+//! ```
+
+pub mod charts;
+pub mod export;
+pub mod font;
+pub mod model;
+pub mod style;
+
+use std::path::{Path, PathBuf};
+
+use harness::results::ResultsFile;
+
+pub use charts::{ChartOptions, Figure};
+pub use export::{Exporter, Report};
+pub use style::{parse_size, Theme};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "no usable font for the charts (tried {}); install Debian's fonts-dejavu-core (apt-get install fonts-dejavu-core) or pass a TTF with --font",
+        tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    FontMissing { tried: Vec<PathBuf> },
+    #[error("{path} is not a TrueType/OpenType font plotters can use")]
+    FontInvalid { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("drawing chart {chart}: {reason}")]
+    Draw { chart: String, reason: String },
+    #[error("encoding the JSON digest: {reason}")]
+    Json { reason: String },
+    #[error("{reason}")]
+    Results { reason: String },
+}
+
+/// How the report looks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOptions {
+    pub theme: Theme,
+    /// Canvas in pixels (also the SVG size).
+    pub size: (u32, u32),
+    /// Logarithmic time axis for startup CDFs.
+    pub log_x: bool,
+    /// TTF to draw with; `None` looks in [`font::FONT_CANDIDATES`].
+    pub font: Option<PathBuf>,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            theme: Theme::Light,
+            size: style::DEFAULT_SIZE,
+            log_x: false,
+            font: None,
+        }
+    }
+}
+
+/// Paths of what [`write_report`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenReport {
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+    pub json: PathBuf,
+    pub figures: Vec<Figure>,
+}
+
+/// Draws every chart into `dir` and writes the Markdown, HTML and JSON exports there.
+pub fn write_report(
+    results: &ResultsFile,
+    dir: &Path,
+    opts: &ReportOptions,
+) -> Result<WrittenReport, ReportError> {
+    font::register(opts.font.as_deref())?;
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let model = model::Model::new(results);
+    let style = style::Style::new(opts.theme, opts.size);
+    let figures = charts::render_all(&model, &style, ChartOptions { log_x: opts.log_x }, dir)?;
+    let report = Report { model, figures };
+    let mut paths = Vec::new();
+    let exporters: [&dyn Exporter; 3] = [
+        &export::markdown::Markdown,
+        &export::html::Html,
+        &export::json::Json,
+    ];
+    for exporter in exporters {
+        let bytes = exporter.export(&report)?;
+        let path = dir.join(exporter.file_name());
+        std::fs::write(&path, bytes).map_err(|source| ReportError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        paths.push(path);
+    }
+    let mut paths = paths.into_iter();
+    let mut next = || paths.next().unwrap_or_default();
+    Ok(WrittenReport {
+        markdown: next(),
+        html: next(),
+        json: next(),
+        figures: report.figures,
+    })
+}

@@ -1,0 +1,177 @@
+//! Disk: what 1, 10 and 100 instances of each backend take on disk — one shared image plus a
+//! writable layer per instance — next to what naive full copies (image + layer per instance) would
+//! take. Grouped bars on a log scale, so 6 MiB and 5 GiB are both readable; exact figures are in
+//! the caption and the report's disk table.
+
+use harness::density::{disk_footprint, DiskFootprint, DISK_INSTANCE_COUNTS};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{categories, fmt_tick, font, subtitle, with_legend_row, Chart, DrawError, LegendEntry};
+use crate::model::{self, display_name, Model};
+use crate::style::Style;
+
+pub struct Disk {
+    subtitle: String,
+    caption: String,
+    /// `(display name, colour index, footprint per instance count)`.
+    backends: Vec<(String, usize, Vec<DiskFootprint>)>,
+}
+
+pub fn chart(model: &Model<'_>) -> Option<Disk> {
+    let mut backends: Vec<(String, usize, Vec<DiskFootprint>)> = Vec::new();
+    let mut captions = Vec::new();
+    for cell in &model.results.benchmarks {
+        let name = display_name(&cell.backend, &cell.labels);
+        // One entry per backend: the first workload that has disk figures.
+        if backends.iter().any(|(n, _, _)| *n == name) {
+            continue;
+        }
+        let f = disk_footprint(cell, &DISK_INSTANCE_COUNTS);
+        let Some(first) = f.first() else { continue };
+        let per = model::summary(cell, "instance_disk_bytes").map_or_else(String::new, |s| {
+            format!(
+                "; layer per instance {} (from {})",
+                model::caption_stats("instance_disk_bytes", &s),
+                cell.workload
+            )
+        });
+        let list: Vec<String> = f
+            .iter()
+            .map(|x| {
+                format!(
+                    "{}× {:.1} MiB (full copies {:.1} MiB)",
+                    x.instances,
+                    model::mib(x.total_bytes),
+                    model::mib(x.naive_full_copy_bytes)
+                )
+            })
+            .collect();
+        captions.push(format!(
+            "{name}: image {:.2} MiB shared{per}; {}",
+            model::mib(first.shared_image_bytes),
+            list.join(", ")
+        ));
+        backends.push((name, model.colour_index(&cell.backend), f));
+    }
+    if backends.is_empty() {
+        return None;
+    }
+    Some(Disk {
+        subtitle: subtitle(
+            model,
+            "image counted once, layers as allocated blocks (median over runs)",
+        ),
+        caption: captions.join("\n"),
+        backends,
+    })
+}
+
+impl Chart for Disk {
+    fn name(&self) -> String {
+        "disk".to_string()
+    }
+    fn title(&self) -> String {
+        "Disk for N instances: shared image + layers vs full copies".to_string()
+    }
+    fn subtitle(&self) -> String {
+        self.subtitle.clone()
+    }
+    fn caption(&self) -> String {
+        self.caption.clone()
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
+        let mut entries: Vec<LegendEntry> = self
+            .backends
+            .iter()
+            .map(|(name, c, _)| {
+                LegendEntry::new(
+                    style.series(*c).filled(),
+                    format!("{name}: shared image + layers"),
+                )
+            })
+            .collect();
+        entries.push(LegendEntry::new(
+            style.muted.mix(0.35).filled(),
+            "pale: naive full copies of the same backend",
+        ));
+        let area = with_legend_row(area, &entries, style)?;
+        let values = self
+            .backends
+            .iter()
+            .flat_map(|(_, _, f)| f.iter())
+            .flat_map(|f| [f.total_bytes, f.naive_full_copy_bytes]);
+        let (lo, hi) = values.fold((f64::INFINITY, 0.0f64), |(lo, hi), b| {
+            (lo.min(model::mib(b)), hi.max(model::mib(b)))
+        });
+        let lo = (lo * 0.5).clamp(1e-3, 1.0);
+        let groups = DISK_INSTANCE_COUNTS.len();
+        let mut chart = ChartBuilder::on(&area)
+            .x_label_area_size(style.label_px() * 3)
+            .y_label_area_size(style.label_px() * 4)
+            .margin(style.margin())
+            .build_cartesian_2d(categories(groups), (lo..hi.max(lo * 10.0) * 3.0).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_desc("instances")
+            .y_desc("disk used (MiB, log scale)")
+            .axis_desc_style(font(style.label_px(), style.foreground))
+            .label_style(font(style.tick_px(), style.foreground))
+            .axis_style(style.muted)
+            .bold_line_style(style.grid)
+            .light_line_style(style.background)
+            .disable_x_mesh()
+            .x_labels(groups)
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => DISK_INSTANCE_COUNTS
+                    .get(*i as usize)
+                    .map_or(String::new(), |n| format!("{n} × instance")),
+                SegmentValue::Last => String::new(),
+            })
+            .y_label_formatter(&|v| fmt_tick(*v))
+            .draw()?;
+        // Each group is split into 2 slots per backend plus padding on both sides.
+        let band = chart.plotting_area().dim_in_pixel().0 / u32::try_from(groups).unwrap_or(1).max(1);
+        let slots = u32::try_from(self.backends.len() * 2).unwrap_or(2);
+        let pad = band / 8;
+        let slot = (band - 2 * pad) / slots.max(1);
+        let text = font(style.tick_px() * 4 / 5, style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
+        for g in 0..groups {
+            let gi = u32::try_from(g).unwrap_or(0);
+            for (b, (_, colour, footprints)) in self.backends.iter().enumerate() {
+                let Some(f) = footprints.get(g) else { continue };
+                let colour = style.series(*colour);
+                let b = u32::try_from(b).unwrap_or(0);
+                for (k, (bytes, fill)) in [
+                    (f.total_bytes, colour.filled()),
+                    (f.naive_full_copy_bytes, colour.mix(0.35).filled()),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let k = u32::try_from(k).unwrap_or(0);
+                    let left = pad + (2 * b + k) * slot + slot / 10;
+                    let right = band.saturating_sub(left + slot - slot / 5);
+                    let top = model::mib(bytes).max(lo);
+                    let mut r = Rectangle::new(
+                        [(SegmentValue::Exact(gi), lo), (SegmentValue::Exact(gi + 1), top)],
+                        fill,
+                    );
+                    r.set_margin(0, 0, left, right);
+                    chart.draw_series([r])?;
+                    // Label centred over the bar: an element anchored at the band's left edge, shifted.
+                    let dx = i32::try_from(left + (slot - slot / 5) / 2).unwrap_or(0);
+                    chart.draw_series([EmptyElement::at((SegmentValue::Exact(gi), top))
+                        + Text::new(fmt_tick(model::mib(bytes)), (dx, -4), text.clone())])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! Memory per instance: one horizontal bar per backend × workload, the median PSS split into what
+//! the workload itself uses, runtime or VMM overhead, and the guest kernel, where the backend's
+//! metrics say so. Rules (medians of the measured runs):
+//! - `guest_kernel_bytes` and `vmm_overhead_bytes` are parts of `pss_bytes` (the VMM process holds
+//!   guest memory); the workload share is what remains;
+//! - `runtime_pss_bytes` (e.g. the `runc` process) is outside the instance's processes and added;
+//! - a VM backend that reports none of the parts is drawn as one unsplit segment.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{
+    categories, fmt_tick, font, n_range, skipped_note, subtitle, with_legend_row, Chart, DrawError,
+    LegendEntry,
+};
+use crate::model::{self, caption_stats, display_name, Model, MIB};
+use crate::style::Style;
+
+/// Kinds of segment, in drawing order.
+const PARTS: [&str; 4] = [
+    "workload (instance processes)",
+    "runtime / VMM overhead",
+    "guest kernel",
+    "VMM process incl. guest (not split)",
+];
+
+pub struct Memory {
+    subtitle: String,
+    caption: String,
+    bars: Vec<Bar>,
+}
+
+struct Bar {
+    label: String,
+    /// MiB per part, indexed like [`PARTS`].
+    parts_mib: [f64; 4],
+}
+
+/// The split of one cell in bytes, indexed like [`PARTS`]; `None` without a `pss_bytes` sample.
+pub fn split(cell: &harness::results::BenchmarkResult) -> Option<[f64; 4]> {
+    let median = |m: &str| model::summary(cell, m).map(|s| s.p50);
+    let pss = median("pss_bytes")?;
+    let kernel = median("guest_kernel_bytes");
+    let vmm = median("vmm_overhead_bytes");
+    let runtime = median("runtime_pss_bytes").unwrap_or(0.0);
+    let is_vm =
+        cell.labels.contains_key("guest_kernel") || cell.backend.contains("vm") || cell.backend == "qemu";
+    if kernel.is_none() && vmm.is_none() && is_vm {
+        return Some([0.0, runtime, 0.0, pss]);
+    }
+    let (kernel, vmm) = (kernel.unwrap_or(0.0), vmm.unwrap_or(0.0));
+    Some([(pss - kernel - vmm).max(0.0), vmm + runtime, kernel, 0.0])
+}
+
+pub fn chart(model: &Model<'_>) -> Option<Memory> {
+    let mut bars = Vec::new();
+    let mut captions = Vec::new();
+    let mut ns = Vec::new();
+    for workload in model.workloads() {
+        for cell in model.ran(workload) {
+            let Some(parts) = split(cell) else { continue };
+            let label = format!(
+                "{} · {}",
+                display_name(&cell.backend, &cell.labels),
+                cell.workload
+            );
+            if let Some(s) = model::summary(cell, "pss_bytes") {
+                ns.push(s.n);
+                captions.push(format!("{label}: PSS {}", caption_stats("pss_bytes", &s)));
+            }
+            bars.push(Bar {
+                label,
+                parts_mib: parts.map(|b| b / MIB),
+            });
+        }
+    }
+    if bars.is_empty() {
+        return None;
+    }
+    Some(Memory {
+        subtitle: subtitle(model, &n_range(&ns)),
+        caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
+        bars,
+    })
+}
+
+impl Chart for Memory {
+    fn name(&self) -> String {
+        "memory_per_instance".to_string()
+    }
+    fn title(&self) -> String {
+        "Memory per instance once ready (PSS, median)".to_string()
+    }
+    fn subtitle(&self) -> String {
+        self.subtitle.clone()
+    }
+    fn caption(&self) -> String {
+        self.caption.clone()
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
+        let total = |b: &Bar| b.parts_mib.iter().sum::<f64>();
+        let entries: Vec<LegendEntry> = PARTS
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| self.bars.iter().any(|b| b.parts_mib[*p] > 0.0))
+            .map(|(p, part)| LegendEntry::new(style.series(p).filled(), *part))
+            .collect();
+        let max = self.bars.iter().map(total).fold(0.0, f64::max).max(1e-3);
+        let longest = self
+            .bars
+            .iter()
+            .map(|b| b.label.chars().count())
+            .max()
+            .unwrap_or(10);
+        let y_area = u32::try_from(longest)
+            .unwrap_or(20)
+            .saturating_mul(style.tick_px() * 3 / 5)
+            + style.margin();
+        let area = with_legend_row(area, &entries, style)?;
+        let mut chart = ChartBuilder::on(&area)
+            .x_label_area_size(style.label_px() * 3)
+            .y_label_area_size(y_area.min(style.width / 3))
+            .margin(style.margin())
+            .build_cartesian_2d(0.0..max * 1.2, categories(self.bars.len()))?;
+        let labels: Vec<String> = self.bars.iter().rev().map(|b| b.label.clone()).collect();
+        chart
+            .configure_mesh()
+            .x_desc("memory (MiB)")
+            .axis_desc_style(font(style.label_px(), style.foreground))
+            .label_style(font(style.tick_px(), style.foreground))
+            .axis_style(style.muted)
+            .bold_line_style(style.grid)
+            .light_line_style(style.background)
+            .disable_y_mesh()
+            .x_label_formatter(&|v| fmt_tick(*v))
+            .y_labels(self.bars.len())
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    labels.get(*i as usize).cloned().unwrap_or_default()
+                }
+                SegmentValue::Last => String::new(),
+            })
+            .draw()?;
+        let band = style.height / 60;
+        for p in 0..PARTS.len() {
+            if self.bars.iter().all(|b| b.parts_mib[p] <= 0.0) {
+                continue;
+            }
+            let colour = style.series(p);
+            let last = self.bars.len() - 1;
+            let rects = self
+                .bars
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.parts_mib[p] > 0.0)
+                .map(|(i, b)| {
+                    let i = u32::try_from(last - i).unwrap_or(0);
+                    let from: f64 = b.parts_mib[..p].iter().sum();
+                    let mut r = Rectangle::new(
+                        [
+                            (from, SegmentValue::Exact(i)),
+                            (from + b.parts_mib[p], SegmentValue::Exact(i + 1)),
+                        ],
+                        colour.filled(),
+                    );
+                    r.set_margin(band, band, 0, 0);
+                    r
+                });
+            chart.draw_series(rects)?;
+        }
+        let text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Left, VPos::Center));
+        chart.draw_series(self.bars.iter().enumerate().map(|(i, b)| {
+            let i = u32::try_from(self.bars.len() - 1 - i).unwrap_or(0);
+            Text::new(
+                format!(" {:.2} MiB", total(b)),
+                (total(b), SegmentValue::CenterOf(i)),
+                text.clone(),
+            )
+        }))?;
+        Ok(())
+    }
+}

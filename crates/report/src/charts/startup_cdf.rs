@@ -1,0 +1,214 @@
+//! Startup CDF: for one workload, the cumulative distribution of `start_to_ready_ms` per backend —
+//! what fraction of launches were ready within x ms. Steps, with a marker per run, so n is visible.
+
+use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::ranged1d::{Ranged, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{
+    fmt_tick, font, n_range, skipped_note, subtitle, with_legend_row, Chart, ChartOptions, DrawError,
+    LegendEntry,
+};
+use crate::model::{self, caption_stats, display_name, Model};
+use crate::style::Style;
+
+/// The metric drawn.
+pub const METRIC: &str = "start_to_ready_ms";
+
+pub struct StartupCdf {
+    workload: String,
+    subtitle: String,
+    caption: String,
+    log_x: bool,
+    series: Vec<Series>,
+}
+
+struct Series {
+    label: String,
+    colour: usize,
+    sorted: Vec<f64>,
+}
+
+/// One chart per workload that has startup samples.
+pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
+    let mut out = Vec::new();
+    for workload in model.workloads() {
+        let mut series = Vec::new();
+        let mut captions = Vec::new();
+        let mut ns = Vec::new();
+        for cell in model.ran(workload) {
+            let mut sorted = model::samples(cell, METRIC);
+            sorted.retain(|x| x.is_finite());
+            sorted.sort_by(f64::total_cmp);
+            let Some(s) = model::summary(cell, METRIC) else {
+                continue;
+            };
+            let name = display_name(&cell.backend, &cell.labels);
+            captions.push(format!("{name}: {}", caption_stats(METRIC, &s)));
+            series.push(Series {
+                label: format!(
+                    "{name}  p50 {}  p99 {}",
+                    model::fmt_value(METRIC, s.p50),
+                    model::fmt_value(METRIC, s.p99)
+                ),
+                colour: model.colour_index(&cell.backend),
+                sorted,
+            });
+            ns.push(s.n);
+        }
+        if series.is_empty() {
+            continue;
+        }
+        out.push(StartupCdf {
+            workload: workload.to_string(),
+            subtitle: subtitle(model, &n_range(&ns)),
+            caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
+            log_x: opts.log_x,
+            series,
+        });
+    }
+    out
+}
+
+impl Chart for StartupCdf {
+    fn name(&self) -> String {
+        format!("startup_cdf_{}", self.workload)
+    }
+    fn title(&self) -> String {
+        format!("Startup: request → READY, {} workload (CDF)", self.workload)
+    }
+    fn subtitle(&self) -> String {
+        self.subtitle.clone()
+    }
+    fn caption(&self) -> String {
+        self.caption.clone()
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
+        let all = self.series.iter().flat_map(|s| s.sorted.iter().copied());
+        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| {
+            (lo.min(x), hi.max(x))
+        });
+        if !(lo.is_finite() && hi.is_finite()) {
+            return Ok(());
+        }
+        let entries: Vec<LegendEntry> = self
+            .series
+            .iter()
+            .map(|s| LegendEntry::new(style.series(s.colour).filled(), s.label.clone()))
+            .collect();
+        let area = with_legend_row(area, &entries, style)?;
+        // Backends an order of magnitude apart are unreadable on a linear axis.
+        let log_x = self.log_x || hi > 20.0 * lo.max(1e-9);
+        let x_desc = if log_x {
+            "time to READY (ms, log scale)"
+        } else {
+            "time to READY (ms)"
+        };
+        let mut builder = ChartBuilder::on(&area);
+        builder
+            .x_label_area_size(style.label_px() * 3)
+            .y_label_area_size(style.label_px() * 4)
+            .margin(style.margin());
+        if log_x {
+            let lo = (lo * 0.8).max(1e-3);
+            let hi = hi * 1.25;
+            let chart = builder.build_cartesian_2d(
+                (lo..hi).log_scale().with_key_points(one_two_five(lo, hi)),
+                0.0..100.0,
+            )?;
+            self.plot(chart, style, x_desc)
+        } else {
+            let span = (hi - lo).max(hi * 0.05).max(1e-3);
+            let chart =
+                builder.build_cartesian_2d((lo - span * 0.05).max(0.0)..hi + span * 0.05, 0.0..100.0)?;
+            self.plot(chart, style, x_desc)
+        }
+    }
+}
+
+/// Tick positions 1, 2, 5, 10, 20, 50, ... inside `[lo, hi]`, for log axes.
+fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi && ticks.len() < 64 {
+        for m in [1.0, 2.0, 5.0] {
+            let t = decade * m;
+            if t >= lo && t <= hi {
+                ticks.push(t);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
+}
+
+impl StartupCdf {
+    fn plot<'a, DB, X>(
+        &self,
+        mut chart: ChartContext<'a, DB, Cartesian2d<X, RangedCoordf64>>,
+        style: &Style,
+        x_desc: &str,
+    ) -> Result<(), DrawError>
+    where
+        DB: DrawingBackend + 'a,
+        X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc("launches ready (%)")
+            .axis_desc_style(font(style.label_px(), style.foreground))
+            .label_style(font(style.tick_px(), style.foreground))
+            .axis_style(style.muted)
+            .bold_line_style(style.grid)
+            .light_line_style(style.background)
+            .x_labels(8)
+            .y_labels(6)
+            .x_label_formatter(&|v| fmt_tick(*v))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        for s in &self.series {
+            let colour = style.series(s.colour);
+            let n = s.sorted.len();
+            #[allow(clippy::cast_precision_loss)] // run counts are small
+            let pct = |i: usize| (i as f64 + 1.0) * 100.0 / n as f64;
+            let mut steps = Vec::with_capacity(2 * n + 1);
+            if let Some(first) = s.sorted.first() {
+                steps.push((*first, 0.0));
+            }
+            for (i, x) in s.sorted.iter().enumerate() {
+                let below = if i == 0 { 0.0 } else { pct(i - 1) };
+                steps.push((*x, below));
+                steps.push((*x, pct(i)));
+            }
+            let line = ShapeStyle::from(&colour).stroke_width(style.stroke());
+            chart.draw_series(LineSeries::new(steps, line))?;
+            let r = style.stroke() + 2;
+            chart.draw_series(
+                s.sorted
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| Circle::new((*x, pct(i)), r, colour.filled())),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_follow_one_two_five() {
+        assert_eq!(one_two_five(1.5, 60.0), vec![2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(one_two_five(0.3, 0.9), vec![0.5]);
+    }
+}

@@ -1,0 +1,281 @@
+//! Workload figures per backend: throughput (median over runs with its 95% CI as an error bar) and
+//! the workload's own latency p50/p99 (medians over runs), for each workload that reports them.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{categories, fmt_tick, font, n_range, skipped_note, subtitle, Chart, DrawError};
+use crate::model::{self, caption_stats, display_name, Model};
+use crate::style::Style;
+
+const LATENCY: [&str; 2] = ["workload.latency_p50_us", "workload.latency_p99_us"];
+
+pub struct Workload {
+    workload: String,
+    throughput_metric: String,
+    subtitle: String,
+    caption: String,
+    rows: Vec<Row>,
+}
+
+struct Row {
+    name: String,
+    colour: usize,
+    /// Median throughput and its CI.
+    throughput: Option<(f64, [f64; 2])>,
+    /// Medians of the latency p50 and p99 in ms.
+    latency_ms: [Option<f64>; 2],
+}
+
+/// The throughput metric a cell reports (`workload.requests_per_s`, `workload.tps`, ...).
+fn throughput_metric(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find(|m| {
+            m.starts_with("workload.")
+                && (m.ends_with("tps") || m.ends_with("_per_s"))
+                && !m.contains("bytes")
+        })
+        .map(|m| (*m).to_string())
+}
+
+/// Axis label of a throughput metric.
+fn throughput_label(metric: &str, unit: &str) -> String {
+    match metric.trim_start_matches("workload.") {
+        "requests_per_s" => "requests / s".to_string(),
+        "tps" => "transactions / s".to_string(),
+        "ops_per_s" => "operations / s".to_string(),
+        other => format!("{other} ({unit})"),
+    }
+}
+
+pub fn charts(model: &Model<'_>) -> Vec<Workload> {
+    let mut out = Vec::new();
+    for workload in model.workloads() {
+        let cells = model.ran(workload);
+        let Some(metric) = cells
+            .iter()
+            .find_map(|c| throughput_metric(&model::metric_names(c)))
+        else {
+            continue;
+        };
+        let mut rows = Vec::new();
+        let mut captions = Vec::new();
+        let mut ns = Vec::new();
+        for cell in cells {
+            let name = display_name(&cell.backend, &cell.labels);
+            let t = model::summary(cell, &metric);
+            let lat = LATENCY.map(|m| model::summary(cell, m).map(|s| s.p50 / 1e3));
+            if t.is_none() && lat.iter().all(Option::is_none) {
+                continue;
+            }
+            let mut parts = Vec::new();
+            if let Some(s) = &t {
+                ns.push(s.n);
+                parts.push(format!("throughput {}", caption_stats(&metric, s)));
+            }
+            for m in LATENCY {
+                if let Some(s) = model::summary(cell, m) {
+                    parts.push(format!(
+                        "{} {}",
+                        m.trim_start_matches("workload."),
+                        caption_stats(m, &s)
+                    ));
+                }
+            }
+            captions.push(format!("{name}: {}", parts.join("; ")));
+            rows.push(Row {
+                name,
+                colour: model.colour_index(&cell.backend),
+                throughput: t.map(|s| (s.p50, s.median_ci95)),
+                latency_ms: lat,
+            });
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        out.push(Workload {
+            workload: workload.to_string(),
+            throughput_metric: metric,
+            subtitle: subtitle(model, &n_range(&ns)),
+            caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
+            rows,
+        });
+    }
+    out
+}
+
+impl Chart for Workload {
+    fn name(&self) -> String {
+        format!("workload_{}", self.workload)
+    }
+    fn title(&self) -> String {
+        format!("{} workload: throughput and latency per backend", self.workload)
+    }
+    fn subtitle(&self) -> String {
+        self.subtitle.clone()
+    }
+    fn caption(&self) -> String {
+        self.caption.clone()
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
+        let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
+        let n = u32::try_from(self.rows.len()).unwrap_or(1);
+        let names: Vec<String> = self.rows.iter().map(|r| r.name.clone()).collect();
+        let label_of = |v: &SegmentValue<u32>| match v {
+            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                names.get(*i as usize).cloned().unwrap_or_default()
+            }
+            SegmentValue::Last => String::new(),
+        };
+        let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
+
+        // Throughput.
+        let unit = model::unit_of(&self.throughput_metric);
+        let max_t = self
+            .rows
+            .iter()
+            .filter_map(|r| r.throughput.map(|t| t.1[1].max(t.0)))
+            .fold(1e-3, f64::max);
+        let mut chart = ChartBuilder::on(&left)
+            .caption(
+                "throughput (median, 95% CI)",
+                font(style.label_px(), style.foreground),
+            )
+            .x_label_area_size(style.tick_px() * 2)
+            .y_label_area_size(style.label_px() * 4)
+            .margin(style.margin())
+            .build_cartesian_2d(categories(self.rows.len()), 0.0..max_t * 1.2)?;
+        chart
+            .configure_mesh()
+            .y_desc(throughput_label(&self.throughput_metric, unit))
+            .axis_desc_style(font(style.label_px(), style.foreground))
+            .label_style(font(style.tick_px(), style.foreground))
+            .axis_style(style.muted)
+            .bold_line_style(style.grid)
+            .light_line_style(style.background)
+            .disable_x_mesh()
+            .x_labels(self.rows.len())
+            .x_label_formatter(&label_of)
+            .y_label_formatter(&|v| fmt_tick(*v))
+            .draw()?;
+        let w = left.dim_in_pixel().0 / (6 * n.max(1));
+        for (i, r) in self.rows.iter().enumerate() {
+            let Some((median, ci)) = r.throughput else {
+                continue;
+            };
+            let i = u32::try_from(i).unwrap_or(0);
+            let colour = style.series(r.colour);
+            let mut bar = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), median),
+                ],
+                colour.filled(),
+            );
+            bar.set_margin(0, 0, w, w);
+            chart.draw_series([bar])?;
+            // Error bar for the CI of the median: a vertical line with caps.
+            let line = style.foreground.stroke_width(style.stroke().div_ceil(2));
+            let centre = SegmentValue::CenterOf(i);
+            chart.draw_series([PathElement::new(
+                vec![(centre.clone(), ci[0]), (centre.clone(), ci[1])],
+                line,
+            )])?;
+            let cap = i32::try_from(w / 3).unwrap_or(6);
+            for y in ci {
+                chart
+                    .draw_series([EmptyElement::at((centre.clone(), y))
+                        + PathElement::new(vec![(-cap, 0), (cap, 0)], line)])?;
+            }
+            let above = -i32::try_from(style.margin() / 2).unwrap_or(8);
+            chart.draw_series([EmptyElement::at((SegmentValue::CenterOf(i), ci[1].max(median)))
+                + Text::new(
+                    model::fmt_number(&self.throughput_metric, median),
+                    (0, above),
+                    value_text.clone(),
+                )])?;
+        }
+
+        // Latency p50 / p99.
+        let max_l = self
+            .rows
+            .iter()
+            .flat_map(|r| r.latency_ms.iter().flatten().copied())
+            .fold(1e-3, f64::max);
+        let mut chart = ChartBuilder::on(&right)
+            .caption(
+                "workload latency p50 / p99 (median over runs)",
+                font(style.label_px(), style.foreground),
+            )
+            .x_label_area_size(style.tick_px() * 2)
+            .y_label_area_size(style.label_px() * 4)
+            .margin(style.margin())
+            .build_cartesian_2d(categories(self.rows.len()), 0.0..max_l * 1.2)?;
+        chart
+            .configure_mesh()
+            .y_desc("latency (ms)")
+            .axis_desc_style(font(style.label_px(), style.foreground))
+            .label_style(font(style.tick_px(), style.foreground))
+            .axis_style(style.muted)
+            .bold_line_style(style.grid)
+            .light_line_style(style.background)
+            .disable_x_mesh()
+            .x_labels(self.rows.len())
+            .x_label_formatter(&label_of)
+            .y_label_formatter(&|v| fmt_tick(*v))
+            .draw()?;
+        let w = right.dim_in_pixel().0 / (6 * n.max(1));
+        for (i, r) in self.rows.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(0);
+            let colour = style.series(r.colour);
+            for (k, value) in r.latency_ms.iter().enumerate() {
+                let Some(v) = *value else { continue };
+                // p50 on the left half of the band (solid), p99 on the right (lighter).
+                let (fill, margins) = if k == 0 {
+                    (colour.filled(), (w, w * 3))
+                } else {
+                    (colour.mix(0.45).filled(), (w * 3, w))
+                };
+                let mut bar = Rectangle::new(
+                    [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), v)],
+                    fill,
+                );
+                bar.set_margin(0, 0, margins.0, margins.1);
+                chart.draw_series([bar])?;
+                let tag = if k == 0 { "p50" } else { "p99" };
+                let pos = if k == 0 { HPos::Right } else { HPos::Left };
+                chart.draw_series([Text::new(
+                    format!(" {tag} {v:.2} "),
+                    (SegmentValue::CenterOf(i), v),
+                    value_text.clone().pos(Pos::new(pos, VPos::Bottom)),
+                )])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throughput_metric_is_found_by_suffix() {
+        assert_eq!(
+            throughput_metric(&["pss_bytes", "workload.tps"]).as_deref(),
+            Some("workload.tps")
+        );
+        assert_eq!(
+            throughput_metric(&["workload.bytes_per_s", "workload.requests_per_s"]).as_deref(),
+            Some("workload.requests_per_s")
+        );
+        assert_eq!(throughput_metric(&["start_to_ready_ms"]), None);
+    }
+}

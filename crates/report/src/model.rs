@@ -1,0 +1,273 @@
+//! What the report shows, derived from a results file only: backends in a stable order (so a backend
+//! keeps its colour in every chart), measured samples per metric, summaries recomputed from the raw
+//! samples, display names that say when figures are emulated, and value formatting by unit suffix.
+
+use harness::results::Summary;
+use harness::results::{BenchmarkResult, ResultsFile};
+use harness::stats::{self, DEFAULT_SEED};
+
+/// Label a backend sets when its figures come from emulation (microVM on a PVM host).
+pub const EMULATED_LABEL: &str = "emulated";
+
+/// A results file with the lookups charts and exporters share.
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    pub results: &'a ResultsFile,
+}
+
+impl<'a> Model<'a> {
+    pub fn new(results: &'a ResultsFile) -> Self {
+        Model { results }
+    }
+
+    /// Backend names in order of first appearance (benchmarks, then density curves).
+    pub fn backends(&self) -> Vec<&'a str> {
+        let mut names: Vec<&str> = Vec::new();
+        let all = self.results.benchmarks.iter().map(|c| c.backend.as_str());
+        for name in all.chain(self.results.density.iter().map(|d| d.backend.as_str())) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+    }
+
+    /// Workload names in order of first appearance.
+    pub fn workloads(&self) -> Vec<&'a str> {
+        let mut names: Vec<&str> = Vec::new();
+        for c in &self.results.benchmarks {
+            if !names.contains(&c.workload.as_str()) {
+                names.push(c.workload.as_str());
+            }
+        }
+        names
+    }
+
+    /// Palette index of a backend: the same in every chart.
+    pub fn colour_index(&self, backend: &str) -> usize {
+        self.backends().iter().position(|b| *b == backend).unwrap_or(0)
+    }
+
+    /// Cells that ran (not skipped) for `workload`.
+    pub fn ran(&self, workload: &str) -> Vec<&'a BenchmarkResult> {
+        self.results
+            .benchmarks
+            .iter()
+            .filter(|c| c.skipped.is_none() && c.workload == workload)
+            .collect()
+    }
+
+    /// Cells that were skipped, with their reason.
+    pub fn skipped(&self) -> Vec<(&'a str, &'a str, &'a str)> {
+        self.results
+            .benchmarks
+            .iter()
+            .filter_map(|c| {
+                c.skipped
+                    .as_deref()
+                    .map(|r| (c.backend.as_str(), c.workload.as_str(), r))
+            })
+            .collect()
+    }
+
+    /// Backends skipped for every workload, with the reason (one line each).
+    pub fn skipped_backends(&self) -> Vec<(&'a str, &'a str)> {
+        let mut out: Vec<(&str, &str)> = Vec::new();
+        for (backend, _, reason) in self.skipped() {
+            if !out.iter().any(|(b, _)| *b == backend) {
+                out.push((backend, reason));
+            }
+        }
+        out
+    }
+
+    /// `hostname · CPU · N cores · X GiB · kernel K · KVM flavour`.
+    pub fn host_line(&self) -> String {
+        let h = &self.results.host;
+        format!(
+            "{} · {} · {} cores · {:.0} GiB · kernel {} · cgroup {} · KVM {} · {}",
+            h.hostname,
+            h.cpu_model,
+            h.cores,
+            gib(h.memory_bytes),
+            h.kernel,
+            h.cgroup_version,
+            h.kvm,
+            h.os
+        )
+    }
+
+    /// Short form for chart subtitles.
+    pub fn host_short(&self) -> String {
+        let h = &self.results.host;
+        format!(
+            "host {} ({}, {} cores, KVM {})",
+            h.hostname,
+            shorten(&h.cpu_model, 40),
+            h.cores,
+            h.kvm
+        )
+    }
+}
+
+/// Whether a cell's or curve's labels mark its figures as emulated.
+pub fn is_emulated(labels: &std::collections::BTreeMap<String, String>) -> bool {
+    labels.get(EMULATED_LABEL).is_some_and(|v| v == "true")
+}
+
+/// `microvm (emulated)` when the figures are emulated, else the backend name.
+pub fn display_name(backend: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
+    if is_emulated(labels) {
+        format!("{backend} (emulated)")
+    } else {
+        backend.to_string()
+    }
+}
+
+/// Measured (non-warm-up) samples of `metric` in a cell.
+pub fn samples(cell: &BenchmarkResult, metric: &str) -> Vec<f64> {
+    cell.runs
+        .iter()
+        .filter(|r| !r.warmup)
+        .filter_map(|r| r.metrics.get(metric).copied())
+        .collect()
+}
+
+/// Summary recomputed from the raw samples (the stored one is never trusted alone).
+pub fn summary(cell: &BenchmarkResult, metric: &str) -> Option<Summary> {
+    stats::summarize(&samples(cell, metric), DEFAULT_SEED)
+}
+
+/// Metric names that occur in a cell's measured runs, sorted.
+pub fn metric_names(cell: &BenchmarkResult) -> Vec<&str> {
+    let mut names: Vec<&str> = cell
+        .runs
+        .iter()
+        .filter(|r| !r.warmup)
+        .flat_map(|r| r.metrics.keys())
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// `n=10, p50 2.50 ms [95% CI 2.40–2.61], p99 3.10 ms`
+pub fn caption_stats(metric: &str, s: &Summary) -> String {
+    format!(
+        "n={}, p50 {} [95% CI {}–{}], p99 {}",
+        s.n,
+        fmt_value(metric, s.p50),
+        fmt_number(metric, s.median_ci95[0]),
+        fmt_value(metric, s.median_ci95[1]),
+        fmt_value(metric, s.p99)
+    )
+}
+
+/// Unit of a metric from its name's suffix, for axis labels and tables.
+pub fn unit_of(metric: &str) -> &'static str {
+    if metric.ends_with("_ms") {
+        "ms"
+    } else if metric.ends_with("_bytes") {
+        "MiB"
+    } else if metric.ends_with("_us") {
+        "µs"
+    } else if metric.ends_with("_per_s") {
+        "/s"
+    } else if metric.ends_with("tps") {
+        "tx/s"
+    } else if metric.ends_with("_s") {
+        "s"
+    } else {
+        ""
+    }
+}
+
+/// The number in the unit of [`unit_of`] (bytes become MiB).
+pub fn scaled(metric: &str, v: f64) -> f64 {
+    if metric.ends_with("_bytes") {
+        v / MIB
+    } else {
+        v
+    }
+}
+
+/// Value without unit, precision chosen by magnitude.
+pub fn fmt_number(metric: &str, v: f64) -> String {
+    let x = scaled(metric, v);
+    let a = x.abs();
+    if !x.is_finite() {
+        "–".to_string()
+    } else if a >= 1000.0 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// Value with unit, e.g. `2.50 ms`, `1.50 MiB`, `1234 /s`.
+pub fn fmt_value(metric: &str, v: f64) -> String {
+    let unit = unit_of(metric);
+    if unit.is_empty() {
+        fmt_number(metric, v)
+    } else {
+        format!("{} {unit}", fmt_number(metric, v))
+    }
+}
+
+pub const MIB: f64 = 1024.0 * 1024.0;
+
+#[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53
+pub fn bytes_f64(b: u64) -> f64 {
+    b as f64
+}
+
+pub fn mib(b: u64) -> f64 {
+    bytes_f64(b) / MIB
+}
+
+pub fn gib(b: u64) -> f64 {
+    bytes_f64(b) / (MIB * 1024.0)
+}
+
+fn shorten(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        s.to_string()
+    } else {
+        let cut: String = s.chars().take(max_chars.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_format_by_unit_suffix() {
+        assert_eq!(fmt_value("start_to_ready_ms", 2.5), "2.50 ms");
+        assert_eq!(fmt_value("pss_bytes", 1_572_864.0), "1.50 MiB");
+        assert_eq!(fmt_value("workload.requests_per_s", 12345.4), "12345 /s");
+        assert_eq!(fmt_value("workload.latency_p99_us", 250.0), "250.0 µs");
+        assert_eq!(fmt_value("workload.tps", 0.5), "0.500 tx/s");
+        assert_eq!(fmt_value("workload.rows", 7.0), "7.00");
+    }
+
+    #[test]
+    fn emulated_figures_are_named_so() {
+        let mut labels = std::collections::BTreeMap::new();
+        assert_eq!(display_name("microvm", &labels), "microvm");
+        labels.insert("emulated".to_string(), "true".to_string());
+        assert_eq!(display_name("microvm", &labels), "microvm (emulated)");
+    }
+
+    #[test]
+    fn long_names_are_shortened() {
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("abc", 4), "abc");
+    }
+}

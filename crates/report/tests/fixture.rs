@@ -1,0 +1,167 @@
+//! A results file built in code: three backends that ran (one emulated), one skipped, three
+//! workloads, density curves and failures — every chart has something to draw. Samples are
+//! generated deterministically (no randomness, no files).
+
+use std::collections::BTreeMap;
+
+use harness::results::{
+    BenchmarkResult, DensityPoint, DensityResult, HostInfo, ResultsFile, RunFailure, RunRecord, ToolInfo,
+};
+use workload::{WorkloadKind, WorkloadSpec};
+
+pub const HOSTNAME: &str = "fixture-host";
+
+/// Deterministic spread: `center × (1 + amp × s(i))` with `s` cycling through [-1, 1].
+fn spread(center: f64, amp: f64, i: u32) -> f64 {
+    let s = f64::from((i * 7) % 11) / 5.0 - 1.0;
+    center * (1.0 + amp * s)
+}
+
+fn cell(
+    backend: &str,
+    kind: WorkloadKind,
+    labels: &[(&str, &str)],
+    runs: u32,
+    scale: f64,
+) -> BenchmarkResult {
+    let labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    let mut c = BenchmarkResult::new(backend, &WorkloadSpec::default_for(kind), labels);
+    let vm = backend == "microvm";
+    c.shared_image_bytes = Some(if vm { 48 << 20 } else { 6 << 20 });
+    for i in 0..runs + 1 {
+        let mut m = BTreeMap::new();
+        if vm {
+            m.insert("start_to_vcpu_entry_ms".to_string(), spread(9.0 * scale, 0.05, i));
+            m.insert(
+                "start_to_guest_init_ms".to_string(),
+                spread(180.0 * scale, 0.08, i),
+            );
+            m.insert(
+                "start_to_ready_ms".to_string(),
+                spread(230.0 * scale, 0.08, i) + if i == 4 { 90.0 } else { 0.0 },
+            );
+            m.insert("pss_bytes".to_string(), spread(40.0 * 1048576.0, 0.02, i));
+            m.insert("guest_kernel_bytes".to_string(), 22.0 * 1048576.0);
+            m.insert("vmm_overhead_bytes".to_string(), 3.0 * 1048576.0);
+            m.insert("instance_disk_bytes".to_string(), 4.0 * 1048576.0);
+        } else {
+            m.insert("start_to_exec_ms".to_string(), spread(2.2 * scale, 0.1, i));
+            m.insert("start_to_ready_ms".to_string(), spread(3.1 * scale, 0.1, i));
+            m.insert("pss_bytes".to_string(), spread(1.6 * 1048576.0, 0.03, i));
+            m.insert(
+                "cgroup_memory_bytes".to_string(),
+                spread(2.4 * 1048576.0, 0.03, i),
+            );
+            if backend == "runc" {
+                m.insert("runtime_pss_bytes".to_string(), 6.5 * 1048576.0);
+            }
+            m.insert("instance_disk_bytes".to_string(), 12288.0);
+        }
+        match kind {
+            WorkloadKind::Http => {
+                m.insert(
+                    "workload.requests_per_s".to_string(),
+                    spread(21000.0 / scale, 0.05, i),
+                );
+                m.insert(
+                    "workload.latency_p50_us".to_string(),
+                    spread(160.0 * scale, 0.05, i),
+                );
+                m.insert(
+                    "workload.latency_p99_us".to_string(),
+                    spread(900.0 * scale, 0.1, i),
+                );
+            }
+            WorkloadKind::Oltp => {
+                m.insert("workload.tps".to_string(), spread(850.0 / scale, 0.05, i));
+                m.insert(
+                    "workload.latency_p50_us".to_string(),
+                    spread(1100.0 * scale, 0.05, i),
+                );
+                m.insert(
+                    "workload.latency_p99_us".to_string(),
+                    spread(3100.0 * scale, 0.1, i),
+                );
+            }
+            WorkloadKind::Idle => {}
+        }
+        c.runs.push(RunRecord {
+            index: i,
+            warmup: i == 0,
+            metrics: m,
+            workload_result: None,
+        });
+    }
+    c
+}
+
+fn curve(backend: &str, labels: &[(&str, &str)], n: u32, per_mib: f64, launch_ms: f64) -> DensityResult {
+    let mut points = Vec::new();
+    let mut before = 0u64;
+    for k in 1..=n {
+        // Truncation to whole bytes is intended.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let total = (f64::from(k) * per_mib * 1048576.0) as u64;
+        points.push(DensityPoint {
+            instances: k,
+            launch_ms: spread(launch_ms, 0.1, k),
+            total_pss_bytes: total,
+            host_mem_available_bytes: 20 << 30,
+            marginal_pss_bytes: i64::try_from(total - before).unwrap_or(0),
+        });
+        before = total;
+    }
+    let last = points.last().map_or(1.0, |p| p.total_pss_bytes as f64);
+    DensityResult {
+        backend: backend.to_string(),
+        workload: "idle".to_string(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+        instances_per_gib: Some(f64::from(n) / (last / (1u64 << 30) as f64)),
+        points,
+        stop_reason: format!("max: {n} instances"),
+    }
+}
+
+pub fn results(runs: u32) -> ResultsFile {
+    let host = HostInfo {
+        hostname: HOSTNAME.to_string(),
+        kernel: "6.1.0-fixture".to_string(),
+        cpu_model: "Fixture CPU @ 2.0GHz".to_string(),
+        cores: 2,
+        memory_bytes: 24 << 30,
+        cgroup_version: "hybrid".to_string(),
+        kvm: "pvm".to_string(),
+        os: "Debian GNU/Linux 12 (bookworm)".to_string(),
+    };
+    let tool = ToolInfo {
+        name: "cvbench".to_string(),
+        version: "0.1.0".to_string(),
+        git_revision: Some("abcdef123456".to_string()),
+        argv: vec!["bench".into(), "compare".into()],
+    };
+    let mut f = ResultsFile::new("compare", tool, host);
+    let emulated = [("emulated", "true")];
+    for kind in WorkloadKind::ALL {
+        f.benchmarks.push(cell("container", kind, &[], runs, 1.0));
+        f.benchmarks.push(cell("runc", kind, &[], runs, 7.0));
+        if kind == WorkloadKind::Idle {
+            f.benchmarks.push(cell("microvm", kind, &emulated, runs, 1.0));
+        }
+        let mut skipped = BenchmarkResult::new("qemu", &WorkloadSpec::default_for(kind), BTreeMap::new());
+        skipped.skipped = Some("qemu-system-x86_64 not installed".to_string());
+        f.benchmarks.push(skipped);
+    }
+    f.benchmarks[1].failures.push(RunFailure {
+        index: 3,
+        error: "runc: the workload was not ready after 10s".into(),
+    });
+    f.density.push(curve("container", &[], 30, 1.7, 3.4));
+    f.density.push(curve("microvm", &emulated, 12, 41.0, 240.0));
+    f
+}

@@ -1,0 +1,154 @@
+//! `write_report` on a results file built in code: every file is there, PNGs decode at the requested
+//! size, the Markdown names the host and n, the HTML is self-contained.
+
+mod fixture;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use report::{write_report, ReportOptions, Theme};
+
+    use super::fixture;
+
+    fn font_available() -> bool {
+        report::font::FONT_CANDIDATES
+            .iter()
+            .any(|p| Path::new(p).is_file())
+    }
+
+    fn png_size(path: &Path) -> (u32, u32) {
+        let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let decoder = png::Decoder::new(std::io::BufReader::new(file));
+        let mut reader = decoder
+            .read_info()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader
+            .next_frame(&mut buf)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // A real drawing, not a blank canvas: more than one distinct pixel value.
+        let first = buf.first().copied();
+        assert!(
+            buf[..info.buffer_size()].iter().any(|b| Some(*b) != first),
+            "{} is blank",
+            path.display()
+        );
+        (info.width, info.height)
+    }
+
+    #[test]
+    fn writes_every_format_and_figure() {
+        if !font_available() {
+            println!("skipped: no system TTF (install fonts-dejavu-core)");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let results = fixture::results(10);
+        let opts = ReportOptions {
+            size: (1280, 720),
+            ..ReportOptions::default()
+        };
+        let written = write_report(&results, dir.path(), &opts).expect("report");
+
+        let names: Vec<&str> = written.figures.iter().map(|f| f.name.as_str()).collect();
+        for expected in [
+            "startup_cdf_idle",
+            "startup_cdf_http",
+            "startup_cdf_oltp",
+            "startup_phases",
+            "memory_per_instance",
+            "density",
+            "disk",
+            "workload_http",
+            "workload_oltp",
+        ] {
+            assert!(
+                names.contains(&expected),
+                "missing figure {expected} in {names:?}"
+            );
+        }
+        for f in &written.figures {
+            assert!(f.svg_path.is_file() && f.png_path.is_file(), "{}", f.name);
+            assert_eq!(png_size(&f.png_path), (1280, 720), "{}", f.name);
+            assert!(f.svg.contains("<svg"), "{}", f.name);
+            assert!(
+                f.caption.contains("n=") || f.name == "disk" || f.name == "density",
+                "{}: {}",
+                f.name,
+                f.caption
+            );
+        }
+
+        let md = std::fs::read_to_string(&written.markdown).expect("report.md");
+        assert!(md.contains(&format!("Host: {}", fixture::HOSTNAME)), "{md}");
+        assert!(
+            md.contains("| n |") && md.contains("| 10 |"),
+            "summary table with n"
+        );
+        assert!(md.contains("p50") && md.contains("95% CI"));
+        assert!(
+            md.contains("qemu-system-x86_64 not installed"),
+            "skipped backends keep their reason"
+        );
+        assert!(md.contains("microvm (emulated)"), "emulated figures are labelled");
+        assert!(md.contains("![") && md.contains("startup_cdf_idle.png"));
+
+        let html = std::fs::read_to_string(&written.html).expect("report.html");
+        assert!(html.contains("<svg"), "inline SVG");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no network references"
+        );
+        assert!(
+            !html.contains("<script") && !html.contains("<img"),
+            "self-contained"
+        );
+        assert!(html.contains(fixture::HOSTNAME));
+
+        let digest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&written.json).expect("report.json")).expect("json");
+        assert_eq!(
+            digest["cells"].as_array().map(Vec::len),
+            Some(results.benchmarks.len())
+        );
+    }
+
+    #[test]
+    fn dark_theme_and_sizes_apply_and_empty_results_still_report() {
+        if !font_available() {
+            println!("skipped: no system TTF (install fonts-dejavu-core)");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut results = fixture::results(6);
+        let light_opts = ReportOptions {
+            size: (960, 540),
+            ..ReportOptions::default()
+        };
+        let light = write_report(&results, &dir.path().join("light"), &light_opts).expect("light");
+        let opts = ReportOptions {
+            theme: Theme::Dark,
+            size: (800, 450),
+            log_x: true,
+            font: None,
+        };
+        let dark = write_report(&results, &dir.path().join("dark"), &opts).expect("dark");
+        assert_eq!(png_size(&dark.figures[0].png_path), (800, 450));
+        assert_eq!(png_size(&light.figures[0].png_path), (960, 540));
+        assert_ne!(light.figures[0].svg, dark.figures[0].svg);
+
+        // Nothing ran: no figures, but the report still says why.
+        for cell in &mut results.benchmarks {
+            cell.runs.clear();
+            cell.skipped
+                .get_or_insert_with(|| "no backend could run".to_string());
+        }
+        results.density.clear();
+        let empty =
+            write_report(&results, &dir.path().join("empty"), &ReportOptions::default()).expect("empty");
+        assert!(empty.figures.is_empty());
+        let md = std::fs::read_to_string(&empty.markdown).expect("md");
+        assert!(md.contains("no backend could run"));
+    }
+}
