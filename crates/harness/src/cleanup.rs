@@ -64,6 +64,9 @@ pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     unmount_under(roots, &keep, &mut report);
     remove_instance_dirs(&roots.run_dir.join("runc"), &keep, &mut report);
     remove_cgroups(&roots.cgroup_root, &keep, &mut report);
+    let (vms, vm_problems) = crate::backends::microvm::cleanup_leftover_vms(&roots.run_dir.join("vms"), &keep);
+    report.removed.extend(vms);
+    report.problems.extend(vm_problems);
     report
 }
 
