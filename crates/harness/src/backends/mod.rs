@@ -4,6 +4,7 @@
 pub mod container;
 pub mod microvm;
 pub mod mock;
+pub mod qemu;
 pub mod runc;
 
 use crate::backend::Backend;
@@ -26,6 +27,11 @@ const REGISTRY: &[Entry] = &[
         name: "microvm",
         listed: true,
         make: || Box::new(microvm::MicrovmBackend::from_env()),
+    },
+    Entry {
+        name: "qemu",
+        listed: true,
+        make: || Box::new(qemu::QemuBackend::new()),
     },
     Entry {
         name: "mock",
