@@ -67,7 +67,8 @@ pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     let (vms, vm_problems) = crate::backends::microvm::cleanup_leftover_vms(&roots.run_dir.join("vms"), &keep);
     report.removed.extend(vms);
     report.problems.extend(vm_problems);
-    let (qemus, qemu_problems) = crate::backends::qemu::cleanup_leftover_qemus(&roots.run_dir.join("qemu"), &keep);
+    let (qemus, qemu_problems) =
+        crate::backends::qemu::cleanup_leftover_qemus(&roots.run_dir.join("qemu"), &keep);
     report.removed.extend(qemus);
     report.problems.extend(qemu_problems);
     report
