@@ -32,12 +32,27 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Remove what a killed harness left behind (containers, mounts, cgroups, state under /run/cvbench).
     Cleanup(cmd::cleanup::CleanupArgs),
+    /// Run every backend × workload, interleaved run by run; write DIR/results.json and the report.
+    Compare(cmd::compare::CompareArgs),
+    /// Launch instances one at a time and keep them running: launch latency, summed PSS, instances/GiB.
+    Density(cmd::density::DensityArgs),
+    /// Draw the plots and write report.md / report.html from a results file, without re-running.
+    Report(cmd::report::ReportArgs),
+    /// CI gate: compare startup metrics against a baseline; exit 1 on a significant regression.
+    Check(cmd::check::CheckArgs),
+    /// Store or list baselines for `bench check` (results/baselines/NAME.json).
+    Baseline(cmd::baseline::BaselineArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => cmd::run::execute(args),
         Command::Cleanup(args) => cmd::cleanup::execute(args),
+        Command::Compare(args) => cmd::compare::execute(args),
+        Command::Density(args) => cmd::density::execute(args),
+        Command::Report(args) => cmd::report::execute(args),
+        Command::Check(args) => cmd::check::execute(args),
+        Command::Baseline(args) => cmd::baseline::execute(args),
     }
 }
 

@@ -1,6 +1,11 @@
 //! One module per subcommand, plus the exit-status conventions they share.
 
+pub mod baseline;
+pub mod check;
 pub mod cleanup;
+pub mod compare;
+pub mod density;
+pub mod report;
 pub mod run;
 
 use std::fmt;

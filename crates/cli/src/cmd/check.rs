@@ -1,0 +1,114 @@
+//! `bench check`: the CI gate. Compares every startup metric present in both results files and prints
+//! a Markdown table (for a CI step summary). Exit status: 1 when any metric regressed, 0 otherwise,
+//! 2 when the input is unusable (unreadable file, schema mismatch, no common metric).
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use harness::check::{check, CheckOptions};
+use harness::results::ResultsFile;
+
+use super::{UsageError, EXIT_FAILURE};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The reference results file (e.g. results/baselines/main.json).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+    /// The results file to judge.
+    #[arg(long, value_name = "FILE")]
+    pub current: PathBuf,
+    /// Relative change treated as noise: a regression's whole 95% CI must lie beyond it (5% or 0.05).
+    #[arg(long, default_value = "5%", value_parser = fraction, value_name = "PCT")]
+    pub noise: f64,
+    /// Significance level of the Mann–Whitney U test.
+    #[arg(long, default_value_t = 0.01, value_parser = alpha, value_name = "P")]
+    pub alpha: f64,
+    /// Fewer measured runs than this on either side gives "not enough samples" instead of a verdict.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(2..), value_name = "N")]
+    pub min_samples: u32,
+    /// Also append the table to this file (e.g. "$GITHUB_STEP_SUMMARY").
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+}
+
+/// `5%` -> 0.05; `0.05` -> 0.05.
+pub fn fraction(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    let (number, scale) = match t.strip_suffix('%') {
+        Some(n) => (n.trim(), 0.01),
+        None => (t, 1.0),
+    };
+    let v: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage (e.g. 5% or 0.05)"))?;
+    let v = v * scale;
+    if !(0.0..1.0).contains(&v) {
+        return Err(format!("{text:?} must be between 0% and 100%"));
+    }
+    Ok(v)
+}
+
+fn alpha(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a probability (e.g. 0.01)"))?;
+    if !(v > 0.0 && v < 1.0) {
+        return Err(format!("{text:?} must be strictly between 0 and 1"));
+    }
+    Ok(v)
+}
+
+pub fn execute(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let baseline = ResultsFile::read(&args.baseline).map_err(|e| UsageError(format!("baseline: {e}")))?;
+    let current = ResultsFile::read(&args.current).map_err(|e| UsageError(format!("current: {e}")))?;
+    let opts = CheckOptions {
+        noise: args.noise,
+        alpha: args.alpha,
+        min_samples: args.min_samples as usize,
+        ..CheckOptions::default()
+    };
+    let report = check(&baseline, &current, &opts).map_err(|e| UsageError(e.to_string()))?;
+    let table = report.to_markdown();
+    print!("{table}");
+    if let Some(path) = &args.markdown {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        f.write_all(table.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.has_regression() {
+        let n = report
+            .rows
+            .iter()
+            .filter(|r| r.verdict == harness::check::Verdict::Regression)
+            .count();
+        eprintln!(
+            "bench: {n} startup metric(s) regressed beyond {:.1}% noise",
+            args.noise * 100.0
+        );
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentages_and_fractions_parse() {
+        assert_eq!(fraction("5%"), Ok(0.05));
+        assert_eq!(fraction("0.1"), Ok(0.1));
+        assert!(fraction("150%").is_err());
+        assert!(fraction("five").is_err());
+        assert!(alpha("0").is_err() && alpha("0.05").is_ok());
+    }
+}

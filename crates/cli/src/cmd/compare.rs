@@ -1,0 +1,402 @@
+//! `bench compare`: every backend × workload, interleaved run by run, into `DIR/results.json`
+//! (rewritten after every run) and the report of `bench report` in the same directory. Backends that
+//! cannot run here are reported as skipped, with their reason, in the table, the JSON and the report.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use harness::compare::{run_compare, CompareEvent, CompareObserver};
+use harness::density::{run_density, DensityOptions};
+use harness::results::{HostInfo, ResultsFile, ToolInfo};
+use harness::{Backend, RunOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+use workload::{WorkloadKind, WorkloadSpec};
+
+use super::density::DensityProgress;
+use super::{UsageError, EXIT_INTERRUPTED};
+use crate::parse;
+
+/// Default output directory of `bench compare`.
+pub const DEFAULT_OUT: &str = "cvbench-results";
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Backends to compare, comma-separated (default: every backend this build knows).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub backends: Vec<String>,
+    /// Workloads, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "LIST",
+        default_value = "idle,http,oltp"
+    )]
+    pub workloads: Vec<WorkloadKind>,
+    /// Measured runs per backend × workload.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
+    /// Warm-up runs before the measured ones (recorded, flagged, not summarised).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u32,
+    /// Output directory for results.json and the report.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_OUT)]
+    pub out: PathBuf,
+    /// Also run a density curve of up to N idle instances per backend.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub density: Option<u32>,
+    /// Density stops when the host's MemAvailable falls below this.
+    #[arg(long, value_parser = parse::size, value_name = "SIZE", default_value = "2G")]
+    pub mem_floor: u64,
+    /// Memory limit per instance, e.g. 256M.
+    #[arg(long, value_parser = parse::size, value_name = "SIZE")]
+    pub memory: Option<u64>,
+    /// How long to wait for the workload's READY line.
+    #[arg(long, value_parser = parse::duration, default_value = "30s", value_name = "DURATION")]
+    pub ready_timeout: Duration,
+    /// How long a self-ending workload may run after READY.
+    #[arg(long, value_parser = parse::duration, default_value = "120s", value_name = "DURATION")]
+    pub finish_timeout: Duration,
+    /// Skip writing the report (results.json only).
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub look: ReportLook,
+    #[command(flatten)]
+    pub image: ImageArgs,
+}
+
+/// How the report looks (shared by `compare`, `density` and `report`).
+#[derive(Debug, Clone, Args)]
+pub struct ReportLook {
+    /// Chart theme: light or dark.
+    #[arg(long, default_value = "light", value_parser = parse_theme)]
+    pub theme: report::Theme,
+    /// Chart size in pixels, e.g. 1920x1080.
+    #[arg(long, default_value = "1920x1080", value_parser = report::parse_size, value_name = "WxH")]
+    pub size: (u32, u32),
+    /// Logarithmic time axis on startup CDFs (used automatically when backends differ by >20x).
+    #[arg(long)]
+    pub log_x: bool,
+    /// TrueType font for the charts (default: DejaVu Sans from fonts-dejavu-core).
+    #[arg(long, value_name = "TTF")]
+    pub font: Option<PathBuf>,
+}
+
+impl ReportLook {
+    pub fn options(&self) -> report::ReportOptions {
+        report::ReportOptions {
+            theme: self.theme,
+            size: self.size,
+            log_x: self.log_x,
+            font: self.font.clone(),
+        }
+    }
+}
+
+fn parse_theme(s: &str) -> Result<report::Theme, String> {
+    s.parse()
+}
+
+/// Which image the instances run.
+#[derive(Debug, Clone, Args)]
+pub struct ImageArgs {
+    /// Where the default image is built and cached.
+    #[arg(long, value_name = "DIR", default_value = rootfs::DEFAULT_CACHE_ROOT)]
+    pub image_cache: PathBuf,
+    /// Use this existing rootfs directory instead of the default image.
+    #[arg(long, value_name = "DIR")]
+    pub image: Option<PathBuf>,
+}
+
+impl ImageArgs {
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.image {
+            if !dir.is_dir() {
+                return Err(UsageError(format!("image directory {} does not exist", dir.display())).into());
+            }
+            return Ok(dir.clone());
+        }
+        let image = rootfs::default_image(&self.image_cache)
+            .with_context(|| format!("building the default image in {}", self.image_cache.display()))?;
+        Ok(image.dir)
+    }
+}
+
+/// The backends named on the command line (or all listed ones), without duplicates.
+pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
+    let names: Vec<String> = if names.is_empty() {
+        harness::backend_names().into_iter().map(str::to_string).collect()
+    } else {
+        names
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    let mut out: Vec<Box<dyn Backend>> = Vec::new();
+    for name in names {
+        let backend = harness::backend_by_name(&name).map_err(|e| UsageError(e.to_string()))?;
+        if !out.iter().any(|b| b.name() == backend.name()) {
+            out.push(backend);
+        }
+    }
+    if out.is_empty() {
+        return Err(UsageError("no backend to compare".to_string()).into());
+    }
+    Ok(out)
+}
+
+pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    harness::interrupt::install().context("installing the Ctrl-C handler")?;
+    let backends = backends(&args.backends)?;
+    let mut kinds = args.workloads.clone();
+    kinds.dedup();
+    let specs: Vec<WorkloadSpec> = kinds.iter().map(|k| WorkloadSpec::default_for(*k)).collect();
+    let image_dir = args.image.resolve()?;
+    let opts = RunOptions {
+        runs: args.runs,
+        warmup: args.warmup,
+        memory_limit_bytes: args.memory,
+        ready_timeout: args.ready_timeout,
+        finish_timeout: args.finish_timeout,
+        ..RunOptions::default()
+    };
+    let host = HostInfo::detect().context("detecting the host")?;
+    let results_path = args.out.join("results.json");
+    let base = ResultsFile::new("compare", ToolInfo::current(std::env::args().collect()), host);
+    let mut observer = CompareProgress::new(results_path.clone());
+    let mut results = run_compare(&backends, &image_dir, &specs, &opts, base, &mut observer);
+    observer.finish();
+    if let Some(e) = observer.write_error.take() {
+        return Err(e);
+    }
+
+    if let Some(max) = args.density {
+        let density_opts = DensityOptions {
+            max_instances: max,
+            mem_floor_bytes: args.mem_floor,
+            run: opts.clone(),
+            ..DensityOptions::default()
+        };
+        for backend in &backends {
+            if harness::interrupt::requested() {
+                break;
+            }
+            let mut progress = DensityProgress::new(backend.name(), max);
+            let curve = run_density(
+                backend.as_ref(),
+                &image_dir,
+                &WorkloadSpec::Idle,
+                &density_opts,
+                &mut progress,
+            );
+            progress.finish();
+            results.density.push(curve);
+            results.write_atomic(&results_path)?;
+        }
+    }
+    let interrupted = harness::interrupt::requested();
+    results.partial |= interrupted;
+    results.write_atomic(&results_path)?;
+
+    print!("{}", compare_table(&results));
+    eprintln!("results written to {}", results_path.display());
+    if !args.no_report {
+        let written = super::report::write(&results, &args.out, &args.look)?;
+        eprintln!(
+            "report written to {} and {}",
+            written.markdown.display(),
+            written.html.display()
+        );
+    }
+    if interrupted {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    let ran = results.benchmarks.iter().any(|c| !c.runs.is_empty());
+    if !ran {
+        let why: Vec<String> = results
+            .benchmarks
+            .iter()
+            .filter_map(|c| {
+                c.skipped
+                    .as_ref()
+                    .map(|s| format!("{}: skipped: {s}", c.backend))
+                    .or_else(|| {
+                        c.failures
+                            .first()
+                            .map(|f| format!("{}/{}: {}", c.backend, c.workload, f.error))
+                    })
+            })
+            .take(3)
+            .collect();
+        anyhow::bail!("no run completed ({})", why.join("; "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line per backend × workload: runs, failures, startup and memory medians, or why it was skipped.
+pub fn compare_table(results: &ResultsFile) -> String {
+    let header = [
+        "backend",
+        "workload",
+        "runs",
+        "failed",
+        "ready p50",
+        "ready p99",
+        "PSS p50",
+        "note",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    for c in &results.benchmarks {
+        let s = |m: &str| c.summary.get(m);
+        let ready = s("start_to_ready_ms");
+        let note = match (&c.skipped, c.labels.get("emulated").map(String::as_str)) {
+            (Some(reason), _) => format!("skipped: {reason}"),
+            (None, Some("true")) => "emulated".to_string(),
+            _ => String::new(),
+        };
+        rows.push(vec![
+            c.backend.clone(),
+            c.workload.clone(),
+            c.measured_runs().to_string(),
+            c.failures.len().to_string(),
+            ready.map_or("-".into(), |r| format!("{:.2} ms", r.p50)),
+            ready.map_or("-".into(), |r| format!("{:.2} ms", r.p99)),
+            s("pss_bytes").map_or("-".into(), |p| crate::output::format_bytes(p.p50)),
+            note,
+        ]);
+    }
+    for d in &results.density {
+        rows.push(vec![
+            d.backend.clone(),
+            format!("density/{}", d.workload),
+            d.points.len().to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+            d.instances_per_gib.map_or("-".into(), |v| format!("{v:.1}/GiB")),
+            d.stop_reason.clone(),
+        ]);
+    }
+    let mut widths = vec![0; header.len()];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let cells: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Progress on stderr (a bar with ETA on a terminal, plain lines otherwise) and the results file
+/// rewritten after every run.
+struct CompareProgress {
+    bar: Option<ProgressBar>,
+    tty: bool,
+    path: PathBuf,
+    write_error: Option<anyhow::Error>,
+}
+
+impl CompareProgress {
+    fn new(path: PathBuf) -> Self {
+        CompareProgress {
+            bar: None,
+            tty: std::io::stderr().is_terminal(),
+            path,
+            write_error: None,
+        }
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl CompareObserver for CompareProgress {
+    fn event(&mut self, event: &CompareEvent) {
+        match event {
+            CompareEvent::Skipped { backend, reason } => self.line(format!("{backend}: skipped: {reason}")),
+            CompareEvent::Preparing { backend } => self.line(format!("{backend}: preparing the image")),
+            CompareEvent::PrepareFailed { backend, error } => self.line(format!("{backend}: {error}")),
+            CompareEvent::RunStarted {
+                backend,
+                workload,
+                step,
+                total_steps,
+                ..
+            } => {
+                if self.tty && self.bar.is_none() {
+                    let bar = ProgressBar::new(u64::from(*total_steps));
+                    if let Ok(style) =
+                        ProgressStyle::with_template("compare [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+                    {
+                        bar.set_style(style.progress_chars("=> "));
+                    }
+                    bar.set_position(u64::from(*step));
+                    self.bar = Some(bar);
+                }
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("{backend} {workload}"));
+                }
+            }
+            CompareEvent::RunFinished {
+                backend,
+                workload,
+                round,
+                warmup,
+                step,
+                total_steps,
+                error,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                let kind = if *warmup { " (warm-up)" } else { "" };
+                match error {
+                    Some(e) => self.line(format!(
+                        "{backend} {workload} run {}{kind} failed: {e}",
+                        round + 1
+                    )),
+                    None if self.bar.is_none() => self.line(format!(
+                        "[{}/{total_steps}] {backend} {workload} run {}{kind} done",
+                        step + 1,
+                        round + 1
+                    )),
+                    None => {}
+                }
+            }
+            CompareEvent::Stopped {
+                completed,
+                total_steps,
+            } => self.line(format!(
+                "stopped after {completed}/{total_steps} runs; results so far are kept (partial)"
+            )),
+        }
+    }
+
+    fn updated(&mut self, results: &ResultsFile) {
+        if self.write_error.is_none() {
+            if let Err(e) = results.write_atomic(&self.path) {
+                self.write_error = Some(anyhow::Error::new(e));
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! `bench density`: launch instances of one backend one at a time and keep them running until N, a
+//! memory floor or the first failure; then tear everything down. Writes `DIR/results.json` (the
+//! curve, rewritten after every point) and the report.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use harness::density::{run_density, DensityEvent, DensityObserver, DensityOptions};
+use harness::results::{DensityResult, HostInfo, ResultsFile, ToolInfo};
+use harness::RunOptions;
+use indicatif::{ProgressBar, ProgressStyle};
+use workload::{WorkloadKind, WorkloadSpec};
+
+use super::compare::{ImageArgs, ReportLook};
+use super::{UsageError, EXIT_INTERRUPTED};
+use crate::parse;
+
+#[derive(Debug, Args)]
+pub struct DensityArgs {
+    /// Isolation mechanism: container, runc, microvm, ...
+    #[arg(long)]
+    pub backend: String,
+    /// Workload every instance runs (idle keeps running until stopped).
+    #[arg(long, default_value = "idle")]
+    pub workload: WorkloadKind,
+    /// Stop after this many running instances.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max: u32,
+    /// Stop before a launch when the host's MemAvailable is below this.
+    #[arg(long, value_parser = parse::size, value_name = "SIZE", default_value = "2G")]
+    pub mem_floor: u64,
+    /// Memory limit per instance, e.g. 256M.
+    #[arg(long, value_parser = parse::size, value_name = "SIZE")]
+    pub memory: Option<u64>,
+    /// How long to wait for each instance's READY line.
+    #[arg(long, value_parser = parse::duration, default_value = "30s", value_name = "DURATION")]
+    pub ready_timeout: Duration,
+    /// Output directory for results.json and the report.
+    #[arg(long, value_name = "DIR", default_value = "cvbench-density")]
+    pub out: PathBuf,
+    /// Skip writing the report (results.json only).
+    #[arg(long)]
+    pub no_report: bool,
+    #[command(flatten)]
+    pub look: ReportLook,
+    #[command(flatten)]
+    pub image: ImageArgs,
+}
+
+pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
+    harness::interrupt::install().context("installing the Ctrl-C handler")?;
+    let backend = harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?;
+    backend
+        .check_host()
+        .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
+    let image_dir = args.image.resolve()?;
+    let opts = DensityOptions {
+        max_instances: args.max,
+        mem_floor_bytes: args.mem_floor,
+        run: RunOptions {
+            memory_limit_bytes: args.memory,
+            ready_timeout: args.ready_timeout,
+            ..RunOptions::default()
+        },
+        ..DensityOptions::default()
+    };
+    let host = HostInfo::detect().context("detecting the host")?;
+    let path = args.out.join("results.json");
+    let mut results = ResultsFile::new("density", ToolInfo::current(std::env::args().collect()), host);
+    let mut progress = DensityProgress::new(backend.name(), args.max).writing(results.clone(), path.clone());
+    let spec = WorkloadSpec::default_for(args.workload);
+    let curve = run_density(backend.as_ref(), &image_dir, &spec, &opts, &mut progress);
+    progress.finish();
+    if let Some(e) = progress.write_error.take() {
+        return Err(e);
+    }
+    let interrupted = harness::interrupt::requested();
+    results.partial = interrupted;
+    results.density.push(curve.clone());
+    results.write_atomic(&path)?;
+
+    println!(
+        "{} · {} · {} instances · {} · stopped: {}",
+        curve.backend,
+        curve.workload,
+        curve.points.len(),
+        curve
+            .instances_per_gib
+            .map_or("-".to_string(), |v| format!("{v:.1} instances/GiB")),
+        curve.stop_reason
+    );
+    eprintln!("results written to {}", path.display());
+    if !args.no_report {
+        let written = super::report::write(&results, &args.out, &args.look)?;
+        eprintln!(
+            "report written to {} and {}",
+            written.markdown.display(),
+            written.html.display()
+        );
+    }
+    if interrupted {
+        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    }
+    if curve.points.is_empty() {
+        anyhow::bail!("no instance could be launched: {}", curve.stop_reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress of a density run on stderr, optionally rewriting a results file after every point.
+pub struct DensityProgress {
+    bar: Option<ProgressBar>,
+    label: String,
+    file: Option<(ResultsFile, PathBuf)>,
+    pub write_error: Option<anyhow::Error>,
+}
+
+impl DensityProgress {
+    pub fn new(backend: &str, max: u32) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(u64::from(max));
+            if let Ok(style) =
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
+            {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(format!("density {backend}"));
+            bar
+        });
+        DensityProgress {
+            bar,
+            label: format!("density {backend}"),
+            file: None,
+            write_error: None,
+        }
+    }
+
+    /// Also rewrite `results` (with the curve so far) at `path` after every point.
+    pub fn writing(mut self, results: ResultsFile, path: PathBuf) -> Self {
+        self.file = Some((results, path));
+        self
+    }
+
+    fn line(&self, text: String) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("{}: {text}", self.label)),
+            None => eprintln!("{}: {text}", self.label),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl DensityObserver for DensityProgress {
+    fn event(&mut self, event: &DensityEvent) {
+        match event {
+            DensityEvent::Skipped { reason } => self.line(format!("skipped: {reason}")),
+            DensityEvent::Launching { .. } => {}
+            DensityEvent::Point(p) => match &self.bar {
+                Some(bar) => {
+                    bar.set_position(u64::from(p.instances));
+                    bar.set_message(format!("{:.0} MiB", p.total_pss_bytes as f64 / 1048576.0));
+                }
+                None => self.line(format!(
+                    "{} running, launch {:.2} ms, summed PSS {}",
+                    p.instances,
+                    p.launch_ms,
+                    crate::output::format_bytes(p.total_pss_bytes as f64)
+                )),
+            },
+            DensityEvent::TearingDown { running, reason } => {
+                self.line(format!("stopping ({reason}); tearing down {running} instances"));
+            }
+        }
+    }
+
+    fn updated(&mut self, result: &DensityResult) {
+        let Some((results, path)) = &mut self.file else {
+            return;
+        };
+        if self.write_error.is_some() {
+            return;
+        }
+        results.density = vec![result.clone()];
+        if let Err(e) = results.write_atomic(path) {
+            self.write_error = Some(anyhow::Error::new(e));
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `bench report DIR`: the report (plots as SVG and PNG, report.md, report.html, report.json) from
+//! `DIR/results.json` alone — nothing is re-run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use harness::results::ResultsFile;
+
+use super::compare::ReportLook;
+use super::UsageError;
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// A directory holding results.json, or a results file (the report goes beside it).
+    pub dir: PathBuf,
+    /// Write the report here instead (default: the results file's directory).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub look: ReportLook,
+}
+
+/// The results file a `DIR` argument names.
+pub fn results_path(dir: &Path) -> PathBuf {
+    if dir.is_dir() {
+        dir.join("results.json")
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+pub fn execute(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let path = results_path(&args.dir);
+    let results = ResultsFile::read(&path).map_err(|e| UsageError(e.to_string()))?;
+    let out = match &args.out {
+        Some(dir) => dir.clone(),
+        None => path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+    };
+    let written = write(&results, &out, &args.look)?;
+    for f in &written.figures {
+        println!("{}", f.png_path.display());
+    }
+    println!("{}", written.markdown.display());
+    println!("{}", written.html.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report for `results` into `dir`.
+pub fn write(results: &ResultsFile, dir: &Path, look: &ReportLook) -> anyhow::Result<report::WrittenReport> {
+    report::write_report(results, dir, &look.options())
+        .with_context(|| format!("writing the report in {}", dir.display()))
+}

@@ -1,0 +1,259 @@
+//! `bench compare`, `density`, `report`, `check` and `baseline` end to end with the hidden mock
+//! backend: deterministic, no root, no image needed. Exit statuses are part of the contract.
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use assert_cmd::Command;
+    use predicates::prelude::*;
+
+    fn bench(mock: &str) -> Command {
+        let mut c = Command::cargo_bin("bench").expect("bench binary");
+        c.env("CVBENCH_MOCK", mock);
+        c
+    }
+
+    /// `bench compare --backends mock` into `out`, without the (slow, debug-build) report.
+    fn compare(mock: &str, out: &Path, workloads: &str, runs: u32) -> PathBuf {
+        let img = tempfile::tempdir().expect("tempdir");
+        bench(mock)
+            .args([
+                "compare",
+                "--backends",
+                "mock",
+                "--workloads",
+                workloads,
+                "--warmup",
+                "1",
+                "--no-report",
+            ])
+            .args(["--runs", &runs.to_string()])
+            .arg("--out")
+            .arg(out)
+            .arg("--image")
+            .arg(img.path())
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("mock"));
+        out.join("results.json")
+    }
+
+    fn json(path: &Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
+    }
+
+    #[test]
+    fn compare_writes_results_and_report() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("cmp");
+        bench("")
+            .args([
+                "compare",
+                "--backends",
+                "mock",
+                "--workloads",
+                "idle",
+                "--runs",
+                "3",
+                "--warmup",
+                "0",
+            ])
+            .args(["--size", "640x360", "--density", "2"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--image")
+            .arg(img.path())
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("start")
+                    .not()
+                    .or(predicate::str::contains("mock")),
+            )
+            .stdout(predicate::str::contains("density/idle"));
+        let v = json(&out.join("results.json"));
+        assert_eq!(v["command"], "compare");
+        assert_eq!(v["partial"], false);
+        assert_eq!(v["benchmarks"][0]["runs"].as_array().map(Vec::len), Some(3));
+        assert_eq!(v["density"][0]["points"].as_array().map(Vec::len), Some(2));
+        let md = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+        assert!(md.contains("Host: ") && md.contains("| 3 |"), "{md}");
+        assert!(out.join("report.html").is_file() && out.join("startup_cdf_idle.png").is_file());
+    }
+
+    #[test]
+    fn an_unavailable_backend_is_reported_as_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("cmp");
+        bench("unavailable=no KVM on this host")
+            .args([
+                "compare",
+                "--backends",
+                "mock",
+                "--workloads",
+                "idle,http",
+                "--runs",
+                "2",
+                "--no-report",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .arg("--image")
+            .arg(img.path())
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("skipped: no KVM on this host"))
+            .stderr(predicate::str::contains("no run completed"));
+        let v = json(&out.join("results.json"));
+        let cells = v["benchmarks"].as_array().cloned().unwrap_or_default();
+        assert_eq!(cells.len(), 2, "one skipped cell per workload");
+        assert!(cells.iter().all(|c| c["skipped"] == "no KVM on this host"));
+    }
+
+    #[test]
+    fn unknown_backends_and_bad_flags_are_usage_errors() {
+        bench("")
+            .args(["compare", "--backends", "lxc"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("lxc"));
+        bench("")
+            .args(["compare", "--workloads", "nginx"])
+            .assert()
+            .code(2);
+        bench("")
+            .args(["report", "/nonexistent/cvbench"])
+            .assert()
+            .code(2);
+        bench("").args(["compare", "--size", "big"]).assert().code(2);
+    }
+
+    #[test]
+    fn check_exit_codes_follow_the_verdicts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = compare("", &dir.path().join("base"), "idle", 6);
+        let same = compare("", &dir.path().join("same"), "idle", 6);
+        let slow = compare("ready-ms=5;exec-ms=2.5", &dir.path().join("slow"), "idle", 6);
+        let tiny = compare("ready-ms=5;exec-ms=2.5", &dir.path().join("tiny"), "idle", 3);
+        let other = compare("", &dir.path().join("other"), "oltp", 6);
+        let check = |current: &Path| {
+            let mut c = bench("");
+            c.arg("check")
+                .arg("--baseline")
+                .arg(&base)
+                .arg("--current")
+                .arg(current);
+            c
+        };
+        check(&same)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("| mock/idle start_to_ready_ms |"))
+            .stdout(predicate::str::contains("| ok |"));
+        let summary = dir.path().join("summary.md");
+        check(&slow)
+            .arg("--markdown")
+            .arg(&summary)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("**regression**"))
+            // Mock ready times 5.0 + 0.25 (k mod 5) ms vs 2.5 + ...: medians 5.375 / 2.875.
+            .stdout(predicate::str::contains("+87.0%"));
+        assert!(std::fs::read_to_string(&summary).is_ok_and(|s| s.contains("regression")));
+        // 2x slower, but only 3 runs: no false alarm.
+        check(&tiny)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("not enough samples"));
+        // A wide noise band absorbs the doubling.
+        check(&slow).args(["--noise", "150%"]).assert().code(2);
+        check(&slow).args(["--noise", "99%"]).assert().code(0);
+        // Unusable input.
+        check(&other)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("no startup metric"));
+        let garbage = dir.path().join("garbage.json");
+        std::fs::write(&garbage, "{not json").expect("write");
+        check(&garbage).assert().code(2);
+        check(&dir.path().join("missing.json")).assert().code(2);
+        let mut v = json(&same);
+        v["schema_version"] = serde_json::json!(999);
+        let future = dir.path().join("future.json");
+        std::fs::write(&future, v.to_string()).expect("write");
+        check(&future)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("999"));
+    }
+
+    #[test]
+    fn baselines_are_saved_under_results_baselines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let results = compare("", &dir.path().join("cmp"), "idle", 2);
+        bench("")
+            .current_dir(dir.path())
+            .args(["baseline", "save", "main", "--from"])
+            .arg(&results)
+            .assert()
+            .success();
+        let saved = dir.path().join("results/baselines/main.json");
+        assert_eq!(json(&saved)["benchmarks"], json(&results)["benchmarks"]);
+        bench("")
+            .current_dir(dir.path())
+            .args(["baseline", "list"])
+            .assert()
+            .success()
+            .stdout("main\n");
+        bench("")
+            .current_dir(dir.path())
+            .args(["baseline", "save", "../evil", "--from"])
+            .arg(&results)
+            .assert()
+            .code(2);
+        bench("")
+            .current_dir(dir.path())
+            .args(["baseline", "save", "x", "--from", "nope.json"])
+            .assert()
+            .code(2);
+    }
+
+    #[test]
+    fn density_stops_at_max_and_writes_the_curve() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("density");
+        bench("")
+            .args([
+                "density",
+                "--backend",
+                "mock",
+                "--max",
+                "3",
+                "--mem-floor",
+                "1",
+                "--no-report",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .arg("--image")
+            .arg(img.path())
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("3 instances").and(predicate::str::contains("max")));
+        let v = json(&out.join("results.json"));
+        assert_eq!(v["command"], "density");
+        assert_eq!(v["density"][0]["points"].as_array().map(Vec::len), Some(3));
+        bench("unavailable=nope")
+            .args(["density", "--backend", "mock", "--no-report"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--image")
+            .arg(img.path())
+            .assert()
+            .code(1);
+    }
+}
