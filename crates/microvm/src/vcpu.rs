@@ -23,8 +23,10 @@ pub enum ExitReason {
     TripleFault { vcpu: u8 },
     #[error("vCPU {vcpu} failed to enter the guest (hardware reason {hardware_reason:#x})")]
     FailEntry { vcpu: u8, hardware_reason: u64 },
-    #[error("vCPU {vcpu}: KVM internal error (KVM_EXIT_INTERNAL_ERROR)")]
-    InternalError { vcpu: u8 },
+    #[error(
+        "vCPU {vcpu}: KVM internal error (KVM_EXIT_INTERNAL_ERROR, suberror {suberror}) at rip {rip:#x}"
+    )]
+    InternalError { vcpu: u8, suberror: u32, rip: u64 },
     #[error("vCPU {vcpu} halted with interrupts off and no in-kernel wake-up")]
     Halted { vcpu: u8 },
     #[error("vCPU {vcpu}: system event {kind} from KVM")]
@@ -169,7 +171,11 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
                 vcpu: index,
                 hardware_reason,
             }),
-            VcpuExit::InternalError => Some(ExitReason::InternalError { vcpu: index }),
+            VcpuExit::InternalError => Some(ExitReason::InternalError {
+                vcpu: index,
+                suberror: 0,
+                rip: 0,
+            }),
             VcpuExit::SystemEvent(kind, _) => Some(ExitReason::SystemEvent { vcpu: index, kind }),
             VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
             other => Some(ExitReason::UnhandledExit {
@@ -178,7 +184,7 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
             }),
         };
         if let Some(reason) = stop {
-            break reason;
+            break with_diagnostics(reason, &mut vcpu);
         }
     };
     if reason == ExitReason::GuestReset {
@@ -186,6 +192,25 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
     }
     shared.stop(reason.clone());
     reason
+}
+
+/// Fills in what KVM can still tell about a failed vCPU (the internal-error suberror, the guest rip)
+/// so the stop reason says where the guest was.
+fn with_diagnostics(reason: ExitReason, vcpu: &mut VcpuFd) -> ExitReason {
+    match reason {
+        ExitReason::InternalError { vcpu: index, .. } => {
+            // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the active member
+            // of the kvm_run union, and the struct is plain integers.
+            let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+            let rip = vcpu.get_regs().map_or(0, |r| r.rip);
+            ExitReason::InternalError {
+                vcpu: index,
+                suberror,
+                rip,
+            }
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
