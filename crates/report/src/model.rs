@@ -6,6 +6,9 @@ use harness::results::Summary;
 use harness::results::{BenchmarkResult, ResultsFile};
 use harness::stats::{self, DEFAULT_SEED};
 
+/// Backends with a fixed colour (palette index = position).
+pub const KNOWN_BACKENDS: [&str; 4] = ["container", "runc", "microvm", "qemu"];
+
 /// Label a backend sets when its figures come from emulation (microVM on a PVM host).
 pub const EMULATED_LABEL: &str = "emulated";
 
@@ -43,9 +46,18 @@ impl<'a> Model<'a> {
         names
     }
 
-    /// Palette index of a backend: the same in every chart.
+    /// Palette index of a backend: well-known backends keep their colour in every chart and every
+    /// report (slides stay consistent); others follow in order of appearance.
     pub fn colour_index(&self, backend: &str) -> usize {
-        self.backends().iter().position(|b| *b == backend).unwrap_or(0)
+        if let Some(i) = KNOWN_BACKENDS.iter().position(|b| *b == backend) {
+            return i;
+        }
+        let others: Vec<&str> = self
+            .backends()
+            .into_iter()
+            .filter(|b| !KNOWN_BACKENDS.contains(b))
+            .collect();
+        KNOWN_BACKENDS.len() + others.iter().position(|b| *b == backend).unwrap_or(0)
     }
 
     /// Cells that ran (not skipped) for `workload`.
@@ -138,7 +150,8 @@ pub fn summary(cell: &BenchmarkResult, metric: &str) -> Option<Summary> {
     stats::summarize(&samples(cell, metric), DEFAULT_SEED)
 }
 
-/// Metric names that occur in a cell's measured runs, sorted.
+/// Metric names that occur in a cell's measured runs: startup phases first (in the order they
+/// happen), then memory and disk, then the workload's own figures.
 pub fn metric_names(cell: &BenchmarkResult) -> Vec<&str> {
     let mut names: Vec<&str> = cell
         .runs
@@ -149,16 +162,31 @@ pub fn metric_names(cell: &BenchmarkResult) -> Vec<&str> {
         .collect();
     names.sort_unstable();
     names.dedup();
+    let group = |m: &str| u8::from(!m.starts_with("start_to_")) + u8::from(m.starts_with("workload."));
+    let median = |m: &str| median_of(cell, m).unwrap_or(0.0);
+    names.sort_by(|a, b| {
+        let by_time = if group(a) == 0 {
+            median(a).total_cmp(&median(b))
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        group(a).cmp(&group(b)).then(by_time).then(a.cmp(b))
+    });
     names
+}
+
+/// Median of a metric's measured samples (cheap: no bootstrap).
+pub fn median_of(cell: &BenchmarkResult, metric: &str) -> Option<f64> {
+    stats::median(&samples(cell, metric))
 }
 
 /// `n=10, p50 2.50 ms [95% CI 2.40–2.61], p99 3.10 ms`
 pub fn caption_stats(metric: &str, s: &Summary) -> String {
     format!(
-        "n={}, p50 {} [95% CI {}–{}], p99 {}",
+        "n={}, p50 {} [95% CI {} – {}], p99 {}",
         s.n,
         fmt_value(metric, s.p50),
-        fmt_number(metric, s.median_ci95[0]),
+        fmt_value(metric, s.median_ci95[0]),
         fmt_value(metric, s.median_ci95[1]),
         fmt_value(metric, s.p99)
     )
@@ -166,7 +194,9 @@ pub fn caption_stats(metric: &str, s: &Summary) -> String {
 
 /// Unit of a metric from its name's suffix, for axis labels and tables.
 pub fn unit_of(metric: &str) -> &'static str {
-    if metric.ends_with("_ms") {
+    if metric.ends_with("bytes_per_s") {
+        "MiB/s"
+    } else if metric.ends_with("_ms") {
         "ms"
     } else if metric.ends_with("_bytes") {
         "MiB"
@@ -185,7 +215,7 @@ pub fn unit_of(metric: &str) -> &'static str {
 
 /// The number in the unit of [`unit_of`] (bytes become MiB).
 pub fn scaled(metric: &str, v: f64) -> f64 {
-    if metric.ends_with("_bytes") {
+    if metric.ends_with("_bytes") || metric.ends_with("bytes_per_s") {
         v / MIB
     } else {
         v
@@ -209,8 +239,21 @@ pub fn fmt_number(metric: &str, v: f64) -> String {
     }
 }
 
-/// Value with unit, e.g. `2.50 ms`, `1.50 MiB`, `1234 /s`.
+/// Value with unit, e.g. `2.50 ms`, `1.50 MiB`, `12.0 KiB`, `1234 /s`. Byte counts pick the unit
+/// by magnitude.
 pub fn fmt_value(metric: &str, v: f64) -> String {
+    if metric.ends_with("_bytes") && v.is_finite() {
+        let a = v.abs();
+        return if a >= MIB * 1024.0 {
+            format!("{:.2} GiB", v / (MIB * 1024.0))
+        } else if a >= MIB {
+            format!("{} MiB", fmt_number("x", v / MIB))
+        } else if a >= 1024.0 {
+            format!("{} KiB", fmt_number("x", v / 1024.0))
+        } else {
+            format!("{v:.0} B")
+        };
+    }
     let unit = unit_of(metric);
     if unit.is_empty() {
         fmt_number(metric, v)
@@ -251,6 +294,9 @@ mod tests {
     fn values_format_by_unit_suffix() {
         assert_eq!(fmt_value("start_to_ready_ms", 2.5), "2.50 ms");
         assert_eq!(fmt_value("pss_bytes", 1_572_864.0), "1.50 MiB");
+        assert_eq!(fmt_value("instance_disk_bytes", 12288.0), "12.00 KiB");
+        assert_eq!(fmt_value("instance_disk_bytes", 512.0), "512 B");
+        assert_eq!(fmt_value("workload.bytes_per_s", 2.0 * 1048576.0), "2.00 MiB/s");
         assert_eq!(fmt_value("workload.requests_per_s", 12345.4), "12345 /s");
         assert_eq!(fmt_value("workload.latency_p99_us", 250.0), "250.0 µs");
         assert_eq!(fmt_value("workload.tps", 0.5), "0.500 tx/s");

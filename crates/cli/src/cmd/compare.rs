@@ -25,7 +25,7 @@ pub const DEFAULT_OUT: &str = "cvbench-results";
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Backends to compare, comma-separated (default: every backend this build knows).
+    /// Backends to compare, comma-separated [default: container,microvm,runc — those this build has].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub backends: Vec<String>,
     /// Workloads, comma-separated.
@@ -126,10 +126,19 @@ impl ImageArgs {
     }
 }
 
-/// The backends named on the command line (or all listed ones), without duplicates.
+/// What `bench compare` runs without `--backends`: the built-in runtime, the built-in microVM and
+/// runc as the well-known peer. Slower peers (qemu) run only when named.
+pub const DEFAULT_BACKENDS: [&str; 3] = ["container", "microvm", "runc"];
+
+/// The backends named on the command line (or the defaults this build has), without duplicates.
 pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
     let names: Vec<String> = if names.is_empty() {
-        harness::backend_names().into_iter().map(str::to_string).collect()
+        let known = harness::backend_names();
+        DEFAULT_BACKENDS
+            .iter()
+            .filter(|b| known.contains(b))
+            .map(|b| (*b).to_string())
+            .collect()
     } else {
         names
             .iter()

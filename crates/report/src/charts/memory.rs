@@ -4,7 +4,8 @@
 //! - `guest_kernel_bytes` and `vmm_overhead_bytes` are parts of `pss_bytes` (the VMM process holds
 //!   guest memory); the workload share is what remains;
 //! - `runtime_pss_bytes` (e.g. the `runc` process) is outside the instance's processes and added;
-//! - a VM backend that reports none of the parts is drawn as one unsplit segment.
+//! - a VM backend with `vmm_overhead_bytes` but no kernel figure shows guest RAM (kernel + workload)
+//!   as one segment; one that reports no part at all is drawn as one unsplit segment.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -18,10 +19,11 @@ use crate::model::{self, caption_stats, display_name, Model, MIB};
 use crate::style::Style;
 
 /// Kinds of segment, in drawing order.
-const PARTS: [&str; 4] = [
+const PARTS: [&str; 5] = [
     "workload (instance processes)",
     "runtime / VMM overhead",
     "guest kernel",
+    "guest RAM: kernel + workload (not split)",
     "VMM process incl. guest (not split)",
 ];
 
@@ -34,23 +36,30 @@ pub struct Memory {
 struct Bar {
     label: String,
     /// MiB per part, indexed like [`PARTS`].
-    parts_mib: [f64; 4],
+    parts_mib: [f64; 5],
 }
 
 /// The split of one cell in bytes, indexed like [`PARTS`]; `None` without a `pss_bytes` sample.
-pub fn split(cell: &harness::results::BenchmarkResult) -> Option<[f64; 4]> {
-    let median = |m: &str| model::summary(cell, m).map(|s| s.p50);
+pub fn split(cell: &harness::results::BenchmarkResult) -> Option<[f64; 5]> {
+    let median = |m: &str| model::median_of(cell, m);
     let pss = median("pss_bytes")?;
     let kernel = median("guest_kernel_bytes");
     let vmm = median("vmm_overhead_bytes");
     let runtime = median("runtime_pss_bytes").unwrap_or(0.0);
-    let is_vm =
-        cell.labels.contains_key("guest_kernel") || cell.backend.contains("vm") || cell.backend == "qemu";
-    if kernel.is_none() && vmm.is_none() && is_vm {
-        return Some([0.0, runtime, 0.0, pss]);
-    }
-    let (kernel, vmm) = (kernel.unwrap_or(0.0), vmm.unwrap_or(0.0));
-    Some([(pss - kernel - vmm).max(0.0), vmm + runtime, kernel, 0.0])
+    let is_vm = vmm.is_some()
+        || kernel.is_some()
+        || median("guest_ram_resident_bytes").is_some()
+        || cell.labels.contains_key("guest")
+        || cell.backend == "qemu";
+    Some(match (is_vm, kernel, vmm) {
+        (false, _, _) => [pss, runtime, 0.0, 0.0, 0.0],
+        (true, Some(kernel), vmm) => {
+            let vmm = vmm.unwrap_or(0.0);
+            [(pss - kernel - vmm).max(0.0), vmm + runtime, kernel, 0.0, 0.0]
+        }
+        (true, None, Some(vmm)) => [0.0, vmm + runtime, 0.0, (pss - vmm).max(0.0), 0.0],
+        (true, None, None) => [0.0, runtime, 0.0, 0.0, pss],
+    })
 }
 
 pub fn chart(model: &Model<'_>) -> Option<Memory> {
@@ -184,5 +193,50 @@ impl Chart for Memory {
             )
         }))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use harness::results::{BenchmarkResult, RunRecord};
+    use std::collections::BTreeMap;
+
+    fn cell(backend: &str, metrics: &[(&str, f64)]) -> BenchmarkResult {
+        let mut c = BenchmarkResult::new(backend, &workload::WorkloadSpec::Idle, BTreeMap::new());
+        c.runs.push(RunRecord {
+            index: 0,
+            warmup: false,
+            metrics: metrics.iter().map(|(k, v)| ((*k).to_string(), *v)).collect(),
+            workload_result: None,
+        });
+        c
+    }
+
+    #[test]
+    fn memory_is_split_by_what_the_backend_reports() {
+        let runc = cell("runc", &[("pss_bytes", 2.0), ("runtime_pss_bytes", 9.0)]);
+        assert_eq!(split(&runc), Some([2.0, 9.0, 0.0, 0.0, 0.0]));
+        let vm = cell(
+            "microvm",
+            &[
+                ("pss_bytes", 40.0),
+                ("vmm_overhead_bytes", 3.0),
+                ("guest_ram_resident_bytes", 37.0),
+            ],
+        );
+        assert_eq!(split(&vm), Some([0.0, 3.0, 0.0, 37.0, 0.0]));
+        let full = cell(
+            "microvm",
+            &[
+                ("pss_bytes", 40.0),
+                ("vmm_overhead_bytes", 3.0),
+                ("guest_kernel_bytes", 22.0),
+            ],
+        );
+        assert_eq!(split(&full), Some([15.0, 3.0, 22.0, 0.0, 0.0]));
+        let qemu = cell("qemu", &[("pss_bytes", 100.0)]);
+        assert_eq!(split(&qemu), Some([0.0, 0.0, 0.0, 0.0, 100.0]));
+        assert_eq!(split(&cell("x", &[])), None);
     }
 }

@@ -149,14 +149,10 @@ pub fn document(report: &Report<'_>) -> Vec<Block> {
                     fmt_value(metric, s.p90),
                     fmt_value(metric, s.p99),
                     fmt_value(metric, s.max),
-                    format!(
-                        "{} ± {}",
-                        model::fmt_number(metric, s.mean),
-                        fmt_value(metric, s.sd)
-                    ),
+                    format!("{} ± {}", fmt_value(metric, s.mean), fmt_value(metric, s.sd)),
                     format!(
                         "{} – {}",
-                        model::fmt_number(metric, s.median_ci95[0]),
+                        fmt_value(metric, s.median_ci95[0]),
                         fmt_value(metric, s.median_ci95[1])
                     ),
                     s.outliers.len().to_string(),
