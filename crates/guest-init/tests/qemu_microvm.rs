@@ -84,7 +84,7 @@ fn artifacts() -> Result<Artifacts, String> {
 }
 
 /// `virtio_mmio.device=` for the `n`-th `-device virtio-blk-device` of a QEMU 7.2 microvm with
-/// `acpi=off`: eight 512-byte transports from 0xfeb00000 on IRQs 5.., filled from the last one down,
+/// `acpi=off,ioapic2=off`: eight 512-byte transports from 0xfeb00000 on IRQs 5.., filled from the last one down,
 /// so the first device sits at 0xfeb00e00 on IRQ 12. (QEMU's own `auto-kernel-cmdline` appends these
 /// after ` -- `, where the kernel hands them to init instead of parsing them, so we pass them.)
 fn qemu_virtio_mmio_param(n: u64) -> String {
@@ -105,7 +105,7 @@ fn qemu_command(vmlinux: &Path, image: &Path, scratch: &Path, spec: &WorkloadSpe
     let mut cmd = Command::new("qemu-system-x86_64");
     cmd.args([
         "-M",
-        "microvm,acpi=off,auto-kernel-cmdline=off",
+        "microvm,acpi=off,ioapic2=off,auto-kernel-cmdline=off",
         "-accel",
         "tcg",
         "-cpu",

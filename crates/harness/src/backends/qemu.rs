@@ -51,6 +51,8 @@ const KVM_DEVICE: &str = "/dev/kvm";
 const PVM_MODULE: &str = "/sys/module/kvm_pvm";
 /// `/proc/PID/comm` of QEMU (the kernel truncates names to 15 bytes).
 const QEMU_COMM: &str = "qemu-system-x86";
+/// How long the host TSC is measured against the monotonic clock (error well under 0.1 %).
+const TSC_WINDOW: Duration = Duration::from_millis(20);
 
 /// How QEMU runs guest code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,13 +110,49 @@ pub fn virtio_mmio_param(n: u64) -> String {
 
 /// The guest kernel command line: the cvbench microVM's (console, reset on reboot, root on vda,
 /// guest init, ` -- ` and the workload's arguments) with QEMU's transport addresses before ` -- `.
-pub fn kernel_cmdline(workload: &WorkloadSpec) -> String {
+///
+/// `tsc_khz`: under TCG the guest cannot calibrate its TSC (no HPET/PM timer on microvm, and the
+/// PIT is too irregular under emulation), so it falls back to jiffies, a 10 ms clock at HZ=100,
+/// and the workloads' own latency figures become multiples of 10 ms. TCG's TSC is the host's, so
+/// passing the host TSC rate (`tsc_early_khz`, `tsc=reliable`) gives the guest a microsecond clock.
+pub fn kernel_cmdline(workload: &WorkloadSpec, tsc_khz: Option<u64>) -> String {
+    let tsc = tsc_khz
+        .map(|khz| format!("tsc_early_khz={khz} tsc=reliable "))
+        .unwrap_or_default();
     format!(
-        "console=ttyS0 reboot=k panic=-1 {} {} {}",
+        "console=ttyS0 reboot=k panic=-1 {tsc}{} {} {}",
         virtio_mmio_param(0),
         virtio_mmio_param(1),
         linux_cmdline_extra(workload)
     )
+}
+
+/// The host's TSC rate in kHz, measured against the monotonic clock over `window`; `None` unless
+/// the CPU's TSC is invariant (`constant_tsc` and `nonstop_tsc` in `cpuinfo`).
+pub fn host_tsc_khz(cpuinfo: &str, window: Duration) -> Option<u64> {
+    let invariant = cpuinfo.lines().filter(|l| l.starts_with("flags")).any(|l| {
+        let flags: Vec<&str> = l.split_whitespace().collect();
+        flags.contains(&"constant_tsc") && flags.contains(&"nonstop_tsc")
+    });
+    if !invariant {
+        return None;
+    }
+    let (t0, c0) = (Instant::now(), rdtsc());
+    std::thread::sleep(window);
+    let (t1, c1) = (Instant::now(), rdtsc());
+    let nanos = u64::try_from(t1.duration_since(t0).as_nanos())
+        .ok()
+        .filter(|&n| n > 0)?;
+    // cycles per ms = cycles * 1e6 / ns; u128 keeps the product exact.
+    u64::try_from(u128::from(c1.wrapping_sub(c0)) * 1_000_000 / u128::from(nanos))
+        .ok()
+        .filter(|&khz| khz > 0)
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC reads a counter and touches no memory; every x86-64 CPU has it, and user-mode
+    // RDTSC is only disabled by a seccomp TSC restriction, which cvbench never sets.
+    unsafe { std::arch::x86_64::_rdtsc() }
 }
 
 /// What one QEMU instance boots.
@@ -129,6 +167,8 @@ pub struct QemuVm<'a> {
     /// This instance's scratch disk (`vdb`).
     pub scratch_disk: &'a Path,
     pub workload: &'a WorkloadSpec,
+    /// The host TSC rate to hand a TCG guest (see [`kernel_cmdline`]); `None` under KVM.
+    pub tsc_khz: Option<u64>,
 }
 
 impl QemuVm<'_> {
@@ -173,7 +213,7 @@ impl QemuVm<'_> {
         }
         args.push(self.kernel.as_os_str().to_owned());
         args.push("-append".into());
-        args.push(kernel_cmdline(self.workload).into());
+        args.push(kernel_cmdline(self.workload, self.tsc_khz).into());
         for (drive, device) in [
             (drive_vda, "virtio-blk-device,drive=vda"),
             (drive_vdb, "virtio-blk-device,drive=vdb"),
@@ -200,6 +240,8 @@ pub struct QemuBackend {
     pub vcpus: u8,
     pub cache_root: PathBuf,
     pub run_dir: PathBuf,
+    /// Host TSC rate handed to TCG guests, measured once (see [`kernel_cmdline`]).
+    pub tsc_khz: Option<u64>,
     prepared: Mutex<Option<Prepared>>,
 }
 
@@ -212,8 +254,17 @@ impl Default for QemuBackend {
 impl QemuBackend {
     /// KVM or TCG as the host allows; caches and state in the standard places.
     pub fn new() -> Self {
+        let accel = Accel::detect();
+        let tsc_khz = match accel {
+            Accel::Kvm => None,
+            Accel::Tcg => host_tsc_khz(
+                &fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
+                TSC_WINDOW,
+            ),
+        };
         QemuBackend {
-            accel: Accel::detect(),
+            accel,
+            tsc_khz,
             kernel: None,
             memory_mib: DEFAULT_MEMORY_MIB,
             vcpus: 1,
@@ -299,6 +350,8 @@ impl Backend for QemuBackend {
         }
         if self.accel == Accel::Tcg {
             labels.push(("emulated".to_string(), "true".to_string()));
+            let clock = if self.tsc_khz.is_some() { "tsc" } else { "jiffies" };
+            labels.push(("guest_clocksource".to_string(), clock.to_string()));
             eprintln!(
                 "WARNING: qemu runs with -accel tcg (no hardware KVM here): the guest is EMULATED by \
                  QEMU's binary translator, so its boot and workload figures are not comparable with KVM."
@@ -373,6 +426,7 @@ impl Backend for QemuBackend {
             image_disk: &prepared.image_disk,
             scratch_disk: &instance.scratch,
             workload: &spec.workload,
+            tsc_khz: self.tsc_khz,
         };
         let mut child = Command::new(QEMU_BIN)
             .args(vm.args())
@@ -707,7 +761,7 @@ mod tests {
             rows: 100,
             transactions: 5,
         };
-        let line = kernel_cmdline(&spec);
+        let line = kernel_cmdline(&spec, None);
         let (kernel_part, init_part) = line.split_once(" -- ").unwrap();
         for word in [
             "console=ttyS0",
@@ -738,6 +792,7 @@ mod tests {
             image_disk: Path::new("/cache/img.ext4"),
             scratch_disk: Path::new("/run/x/scratch.ext4"),
             workload: &spec,
+            tsc_khz: None,
         };
         let args: Vec<String> = vm
             .args()
@@ -775,6 +830,33 @@ mod tests {
         assert!(
             args.windows(2).any(|w| w == ["-accel", "kvm"]) && args.windows(2).any(|w| w == ["-cpu", "host"])
         );
+    }
+
+    #[test]
+    fn tsc_rate_goes_before_the_workload_arguments() {
+        let line = kernel_cmdline(&WorkloadSpec::Idle, Some(2_445_406));
+        let (kernel_part, init_part) = line.split_once(" -- ").unwrap();
+        assert!(
+            kernel_part.contains(" tsc_early_khz=2445406 tsc=reliable "),
+            "{kernel_part}"
+        );
+        assert_eq!(init_part, "idle");
+        assert!(!kernel_cmdline(&WorkloadSpec::Idle, None).contains("tsc"));
+    }
+
+    #[test]
+    fn host_tsc_is_measured_only_when_invariant() {
+        assert_eq!(
+            host_tsc_khz("flags\t: fpu tsc sse\n", Duration::from_millis(1)),
+            None
+        );
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap();
+        let Some(khz) = host_tsc_khz(&cpuinfo, Duration::from_millis(20)) else {
+            println!("skipped: this host's TSC is not invariant");
+            return;
+        };
+        // Any x86-64 CPU of the last two decades: between 500 MHz and 10 GHz.
+        assert!((500_000..10_000_000).contains(&khz), "{khz} kHz");
     }
 
     #[test]
