@@ -23,6 +23,8 @@ pub struct StartupCdf {
     caption: String,
     log_x: bool,
     series: Vec<Series>,
+    /// Backends that did not run this workload, with why: listed in the legend.
+    missing: Vec<String>,
 }
 
 struct Series {
@@ -67,6 +69,19 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
             caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
             log_x: opts.log_x,
             series,
+            missing: model
+                .results
+                .benchmarks
+                .iter()
+                .filter(|c| c.workload == workload && c.skipped.is_some())
+                .map(|c| {
+                    format!(
+                        "{}: skipped ({})",
+                        c.backend,
+                        c.skipped.as_deref().unwrap_or_default()
+                    )
+                })
+                .collect(),
         });
     }
     out
@@ -98,11 +113,16 @@ impl Chart for StartupCdf {
         if !(lo.is_finite() && hi.is_finite()) {
             return Ok(());
         }
-        let entries: Vec<LegendEntry> = self
+        let mut entries: Vec<LegendEntry> = self
             .series
             .iter()
             .map(|s| LegendEntry::new(style.series(s.colour).filled(), s.label.clone()))
             .collect();
+        entries.extend(
+            self.missing
+                .iter()
+                .map(|m| LegendEntry::new(style.grid.filled(), m.clone())),
+        );
         let area = with_legend_row(area, &entries, style)?;
         // Backends an order of magnitude apart are unreadable on a linear axis.
         let log_x = self.log_x || hi > 20.0 * lo.max(1e-9);
