@@ -173,10 +173,10 @@ impl MicrovmBackend {
                 dir.display()
             )))?,
         };
-        let disk = dir.join("probe-disk.img");
+        let disk = dir.join("probe-disk-sparse.img");
         let content = microvm::probe::disk_image("cvbench-probe-disk", PROBE_DISK_SECTORS);
         if fs::read(&disk).ok().as_deref() != Some(content.as_slice()) {
-            fs::write(&disk, &content).map_err(Self::io_err(format!("writing {}", disk.display())))?;
+            write_sparse(&disk, &content).map_err(Self::io_err(format!("writing {}", disk.display())))?;
         }
         let bytes = probe::allocated_bytes(&disk).map_err(|e| Self::setup_err(e.to_string()))?;
         let shared = SharedImage {
@@ -284,6 +284,19 @@ pub fn linux_cmdline_extra(workload: &WorkloadSpec) -> String {
     words.join(" ")
 }
 
+/// Writes `content` to `path` leaving all-zero 4 KiB blocks as holes.
+fn write_sparse(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = fs::File::create(path)?;
+    file.set_len(content.len() as u64)?;
+    for (i, block) in content.chunks(4096).enumerate() {
+        if block.iter().any(|&b| b != 0) {
+            file.write_all_at(block, (i * 4096) as u64)?;
+        }
+    }
+    Ok(())
+}
+
 /// `kvm` label: `pvm` when the paravirtual module is loaded, else `hardware`.
 fn kvm_flavour(pvm_module: &Path) -> &'static str {
     if pvm_module.exists() {
@@ -370,17 +383,13 @@ impl Backend for MicrovmBackend {
             exits_by_itself: spec.workload.exits_by_itself(),
             torn_down: false,
         };
-        match &prepared.scratch_template {
-            Some(template) => rootfs::new_scratch_disk(template, &instance.disk)
-                .map_err(|e| Self::setup_err(format!("creating the scratch disk: {e}")))?,
-            None => {
-                fs::copy(&prepared.shared_disk, &instance.disk).map_err(Self::io_err(format!(
-                    "copying {} to {}",
-                    prepared.shared_disk.display(),
-                    instance.disk.display()
-                )))?;
-            }
-        }
+        // Both guests get a sparse copy: the scratch template (Linux) or the probe's test disk.
+        let template = prepared
+            .scratch_template
+            .as_ref()
+            .unwrap_or(&prepared.shared_disk);
+        rootfs::new_scratch_disk(template, &instance.disk)
+            .map_err(|e| Self::setup_err(format!("creating the instance disk: {e}")))?;
         let mut cmd = self.vmm_command(&prepared, spec, &instance.disk)?;
         let clock = ClockPair::now();
         let mut child = cmd
