@@ -25,8 +25,19 @@ fn unit(metric: &str) -> &'static str {
 pub fn format_value(metric: &str, v: f64) -> String {
     match unit(metric) {
         "bytes" => format_bytes(v),
-        "" => format!("{v:.1}"),
+        "" => format_number(v),
         u => format!("{v:.2} {u}"),
+    }
+}
+
+/// A unitless figure; large ones with an SI prefix (`2.11 G`) so columns stay readable.
+pub fn format_number(v: f64) -> String {
+    if v.abs() >= 1e9 {
+        format!("{:.2} G", v / 1e9)
+    } else if v.abs() >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else {
+        format!("{v:.1}")
     }
 }
 
@@ -46,7 +57,7 @@ pub fn format_bytes(v: f64) -> String {
 fn mean_sd(metric: &str, s: &Summary) -> String {
     match unit(metric) {
         "bytes" => format!("{} ± {}", format_bytes(s.mean), format_bytes(s.sd)),
-        "" => format!("{:.1} ± {:.1}", s.mean, s.sd),
+        "" => format!("{} ± {}", format_number(s.mean), format_number(s.sd)),
         u => format!("{:.2} ± {:.2} {u}", s.mean, s.sd),
     }
 }
@@ -84,10 +95,14 @@ pub fn summary_table(result: &BenchmarkResult) -> String {
         return out;
     }
     let mut rows: Vec<(&String, &Summary)> = result.summary.iter().collect();
+    // Phases in the order they happen (by median); everything else by name.
     rows.sort_by(|a, b| {
-        order(a.0)
-            .cmp(&order(b.0))
-            .then(a.1.p50.total_cmp(&b.1.p50).then(a.0.cmp(b.0)))
+        let by_time = if order(a.0) == 0 {
+            a.1.p50.total_cmp(&b.1.p50)
+        } else {
+            std::cmp::Ordering::Equal
+        };
+        order(a.0).cmp(&order(b.0)).then(by_time).then(a.0.cmp(b.0))
     });
     let rows: Vec<[String; 6]> = rows
         .into_iter()
@@ -192,6 +207,7 @@ mod tests {
         assert_eq!(format_value("pss_bytes", 1_572_864.0), "1.5 MiB");
         assert_eq!(format_value("instance_disk_bytes", 8192.0), "8.0 KiB");
         assert_eq!(format_value("workload.tps", 812.46), "812.5");
+        assert_eq!(format_value("workload.bytes_per_s", 2_109_048_229.9), "2.11 G");
         assert_eq!(format_value("workload.latency_p99_us", 250.0), "250.00 us");
     }
 

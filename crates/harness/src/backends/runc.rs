@@ -12,7 +12,7 @@
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -53,11 +53,21 @@ impl Default for RuncBackend {
 }
 
 impl RuncBackend {
+    /// State under `/run/cvbench` (where `bench cleanup` looks).
     pub fn new() -> Self {
         RuncBackend {
             runc: PathBuf::from("runc"),
             state_dir: STATE_DIR.into(),
             bundles_dir: BUNDLES_DIR.into(),
+        }
+    }
+
+    /// Bundles in `<root>/runc` and runc's state in `<root>/runc-state` (tests use a temp dir).
+    pub fn with_root(root: &Path) -> Self {
+        RuncBackend {
+            runc: PathBuf::from("runc"),
+            state_dir: root.join("runc-state"),
+            bundles_dir: root.join("runc"),
         }
     }
 
@@ -259,7 +269,7 @@ impl Backend for RuncBackend {
                     let status = instance.wait_child(Duration::from_secs(5));
                     return Err(BackendError::ExitedBeforeReady {
                         backend: NAME.into(),
-                        status,
+                        status: status_text(status.as_ref()),
                         output: instance.stderr_tail(),
                     });
                 }
@@ -349,6 +359,10 @@ fn tmp_mount() -> Result<Mount, oci_spec::OciSpecError> {
         .build()
 }
 
+fn status_text(status: Option<&ExitStatus>) -> String {
+    status.map_or_else(|| "still running".to_string(), ToString::to_string)
+}
+
 enum Next {
     Line(Instant, String),
     Eof,
@@ -379,18 +393,16 @@ impl RuncInstance {
         }
     }
 
-    /// Waits up to `timeout` for `runc run` to exit; returns its status as text (`running` if not).
-    fn wait_child(&mut self, timeout: Duration) -> String {
-        let Some(child) = self.child.as_mut() else {
-            return "not started".into();
-        };
+    /// Waits up to `timeout` for `runc run` to exit; `None` while it is still running (or cannot be
+    /// waited for).
+    fn wait_child(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
         let deadline = Instant::now() + timeout;
         loop {
             match child.try_wait() {
-                Ok(Some(status)) => return status.to_string(),
+                Ok(Some(status)) => return Some(status),
                 Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-                Ok(None) => return "still running".into(),
-                Err(e) => return format!("unknown ({e})"),
+                Ok(None) | Err(_) => return None,
             }
         }
     }
@@ -446,14 +458,24 @@ impl RuncInstance {
         }
         self.torn_down = true;
         let mut problems = Vec::new();
-        if !self.child_exited() {
-            self.runc_signal("KILL");
-            if self.wait_child(Duration::from_secs(5)) == "still running" {
-                if let Some(child) = self.child.as_mut() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+        // The container may not exist yet (a ready timeout can hit while runc is still creating
+        // it), so keep killing until `runc run` has exited.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.child_exited() && Instant::now() < deadline {
+            if self.backend.state_dir.join(&self.name).exists() {
+                self.runc_signal("KILL");
             }
+            self.wait_child(Duration::from_millis(20));
+        }
+        if !self.child_exited() {
+            if let Some(child) = self.child.as_mut() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            problems.push(format!(
+                "runc run {} did not exit after SIGKILL; killed runc itself",
+                self.name
+            ));
         }
         if self.backend.state_dir.join(&self.name).exists() {
             match self
@@ -538,10 +560,12 @@ impl Instance for RuncInstance {
         };
         if !self.exits_by_itself {
             self.runc_signal("TERM");
-            if self.wait_child(STOP_GRACE.min(timeout)) == "still running" {
+            if self.wait_child(STOP_GRACE.min(timeout)).is_none() {
                 self.runc_signal("KILL");
-                let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
-                if status == "still running" {
+                if self
+                    .wait_child(deadline.saturating_duration_since(Instant::now()))
+                    .is_none()
+                {
                     return Err(failed(format!("did not stop within {timeout:?} after SIGKILL")));
                 }
             }
@@ -560,9 +584,10 @@ impl Instance for RuncInstance {
             }
         }
         let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
-        if status != "exit status: 0" {
+        if !status.is_some_and(|s| s.success()) {
             return Err(failed(format!(
-                "runc run ended with {status}: {}",
+                "runc run ended with {}: {}",
+                status_text(status.as_ref()),
                 self.stderr_tail()
             )));
         }

@@ -1,0 +1,188 @@
+//! The runc backend against the real runc and the real default image: phases, probes, workload
+//! results, failures before READY, and that every run leaves nothing behind.
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use harness::backends::runc::RuncBackend;
+    use harness::runner::{run_once, RunOptions};
+    use harness::{Backend, BackendError};
+    use workload::{WorkloadKind, WorkloadSpec};
+
+    /// The backend rooted in a temp dir, and the default image; `None` (after printing why) when
+    /// this host cannot run runc.
+    fn setup() -> Option<(tempfile::TempDir, RuncBackend, PathBuf)> {
+        let root = tempfile::tempdir().unwrap();
+        let backend = RuncBackend::with_root(root.path());
+        if let Err(u) = backend.check_host() {
+            println!("skipped: {u}");
+            return None;
+        }
+        let image = match rootfs::default_image(&root.path().join("cache")) {
+            Ok(image) => image,
+            Err(e) => {
+                println!("skipped: no default image: {e}");
+                return None;
+            }
+        };
+        Some((root, backend, image.dir))
+    }
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            runs: 1,
+            warmup: 0,
+            ready_timeout: Duration::from_secs(20),
+            ..RunOptions::default()
+        }
+    }
+
+    /// Nothing of instance `name` remains: no bundle, no runc state, no mount, no cgroup.
+    fn assert_gone(root: &Path, name: &str) {
+        assert!(
+            !root.join("runc").join(name).exists(),
+            "bundle of {name} left behind"
+        );
+        assert!(
+            !root.join("runc-state").join(name).exists(),
+            "runc state of {name} left behind"
+        );
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mountinfo.contains(name), "mount of {name} left behind");
+        for ctrl in ["memory", "pids", "cpu", ""] {
+            let cg = Path::new("/sys/fs/cgroup").join(ctrl).join(name);
+            assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+        }
+    }
+
+    #[test]
+    fn idle_is_ready_measured_and_torn_down() {
+        let Some((root, backend, image)) = setup() else {
+            return;
+        };
+        let shared = backend.prepare(&image).unwrap();
+        assert!(shared.bytes > 0);
+        let name = format!("cvbench-runc-idle-{}-900", std::process::id());
+        let o = RunOptions {
+            memory_limit_bytes: Some(64 << 20),
+            pids_limit: Some(32),
+            cpu_limit: Some(0.5),
+            ..opts()
+        };
+        let m = run_once(&backend, &image, &WorkloadSpec::Idle, &o, &name).unwrap();
+        assert!(m.metrics["start_to_ready_ms"] > 0.0);
+        assert!(m.metrics["pss_bytes"] > 0.0);
+        assert!(m.metrics["runtime_pss_bytes"] > 0.0);
+        assert!(m.metrics.contains_key("cgroup_memory_bytes"));
+        assert!(m.metrics.contains_key("instance_disk_bytes"));
+        assert!(m.workload_result.is_none());
+        assert_gone(root.path(), &name);
+    }
+
+    #[test]
+    fn oltp_reports_its_figures_and_writes_only_to_the_upper_dir() {
+        let Some((root, backend, image)) = setup() else {
+            return;
+        };
+        backend.prepare(&image).unwrap();
+        let before = rootfs::allocated_bytes(&image).unwrap();
+        let name = format!("cvbench-runc-oltp-{}-901", std::process::id());
+        let spec = WorkloadSpec::Oltp {
+            rows: 1000,
+            transactions: 20,
+        };
+        let m = run_once(&backend, &image, &spec, &opts(), &name).unwrap();
+        assert!(m.metrics["workload.tps"] > 0.0, "{:?}", m.metrics);
+        assert_eq!(m.workload_result.as_ref().unwrap()["workload"], "oltp");
+        // The database went to the upper dir, not into the shared image.
+        assert!(m.metrics["instance_disk_bytes"] > 4096.0, "{:?}", m.metrics);
+        assert_eq!(rootfs::allocated_bytes(&image).unwrap(), before);
+        assert_gone(root.path(), &name);
+    }
+
+    #[test]
+    fn a_workload_that_cannot_start_fails_before_ready_and_leaves_nothing() {
+        let Some((root, backend, _)) = setup() else { return };
+        // An image whose workload is a dynamically linked program with no loader in the image.
+        let image = root.path().join("broken-image");
+        std::fs::create_dir_all(image.join("bin")).unwrap();
+        std::fs::copy("/bin/false", image.join("bin/cvbench-workload")).unwrap();
+        backend.prepare(&image).unwrap();
+        let name = format!("cvbench-runc-idle-{}-902", std::process::id());
+        let err = run_once(&backend, &image, &WorkloadSpec::Idle, &opts(), &name).unwrap_err();
+        assert!(matches!(err, BackendError::ExitedBeforeReady { .. }), "{err}");
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
+        assert_gone(root.path(), &name);
+    }
+
+    #[test]
+    fn ready_timeout_kills_the_container_and_leaves_nothing() {
+        let Some((root, backend, image)) = setup() else {
+            return;
+        };
+        backend.prepare(&image).unwrap();
+        let name = format!("cvbench-runc-oltp-{}-903", std::process::id());
+        // Loading 200k rows takes far longer than 1 ms.
+        let spec = WorkloadSpec::Oltp {
+            rows: 200_000,
+            transactions: 1,
+        };
+        let o = RunOptions {
+            ready_timeout: Duration::from_millis(1),
+            ..opts()
+        };
+        let err = run_once(&backend, &image, &spec, &o, &name).unwrap_err();
+        assert!(matches!(err, BackendError::ReadyTimeout { .. }), "{err}");
+        assert_gone(root.path(), &name);
+    }
+
+    #[test]
+    fn http_selftest_runs_over_loopback_in_the_container() {
+        let Some((root, backend, image)) = setup() else {
+            return;
+        };
+        backend.prepare(&image).unwrap();
+        let name = format!("cvbench-runc-http-{}-904", std::process::id());
+        let spec = WorkloadSpec::default_for(WorkloadKind::Http);
+        let m = run_once(&backend, &image, &spec, &opts(), &name).unwrap();
+        assert!(m.metrics["workload.requests_per_s"] > 0.0, "{:?}", m.metrics);
+        assert_gone(root.path(), &name);
+    }
+
+    #[test]
+    fn config_json_carries_the_limits_and_the_workload_args() {
+        let spec = RunOptions {
+            memory_limit_bytes: Some(256 << 20),
+            cpu_limit: Some(1.5),
+            pids_limit: Some(64),
+            ..RunOptions::default()
+        }
+        .launch_spec(
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            "cvbench-runc-idle-1-0",
+            std::time::Instant::now(),
+        );
+        let config = harness::backends::runc::oci_config(&spec).unwrap();
+        let v = serde_json::to_value(&config).unwrap();
+        assert_eq!(
+            v["process"]["args"],
+            serde_json::json!(["/bin/cvbench-workload", "idle"])
+        );
+        assert_eq!(v["process"]["terminal"], false);
+        assert_eq!(v["root"]["readonly"], false);
+        assert_eq!(v["hostname"], "cvbench-runc-idle-1-0");
+        assert_eq!(v["linux"]["resources"]["memory"]["limit"], 256 << 20);
+        assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 150_000);
+        assert_eq!(v["linux"]["resources"]["pids"]["limit"], 64);
+        let ns: Vec<&str> = v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, vec!["pid", "mount", "ipc", "uts", "network"]);
+    }
+}
