@@ -148,4 +148,7 @@ main() {
     printf '%s\n' "$out"
 }
 
-main "$@"
+# Sourcing the script (tests do) defines the functions without building anything.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi
