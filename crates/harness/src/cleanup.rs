@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::mount::{umount2, MntFlags};
@@ -21,7 +20,6 @@ pub struct CleanupRoots {
     pub run_dir: PathBuf,
     pub cgroup_root: PathBuf,
     pub mountinfo: PathBuf,
-    pub runc: PathBuf,
 }
 
 impl Default for CleanupRoots {
@@ -30,9 +28,27 @@ impl Default for CleanupRoots {
             run_dir: PathBuf::from("/run/cvbench"),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
-            runc: PathBuf::from("runc"),
         }
     }
+}
+
+/// The state root every backend's default paths are under.
+pub const RUN_DIR: &str = "/run/cvbench";
+
+impl CleanupRoots {
+    /// A backend's default state path (`/run/cvbench/vms`) moved under `run_dir`.
+    pub fn relocate(&self, default_path: &str) -> PathBuf {
+        match Path::new(default_path).strip_prefix(RUN_DIR) {
+            Ok(rest) => self.run_dir.join(rest),
+            Err(_) => PathBuf::from(default_path),
+        }
+    }
+}
+
+/// What a backend's cleanup gets: where things are, and which instance names to leave alone.
+pub struct CleanupScope<'a> {
+    pub roots: &'a CleanupRoots,
+    pub keep: &'a dyn Fn(&str) -> bool,
 }
 
 /// What a cleanup did.
@@ -50,6 +66,21 @@ impl CleanupReport {
     pub fn is_clean(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// From a `(removed, problems)` pair of lines.
+    pub fn from_lines((removed, problems): (Vec<String>, Vec<String>)) -> Self {
+        CleanupReport {
+            removed,
+            in_use: Vec::new(),
+            problems,
+        }
+    }
+
+    pub fn merge(&mut self, other: CleanupReport) {
+        self.removed.extend(other.removed);
+        self.in_use.extend(other.in_use);
+        self.problems.extend(other.problems);
+    }
 }
 
 /// Removes everything cvbench left on this host (see the module docs).
@@ -60,17 +91,15 @@ pub fn cleanup_all(force: bool) -> CleanupReport {
 pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     let mut report = CleanupReport::default();
     let keep = |name: &str| !force && owner_alive(name);
-    cleanup_runc(roots, &keep, &mut report);
+    let scope = CleanupScope { roots, keep: &keep };
+    // Each backend first (it knows its processes and state), then what is generic: the built-in
+    // runtime's state, any mount still under the run dir, cgroups named cvbench*.
+    for (_, cleanup) in crate::backends::backend_cleanups() {
+        report.merge(cleanup(&scope));
+    }
+    cleanup_containers(roots, &keep, &mut report);
     unmount_under(roots, &keep, &mut report);
-    remove_instance_dirs(&roots.run_dir.join("runc"), &keep, &mut report);
     remove_cgroups(&roots.cgroup_root, &keep, &mut report);
-    let (vms, vm_problems) = crate::backends::microvm::cleanup_leftover_vms(&roots.run_dir.join("vms"), &keep);
-    report.removed.extend(vms);
-    report.problems.extend(vm_problems);
-    let (qemus, qemu_problems) =
-        crate::backends::qemu::cleanup_leftover_qemus(&roots.run_dir.join("qemu"), &keep);
-    report.removed.extend(qemus);
-    report.problems.extend(qemu_problems);
     report
 }
 
@@ -86,34 +115,41 @@ fn owner_alive(name: &str) -> bool {
     owner_pid(name).is_some_and(|pid| pid > 0 && Path::new("/proc").join(pid.to_string()).exists())
 }
 
-fn cleanup_runc(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
-    let state = roots.run_dir.join("runc-state");
-    let Ok(entries) = fs::read_dir(&state) else { return };
-    for entry in entries.flatten() {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if !entry.path().is_dir() {
-            continue;
-        }
-        if keep(&id) {
-            report.in_use.push(format!("runc container {id}"));
-            continue;
-        }
-        let out = Command::new(&roots.runc)
-            .arg("--root")
-            .arg(&state)
-            .args(["delete", "--force", &id])
-            .output();
-        match out {
-            Ok(o) if o.status.success() => report.removed.push(format!("runc container {id}")),
-            Ok(o) => report.problems.push(format!(
-                "runc delete --force {id}: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => report
-                .problems
-                .push(format!("running {} delete: {e}", roots.runc.display())),
-        }
+/// The built-in runtime's leftovers, through its own cleanup (which removes every container it
+/// finds). When a container's harness is still running, the built-in runtime is left alone entirely
+/// and its containers are reported as in use.
+fn cleanup_containers(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
+    let dir = roots.run_dir.join(container::state::CONTAINERS_DIR);
+    let Ok(entries) = fs::read_dir(&dir) else { return };
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let live: Vec<&String> = names.iter().filter(|n| keep(n)).collect();
+    if !live.is_empty() {
+        report
+            .in_use
+            .extend(live.iter().map(|n| format!("container {n}")));
+        return;
     }
+    let cgroups = match container::cgroup::detect(&roots.cgroup_root, &roots.mountinfo) {
+        Ok(c) => c,
+        Err(e) => {
+            report.problems.push(format!("built-in runtime cleanup: {e}"));
+            return;
+        }
+    };
+    let r = container::cleanup_all(&roots.run_dir, cgroups.as_ref(), &roots.mountinfo);
+    report
+        .removed
+        .extend(r.containers.iter().map(|d| format!("container {}", d.display())));
+    report
+        .removed
+        .extend(r.cgroups.iter().map(|c| format!("container cgroup {c}")));
+    report
+        .removed
+        .extend(r.unmounted.iter().map(|m| format!("mount {}", m.display())));
+    report.problems.extend(r.errors.iter().map(ToString::to_string));
 }
 
 /// Mount points at or below `roots.run_dir`, deepest first.
@@ -180,8 +216,9 @@ fn unmount_under(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut
     }
 }
 
-/// Removes per-instance directories (bundles, upper/work dirs) under `dir`.
-fn remove_instance_dirs(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
+/// Removes per-instance directories under `dir` (bundles, upper/work dirs, VM state) whose harness
+/// is gone. For backends' cleanup functions.
+pub fn remove_instance_dirs(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -318,7 +355,6 @@ mod tests {
             run_dir: dir.join("run"),
             cgroup_root: dir.join("cgroup"),
             mountinfo: dir.join("mountinfo"),
-            runc: PathBuf::from("/nonexistent/runc"),
         }
     }
 
@@ -385,6 +421,19 @@ mod tests {
         assert!(forced.is_clean(), "{forced:?}");
         assert!(!r.run_dir.join("runc").join(&live).exists());
         assert!(!r.cgroup_root.join(&live).exists());
+    }
+
+    #[test]
+    fn built_in_containers_of_a_live_harness_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = roots(dir.path());
+        fs::write(&r.mountinfo, "").unwrap();
+        let live = format!("cvbench-container-idle-{}-0", std::process::id());
+        let state = r.run_dir.join("containers").join(&live);
+        fs::create_dir_all(&state).unwrap();
+        let report = cleanup_in(&r, false);
+        assert!(state.exists());
+        assert_eq!(report.in_use, vec![format!("container {live}")]);
     }
 
     #[test]

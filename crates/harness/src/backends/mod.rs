@@ -8,6 +8,10 @@ pub mod qemu;
 pub mod runc;
 
 use crate::backend::Backend;
+use crate::cleanup::{CleanupReport, CleanupScope};
+
+/// Removes what a killed harness left of this backend's instances (for `bench cleanup`).
+pub type CleanupFn = fn(&CleanupScope) -> CleanupReport;
 
 /// A backend the command line can name.
 struct Entry {
@@ -15,6 +19,8 @@ struct Entry {
     /// Hidden entries (the mock) work by name but are not offered in help or `backend_names`.
     listed: bool,
     make: fn() -> Box<dyn Backend>,
+    /// The backend's own leftover cleanup, if it keeps state under the run dir.
+    cleanup: Option<CleanupFn>,
 }
 
 const REGISTRY: &[Entry] = &[
@@ -22,21 +28,31 @@ const REGISTRY: &[Entry] = &[
         name: "runc",
         listed: true,
         make: || Box::new(runc::RuncBackend::new()),
+        cleanup: Some(runc::cleanup_leftovers),
     },
     Entry {
         name: "microvm",
         listed: true,
         make: || Box::new(microvm::MicrovmBackend::from_env()),
+        cleanup: Some(|scope| {
+            let dir = scope.roots.relocate(microvm::RUN_DIR);
+            CleanupReport::from_lines(microvm::cleanup_leftover_vms(&dir, scope.keep))
+        }),
     },
     Entry {
         name: "qemu",
         listed: true,
         make: || Box::new(qemu::QemuBackend::new()),
+        cleanup: Some(|scope| {
+            let dir = scope.roots.relocate(qemu::RUN_DIR);
+            CleanupReport::from_lines(qemu::cleanup_leftover_qemus(&dir, scope.keep))
+        }),
     },
     Entry {
         name: "mock",
         listed: false,
         make: || Box::new(mock::MockBackend::from_env()),
+        cleanup: None,
     },
 ];
 
@@ -55,6 +71,11 @@ pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>, UnknownBackend> {
         .ok_or_else(|| UnknownBackend {
             name: name.to_string(),
         })
+}
+
+/// Every backend's leftover cleanup, in registry order, with the backend's name.
+pub fn backend_cleanups() -> impl Iterator<Item = (&'static str, CleanupFn)> {
+    REGISTRY.iter().filter_map(|e| e.cleanup.map(|c| (e.name, c)))
 }
 
 /// Names of the selectable backends, in registry order.

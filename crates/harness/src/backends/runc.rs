@@ -27,6 +27,7 @@ use workload::{parse_line, ProtocolLine, WorkloadResult};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
+use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
 use crate::probe;
 
 const NAME: &str = "runc";
@@ -608,4 +609,46 @@ impl Drop for RuncInstance {
             eprintln!("cvbench: runc teardown of {}: {e}", self.name);
         }
     }
+}
+
+/// `bench cleanup` for runc: `runc delete --force` every container in cvbench's runc state dir, then
+/// unmount and remove every bundle, except those whose harness is still running.
+pub fn cleanup_leftovers(scope: &CleanupScope) -> CleanupReport {
+    let mut report = CleanupReport::default();
+    let state = scope.roots.relocate(STATE_DIR);
+    if let Ok(entries) = fs::read_dir(&state) {
+        for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if (scope.keep)(&id) {
+                report.in_use.push(format!("runc container {id}"));
+                continue;
+            }
+            let out = Command::new("runc")
+                .arg("--root")
+                .arg(&state)
+                .args(["delete", "--force", &id])
+                .output();
+            match out {
+                Ok(o) if o.status.success() => report.removed.push(format!("runc container {id}")),
+                Ok(o) => report.problems.push(format!(
+                    "runc delete --force {id}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )),
+                Err(e) => report.problems.push(format!("running runc delete: {e}")),
+            }
+        }
+    }
+    let bundles = scope.roots.relocate(BUNDLES_DIR);
+    if let Ok(entries) = fs::read_dir(&bundles) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rootfs = entry.path().join("rootfs");
+            // Unmount first, so removing the bundle never walks into the overlay.
+            if !(scope.keep)(&name) && umount2(&rootfs, MntFlags::MNT_DETACH).is_ok() {
+                report.removed.push(format!("mount {}", rootfs.display()));
+            }
+        }
+    }
+    remove_instance_dirs(&bundles, scope.keep, &mut report);
+    report
 }
