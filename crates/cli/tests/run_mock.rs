@@ -206,4 +206,28 @@ mod tests {
             .success()
             .stdout(predicate::str::contains("run").and(predicate::str::contains("cleanup")));
     }
+
+    #[test]
+    fn running_runc_without_root_fails_with_status_1() {
+        let bin = assert_cmd::cargo::cargo_bin("bench");
+        let args = ["run", "--backend", "runc", "--workload", "idle", "--image", "/"];
+        let mut cmd = if nix_is_root() {
+            // Drop to nobody to see what a non-root user gets.
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&bin);
+            c
+        } else {
+            Command::new(&bin)
+        };
+        let out = cmd.args(args).assert().code(1).get_output().clone();
+        assert_one_line_error(&out.stderr, "needs root");
+    }
+
+    fn nix_is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+    }
 }
