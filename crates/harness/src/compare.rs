@@ -8,6 +8,7 @@
 //! can rewrite it; a stop request (Ctrl-C) ends the loop between runs and marks the file partial.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use workload::WorkloadSpec;
 
@@ -43,6 +44,13 @@ pub enum CompareEvent {
         total_steps: u32,
         error: Option<String>,
     },
+    /// The time budget ended `workload` after `measured_runs` measured rounds (at least the budget's
+    /// minimum); the comparison now has `total_steps` runs in all.
+    BudgetReached {
+        workload: String,
+        measured_runs: u32,
+        total_steps: u32,
+    },
     /// A stop was requested: `completed` of `total_steps` runs were done; the file is partial.
     Stopped { completed: u32, total_steps: u32 },
 }
@@ -58,6 +66,16 @@ pub trait CompareObserver {
     }
 }
 
+/// A time limit for a whole comparison: each workload gets an equal share of what is left when it
+/// starts, and stops adding rounds once the next one would overrun its share — but never before
+/// `min_runs` measured rounds. `opts.runs` stays the maximum. Like hyperfine's time-based run count,
+/// this keeps a default invocation short on slow backends without starving fast ones of samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompareBudget {
+    pub total: Duration,
+    pub min_runs: u32,
+}
+
 /// Runs `opts.warmup + opts.runs` rounds of every workload on every backend that can run here, into
 /// `results` (whose host, tool and command the caller has filled in). Never fails: skips, failed
 /// preparations and failed runs are recorded in the cells. Summaries are recomputed after every
@@ -67,9 +85,23 @@ pub fn run_compare(
     image_dir: &Path,
     workloads: &[WorkloadSpec],
     opts: &RunOptions,
+    results: ResultsFile,
+    observer: &mut dyn CompareObserver,
+) -> ResultsFile {
+    run_compare_within(backends, image_dir, workloads, opts, None, results, observer)
+}
+
+/// [`run_compare`] with an optional [`CompareBudget`].
+pub fn run_compare_within(
+    backends: &[Box<dyn Backend>],
+    image_dir: &Path,
+    workloads: &[WorkloadSpec],
+    opts: &RunOptions,
+    budget: Option<CompareBudget>,
     mut results: ResultsFile,
     observer: &mut dyn CompareObserver,
 ) -> ResultsFile {
+    let started = Instant::now();
     // Host check and preparation, once per backend; which backends take part in the runs.
     let mut active = Vec::new();
     for (b, backend) in backends.iter().enumerate() {
@@ -122,15 +154,35 @@ pub fn run_compare(
     let base = results.benchmarks.len() - backends.len() * workloads.len();
     let cell_index = |b: usize, w: usize| base + b * workloads.len() + w;
     let rounds = opts.warmup.saturating_add(opts.runs);
-    let per_round = u32::try_from(active.len()).unwrap_or(u32::MAX);
-    let total_steps = u32::try_from(workloads.len())
+    let per_round_steps = u32::try_from(active.len()).unwrap_or(u32::MAX);
+    let mut total_steps = u32::try_from(workloads.len())
         .unwrap_or(u32::MAX)
         .saturating_mul(rounds)
-        .saturating_mul(per_round);
+        .saturating_mul(per_round_steps);
     let mut step = 0u32;
     for (w, spec) in workloads.iter().enumerate() {
+        let workload_started = Instant::now();
+        let share = budget.map(|b| {
+            let left = b.total.saturating_sub(started.elapsed());
+            left / u32::try_from(workloads.len() - w).unwrap_or(1).max(1)
+        });
         for round in 0..rounds {
             let warmup = round < opts.warmup;
+            if let (Some(b), Some(share)) = (budget, share) {
+                let measured = round.saturating_sub(opts.warmup);
+                let spent = workload_started.elapsed();
+                let per_round = if round == 0 { Duration::ZERO } else { spent / round };
+                if !warmup && measured >= b.min_runs.max(1) && spent + per_round > share {
+                    total_steps =
+                        total_steps.saturating_sub((rounds - round).saturating_mul(per_round_steps));
+                    observer.event(&CompareEvent::BudgetReached {
+                        workload: spec.kind().name().to_string(),
+                        measured_runs: measured,
+                        total_steps,
+                    });
+                    break;
+                }
+            }
             for k in 0..active.len() {
                 if observer.should_stop() {
                     results.partial = true;
@@ -371,6 +423,79 @@ mod tests {
         let cell = &r.benchmarks[0];
         assert_eq!(cell.failures.len(), 1);
         assert_eq!(cell.runs.len(), 2);
+    }
+
+    /// A backend whose launches take `ms` milliseconds.
+    struct Slow {
+        inner: MockBackend,
+        ms: u64,
+    }
+
+    impl Backend for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn check_host(&self) -> Result<(), Unavailable> {
+            Ok(())
+        }
+        fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+            self.inner.prepare(image_dir)
+        }
+        fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+            std::thread::sleep(Duration::from_millis(self.ms));
+            self.inner.launch(spec)
+        }
+    }
+
+    #[test]
+    fn a_budget_caps_rounds_but_keeps_the_minimum() {
+        let backends: Vec<Box<dyn Backend>> = vec![Box::new(Slow {
+            inner: MockBackend::new(MockConfig::default()),
+            ms: 20,
+        })];
+        let specs = [
+            WorkloadSpec::Idle,
+            WorkloadSpec::default_for(workload::WorkloadKind::Oltp),
+        ];
+        // 20 ms per run, 10 runs + 1 warm-up each would take ~440 ms; the budget allows ~200.
+        let budget = CompareBudget {
+            total: Duration::from_millis(200),
+            min_runs: 3,
+        };
+        let mut obs = Recorder::default();
+        let r = run_compare_within(
+            &backends,
+            Path::new("/img"),
+            &specs,
+            &opts(10, 1),
+            Some(budget),
+            empty_results(),
+            &mut obs,
+        );
+        for cell in &r.benchmarks {
+            let n = cell.measured_runs();
+            assert!((3..10).contains(&n), "{}: {n} measured runs", cell.workload);
+        }
+        assert!(!r.partial, "a budget is by design, not an interruption");
+        assert!(obs
+            .events
+            .iter()
+            .any(|e| matches!(e, CompareEvent::BudgetReached { .. })));
+        // A zero budget still gives the minimum.
+        let zero = CompareBudget {
+            total: Duration::ZERO,
+            min_runs: 2,
+        };
+        let r = run_compare_within(
+            &backends,
+            Path::new("/img"),
+            &specs[..1],
+            &opts(10, 1),
+            Some(zero),
+            empty_results(),
+            &mut Recorder::default(),
+        );
+        assert_eq!(r.benchmarks[0].measured_runs(), 2);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use harness::compare::{run_compare, CompareEvent, CompareObserver};
+use harness::compare::{run_compare_within, CompareBudget, CompareEvent, CompareObserver};
 use harness::density::{run_density, DensityOptions};
 use harness::results::{HostInfo, ResultsFile, ToolInfo};
 use harness::{Backend, RunOptions};
@@ -19,6 +19,10 @@ use workload::{WorkloadKind, WorkloadSpec};
 use super::density::DensityProgress;
 use super::{UsageError, EXIT_INTERRUPTED};
 use crate::parse;
+
+/// Measured runs without `--runs`, at most and at least (the budget decides in between).
+pub const DEFAULT_MAX_RUNS: u32 = 10;
+pub const DEFAULT_MIN_RUNS: u32 = 3;
 
 /// Default output directory of `bench compare`.
 pub const DEFAULT_OUT: &str = "cvbench-results";
@@ -36,9 +40,13 @@ pub struct CompareArgs {
         default_value = "idle,http,oltp"
     )]
     pub workloads: Vec<WorkloadKind>,
-    /// Measured runs per backend × workload.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
-    pub runs: u32,
+    /// Measured runs per backend × workload. Without it: up to 10, fewer (at least 3) when the
+    /// whole comparison would exceed --budget.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: Option<u32>,
+    /// Time budget for the default run count (ignored when --runs is given).
+    #[arg(long, value_parser = parse::duration, default_value = "90s", value_name = "DURATION")]
+    pub budget: Duration,
     /// Warm-up runs before the measured ones (recorded, flagged, not summarised).
     #[arg(long, default_value_t = 1)]
     pub warmup: u32,
@@ -166,8 +174,18 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     kinds.dedup();
     let specs: Vec<WorkloadSpec> = kinds.iter().map(|k| WorkloadSpec::default_for(*k)).collect();
     let image_dir = args.image.resolve()?;
+    let (runs, budget) = match args.runs {
+        Some(n) => (n, None),
+        None => (
+            DEFAULT_MAX_RUNS,
+            Some(CompareBudget {
+                total: args.budget,
+                min_runs: DEFAULT_MIN_RUNS,
+            }),
+        ),
+    };
     let opts = RunOptions {
-        runs: args.runs,
+        runs,
         warmup: args.warmup,
         memory_limit_bytes: args.memory,
         ready_timeout: args.ready_timeout,
@@ -178,7 +196,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let results_path = args.out.join("results.json");
     let base = ResultsFile::new("compare", ToolInfo::current(std::env::args().collect()), host);
     let mut observer = CompareProgress::new(results_path.clone());
-    let mut results = run_compare(&backends, &image_dir, &specs, &opts, base, &mut observer);
+    let mut results = run_compare_within(&backends, &image_dir, &specs, &opts, budget, base, &mut observer);
     observer.finish();
     if let Some(e) = observer.write_error.take() {
         return Err(e);
@@ -391,6 +409,18 @@ impl CompareObserver for CompareProgress {
                     )),
                     None => {}
                 }
+            }
+            CompareEvent::BudgetReached {
+                workload,
+                measured_runs,
+                total_steps,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(u64::from(*total_steps));
+                }
+                self.line(format!(
+                    "{workload}: time budget reached after {measured_runs} measured runs per backend"
+                ));
             }
             CompareEvent::Stopped {
                 completed,
