@@ -2,10 +2,8 @@
 //! `/proc/PID/smaps_rollup`, the host's `MemAvailable`, and the allocated bytes of a directory tree.
 //! The `/proc` root is a parameter (`*_in` functions) so unit tests run against fixture files.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::host::meminfo_kib;
@@ -96,35 +94,14 @@ pub fn mem_available_bytes_in(proc_root: &Path) -> Result<u64, ProbeError> {
 }
 
 /// Allocated bytes (`st_blocks * 512`) of everything under `root`, the root itself included, without
-/// following symlinks and counting each hard-linked inode once. This is what a tree really costs on
-/// disk (sparse files count only their written blocks).
+/// following symlinks or entering other mounts, each hard-linked inode once: what the tree really
+/// costs on disk (sparse files count only their written blocks). The walk is `rootfs`'s, so images,
+/// upper dirs and scratch disks are measured alike.
 pub fn allocated_bytes(root: &Path) -> Result<u64, ProbeError> {
-    let mut seen = HashSet::new();
-    let mut total = 0u64;
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let meta = fs::symlink_metadata(&path).map_err(|source| ProbeError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        if seen.insert((meta.dev(), meta.ino())) {
-            total = total.saturating_add(meta.blocks().saturating_mul(512));
-        }
-        if meta.is_dir() {
-            let entries = fs::read_dir(&path).map_err(|source| ProbeError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            for entry in entries {
-                let entry = entry.map_err(|source| ProbeError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                stack.push(entry.path());
-            }
-        }
-    }
-    Ok(total)
+    rootfs::allocated_bytes(root).map_err(|source| ProbeError::Read {
+        path: root.to_path_buf(),
+        source,
+    })
 }
 
 /// The memory usage the kernel charges to the cgroup of `pid`: v1 `memory.usage_in_bytes` when a v1
