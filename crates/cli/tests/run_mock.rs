@@ -230,4 +230,49 @@ mod tests {
             .lines()
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
     }
+
+    #[test]
+    fn sigint_stops_cleanly_and_keeps_partial_results() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("partial.json");
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("bench"))
+            .env("CVBENCH_MOCK", "launch-sleep-ms=20")
+            .args([
+                "run",
+                "--backend",
+                "mock",
+                "--workload",
+                "idle",
+                "--runs",
+                "100000",
+                "--warmup",
+                "0",
+            ])
+            .arg("--json")
+            .arg(&json)
+            .arg("--image")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The results file appears after the first run.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !json.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(json.exists(), "no results file after the first run");
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("start_to_ready_ms"));
+        let f = harness::results::ResultsFile::read(&json).unwrap();
+        assert!(f.partial);
+        let runs = f.benchmarks[0].runs.len();
+        assert!((1..100_000).contains(&runs), "{runs}");
+    }
 }

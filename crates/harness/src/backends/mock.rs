@@ -39,6 +39,8 @@ pub struct MockConfig {
     pub fail_destroy: bool,
     /// `check_host` fails with this reason.
     pub unavailable: Option<String>,
+    /// Real time each launch takes (so a run can be interrupted part-way in CLI tests).
+    pub launch_sleep_ms: u64,
 }
 
 impl Default for MockConfig {
@@ -56,6 +58,7 @@ impl Default for MockConfig {
             fail_memory_probe: false,
             fail_destroy: false,
             unavailable: None,
+            launch_sleep_ms: 0,
         }
     }
 }
@@ -63,7 +66,7 @@ impl Default for MockConfig {
 impl MockConfig {
     /// Parses `;`-separated directives: `never-ready`, `exit-before-ready`, `fail-destroy`,
     /// `fail-memory-probe`, `fail=1,3`, `unavailable=<reason>`, `exec-ms=<f>`, `ready-ms=<f>`,
-    /// `step-ms=<f>`, `pss-bytes=<n>`, `disk-bytes=<n>`.
+    /// `step-ms=<f>`, `pss-bytes=<n>`, `disk-bytes=<n>`, `launch-sleep-ms=<n>`.
     pub fn parse(text: &str) -> Result<MockConfig, String> {
         let mut c = MockConfig::default();
         for directive in text.split(';').map(str::trim).filter(|d| !d.is_empty()) {
@@ -97,6 +100,7 @@ impl MockConfig {
                 "step-ms" => c.step_ms = float(value)?,
                 "pss-bytes" => c.pss_bytes = int(value)?,
                 "disk-bytes" => c.disk_bytes = int(value)?,
+                "launch-sleep-ms" => c.launch_sleep_ms = int(value)?,
                 other => return Err(format!("unknown directive {other:?}")),
             }
         }
@@ -176,6 +180,9 @@ impl Backend for MockBackend {
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let k = self.launches.fetch_add(1, Ordering::SeqCst);
         let c = &self.config;
+        if c.launch_sleep_ms > 0 {
+            std::thread::sleep(Duration::from_millis(c.launch_sleep_ms));
+        }
         if c.fail_launches.contains(&k) {
             return Err(BackendError::Setup {
                 backend: "mock".into(),
