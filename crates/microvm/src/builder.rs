@@ -412,6 +412,7 @@ impl Vm {
 
         let (exit_tx, exit_rx) = mpsc::channel();
         let shared = Arc::new(VcpuShared {
+            mem: mem.clone(),
             pio,
             mmio,
             observer: observer.clone(),

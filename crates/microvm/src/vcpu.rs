@@ -8,6 +8,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
 use kvm_ioctls::{VcpuExit, VcpuFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::devices::bus::{Bus, BusAction};
 use crate::events::{EventKind, VmEvent, VmObserver};
@@ -65,6 +66,8 @@ impl UnknownAccessLimiter {
 
 /// State shared by all vCPU threads of one VM.
 pub struct VcpuShared {
+    /// Guest RAM, for reading the instruction at a failed vCPU's rip.
+    pub mem: GuestMemoryMmap,
     pub pio: Bus,
     pub mmio: Bus,
     pub observer: Arc<dyn VmObserver>,
@@ -183,6 +186,11 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
                 exit: format!("{other:?}"),
             }),
         };
+        if let Some(ExitReason::InternalError { .. }) = stop {
+            if emulate_int3(&mut vcpu, &shared.mem) {
+                continue;
+            }
+        }
         if let Some(reason) = stop {
             break with_diagnostics(reason, &mut vcpu);
         }
@@ -192,6 +200,41 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
     }
     shared.stop(reason.clone());
     reason
+}
+
+/// `int3` opcode.
+const INT3: u8 = 0xcc;
+/// #BP exception vector.
+const BREAKPOINT_VECTOR: u8 = 3;
+
+/// A paravirtual KVM (PVM) cannot emulate `int3` and reports an internal error, although Linux uses
+/// `int3` routinely (its boot-time self-test, text patching). When the faulting instruction is an
+/// `int3`, deliver the #BP trap to the guest ourselves: advance rip past it (a trap reports the next
+/// instruction) and inject vector 3. Returns whether it did. Never triggers on hardware KVM, which
+/// handles `int3` in the guest.
+fn emulate_int3(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap) -> bool {
+    let Ok(mut regs) = vcpu.get_regs() else {
+        return false;
+    };
+    let Ok(translation) = vcpu.translate_gva(regs.rip) else {
+        return false;
+    };
+    if translation.valid == 0 {
+        return false;
+    }
+    let opcode: Result<u8, _> = mem.read_obj(GuestAddress(translation.physical_address));
+    if opcode.ok() != Some(INT3) {
+        return false;
+    }
+    let Ok(mut events) = vcpu.get_vcpu_events() else {
+        return false;
+    };
+    regs.rip += 1;
+    events.exception.injected = 1;
+    events.exception.nr = BREAKPOINT_VECTOR;
+    events.exception.has_error_code = 0;
+    events.exception.pending = 0;
+    vcpu.set_regs(&regs).is_ok() && vcpu.set_vcpu_events(&events).is_ok()
 }
 
 /// Fills in what KVM can still tell about a failed vCPU (the internal-error suberror, the guest rip)
@@ -233,6 +276,7 @@ mod tests {
         )
         .unwrap();
         let shared = VcpuShared {
+            mem: GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap(),
             pio,
             mmio: Bus::new(),
             observer: Arc::new(NullObserver),
