@@ -24,7 +24,7 @@ use nix::unistd::{lseek, Whence};
 use sha2::{Digest, Sha256};
 
 use crate::image::{Image, FIXED_MTIME_S};
-use crate::publish::{rename_into_place, temp_sibling, TempGuard};
+use crate::publish::{prune_stale, rename_into_place, temp_sibling, TempGuard};
 #[cfg(test)]
 use crate::usage::allocated_bytes;
 use crate::usage::disk_usage;
@@ -231,6 +231,7 @@ pub fn ext4_disk_image(
 
     let disks = cache_root.join("disks");
     std::fs::create_dir_all(&disks).map_err(RootfsError::io("creating", &disks))?;
+    prune_stale(&disks);
     let path = disks.join(format!("{key}.ext4"));
     if path.is_file() {
         return describe(path);
@@ -296,7 +297,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(), RootfsError> {
 fn place_extra(root: &Path, extra: &Extra) -> Result<(), RootfsError> {
     let dest = root.join(&extra.dest_rel);
     if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(RootfsError::io("creating", parent))?;
+        create_dirs_0755(root, parent)?;
     }
     // Never write through a hard link into the cached rootfs: replace the entry instead.
     match std::fs::symlink_metadata(&dest) {
@@ -312,6 +313,21 @@ fn place_extra(root: &Path, extra: &Extra) -> Result<(), RootfsError> {
     std::fs::write(&dest, &extra.bytes).map_err(RootfsError::io("writing", &dest))?;
     std::fs::set_permissions(&dest, Permissions::from_mode(extra.mode))
         .map_err(RootfsError::io("chmod", &dest))
+}
+
+/// Create the missing directories from `root` down to `dir` with mode 0755 (not umask-dependent).
+fn create_dirs_0755(root: &Path, dir: &Path) -> Result<(), RootfsError> {
+    let rel = dir.strip_prefix(root).unwrap_or(dir);
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        if !cur.is_dir() {
+            std::fs::create_dir(&cur).map_err(RootfsError::io("creating", &cur))?;
+            std::fs::set_permissions(&cur, Permissions::from_mode(0o755))
+                .map_err(RootfsError::io("chmod", &cur))?;
+        }
+    }
+    Ok(())
 }
 
 /// Bytes the tree needs as ext4 data: every file rounded up to a block, one block per directory.
@@ -346,6 +362,7 @@ pub fn scratch_disk_template(size_mib: u32, cache_root: &Path) -> Result<PathBuf
     }
     let disks = cache_root.join("disks");
     std::fs::create_dir_all(&disks).map_err(RootfsError::io("creating", &disks))?;
+    prune_stale(&disks);
     let version = DISK_RECIPE_VERSION.trim_start_matches("cvbench-ext4-");
     let path = disks.join(format!("scratch-{size_mib}mib-{version}.ext4"));
     if path.is_file() {

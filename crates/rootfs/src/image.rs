@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use workload::spec::{DATA_DIR_IN_IMAGE, WORKLOAD_PATH_IN_IMAGE, WWW_DIR_IN_IMAGE};
 
 use crate::locate::{check_static_executable, elf_static_check, locate_binary, WORKLOAD_BIN};
-use crate::publish::{discard, rename_into_place, temp_sibling, TempGuard};
+use crate::publish::{discard, prune_stale, rename_into_place, temp_sibling, TempGuard};
 use crate::usage::disk_usage;
 use crate::RootfsError;
 
@@ -71,6 +71,7 @@ pub fn build_default_image(cache_root: &Path, workload_bin: &Path) -> Result<Ima
 
     let images = cache_root.join("images");
     std::fs::create_dir_all(&images).map_err(RootfsError::io("creating", &images))?;
+    prune_stale(&images);
     let dir = images.join(&digest);
     if dir.exists() {
         match verify(&dir, &digest) {

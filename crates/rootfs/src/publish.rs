@@ -91,3 +91,68 @@ pub fn discard(entry: &Path) -> Result<(), RootfsError> {
         }),
     }
 }
+
+/// Work in progress older than this was left by a builder that died: no build takes this long.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Best effort: remove `.tmp-*`, `.staging-*` and `.discard-*` entries in `dir` that were left by
+/// a crashed builder (older than [`STALE_AFTER`]). Younger ones may belong to a live build.
+pub fn prune_stale(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !([".tmp-", ".staging-", ".discard-"]
+            .iter()
+            .any(|p| name.starts_with(p)))
+        {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if old {
+            drop(TempGuard::new(entry.path()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_work_in_progress_is_pruned() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old_dir = tmp.path().join(".tmp-abc-1-2-3");
+        std::fs::create_dir(&old_dir).unwrap();
+        std::fs::write(old_dir.join("f"), b"x").unwrap();
+        let old_file = tmp.path().join(".staging-x");
+        std::fs::write(&old_file, b"x").unwrap();
+        let young = tmp.path().join(".tmp-live");
+        std::fs::create_dir(&young).unwrap();
+        let keep = tmp.path().join("0123abcd");
+        std::fs::create_dir(&keep).unwrap();
+        let long_ago = SystemTime::now() - STALE_AFTER * 2;
+        for p in [&old_dir, &old_file, &keep] {
+            std::fs::File::open(p).unwrap().set_modified(long_ago).unwrap();
+        }
+        prune_stale(tmp.path());
+        assert!(!old_dir.exists() && !old_file.exists());
+        assert!(young.exists() && keep.exists());
+    }
+
+    #[test]
+    fn temp_siblings_are_unique_and_hidden() {
+        let a = temp_sibling(Path::new("/c/images/abc"), "tmp");
+        let b = temp_sibling(Path::new("/c/images/abc"), "tmp");
+        assert_ne!(a, b);
+        assert_eq!(a.parent(), Some(Path::new("/c/images")));
+        assert!(a.file_name().unwrap().to_string_lossy().starts_with(".tmp-abc-"));
+    }
+}
