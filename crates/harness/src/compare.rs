@@ -51,6 +51,14 @@ pub enum CompareEvent {
         measured_runs: u32,
         total_steps: u32,
     },
+    /// `backend` failed too often and takes no further part in `workload` (recorded in the cell's
+    /// failures); the comparison now has `total_steps` runs in all.
+    GaveUp {
+        backend: String,
+        workload: String,
+        reason: String,
+        total_steps: u32,
+    },
     /// A stop was requested: `completed` of `total_steps` runs were done; the file is partial.
     Stopped { completed: u32, total_steps: u32 },
 }
@@ -65,6 +73,9 @@ pub trait CompareObserver {
         crate::interrupt::requested()
     }
 }
+
+/// Failed runs in a row after which a backend is given up for a workload.
+pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
 /// A time limit for a whole comparison: each workload gets an equal share of what is left when it
 /// starts, and stops adding rounds once the next one would overrun its share — but never before
@@ -160,8 +171,33 @@ pub fn run_compare_within(
         .saturating_mul(rounds)
         .saturating_mul(per_round_steps);
     let mut step = 0u32;
+    // A backend that fails MAX_CONSECUTIVE_FAILURES runs in a row is given up for that workload;
+    // one that has never succeeded is then given up for the rest of the comparison too, so a broken
+    // backend costs three runs, not the whole matrix.
+    let mut succeeded = vec![false; backends.len()];
+    let mut abandoned: Vec<Option<String>> = vec![None; backends.len()];
     for (w, spec) in workloads.iter().enumerate() {
         let workload_started = Instant::now();
+        let workload_name = spec.kind().name().to_string();
+        let mut consecutive = vec![0u32; backends.len()];
+        let mut gave_up = vec![false; backends.len()];
+        for &b in &active {
+            if let Some(why) = &abandoned[b] {
+                gave_up[b] = true;
+                total_steps = total_steps.saturating_sub(rounds);
+                let error = format!("not run: {why}");
+                results.benchmarks[cell_index(b, w)].failures.push(RunFailure {
+                    index: 0,
+                    error: error.clone(),
+                });
+                observer.event(&CompareEvent::GaveUp {
+                    backend: backends[b].name().to_string(),
+                    workload: workload_name.clone(),
+                    reason: error,
+                    total_steps,
+                });
+            }
+        }
         let share = budget.map(|b| {
             let left = b.total.saturating_sub(started.elapsed());
             left / u32::try_from(workloads.len() - w).unwrap_or(1).max(1)
@@ -195,9 +231,11 @@ pub fn run_compare_within(
                 }
                 // Rotate who goes first each round.
                 let b = active[(k + round as usize) % active.len()];
+                if gave_up[b] {
+                    continue;
+                }
                 let backend = backends[b].as_ref();
-                let (backend_name, workload_name) =
-                    (backend.name().to_string(), spec.kind().name().to_string());
+                let backend_name = backend.name().to_string();
                 observer.event(&CompareEvent::RunStarted {
                     backend: backend_name.clone(),
                     workload: workload_name.clone(),
@@ -209,14 +247,36 @@ pub fn run_compare_within(
                 let name = instance_name(backend.name(), spec, round);
                 let outcome = run_once(backend, image_dir, spec, opts, &name);
                 let error = outcome.as_ref().err().map(ToString::to_string);
+                let failed = outcome.is_err();
                 let cell = &mut results.benchmarks[cell_index(b, w)];
                 cell.record_run(round, warmup, outcome);
+                if failed {
+                    consecutive[b] += 1;
+                } else {
+                    consecutive[b] = 0;
+                    succeeded[b] = true;
+                }
+                let give_up = consecutive[b] >= MAX_CONSECUTIVE_FAILURES;
+                if give_up {
+                    gave_up[b] = true;
+                    let reason = format!("gave up after {MAX_CONSECUTIVE_FAILURES} consecutive failed runs");
+                    cell.failures.push(RunFailure {
+                        index: round,
+                        error: reason.clone(),
+                    });
+                    if !succeeded[b] {
+                        abandoned[b] = Some(format!(
+                            "{} {reason} of {workload_name} and no run of it has succeeded",
+                            backend.name()
+                        ));
+                    }
+                }
                 if !warmup {
                     cell.recompute_summary(crate::stats::DEFAULT_SEED);
                 }
                 observer.event(&CompareEvent::RunFinished {
                     backend: backend_name,
-                    workload: workload_name,
+                    workload: workload_name.clone(),
                     round,
                     warmup,
                     step,
@@ -224,6 +284,15 @@ pub fn run_compare_within(
                     error,
                 });
                 step += 1;
+                if give_up {
+                    total_steps = total_steps.saturating_sub(rounds - round - 1);
+                    observer.event(&CompareEvent::GaveUp {
+                        backend: backend.name().to_string(),
+                        workload: workload_name.clone(),
+                        reason: format!("gave up after {MAX_CONSECUTIVE_FAILURES} consecutive failed runs"),
+                        total_steps,
+                    });
+                }
                 observer.updated(&results);
             }
         }
@@ -496,6 +565,76 @@ mod tests {
             &mut Recorder::default(),
         );
         assert_eq!(r.benchmarks[0].measured_runs(), 2);
+    }
+
+    #[test]
+    fn failing_backends_are_given_up_without_stopping_the_others() {
+        let broken = MockBackend::new(MockConfig {
+            fail_launches: (0..100).collect(),
+            ..MockConfig::default()
+        });
+        // Succeeds on launch 0, then fails launches 1-3: given up for idle only.
+        let flaky = MockBackend::new(MockConfig {
+            fail_launches: vec![1, 2, 3],
+            ..MockConfig::default()
+        });
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(broken),
+            Box::new(flaky),
+            Box::new(MockBackend::new(MockConfig::default())),
+        ];
+        let specs = [
+            WorkloadSpec::Idle,
+            WorkloadSpec::default_for(workload::WorkloadKind::Oltp),
+        ];
+        let mut obs = Recorder::default();
+        let r = run_compare(
+            &backends,
+            Path::new("/img"),
+            &specs,
+            &opts(6, 0),
+            empty_results(),
+            &mut obs,
+        );
+        // Cells are backend-major: [broken idle, broken oltp, flaky idle, flaky oltp, ok idle, ok oltp].
+        let attempts = |c: &BenchmarkResult| {
+            c.runs.len()
+                + c.failures
+                    .iter()
+                    .filter(|f| !f.error.starts_with("gave up") && !f.error.starts_with("not run"))
+                    .count()
+        };
+        assert_eq!(attempts(&r.benchmarks[0]), 3);
+        assert!(r.benchmarks[0]
+            .failures
+            .iter()
+            .any(|f| f.error.contains("gave up after 3")));
+        assert_eq!(
+            attempts(&r.benchmarks[1]),
+            0,
+            "never succeeded: not run for later workloads"
+        );
+        assert!(
+            r.benchmarks[1].failures[0]
+                .error
+                .starts_with("not run: mock gave up"),
+            "{:?}",
+            r.benchmarks[1].failures
+        );
+        assert_eq!(r.benchmarks[2].runs.len(), 1);
+        assert_eq!(
+            r.benchmarks[3].runs.len(),
+            6,
+            "a backend that worked once gets its next workload"
+        );
+        assert_eq!(r.benchmarks[4].runs.len(), 6);
+        assert_eq!(r.benchmarks[5].runs.len(), 6);
+        let gave_up = obs
+            .events
+            .iter()
+            .filter(|e| matches!(e, CompareEvent::GaveUp { .. }))
+            .count();
+        assert_eq!(gave_up, 3);
     }
 
     #[test]

@@ -410,6 +410,17 @@ impl CompareObserver for CompareProgress {
                     None => {}
                 }
             }
+            CompareEvent::GaveUp {
+                backend,
+                workload,
+                reason,
+                total_steps,
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(u64::from(*total_steps));
+                }
+                self.line(format!("{backend} {workload}: {reason}"));
+            }
             CompareEvent::BudgetReached {
                 workload,
                 measured_runs,
