@@ -93,6 +93,58 @@ pub fn build_default_image(cache_root: &Path, workload_bin: &Path) -> Result<Ima
     measure(dir, digest)
 }
 
+/// Describe an existing rootfs directory as an [`Image`]. A cvbench-built image is recognised by its
+/// manifest (and verified); any other tree gets a digest hashed from its contents (every path, file
+/// type, mode, symlink target and file byte, in name order), so disks cached from it are keyed by
+/// what is in it rather than by its name.
+pub fn image_from_dir(dir: &Path) -> Result<Image, RootfsError> {
+    let manifest_path = dir.join(IMAGE_MANIFEST_PATH);
+    let digest = if manifest_path.is_file() {
+        let json = std::fs::read(&manifest_path).map_err(RootfsError::io("reading", &manifest_path))?;
+        let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| RootfsError::CorruptImage {
+            dir: dir.to_path_buf(),
+            reason: format!("parsing {}: {e}", manifest_path.display()),
+        })?;
+        verify(dir, &manifest.digest)?;
+        manifest.digest
+    } else {
+        let mut h = Sha256::new();
+        h.update(b"cvbench-tree-v1\0");
+        hash_tree(dir, Path::new(""), &mut h)?;
+        hex::encode(h.finalize())
+    };
+    measure(dir.to_path_buf(), digest)
+}
+
+fn hash_tree(root: &Path, rel: &Path, h: &mut Sha256) -> Result<(), RootfsError> {
+    use std::os::unix::fs::MetadataExt;
+    let path = root.join(rel);
+    let meta = std::fs::symlink_metadata(&path).map_err(RootfsError::io("reading", &path))?;
+    h.update(rel.as_os_str().as_encoded_bytes());
+    h.update([0]);
+    h.update(meta.mode().to_le_bytes());
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(&path)
+            .map_err(RootfsError::io("listing", &path))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(RootfsError::io("listing", &path))?;
+        names.sort();
+        for name in names {
+            hash_tree(root, &rel.join(name), h)?;
+        }
+    } else if ft.is_symlink() {
+        let target = std::fs::read_link(&path).map_err(RootfsError::io("reading", &path))?;
+        h.update(target.as_os_str().as_encoded_bytes());
+    } else if ft.is_file() {
+        h.update(meta.len().to_le_bytes());
+        let mut f = File::open(&path).map_err(RootfsError::io("opening", &path))?;
+        std::io::copy(&mut f, h).map_err(RootfsError::io("reading", &path))?;
+    }
+    Ok(())
+}
+
 fn measure(dir: PathBuf, digest: String) -> Result<Image, RootfsError> {
     let usage = disk_usage(&dir).map_err(RootfsError::io("measuring", &dir))?;
     Ok(Image {

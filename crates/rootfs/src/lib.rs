@@ -34,7 +34,9 @@ mod usage;
 use std::path::PathBuf;
 
 pub use disk::{ext4_disk_image, new_scratch_disk, scratch_disk_template, DiskImage};
-pub use image::{build_default_image, default_image, Image, IMAGE_MANIFEST_PATH, RECIPE_VERSION, WWW_FILES};
+pub use image::{
+    build_default_image, default_image, image_from_dir, Image, IMAGE_MANIFEST_PATH, RECIPE_VERSION, WWW_FILES,
+};
 pub use locate::{locate_binary, GUEST_INIT_BIN, WORKLOAD_BIN};
 pub use usage::{allocated_bytes, disk_usage, DiskUsage};
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rootfs::{
-    build_default_image, ext4_disk_image, new_scratch_disk, scratch_disk_template, RootfsError,
-    IMAGE_MANIFEST_PATH, WWW_FILES,
+    build_default_image, ext4_disk_image, image_from_dir, new_scratch_disk, scratch_disk_template,
+    RootfsError, IMAGE_MANIFEST_PATH, WWW_FILES,
 };
 
 /// A static ELF to put in images: this test executable (built with crt-static), or a copy of it
@@ -284,5 +284,29 @@ fn scratch_template_and_copies_stay_sparse() {
     assert!(matches!(
         scratch_disk_template(1, &cache),
         Err(RootfsError::InvalidScratchSize { .. })
+    ));
+}
+
+#[test]
+fn existing_directories_are_described_by_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let built = build_default_image(&cache, &static_binary(tmp.path(), 7)).unwrap();
+    assert_eq!(image_from_dir(&built.dir).unwrap(), built);
+
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir_all(foreign.join("bin")).unwrap();
+    std::fs::write(foreign.join("bin/x"), b"one").unwrap();
+    let a = image_from_dir(&foreign).unwrap();
+    assert_eq!((a.files, a.apparent_bytes), (1, 3));
+    assert_eq!(image_from_dir(&foreign).unwrap().digest, a.digest);
+    std::fs::write(foreign.join("bin/x"), b"two").unwrap();
+    assert_ne!(image_from_dir(&foreign).unwrap().digest, a.digest);
+
+    // A cvbench image whose files no longer match its manifest is refused.
+    std::fs::write(built.dir.join("srv/www/1k.bin"), b"short").unwrap();
+    assert!(matches!(
+        image_from_dir(&built.dir),
+        Err(RootfsError::CorruptImage { .. })
     ));
 }
