@@ -259,27 +259,44 @@ impl MicrovmBackend {
             GuestKind::Linux => {
                 cmd.arg("--disk-ro").arg(&prepared.shared_disk);
                 cmd.arg("--disk").arg(instance_disk);
-                cmd.arg("--cmdline").arg(linux_cmdline_extra(&spec.workload));
+                let pvm = kvm_flavour(Path::new(PVM_MODULE)) == "pvm";
+                cmd.arg("--cmdline")
+                    .arg(linux_cmdline_extra_for(&spec.workload, pvm));
             }
         }
         Ok(cmd)
     }
 }
 
+/// Kernel words that let a stock kernel run on a paravirtual KVM (PVM), which cannot emulate
+/// `xsave`/`xrstor`, `popcnt`, `clac`/`stac`: the kernel then uses FXSAVE, the software popcount
+/// and no SMAP/SMEP. (`int3` is handled by the VMM itself.)
+pub const PVM_KERNEL_WORDS: &[&str] = &["noxsave", "clearcpuid=popcnt,smap,smep"];
+
 /// The words the harness adds to the VMM's kernel command line for a Linux guest (the MicroVM
 /// contract: root on the read-only `vda`, guest init, then ` -- ` and the workload's arguments).
+/// Also what the QEMU backend passes.
 pub fn linux_cmdline_extra(workload: &WorkloadSpec) -> String {
-    let mut words = vec![
-        "root=/dev/vda",
-        "ro",
-        "rootfstype=ext4",
-        "init=/cvbench/init",
-        "quiet",
-        "--",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect::<Vec<_>>();
+    linux_cmdline_extra_for(workload, false)
+}
+
+/// [`linux_cmdline_extra`], plus [`PVM_KERNEL_WORDS`] on a PVM host.
+pub fn linux_cmdline_extra_for(workload: &WorkloadSpec, pvm: bool) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if pvm {
+        words.extend(PVM_KERNEL_WORDS.iter().map(|w| w.to_string()));
+    }
+    words.extend(
+        [
+            "root=/dev/vda",
+            "ro",
+            "rootfstype=ext4",
+            "init=/cvbench/init",
+            "quiet",
+            "--",
+        ]
+        .map(String::from),
+    );
     words.extend(workload.to_args());
     words.join(" ")
 }
@@ -880,6 +897,12 @@ Pss:                   8 kB
             extra,
             "root=/dev/vda ro rootfstype=ext4 init=/cvbench/init quiet -- idle"
         );
+        let extra = linux_cmdline_extra_for(&WorkloadSpec::Idle, true);
+        assert!(
+            extra.starts_with("noxsave clearcpuid=popcnt,smap,smep root=/dev/vda"),
+            "{extra}"
+        );
+        assert!(extra.ends_with(" -- idle"));
     }
 
     #[test]
