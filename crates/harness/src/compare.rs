@@ -209,8 +209,9 @@ pub fn run_compare_within(
                 let spent = workload_started.elapsed();
                 let per_round = if round == 0 { Duration::ZERO } else { spent / round };
                 if !warmup && measured >= b.min_runs.max(1) && spent + per_round > share {
-                    total_steps =
-                        total_steps.saturating_sub((rounds - round).saturating_mul(per_round_steps));
+                    let still_running = active.iter().filter(|&&b| !gave_up[b]).count();
+                    let still_running = u32::try_from(still_running).unwrap_or(u32::MAX);
+                    total_steps = total_steps.saturating_sub((rounds - round).saturating_mul(still_running));
                     observer.event(&CompareEvent::BudgetReached {
                         workload: spec.kind().name().to_string(),
                         measured_runs: measured,
@@ -596,6 +597,19 @@ mod tests {
             empty_results(),
             &mut obs,
         );
+        // The announced total ends up equal to the runs actually made.
+        let made = obs
+            .events
+            .iter()
+            .filter(|e| matches!(e, CompareEvent::RunFinished { .. }))
+            .count();
+        let last_total = obs.events.iter().rev().find_map(|e| match e {
+            CompareEvent::GaveUp { total_steps, .. } | CompareEvent::RunFinished { total_steps, .. } => {
+                Some(*total_steps)
+            }
+            _ => None,
+        });
+        assert_eq!(last_total, u32::try_from(made).ok());
         // Cells are backend-major: [broken idle, broken oltp, flaky idle, flaky oltp, ok idle, ok oltp].
         let attempts = |c: &BenchmarkResult| {
             c.runs.len()
