@@ -21,6 +21,9 @@ use crate::runner::{instance_name, RunOptions};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// Extra memory figure of a runtime process that lives outside the instance's own processes.
+pub const RUNTIME_PSS_METRIC: &str = "runtime_pss_bytes";
+
 /// How far to go.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DensityOptions {
@@ -96,11 +99,20 @@ impl Fleet {
         self.instances.is_empty()
     }
 
-    /// Summed PSS of every running instance (measured now, so shared pages are split correctly).
+    /// Summed PSS of every running instance (measured now, so shared pages are split correctly),
+    /// including a per-instance runtime process outside the instance (`runtime_pss_bytes`, e.g. the
+    /// `runc run` parent) so that every backend is charged for everything it keeps running.
     pub fn total_pss_bytes(&self) -> Result<u64, BackendError> {
         let mut total = 0u64;
         for instance in &self.instances {
-            total = total.saturating_add(instance.memory()?.pss_bytes);
+            let probe = instance.memory()?;
+            let runtime: u64 = probe
+                .extra
+                .iter()
+                .filter(|(name, _)| name == RUNTIME_PSS_METRIC)
+                .map(|(_, b)| *b)
+                .sum();
+            total = total.saturating_add(probe.pss_bytes).saturating_add(runtime);
         }
         Ok(total)
     }
@@ -541,7 +553,10 @@ mod tests {
         fn memory(&self) -> Result<crate::MemoryProbe, BackendError> {
             Ok(crate::MemoryProbe {
                 pss_bytes: 1 << 20,
-                extra: Vec::new(),
+                extra: vec![
+                    (RUNTIME_PSS_METRIC.to_string(), 1 << 19),
+                    ("cgroup_memory_bytes".to_string(), 99),
+                ],
             })
         }
         fn disk(&self) -> Result<crate::DiskProbe, BackendError> {
@@ -593,6 +608,9 @@ mod tests {
             &mut Recorder::default(),
         );
         assert!(r.points.iter().all(|p| p.launch_ms >= 0.0));
+        // Summed PSS charges the runtime process too, and nothing else from the extras.
+        let totals: Vec<u64> = r.points.iter().map(|p| p.total_pss_bytes).collect();
+        assert_eq!(totals, vec![(1 << 20) + (1 << 19), 2 * ((1 << 20) + (1 << 19))]);
         assert_eq!(alive.load(Ordering::SeqCst), 0);
     }
 
