@@ -1,1 +1,303 @@
-//! The built-in container runtime as a [`crate::Backend`].
+//! The built-in container runtime (`crates/container`) as a [`crate::Backend`].
+//!
+//! One instance = one [`::container::Container`]: its own mount/pid/uts/ipc/net namespaces, an
+//! overlay of the shared image, a `cvbench-<instance>` cgroup with the launch limits. Phases, all
+//! measured on the host at the event from `LaunchSpec::request`:
+//! `start_to_rootfs_ready_ms` (the child reported namespaces and rootfs ready, right before exec),
+//! `start_to_exec_ms` (its CLOEXEC error pipe closed: execve succeeded) and `start_to_ready_ms`
+//! (the `CVBENCH READY` line was read from its stdout pipe).
+//!
+//! Memory: PSS summed over the processes in the container's cgroup, plus the cgroup's own usage
+//! figure as `cgroup_memory_bytes`. Disk: allocated bytes of the overlay upper dir.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use ::container::{Container, ContainerConfig, ContainerDeps, CpuQuota, LineEvent, Limits, OutputLines};
+use workload::spec::WORKLOAD_PATH_IN_IMAGE;
+use workload::{parse_line, ProtocolLine, WorkloadResult};
+
+use crate::backend::{
+    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+};
+use crate::probe;
+
+const NAME: &str = "container";
+/// How long an idle workload gets to exit after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The built-in runtime. State lives under `<state_root>/containers/` (default `/run/cvbench`).
+#[derive(Debug)]
+pub struct ContainerBackend {
+    state_root: PathBuf,
+    /// Detected once (cgroup layout, cgroup namespace support); launches reuse it.
+    deps: OnceLock<Result<ContainerDeps, String>>,
+}
+
+impl Default for ContainerBackend {
+    fn default() -> Self {
+        ContainerBackend::new()
+    }
+}
+
+impl ContainerBackend {
+    pub fn new() -> Self {
+        ContainerBackend::with_state_root(Path::new(::container::DEFAULT_STATE_ROOT))
+    }
+
+    /// State under `state_root` instead of `/run/cvbench` (tests use a temporary directory).
+    pub fn with_state_root(state_root: &Path) -> Self {
+        ContainerBackend { state_root: state_root.to_path_buf(), deps: OnceLock::new() }
+    }
+
+    fn deps(&self) -> Result<ContainerDeps, BackendError> {
+        self.deps
+            .get_or_init(|| ContainerDeps::host().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|reason| setup_err(format!("detecting the host's cgroups: {reason}")))
+    }
+
+    fn config(&self, spec: &LaunchSpec) -> ContainerConfig {
+        let mut args = vec![WORKLOAD_PATH_IN_IMAGE.to_string()];
+        args.extend(spec.workload.to_args());
+        let mut config = ContainerConfig::new(&spec.instance_name, &spec.image_dir, args);
+        config.state_root = self.state_root.clone();
+        config.limits = Limits {
+            memory_bytes: spec.memory_limit_bytes,
+            cpu: spec.cpu_limit.and_then(CpuQuota::from_cpus),
+            pids: spec.pids_limit,
+        };
+        config
+    }
+}
+
+fn setup_err(reason: impl Into<String>) -> BackendError {
+    BackendError::Setup { backend: NAME.into(), reason: reason.into() }
+}
+
+fn failed(reason: impl Into<String>) -> BackendError {
+    BackendError::WorkloadFailed { backend: NAME.into(), reason: reason.into() }
+}
+
+/// Stdout and stderr tails on one line, for error messages.
+fn output_tail(lines: &OutputLines, container: &Container) -> String {
+    let text = format!("{} {}", lines.tail(), container.stderr_tail());
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start = one_line.char_indices().rev().nth(600).map_or(0, |(i, _)| i);
+    one_line[start..].to_string()
+}
+
+impl Backend for ContainerBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn check_host(&self) -> Result<(), Unavailable> {
+        ::container::check_host(Path::new("/proc")).map_err(|reason| Unavailable { reason })
+    }
+
+    fn labels(&self) -> Vec<(String, String)> {
+        match self.deps() {
+            Ok(d) => vec![
+                ("cgroup_version".to_string(), d.cgroups.version().to_string()),
+                ("cgroup_namespace".to_string(), d.cgroup_namespace.to_string()),
+            ],
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+        let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
+        if !workload.is_file() {
+            return Err(setup_err(format!("image {} has no {WORKLOAD_PATH_IN_IMAGE}", image_dir.display())));
+        }
+        self.deps()?;
+        let bytes = probe::allocated_bytes(image_dir).map_err(|e| setup_err(e.to_string()))?;
+        Ok(SharedImage { bytes, description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()) })
+    }
+
+    fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+        let deps = self.deps()?;
+        // Any early return drops `container`, which kills and removes everything it created.
+        let mut container = Container::create(self.config(spec), deps).map_err(|e| setup_err(e.to_string()))?;
+        container.start().map_err(|e| setup_err(e.to_string()))?;
+        let events = container.events();
+        let mut phases = Vec::with_capacity(3);
+        if let Some(at) = events.rootfs_ready {
+            phases.push(PhaseMark::new("start_to_rootfs_ready_ms", spec.request, at));
+        }
+        if let Some(at) = events.exec {
+            phases.push(PhaseMark::new("start_to_exec_ms", spec.request, at));
+        }
+        let stdout = container.take_stdout().ok_or_else(|| setup_err("the workload's stdout was not captured"))?;
+        let mut lines = OutputLines::new(stdout);
+        let deadline = spec.request + spec.ready_timeout;
+        loop {
+            let event = lines.next_line(Some(deadline)).map_err(|source| BackendError::Io {
+                backend: NAME.into(),
+                context: format!("reading the stdout of {}", spec.instance_name),
+                source,
+            })?;
+            match event {
+                LineEvent::Line { text, at } => match parse_line(&text) {
+                    Ok(Some(ProtocolLine::Ready { .. })) => {
+                        phases.push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                        return Ok(Box::new(ContainerInstance {
+                            container: Some(container),
+                            lines,
+                            phases,
+                            exits_by_itself: spec.workload.exits_by_itself(),
+                        }));
+                    }
+                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
+                    Ok(Some(ProtocolLine::Result(_)) | None) => {}
+                    Err(e) => return Err(failed(e.to_string())),
+                },
+                LineEvent::Eof => {
+                    let status = match container.wait_timeout(Duration::from_secs(5)) {
+                        Ok(Some(s)) => s.to_string(),
+                        Ok(None) => "still running".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(BackendError::ExitedBeforeReady {
+                        backend: NAME.into(),
+                        status,
+                        output: output_tail(&lines, &container),
+                    });
+                }
+                LineEvent::TimedOut => {
+                    return Err(BackendError::ReadyTimeout {
+                        backend: NAME.into(),
+                        timeout: spec.ready_timeout,
+                        output: output_tail(&lines, &container),
+                    })
+                }
+            }
+        }
+    }
+}
+
+struct ContainerInstance {
+    /// `None` once destroyed.
+    container: Option<Container>,
+    lines: OutputLines,
+    phases: Vec<PhaseMark>,
+    /// Self-ending workloads are read until EOF; the others are stopped with a signal.
+    exits_by_itself: bool,
+}
+
+impl ContainerInstance {
+    fn container(&self) -> Result<&Container, BackendError> {
+        self.container.as_ref().ok_or_else(|| setup_err("the container was already destroyed"))
+    }
+}
+
+impl Instance for ContainerInstance {
+    fn phases(&self) -> Vec<PhaseMark> {
+        self.phases.clone()
+    }
+
+    fn host_pids(&self) -> Vec<i32> {
+        self.container.as_ref().and_then(|c| c.processes().ok()).unwrap_or_default()
+    }
+
+    fn memory(&self) -> Result<MemoryProbe, BackendError> {
+        let c = self.container()?;
+        let pids = c.processes().map_err(|e| setup_err(format!("memory probe: {e}")))?;
+        let pss_bytes = probe::pss_bytes(&pids).map_err(|e| setup_err(format!("memory probe: {e}")))?;
+        let usage = c.usage().map_err(|e| setup_err(format!("memory probe: {e}")))?;
+        Ok(MemoryProbe { pss_bytes, extra: vec![("cgroup_memory_bytes".to_string(), usage.memory_bytes)] })
+    }
+
+    fn disk(&self) -> Result<DiskProbe, BackendError> {
+        let upper = &self.container()?.dirs().upper_dir;
+        let instance_bytes = probe::allocated_bytes(upper).map_err(|e| setup_err(format!("disk probe: {e}")))?;
+        Ok(DiskProbe { instance_bytes })
+    }
+
+    fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError> {
+        let deadline = Instant::now() + timeout;
+        let Some(container) = self.container.as_mut() else {
+            return Err(setup_err("the container was already destroyed"));
+        };
+        if !self.exits_by_itself {
+            container.stop(STOP_GRACE.min(timeout)).map_err(|e| failed(format!("stopping: {e}")))?;
+            return Ok(None);
+        }
+        let mut result = None;
+        loop {
+            let event = self
+                .lines
+                .next_line(Some(deadline))
+                .map_err(|e| failed(format!("reading the workload's stdout: {e}")))?;
+            match event {
+                LineEvent::Line { text, .. } => match parse_line(&text) {
+                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
+                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
+                    Ok(_) => {}
+                    Err(e) => return Err(failed(e.to_string())),
+                },
+                LineEvent::Eof => break,
+                LineEvent::TimedOut => return Err(failed(format!("no exit within {timeout:?} after READY"))),
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let status = container.wait_timeout(left).map_err(|e| failed(e.to_string()))?;
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => return Err(failed(format!("the workload ended with {s}: {}", container.stderr_tail().trim()))),
+            None => return Err(failed(format!("the workload closed stdout but did not exit within {timeout:?}"))),
+        }
+        match result {
+            Some(r) => Ok(Some(r)),
+            None => Err(failed("the workload exited with status 0 but printed no CVBENCH RESULT line")),
+        }
+    }
+
+    fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
+        match self.container.take() {
+            Some(c) => c.destroy().map_err(|e| BackendError::Teardown { backend: NAME.into(), reason: e.to_string() }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launch_spec_limits_become_container_limits() {
+        let backend = ContainerBackend::with_state_root(Path::new("/tmp/cvbench-test-state"));
+        let spec = LaunchSpec {
+            request: Instant::now(),
+            image_dir: PathBuf::from("/img"),
+            workload: workload::WorkloadSpec::Idle,
+            instance_name: "cvbench-container-idle-1-0".into(),
+            memory_limit_bytes: Some(128 << 20),
+            cpu_limit: Some(0.5),
+            pids_limit: Some(64),
+            ready_timeout: Duration::from_secs(5),
+        };
+        let c = backend.config(&spec);
+        assert_eq!(c.args, vec![WORKLOAD_PATH_IN_IMAGE.to_string(), "idle".to_string()]);
+        assert_eq!(c.name, "cvbench-container-idle-1-0");
+        assert_eq!(c.state_root, PathBuf::from("/tmp/cvbench-test-state"));
+        assert_eq!(
+            c.limits,
+            Limits {
+                memory_bytes: Some(128 << 20),
+                cpu: Some(CpuQuota { quota_us: 50_000, period_us: 100_000 }),
+                pids: Some(64)
+            }
+        );
+    }
+
+    #[test]
+    fn an_image_without_the_workload_is_refused_by_prepare() {
+        let image = tempfile::tempdir().unwrap();
+        let err = ContainerBackend::new().prepare(image.path()).unwrap_err();
+        assert!(err.to_string().contains(WORKLOAD_PATH_IN_IMAGE), "{err}");
+    }
+}

@@ -25,6 +25,13 @@ struct Entry {
 
 const REGISTRY: &[Entry] = &[
     Entry {
+        name: "container",
+        listed: true,
+        make: || Box::new(self::container::ContainerBackend::new()),
+        // The built-in runtime's leftovers are removed by `cleanup::cleanup_containers`.
+        cleanup: None,
+    },
+    Entry {
         name: "runc",
         listed: true,
         make: || Box::new(runc::RuncBackend::new()),
