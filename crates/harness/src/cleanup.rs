@@ -92,12 +92,11 @@ pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     let mut report = CleanupReport::default();
     let keep = |name: &str| !force && owner_alive(name);
     let scope = CleanupScope { roots, keep: &keep };
-    // Each backend first (it knows its processes and state), then what is generic: the built-in
-    // runtime's state, any mount still under the run dir, cgroups named cvbench*.
+    // Each backend first (it knows its processes and state), then what is generic: any mount still
+    // under the run dir, cgroups named cvbench*.
     for (_, cleanup) in crate::backends::backend_cleanups() {
         report.merge(cleanup(&scope));
     }
-    cleanup_containers(roots, &keep, &mut report);
     unmount_under(roots, &keep, &mut report);
     remove_cgroups(&roots.cgroup_root, &keep, &mut report);
     report
@@ -118,6 +117,12 @@ fn owner_alive(name: &str) -> bool {
 /// The built-in runtime's leftovers, through its own cleanup (which removes every container it
 /// finds). When a container's harness is still running, the built-in runtime is left alone entirely
 /// and its containers are reported as in use.
+pub fn container_leftovers(scope: &CleanupScope) -> CleanupReport {
+    let mut report = CleanupReport::default();
+    cleanup_containers(scope.roots, scope.keep, &mut report);
+    report
+}
+
 fn cleanup_containers(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
     let dir = roots.run_dir.join(container::state::CONTAINERS_DIR);
     let Ok(entries) = fs::read_dir(&dir) else { return };

@@ -28,8 +28,7 @@ const REGISTRY: &[Entry] = &[
         name: "container",
         listed: true,
         make: || Box::new(self::container::ContainerBackend::new()),
-        // The built-in runtime's leftovers are removed by `cleanup::cleanup_containers`.
-        cleanup: None,
+        cleanup: Some(crate::cleanup::container_leftovers),
     },
     Entry {
         name: "runc",
