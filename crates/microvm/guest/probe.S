@@ -4,13 +4,16 @@
  *   1. checks the zero page (boot flag, "HdrS", command-line pointer, e820 entries) and echoes the
  *      command line to COM1,
  *   2. writes 0x7b to the boot-timer port 0x440,
- *   3. with "probe.fault" on the command line: loads an empty IDT and executes ud2 (triple fault),
+ *   3. with "probe.fault" on the command line: loads an empty IDT and executes ud2 (triple fault);
+ *      with "probe.int3": installs a #BP handler and executes int3 (which a paravirtual KVM cannot
+ *      emulate: the VMM delivers the trap), printing "PROBE int3 handled" from the handler,
  *   4. finds virtio-blk at 0xd0000000 (magic, version 2, device 2), negotiates VERSION_1, sets up
  *      queue 0 in guest memory, reads sector 1 (must start with "CVBPROBE"), prints bytes 8..40 of it,
  *      writes the sector back to sector 2 with "CVBWROTE" in place of the magic, and flushes,
  *   5. prints "CVBENCH READY probe", then resets through i8042 (0xfe to port 0x64), or with
  *      "probe.halt" on the command line halts forever (the host stops the VM).
- * Only plain integer instructions: it must run under a paravirtual KVM (no SSE4/AVX/xsave/int3).
+ * Only plain integer instructions: it must run under a paravirtual KVM (no SSE4/AVX/xsave; int3
+ * only on request).
  */
         .code64
         .set COM1, 0x3f8
@@ -59,6 +62,13 @@ _start:
         test %eax, %eax
         jnz do_fault
 
+        mov %r14, %rdi
+        lea flag_int3(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jz 1f
+        call int3_test
+1:
         call virtio_init
         test %eax, %eax
         jnz virtio_fail
@@ -143,6 +153,38 @@ write_fail:
         lea msg_write_fail(%rip), %rdi
         call puts
         jmp reset
+
+/* int3_test: installs an IDT whose vector 3 is bp_handler, executes int3, prints after return. */
+int3_test:
+        lea bp_handler(%rip), %rax
+        lea idt(%rip), %rdi
+        mov %ax, 48(%rdi)               /* gate 3 = idt + 3*16: offset 15:0 */
+        movw $0x08, 50(%rdi)            /* code selector */
+        movb $0, 52(%rdi)               /* IST */
+        movb $0x8e, 53(%rdi)            /* present, DPL 0, 64-bit interrupt gate */
+        shr $16, %rax
+        mov %ax, 54(%rdi)               /* offset 31:16 */
+        shr $16, %rax
+        mov %eax, 56(%rdi)              /* offset 63:32 */
+        movl $0, 60(%rdi)
+        lea idtr(%rip), %rax
+        mov %rdi, 2(%rax)
+        lidt (%rax)
+        int3
+        lea msg_int3_back(%rip), %rdi
+        call puts
+        ret
+
+bp_handler:
+        push %rax
+        push %rdx
+        push %rdi
+        lea msg_int3(%rip), %rdi
+        call puts
+        pop %rdi
+        pop %rdx
+        pop %rax
+        iretq
 
 /* putc: %al to COM1 once the transmitter holding register is empty. Clobbers %rdx. */
 putc:
@@ -312,6 +354,9 @@ msg_magic_fail: .asciz "PROBE FAIL magic\n"
 msg_write_fail: .asciz "PROBE FAIL write\n"
 flag_fault:     .asciz "probe.fault"
 flag_halt:      .asciz "probe.halt"
+flag_int3:      .asciz "probe.int3"
+msg_int3:       .asciz "PROBE int3 handled\n"
+msg_int3_back:  .asciz "PROBE int3 returned\n"
 null_idt:       .word 0
                 .quad 0
 
@@ -319,6 +364,11 @@ null_idt:       .word 0
 msg_virtio_fail: .ascii "PROBE FAIL virtio "
 fail_step:      .ascii "?"
                 .asciz "\n"
+
+        .balign 16
+idt:    .skip 4 * 16
+idtr:   .word 4 * 16 - 1
+        .quad 0
 
         .section .bss
         .balign 16

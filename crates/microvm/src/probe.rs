@@ -17,6 +17,8 @@ pub const WRITTEN_MAGIC: &[u8; 8] = b"CVBWROTE";
 pub const TOKEN_BYTES: usize = 32;
 /// Command-line word: after READY, halt instead of resetting (the host stops the VM).
 pub const HALT_FLAG: &str = "probe.halt";
+/// Command-line word: install a #BP handler and execute `int3` before driving the disk.
+pub const INT3_FLAG: &str = "probe.int3";
 /// Command-line word: triple-fault right after the boot timer.
 pub const FAULT_FLAG: &str = "probe.fault";
 /// Line the probe prints when it is done (the READY protocol line).

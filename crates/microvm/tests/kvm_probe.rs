@@ -177,6 +177,24 @@ fn triple_fault_stops_the_vm_with_a_typed_reason() {
 }
 
 #[test]
+fn int3_reaches_the_guest_handler_even_where_kvm_cannot_emulate_it() {
+    if let Some(reason) = kvm_unavailable() {
+        println!("skipped: {reason}");
+        return;
+    }
+    let (_dir, kernel, disk) = fixture("int3");
+    let run = boot(&kernel, &disk, false, 1, probe::INT3_FLAG);
+    assert_eq!(run.exit, ExitReason::GuestReset, "console:\n{}", run.console);
+    let handled = run.console.find("PROBE int3 handled").expect("handler ran");
+    let returned = run
+        .console
+        .find("PROBE int3 returned")
+        .expect("execution resumed after int3");
+    assert!(handled < returned);
+    assert!(run.console.contains(probe::READY_LINE));
+}
+
+#[test]
 fn two_vcpus_boot_with_the_second_waiting_for_sipi() {
     if let Some(reason) = kvm_unavailable() {
         println!("skipped: {reason}");
