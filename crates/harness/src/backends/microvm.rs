@@ -1020,4 +1020,63 @@ Pss:                   8 kB
         assert!(err.to_string().contains("before prepare"), "{err}");
         assert!(!backend.run_dir.exists());
     }
+
+    /// Hardware KVM only: a stock kernel under PVM runs emulated and cannot take syscalls from init.
+    fn hardware_kvm() -> Result<(), String> {
+        let cpuinfo =
+            fs::read_to_string("/proc/cpuinfo").map_err(|e| format!("reading /proc/cpuinfo: {e}"))?;
+        let virt = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+        if !virt {
+            return Err("no vmx/svm in /proc/cpuinfo: KVM here is not hardware-backed".into());
+        }
+        if Path::new(PVM_MODULE).exists() {
+            return Err(format!(
+                "{KVM_DEVICE} is PVM: the Linux guest runs only emulated here"
+            ));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn linux_guest_reaches_ready_on_hardware_kvm() {
+        if let Err(reason) = hardware_kvm() {
+            println!("skipped: {reason}");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut backend = MicrovmBackend::new(GuestKind::Linux);
+        backend.run_dir = tmp.path().join("run");
+        if let Err(u) = backend.check_host() {
+            println!("skipped: {u}");
+            return;
+        }
+        let image = match rootfs::default_image(&backend.cache_root) {
+            Ok(image) => image,
+            Err(e) => {
+                println!("skipped: no image: {e}");
+                return;
+            }
+        };
+        backend.prepare(&image.dir).unwrap();
+        let spec = LaunchSpec {
+            request: Instant::now(),
+            image_dir: image.dir.clone(),
+            workload: WorkloadSpec::Idle,
+            instance_name: format!("cvbench-microvm-idle-{}-9", std::process::id()),
+            memory_limit_bytes: None,
+            cpu_limit: None,
+            pids_limit: None,
+            ready_timeout: Duration::from_secs(60),
+        };
+        let mut instance = backend.launch(&spec).unwrap();
+        let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
+        assert!(names.contains(&"start_to_guest_init_ms".to_string()), "{names:?}");
+        assert_eq!(names.last().map(String::as_str), Some("start_to_ready_ms"));
+        assert!(instance.disk().unwrap().instance_bytes > 0);
+        assert_eq!(instance.finish(Duration::from_secs(20)).unwrap(), None);
+        instance.destroy().unwrap();
+    }
 }
