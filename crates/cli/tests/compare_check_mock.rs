@@ -256,4 +256,60 @@ mod tests {
             .assert()
             .code(1);
     }
+
+    #[test]
+    fn ctrl_c_keeps_partial_results_and_exits_130() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let img = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("cmp");
+        // Every launch waits out a 200 ms ready timeout and fails; three failures in a row (600 ms)
+        // would end the comparison, so the signal is sent as soon as the results file appears.
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("bench"))
+            .env("CVBENCH_MOCK", "never-ready")
+            .args([
+                "compare",
+                "--backends",
+                "mock",
+                "--workloads",
+                "idle",
+                "--runs",
+                "40",
+                "--warmup",
+                "0",
+            ])
+            .args(["--ready-timeout", "200ms", "--no-report"])
+            .arg("--out")
+            .arg(&out)
+            .arg("--image")
+            .arg(img.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn bench");
+        // The results file appears once the handler is installed and the backend is set up.
+        let results = out.join("results.json");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !results.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            results.exists(),
+            "bench compare never wrote {}",
+            results.display()
+        );
+        let killed = std::process::Command::new("kill")
+            .arg("-INT")
+            .arg(child.id().to_string())
+            .status();
+        assert!(killed.is_ok_and(|s| s.success()));
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(130));
+        let v = json(&results);
+        assert_eq!(v["partial"], true);
+        let failures = v["benchmarks"][0]["failures"].as_array().map_or(0, Vec::len);
+        assert!(
+            (1..40).contains(&failures),
+            "{failures} runs recorded before the stop"
+        );
+    }
 }
