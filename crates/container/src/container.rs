@@ -312,7 +312,7 @@ impl Container {
             });
         }
         let mut cgroup_procs = Vec::new();
-        for file in self.deps.cgroups.procs_files(&self.config.name) {
+        for file in self.cgroup_paths.iter().map(|d| d.join("cgroup.procs")) {
             let fd = nix::fcntl::open(&file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(
                 |source| ContainerError::Io {
                     context: "opening",
@@ -406,11 +406,9 @@ impl Container {
             } => {
                 let path = match (stage, step) {
                     (Stage::JoinCgroup, Some(i)) => self
-                        .deps
-                        .cgroups
-                        .procs_files(&self.config.name)
+                        .cgroup_paths
                         .get(i as usize)
-                        .map(|p| p.display().to_string())
+                        .map(|p| p.join("cgroup.procs").display().to_string())
                         .unwrap_or_default(),
                     (_, Some(i)) => self.plan.describe(i).map(|(_, p)| p).unwrap_or_default(),
                     (_, None) => String::new(),

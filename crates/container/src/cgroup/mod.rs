@@ -138,13 +138,15 @@ pub trait CgroupManager: fmt::Debug + Send + Sync {
     /// Creates the cgroup (every hierarchy it needs) and applies `limits`. Returns the directories
     /// created. On error, what was created is removed again.
     fn create(&self, name: &str, limits: &Limits) -> Result<Vec<PathBuf>, CgroupError>;
-    /// The directories that make up the cgroup of `name` (whether or not they exist).
+    /// The directories that may make up the cgroup of `name` (whether or not they exist; `create`
+    /// returns those it made).
     fn paths(&self, name: &str) -> Vec<PathBuf>;
-    /// The `cgroup.procs` files a process must be written to (one per hierarchy) to join the cgroup.
-    /// A process may write `0` to each to move itself.
+    /// The `cgroup.procs` files a process must be written to (one per hierarchy the cgroup exists
+    /// in) to join the cgroup. A process may write `0` to each to move itself.
     fn procs_files(&self, name: &str) -> Vec<PathBuf> {
         self.paths(name)
             .into_iter()
+            .filter(|p| p.is_dir())
             .map(|p| p.join("cgroup.procs"))
             .collect()
     }
