@@ -328,6 +328,39 @@ fn dropping_a_running_container_removes_everything() {
     assert_nothing_left(&name, &paths, &dir);
 }
 
+/// The host's cgroup manager, listing only one leaf (so cleanup leaves concurrent tests alone).
+#[derive(Debug)]
+struct OnlyNamed {
+    inner: Arc<dyn CgroupManager>,
+    leaf: String,
+}
+
+impl CgroupManager for OnlyNamed {
+    fn version(&self) -> container::CgroupVersion {
+        self.inner.version()
+    }
+    fn create(&self, name: &str, limits: &Limits) -> Result<Vec<PathBuf>, container::cgroup::CgroupError> {
+        self.inner.create(name, limits)
+    }
+    fn paths(&self, name: &str) -> Vec<PathBuf> {
+        self.inner.paths(name)
+    }
+    fn usage(&self, name: &str) -> Result<container::Usage, container::cgroup::CgroupError> {
+        self.inner.usage(name)
+    }
+    fn parent_dirs(&self) -> Vec<PathBuf> {
+        self.inner.parent_dirs()
+    }
+    fn list(&self) -> Result<Vec<String>, container::cgroup::CgroupError> {
+        Ok(self
+            .inner
+            .list()?
+            .into_iter()
+            .filter(|n| *n == self.leaf)
+            .collect())
+    }
+}
+
 #[test]
 fn cleanup_all_removes_what_a_killed_harness_left() {
     if skip_unless_root() {
@@ -343,9 +376,14 @@ fn cleanup_all_removes_what_a_killed_harness_left() {
     // A killed harness runs no destructor.
     std::mem::forget(c);
     assert!(dir.join("state.json").exists());
+    // Other tests run containers at the same time: let cleanup see only this test's cgroup.
+    let only_ours = OnlyNamed {
+        inner: Arc::clone(&fx.deps.cgroups),
+        leaf: format!("cvbench-{name}"),
+    };
     let report = cleanup_all(
         fx.state_root.path(),
-        fx.deps.cgroups.as_ref(),
+        &only_ours,
         Path::new("/proc/self/mountinfo"),
     );
     assert!(report.is_clean(), "{:?}", report.errors);
