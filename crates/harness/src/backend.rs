@@ -51,7 +51,10 @@ pub struct PhaseMark {
 
 impl PhaseMark {
     pub fn new(name: &str, request: Instant, at: Instant) -> Self {
-        PhaseMark { name: name.to_string(), since_request: at.saturating_duration_since(request) }
+        PhaseMark {
+            name: name.to_string(),
+            since_request: at.saturating_duration_since(request),
+        }
     }
     pub fn ms(&self) -> f64 {
         self.since_request.as_secs_f64() * 1e3
@@ -65,15 +68,27 @@ pub enum BackendError {
     #[error("{backend}: failed to set up the instance: {reason}")]
     Setup { backend: String, reason: String },
     #[error("{backend}: the workload exited before it was ready (status {status}); last output: {output}")]
-    ExitedBeforeReady { backend: String, status: String, output: String },
+    ExitedBeforeReady {
+        backend: String,
+        status: String,
+        output: String,
+    },
     #[error("{backend}: the workload was not ready after {timeout:?}; last output: {output}")]
-    ReadyTimeout { backend: String, timeout: Duration, output: String },
+    ReadyTimeout {
+        backend: String,
+        timeout: Duration,
+        output: String,
+    },
     #[error("{backend}: the workload failed: {reason}")]
     WorkloadFailed { backend: String, reason: String },
     #[error("{backend}: teardown failed: {reason}")]
     Teardown { backend: String, reason: String },
     #[error("{backend}: {context}: {source}")]
-    Io { backend: String, context: String, source: std::io::Error },
+    Io {
+        backend: String,
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 /// An isolation mechanism.
