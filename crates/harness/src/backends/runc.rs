@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -225,6 +226,9 @@ impl Backend for RuncBackend {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
+            // Its own process group: a Ctrl-C on the terminal reaches only the harness, which then
+            // finishes the current run cleanly instead of runc forwarding the signal to the workload.
+            .process_group(0)
             .spawn()
             .map_err(|e| Self::setup_err(format!("starting `{} run`: {e}", self.runc.display())))?;
         let stdout = child.stdout.take();
