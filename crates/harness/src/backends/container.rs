@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ::container::{Container, ContainerConfig, ContainerDeps, CpuQuota, LineEvent, Limits, OutputLines};
+use ::container::{Container, ContainerConfig, ContainerDeps, CpuQuota, Limits, LineEvent, OutputLines};
 use workload::spec::WORKLOAD_PATH_IN_IMAGE;
 use workload::{parse_line, ProtocolLine, WorkloadResult};
 
@@ -48,7 +48,10 @@ impl ContainerBackend {
 
     /// State under `state_root` instead of `/run/cvbench` (tests use a temporary directory).
     pub fn with_state_root(state_root: &Path) -> Self {
-        ContainerBackend { state_root: state_root.to_path_buf(), deps: OnceLock::new() }
+        ContainerBackend {
+            state_root: state_root.to_path_buf(),
+            deps: OnceLock::new(),
+        }
     }
 
     fn deps(&self) -> Result<ContainerDeps, BackendError> {
@@ -73,11 +76,17 @@ impl ContainerBackend {
 }
 
 fn setup_err(reason: impl Into<String>) -> BackendError {
-    BackendError::Setup { backend: NAME.into(), reason: reason.into() }
+    BackendError::Setup {
+        backend: NAME.into(),
+        reason: reason.into(),
+    }
 }
 
 fn failed(reason: impl Into<String>) -> BackendError {
-    BackendError::WorkloadFailed { backend: NAME.into(), reason: reason.into() }
+    BackendError::WorkloadFailed {
+        backend: NAME.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Stdout and stderr tails on one line, for error messages.
@@ -110,17 +119,24 @@ impl Backend for ContainerBackend {
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
         let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
         if !workload.is_file() {
-            return Err(setup_err(format!("image {} has no {WORKLOAD_PATH_IN_IMAGE}", image_dir.display())));
+            return Err(setup_err(format!(
+                "image {} has no {WORKLOAD_PATH_IN_IMAGE}",
+                image_dir.display()
+            )));
         }
         self.deps()?;
         let bytes = probe::allocated_bytes(image_dir).map_err(|e| setup_err(e.to_string()))?;
-        Ok(SharedImage { bytes, description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()) })
+        Ok(SharedImage {
+            bytes,
+            description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()),
+        })
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let deps = self.deps()?;
         // Any early return drops `container`, which kills and removes everything it created.
-        let mut container = Container::create(self.config(spec), deps).map_err(|e| setup_err(e.to_string()))?;
+        let mut container =
+            Container::create(self.config(spec), deps).map_err(|e| setup_err(e.to_string()))?;
         container.start().map_err(|e| setup_err(e.to_string()))?;
         let events = container.events();
         let mut phases = Vec::with_capacity(3);
@@ -130,15 +146,19 @@ impl Backend for ContainerBackend {
         if let Some(at) = events.exec {
             phases.push(PhaseMark::new("start_to_exec_ms", spec.request, at));
         }
-        let stdout = container.take_stdout().ok_or_else(|| setup_err("the workload's stdout was not captured"))?;
+        let stdout = container
+            .take_stdout()
+            .ok_or_else(|| setup_err("the workload's stdout was not captured"))?;
         let mut lines = OutputLines::new(stdout);
         let deadline = spec.request + spec.ready_timeout;
         loop {
-            let event = lines.next_line(Some(deadline)).map_err(|source| BackendError::Io {
-                backend: NAME.into(),
-                context: format!("reading the stdout of {}", spec.instance_name),
-                source,
-            })?;
+            let event = lines
+                .next_line(Some(deadline))
+                .map_err(|source| BackendError::Io {
+                    backend: NAME.into(),
+                    context: format!("reading the stdout of {}", spec.instance_name),
+                    source,
+                })?;
             match event {
                 LineEvent::Line { text, at } => match parse_line(&text) {
                     Ok(Some(ProtocolLine::Ready { .. })) => {
@@ -189,7 +209,9 @@ struct ContainerInstance {
 
 impl ContainerInstance {
     fn container(&self) -> Result<&Container, BackendError> {
-        self.container.as_ref().ok_or_else(|| setup_err("the container was already destroyed"))
+        self.container
+            .as_ref()
+            .ok_or_else(|| setup_err("the container was already destroyed"))
     }
 }
 
@@ -199,20 +221,29 @@ impl Instance for ContainerInstance {
     }
 
     fn host_pids(&self) -> Vec<i32> {
-        self.container.as_ref().and_then(|c| c.processes().ok()).unwrap_or_default()
+        self.container
+            .as_ref()
+            .and_then(|c| c.processes().ok())
+            .unwrap_or_default()
     }
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
         let c = self.container()?;
-        let pids = c.processes().map_err(|e| setup_err(format!("memory probe: {e}")))?;
+        let pids = c
+            .processes()
+            .map_err(|e| setup_err(format!("memory probe: {e}")))?;
         let pss_bytes = probe::pss_bytes(&pids).map_err(|e| setup_err(format!("memory probe: {e}")))?;
         let usage = c.usage().map_err(|e| setup_err(format!("memory probe: {e}")))?;
-        Ok(MemoryProbe { pss_bytes, extra: vec![("cgroup_memory_bytes".to_string(), usage.memory_bytes)] })
+        Ok(MemoryProbe {
+            pss_bytes,
+            extra: vec![("cgroup_memory_bytes".to_string(), usage.memory_bytes)],
+        })
     }
 
     fn disk(&self) -> Result<DiskProbe, BackendError> {
         let upper = &self.container()?.dirs().upper_dir;
-        let instance_bytes = probe::allocated_bytes(upper).map_err(|e| setup_err(format!("disk probe: {e}")))?;
+        let instance_bytes =
+            probe::allocated_bytes(upper).map_err(|e| setup_err(format!("disk probe: {e}")))?;
         Ok(DiskProbe { instance_bytes })
     }
 
@@ -222,7 +253,9 @@ impl Instance for ContainerInstance {
             return Err(setup_err("the container was already destroyed"));
         };
         if !self.exits_by_itself {
-            container.stop(STOP_GRACE.min(timeout)).map_err(|e| failed(format!("stopping: {e}")))?;
+            container
+                .stop(STOP_GRACE.min(timeout))
+                .map_err(|e| failed(format!("stopping: {e}")))?;
             return Ok(None);
         }
         let mut result = None;
@@ -246,18 +279,32 @@ impl Instance for ContainerInstance {
         let status = container.wait_timeout(left).map_err(|e| failed(e.to_string()))?;
         match status {
             Some(s) if s.success() => {}
-            Some(s) => return Err(failed(format!("the workload ended with {s}: {}", container.stderr_tail().trim()))),
-            None => return Err(failed(format!("the workload closed stdout but did not exit within {timeout:?}"))),
+            Some(s) => {
+                return Err(failed(format!(
+                    "the workload ended with {s}: {}",
+                    container.stderr_tail().trim()
+                )))
+            }
+            None => {
+                return Err(failed(format!(
+                    "the workload closed stdout but did not exit within {timeout:?}"
+                )))
+            }
         }
         match result {
             Some(r) => Ok(Some(r)),
-            None => Err(failed("the workload exited with status 0 but printed no CVBENCH RESULT line")),
+            None => Err(failed(
+                "the workload exited with status 0 but printed no CVBENCH RESULT line",
+            )),
         }
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
         match self.container.take() {
-            Some(c) => c.destroy().map_err(|e| BackendError::Teardown { backend: NAME.into(), reason: e.to_string() }),
+            Some(c) => c.destroy().map_err(|e| BackendError::Teardown {
+                backend: NAME.into(),
+                reason: e.to_string(),
+            }),
             None => Ok(()),
         }
     }
@@ -281,14 +328,20 @@ mod tests {
             ready_timeout: Duration::from_secs(5),
         };
         let c = backend.config(&spec);
-        assert_eq!(c.args, vec![WORKLOAD_PATH_IN_IMAGE.to_string(), "idle".to_string()]);
+        assert_eq!(
+            c.args,
+            vec![WORKLOAD_PATH_IN_IMAGE.to_string(), "idle".to_string()]
+        );
         assert_eq!(c.name, "cvbench-container-idle-1-0");
         assert_eq!(c.state_root, PathBuf::from("/tmp/cvbench-test-state"));
         assert_eq!(
             c.limits,
             Limits {
                 memory_bytes: Some(128 << 20),
-                cpu: Some(CpuQuota { quota_us: 50_000, period_us: 100_000 }),
+                cpu: Some(CpuQuota {
+                    quota_us: 50_000,
+                    period_us: 100_000
+                }),
                 pids: Some(64)
             }
         );
@@ -299,5 +352,142 @@ mod tests {
         let image = tempfile::tempdir().unwrap();
         let err = ContainerBackend::new().prepare(image.path()).unwrap_err();
         assert!(err.to_string().contains(WORKLOAD_PATH_IN_IMAGE), "{err}");
+    }
+
+    /// Launches through the backend with the real workload image (root, built binaries).
+    mod launch {
+        use super::*;
+
+        struct Setup {
+            _cache: tempfile::TempDir,
+            state: tempfile::TempDir,
+            image_dir: PathBuf,
+            backend: ContainerBackend,
+        }
+
+        fn setup() -> Option<Setup> {
+            if !nix::unistd::geteuid().is_root() {
+                println!("skipped: needs root");
+                return None;
+            }
+            let bin = match rootfs::locate_binary(rootfs::WORKLOAD_BIN) {
+                Ok(b) => b,
+                Err(e) => {
+                    println!("skipped: {e}");
+                    return None;
+                }
+            };
+            let cache = tempfile::tempdir().unwrap();
+            let image = rootfs::build_default_image(cache.path(), &bin).unwrap();
+            let state = tempfile::tempdir().unwrap();
+            let backend = ContainerBackend::with_state_root(state.path());
+            Some(Setup {
+                image_dir: image.dir,
+                _cache: cache,
+                state,
+                backend,
+            })
+        }
+
+        fn spec(s: &Setup, tag: &str, workload: workload::WorkloadSpec, timeout: Duration) -> LaunchSpec {
+            LaunchSpec {
+                request: Instant::now(),
+                image_dir: s.image_dir.clone(),
+                workload,
+                instance_name: format!("cvbench-container-{tag}-{}-0", std::process::id()),
+                memory_limit_bytes: Some(256 << 20),
+                cpu_limit: None,
+                pids_limit: Some(128),
+                ready_timeout: timeout,
+            }
+        }
+
+        fn leftovers(s: &Setup) -> Vec<String> {
+            std::fs::read_dir(s.state.path().join("containers"))
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        }
+
+        #[test]
+        fn idle_reports_ordered_phases_memory_and_disk_then_stops() {
+            let Some(s) = setup() else { return };
+            assert!(s.backend.prepare(&s.image_dir).unwrap().bytes > 0);
+            let mut inst = s
+                .backend
+                .launch(&spec(
+                    &s,
+                    "idle",
+                    workload::WorkloadSpec::Idle,
+                    Duration::from_secs(10),
+                ))
+                .unwrap();
+            let phases = inst.phases();
+            let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "start_to_rootfs_ready_ms",
+                    "start_to_exec_ms",
+                    "start_to_ready_ms"
+                ]
+            );
+            assert!(
+                phases
+                    .windows(2)
+                    .all(|w| w[0].since_request <= w[1].since_request),
+                "{phases:?}"
+            );
+            assert_eq!(inst.host_pids().len(), 1);
+            let mem = inst.memory().unwrap();
+            assert!(mem.pss_bytes > 0);
+            assert!(
+                mem.extra
+                    .iter()
+                    .any(|(k, v)| k == "cgroup_memory_bytes" && *v > 0),
+                "{mem:?}"
+            );
+            inst.disk().unwrap();
+            assert_eq!(inst.finish(Duration::from_secs(10)).unwrap(), None);
+            inst.destroy().unwrap();
+            assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
+        }
+
+        #[test]
+        fn oltp_reports_its_result_and_exits_zero() {
+            let Some(s) = setup() else { return };
+            let w = workload::WorkloadSpec::Oltp {
+                rows: 200,
+                transactions: 20,
+            };
+            let mut inst = s
+                .backend
+                .launch(&spec(&s, "oltp", w, Duration::from_secs(30)))
+                .unwrap();
+            let result = inst.finish(Duration::from_secs(60)).unwrap().unwrap();
+            assert_eq!(result.workload, "oltp");
+            assert!(result.metrics.get("tps").is_some_and(|t| *t > 0.0), "{result:?}");
+            assert!(
+                inst.disk().unwrap().instance_bytes > 0,
+                "the database lives in the upper dir"
+            );
+            inst.destroy().unwrap();
+            assert!(leftovers(&s).is_empty());
+        }
+
+        #[test]
+        fn a_ready_timeout_is_reported_and_leaves_nothing() {
+            let Some(s) = setup() else { return };
+            let err = s
+                .backend
+                .launch(&spec(&s, "timeout", workload::WorkloadSpec::Idle, Duration::ZERO))
+                .err()
+                .unwrap();
+            assert!(matches!(err, BackendError::ReadyTimeout { .. }), "{err}");
+            assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
+        }
     }
 }
