@@ -128,6 +128,8 @@ pub enum VmError {
     },
     #[error(transparent)]
     Bus(#[from] BusError),
+    #[error("starting the kernel loader thread: {source}")]
+    LoaderThread { source: std::io::Error },
     #[error("starting the thread of vCPU {vcpu}: {source}")]
     VcpuThread { vcpu: u8, source: std::io::Error },
     #[error("installing the vCPU kick signal handler: {source}")]
@@ -248,6 +250,24 @@ fn load_kernel(
     }
 }
 
+/// Loads the kernel and writes the command line, zero page, MP table, GDT/IDT and page tables into
+/// `mem`. Returns the kernel's 64-bit entry point.
+fn write_guest_image(
+    mem: &GuestMemoryMmap,
+    kernel: &KernelImage,
+    cmdline: &CString,
+    ram_bytes: u64,
+    vcpus: u8,
+) -> Result<GuestAddress, VmError> {
+    let (entry, setup_header) = load_kernel(mem, kernel)?;
+    let params = boot_params::build_boot_params(setup_header, cmdline.as_bytes_with_nul().len(), ram_bytes);
+    boot_params::write_boot_params(mem, &params, cmdline)?;
+    mptable::write(mem, vcpus)?;
+    regs::write_gdt_and_idt(mem)?;
+    regs::write_page_tables(mem)?;
+    Ok(entry)
+}
+
 /// A created VM, not yet running. Owns the KVM descriptors, guest memory and devices.
 pub struct Vm {
     _kvm: Kvm,
@@ -301,6 +321,26 @@ impl Vm {
                 )
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let ram_bytes = config.memory_mib << 20;
+        let mem = GuestMemoryMmap::<()>::from_ranges(&[(
+            GuestAddress(layout::RAM_START),
+            usize::try_from(ram_bytes).unwrap_or(usize::MAX),
+        )])
+        .map_err(|e| VmError::GuestMemory {
+            memory_mib: config.memory_mib,
+            reason: e.to_string(),
+        })?;
+        // Loading the kernel (megabytes for a vmlinux) and writing the boot structures only needs the
+        // memory mapping, so it runs while KVM creates the VM; both are on the path to first entry.
+        let cmdline = build_cmdline(config.disks.len(), &config.cmdline_extra)?;
+        let guest_image = {
+            let (mem, kernel, vcpus) = (mem.clone(), kernel.clone(), config.vcpus);
+            std::thread::Builder::new()
+                .name("kernel-loader".into())
+                .spawn(move || write_guest_image(&mem, &kernel, &cmdline, ram_bytes, vcpus))
+                .map_err(|source| VmError::LoaderThread { source })?
+        };
+
         let kvm = open_kvm()?;
         let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         vm_fd
@@ -312,16 +352,6 @@ impl Vm {
             ..Default::default()
         };
         vm_fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
-
-        let ram_bytes = config.memory_mib << 20;
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(
-            GuestAddress(layout::RAM_START),
-            usize::try_from(ram_bytes).unwrap_or(usize::MAX),
-        )])
-        .map_err(|e| VmError::GuestMemory {
-            memory_mib: config.memory_mib,
-            reason: e.to_string(),
-        })?;
         for (slot, region) in mem.iter().enumerate() {
             let host = mem
                 .get_host_address(region.start_addr())
@@ -341,15 +371,10 @@ impl Vm {
             unsafe { vm_fd.set_user_memory_region(region_desc) }
                 .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
         }
-
-        let (entry, setup_header) = load_kernel(&mem, &kernel)?;
-        let cmdline = build_cmdline(config.disks.len(), &config.cmdline_extra)?;
-        let params =
-            boot_params::build_boot_params(setup_header, cmdline.as_bytes_with_nul().len(), ram_bytes);
-        boot_params::write_boot_params(&mem, &params, &cmdline)?;
-        mptable::write(&mem, config.vcpus)?;
-        regs::write_gdt_and_idt(&mem)?;
-        regs::write_page_tables(&mem)?;
+        let entry = guest_image.join().map_err(|_| VmError::KernelLoad {
+            path: kernel.path.clone(),
+            reason: "the kernel loader thread panicked".into(),
+        })??;
 
         let mut irq_fds = Vec::new();
         let mut new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
