@@ -147,7 +147,32 @@ pub fn samples(cell: &BenchmarkResult, metric: &str) -> Vec<f64> {
 
 /// Summary recomputed from the raw samples (the stored one is never trusted alone).
 pub fn summary(cell: &BenchmarkResult, metric: &str) -> Option<Summary> {
-    stats::summarize(&samples(cell, metric), DEFAULT_SEED)
+    summarize_memo(&samples(cell, metric))
+}
+
+thread_local! {
+    /// Summaries by the exact samples they were computed from. `summarize` is a pure function of
+    /// (samples, seed), so this cannot go stale; it spares the charts, tables and exporters
+    /// recomputing the same 2000-resample bootstrap many times over.
+    static SUMMARIES: std::cell::RefCell<std::collections::HashMap<Vec<u64>, Option<Summary>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// [`stats::summarize`] with [`DEFAULT_SEED`], memoised per thread.
+pub fn summarize_memo(samples: &[f64]) -> Option<Summary> {
+    let key: Vec<u64> = samples.iter().map(|x| x.to_bits()).collect();
+    if let Some(hit) = SUMMARIES.with(|m| m.borrow().get(&key).cloned()) {
+        return hit;
+    }
+    let computed = stats::summarize(samples, DEFAULT_SEED);
+    SUMMARIES.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() > 10_000 {
+            m.clear();
+        }
+        m.insert(key, computed.clone());
+    });
+    computed
 }
 
 /// Metric names that occur in a cell's measured runs: startup phases first (in the order they

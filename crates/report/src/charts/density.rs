@@ -31,7 +31,7 @@ pub fn chart(model: &Model<'_>) -> Option<Density> {
         let name = format!("{} · {}", display_name(&d.backend, &d.labels), d.workload);
         let launch_ms: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
         let marginal: Vec<f64> = d.points.iter().map(|p| bytes_i64(p.marginal_pss_bytes)).collect();
-        let launch = harness::stats::summarize(&launch_ms, harness::stats::DEFAULT_SEED).map_or_else(
+        let launch = model::summarize_memo(&launch_ms).map_or_else(
             || "no launches".to_string(),
             |s| format!("launch {}", caption_stats("launch_ms", &s)),
         );

@@ -208,7 +208,7 @@ pub fn document(report: &Report<'_>) -> Vec<Block> {
             .iter()
             .map(|d| {
                 let launch: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
-                let s = stats::summarize(&launch, DEFAULT_SEED);
+                let s = model::summarize_memo(&launch);
                 vec![
                     display_name(&d.backend, &d.labels),
                     d.workload.clone(),
