@@ -82,6 +82,8 @@ impl GuestKind {
 /// What `prepare` built, reused by every launch.
 #[derive(Debug, Clone)]
 struct Prepared {
+    /// The VMM binary, located (and checked) once rather than on every launch's timed path.
+    vmm: PathBuf,
     kernel: PathBuf,
     /// Linux: the shared ext4 image (read-only `vda`). Probe: the template of its test disk.
     shared_disk: PathBuf,
@@ -185,6 +187,7 @@ impl MicrovmBackend {
         };
         Ok((
             Prepared {
+                vmm: PathBuf::new(),
                 kernel,
                 shared_disk: disk,
                 scratch_template: None,
@@ -220,6 +223,7 @@ impl MicrovmBackend {
         };
         Ok((
             Prepared {
+                vmm: PathBuf::new(),
                 kernel,
                 shared_disk: disk.path,
                 scratch_template: Some(template),
@@ -235,7 +239,7 @@ impl MicrovmBackend {
         spec: &LaunchSpec,
         instance_disk: &Path,
     ) -> Result<Command, BackendError> {
-        let vmm = rootfs::locate_binary(VMM_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
+        let vmm = &prepared.vmm;
         let memory_mib = spec
             .memory_limit_bytes
             .map_or(self.memory_mib, |b| b.div_ceil(1 << 20));
@@ -370,10 +374,12 @@ impl Backend for MicrovmBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        let (prepared, shared) = match self.guest {
+        let vmm = rootfs::locate_binary(VMM_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
+        let (mut prepared, shared) = match self.guest {
             GuestKind::Probe => self.prepare_probe()?,
             GuestKind::Linux => self.prepare_linux(image_dir)?,
         };
+        prepared.vmm = vmm;
         *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(prepared);
         Ok(shared)
     }
