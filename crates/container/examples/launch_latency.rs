@@ -89,11 +89,90 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             floor.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
+    let (clone_ms, fork_ms) = spawn_strategies(runs)?;
     std::fs::remove_dir_all(&image)?;
     report("create() (dirs, cgroup, state)", create);
     report("create->rootfs_ready", rootfs);
     report("create->exec", exec);
     report("create->READY", ready);
     report("unshare -pmuin --fork true", floor);
+    report("spawn: one clone(ns flags)", clone_ms);
+    report("spawn: fork+unshare+fork", fork_ms);
     Ok(())
+}
+
+/// The two ways to get a process into new namespaces, each measured from the call until the
+/// namespaced process runs (its first byte on a pipe is read; no rootfs, no exec; reaping is not
+/// timed): one `clone()` with every namespace flag, or `fork()` + `unshare()` + a second `fork()`
+/// (the pid namespace only applies to children of the unsharing process).
+fn spawn_strategies(runs: usize) -> Result<(Vec<f64>, Vec<f64>), Box<dyn std::error::Error>> {
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{read, Pid};
+    use std::os::fd::AsRawFd;
+    let flags = container::spawn::NAMESPACE_FLAGS;
+    let (mut by_clone, mut by_fork) = (Vec::new(), Vec::new());
+    let mut byte = [0u8; 1];
+    for i in 0..runs + 3 {
+        let (r, w) = container::spawn::cloexec_pipe()?;
+        let w_fd = w.as_raw_fd();
+        let t = Instant::now();
+        // SAFETY: fork-like clone; the child only calls write and _exit. This example is
+        // single-threaded.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                libc::c_ulong::from((flags | libc::SIGCHLD).unsigned_abs()),
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if pid == 0 {
+            // SAFETY: write one byte and _exit in the child.
+            unsafe {
+                libc::write(w_fd, b"x".as_ptr().cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        let pid = i32::try_from(pid).map_err(|_| "clone failed")?;
+        if pid < 0 {
+            return Err(format!("clone failed: {}", std::io::Error::last_os_error()).into());
+        }
+        read(&r, &mut byte)?;
+        let cloned = t.elapsed();
+        drop((r, w));
+        waitpid(Pid::from_raw(pid), None)?;
+
+        let (r, w) = container::spawn::cloexec_pipe()?;
+        let w_fd = w.as_raw_fd();
+        let t = Instant::now();
+        // SAFETY: single-threaded example; the children only make system calls and _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: unshare/fork/write/waitpid/_exit in a single-threaded child.
+            unsafe {
+                if libc::unshare(flags) != 0 {
+                    libc::_exit(1);
+                }
+                let inner = libc::fork();
+                if inner == 0 {
+                    libc::write(w_fd, b"x".as_ptr().cast(), 1);
+                    libc::_exit(0);
+                }
+                let mut status = 0;
+                libc::waitpid(inner, &mut status, 0);
+                libc::_exit(0);
+            }
+        }
+        read(&r, &mut byte)?;
+        let forked = t.elapsed();
+        drop((r, w));
+        waitpid(Pid::from_raw(pid), None)?;
+        if i >= 3 {
+            by_clone.push(cloned.as_secs_f64() * 1e3);
+            by_fork.push(forked.as_secs_f64() * 1e3);
+        }
+    }
+    Ok((by_clone, by_fork))
 }
