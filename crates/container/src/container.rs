@@ -22,7 +22,7 @@ use crate::cgroup::{self, CgroupManager, Limits, Usage};
 use crate::error::ContainerError;
 use crate::output::{drain_into_tail, Tail, TAIL_BYTES};
 use crate::setup::{RootfsLayout, SetupPlan, Stage};
-use crate::spawn::{self, SpawnFailure, SpawnRequest};
+use crate::spawn::{self, IdMap, SpawnFailure, SpawnRequest};
 use crate::state::{self, ContainerState, CONTAINERS_DIR, DEFAULT_STATE_ROOT, STATE_FILE};
 
 /// What to run and how to confine it.
@@ -45,6 +45,11 @@ pub struct ContainerConfig {
     /// Where the overlay upper and work directories live (`<scratch_root>/<name>/{upper,work}`);
     /// `None` = inside the container's state directory.
     pub scratch_root: Option<PathBuf>,
+    /// Run in a user namespace with this id mapping (container root = `host_uid`); `None` = no user
+    /// namespace (container root is host root, confined by the other namespaces and the cgroup).
+    /// Tested with the identity mapping (`host_uid` 0: capabilities confined to the namespace); a
+    /// mapping to an unprivileged host range currently fails at the overlay mount (EACCES).
+    pub user_namespace: Option<IdMap>,
 }
 
 impl ContainerConfig {
@@ -61,6 +66,7 @@ impl ContainerConfig {
             limits: Limits::default(),
             state_root: PathBuf::from(DEFAULT_STATE_ROOT),
             scratch_root: None,
+            user_namespace: None,
         }
     }
 }
@@ -243,6 +249,7 @@ impl Container {
             work_dir: dirs.work_dir.clone(),
             merged_dir: dirs.merged_dir.clone(),
             hostname,
+            user_namespace: config.user_namespace.is_some(),
         })?;
         fs::create_dir_all(&containers).map_err(io_err("creating", &containers))?;
         match fs::create_dir(&dirs.container_dir) {
@@ -282,6 +289,13 @@ impl Container {
         }
         for d in [&self.dirs.upper_dir, &self.dirs.work_dir, &self.dirs.merged_dir] {
             fs::create_dir(d).map_err(io_err("creating", d))?;
+        }
+        if let Some(map) = self.config.user_namespace {
+            // The overlay is mounted (and written) by the mapped container root.
+            for d in [&self.dirs.upper_dir, &self.dirs.work_dir] {
+                std::os::unix::fs::chown(d, Some(map.host_uid), Some(map.host_gid))
+                    .map_err(io_err("chowning", d))?;
+            }
         }
         self.write_state(None)?;
         self.cgroup_paths = self.deps.cgroups.create(&self.config.name, &self.config.limits)?;
@@ -335,6 +349,7 @@ impl Container {
             plan: &self.plan,
             cgroup_procs: &cgroup_procs,
             cgroup_namespace: self.deps.cgroup_namespace,
+            user_namespace: self.config.user_namespace,
             stdin: stdin.as_fd(),
             stdout: stdout_w.as_fd(),
             stderr: stderr_w.as_fd(),
@@ -383,6 +398,17 @@ impl Container {
             SpawnFailure::Vanished { pid, status } => ContainerError::ChildVanished {
                 pid: pid.as_raw(),
                 status,
+            },
+            SpawnFailure::Parent {
+                pid,
+                stage,
+                path,
+                errno,
+            } => ContainerError::ChildSetup {
+                pid: pid.as_raw(),
+                stage,
+                path,
+                errno,
             },
             SpawnFailure::Child {
                 pid,

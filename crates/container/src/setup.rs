@@ -115,6 +115,10 @@ pub enum Op {
         path: CString,
         mode: u32,
     },
+    MknodFile {
+        path: CString,
+        perm: u32,
+    },
     MknodChar {
         path: CString,
         perm: u32,
@@ -150,7 +154,10 @@ impl Op {
     fn path(&self) -> String {
         let p = match self {
             Op::Mount { target, .. } => target,
-            Op::Mkdir { path, .. } | Op::MknodChar { path, .. } | Op::Chdir { path } => path,
+            Op::Mkdir { path, .. }
+            | Op::MknodChar { path, .. }
+            | Op::MknodFile { path, .. }
+            | Op::Chdir { path } => path,
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
             Op::Umount { target, .. } => target,
@@ -196,6 +203,9 @@ pub struct RootfsLayout {
     /// The overlay mount point, which becomes `/`.
     pub merged_dir: PathBuf,
     pub hostname: String,
+    /// The child runs in its own user namespace: device nodes cannot be created there, so the host's
+    /// are bind-mounted instead.
+    pub user_namespace: bool,
 }
 
 /// Character devices of the minimal `/dev`: name, major, minor.
@@ -293,7 +303,11 @@ impl SetupPlan {
                     cstring("merged dir", &layout.merged_dir)?,
                     "overlay",
                     MsFlags::empty(),
-                    &format!("lowerdir={lower},upperdir={upper},workdir={work}"),
+                    &format!(
+                        "lowerdir={lower},upperdir={upper},workdir={work}{}",
+                        // trusted.* xattrs cannot be set from a user namespace.
+                        if layout.user_namespace { ",userxattr" } else { "" }
+                    ),
                 ),
             },
             Step {
@@ -326,15 +340,36 @@ impl SetupPlan {
             },
         ];
         for (name, major, minor) in DEVICES {
-            steps.push(Step {
-                stage: Stage::MakeDevice,
-                op: Op::MknodChar {
-                    path: at(&format!("dev/{name}")),
-                    perm: 0o666,
-                    major,
-                    minor,
-                },
-            });
+            let path = at(&format!("dev/{name}"));
+            if layout.user_namespace {
+                steps.push(Step {
+                    stage: Stage::MakeDevice,
+                    op: Op::MknodFile {
+                        path: path.clone(),
+                        perm: 0o666,
+                    },
+                });
+                steps.push(Step {
+                    stage: Stage::MakeDevice,
+                    op: Op::Mount {
+                        source: Some(c(&format!("/dev/{name}"))),
+                        target: path,
+                        fstype: None,
+                        flags: MsFlags::MS_BIND,
+                        data: None,
+                    },
+                });
+            } else {
+                steps.push(Step {
+                    stage: Stage::MakeDevice,
+                    op: Op::MknodChar {
+                        path,
+                        perm: 0o666,
+                        major,
+                        minor,
+                    },
+                });
+            }
         }
         steps.extend([
             Step {
@@ -468,6 +503,7 @@ impl SetupPlan {
                     major,
                     minor,
                 } => sys.mknod_char(path, *perm, *major, *minor),
+                Op::MknodFile { path, perm } => sys.mknod_file(path, *perm),
                 Op::Symlink { target, link } => sys.symlink(target, link),
                 Op::Chdir { path } => sys.chdir(path),
                 Op::PivotRoot { new_root, put_old } => sys.pivot_root(new_root, put_old),
@@ -519,7 +555,30 @@ mod tests {
             work_dir: "/s/work".into(),
             merged_dir: "/s/merged".into(),
             hostname: "box".into(),
+            user_namespace: false,
         }
+    }
+
+    #[test]
+    fn in_a_user_namespace_devices_are_bind_mounted_from_the_host() {
+        let mut l = layout();
+        l.user_namespace = true;
+        let rec = RecordingSyscall::new();
+        SetupPlan::new(&l).unwrap().apply(&rec).unwrap();
+        let calls = rec.calls();
+        assert!(
+            !calls.iter().any(|c| c.starts_with("mknod") && c.contains(" c ")),
+            "{calls:?}"
+        );
+        let i = calls
+            .iter()
+            .position(|c| c == "mknod /s/merged/dev/null f 666")
+            .unwrap();
+        assert_eq!(calls[i + 1], "mount /dev/null /s/merged/dev/null - 0x1000 -");
+        assert_eq!(
+            calls.iter().filter(|c| c.contains("0x1000")).count(),
+            DEVICES.len()
+        );
     }
 
     #[test]

@@ -61,6 +61,14 @@ impl Record {
     }
 }
 
+/// A user namespace mapping: container ids `0..count` are host ids `host_uid..` / `host_gid..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub count: u32,
+}
+
 /// Everything the child needs, prepared by the parent.
 pub struct SpawnRequest<'a> {
     pub plan: &'a SetupPlan,
@@ -68,6 +76,10 @@ pub struct SpawnRequest<'a> {
     pub cgroup_procs: &'a [OwnedFd],
     /// Also create a cgroup namespace (after joining the cgroup, so the container sees it as `/`).
     pub cgroup_namespace: bool,
+    /// Also create a user namespace with this mapping. The parent then writes the id maps and moves
+    /// the child into the cgroup (the mapped child may lack the permission), and releases it over a
+    /// second pipe.
+    pub user_namespace: Option<IdMap>,
     pub stdin: BorrowedFd<'a>,
     pub stdout: BorrowedFd<'a>,
     pub stderr: BorrowedFd<'a>,
@@ -103,12 +115,26 @@ pub enum SpawnFailure {
         pid: Pid,
         status: String,
     },
+    /// The parent's part of setting the child up failed (the child has been killed and reaped).
+    Parent {
+        pid: Pid,
+        stage: Stage,
+        path: String,
+        errno: Errno,
+    },
 }
 
 /// Clones the child and waits until it has exec'd (or failed).
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnFailure::Pipe)?;
-    let flags = NAMESPACE_FLAGS | libc::SIGCHLD;
+    let go = match req.user_namespace {
+        Some(_) => Some(cloexec_pipe().map_err(SpawnFailure::Pipe)?),
+        None => None,
+    };
+    let mut flags = NAMESPACE_FLAGS | libc::SIGCHLD;
+    if req.user_namespace.is_some() {
+        flags |= libc::CLONE_NEWUSER;
+    }
     // SAFETY: a fork-like clone (no CLONE_VM, no new stack): the child runs on a private copy of this
     // thread's memory. The child branch below only calls `child_main`, which never returns, never
     // allocates and never unwinds (see the module docs).
@@ -126,12 +152,20 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
         return Err(SpawnFailure::Clone(Errno::last()));
     }
     if ret == 0 {
-        child_main(req, err_w.as_raw_fd());
+        child_main(req, err_w.as_raw_fd(), go.as_ref().map(|(r, _)| r.as_raw_fd()));
     }
     // clone returns a pid, which fits in pid_t.
     #[allow(clippy::cast_possible_truncation)]
     let pid = Pid::from_raw(ret as libc::pid_t);
     drop(err_w);
+    if let (Some(map), Some((go_r, go_w))) = (req.user_namespace, go) {
+        drop(go_r);
+        if let Err(e) = release_user_namespace_child(pid, map, req.cgroup_procs, go_w) {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+            let _ = waitpid(pid, None);
+            return Err(e);
+        }
+    }
     let fail = |rec: Record| {
         let _ = waitpid(pid, None);
         let stage = Stage::from_u32(rec.stage).unwrap_or(Stage::Exec);
@@ -162,6 +196,43 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
         rootfs_ready: ready,
         exec,
     })
+}
+
+/// The parent's half of a user-namespaced start: id maps, cgroup membership, then the go byte.
+fn release_user_namespace_child(
+    pid: Pid,
+    map: IdMap,
+    cgroup_procs: &[OwnedFd],
+    go_w: OwnedFd,
+) -> Result<(), SpawnFailure> {
+    let fail = |stage, path: String, errno| SpawnFailure::Parent {
+        pid,
+        stage,
+        path,
+        errno,
+    };
+    for (file, host) in [("uid_map", map.host_uid), ("gid_map", map.host_gid)] {
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, format!("0 {host} {}\n", map.count)).map_err(|e| {
+            fail(
+                Stage::UserNamespace,
+                path.clone(),
+                Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            )
+        })?;
+    }
+    let pid_text = pid.as_raw().to_string();
+    for fd in cgroup_procs {
+        nix::unistd::write(fd, pid_text.as_bytes()).map_err(|e| {
+            fail(
+                Stage::JoinCgroup,
+                format!("cgroup.procs (fd {})", fd.as_raw_fd()),
+                e,
+            )
+        })?;
+    }
+    nix::unistd::write(&go_w, b"g").map_err(|e| fail(Stage::UserNamespace, "the go pipe".into(), e))?;
+    Ok(())
 }
 
 fn describe_wait(w: nix::Result<WaitStatus>) -> String {
@@ -212,8 +283,23 @@ fn child_write(err_w: RawFd, rec: Record) {
 }
 
 /// The child: join the cgroup, apply the plan, set up stdio, report ready, exec.
-fn child_main(req: &SpawnRequest<'_>, err_w: RawFd) -> ! {
-    for (i, fd) in req.cgroup_procs.iter().enumerate() {
+fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
+    if let Some(go_r) = go_r {
+        // Wait until the parent has written the id maps and moved this process into the cgroup.
+        let mut byte = 0u8;
+        // SAFETY: reading one byte into a stack variable from an open descriptor.
+        let n = unsafe { libc::read(go_r, (&raw mut byte).cast(), 1) };
+        if n != 1 {
+            child_fail(
+                err_w,
+                Stage::UserNamespace,
+                NO_STEP,
+                if n < 0 { Errno::last() } else { Errno::EPIPE },
+            );
+        }
+    }
+    let own_cgroup_join: &[OwnedFd] = if go_r.is_some() { &[] } else { req.cgroup_procs };
+    for (i, fd) in own_cgroup_join.iter().enumerate() {
         // SAFETY: writing two bytes from a static buffer to an open descriptor.
         let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
         if n != 1 {

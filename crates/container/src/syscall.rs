@@ -29,6 +29,9 @@ pub trait Syscall {
     fn mkdir(&self, path: &CStr, mode: u32) -> Result<(), Errno>;
     /// `mknod` of a character device.
     fn mknod_char(&self, path: &CStr, perm: u32, major: u64, minor: u64) -> Result<(), Errno>;
+    /// `mknod` of an empty regular file (a bind-mount target; allowed in a user namespace, unlike
+    /// device nodes).
+    fn mknod_file(&self, path: &CStr, perm: u32) -> Result<(), Errno>;
     fn symlink(&self, target: &CStr, link: &CStr) -> Result<(), Errno>;
     fn sethostname(&self, name: &CStr) -> Result<(), Errno>;
     /// Sets the process umask (returns nothing: umask cannot fail).
@@ -75,6 +78,10 @@ impl Syscall for LinuxSyscall {
     fn mknod_char(&self, path: &CStr, perm: u32, major: u64, minor: u64) -> Result<(), Errno> {
         let dev = nix::sys::stat::makedev(major, minor);
         nix::sys::stat::mknod(path, SFlag::S_IFCHR, Mode::from_bits_truncate(perm), dev)
+    }
+
+    fn mknod_file(&self, path: &CStr, perm: u32) -> Result<(), Errno> {
+        nix::sys::stat::mknod(path, SFlag::S_IFREG, Mode::from_bits_truncate(perm), 0)
     }
 
     fn symlink(&self, target: &CStr, link: &CStr) -> Result<(), Errno> {
@@ -194,6 +201,9 @@ impl Syscall for RecordingSyscall {
     }
     fn mknod_char(&self, path: &CStr, perm: u32, major: u64, minor: u64) -> Result<(), Errno> {
         self.record(format!("mknod {} c {major}:{minor} {perm:o}", s(path)))
+    }
+    fn mknod_file(&self, path: &CStr, perm: u32) -> Result<(), Errno> {
+        self.record(format!("mknod {} f {perm:o}", s(path)))
     }
     fn symlink(&self, target: &CStr, link: &CStr) -> Result<(), Errno> {
         self.record(format!("symlink {} {}", s(target), s(link)))

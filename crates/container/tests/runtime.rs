@@ -216,6 +216,30 @@ fn hostname_is_set() {
 }
 
 #[test]
+fn a_user_namespace_maps_container_root_through_its_id_map() {
+    if skip_unless_root() {
+        return;
+    }
+    let fx = Fixture::new();
+    // Identity-mapped root (capabilities confined to the user namespace). Mapping to an unprivileged
+    // host range (e.g. 100000) currently fails at the overlay mount with EACCES.
+    let mut config = fx.config("userns", &["ids"]);
+    config.user_namespace = Some(container::IdMap {
+        host_uid: 0,
+        host_gid: 0,
+        count: 65_536,
+    });
+    config.limits = Limits {
+        pids: Some(8),
+        ..Limits::default()
+    };
+    let (lines, status, _) = run_to_exit(&fx, config);
+    assert_eq!(status, ExitStatus::Exited(0), "{lines:?}");
+    assert_eq!(line_with(&lines, "uid "), "0");
+    assert_eq!(line_with(&lines, "uid_map"), "0 0 65536");
+}
+
+#[test]
 fn network_namespace_has_only_loopback_and_it_is_up() {
     if skip_unless_root() {
         return;

@@ -6,6 +6,7 @@
 //! - `ps`: prints `self <pid>` and `pids <p1> <p2> ...` from `/proc`;
 //! - `write <path>`: writes `<path>` and prints `wrote <path>`;
 //! - `hostname`: prints `hostname <nodename>`;
+//! - `ids`: prints `uid <uid>` and `uid_map <map>`;
 //! - `net`: prints `ifaces <names>` (from `/proc/net/dev`) and `lo <up|down>`;
 //! - `idle` (also under the name cvbench-workload): prints `CVBENCH READY idle`, exits 0 on SIGTERM;
 //! - `stubborn`: prints `CVBENCH READY stubborn` and waits without a SIGTERM handler;
@@ -138,6 +139,15 @@ fn main() {
             out(&format!("hostname {name}"));
         }
         "net" => net(),
+        "ids" => {
+            // SAFETY: getuid cannot fail.
+            out(&format!("uid {}", unsafe { libc::getuid() }));
+            let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+            out(&format!(
+                "uid_map {}",
+                map.split_whitespace().collect::<Vec<_>>().join(" ")
+            ));
+        }
         "idle" => idle(),
         "stubborn" => {
             out("CVBENCH READY stubborn");
