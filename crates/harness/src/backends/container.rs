@@ -479,6 +479,42 @@ mod tests {
         }
 
         #[test]
+        fn a_workload_that_exits_before_ready_is_reported_with_its_output() {
+            let Some(s) = setup() else { return };
+            // The container crate's test helper in place of the workload: it does not know `oltp`,
+            // says so on stderr and exits 2.
+            let testproc = match rootfs::locate_binary("cvbench-testproc") {
+                Ok(p) => p,
+                Err(e) => {
+                    println!("skipped: {e}");
+                    return;
+                }
+            };
+            let image = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(image.path().join("bin")).unwrap();
+            std::fs::copy(&testproc, image.path().join("bin/cvbench-workload")).unwrap();
+            let mut launch = spec(
+                &s,
+                "early",
+                workload::WorkloadSpec::Oltp {
+                    rows: 1,
+                    transactions: 1,
+                },
+                Duration::from_secs(10),
+            );
+            launch.image_dir = image.path().to_path_buf();
+            let err = s.backend.launch(&launch).err().unwrap();
+            match &err {
+                BackendError::ExitedBeforeReady { status, output, .. } => {
+                    assert_eq!(status, "exit status 2");
+                    assert!(output.contains("unknown subcommand"), "{output}");
+                }
+                other => panic!("expected ExitedBeforeReady, got {other}"),
+            }
+            assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
+        }
+
+        #[test]
         fn a_ready_timeout_is_reported_and_leaves_nothing() {
             let Some(s) = setup() else { return };
             let err = s
