@@ -97,6 +97,12 @@ pub trait Backend {
     fn name(&self) -> &'static str;
     /// Checks the host (root, binaries, /dev/kvm, cgroups) and says why this backend cannot run here.
     fn check_host(&self) -> Result<(), Unavailable>;
+    /// Whether this backend can run `workload` at all (e.g. the microVM's probe guest has no workload
+    /// of its own to run). A cell it cannot run is reported as skipped with this reason.
+    fn supports(&self, workload: &WorkloadSpec) -> Result<(), Unavailable> {
+        let _ = workload;
+        Ok(())
+    }
     /// Facts that qualify this backend's figures, e.g. `("emulated", "true")` on a PVM host,
     /// `("runc_version", "1.1.5")`. Copied into the results.
     fn labels(&self) -> Vec<(String, String)> {

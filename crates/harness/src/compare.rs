@@ -144,11 +144,12 @@ pub fn run_compare_within(
                 })
             }
         };
-        for mut cell in cells {
-            match &prepared {
-                Ok(shared) => cell.shared_image_bytes = Some(shared.bytes),
-                Err(CellSetup::Skipped(reason)) => cell.skipped = Some(reason.clone()),
-                Err(CellSetup::PrepareFailed(error)) => cell.failures.push(RunFailure {
+        for (mut cell, spec) in cells.into_iter().zip(workloads) {
+            match (&prepared, backend.supports(spec)) {
+                (Ok(_), Err(unsupported)) => cell.skipped = Some(unsupported.reason),
+                (Ok(shared), Ok(())) => cell.shared_image_bytes = Some(shared.bytes),
+                (Err(CellSetup::Skipped(reason)), _) => cell.skipped = Some(reason.clone()),
+                (Err(CellSetup::PrepareFailed(error)), _) => cell.failures.push(RunFailure {
                     index: 0,
                     error: error.clone(),
                 }),
@@ -196,6 +197,13 @@ pub fn run_compare_within(
                     reason: error,
                     total_steps,
                 });
+            }
+        }
+        // Cells a backend cannot run (skipped with their reason above) take no rounds.
+        for &b in &active {
+            if !gave_up[b] && results.benchmarks[cell_index(b, w)].skipped.is_some() {
+                gave_up[b] = true;
+                total_steps = total_steps.saturating_sub(rounds);
             }
         }
         let share = budget.map(|b| {
@@ -441,6 +449,66 @@ mod tests {
         assert_eq!(obs.last.as_ref(), Some(&r));
         // One update per backend set-up and one per run.
         assert_eq!(obs.updates, 3 + 9);
+    }
+
+    #[test]
+    fn a_workload_a_backend_cannot_run_is_skipped_for_that_cell_only() {
+        /// Runs idle only, like the microVM's probe guest.
+        struct IdleOnly(MockBackend);
+        impl Backend for IdleOnly {
+            fn name(&self) -> &'static str {
+                "idle-only"
+            }
+            fn check_host(&self) -> Result<(), Unavailable> {
+                self.0.check_host()
+            }
+            fn supports(&self, w: &WorkloadSpec) -> Result<(), Unavailable> {
+                match w {
+                    WorkloadSpec::Idle => Ok(()),
+                    _ => Err(Unavailable {
+                        reason: "idle only".into(),
+                    }),
+                }
+            }
+            fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+                self.0.prepare(image_dir)
+            }
+            fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+                assert_eq!(
+                    spec.workload,
+                    WorkloadSpec::Idle,
+                    "an unsupported cell was launched"
+                );
+                self.0.launch(spec)
+            }
+        }
+        let backends: Vec<Box<dyn Backend>> = vec![
+            Box::new(MockBackend::new(MockConfig::default())),
+            Box::new(IdleOnly(MockBackend::new(MockConfig::default()))),
+        ];
+        let specs = [
+            WorkloadSpec::Idle,
+            WorkloadSpec::default_for(workload::WorkloadKind::Oltp),
+        ];
+        let r = run_compare(
+            &backends,
+            Path::new("/img"),
+            &specs,
+            &opts(3, 1),
+            empty_results(),
+            &mut Recorder::default(),
+        );
+        let cell = |b: &str, w: &str| {
+            r.benchmarks
+                .iter()
+                .find(|c| c.backend == b && c.workload == w)
+                .expect("cell")
+        };
+        assert_eq!(cell("idle-only", "oltp").skipped.as_deref(), Some("idle only"));
+        assert!(cell("idle-only", "oltp").runs.is_empty() && cell("idle-only", "oltp").failures.is_empty());
+        assert_eq!(cell("idle-only", "idle").runs.len(), 4);
+        assert_eq!(cell("mock", "oltp").runs.len(), 4);
+        assert!(!r.partial);
     }
 
     #[test]

@@ -155,7 +155,7 @@ pub fn run_density(
         stop_reason: String::new(),
         instances_per_gib: None,
     };
-    if let Err(unavailable) = backend.check_host() {
+    if let Err(unavailable) = backend.check_host().and_then(|()| backend.supports(spec)) {
         result.stop_reason = format!("skipped: {}", unavailable.reason);
         observer.event(&DensityEvent::Skipped {
             reason: unavailable.reason,

@@ -218,7 +218,7 @@ pub fn run_benchmark(
 ) -> BenchmarkResult {
     let labels = backend.labels().into_iter().collect();
     let mut result = BenchmarkResult::new(backend.name(), spec, labels);
-    if let Err(unavailable) = backend.check_host() {
+    if let Err(unavailable) = backend.check_host().and_then(|()| backend.supports(spec)) {
         result.skipped = Some(unavailable.reason.clone());
         observer.event(&RunEvent::Skipped {
             reason: unavailable.reason,

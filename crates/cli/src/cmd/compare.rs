@@ -29,7 +29,7 @@ pub const DEFAULT_OUT: &str = "cvbench-results";
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Backends to compare, comma-separated [default: container,microvm,runc — those this build has].
+    /// Backends to compare, comma-separated [default: container,microvm,microvm-probe,runc].
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub backends: Vec<String>,
     /// Workloads, comma-separated.
@@ -134,9 +134,10 @@ impl ImageArgs {
     }
 }
 
-/// What `bench compare` runs without `--backends`: the built-in runtime, the built-in microVM and
-/// runc as the well-known peer. Slower peers (qemu) run only when named.
-pub const DEFAULT_BACKENDS: [&str; 3] = ["container", "microvm", "runc"];
+/// What `bench compare` runs without `--backends`: the built-in runtime, the built-in microVM (with
+/// a Linux guest, and with the probe payload that measures the VMM alone), and runc as the
+/// well-known peer. Slower peers (qemu) run only when named.
+pub const DEFAULT_BACKENDS: [&str; 4] = ["container", "microvm", "microvm-probe", "runc"];
 
 /// The backends named on the command line (or the defaults this build has), without duplicates.
 pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {

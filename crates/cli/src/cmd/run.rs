@@ -20,6 +20,11 @@ pub struct RunArgs {
     /// Isolation mechanism: container, runc, microvm, ...
     #[arg(long, value_parser = backend_name)]
     pub backend: String,
+    /// microVM guest: `linux` (the workload in a Linux guest) or `probe` (the project's tiny payload:
+    /// the VMM's own setup time and memory overhead, no kernel; idle only). Same as `--backend
+    /// microvm-probe`.
+    #[arg(long, value_parser = ["linux", "probe"], value_name = "GUEST")]
+    pub guest: Option<String>,
     /// Workload: idle, http or oltp.
     #[arg(long)]
     pub workload: WorkloadKind,
@@ -63,13 +68,24 @@ fn backend_name(name: &str) -> Result<String, String> {
 
 pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
-    let backend = harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?;
+    let backend_name = match (args.guest.as_deref(), args.backend.as_str()) {
+        (None, name) | (Some("linux"), name @ "microvm") => name,
+        (Some("probe"), "microvm" | "microvm-probe") => harness::backends::microvm::PROBE_NAME,
+        (Some(guest), name) => {
+            return Err(UsageError(format!(
+                "--guest {guest} applies to --backend microvm, not {name}"
+            ))
+            .into())
+        }
+    };
+    let backend = harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?;
+    let spec = WorkloadSpec::default_for(args.workload);
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
     backend
         .check_host()
+        .and_then(|()| backend.supports(&spec))
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
     let image_dir = image_dir(&args)?;
-    let spec = WorkloadSpec::default_for(args.workload);
     let opts = RunOptions {
         runs: args.runs,
         warmup: args.warmup,

@@ -34,6 +34,10 @@ use crate::backend::{
 use crate::probe;
 
 const NAME: &str = "microvm";
+/// The same VMM booting the project's probe payload instead of Linux: the VMM's own cost.
+pub const PROBE_NAME: &str = "microvm-probe";
+/// Set to `1` to run the Linux guest on a PVM host anyway (its figures are labelled emulated).
+pub const ALLOW_EMULATED_ENV: &str = "CVBENCH_ALLOW_EMULATED";
 /// The VMM binary, found next to the harness like the other cvbench binaries.
 pub const VMM_BIN: &str = "cvbench-vmm";
 /// Selects the guest: `linux` (default) or `probe`.
@@ -329,7 +333,19 @@ fn kvm_flavour(pvm_module: &Path) -> &'static str {
 
 impl Backend for MicrovmBackend {
     fn name(&self) -> &'static str {
-        NAME
+        match self.guest {
+            GuestKind::Linux => NAME,
+            GuestKind::Probe => PROBE_NAME,
+        }
+    }
+
+    fn supports(&self, workload: &WorkloadSpec) -> Result<(), Unavailable> {
+        if self.guest == GuestKind::Probe && workload.exits_by_itself() {
+            return Err(Unavailable {
+                reason: "the probe guest measures the VMM alone and runs no workload (idle only)".into(),
+            });
+        }
+        Ok(())
     }
 
     fn check_host(&self) -> Result<(), Unavailable> {
@@ -344,6 +360,18 @@ impl Backend for MicrovmBackend {
         rootfs::locate_binary(VMM_BIN).map_err(|e| Unavailable {
             reason: e.to_string(),
         })?;
+        if self.guest == GuestKind::Linux
+            && kvm_flavour(Path::new(PVM_MODULE)) == "pvm"
+            && std::env::var(ALLOW_EMULATED_ENV).as_deref() != Ok("1")
+        {
+            return Err(Unavailable {
+                reason: format!(
+                    "{KVM_DEVICE} is PVM (nested paravirtual KVM): a stock Linux guest runs emulated \
+                     (~200x slower) and cannot enter user space (init's first syscall faults); \
+                     needs hardware KVM (set {ALLOW_EMULATED_ENV}=1 to try anyway, figures labelled emulated)"
+                ),
+            });
+        }
         if self.guest == GuestKind::Linux {
             self.linux_kernel().map_err(|reason| Unavailable { reason })?;
             rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| Unavailable {

@@ -46,6 +46,12 @@ const REGISTRY: &[Entry] = &[
         }),
     },
     Entry {
+        name: microvm::PROBE_NAME,
+        listed: true,
+        make: || Box::new(microvm::MicrovmBackend::new(microvm::GuestKind::Probe)),
+        cleanup: None,
+    },
+    Entry {
         name: "qemu",
         listed: true,
         make: || Box::new(qemu::QemuBackend::new()),
