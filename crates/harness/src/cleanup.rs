@@ -99,6 +99,15 @@ pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     }
     unmount_under(roots, &keep, &mut report);
     remove_cgroups(&roots.cgroup_root, &keep, &mut report);
+    // Backend directories left empty (by this cleanup or an older cvbench): rmdir only removes
+    // empty ones, so anything still in use stays.
+    if let Ok(entries) = fs::read_dir(&roots.run_dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && fs::remove_dir(entry.path()).is_ok() {
+                report.removed.push(format!("empty directory {}", entry.path().display()));
+            }
+        }
+    }
     report
 }
 

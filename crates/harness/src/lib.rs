@@ -12,6 +12,7 @@ pub mod host;
 pub mod interrupt;
 pub mod probe;
 pub mod results;
+pub mod rundir;
 pub mod runner;
 pub mod stats;
 

@@ -397,7 +397,7 @@ impl Backend for QemuBackend {
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let prepared = self.prepared()?;
         let dir = self.run_dir.join(&spec.instance_name);
-        fs::create_dir_all(&dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
+        crate::rundir::create_dir(&dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
         // From here on, dropping `instance` removes whatever exists so far.
         let mut instance = QemuInstance {
             name: spec.instance_name.clone(),
@@ -613,6 +613,9 @@ impl QemuInstance {
             if e.kind() != std::io::ErrorKind::NotFound {
                 problems.push(format!("removing {}: {e}", self.dir.display()));
             }
+        }
+        if let Some(backend_dir) = self.dir.parent() {
+            crate::rundir::prune(backend_dir);
         }
         if problems.is_empty() {
             Ok(())

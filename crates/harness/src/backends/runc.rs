@@ -185,7 +185,7 @@ impl Backend for RuncBackend {
         let rootfs = bundle.join("rootfs");
         for dir in ["upper", "work", "rootfs"] {
             let d = bundle.join(dir);
-            fs::create_dir_all(&d).map_err(Self::io_err(format!("creating {}", d.display())))?;
+            crate::rundir::create_dir(&d).map_err(Self::io_err(format!("creating {}", d.display())))?;
         }
         let lower = spec.image_dir.to_string_lossy();
         if lower.contains([',', ':']) {
@@ -522,6 +522,8 @@ impl RuncInstance {
                     problems.push(format!("removing {}: {e}", self.bundle.display()));
                 }
             }
+            crate::rundir::prune(&self.backend.bundles_dir);
+            crate::rundir::prune(&self.backend.state_dir);
         }
         if problems.is_empty() {
             Ok(())
