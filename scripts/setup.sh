@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what cvbench needs from Debian's packages, idempotently, then builds the workspace.
 # Called first by the README's two commands and by .ci/run.
-#   scripts/setup.sh            packages + release build
+#   scripts/setup.sh            packages + release build + guest kernel (cached)
 #   scripts/setup.sh --packages packages only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +30,8 @@ fi
 
 echo "setup: building cvbench (release)"
 cargo build --release --workspace --bins --quiet
+
+# The microVM's guest kernel, from Debian's linux-source package: about 4 minutes the first time,
+# cached under /var/cache/cvbench/kernel/<config hash>/ and a no-op afterwards.
+echo "setup: guest kernel (cached after the first build)"
+guest/kernel/build.sh >/dev/null
