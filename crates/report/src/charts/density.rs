@@ -5,13 +5,13 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{fmt_tick, font, subtitle, with_legend_row, Chart, DrawError, LegendEntry};
+use super::common::{axis_areas, builder, mesh};
+use super::{fmt_tick, font, subtitle, with_legend_row, Chart, ChartText, DrawError, LegendEntry};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
 
 pub struct Density {
-    subtitle: String,
-    caption: String,
+    text: ChartText,
     curves: Vec<Curve>,
 }
 
@@ -68,8 +68,10 @@ pub fn chart(model: &Model<'_>) -> Option<Density> {
         return None;
     }
     Some(Density {
-        subtitle: subtitle(model, &format!("up to {max_n} instances per backend")),
-        caption: captions.join("\n"),
+        text: ChartText {
+            subtitle: subtitle(model, &format!("up to {max_n} instances per backend")),
+            caption: captions.join("\n"),
+        },
         curves,
     })
 }
@@ -86,11 +88,8 @@ impl Chart for Density {
     fn title(&self) -> String {
         "Density: instances kept running vs memory they use".to_string()
     }
-    fn subtitle(&self) -> String {
-        self.subtitle.clone()
-    }
-    fn caption(&self) -> String {
-        self.caption.clone()
+    fn text(&self) -> &ChartText {
+        &self.text
     }
 
     fn draw<DB: DrawingBackend>(
@@ -106,20 +105,11 @@ impl Chart for Density {
             .map(|c| LegendEntry::new(style.series(c.colour).filled(), c.label.clone()))
             .collect();
         let area = with_legend_row(area, &entries, style)?;
-        let mut chart = ChartBuilder::on(&area)
-            .x_label_area_size(style.label_px() * 3)
-            .y_label_area_size(style.label_px() * 4)
-            .margin(style.margin())
+        let mut chart = builder(&area, style, axis_areas(style))
             .build_cartesian_2d(0.0..max_x * 1.3 + 0.5, 0.0..max_y * 1.15)?;
-        chart
-            .configure_mesh()
+        mesh(&mut chart, style)
             .x_desc("instances running")
             .y_desc("summed PSS (MiB)")
-            .axis_desc_style(font(style.label_px(), style.foreground))
-            .label_style(font(style.tick_px(), style.foreground))
-            .axis_style(style.muted)
-            .bold_line_style(style.grid)
-            .light_line_style(style.background)
             .x_label_formatter(&|v| format!("{v:.0}"))
             .y_label_formatter(&|v| fmt_tick(*v))
             .draw()?;

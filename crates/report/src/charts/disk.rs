@@ -8,13 +8,15 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{categories, fmt_tick, font, subtitle, with_legend_row, Chart, DrawError, LegendEntry};
+use super::common::{axis_areas, builder, category_label, mesh, vbar};
+use super::{
+    categories, fmt_tick, font, subtitle, with_legend_row, Chart, ChartText, DrawError, LegendEntry,
+};
 use crate::model::{self, display_name, Model};
 use crate::style::Style;
 
 pub struct Disk {
-    subtitle: String,
-    caption: String,
+    text: ChartText,
     /// `(display name, colour index, footprint per instance count)`.
     backends: Vec<(String, usize, Vec<DiskFootprint>)>,
 }
@@ -59,11 +61,13 @@ pub fn chart(model: &Model<'_>) -> Option<Disk> {
         return None;
     }
     Some(Disk {
-        subtitle: subtitle(
-            model,
-            "image counted once, layers as allocated blocks (median over runs)",
-        ),
-        caption: captions.join("\n"),
+        text: ChartText {
+            subtitle: subtitle(
+                model,
+                "image counted once, layers as allocated blocks (median over runs)",
+            ),
+            caption: captions.join("\n"),
+        },
         backends,
     })
 }
@@ -75,11 +79,8 @@ impl Chart for Disk {
     fn title(&self) -> String {
         "Disk for N instances: shared image + layers vs full copies".to_string()
     }
-    fn subtitle(&self) -> String {
-        self.subtitle.clone()
-    }
-    fn caption(&self) -> String {
-        self.caption.clone()
+    fn text(&self) -> &ChartText {
+        &self.text
     }
 
     fn draw<DB: DrawingBackend>(
@@ -112,28 +113,18 @@ impl Chart for Disk {
         });
         let lo = (lo * 0.5).clamp(1e-3, 1.0);
         let groups = DISK_INSTANCE_COUNTS.len();
-        let mut chart = ChartBuilder::on(&area)
-            .x_label_area_size(style.label_px() * 3)
-            .y_label_area_size(style.label_px() * 4)
-            .margin(style.margin())
+        let mut chart = builder(&area, style, axis_areas(style))
             .build_cartesian_2d(categories(groups), (lo..hi.max(lo * 10.0) * 3.0).log_scale())?;
-        chart
-            .configure_mesh()
+        let labels: Vec<String> = DISK_INSTANCE_COUNTS
+            .iter()
+            .map(|n| format!("{n} × instance"))
+            .collect();
+        mesh(&mut chart, style)
             .x_desc("instances")
             .y_desc("disk used (MiB, log scale)")
-            .axis_desc_style(font(style.label_px(), style.foreground))
-            .label_style(font(style.tick_px(), style.foreground))
-            .axis_style(style.muted)
-            .bold_line_style(style.grid)
-            .light_line_style(style.background)
             .disable_x_mesh()
             .x_labels(groups)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => DISK_INSTANCE_COUNTS
-                    .get(*i as usize)
-                    .map_or(String::new(), |n| format!("{n} × instance")),
-                SegmentValue::Last => String::new(),
-            })
+            .x_label_formatter(&|v| category_label(&labels, v))
             .y_label_formatter(&|v| fmt_tick(*v))
             .draw()?;
         // Each group is split into 2 slots per backend plus padding on both sides.
@@ -159,12 +150,7 @@ impl Chart for Disk {
                     let left = pad + (2 * b + k) * slot + slot / 10;
                     let right = band.saturating_sub(left + slot - slot / 5);
                     let top = model::mib(bytes).max(lo);
-                    let mut r = Rectangle::new(
-                        [(SegmentValue::Exact(gi), lo), (SegmentValue::Exact(gi + 1), top)],
-                        fill,
-                    );
-                    r.set_margin(0, 0, left, right);
-                    chart.draw_series([r])?;
+                    chart.draw_series([vbar(gi, (lo, top), fill, (left, right))])?;
                     // Label centred over the bar: an element anchored at the band's left edge, shifted.
                     let dx = i32::try_from(left + (slot - slot / 5) / 2).unwrap_or(0);
                     chart.draw_series([EmptyElement::at((SegmentValue::Exact(gi), top))

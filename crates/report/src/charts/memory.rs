@@ -9,12 +9,9 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{
-    categories, fmt_tick, font, n_range, skipped_note, subtitle, with_legend_row, Chart, DrawError,
-    LegendEntry,
-};
+use super::common::{hbar, hbar_chart, hbar_totals};
+use super::{with_legend_row, Chart, ChartText, DrawError, LegendEntry};
 use crate::model::{self, caption_stats, display_name, Model, MIB};
 use crate::style::Style;
 
@@ -28,8 +25,7 @@ const PARTS: [&str; 5] = [
 ];
 
 pub struct Memory {
-    subtitle: String,
-    caption: String,
+    text: ChartText,
     bars: Vec<Bar>,
 }
 
@@ -88,8 +84,7 @@ pub fn chart(model: &Model<'_>) -> Option<Memory> {
         return None;
     }
     Some(Memory {
-        subtitle: subtitle(model, &n_range(&ns)),
-        caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
+        text: ChartText::per_backend(model, &ns, &captions),
         bars,
     })
 }
@@ -101,11 +96,8 @@ impl Chart for Memory {
     fn title(&self) -> String {
         "Memory per instance once ready (PSS, median)".to_string()
     }
-    fn subtitle(&self) -> String {
-        self.subtitle.clone()
-    }
-    fn caption(&self) -> String {
-        self.caption.clone()
+    fn text(&self) -> &ChartText {
+        &self.text
     }
 
     fn draw<DB: DrawingBackend>(
@@ -121,78 +113,32 @@ impl Chart for Memory {
             .map(|(p, part)| LegendEntry::new(style.series(p).filled(), *part))
             .collect();
         let max = self.bars.iter().map(total).fold(0.0, f64::max).max(1e-3);
-        let longest = self
-            .bars
-            .iter()
-            .map(|b| b.label.chars().count())
-            .max()
-            .unwrap_or(10);
-        let y_area = u32::try_from(longest)
-            .unwrap_or(20)
-            .saturating_mul(style.tick_px() * 3 / 5)
-            + style.margin();
         let area = with_legend_row(area, &entries, style)?;
-        let mut chart = ChartBuilder::on(&area)
-            .x_label_area_size(style.label_px() * 3)
-            .y_label_area_size(y_area.min(style.width / 3))
-            .margin(style.margin())
-            .build_cartesian_2d(0.0..max * 1.2, categories(self.bars.len()))?;
-        let labels: Vec<String> = self.bars.iter().rev().map(|b| b.label.clone()).collect();
-        chart
-            .configure_mesh()
-            .x_desc("memory (MiB)")
-            .axis_desc_style(font(style.label_px(), style.foreground))
-            .label_style(font(style.tick_px(), style.foreground))
-            .axis_style(style.muted)
-            .bold_line_style(style.grid)
-            .light_line_style(style.background)
-            .disable_y_mesh()
-            .x_label_formatter(&|v| fmt_tick(*v))
-            .y_labels(self.bars.len())
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                    labels.get(*i as usize).cloned().unwrap_or_default()
-                }
-                SegmentValue::Last => String::new(),
-            })
-            .draw()?;
-        let band = style.height / 60;
+        let labels: Vec<String> = self.bars.iter().map(|b| b.label.clone()).collect();
+        let mut chart = hbar_chart(&area, style, &labels, max * 1.2, "memory (MiB)")?;
+        let rows = self.bars.len();
         for p in 0..PARTS.len() {
             if self.bars.iter().all(|b| b.parts_mib[p] <= 0.0) {
                 continue;
             }
-            let colour = style.series(p);
-            let last = self.bars.len() - 1;
+            let fill = style.series(p).filled();
             let rects = self
                 .bars
                 .iter()
                 .enumerate()
                 .filter(|(_, b)| b.parts_mib[p] > 0.0)
                 .map(|(i, b)| {
-                    let i = u32::try_from(last - i).unwrap_or(0);
                     let from: f64 = b.parts_mib[..p].iter().sum();
-                    let mut r = Rectangle::new(
-                        [
-                            (from, SegmentValue::Exact(i)),
-                            (from + b.parts_mib[p], SegmentValue::Exact(i + 1)),
-                        ],
-                        colour.filled(),
-                    );
-                    r.set_margin(band, band, 0, 0);
-                    r
+                    hbar(rows, i, (from, from + b.parts_mib[p]), fill, style)
                 });
             chart.draw_series(rects)?;
         }
-        let text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Left, VPos::Center));
-        chart.draw_series(self.bars.iter().enumerate().map(|(i, b)| {
-            let i = u32::try_from(self.bars.len() - 1 - i).unwrap_or(0);
-            Text::new(
-                format!(" {:.2} MiB", total(b)),
-                (total(b), SegmentValue::CenterOf(i)),
-                text.clone(),
-            )
-        }))?;
-        Ok(())
+        let totals: Vec<(f64, String)> = self
+            .bars
+            .iter()
+            .map(|b| (total(b), format!("{:.2} MiB", total(b))))
+            .collect();
+        hbar_totals(&mut chart, style, &totals)
     }
 }
 

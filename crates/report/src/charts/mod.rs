@@ -2,6 +2,7 @@
 //! show) and [`render`] draws every chart twice, as SVG and as PNG, inside the shared frame: the
 //! theme's background, a bold title and a subtitle naming the host and n.
 
+mod common;
 pub mod density;
 pub mod disk;
 pub mod memory;
@@ -45,13 +46,38 @@ impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for DrawE
     }
 }
 
+/// The text a chart carries besides its title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartText {
+    /// Second title line: host and n.
+    pub subtitle: String,
+    /// n, p50/p99 and the CI of what the chart shows, one line per series.
+    pub caption: String,
+}
+
+impl ChartText {
+    /// Subtitle with the host and n per backend; caption with one line per series, then the
+    /// backends that were skipped.
+    pub fn per_backend(model: &Model<'_>, ns: &[usize], captions: &[String]) -> Self {
+        ChartText {
+            subtitle: subtitle(model, &n_range(ns)),
+            caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
+        }
+    }
+}
+
 /// What every chart module provides.
 pub trait Chart {
     fn name(&self) -> String;
     fn title(&self) -> String;
+    fn text(&self) -> &ChartText;
     /// Second title line: host and n.
-    fn subtitle(&self) -> String;
-    fn caption(&self) -> String;
+    fn subtitle(&self) -> String {
+        self.text().subtitle.clone()
+    }
+    fn caption(&self) -> String {
+        self.text().caption.clone()
+    }
     /// Draws the chart body into `area` (the frame and titles are already drawn).
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, style: &Style)
         -> Result<(), DrawError>;

@@ -6,16 +6,13 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{
-    categories, fmt_tick, font, n_range, skipped_note, subtitle, with_legend_row, Chart, DrawError,
-    LegendEntry,
-};
+use super::common::{hbar, hbar_chart, hbar_totals};
+use super::{with_legend_row, Chart, ChartText, DrawError, LegendEntry};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
 
 pub struct Phases {
-    subtitle: String,
-    caption: String,
+    text: ChartText,
     /// Phase names in the order they happen (by mean median over all bars).
     phase_names: Vec<String>,
     bars: Vec<Bar>,
@@ -108,8 +105,7 @@ pub fn chart(model: &Model<'_>) -> Option<Phases> {
         })
         .collect();
     Some(Phases {
-        subtitle: subtitle(model, &n_range(&ns)),
-        caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
+        text: ChartText::per_backend(model, &ns, &captions),
         phase_names,
         bars,
     })
@@ -122,11 +118,8 @@ impl Chart for Phases {
     fn title(&self) -> String {
         "Startup phases: where the time to READY goes (medians)".to_string()
     }
-    fn subtitle(&self) -> String {
-        self.subtitle.clone()
-    }
-    fn caption(&self) -> String {
-        self.caption.clone()
+    fn text(&self) -> &ChartText {
+        &self.text
     }
 
     fn draw<DB: DrawingBackend>(
@@ -141,73 +134,26 @@ impl Chart for Phases {
             .map(|(p, name)| LegendEntry::new(style.series(p).filled(), format!("→ {}", phase_of(name))))
             .collect();
         let max = self.bars.iter().map(|b| b.total_ms).fold(0.0, f64::max).max(1e-3);
-        let longest = self
-            .bars
-            .iter()
-            .map(|b| b.label.chars().count())
-            .max()
-            .unwrap_or(10);
-        let y_area = u32::try_from(longest)
-            .unwrap_or(20)
-            .saturating_mul(style.tick_px() * 3 / 5)
-            + style.margin();
         let area = with_legend_row(area, &entries, style)?;
-        let mut chart = ChartBuilder::on(&area)
-            .x_label_area_size(style.label_px() * 3)
-            .y_label_area_size(y_area.min(style.width / 3))
-            .margin(style.margin())
-            .build_cartesian_2d(0.0..max * 1.22, categories(self.bars.len()))?;
-        let labels: Vec<String> = self.bars.iter().rev().map(|b| b.label.clone()).collect();
-        chart
-            .configure_mesh()
-            .x_desc("time since request (ms)")
-            .axis_desc_style(font(style.label_px(), style.foreground))
-            .label_style(font(style.tick_px(), style.foreground))
-            .axis_style(style.muted)
-            .bold_line_style(style.grid)
-            .light_line_style(style.background)
-            .disable_y_mesh()
-            .x_label_formatter(&|v| fmt_tick(*v))
-            .y_labels(self.bars.len())
-            .y_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                    labels.get(*i as usize).cloned().unwrap_or_default()
-                }
-                SegmentValue::Last => String::new(),
-            })
-            .draw()?;
-        let band = style.height / 60;
+        let labels: Vec<String> = self.bars.iter().map(|b| b.label.clone()).collect();
+        let mut chart = hbar_chart(&area, style, &labels, max * 1.22, "time since request (ms)")?;
+        let rows = self.bars.len();
         for p in 0..self.phase_names.len() {
-            let colour = style.series(p);
+            let fill = style.series(p).filled();
             let rects = self.bars.iter().enumerate().flat_map(|(i, bar)| {
-                let i = u32::try_from(self.bars.len() - 1 - i).unwrap_or(0);
                 bar.segments
                     .iter()
                     .filter(move |s| s.0 == p)
-                    .map(move |&(_, from, to)| {
-                        let mut r = Rectangle::new(
-                            [(from, SegmentValue::Exact(i)), (to, SegmentValue::Exact(i + 1))],
-                            colour.filled(),
-                        );
-                        r.set_margin(band, band, 0, 0);
-                        r
-                    })
+                    .map(move |&(_, from, to)| hbar(rows, i, (from, to), fill, style))
             });
             chart.draw_series(rects)?;
         }
-        let text = font(style.tick_px(), style.foreground);
-        chart.draw_series(self.bars.iter().enumerate().map(|(i, bar)| {
-            let i = u32::try_from(self.bars.len() - 1 - i).unwrap_or(0);
-            Text::new(
-                format!(" {}", model::fmt_value("start_to_ready_ms", bar.total_ms)),
-                (bar.total_ms, SegmentValue::CenterOf(i)),
-                text.clone().pos(plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Left,
-                    plotters::style::text_anchor::VPos::Center,
-                )),
-            )
-        }))?;
-        Ok(())
+        let totals: Vec<(f64, String)> = self
+            .bars
+            .iter()
+            .map(|b| (b.total_ms, model::fmt_value("start_to_ready_ms", b.total_ms)))
+            .collect();
+        hbar_totals(&mut chart, style, &totals)
     }
 }
 

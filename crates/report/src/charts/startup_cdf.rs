@@ -7,10 +7,8 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{
-    fmt_tick, font, n_range, skipped_note, subtitle, with_legend_row, Chart, ChartOptions, DrawError,
-    LegendEntry,
-};
+use super::common::{axis_areas, builder, mesh};
+use super::{fmt_tick, with_legend_row, Chart, ChartOptions, ChartText, DrawError, LegendEntry};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
 
@@ -19,8 +17,7 @@ pub const METRIC: &str = "start_to_ready_ms";
 
 pub struct StartupCdf {
     workload: String,
-    subtitle: String,
-    caption: String,
+    text: ChartText,
     log_x: bool,
     series: Vec<Series>,
     /// Backends that did not run this workload, with why: listed in the legend.
@@ -65,8 +62,7 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
         }
         out.push(StartupCdf {
             workload: workload.to_string(),
-            subtitle: subtitle(model, &n_range(&ns)),
-            caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
+            text: ChartText::per_backend(model, &ns, &captions),
             log_x: opts.log_x,
             series,
             missing: model
@@ -94,11 +90,8 @@ impl Chart for StartupCdf {
     fn title(&self) -> String {
         format!("Startup: request → READY, {} workload (CDF)", self.workload)
     }
-    fn subtitle(&self) -> String {
-        self.subtitle.clone()
-    }
-    fn caption(&self) -> String {
-        self.caption.clone()
+    fn text(&self) -> &ChartText {
+        &self.text
     }
 
     fn draw<DB: DrawingBackend>(
@@ -131,23 +124,18 @@ impl Chart for StartupCdf {
         } else {
             "time to READY (ms)"
         };
-        let mut builder = ChartBuilder::on(&area);
-        builder
-            .x_label_area_size(style.label_px() * 3)
-            .y_label_area_size(style.label_px() * 4)
-            .margin(style.margin());
+        let mut axes = builder(&area, style, axis_areas(style));
         if log_x {
             let lo = (lo * 0.8).max(1e-3);
             let hi = hi * 1.25;
-            let chart = builder.build_cartesian_2d(
+            let chart = axes.build_cartesian_2d(
                 (lo..hi).log_scale().with_key_points(one_two_five(lo, hi)),
                 0.0..100.0,
             )?;
             self.plot(chart, style, x_desc)
         } else {
             let span = (hi - lo).max(hi * 0.05).max(1e-3);
-            let chart =
-                builder.build_cartesian_2d((lo - span * 0.05).max(0.0)..hi + span * 0.05, 0.0..100.0)?;
+            let chart = axes.build_cartesian_2d((lo - span * 0.05).max(0.0)..hi + span * 0.05, 0.0..100.0)?;
             self.plot(chart, style, x_desc)
         }
     }
@@ -180,15 +168,9 @@ impl StartupCdf {
         DB: DrawingBackend + 'a,
         X: Ranged<ValueType = f64> + ValueFormatter<f64>,
     {
-        chart
-            .configure_mesh()
+        mesh(&mut chart, style)
             .x_desc(x_desc)
             .y_desc("launches ready (%)")
-            .axis_desc_style(font(style.label_px(), style.foreground))
-            .label_style(font(style.tick_px(), style.foreground))
-            .axis_style(style.muted)
-            .bold_line_style(style.grid)
-            .light_line_style(style.background)
             .x_labels(8)
             .y_labels(6)
             .x_label_formatter(&|v| fmt_tick(*v))

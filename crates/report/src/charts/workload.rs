@@ -5,7 +5,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{categories, fmt_tick, font, n_range, skipped_note, subtitle, Chart, DrawError};
+use super::common::{builder, category_label, mesh, vbar, VBarChart};
+use super::{categories, fmt_tick, font, Chart, ChartText, DrawError};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
 
@@ -14,8 +15,7 @@ const LATENCY: [&str; 2] = ["workload.latency_p50_us", "workload.latency_p99_us"
 pub struct Workload {
     workload: String,
     throughput_metric: String,
-    subtitle: String,
-    caption: String,
+    text: ChartText,
     rows: Vec<Row>,
 }
 
@@ -98,8 +98,7 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
         out.push(Workload {
             workload: workload.to_string(),
             throughput_metric: metric,
-            subtitle: subtitle(model, &n_range(&ns)),
-            caption: format!("{}{}", captions.join("\n"), skipped_note(model)),
+            text: ChartText::per_backend(model, &ns, &captions),
             rows,
         });
     }
@@ -113,11 +112,8 @@ impl Chart for Workload {
     fn title(&self) -> String {
         format!("{} workload: throughput and latency per backend", self.workload)
     }
-    fn subtitle(&self) -> String {
-        self.subtitle.clone()
-    }
-    fn caption(&self) -> String {
-        self.caption.clone()
+    fn text(&self) -> &ChartText {
+        &self.text
     }
 
     fn draw<DB: DrawingBackend>(
@@ -128,12 +124,6 @@ impl Chart for Workload {
         let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
         let n = u32::try_from(self.rows.len()).unwrap_or(1);
         let names: Vec<String> = self.rows.iter().map(|r| r.name.clone()).collect();
-        let label_of = |v: &SegmentValue<u32>| match v {
-            SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
-                names.get(*i as usize).cloned().unwrap_or_default()
-            }
-            SegmentValue::Last => String::new(),
-        };
         let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
 
         // Throughput.
@@ -143,28 +133,14 @@ impl Chart for Workload {
             .iter()
             .filter_map(|r| r.throughput.map(|t| t.1[1].max(t.0)))
             .fold(1e-3, f64::max);
-        let mut chart = ChartBuilder::on(&left)
-            .caption(
-                "throughput (median, 95% CI)",
-                font(style.label_px(), style.foreground),
-            )
-            .x_label_area_size(style.tick_px() * 2)
-            .y_label_area_size(style.label_px() * 4)
-            .margin(style.margin())
-            .build_cartesian_2d(categories(self.rows.len()), 0.0..max_t * 1.2)?;
-        chart
-            .configure_mesh()
-            .y_desc(throughput_label(&self.throughput_metric, unit))
-            .axis_desc_style(font(style.label_px(), style.foreground))
-            .label_style(font(style.tick_px(), style.foreground))
-            .axis_style(style.muted)
-            .bold_line_style(style.grid)
-            .light_line_style(style.background)
-            .disable_x_mesh()
-            .x_labels(self.rows.len())
-            .x_label_formatter(&label_of)
-            .y_label_formatter(&|v| fmt_tick(*v))
-            .draw()?;
+        let mut chart = panel(
+            &left,
+            style,
+            "throughput (median, 95% CI)",
+            &names,
+            max_t,
+            &throughput_label(&self.throughput_metric, unit),
+        )?;
         let w = left.dim_in_pixel().0 / (6 * n.max(1));
         for (i, r) in self.rows.iter().enumerate() {
             let Some((median, ci)) = r.throughput else {
@@ -172,15 +148,7 @@ impl Chart for Workload {
             };
             let i = u32::try_from(i).unwrap_or(0);
             let colour = style.series(r.colour);
-            let mut bar = Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), median),
-                ],
-                colour.filled(),
-            );
-            bar.set_margin(0, 0, w, w);
-            chart.draw_series([bar])?;
+            chart.draw_series([vbar(i, (0.0, median), colour.filled(), (w, w))])?;
             // Error bar for the CI of the median: a vertical line with caps.
             let line = style.foreground.stroke_width(style.stroke().div_ceil(2));
             let centre = SegmentValue::CenterOf(i);
@@ -209,28 +177,14 @@ impl Chart for Workload {
             .iter()
             .flat_map(|r| r.latency_ms.iter().flatten().copied())
             .fold(1e-3, f64::max);
-        let mut chart = ChartBuilder::on(&right)
-            .caption(
-                "workload latency p50 / p99 (median over runs)",
-                font(style.label_px(), style.foreground),
-            )
-            .x_label_area_size(style.tick_px() * 2)
-            .y_label_area_size(style.label_px() * 4)
-            .margin(style.margin())
-            .build_cartesian_2d(categories(self.rows.len()), 0.0..max_l * 1.2)?;
-        chart
-            .configure_mesh()
-            .y_desc("latency (ms)")
-            .axis_desc_style(font(style.label_px(), style.foreground))
-            .label_style(font(style.tick_px(), style.foreground))
-            .axis_style(style.muted)
-            .bold_line_style(style.grid)
-            .light_line_style(style.background)
-            .disable_x_mesh()
-            .x_labels(self.rows.len())
-            .x_label_formatter(&label_of)
-            .y_label_formatter(&|v| fmt_tick(*v))
-            .draw()?;
+        let mut chart = panel(
+            &right,
+            style,
+            "workload latency p50 / p99 (median over runs)",
+            &names,
+            max_l,
+            "latency (ms)",
+        )?;
         let w = right.dim_in_pixel().0 / (6 * n.max(1));
         for (i, r) in self.rows.iter().enumerate() {
             let i = u32::try_from(i).unwrap_or(0);
@@ -243,12 +197,7 @@ impl Chart for Workload {
                 } else {
                     (colour.mix(0.45).filled(), (w * 3, w))
                 };
-                let mut bar = Rectangle::new(
-                    [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), v)],
-                    fill,
-                );
-                bar.set_margin(0, 0, margins.0, margins.1);
-                chart.draw_series([bar])?;
+                chart.draw_series([vbar(i, (0.0, v), fill, margins)])?;
                 let tag = if k == 0 { "p50" } else { "p99" };
                 let pos = if k == 0 { HPos::Right } else { HPos::Left };
                 chart.draw_series([Text::new(
@@ -260,6 +209,29 @@ impl Chart for Workload {
         }
         Ok(())
     }
+}
+
+/// One half of the figure, titled `caption`: a category per backend (`names` under the axis) and
+/// values from 0 to a fifth above `y_max`, described by `y_desc`.
+fn panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    style: &Style,
+    caption: &str,
+    names: &[String],
+    y_max: f64,
+    y_desc: &str,
+) -> Result<VBarChart<'a, DB>, DrawError> {
+    let mut chart = builder(area, style, (style.tick_px() * 2, style.label_px() * 4))
+        .caption(caption, font(style.label_px(), style.foreground))
+        .build_cartesian_2d(categories(names.len()), 0.0..y_max * 1.2)?;
+    mesh(&mut chart, style)
+        .y_desc(y_desc)
+        .disable_x_mesh()
+        .x_labels(names.len())
+        .x_label_formatter(&|v| category_label(names, v))
+        .y_label_formatter(&|v| fmt_tick(*v))
+        .draw()?;
+    Ok(chart)
 }
 
 #[cfg(test)]

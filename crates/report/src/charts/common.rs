@@ -1,0 +1,172 @@
+//! Drawing pieces several charts share, so they look alike: the plot's builder, the themed mesh,
+//! labels on a category axis, and the bars and value labels of horizontal and vertical bar charts.
+
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::{Ranged, SegmentedCoord, ValueFormatter};
+use plotters::coord::types::{RangedCoordf64, RangedCoordu32};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::{categories, fmt_tick, font, DrawError};
+use crate::style::Style;
+
+/// A chart with a linear value axis along x and one category per bar along y, top to bottom.
+pub type HBarChart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<RangedCoordf64, SegmentedCoord<RangedCoordu32>>>;
+
+/// A chart with one category per bar along x and a linear value axis along y.
+pub type VBarChart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<SegmentedCoord<RangedCoordu32>, RangedCoordf64>>;
+
+/// Label areas `(below, beside)` of a plot with an axis description on both axes.
+pub fn axis_areas(style: &Style) -> (u32, u32) {
+    (style.label_px() * 3, style.label_px() * 4)
+}
+
+/// A chart builder on `area` with the shared margin and label areas `(x, y)` pixels deep.
+pub fn builder<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    style: &Style,
+    (x_area, y_area): (u32, u32),
+) -> ChartBuilder<'a, 'b, DB> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .x_label_area_size(x_area)
+        .y_label_area_size(y_area)
+        .margin(style.margin());
+    builder
+}
+
+/// The mesh in the theme's colours and fonts; the caller adds axis descriptions and labels, then
+/// draws it.
+pub fn mesh<'a, 'b, X, Y, DB>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    style: &Style,
+) -> MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: Ranged + ValueFormatter<X::ValueType>,
+    Y: Ranged + ValueFormatter<Y::ValueType>,
+    DB: DrawingBackend,
+{
+    let mut mesh = chart.configure_mesh();
+    mesh.axis_desc_style(font(style.label_px(), style.foreground))
+        .label_style(font(style.tick_px(), style.foreground))
+        .axis_style(style.muted)
+        .bold_line_style(style.grid)
+        .light_line_style(style.background);
+    mesh
+}
+
+/// Tick label of a [`categories`] axis: `labels[i]` for category `i`, nothing past the end.
+pub fn category_label(labels: &[String], v: &SegmentValue<u32>) -> String {
+    match v {
+        SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+            labels.get(*i as usize).cloned().unwrap_or_default()
+        }
+        SegmentValue::Last => String::new(),
+    }
+}
+
+/// Axes of a horizontal bar chart: one row per label, listed top to bottom, with a label area
+/// that fits the longest label, and a value axis from 0 to `x_max` described by `x_desc`.
+pub fn hbar_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    style: &Style,
+    labels: &[String],
+    x_max: f64,
+    x_desc: &str,
+) -> Result<HBarChart<'a, DB>, DrawError> {
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(10);
+    let y_area = u32::try_from(longest)
+        .unwrap_or(20)
+        .saturating_mul(style.tick_px() * 3 / 5)
+        + style.margin();
+    let mut chart = builder(area, style, (style.label_px() * 3, y_area.min(style.width / 3)))
+        .build_cartesian_2d(0.0..x_max, categories(labels.len()))?;
+    // Category 0 is at the bottom.
+    let bottom_up: Vec<String> = labels.iter().rev().cloned().collect();
+    mesh(&mut chart, style)
+        .x_desc(x_desc)
+        .disable_y_mesh()
+        .x_label_formatter(&|v| fmt_tick(*v))
+        .y_labels(labels.len())
+        .y_label_formatter(&|v| category_label(&bottom_up, v))
+        .draw()?;
+    Ok(chart)
+}
+
+/// The y value of row `row` (counted from the top) of an [`hbar_chart`] with `rows` rows.
+fn from_top(rows: usize, row: usize) -> u32 {
+    u32::try_from(rows - 1 - row).unwrap_or(0)
+}
+
+/// A bar from `from` to `to` in row `row` of an [`hbar_chart`] with `rows` rows.
+pub fn hbar(
+    rows: usize,
+    row: usize,
+    (from, to): (f64, f64),
+    fill: ShapeStyle,
+    style: &Style,
+) -> Rectangle<(f64, SegmentValue<u32>)> {
+    let i = from_top(rows, row);
+    let band = style.height / 60;
+    let mut r = Rectangle::new(
+        [(from, SegmentValue::Exact(i)), (to, SegmentValue::Exact(i + 1))],
+        fill,
+    );
+    r.set_margin(band, band, 0, 0);
+    r
+}
+
+/// Writes `text` just right of the end `x` of each row's bar, rows in order from the top.
+pub fn hbar_totals<DB: DrawingBackend>(
+    chart: &mut HBarChart<'_, DB>,
+    style: &Style,
+    totals: &[(f64, String)],
+) -> Result<(), DrawError> {
+    let font = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Left, VPos::Center));
+    chart.draw_series(totals.iter().enumerate().map(|(row, (x, text))| {
+        Text::new(
+            format!(" {text}"),
+            (*x, SegmentValue::CenterOf(from_top(totals.len(), row))),
+            font.clone(),
+        )
+    }))?;
+    Ok(())
+}
+
+/// A vertical bar from `lo` to `hi` over category `i`, inset by `(left, right)` pixels.
+pub fn vbar(
+    i: u32,
+    (lo, hi): (f64, f64),
+    fill: ShapeStyle,
+    (left, right): (u32, u32),
+) -> Rectangle<(SegmentValue<u32>, f64)> {
+    let mut r = Rectangle::new(
+        [(SegmentValue::Exact(i), lo), (SegmentValue::Exact(i + 1), hi)],
+        fill,
+    );
+    r.set_margin(0, 0, left, right);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn category_labels_follow_the_index_and_stop_at_the_end() {
+        let labels = ["a".to_string(), "b".to_string()];
+        assert_eq!(category_label(&labels, &SegmentValue::CenterOf(1)), "b");
+        assert_eq!(category_label(&labels, &SegmentValue::Exact(0)), "a");
+        assert_eq!(category_label(&labels, &SegmentValue::Exact(2)), "");
+        assert_eq!(category_label(&labels, &SegmentValue::Last), "");
+    }
+
+    #[test]
+    fn rows_count_from_the_top() {
+        assert_eq!(from_top(3, 0), 2);
+        assert_eq!(from_top(3, 2), 0);
+    }
+}
