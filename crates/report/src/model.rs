@@ -302,7 +302,7 @@ pub fn gib(b: u64) -> f64 {
     bytes_f64(b) / (MIB * 1024.0)
 }
 
-fn shorten(s: &str, max_chars: usize) -> String {
+pub fn shorten(s: &str, max_chars: usize) -> String {
     if s.chars().count() <= max_chars {
         s.to_string()
     } else {

@@ -71,10 +71,15 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
                 .iter()
                 .filter(|c| c.workload == workload && c.skipped.is_some())
                 .map(|c| {
-                    format!(
-                        "{}: skipped ({})",
-                        c.backend,
-                        c.skipped.as_deref().unwrap_or_default()
+                    // The legend has one line per entry: the full reason is in the report's
+                    // "Skipped" table.
+                    crate::model::shorten(
+                        &format!(
+                            "{}: skipped ({})",
+                            c.backend,
+                            c.skipped.as_deref().unwrap_or_default()
+                        ),
+                        LEGEND_SKIP_CHARS,
                     )
                 })
                 .collect(),
@@ -82,6 +87,9 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
     }
     out
 }
+
+/// Longest legend line for a skipped backend (fits a 1280-pixel-wide chart at the default font).
+const LEGEND_SKIP_CHARS: usize = 100;
 
 impl Chart for StartupCdf {
     fn name(&self) -> String {
