@@ -104,7 +104,9 @@ pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     if let Ok(entries) = fs::read_dir(&roots.run_dir) {
         for entry in entries.flatten() {
             if entry.file_type().is_ok_and(|t| t.is_dir()) && fs::remove_dir(entry.path()).is_ok() {
-                report.removed.push(format!("empty directory {}", entry.path().display()));
+                report
+                    .removed
+                    .push(format!("empty directory {}", entry.path().display()));
             }
         }
     }

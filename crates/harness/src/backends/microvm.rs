@@ -15,19 +15,16 @@
 //! file and the instance's disk; [`cleanup_leftover_vms`] kills and removes what a dead harness left.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use microvm::kernel::{locate_guest_kernel, DEFAULT_KERNEL_CACHE, GUEST_KERNEL_ENV};
 use microvm::{EventKind, VmEvent};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
 
+use super::vm_process::{self, Next, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
@@ -50,14 +47,22 @@ pub const PROBE_MEMORY_MIB: u64 = 16;
 pub const SCRATCH_DISK_MIB: u32 = 256;
 /// Size of the probe's test disk.
 const PROBE_DISK_SECTORS: usize = 2048;
-/// How long `finish` and teardown wait after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(3);
 /// After READY, how long to wait for event lines still in flight on the other pipe.
 const EVENT_SETTLE: Duration = Duration::from_millis(500);
 /// Where instance state lives.
 pub const RUN_DIR: &str = "/run/cvbench/vms";
 const KVM_DEVICE: &str = "/dev/kvm";
 const PVM_MODULE: &str = "/sys/module/kvm_pvm";
+/// The VMM as the shared VM instance code names it.
+const VMM: VmmKind = VmmKind {
+    backend: NAME,
+    program: VMM_BIN,
+    process: "VMM",
+    subject: "the VMM",
+    pid_file: "vmm.pid",
+    comm: VMM_BIN,
+    leftover: "microVM",
+};
 
 /// Which guest the VM boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,19 +153,6 @@ impl MicrovmBackend {
         }
     }
 
-    fn linux_kernel(&self) -> Result<PathBuf, String> {
-        if let Some(kernel) = &self.kernel {
-            return Ok(kernel.clone());
-        }
-        let env = std::env::var_os(GUEST_KERNEL_ENV);
-        locate_guest_kernel(env.as_deref(), Path::new(DEFAULT_KERNEL_CACHE)).ok_or_else(|| {
-            format!(
-                "no guest kernel built: run guest/kernel/build.sh (caches vmlinux under \
-                 {DEFAULT_KERNEL_CACHE}/<hash>/) or set {GUEST_KERNEL_ENV}"
-            )
-        })
-    }
-
     fn prepared(&self) -> Result<Prepared, BackendError> {
         self.prepared
             .lock()
@@ -201,36 +193,14 @@ impl MicrovmBackend {
     }
 
     fn prepare_linux(&self, image_dir: &Path) -> Result<(Prepared, SharedImage), BackendError> {
-        let kernel = self.linux_kernel().map_err(Self::setup_err)?;
-        let usage = rootfs::disk_usage(image_dir)
-            .map_err(Self::io_err(format!("measuring {}", image_dir.display())))?;
-        let digest = image_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| Self::setup_err(format!("image directory {} has no name", image_dir.display())))?;
-        let image = rootfs::Image {
-            dir: image_dir.to_path_buf(),
-            digest,
-            allocated_bytes: usage.allocated_bytes,
-            apparent_bytes: usage.apparent_bytes,
-            files: usage.files,
-        };
-        let init =
-            rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
-        let disk = rootfs::ext4_disk_image(&image, &[(init, "/cvbench/init".to_string())], &self.cache_root)
-            .map_err(|e| Self::setup_err(format!("building the guest disk image: {e}")))?;
-        let template = rootfs::scratch_disk_template(SCRATCH_DISK_MIB, &self.cache_root)
-            .map_err(|e| Self::setup_err(format!("building the scratch disk template: {e}")))?;
-        let shared = SharedImage {
-            bytes: disk.allocated_bytes,
-            description: format!("ext4 disk image {} (read-only vda)", disk.path.display()),
-        };
+        let kernel = linux_kernel(self.kernel.as_deref()).map_err(Self::setup_err)?;
+        let (disks, shared) = LinuxDisks::prepare(NAME, image_dir, &self.cache_root)?;
         Ok((
             Prepared {
                 vmm: PathBuf::new(),
                 kernel,
-                shared_disk: disk.path,
-                scratch_template: Some(template),
+                shared_disk: disks.image,
+                scratch_template: Some(disks.scratch_template),
             },
             shared,
         ))
@@ -244,13 +214,7 @@ impl MicrovmBackend {
         instance_disk: &Path,
     ) -> Result<Command, BackendError> {
         let vmm = &prepared.vmm;
-        let memory_mib = spec
-            .memory_limit_bytes
-            .map_or(self.memory_mib, |b| b.div_ceil(1 << 20));
-        // The smallest vCPU count covering the CPU quota.
-        let vcpus = spec.cpu_limit.map_or(self.vcpus, |c| {
-            (1..=u8::MAX).find(|&n| f64::from(n) >= c).unwrap_or(u8::MAX)
-        });
+        let (memory_mib, vcpus) = guest_size(spec, self.memory_mib, self.vcpus);
         let mut cmd = Command::new(vmm);
         cmd.arg("--kernel").arg(&prepared.kernel);
         cmd.args([
@@ -307,6 +271,89 @@ pub fn linux_cmdline_extra_for(workload: &WorkloadSpec, pvm: bool) -> String {
     );
     words.extend(workload.to_args());
     words.join(" ")
+}
+
+/// The Linux guest kernel: `explicit` if set, else the one [`GUEST_KERNEL_ENV`] names or the newest
+/// one built.
+/// Also what the QEMU backend boots.
+pub(super) fn linux_kernel(explicit: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(kernel) = explicit {
+        return Ok(kernel.to_path_buf());
+    }
+    let env = std::env::var_os(GUEST_KERNEL_ENV);
+    locate_guest_kernel(env.as_deref(), Path::new(DEFAULT_KERNEL_CACHE)).ok_or_else(|| {
+        format!(
+            "no guest kernel built: run guest/kernel/build.sh (caches vmlinux under \
+             {DEFAULT_KERNEL_CACHE}/<hash>/) or set {GUEST_KERNEL_ENV}"
+        )
+    })
+}
+
+/// Guest RAM in MiB and vCPUs for `spec`: its memory limit rounded up to whole MiB and the smallest
+/// vCPU count covering its CPU quota, else the backend's defaults. Also how QEMU sizes its guest.
+pub(super) fn guest_size(spec: &LaunchSpec, default_mib: u64, default_vcpus: u8) -> (u64, u8) {
+    let memory_mib = spec
+        .memory_limit_bytes
+        .map_or(default_mib, |b| b.div_ceil(1 << 20));
+    let vcpus = spec.cpu_limit.map_or(default_vcpus, |c| {
+        (1..=u8::MAX).find(|&n| f64::from(n) >= c).unwrap_or(u8::MAX)
+    });
+    (memory_mib, vcpus)
+}
+
+/// The disks a Linux guest boots from, the same files for both VMMs (the same cache keys).
+pub(super) struct LinuxDisks {
+    /// The shared ext4 image with guest init (read-only `vda`).
+    pub image: PathBuf,
+    /// The pre-formatted empty scratch disk copied per instance (`vdb`).
+    pub scratch_template: PathBuf,
+}
+
+impl LinuxDisks {
+    /// Builds (or finds in `cache_root`) the ext4 image of `image_dir` with guest init added, and the
+    /// scratch disk template. `backend` names the backend in errors.
+    pub(super) fn prepare(
+        backend: &'static str,
+        image_dir: &Path,
+        cache_root: &Path,
+    ) -> Result<(LinuxDisks, SharedImage), BackendError> {
+        let setup_err = |reason: String| BackendError::Setup {
+            backend: backend.into(),
+            reason,
+        };
+        let usage = rootfs::disk_usage(image_dir).map_err(|source| BackendError::Io {
+            backend: backend.into(),
+            context: format!("measuring {}", image_dir.display()),
+            source,
+        })?;
+        let digest = image_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| setup_err(format!("image directory {} has no name", image_dir.display())))?;
+        let image = rootfs::Image {
+            dir: image_dir.to_path_buf(),
+            digest,
+            allocated_bytes: usage.allocated_bytes,
+            apparent_bytes: usage.apparent_bytes,
+            files: usage.files,
+        };
+        let init = rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| setup_err(e.to_string()))?;
+        let disk = rootfs::ext4_disk_image(&image, &[(init, "/cvbench/init".to_string())], cache_root)
+            .map_err(|e| setup_err(format!("building the guest disk image: {e}")))?;
+        let scratch_template = rootfs::scratch_disk_template(SCRATCH_DISK_MIB, cache_root)
+            .map_err(|e| setup_err(format!("building the scratch disk template: {e}")))?;
+        let shared = SharedImage {
+            bytes: disk.allocated_bytes,
+            description: format!("ext4 disk image {} (read-only vda)", disk.path.display()),
+        };
+        Ok((
+            LinuxDisks {
+                image: disk.path,
+                scratch_template,
+            },
+            shared,
+        ))
+    }
 }
 
 /// Writes `content` to `path` leaving all-zero 4 KiB blocks as holes.
@@ -373,7 +420,7 @@ impl Backend for MicrovmBackend {
             });
         }
         if self.guest == GuestKind::Linux {
-            self.linux_kernel().map_err(|reason| Unavailable { reason })?;
+            linux_kernel(self.kernel.as_deref()).map_err(|reason| Unavailable { reason })?;
             rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| Unavailable {
                 reason: e.to_string(),
             })?;
@@ -419,20 +466,14 @@ impl Backend for MicrovmBackend {
                 "the probe guest runs no workload; use the idle workload with --guest probe",
             ));
         }
-        let dir = self.run_dir.join(&spec.instance_name);
-        crate::rundir::create_dir(&dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
         // From here on, dropping `instance` removes whatever exists so far.
+        let vm = VmProcess::create(VMM, &self.run_dir, &spec.instance_name)?;
         let mut instance = MicrovmInstance {
-            name: spec.instance_name.clone(),
-            dir: dir.clone(),
-            disk: dir.join("disk.img"),
-            child: None,
-            messages: None,
+            disk: vm.dir().join("disk.img"),
+            vm,
             phases: Vec::new(),
             guest_ram_host_addr: None,
-            stderr_tail: Vec::new(),
             exits_by_itself: spec.workload.exits_by_itself(),
-            torn_down: false,
         };
         // Both guests get a sparse copy: the scratch template (Linux) or the probe's test disk.
         let template = prepared
@@ -443,40 +484,15 @@ impl Backend for MicrovmBackend {
             .map_err(|e| Self::setup_err(format!("creating the instance disk: {e}")))?;
         let mut cmd = self.vmm_command(&prepared, spec, &instance.disk)?;
         let clock = ClockPair::now();
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(Self::io_err(format!("starting {VMM_BIN}")))?;
-        let pid = child.id();
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        instance.child = Some(child);
-        let pid_file = dir.join("vmm.pid");
-        fs::write(&pid_file, format!("{pid}\n"))
-            .map_err(Self::io_err(format!("writing {}", pid_file.display())))?;
-        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
-            return Err(Self::setup_err("the VMM's stdout/stderr were not captured"));
-        };
-        let (tx, rx) = mpsc::channel();
-        spawn_reader(
-            &spec.instance_name,
-            "console",
-            stdout,
-            tx.clone(),
+        instance.vm.start(
+            &mut cmd,
             Message::Console,
-        )?;
-        spawn_reader(
-            &spec.instance_name,
             "events",
-            stderr,
-            tx,
             |_at, line| match VmEvent::parse_line(&line) {
                 Some(event) => Message::Event(event),
                 None => Message::Stderr(line),
             },
         )?;
-        instance.messages = Some(rx);
 
         let deadline = spec.request + spec.ready_timeout;
         let mut events_seen = Vec::new();
@@ -486,7 +502,7 @@ impl Backend for MicrovmBackend {
                 Some(at) => at + EVENT_SETTLE,
                 None => deadline,
             };
-            match instance.next_message(wait_until) {
+            match instance.vm.next(wait_until) {
                 Next::Message(Message::Event(event)) => {
                     let at = clock.instant_of(event.monotonic_ns);
                     let phase = match &event.kind {
@@ -507,7 +523,7 @@ impl Backend for MicrovmBackend {
                         }
                     }
                 }
-                Next::Message(Message::Stderr(line)) => instance.remember_stderr(line),
+                Next::Message(Message::Stderr(line)) => instance.vm.remember(line),
                 Next::Message(Message::Console(at, line)) => match parse_line(&line) {
                     Ok(Some(ProtocolLine::Ready { .. })) if ready_at.is_none() => {
                         ready_at = Some(at);
@@ -524,21 +540,8 @@ impl Backend for MicrovmBackend {
                     _ => {}
                 },
                 Next::Timeout | Next::Eof if ready_at.is_some() => break,
-                Next::Eof => {
-                    let status = instance.wait_child(Duration::from_secs(5));
-                    return Err(BackendError::ExitedBeforeReady {
-                        backend: NAME.into(),
-                        status,
-                        output: instance.stderr_tail(),
-                    });
-                }
-                Next::Timeout => {
-                    return Err(BackendError::ReadyTimeout {
-                        backend: NAME.into(),
-                        timeout: spec.ready_timeout,
-                        output: instance.stderr_tail(),
-                    })
-                }
+                Next::Eof => return Err(instance.vm.exited_before_ready()),
+                Next::Timeout => return Err(instance.vm.ready_timeout(spec.ready_timeout)),
             }
             if ready_at.is_some() && events_seen.len() == 3 {
                 break;
@@ -584,131 +587,12 @@ enum Message {
     Stderr(String),
 }
 
-enum Next {
-    Message(Message),
-    Timeout,
-    Eof,
-}
-
-fn spawn_reader(
-    instance: &str,
-    what: &str,
-    pipe: impl Read + Send + 'static,
-    tx: Sender<Message>,
-    wrap: impl Fn(Instant, String) -> Message + Send + 'static,
-) -> Result<(), BackendError> {
-    std::thread::Builder::new()
-        .name(format!("{instance}-{what}"))
-        .spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(wrap(Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        })
-        .map(drop)
-        .map_err(MicrovmBackend::io_err(format!("spawning the {what} reader")))
-}
-
 struct MicrovmInstance {
-    name: String,
-    dir: PathBuf,
+    vm: VmProcess<Message>,
     disk: PathBuf,
-    child: Option<Child>,
-    messages: Option<Receiver<Message>>,
     phases: Vec<PhaseMark>,
     guest_ram_host_addr: Option<u64>,
-    stderr_tail: Vec<String>,
     exits_by_itself: bool,
-    torn_down: bool,
-}
-
-impl MicrovmInstance {
-    fn next_message(&self, deadline: Instant) -> Next {
-        let Some(rx) = &self.messages else {
-            return Next::Eof;
-        };
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(message) => Next::Message(message),
-            Err(RecvTimeoutError::Timeout) => Next::Timeout,
-            Err(RecvTimeoutError::Disconnected) => Next::Eof,
-        }
-    }
-
-    fn remember_stderr(&mut self, line: String) {
-        if self.stderr_tail.len() == 8 {
-            self.stderr_tail.remove(0);
-        }
-        self.stderr_tail.push(line);
-    }
-
-    fn stderr_tail(&self) -> String {
-        self.stderr_tail.join(" | ")
-    }
-
-    fn pid(&self) -> Option<i32> {
-        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
-    }
-
-    fn wait_child(&mut self, timeout: Duration) -> String {
-        let Some(child) = self.child.as_mut() else {
-            return "not started".into();
-        };
-        let deadline = Instant::now() + timeout;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status.to_string(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-                Ok(None) => return "still running".into(),
-                Err(e) => return format!("unknown ({e})"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        if let Some(pid) = self.pid() {
-            let _ = kill(Pid::from_raw(pid), signal);
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after the grace period; returns the exit status as text.
-    fn stop_vmm(&mut self, grace: Duration) -> String {
-        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-            return status.to_string();
-        }
-        self.signal(Signal::SIGTERM);
-        let status = self.wait_child(grace);
-        if status != "still running" {
-            return status;
-        }
-        self.signal(Signal::SIGKILL);
-        self.wait_child(Duration::from_secs(5))
-    }
-
-    fn teardown(&mut self) -> Result<(), String> {
-        if self.torn_down {
-            return Ok(());
-        }
-        self.torn_down = true;
-        let mut problems = Vec::new();
-        if self.child.is_some() && self.stop_vmm(STOP_GRACE) == "still running" {
-            problems.push(format!("VMM pid {:?} survived SIGKILL", self.pid()));
-        }
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                problems.push(format!("removing {}: {e}", self.dir.display()));
-            }
-        }
-        if let Some(backend_dir) = self.dir.parent() {
-            crate::rundir::prune(backend_dir);
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
-    }
 }
 
 /// Rss and Pss (bytes) of the mapping that starts at `start` in a `/proc/PID/smaps` text.
@@ -748,15 +632,11 @@ impl Instance for MicrovmInstance {
     }
 
     fn host_pids(&self) -> Vec<i32> {
-        self.pid().into_iter().collect()
+        self.vm.pid().into_iter().collect()
     }
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
-        let pid = self
-            .pid()
-            .ok_or_else(|| MicrovmBackend::setup_err("no VMM process"))?;
-        let pss_bytes =
-            probe::pss_bytes(&[pid]).map_err(|e| MicrovmBackend::setup_err(format!("memory probe: {e}")))?;
+        let (pid, pss_bytes) = self.vm.pss_bytes()?;
         let mut extra = Vec::new();
         if let Some(addr) = self.guest_ram_host_addr {
             let smaps_path = format!("/proc/{pid}/smaps");
@@ -783,18 +663,13 @@ impl Instance for MicrovmInstance {
             reason,
         };
         if !self.exits_by_itself {
-            let status = self.stop_vmm(STOP_GRACE.min(timeout));
-            if status == "still running" {
-                return Err(failed(format!(
-                    "the VMM did not stop within {timeout:?} after SIGKILL"
-                )));
-            }
+            self.vm.stop_workload(timeout)?;
             return Ok(None);
         }
         let deadline = Instant::now() + timeout;
         let mut result = None;
         loop {
-            match self.next_message(deadline) {
+            match self.vm.next(deadline) {
                 Next::Message(Message::Console(_, line)) => match parse_line(&line) {
                     Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
                     Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
@@ -808,7 +683,7 @@ impl Instance for MicrovmInstance {
                         }
                     }
                 }
-                Next::Message(Message::Stderr(line)) => self.remember_stderr(line),
+                Next::Message(Message::Stderr(line)) => self.vm.remember(line),
                 Next::Eof => break,
                 Next::Timeout => {
                     return Err(failed(format!(
@@ -817,29 +692,12 @@ impl Instance for MicrovmInstance {
                 }
             }
         }
-        let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
-        if status != "exit status: 0" {
-            return Err(failed(format!(
-                "{VMM_BIN} ended with {status}: {}",
-                self.stderr_tail()
-            )));
-        }
+        self.vm.expect_clean_exit(deadline)?;
         Ok(result)
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
-        self.teardown().map_err(|reason| BackendError::Teardown {
-            backend: NAME.into(),
-            reason,
-        })
-    }
-}
-
-impl Drop for MicrovmInstance {
-    fn drop(&mut self) {
-        if let Err(e) = self.teardown() {
-            eprintln!("cvbench: microvm teardown of {}: {e}", self.name);
-        }
+        self.vm.destroy()
     }
 }
 
@@ -847,37 +705,7 @@ impl Drop for MicrovmInstance {
 /// `keep(name)` is false, and removes the directory. Returns one line per removed instance and one
 /// per problem. For `bench cleanup`.
 pub fn cleanup_leftover_vms(run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> (Vec<String>, Vec<String>) {
-    let (mut removed, mut problems) = (Vec::new(), Vec::new());
-    let Ok(entries) = fs::read_dir(run_dir) else {
-        return (removed, problems);
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if keep(&name) {
-            continue;
-        }
-        let dir = entry.path();
-        let pid = fs::read_to_string(dir.join("vmm.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok());
-        if let Some(pid) = pid.filter(|&p| p > 0 && is_vmm(p)) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => removed.push(format!("microVM {name}")),
-            Err(e) => problems.push(format!("removing {}: {e}", dir.display())),
-        }
-    }
-    (removed, problems)
-}
-
-/// Whether `pid` still runs the VMM binary (a recycled pid must not be killed).
-fn is_vmm(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == VMM_BIN)
+    vm_process::cleanup_leftovers(VMM, run_dir, keep)
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@ pub mod microvm;
 pub mod mock;
 pub mod qemu;
 pub mod runc;
+mod teardown;
+mod vm_process;
 
 use crate::backend::Backend;
 use crate::cleanup::{CleanupReport, CleanupScope};

@@ -20,19 +20,15 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use microvm::kernel::{locate_guest_kernel, DEFAULT_KERNEL_CACHE, GUEST_KERNEL_ENV};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
 
-use super::microvm::{linux_cmdline_extra, SCRATCH_DISK_MIB};
+use super::microvm::{guest_size, linux_cmdline_extra, linux_kernel, LinuxDisks};
+use super::vm_process::{self, Next, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
@@ -45,14 +41,22 @@ pub const QEMU_BIN: &str = "qemu-system-x86_64";
 pub const DEFAULT_MEMORY_MIB: u64 = super::microvm::DEFAULT_MEMORY_MIB;
 /// Where instance state lives.
 pub const RUN_DIR: &str = "/run/cvbench/qemu";
-/// How long `finish` and teardown wait after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(3);
 const KVM_DEVICE: &str = "/dev/kvm";
 const PVM_MODULE: &str = "/sys/module/kvm_pvm";
 /// `/proc/PID/comm` of QEMU (the kernel truncates names to 15 bytes).
 const QEMU_COMM: &str = "qemu-system-x86";
 /// How long the host TSC is measured against the monotonic clock (error well under 0.1 %).
 const TSC_WINDOW: Duration = Duration::from_millis(20);
+/// QEMU as the shared VM instance code names it.
+const QEMU: VmmKind = VmmKind {
+    backend: NAME,
+    program: QEMU_BIN,
+    process: "QEMU",
+    subject: "QEMU",
+    pid_file: "qemu.pid",
+    comm: QEMU_COMM,
+    leftover: "qemu VM",
+};
 
 /// How QEMU runs guest code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,27 +285,6 @@ impl QemuBackend {
         }
     }
 
-    fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
-        move |source| BackendError::Io {
-            backend: NAME.into(),
-            context,
-            source,
-        }
-    }
-
-    fn kernel(&self) -> Result<PathBuf, String> {
-        if let Some(kernel) = &self.kernel {
-            return Ok(kernel.clone());
-        }
-        let env = std::env::var_os(GUEST_KERNEL_ENV);
-        locate_guest_kernel(env.as_deref(), Path::new(DEFAULT_KERNEL_CACHE)).ok_or_else(|| {
-            format!(
-                "no guest kernel built: run guest/kernel/build.sh (caches vmlinux under \
-                 {DEFAULT_KERNEL_CACHE}/<hash>/) or set {GUEST_KERNEL_ENV}"
-            )
-        })
-    }
-
     /// `qemu-system-x86_64 --version`'s version, e.g. `7.2.19`.
     fn version(&self) -> Result<String, String> {
         let out = Command::new(QEMU_BIN).arg("--version").output().map_err(|e| {
@@ -333,7 +316,7 @@ impl Backend for QemuBackend {
 
     fn check_host(&self) -> Result<(), Unavailable> {
         self.version().map_err(|reason| Unavailable { reason })?;
-        self.kernel().map_err(|reason| Unavailable { reason })?;
+        linux_kernel(self.kernel.as_deref()).map_err(|reason| Unavailable { reason })?;
         rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| Unavailable {
             reason: e.to_string(),
         })?;
@@ -361,63 +344,30 @@ impl Backend for QemuBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        let kernel = self.kernel().map_err(Self::setup_err)?;
-        let usage = rootfs::disk_usage(image_dir)
-            .map_err(Self::io_err(format!("measuring {}", image_dir.display())))?;
-        let digest = image_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| Self::setup_err(format!("image directory {} has no name", image_dir.display())))?;
-        let image = rootfs::Image {
-            dir: image_dir.to_path_buf(),
-            digest,
-            allocated_bytes: usage.allocated_bytes,
-            apparent_bytes: usage.apparent_bytes,
-            files: usage.files,
-        };
-        let init =
-            rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
-        // The same cache keys as the microvm backend: both boot the very same disk image file.
-        let disk = rootfs::ext4_disk_image(&image, &[(init, "/cvbench/init".to_string())], &self.cache_root)
-            .map_err(|e| Self::setup_err(format!("building the guest disk image: {e}")))?;
-        let scratch_template = rootfs::scratch_disk_template(SCRATCH_DISK_MIB, &self.cache_root)
-            .map_err(|e| Self::setup_err(format!("building the scratch disk template: {e}")))?;
-        let shared = SharedImage {
-            bytes: disk.allocated_bytes,
-            description: format!("ext4 disk image {} (read-only vda)", disk.path.display()),
-        };
+        let kernel = linux_kernel(self.kernel.as_deref()).map_err(Self::setup_err)?;
+        // The same disks as the microvm backend: both boot the very same disk image file.
+        let (disks, shared) = LinuxDisks::prepare(NAME, image_dir, &self.cache_root)?;
         *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(Prepared {
             kernel,
-            image_disk: disk.path,
-            scratch_template,
+            image_disk: disks.image,
+            scratch_template: disks.scratch_template,
         });
         Ok(shared)
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let prepared = self.prepared()?;
-        let dir = self.run_dir.join(&spec.instance_name);
-        crate::rundir::create_dir(&dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
         // From here on, dropping `instance` removes whatever exists so far.
+        let vm = VmProcess::create(QEMU, &self.run_dir, &spec.instance_name)?;
         let mut instance = QemuInstance {
-            name: spec.instance_name.clone(),
-            dir: dir.clone(),
-            scratch: dir.join("scratch.ext4"),
-            child: None,
-            lines: None,
+            scratch: vm.dir().join("scratch.ext4"),
+            vm,
             phases: Vec::new(),
-            tail: Vec::new(),
             exits_by_itself: spec.workload.exits_by_itself(),
-            torn_down: false,
         };
         rootfs::new_scratch_disk(&prepared.scratch_template, &instance.scratch)
             .map_err(|e| Self::setup_err(format!("creating the scratch disk: {e}")))?;
-        let memory_mib = spec
-            .memory_limit_bytes
-            .map_or(self.memory_mib, |b| b.div_ceil(1 << 20));
-        let vcpus = spec.cpu_limit.map_or(self.vcpus, |c| {
-            (1..=u8::MAX).find(|&n| f64::from(n) >= c).unwrap_or(u8::MAX)
-        });
+        let (memory_mib, vcpus) = guest_size(spec, self.memory_mib, self.vcpus);
         let vm = QemuVm {
             accel: self.accel,
             kernel: &prepared.kernel,
@@ -428,33 +378,16 @@ impl Backend for QemuBackend {
             workload: &spec.workload,
             tsc_khz: self.tsc_khz,
         };
-        let mut child = Command::new(QEMU_BIN)
-            .args(vm.args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(Self::io_err(format!("starting {QEMU_BIN}")))?;
-        let pid = child.id();
-        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        instance.child = Some(child);
-        let pid_file = dir.join("qemu.pid");
-        fs::write(&pid_file, format!("{pid}\n"))
-            .map_err(Self::io_err(format!("writing {}", pid_file.display())))?;
-        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
-            return Err(Self::setup_err("QEMU's stdout/stderr were not captured"));
-        };
-        let (tx, rx) = mpsc::channel();
-        spawn_reader(&spec.instance_name, "console", stdout, tx.clone(), Line::Console)?;
-        spawn_reader(&spec.instance_name, "stderr", stderr, tx, |_, line| {
-            Line::Stderr(line)
-        })?;
-        instance.lines = Some(rx);
+        let mut cmd = Command::new(QEMU_BIN);
+        cmd.args(vm.args());
+        instance
+            .vm
+            .start(&mut cmd, Line::Console, "stderr", |_, line| Line::Stderr(line))?;
 
         let deadline = spec.request + spec.ready_timeout;
         loop {
-            match instance.next_line(deadline) {
-                Next::Line(Line::Console(at, line)) => {
+            match instance.vm.next(deadline) {
+                Next::Message(Line::Console(at, line)) => {
                     match parse_line(&line) {
                         Ok(Some(ProtocolLine::Ready { .. })) => {
                             instance
@@ -470,24 +403,11 @@ impl Backend for QemuBackend {
                         }
                         _ => {}
                     }
-                    instance.remember(line);
+                    instance.vm.remember(line);
                 }
-                Next::Line(Line::Stderr(line)) => instance.remember(line),
-                Next::Eof => {
-                    let status = instance.wait_child(Duration::from_secs(5));
-                    return Err(BackendError::ExitedBeforeReady {
-                        backend: NAME.into(),
-                        status,
-                        output: instance.tail(),
-                    });
-                }
-                Next::Timeout => {
-                    return Err(BackendError::ReadyTimeout {
-                        backend: NAME.into(),
-                        timeout: spec.ready_timeout,
-                        output: instance.tail(),
-                    })
-                }
+                Next::Message(Line::Stderr(line)) => instance.vm.remember(line),
+                Next::Eof => return Err(instance.vm.exited_before_ready()),
+                Next::Timeout => return Err(instance.vm.ready_timeout(spec.ready_timeout)),
             }
         }
     }
@@ -499,130 +419,11 @@ enum Line {
     Stderr(String),
 }
 
-enum Next {
-    Line(Line),
-    Timeout,
-    Eof,
-}
-
-fn spawn_reader(
-    instance: &str,
-    what: &str,
-    pipe: impl Read + Send + 'static,
-    tx: Sender<Line>,
-    wrap: impl Fn(Instant, String) -> Line + Send + 'static,
-) -> Result<(), BackendError> {
-    std::thread::Builder::new()
-        .name(format!("{instance}-{what}"))
-        .spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(wrap(Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        })
-        .map(drop)
-        .map_err(QemuBackend::io_err(format!("spawning the {what} reader")))
-}
-
 struct QemuInstance {
-    name: String,
-    dir: PathBuf,
+    vm: VmProcess<Line>,
     scratch: PathBuf,
-    child: Option<Child>,
-    lines: Option<Receiver<Line>>,
     phases: Vec<PhaseMark>,
-    /// The last console/stderr lines, for error messages.
-    tail: Vec<String>,
     exits_by_itself: bool,
-    torn_down: bool,
-}
-
-impl QemuInstance {
-    fn next_line(&self, deadline: Instant) -> Next {
-        let Some(rx) = &self.lines else { return Next::Eof };
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(line) => Next::Line(line),
-            Err(RecvTimeoutError::Timeout) => Next::Timeout,
-            Err(RecvTimeoutError::Disconnected) => Next::Eof,
-        }
-    }
-
-    fn remember(&mut self, line: String) {
-        if self.tail.len() == 8 {
-            self.tail.remove(0);
-        }
-        self.tail.push(line);
-    }
-
-    fn tail(&self) -> String {
-        self.tail.join(" | ")
-    }
-
-    fn pid(&self) -> Option<i32> {
-        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
-    }
-
-    /// The exit status as text after at most `timeout`, or `still running`.
-    fn wait_child(&mut self, timeout: Duration) -> String {
-        let Some(child) = self.child.as_mut() else {
-            return "not started".into();
-        };
-        let deadline = Instant::now() + timeout;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status.to_string(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-                Ok(None) => return "still running".into(),
-                Err(e) => return format!("unknown ({e})"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        if let Some(pid) = self.pid() {
-            let _ = kill(Pid::from_raw(pid), signal);
-        }
-    }
-
-    /// SIGTERM (QEMU then ends the VM), SIGKILL after the grace period; the exit status as text.
-    fn stop_qemu(&mut self, grace: Duration) -> String {
-        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-            return status.to_string();
-        }
-        self.signal(Signal::SIGTERM);
-        let status = self.wait_child(grace);
-        if status != "still running" {
-            return status;
-        }
-        self.signal(Signal::SIGKILL);
-        self.wait_child(Duration::from_secs(5))
-    }
-
-    fn teardown(&mut self) -> Result<(), String> {
-        if self.torn_down {
-            return Ok(());
-        }
-        self.torn_down = true;
-        let mut problems = Vec::new();
-        if self.child.is_some() && self.stop_qemu(STOP_GRACE) == "still running" {
-            problems.push(format!("QEMU pid {:?} survived SIGKILL", self.pid()));
-        }
-        if let Err(e) = fs::remove_dir_all(&self.dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                problems.push(format!("removing {}: {e}", self.dir.display()));
-            }
-        }
-        if let Some(backend_dir) = self.dir.parent() {
-            crate::rundir::prune(backend_dir);
-        }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
-    }
 }
 
 impl Instance for QemuInstance {
@@ -631,15 +432,11 @@ impl Instance for QemuInstance {
     }
 
     fn host_pids(&self) -> Vec<i32> {
-        self.pid().into_iter().collect()
+        self.vm.pid().into_iter().collect()
     }
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
-        let pid = self
-            .pid()
-            .ok_or_else(|| QemuBackend::setup_err("no QEMU process"))?;
-        let pss_bytes =
-            probe::pss_bytes(&[pid]).map_err(|e| QemuBackend::setup_err(format!("memory probe: {e}")))?;
+        let (_, pss_bytes) = self.vm.pss_bytes()?;
         Ok(MemoryProbe {
             pss_bytes,
             extra: Vec::new(),
@@ -658,24 +455,20 @@ impl Instance for QemuInstance {
             reason,
         };
         if !self.exits_by_itself {
-            if self.stop_qemu(STOP_GRACE.min(timeout)) == "still running" {
-                return Err(failed(format!(
-                    "QEMU did not stop within {timeout:?} after SIGKILL"
-                )));
-            }
+            self.vm.stop_workload(timeout)?;
             return Ok(None);
         }
         let deadline = Instant::now() + timeout;
         let mut result = None;
         loop {
-            match self.next_line(deadline) {
-                Next::Line(Line::Console(_, line)) => match parse_line(&line) {
+            match self.vm.next(deadline) {
+                Next::Message(Line::Console(_, line)) => match parse_line(&line) {
                     Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
                     Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
-                    Ok(_) => self.remember(line),
+                    Ok(_) => self.vm.remember(line),
                     Err(e) => return Err(failed(e.to_string())),
                 },
-                Next::Line(Line::Stderr(line)) => self.remember(line),
+                Next::Message(Line::Stderr(line)) => self.vm.remember(line),
                 Next::Eof => break,
                 Next::Timeout => {
                     return Err(failed(format!(
@@ -685,28 +478,14 @@ impl Instance for QemuInstance {
             }
         }
         // The guest init resets the VM when the workload ends; with -no-reboot QEMU then exits 0.
-        let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
-        if status != "exit status: 0" {
-            return Err(failed(format!("{QEMU_BIN} ended with {status}: {}", self.tail())));
-        }
+        self.vm.expect_clean_exit(deadline)?;
         result
             .map(Some)
-            .ok_or_else(|| failed(format!("the VM ended without a RESULT line: {}", self.tail())))
+            .ok_or_else(|| failed(format!("the VM ended without a RESULT line: {}", self.vm.tail())))
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
-        self.teardown().map_err(|reason| BackendError::Teardown {
-            backend: NAME.into(),
-            reason,
-        })
-    }
-}
-
-impl Drop for QemuInstance {
-    fn drop(&mut self) {
-        if let Err(e) = self.teardown() {
-            eprintln!("cvbench: qemu teardown of {}: {e}", self.name);
-        }
+        self.vm.destroy()
     }
 }
 
@@ -714,42 +493,17 @@ impl Drop for QemuInstance {
 /// `keep(name)` is false, and removes the directory. Returns one line per removed instance and one
 /// per problem. For `bench cleanup`.
 pub fn cleanup_leftover_qemus(run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> (Vec<String>, Vec<String>) {
-    let (mut removed, mut problems) = (Vec::new(), Vec::new());
-    let Ok(entries) = fs::read_dir(run_dir) else {
-        return (removed, problems);
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if keep(&name) {
-            continue;
-        }
-        let dir = entry.path();
-        let pid = fs::read_to_string(dir.join("qemu.pid"))
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok());
-        if let Some(pid) = pid.filter(|&p| p > 0 && is_qemu(p)) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => removed.push(format!("qemu VM {name}")),
-            Err(e) => problems.push(format!("removing {}: {e}", dir.display())),
-        }
-    }
-    (removed, problems)
-}
-
-/// Whether `pid` still runs QEMU (a recycled pid must not be killed).
-fn is_qemu(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == QEMU_COMM)
+    vm_process::cleanup_leftovers(QEMU, run_dir, keep)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `pid` still runs QEMU.
+    fn is_qemu(pid: i32) -> bool {
+        vm_process::runs(pid, QEMU_COMM)
+    }
 
     #[test]
     fn transports_match_what_qemu_microvm_reports() {

@@ -517,19 +517,11 @@ impl RuncInstance {
             }
         }
         if !self.rootfs_mounted {
-            if let Err(e) = fs::remove_dir_all(&self.bundle) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    problems.push(format!("removing {}: {e}", self.bundle.display()));
-                }
-            }
+            super::teardown::remove_dir(&self.bundle, &mut problems);
             crate::rundir::prune(&self.backend.bundles_dir);
             crate::rundir::prune(&self.backend.state_dir);
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems.join("; "))
-        }
+        super::teardown::outcome(problems)
     }
 }
 

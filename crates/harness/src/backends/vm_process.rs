@@ -1,0 +1,373 @@
+//! What the two VM backends (`microvm`, `qemu`) share about one instance: a VMM child process whose
+//! stdout (the guest console) and stderr are read line by line on two threads into one channel; a
+//! state directory `<run dir>/<instance>/` holding its pid file, so that `bench cleanup` finds it
+//! after a crashed harness; stopping with SIGTERM, then SIGKILL after a grace period; and a teardown
+//! that removes the directory (and the backend directories above it once empty).
+//!
+//! Each backend describes its VMM once in a [`VmmKind`]; what the lines mean (READY, events) stays in
+//! the backend.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::backend::BackendError;
+use crate::probe;
+
+/// How long `finish` and teardown wait after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long a process that is ending (SIGKILLed, ours or a leftover, or its pipes closed) is waited for.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How many console/stderr lines are kept for error messages.
+const TAIL_LINES: usize = 8;
+/// What [`VmProcess::wait_child`] returns while the process runs on.
+const STILL_RUNNING: &str = "still running";
+
+/// One backend's VMM, as its messages, pid file and `bench cleanup` name it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct VmmKind {
+    /// The backend's name, carried by its errors.
+    pub backend: &'static str,
+    /// The binary, as error messages name it.
+    pub program: &'static str,
+    /// The process in a teardown problem (`"VMM"` gives `VMM pid ... survived SIGKILL`).
+    pub process: &'static str,
+    /// The process as the subject of a sentence (`"the VMM"`).
+    pub subject: &'static str,
+    /// The pid file in the instance directory.
+    pub pid_file: &'static str,
+    /// `/proc/PID/comm` of a running VMM: a recycled pid must not be killed.
+    pub comm: &'static str,
+    /// What `bench cleanup` calls a removed instance (`"microVM"` gives `microVM <name>`).
+    pub leftover: &'static str,
+}
+
+/// What the reader threads deliver next.
+pub(super) enum Next<M> {
+    Message(M),
+    Timeout,
+    /// Both pipes closed (or nothing was ever read).
+    Eof,
+}
+
+/// One instance's VMM process and state directory. Dropping it tears both down (best effort, logged);
+/// [`VmProcess::destroy`] reports what could not be undone.
+pub(super) struct VmProcess<M> {
+    kind: VmmKind,
+    name: String,
+    dir: PathBuf,
+    child: Option<Child>,
+    messages: Option<Receiver<M>>,
+    /// The last console/stderr lines, for error messages.
+    tail: Vec<String>,
+    torn_down: bool,
+}
+
+impl<M: Send + 'static> VmProcess<M> {
+    /// Creates the instance directory `run_dir/name`; from here on, dropping the value removes it.
+    pub fn create(kind: VmmKind, run_dir: &Path, name: &str) -> Result<Self, BackendError> {
+        let dir = run_dir.join(name);
+        crate::rundir::create_dir(&dir).map_err(io_err(kind, format!("creating {}", dir.display())))?;
+        Ok(VmProcess {
+            kind,
+            name: name.to_string(),
+            dir,
+            child: None,
+            messages: None,
+            tail: Vec::new(),
+            torn_down: false,
+        })
+    }
+
+    /// The instance directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Spawns `cmd` with piped stdout and stderr, writes its pid file, and reads both pipes into the
+    /// channel behind [`VmProcess::next`]: stdout lines through `console` on a `<name>-console`
+    /// thread, stderr lines through `stderr` on a `<name>-<stderr_what>` thread, each line
+    /// timestamped when it became readable.
+    pub fn start(
+        &mut self,
+        cmd: &mut Command,
+        console: impl Fn(Instant, String) -> M + Send + 'static,
+        stderr_what: &str,
+        stderr: impl Fn(Instant, String) -> M + Send + 'static,
+    ) -> Result<(), BackendError> {
+        let kind = self.kind;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io_err(kind, format!("starting {}", kind.program)))?;
+        let pid = child.id();
+        let (stdout, stderr_pipe) = (child.stdout.take(), child.stderr.take());
+        self.child = Some(child);
+        let pid_file = self.dir.join(kind.pid_file);
+        fs::write(&pid_file, format!("{pid}\n"))
+            .map_err(io_err(kind, format!("writing {}", pid_file.display())))?;
+        let (Some(stdout), Some(stderr_pipe)) = (stdout, stderr_pipe) else {
+            return Err(setup_err(
+                kind,
+                format!("{}'s stdout/stderr were not captured", kind.subject),
+            ));
+        };
+        let (tx, rx) = mpsc::channel();
+        self.spawn_reader("console", stdout, tx.clone(), console)?;
+        self.spawn_reader(stderr_what, stderr_pipe, tx, stderr)?;
+        self.messages = Some(rx);
+        Ok(())
+    }
+
+    fn spawn_reader(
+        &self,
+        what: &str,
+        pipe: impl Read + Send + 'static,
+        tx: Sender<M>,
+        wrap: impl Fn(Instant, String) -> M + Send + 'static,
+    ) -> Result<(), BackendError> {
+        std::thread::Builder::new()
+            .name(format!("{}-{what}", self.name))
+            .spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(wrap(Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map(drop)
+            .map_err(io_err(self.kind, format!("spawning the {what} reader")))
+    }
+}
+
+impl<M> VmProcess<M> {
+    /// The next line from either pipe, waiting until `deadline` at most.
+    pub fn next(&self, deadline: Instant) -> Next<M> {
+        let Some(rx) = &self.messages else {
+            return Next::Eof;
+        };
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(message) => Next::Message(message),
+            Err(RecvTimeoutError::Timeout) => Next::Timeout,
+            Err(RecvTimeoutError::Disconnected) => Next::Eof,
+        }
+    }
+
+    /// Keeps `line` among the last few shown by [`VmProcess::tail`].
+    pub fn remember(&mut self, line: String) {
+        if self.tail.len() == TAIL_LINES {
+            self.tail.remove(0);
+        }
+        self.tail.push(line);
+    }
+
+    /// The remembered lines, on one line.
+    pub fn tail(&self) -> String {
+        self.tail.join(" | ")
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
+    /// The VMM's pid and its PSS in bytes.
+    pub fn pss_bytes(&self) -> Result<(i32, u64), BackendError> {
+        let kind = self.kind;
+        let pid = self
+            .pid()
+            .ok_or_else(|| setup_err(kind, format!("no {} process", kind.process)))?;
+        let pss = probe::pss_bytes(&[pid]).map_err(|e| setup_err(kind, format!("memory probe: {e}")))?;
+        Ok((pid, pss))
+    }
+
+    /// The exit status as text after at most `timeout`, or `still running`.
+    pub fn wait_child(&mut self, timeout: Duration) -> String {
+        let Some(child) = self.child.as_mut() else {
+            return "not started".into();
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Ok(None) => return STILL_RUNNING.into(),
+                Err(e) => return format!("unknown ({e})"),
+            }
+        }
+    }
+
+    /// `ExitedBeforeReady` with the exit status (waited for a few seconds) and the last lines.
+    pub fn exited_before_ready(&mut self) -> BackendError {
+        let status = self.wait_child(KILL_WAIT);
+        BackendError::ExitedBeforeReady {
+            backend: self.kind.backend.into(),
+            status,
+            output: self.tail(),
+        }
+    }
+
+    /// `ReadyTimeout` with the last lines.
+    pub fn ready_timeout(&self, timeout: Duration) -> BackendError {
+        BackendError::ReadyTimeout {
+            backend: self.kind.backend.into(),
+            timeout,
+            output: self.tail(),
+        }
+    }
+
+    /// For a workload that does not end by itself: stops the VMM (grace at most `timeout`); an error
+    /// if it survived SIGKILL.
+    pub fn stop_workload(&mut self, timeout: Duration) -> Result<(), BackendError> {
+        if self.stop(STOP_GRACE.min(timeout)) == STILL_RUNNING {
+            return Err(workload_failed(
+                self.kind,
+                format!(
+                    "{} did not stop within {timeout:?} after SIGKILL",
+                    self.kind.subject
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// After the guest ended its workload: the VMM must exit 0 by `deadline`.
+    pub fn expect_clean_exit(&mut self, deadline: Instant) -> Result<(), BackendError> {
+        let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
+        if status != "exit status: 0" {
+            return Err(workload_failed(
+                self.kind,
+                format!("{} ended with {status}: {}", self.kind.program, self.tail()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+
+    /// SIGTERM (the VMM then ends the VM), SIGKILL after the grace period; the exit status as text.
+    fn stop(&mut self, grace: Duration) -> String {
+        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+            return status.to_string();
+        }
+        self.signal(Signal::SIGTERM);
+        let status = self.wait_child(grace);
+        if status != STILL_RUNNING {
+            return status;
+        }
+        self.signal(Signal::SIGKILL);
+        self.wait_child(KILL_WAIT)
+    }
+
+    /// Tears down and reports what could not be undone.
+    pub fn destroy(&mut self) -> Result<(), BackendError> {
+        self.teardown().map_err(|reason| BackendError::Teardown {
+            backend: self.kind.backend.into(),
+            reason,
+        })
+    }
+
+    /// Idempotent: stops the VMM, removes the instance directory and prunes the empty ones above.
+    fn teardown(&mut self) -> Result<(), String> {
+        if self.torn_down {
+            return Ok(());
+        }
+        self.torn_down = true;
+        let mut problems = Vec::new();
+        if self.child.is_some() && self.stop(STOP_GRACE) == STILL_RUNNING {
+            problems.push(format!(
+                "{} pid {:?} survived SIGKILL",
+                self.kind.process,
+                self.pid()
+            ));
+        }
+        super::teardown::remove_dir(&self.dir, &mut problems);
+        if let Some(backend_dir) = self.dir.parent() {
+            crate::rundir::prune(backend_dir);
+        }
+        super::teardown::outcome(problems)
+    }
+}
+
+impl<M> Drop for VmProcess<M> {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown() {
+            eprintln!("cvbench: {} teardown of {}: {e}", self.kind.backend, self.name);
+        }
+    }
+}
+
+/// Kills the VMM of every instance directory under `run_dir` for which `keep(name)` is false, and
+/// removes the directory. Returns one line per removed instance and one per problem. For
+/// `bench cleanup`.
+pub(super) fn cleanup_leftovers(
+    kind: VmmKind,
+    run_dir: &Path,
+    keep: &dyn Fn(&str) -> bool,
+) -> (Vec<String>, Vec<String>) {
+    let (mut removed, mut problems) = (Vec::new(), Vec::new());
+    let Ok(entries) = fs::read_dir(run_dir) else {
+        return (removed, problems);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if keep(&name) {
+            continue;
+        }
+        let dir = entry.path();
+        let pid = fs::read_to_string(dir.join(kind.pid_file))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|&p| p > 0 && runs(p, kind.comm)) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let deadline = Instant::now() + KILL_WAIT;
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => removed.push(format!("{} {name}", kind.leftover)),
+            Err(e) => problems.push(format!("removing {}: {e}", dir.display())),
+        }
+    }
+    (removed, problems)
+}
+
+/// Whether `pid` still runs the program whose `/proc/PID/comm` is `comm`.
+pub(super) fn runs(pid: i32, comm: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+}
+
+fn setup_err(kind: VmmKind, reason: String) -> BackendError {
+    BackendError::Setup {
+        backend: kind.backend.into(),
+        reason,
+    }
+}
+
+fn io_err(kind: VmmKind, context: String) -> impl FnOnce(std::io::Error) -> BackendError {
+    move |source| BackendError::Io {
+        backend: kind.backend.into(),
+        context,
+        source,
+    }
+}
+
+fn workload_failed(kind: VmmKind, reason: String) -> BackendError {
+    BackendError::WorkloadFailed {
+        backend: kind.backend.into(),
+        reason,
+    }
+}
