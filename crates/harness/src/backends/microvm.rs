@@ -109,6 +109,9 @@ pub struct MicrovmBackend {
     pub vcpus: u8,
     pub cache_root: PathBuf,
     pub run_dir: PathBuf,
+    /// Command line of the probe guest (`probe.halt`: it halts after READY until stopped; tests use
+    /// `probe.fault` for a guest that dies before READY).
+    pub probe_cmdline: String,
     prepared: Mutex<Option<Prepared>>,
 }
 
@@ -125,6 +128,7 @@ impl MicrovmBackend {
             vcpus: 1,
             cache_root: PathBuf::from(rootfs::DEFAULT_CACHE_ROOT),
             run_dir: PathBuf::from(RUN_DIR),
+            probe_cmdline: microvm::probe::HALT_FLAG.to_string(),
             prepared: Mutex::new(None),
         }
     }
@@ -226,7 +230,7 @@ impl MicrovmBackend {
         match self.guest {
             GuestKind::Probe => {
                 cmd.arg("--disk").arg(instance_disk);
-                cmd.arg("--cmdline").arg(microvm::probe::HALT_FLAG);
+                cmd.arg("--cmdline").arg(&self.probe_cmdline);
             }
             GuestKind::Linux => {
                 cmd.arg("--disk-ro").arg(&prepared.shared_disk);
@@ -537,7 +541,8 @@ impl Backend for MicrovmBackend {
                             reason: text,
                         })
                     }
-                    _ => {}
+                    // Kernel and init messages: the last few explain a guest that never gets ready.
+                    _ => instance.vm.remember(line),
                 },
                 Next::Timeout | Next::Eof if ready_at.is_some() => break,
                 Next::Eof => return Err(instance.vm.exited_before_ready()),
@@ -805,6 +810,42 @@ Pss:                   8 kB
         rootfs::locate_binary(VMM_BIN)
             .err()
             .map(|e| format!("{e} (build it: cargo build --workspace --bins)"))
+    }
+
+    #[test]
+    fn a_guest_that_dies_before_ready_is_reported_with_its_console_lines_and_cleaned_up() {
+        if let Some(reason) = kvm_skip_reason() {
+            println!("skipped: {reason}");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut backend = MicrovmBackend::new(GuestKind::Probe);
+        backend.cache_root = tmp.path().join("cache");
+        backend.run_dir = tmp.path().join("run");
+        backend.probe_cmdline = microvm::probe::FAULT_FLAG.to_string();
+        backend.prepare(tmp.path()).unwrap();
+        let spec = LaunchSpec {
+            request: Instant::now(),
+            image_dir: tmp.path().to_path_buf(),
+            workload: WorkloadSpec::Idle,
+            instance_name: format!("cvbench-microvm-idle-{}-7", std::process::id()),
+            memory_limit_bytes: None,
+            cpu_limit: None,
+            pids_limit: None,
+            ready_timeout: Duration::from_secs(30),
+        };
+        let err = match backend.launch(&spec) {
+            Ok(_) => panic!("a triple-faulting guest became ready"),
+            Err(e) => e,
+        };
+        let BackendError::ExitedBeforeReady { output, .. } = &err else {
+            panic!("expected ExitedBeforeReady, got {err}");
+        };
+        assert!(
+            output.contains("PROBE triple-faulting now"),
+            "the guest's last console lines explain the failure: {output}"
+        );
+        assert!(!backend.run_dir.join(&spec.instance_name).exists());
     }
 
     #[test]
