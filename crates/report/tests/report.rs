@@ -56,7 +56,9 @@ mod tests {
             "startup_cdf_idle",
             "startup_cdf_http",
             "startup_cdf_oltp",
-            "startup_phases",
+            "startup_phases_idle",
+            "startup_phases_http",
+            "startup_phases_oltp",
             "memory_per_instance",
             "density",
             "disk",
@@ -68,6 +70,10 @@ mod tests {
                 "missing figure {expected} in {names:?}"
             );
         }
+        assert!(
+            !names.contains(&"startup_phases"),
+            "phases are drawn per workload: {names:?}"
+        );
         for f in &written.figures {
             assert!(f.svg_path.is_file() && f.png_path.is_file(), "{}", f.name);
             assert_eq!(png_size(&f.png_path), (1280, 720), "{}", f.name);

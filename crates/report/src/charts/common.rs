@@ -1,8 +1,9 @@
 //! Drawing pieces several charts share, so they look alike: the plot's builder, the themed mesh,
-//! labels on a category axis, and the bars and value labels of horizontal and vertical bar charts.
+//! labels on a category axis, the bars and value labels of horizontal and vertical bar charts, and
+//! the ticks of logarithmic axes.
 
 use plotters::chart::MeshStyle;
-use plotters::coord::ranged1d::{Ranged, SegmentedCoord, ValueFormatter};
+use plotters::coord::ranged1d::{AsRangedCoord, Ranged, SegmentedCoord, ValueFormatter};
 use plotters::coord::types::{RangedCoordf64, RangedCoordu32};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -11,9 +12,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::{categories, fmt_tick, font, DrawError};
 use crate::style::Style;
 
-/// A chart with a linear value axis along x and one category per bar along y, top to bottom.
-pub type HBarChart<'a, DB> =
-    ChartContext<'a, DB, Cartesian2d<RangedCoordf64, SegmentedCoord<RangedCoordu32>>>;
+/// A chart with a value axis along x (linear unless `X` says otherwise) and one category per bar
+/// along y, top to bottom.
+pub type HBarChart<'a, DB, X = RangedCoordf64> =
+    ChartContext<'a, DB, Cartesian2d<X, SegmentedCoord<RangedCoordu32>>>;
 
 /// A chart with one category per bar along x and a linear value axis along y.
 pub type VBarChart<'a, DB> =
@@ -77,13 +79,30 @@ pub fn hbar_chart<'a, DB: DrawingBackend>(
     x_max: f64,
     x_desc: &str,
 ) -> Result<HBarChart<'a, DB>, DrawError> {
+    hbar_chart_over(area, style, labels, 0.0..x_max, x_desc)
+}
+
+/// [`hbar_chart`] with any value axis over milliseconds, bytes, ... (`0.0..max`, or
+/// `(lo..hi).log_scale()` with [`one_two_five`] key points).
+pub fn hbar_chart_over<'a, DB, X>(
+    area: &'a DrawingArea<DB, Shift>,
+    style: &Style,
+    labels: &[String],
+    x: X,
+    x_desc: &str,
+) -> Result<HBarChart<'a, DB, X::CoordDescType>, DrawError>
+where
+    DB: DrawingBackend,
+    X: AsRangedCoord<Value = f64>,
+    X::CoordDescType: ValueFormatter<f64>,
+{
     let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(10);
     let y_area = u32::try_from(longest)
         .unwrap_or(20)
         .saturating_mul(style.tick_px() * 3 / 5)
         + style.margin();
     let mut chart = builder(area, style, (style.label_px() * 3, y_area.min(style.width / 3)))
-        .build_cartesian_2d(0.0..x_max, categories(labels.len()))?;
+        .build_cartesian_2d(x, categories(labels.len()))?;
     // Category 0 is at the bottom.
     let bottom_up: Vec<String> = labels.iter().rev().cloned().collect();
     mesh(&mut chart, style)
@@ -120,8 +139,8 @@ pub fn hbar(
 }
 
 /// Writes `text` just right of the end `x` of each row's bar, rows in order from the top.
-pub fn hbar_totals<DB: DrawingBackend>(
-    chart: &mut HBarChart<'_, DB>,
+pub fn hbar_totals<DB: DrawingBackend, X: Ranged<ValueType = f64>>(
+    chart: &mut HBarChart<'_, DB, X>,
     style: &Style,
     totals: &[(f64, String)],
 ) -> Result<(), DrawError> {
@@ -151,6 +170,22 @@ pub fn vbar(
     r
 }
 
+/// Tick positions 1, 2, 5, 10, 20, 50, ... inside `[lo, hi]`, for log axes.
+pub fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    let mut decade = 10f64.powf(lo.log10().floor());
+    while decade <= hi && ticks.len() < 64 {
+        for m in [1.0, 2.0, 5.0] {
+            let t = decade * m;
+            if t >= lo && t <= hi {
+                ticks.push(t);
+            }
+        }
+        decade *= 10.0;
+    }
+    ticks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +197,12 @@ mod tests {
         assert_eq!(category_label(&labels, &SegmentValue::Exact(0)), "a");
         assert_eq!(category_label(&labels, &SegmentValue::Exact(2)), "");
         assert_eq!(category_label(&labels, &SegmentValue::Last), "");
+    }
+
+    #[test]
+    fn log_ticks_follow_one_two_five() {
+        assert_eq!(one_two_five(1.5, 60.0), vec![2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(one_two_five(0.3, 0.9), vec![0.5]);
     }
 
     #[test]

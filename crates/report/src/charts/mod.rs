@@ -101,7 +101,7 @@ pub fn render_all(
     for c in startup_cdf::charts(model, opts) {
         figures.push(render(&c, style, out_dir)?);
     }
-    if let Some(c) = phases::chart(model) {
+    for c in phases::charts(model) {
         figures.push(render(&c, style, out_dir)?);
     }
     if let Some(c) = memory::chart(model) {

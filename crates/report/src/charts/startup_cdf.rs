@@ -7,7 +7,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::common::{axis_areas, builder, mesh};
+use super::common::{axis_areas, builder, mesh, one_two_five};
 use super::{fmt_tick, with_legend_row, Chart, ChartOptions, ChartText, DrawError, LegendEntry};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
@@ -149,22 +149,6 @@ impl Chart for StartupCdf {
     }
 }
 
-/// Tick positions 1, 2, 5, 10, 20, 50, ... inside `[lo, hi]`, for log axes.
-fn one_two_five(lo: f64, hi: f64) -> Vec<f64> {
-    let mut ticks = Vec::new();
-    let mut decade = 10f64.powf(lo.log10().floor());
-    while decade <= hi && ticks.len() < 64 {
-        for m in [1.0, 2.0, 5.0] {
-            let t = decade * m;
-            if t >= lo && t <= hi {
-                ticks.push(t);
-            }
-        }
-        decade *= 10.0;
-    }
-    ticks
-}
-
 impl StartupCdf {
     fn plot<'a, DB, X>(
         &self,
@@ -209,16 +193,5 @@ impl StartupCdf {
             )?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn log_ticks_follow_one_two_five() {
-        assert_eq!(one_two_five(1.5, 60.0), vec![2.0, 5.0, 10.0, 20.0, 50.0]);
-        assert_eq!(one_two_five(0.3, 0.9), vec![0.5]);
     }
 }
