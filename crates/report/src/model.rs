@@ -82,11 +82,18 @@ impl<'a> Model<'a> {
             .collect()
     }
 
-    /// Backends skipped for every workload, with the reason (one line each).
+    /// Backends skipped for every workload, with the reason (one line each). A backend skipped for
+    /// some workloads only (the probe guest runs idle alone) is not listed: those cells are in the
+    /// report's "Skipped" table.
     pub fn skipped_backends(&self) -> Vec<(&'a str, &'a str)> {
+        let cells = &self.results.benchmarks;
         let mut out: Vec<(&str, &str)> = Vec::new();
         for (backend, _, reason) in self.skipped() {
-            if !out.iter().any(|(b, _)| *b == backend) {
+            let everywhere = cells
+                .iter()
+                .filter(|c| c.backend == backend)
+                .all(|c| c.skipped.is_some());
+            if everywhere && !out.iter().any(|(b, _)| *b == backend) {
                 out.push((backend, reason));
             }
         }
@@ -334,6 +341,42 @@ mod tests {
         assert_eq!(display_name("microvm", &labels), "microvm");
         labels.insert("emulated".to_string(), "true".to_string());
         assert_eq!(display_name("microvm", &labels), "microvm (emulated)");
+    }
+
+    #[test]
+    fn only_backends_skipped_for_every_workload_are_skipped_backends() {
+        use harness::results::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
+        use workload::{WorkloadKind, WorkloadSpec};
+        let host = HostInfo {
+            hostname: "h".into(),
+            kernel: "k".into(),
+            cpu_model: "c".into(),
+            cores: 2,
+            memory_bytes: 1 << 30,
+            cgroup_version: "v2".into(),
+            kvm: "pvm".into(),
+            os: "o".into(),
+        };
+        let tool = ToolInfo {
+            name: "cvbench".into(),
+            version: "0".into(),
+            git_revision: None,
+            argv: vec![],
+        };
+        let mut f = ResultsFile::new("compare", tool, host);
+        for kind in [WorkloadKind::Idle, WorkloadKind::Oltp] {
+            let spec = WorkloadSpec::default_for(kind);
+            let mut vm = BenchmarkResult::new("microvm", &spec, Default::default());
+            vm.skipped = Some("no kvm".into());
+            let mut probe = BenchmarkResult::new("microvm-probe", &spec, Default::default());
+            if kind != WorkloadKind::Idle {
+                probe.skipped = Some("idle only".into());
+            }
+            f.benchmarks.extend([vm, probe]);
+        }
+        let model = Model::new(&f);
+        assert_eq!(model.skipped_backends(), vec![("microvm", "no kvm")]);
+        assert_eq!(model.skipped().len(), 3, "every skipped cell is still listed");
     }
 
     #[test]
