@@ -24,7 +24,7 @@ use microvm::kernel::{locate_guest_kernel, DEFAULT_KERNEL_CACHE, GUEST_KERNEL_EN
 use microvm::{EventKind, VmEvent};
 use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
 
-use super::vm_process::{self, Next, VmProcess, VmmKind};
+use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
@@ -663,42 +663,18 @@ impl Instance for MicrovmInstance {
     }
 
     fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError> {
-        let failed = |reason: String| BackendError::WorkloadFailed {
-            backend: NAME.into(),
-            reason,
-        };
-        if !self.exits_by_itself {
-            self.vm.stop_workload(timeout)?;
-            return Ok(None);
-        }
-        let deadline = Instant::now() + timeout;
-        let mut result = None;
-        loop {
-            match self.vm.next(deadline) {
-                Next::Message(Message::Console(_, line)) => match parse_line(&line) {
-                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
-                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
-                    Ok(_) => {}
-                    Err(e) => return Err(failed(e.to_string())),
-                },
-                Next::Message(Message::Event(event)) => {
-                    if let EventKind::Stopped { reason } = event.kind {
-                        if reason != microvm::ExitReason::GuestReset.to_string() {
-                            return Err(failed(format!("the VM stopped: {reason}")));
-                        }
-                    }
+        self.vm
+            .finish(self.exits_by_itself, timeout, |message| match message {
+                Message::Console(_, line) => Seen::Console(line),
+                Message::Stderr(line) => Seen::Other(line),
+                Message::Event(VmEvent {
+                    kind: EventKind::Stopped { reason },
+                    ..
+                }) if reason != microvm::ExitReason::GuestReset.to_string() => {
+                    Seen::Failed(format!("the VM stopped: {reason}"))
                 }
-                Next::Message(Message::Stderr(line)) => self.vm.remember(line),
-                Next::Eof => break,
-                Next::Timeout => {
-                    return Err(failed(format!(
-                        "the VM did not end within {timeout:?} after READY"
-                    )))
-                }
-            }
-        }
-        self.vm.expect_clean_exit(deadline)?;
-        Ok(result)
+                Message::Event(_) => Seen::Nothing,
+            })
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {

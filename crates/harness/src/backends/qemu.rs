@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
 
 use super::microvm::{guest_size, linux_cmdline_extra, linux_kernel, LinuxDisks};
-use super::vm_process::{self, Next, VmProcess, VmmKind};
+use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
@@ -450,38 +450,11 @@ impl Instance for QemuInstance {
     }
 
     fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError> {
-        let failed = |reason: String| BackendError::WorkloadFailed {
-            backend: NAME.into(),
-            reason,
-        };
-        if !self.exits_by_itself {
-            self.vm.stop_workload(timeout)?;
-            return Ok(None);
-        }
-        let deadline = Instant::now() + timeout;
-        let mut result = None;
-        loop {
-            match self.vm.next(deadline) {
-                Next::Message(Line::Console(_, line)) => match parse_line(&line) {
-                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
-                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
-                    Ok(_) => self.vm.remember(line),
-                    Err(e) => return Err(failed(e.to_string())),
-                },
-                Next::Message(Line::Stderr(line)) => self.vm.remember(line),
-                Next::Eof => break,
-                Next::Timeout => {
-                    return Err(failed(format!(
-                        "the VM did not end within {timeout:?} after READY"
-                    )))
-                }
-            }
-        }
         // The guest init resets the VM when the workload ends; with -no-reboot QEMU then exits 0.
-        self.vm.expect_clean_exit(deadline)?;
-        result
-            .map(Some)
-            .ok_or_else(|| failed(format!("the VM ended without a RESULT line: {}", self.vm.tail())))
+        self.vm.finish(self.exits_by_itself, timeout, |line| match line {
+            Line::Console(_, line) => Seen::Console(line),
+            Line::Stderr(line) => Seen::Other(line),
+        })
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {

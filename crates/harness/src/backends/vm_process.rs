@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use workload::{parse_line, ProtocolLine, WorkloadResult};
+
 use crate::backend::BackendError;
 use crate::probe;
 
@@ -54,6 +56,18 @@ pub(super) enum Next<M> {
     Timeout,
     /// Both pipes closed (or nothing was ever read).
     Eof,
+}
+
+/// What a backend's message means to [`VmProcess::finish`].
+pub(super) enum Seen {
+    /// A line of the guest console: the workload's protocol lines arrive here.
+    Console(String),
+    /// Any other line worth showing in an error (the VMM's stderr).
+    Other(String),
+    /// The VM ended in a way that is a failure, for this reason.
+    Failed(String),
+    /// Nothing to act on.
+    Nothing,
 }
 
 /// One instance's VMM process and state directory. Dropping it tears both down (best effort, logged);
@@ -239,8 +253,59 @@ impl<M> VmProcess<M> {
         Ok(())
     }
 
+    /// After READY. A workload that runs until stopped is stopped (`None`). Otherwise the console
+    /// is read until the VMM closes its pipes (the guest init resets the VM when the workload ends),
+    /// the VMM must then exit 0, and the workload must have printed a RESULT line; all by `timeout`.
+    pub fn finish(
+        &mut self,
+        exits_by_itself: bool,
+        timeout: Duration,
+        classify: impl Fn(M) -> Seen,
+    ) -> Result<Option<WorkloadResult>, BackendError> {
+        let kind = self.kind;
+        if !exits_by_itself {
+            self.stop_workload(timeout)?;
+            return Ok(None);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut result = None;
+        loop {
+            let message = match self.next(deadline) {
+                Next::Message(message) => message,
+                Next::Eof => break,
+                Next::Timeout => {
+                    return Err(workload_failed(
+                        kind,
+                        format!(
+                            "the VM did not end within {timeout:?} after READY: {}",
+                            self.tail()
+                        ),
+                    ))
+                }
+            };
+            match classify(message) {
+                Seen::Console(line) => match parse_line(&line) {
+                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
+                    Ok(Some(ProtocolLine::Error(text))) => return Err(workload_failed(kind, text)),
+                    Ok(_) => self.remember(line),
+                    Err(e) => return Err(workload_failed(kind, e.to_string())),
+                },
+                Seen::Other(line) => self.remember(line),
+                Seen::Failed(reason) => return Err(workload_failed(kind, reason)),
+                Seen::Nothing => {}
+            }
+        }
+        self.expect_clean_exit(deadline)?;
+        result.map(Some).ok_or_else(|| {
+            workload_failed(
+                kind,
+                format!("the VM ended without a CVBENCH RESULT line: {}", self.tail()),
+            )
+        })
+    }
+
     /// After the guest ended its workload: the VMM must exit 0 by `deadline`.
-    pub fn expect_clean_exit(&mut self, deadline: Instant) -> Result<(), BackendError> {
+    fn expect_clean_exit(&mut self, deadline: Instant) -> Result<(), BackendError> {
         let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
         if status != "exit status: 0" {
             return Err(workload_failed(
@@ -369,5 +434,124 @@ fn workload_failed(kind: VmmKind, reason: String) -> BackendError {
     BackendError::WorkloadFailed {
         backend: kind.backend.into(),
         reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAKE: VmmKind = VmmKind {
+        backend: "fake-vm",
+        program: "sh",
+        process: "fake VMM",
+        subject: "the fake VMM",
+        pid_file: "fake.pid",
+        comm: "sh",
+        leftover: "fake VM",
+    };
+
+    enum Line {
+        Console(String),
+        Stderr(String),
+    }
+
+    fn classify(line: Line) -> Seen {
+        match line {
+            Line::Console(line) if line == "GUEST STOPPED" => Seen::Failed("the guest stopped".into()),
+            Line::Console(line) => Seen::Console(line),
+            Line::Stderr(line) => Seen::Other(line),
+        }
+    }
+
+    /// A VM process whose "VMM" is `sh -c script`, in a fresh run directory.
+    fn fake_vm(script: &str) -> (tempfile::TempDir, VmProcess<Line>) {
+        let run_dir = tempfile::tempdir().unwrap();
+        let mut vm = VmProcess::create(FAKE, run_dir.path(), "vm-1").unwrap();
+        vm.start(
+            Command::new("sh").arg("-c").arg(script),
+            |_, line| Line::Console(line),
+            "stderr",
+            |_, line| Line::Stderr(line),
+        )
+        .unwrap();
+        assert!(vm.dir().join(FAKE.pid_file).is_file());
+        (run_dir, vm)
+    }
+
+    fn finish(script: &str) -> Result<Option<WorkloadResult>, BackendError> {
+        let (run_dir, mut vm) = fake_vm(script);
+        let outcome = vm.finish(true, Duration::from_secs(10), classify);
+        vm.destroy().unwrap();
+        assert!(
+            !run_dir.path().join("vm-1").exists(),
+            "instance directory left behind"
+        );
+        outcome
+    }
+
+    #[test]
+    fn finish_returns_the_result_line_of_a_vm_that_exits_cleanly() {
+        let result = finish(
+            "echo booting; echo 'CVBENCH RESULT {\"workload\":\"oltp\",\"metrics\":{\"tps\":12.5}}'; echo bye",
+        )
+        .unwrap()
+        .expect("a result");
+        assert_eq!(result.workload, "oltp");
+        assert_eq!(result.metrics["tps"], 12.5);
+    }
+
+    #[test]
+    fn finish_without_a_result_line_is_an_error_naming_the_last_lines() {
+        let err = finish("echo 'last words'; echo 'warning on stderr' >&2")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("without a CVBENCH RESULT line"), "{err}");
+        assert!(err.contains("last words"), "{err}");
+        assert!(err.contains("warning on stderr"), "{err}");
+    }
+
+    #[test]
+    fn finish_reports_a_nonzero_vmm_exit_even_after_a_result() {
+        let err = finish("echo 'CVBENCH RESULT {\"workload\":\"http\",\"metrics\":{}}'; exit 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exit status: 3"), "{err}");
+    }
+
+    #[test]
+    fn finish_passes_on_the_workload_error_and_the_backend_failure() {
+        let err = finish("echo 'CVBENCH ERROR disk full'; exec sleep 30")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("disk full"), "{err}");
+        let err = finish("echo 'GUEST STOPPED'; exec sleep 30")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the guest stopped"), "{err}");
+    }
+
+    #[test]
+    fn finish_times_out_on_a_vm_that_never_ends() {
+        let (_run_dir, mut vm) = fake_vm("echo 'still here'; exec sleep 30");
+        let err = vm
+            .finish(true, Duration::from_millis(300), classify)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did not end within"), "{err}");
+        assert!(err.contains("still here"), "{err}");
+        vm.destroy().unwrap();
+        assert_eq!(vm.wait_child(Duration::ZERO), "signal: 15 (SIGTERM)");
+    }
+
+    #[test]
+    fn finish_stops_a_workload_that_runs_until_stopped() {
+        let (_run_dir, mut vm) = fake_vm("exec sleep 30");
+        assert!(vm
+            .finish(false, Duration::from_secs(5), classify)
+            .unwrap()
+            .is_none());
+        assert_ne!(vm.wait_child(Duration::ZERO), STILL_RUNNING);
+        vm.destroy().unwrap();
     }
 }
