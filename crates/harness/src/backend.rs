@@ -91,6 +91,26 @@ pub enum BackendError {
     },
 }
 
+impl BackendError {
+    /// `Setup` for `backend`.
+    pub fn setup(backend: &str, reason: impl Into<String>) -> Self {
+        BackendError::Setup {
+            backend: backend.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// `Io` for `backend`, in `context`, as a `map_err` argument.
+    pub fn io(backend: &str, context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let (backend, context) = (backend.to_string(), context.into());
+        move |source| BackendError::Io {
+            backend,
+            context,
+            source,
+        }
+    }
+}
+
 /// An isolation mechanism.
 pub trait Backend {
     /// Short stable name used in results and on the command line (`container`, `runc`, `microvm`).

@@ -95,12 +95,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     );
     eprintln!("results written to {}", path.display());
     if !args.no_report {
-        let written = super::report::write(&results, &args.out, &args.look)?;
-        eprintln!(
-            "report written to {} and {}",
-            written.markdown.display(),
-            written.html.display()
-        );
+        super::report::write_and_say(&results, &args.out, &args.look)?;
     }
     if interrupted {
         return Ok(ExitCode::from(EXIT_INTERRUPTED));

@@ -54,3 +54,15 @@ pub fn write(results: &ResultsFile, dir: &Path, look: &ReportLook) -> anyhow::Re
     report::write_report(results, dir, &look.options())
         .with_context(|| format!("writing the report in {}", dir.display()))
 }
+
+/// [`write`], then names the Markdown and HTML files on stderr (for `compare` and `density`, whose
+/// stdout is their table).
+pub fn write_and_say(results: &ResultsFile, dir: &Path, look: &ReportLook) -> anyhow::Result<()> {
+    let written = write(results, dir, look)?;
+    eprintln!(
+        "report written to {} and {}",
+        written.markdown.display(),
+        written.html.display()
+    );
+    Ok(())
+}

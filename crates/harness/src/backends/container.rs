@@ -76,10 +76,7 @@ impl ContainerBackend {
 }
 
 fn setup_err(reason: impl Into<String>) -> BackendError {
-    BackendError::Setup {
-        backend: NAME.into(),
-        reason: reason.into(),
-    }
+    BackendError::setup(NAME, reason)
 }
 
 fn failed(reason: impl Into<String>) -> BackendError {
@@ -152,13 +149,10 @@ impl Backend for ContainerBackend {
         let mut lines = OutputLines::new(stdout);
         let deadline = spec.request + spec.ready_timeout;
         loop {
-            let event = lines
-                .next_line(Some(deadline))
-                .map_err(|source| BackendError::Io {
-                    backend: NAME.into(),
-                    context: format!("reading the stdout of {}", spec.instance_name),
-                    source,
-                })?;
+            let event = lines.next_line(Some(deadline)).map_err(BackendError::io(
+                NAME,
+                format!("reading the stdout of {}", spec.instance_name),
+            ))?;
             match event {
                 LineEvent::Line { text, at } => match parse_line(&text) {
                     Ok(Some(ProtocolLine::Ready { .. })) => {

@@ -143,18 +143,11 @@ impl MicrovmBackend {
     }
 
     fn setup_err(reason: impl Into<String>) -> BackendError {
-        BackendError::Setup {
-            backend: NAME.into(),
-            reason: reason.into(),
-        }
+        BackendError::setup(NAME, reason)
     }
 
     fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
-        move |source| BackendError::Io {
-            backend: NAME.into(),
-            context,
-            source,
-        }
+        BackendError::io(NAME, context)
     }
 
     fn prepared(&self) -> Result<Prepared, BackendError> {
@@ -321,15 +314,11 @@ impl LinuxDisks {
         image_dir: &Path,
         cache_root: &Path,
     ) -> Result<(LinuxDisks, SharedImage), BackendError> {
-        let setup_err = |reason: String| BackendError::Setup {
-            backend: backend.into(),
-            reason,
-        };
-        let usage = rootfs::disk_usage(image_dir).map_err(|source| BackendError::Io {
-            backend: backend.into(),
-            context: format!("measuring {}", image_dir.display()),
-            source,
-        })?;
+        let setup_err = |reason: String| BackendError::setup(backend, reason);
+        let usage = rootfs::disk_usage(image_dir).map_err(BackendError::io(
+            backend,
+            format!("measuring {}", image_dir.display()),
+        ))?;
         let digest = image_dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -184,10 +184,10 @@ impl Backend for MockBackend {
             std::thread::sleep(Duration::from_millis(c.launch_sleep_ms));
         }
         if c.fail_launches.contains(&k) {
-            return Err(BackendError::Setup {
-                backend: "mock".into(),
-                reason: format!("launch {k} fails as configured"),
-            });
+            return Err(BackendError::setup(
+                "mock",
+                format!("launch {k} fails as configured"),
+            ));
         }
         if c.exit_before_ready {
             return Err(BackendError::ExitedBeforeReady {
@@ -247,10 +247,7 @@ impl Instance for MockInstance {
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
         if self.config.fail_memory_probe {
-            return Err(BackendError::Setup {
-                backend: "mock".into(),
-                reason: "memory probe fails as configured".into(),
-            });
+            return Err(BackendError::setup("mock", "memory probe fails as configured"));
         }
         Ok(MemoryProbe {
             pss_bytes: self.config.pss_bytes,

@@ -279,10 +279,7 @@ impl QemuBackend {
     }
 
     fn setup_err(reason: impl Into<String>) -> BackendError {
-        BackendError::Setup {
-            backend: NAME.into(),
-            reason: reason.into(),
-        }
+        BackendError::setup(NAME, reason)
     }
 
     /// `qemu-system-x86_64 --version`'s version, e.g. `7.2.19`.

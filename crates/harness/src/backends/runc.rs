@@ -102,18 +102,11 @@ impl RuncBackend {
     }
 
     fn setup_err(reason: impl Into<String>) -> BackendError {
-        BackendError::Setup {
-            backend: NAME.into(),
-            reason: reason.into(),
-        }
+        BackendError::setup(NAME, reason)
     }
 
     fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
-        move |source| BackendError::Io {
-            backend: NAME.into(),
-            context,
-            source,
-        }
+        BackendError::io(NAME, context)
     }
 }
 

@@ -416,18 +416,11 @@ pub(super) fn runs(pid: i32, comm: &str) -> bool {
 }
 
 fn setup_err(kind: VmmKind, reason: String) -> BackendError {
-    BackendError::Setup {
-        backend: kind.backend.into(),
-        reason,
-    }
+    BackendError::setup(kind.backend, reason)
 }
 
 fn io_err(kind: VmmKind, context: String) -> impl FnOnce(std::io::Error) -> BackendError {
-    move |source| BackendError::Io {
-        backend: kind.backend.into(),
-        context,
-        source,
-    }
+    BackendError::io(kind.backend, context)
 }
 
 fn workload_failed(kind: VmmKind, reason: String) -> BackendError {
