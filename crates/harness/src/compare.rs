@@ -166,11 +166,16 @@ pub fn run_compare_within(
     let base = results.benchmarks.len() - backends.len() * workloads.len();
     let cell_index = |b: usize, w: usize| base + b * workloads.len() + w;
     let rounds = opts.warmup.saturating_add(opts.runs);
-    let per_round_steps = u32::try_from(active.len()).unwrap_or(u32::MAX);
-    let mut total_steps = u32::try_from(workloads.len())
+    // Cells a backend cannot run (skipped with their reason above) take no rounds: counted out
+    // from the start, so the progress total only shrinks for what could not be foreseen.
+    let runnable_cells = active
+        .iter()
+        .flat_map(|&b| (0..workloads.len()).map(move |w| (b, w)))
+        .filter(|&(b, w)| results.benchmarks[cell_index(b, w)].skipped.is_none())
+        .count();
+    let mut total_steps = u32::try_from(runnable_cells)
         .unwrap_or(u32::MAX)
-        .saturating_mul(rounds)
-        .saturating_mul(per_round_steps);
+        .saturating_mul(rounds);
     let mut step = 0u32;
     // A backend that fails MAX_CONSECUTIVE_FAILURES runs in a row is given up for that workload;
     // one that has never succeeded is then given up for the rest of the comparison too, so a broken
@@ -183,7 +188,9 @@ pub fn run_compare_within(
         let mut consecutive = vec![0u32; backends.len()];
         let mut gave_up = vec![false; backends.len()];
         for &b in &active {
-            if let Some(why) = &abandoned[b] {
+            if results.benchmarks[cell_index(b, w)].skipped.is_some() {
+                gave_up[b] = true;
+            } else if let Some(why) = &abandoned[b] {
                 gave_up[b] = true;
                 total_steps = total_steps.saturating_sub(rounds);
                 let error = format!("not run: {why}");
@@ -197,13 +204,6 @@ pub fn run_compare_within(
                     reason: error,
                     total_steps,
                 });
-            }
-        }
-        // Cells a backend cannot run (skipped with their reason above) take no rounds.
-        for &b in &active {
-            if !gave_up[b] && results.benchmarks[cell_index(b, w)].skipped.is_some() {
-                gave_up[b] = true;
-                total_steps = total_steps.saturating_sub(rounds);
             }
         }
         let share = budget.map(|b| {
@@ -490,14 +490,26 @@ mod tests {
             WorkloadSpec::Idle,
             WorkloadSpec::default_for(workload::WorkloadKind::Oltp),
         ];
+        let mut obs = Recorder::default();
         let r = run_compare(
             &backends,
             Path::new("/img"),
             &specs,
             &opts(3, 1),
             empty_results(),
-            &mut Recorder::default(),
+            &mut obs,
         );
+        // The skipped cell is counted out from the first run on: the total never changes.
+        let totals: Vec<u32> = obs
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                CompareEvent::RunFinished { total_steps, .. } => Some(*total_steps),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(totals.len(), 12, "3 cells x (1 warm-up + 3 runs)");
+        assert!(totals.iter().all(|&t| t == 12), "{totals:?}");
         let cell = |b: &str, w: &str| {
             r.benchmarks
                 .iter()
