@@ -2,7 +2,9 @@
 //! no external reference of any kind (it must open offline and on a conference laptop).
 
 use super::{document, Block, Exporter, Report};
+use crate::style::Style;
 use crate::ReportError;
+use plotters::style::RGBColor;
 
 pub struct Html;
 
@@ -13,8 +15,9 @@ impl Exporter for Html {
 
     fn export(&self, report: &Report<'_>) -> Result<Vec<u8>, ReportError> {
         let title = escape(&format!("cvbench report: {}", report.model.results.command));
+        let css = css(&report.style);
         let mut out = format!(
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{css}</style>\n</head>\n<body>\n"
         );
         for block in document(report) {
             match block {
@@ -54,11 +57,23 @@ impl Exporter for Html {
     }
 }
 
-const CSS: &str = "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#1a1a1a}\
-table{border-collapse:collapse;margin:1em 0;font-size:0.9em}th,td{border:1px solid #ccc;padding:0.3em 0.6em;text-align:right}\
-th{background:#f3f3f3}td:first-child,td:nth-child(2){text-align:left}\
-figure{margin:2em 0}figure svg{width:100%;height:auto}figcaption{font-size:0.9em;color:#444}\
-.note{background:#fff4d6;border-left:4px solid #e69f00;padding:0.5em 1em}code{background:#f3f3f3;padding:0 0.2em}";
+/// The page in the charts' theme (`--theme dark` gives a dark page around dark charts).
+fn css(style: &Style) -> String {
+    let hex = |c: RGBColor| format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2);
+    let (bg, fg, muted, grid) = (
+        hex(style.background),
+        hex(style.foreground),
+        hex(style.muted),
+        hex(style.grid),
+    );
+    format!(
+        "body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;background:{bg};color:{fg}}}\
+table{{border-collapse:collapse;margin:1em 0;font-size:0.9em}}th,td{{border:1px solid {grid};padding:0.3em 0.6em;text-align:right}}\
+th{{background:{grid}}}td:first-child,td:nth-child(2){{text-align:left}}\
+figure{{margin:2em 0}}figure svg{{width:100%;height:auto}}figcaption{{font-size:0.9em;color:{muted}}}\
+.note{{border-left:4px solid #e69f00;padding:0.5em 1em}}code{{background:{grid};padding:0 0.2em}}"
+    )
+}
 
 /// An SVG document made fit for inlining: the XML declaration and namespace attributes go (an HTML
 /// parser puts `<svg>` in the SVG namespace by itself), so the page holds no URL at all.

@@ -17,6 +17,8 @@ use crate::ReportError;
 pub struct Report<'a> {
     pub model: Model<'a>,
     pub figures: Vec<Figure>,
+    /// The charts' colours: the HTML page takes the same theme.
+    pub style: crate::style::Style,
 }
 
 /// One output format.
