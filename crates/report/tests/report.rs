@@ -145,8 +145,14 @@ mod tests {
         assert_ne!(light.figures[0].svg, dark.figures[0].svg);
         // The HTML page takes the charts' theme: a dark page around dark charts.
         let page = |w: &report::WrittenReport| std::fs::read_to_string(&w.html).expect("html");
-        assert!(page(&dark).contains("background:#1c1c1e;color:#eeeeee"), "dark page");
-        assert!(page(&light).contains("background:#ffffff;color:#1a1a1a"), "light page");
+        assert!(
+            page(&dark).contains("background:#1c1c1e;color:#eeeeee"),
+            "dark page"
+        );
+        assert!(
+            page(&light).contains("background:#ffffff;color:#1a1a1a"),
+            "light page"
+        );
 
         // Nothing ran: no figures, but the report still says why.
         for cell in &mut results.benchmarks {
