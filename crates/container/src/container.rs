@@ -297,15 +297,15 @@ impl Container {
                     .map_err(io_err("chowning", d))?;
             }
         }
-        self.write_state(None)?;
+        self.write_state()?;
         self.cgroup_paths = self.deps.cgroups.create(&self.config.name, &self.config.limits)?;
         Ok(())
     }
 
-    fn write_state(&self, pid: Option<i32>) -> Result<(), ContainerError> {
+    /// Records, before anything is mounted or created in a cgroup, what `cleanup_all` must undo.
+    fn write_state(&self) -> Result<(), ContainerError> {
         let state = ContainerState {
             name: self.config.name.clone(),
-            pid,
             cgroup_paths: self.cgroup_paths.clone(),
             image_dir: self.config.image_dir.clone(),
             container_dir: self.dirs.container_dir.clone(),
@@ -384,7 +384,6 @@ impl Container {
         };
         self.stdout = Some(File::from(stdout_r));
         self.stderr_thread = drain_into_tail(File::from(stderr_r), Arc::clone(&self.stderr_tail)).ok();
-        self.write_state(Some(spawned.pid.as_raw()))?;
         Ok(())
     }
 

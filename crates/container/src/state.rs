@@ -22,8 +22,6 @@ pub const STATE_FILE: &str = "state.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerState {
     pub name: String,
-    /// Host pid of the container's first process, once started.
-    pub pid: Option<i32>,
     pub cgroup_paths: Vec<PathBuf>,
     pub image_dir: PathBuf,
     pub container_dir: PathBuf,
@@ -232,7 +230,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = ContainerState {
             name: "x".into(),
-            pid: Some(42),
             cgroup_paths: vec!["/sys/fs/cgroup/pids/cvbench/cvbench-x".into()],
             image_dir: "/img".into(),
             container_dir: dir.path().into(),
