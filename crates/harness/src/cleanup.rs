@@ -168,42 +168,6 @@ fn cleanup_containers(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report:
     report.problems.extend(r.errors.iter().map(ToString::to_string));
 }
 
-/// Mount points at or below `roots.run_dir`, deepest first.
-fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .map(unescape_mountinfo)
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(dir))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    points.dedup();
-    points
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() && bytes[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let oct = std::str::from_utf8(&bytes[i + 1..i + 4])
-                .ok()
-                .and_then(|s| u8::from_str_radix(s, 8).ok());
-            if let Some(b) = oct {
-                out.push(b);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The instance a path under the run dir belongs to: the first component that parses as an instance
 /// name (has an owner pid).
 fn instance_of(path: &Path, run_dir: &Path) -> Option<String> {
@@ -218,7 +182,7 @@ fn unmount_under(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut
     let Ok(mountinfo) = fs::read_to_string(&roots.mountinfo) else {
         return;
     };
-    for point in mounts_under(&mountinfo, &roots.run_dir) {
+    for point in container::state::mounts_under(&mountinfo, &roots.run_dir) {
         if instance_of(&point, &roots.run_dir).is_some_and(|name| keep(&name)) {
             report.in_use.push(format!("mount {}", point.display()));
             continue;
@@ -390,7 +354,7 @@ mod tests {
 91 90 0:51 / /run/cvbench/runc/a/rootfs/proc rw - proc proc rw
 92 36 0:52 / /run/cvbench\\040x rw - tmpfs tmpfs rw
 ";
-        let got = mounts_under(info, Path::new("/run/cvbench"));
+        let got = container::state::mounts_under(info, Path::new("/run/cvbench"));
         assert_eq!(
             got,
             vec![
@@ -398,7 +362,6 @@ mod tests {
                 PathBuf::from("/run/cvbench/runc/a/rootfs")
             ]
         );
-        assert_eq!(unescape_mountinfo("/run/cvbench\\040x"), "/run/cvbench x");
     }
 
     #[test]

@@ -326,14 +326,21 @@ pub(crate) fn parse_cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
     out
 }
 
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`; anything that is not a byte in
+/// octal stays as it is.
 pub(crate) fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+        let octal = (b[i] == b'\\')
+            .then(|| b.get(i + 1..i + 4))
+            .flatten()
+            .filter(|digits| digits.iter().all(u8::is_ascii_digit))
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        if let Some(byte) = octal {
+            out.push(byte);
             i += 4;
         } else {
             out.push(b[i]);
@@ -556,6 +563,12 @@ mod tests {
     fn mountinfo_escapes_are_decoded() {
         assert_eq!(unescape_mountinfo("/a\\040b"), "/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo("/run/cvbench\\040x"), "/run/cvbench x");
+        // Not a byte in octal: kept literally (no overflow).
+        assert_eq!(unescape_mountinfo("/a\\777"), "/a\\777");
+        assert_eq!(unescape_mountinfo("/a\\08"), "/a\\08");
+        assert_eq!(unescape_mountinfo("/a\\04"), "/a\\04");
+        assert_eq!(unescape_mountinfo("/a\\+12"), "/a\\+12");
     }
 
     #[test]
