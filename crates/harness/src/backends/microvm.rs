@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use microvm::kernel::{locate_guest_kernel, DEFAULT_KERNEL_CACHE, GUEST_KERNEL_ENV};
 use microvm::{EventKind, VmEvent};
-use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
+use workload::{WorkloadResult, WorkloadSpec};
 
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
@@ -93,6 +93,14 @@ impl GuestKind {
 struct Prepared {
     /// The VMM binary, located (and checked) once rather than on every launch's timed path.
     vmm: PathBuf,
+    /// Whether KVM is PVM (the Linux guest then gets the PVM kernel words); checked once as well.
+    pvm: bool,
+    guest: GuestFiles,
+}
+
+/// The guest's files.
+#[derive(Debug, Clone)]
+struct GuestFiles {
     kernel: PathBuf,
     /// Linux: the shared ext4 image (read-only `vda`). Probe: the template of its test disk.
     shared_disk: PathBuf,
@@ -158,7 +166,7 @@ impl MicrovmBackend {
             .ok_or_else(|| Self::setup_err("launch before prepare"))
     }
 
-    fn prepare_probe(&self) -> Result<(Prepared, SharedImage), BackendError> {
+    fn prepare_probe(&self) -> Result<(GuestFiles, SharedImage), BackendError> {
         let dir = self.cache_root.join("microvm");
         fs::create_dir_all(&dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
         let kernel = match &self.kernel {
@@ -179,8 +187,7 @@ impl MicrovmBackend {
             description: format!("probe test disk {} (copied per VM)", disk.display()),
         };
         Ok((
-            Prepared {
-                vmm: PathBuf::new(),
+            GuestFiles {
                 kernel,
                 shared_disk: disk,
                 scratch_template: None,
@@ -189,12 +196,11 @@ impl MicrovmBackend {
         ))
     }
 
-    fn prepare_linux(&self, image_dir: &Path) -> Result<(Prepared, SharedImage), BackendError> {
+    fn prepare_linux(&self, image_dir: &Path) -> Result<(GuestFiles, SharedImage), BackendError> {
         let kernel = linux_kernel(self.kernel.as_deref()).map_err(Self::setup_err)?;
         let (disks, shared) = LinuxDisks::prepare(NAME, image_dir, &self.cache_root)?;
         Ok((
-            Prepared {
-                vmm: PathBuf::new(),
+            GuestFiles {
                 kernel,
                 shared_disk: disks.image,
                 scratch_template: Some(disks.scratch_template),
@@ -204,16 +210,10 @@ impl MicrovmBackend {
     }
 
     /// The VMM command line for one instance.
-    fn vmm_command(
-        &self,
-        prepared: &Prepared,
-        spec: &LaunchSpec,
-        instance_disk: &Path,
-    ) -> Result<Command, BackendError> {
-        let vmm = &prepared.vmm;
+    fn vmm_command(&self, prepared: &Prepared, spec: &LaunchSpec, instance_disk: &Path) -> Command {
         let (memory_mib, vcpus) = guest_size(spec, self.memory_mib, self.vcpus);
-        let mut cmd = Command::new(vmm);
-        cmd.arg("--kernel").arg(&prepared.kernel);
+        let mut cmd = Command::new(&prepared.vmm);
+        cmd.arg("--kernel").arg(&prepared.guest.kernel);
         cmd.args([
             "--memory-mib",
             &memory_mib.to_string(),
@@ -226,14 +226,13 @@ impl MicrovmBackend {
                 cmd.arg("--cmdline").arg(&self.probe_cmdline);
             }
             GuestKind::Linux => {
-                cmd.arg("--disk-ro").arg(&prepared.shared_disk);
+                cmd.arg("--disk-ro").arg(&prepared.guest.shared_disk);
                 cmd.arg("--disk").arg(instance_disk);
-                let pvm = kvm_flavour(Path::new(PVM_MODULE)) == "pvm";
                 cmd.arg("--cmdline")
-                    .arg(linux_cmdline_extra_for(&spec.workload, pvm));
+                    .arg(linux_cmdline_extra_for(&spec.workload, prepared.pvm));
             }
         }
-        Ok(cmd)
+        cmd
     }
 }
 
@@ -443,11 +442,15 @@ impl Backend for MicrovmBackend {
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
         let vmm = rootfs::locate_binary(VMM_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
-        let (mut prepared, shared) = match self.guest {
+        let (guest, shared) = match self.guest {
             GuestKind::Probe => self.prepare_probe()?,
             GuestKind::Linux => self.prepare_linux(image_dir)?,
         };
-        prepared.vmm = vmm;
+        let prepared = Prepared {
+            vmm,
+            pvm: kvm_flavour(Path::new(PVM_MODULE)) == "pvm",
+            guest,
+        };
         *self.prepared.lock().unwrap_or_else(|p| p.into_inner()) = Some(prepared);
         Ok(shared)
     }
@@ -469,13 +472,11 @@ impl Backend for MicrovmBackend {
             exits_by_itself: spec.workload.exits_by_itself(),
         };
         // Both guests get a sparse copy: the scratch template (Linux) or the probe's test disk.
-        let template = prepared
-            .scratch_template
-            .as_ref()
-            .unwrap_or(&prepared.shared_disk);
+        let files = &prepared.guest;
+        let template = files.scratch_template.as_ref().unwrap_or(&files.shared_disk);
         rootfs::new_scratch_disk(template, &instance.disk)
             .map_err(|e| Self::setup_err(format!("creating the instance disk: {e}")))?;
-        let mut cmd = self.vmm_command(&prepared, spec, &instance.disk)?;
+        let mut cmd = self.vmm_command(&prepared, spec, &instance.disk);
         let clock = ClockPair::now();
         instance.vm.start(
             &mut cmd,
@@ -488,7 +489,6 @@ impl Backend for MicrovmBackend {
         )?;
 
         let deadline = spec.request + spec.ready_timeout;
-        let mut events_seen = Vec::new();
         let mut ready_at = None;
         loop {
             let wait_until = match ready_at {
@@ -510,34 +510,26 @@ impl Backend for MicrovmBackend {
                         _ => None,
                     };
                     if let Some(name) = phase {
-                        if !events_seen.contains(&name) {
-                            events_seen.push(name);
+                        if !instance.phases.iter().any(|p| p.name == name) {
                             instance.phases.push(PhaseMark::new(name, spec.request, at));
                         }
                     }
                 }
                 Next::Message(Message::Stderr(line)) => instance.vm.remember(line),
-                Next::Message(Message::Console(at, line)) => match parse_line(&line) {
-                    Ok(Some(ProtocolLine::Ready { .. })) if ready_at.is_none() => {
+                Next::Message(Message::Console(at, line)) => {
+                    if instance.vm.console_line_before_ready(line)? && ready_at.is_none() {
                         ready_at = Some(at);
                         instance
                             .phases
                             .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
                     }
-                    Ok(Some(ProtocolLine::Error(text))) => {
-                        return Err(BackendError::WorkloadFailed {
-                            backend: NAME.into(),
-                            reason: text,
-                        })
-                    }
-                    // Kernel and init messages: the last few explain a guest that never gets ready.
-                    _ => instance.vm.remember(line),
-                },
+                }
                 Next::Timeout | Next::Eof if ready_at.is_some() => break,
                 Next::Eof => return Err(instance.vm.exited_before_ready()),
                 Next::Timeout => return Err(instance.vm.ready_timeout(spec.ready_timeout)),
             }
-            if ready_at.is_some() && events_seen.len() == 3 {
+            // READY and the three VMM events: VM created, first vCPU entry, guest init.
+            if ready_at.is_some() && instance.phases.len() == 4 {
                 break;
             }
         }

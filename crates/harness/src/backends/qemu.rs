@@ -25,7 +25,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
+use workload::{WorkloadResult, WorkloadSpec};
 
 use super::microvm::{guest_size, linux_cmdline_extra, linux_kernel, LinuxDisks};
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
@@ -385,22 +385,12 @@ impl Backend for QemuBackend {
         loop {
             match instance.vm.next(deadline) {
                 Next::Message(Line::Console(at, line)) => {
-                    match parse_line(&line) {
-                        Ok(Some(ProtocolLine::Ready { .. })) => {
-                            instance
-                                .phases
-                                .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
-                            return Ok(Box::new(instance));
-                        }
-                        Ok(Some(ProtocolLine::Error(text))) => {
-                            return Err(BackendError::WorkloadFailed {
-                                backend: NAME.into(),
-                                reason: text,
-                            })
-                        }
-                        _ => {}
+                    if instance.vm.console_line_before_ready(line)? {
+                        instance
+                            .phases
+                            .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                        return Ok(Box::new(instance));
                     }
-                    instance.vm.remember(line);
                 }
                 Next::Message(Line::Stderr(line)) => instance.vm.remember(line),
                 Next::Eof => return Err(instance.vm.exited_before_ready()),

@@ -253,6 +253,20 @@ impl<M> VmProcess<M> {
         Ok(())
     }
 
+    /// A guest console line before READY: `true` for the READY line, the workload's failure for an
+    /// ERROR line; any other line (kernel and init messages) is remembered, since the last few
+    /// explain a guest that never gets ready.
+    pub fn console_line_before_ready(&mut self, line: String) -> Result<bool, BackendError> {
+        match parse_line(&line) {
+            Ok(Some(ProtocolLine::Ready { .. })) => Ok(true),
+            Ok(Some(ProtocolLine::Error(text))) => Err(workload_failed(self.kind, text)),
+            _ => {
+                self.remember(line);
+                Ok(false)
+            }
+        }
+    }
+
     /// After READY. A workload that runs until stopped is stopped (`None`). Otherwise the console
     /// is read until the VMM closes its pipes (the guest init resets the VM when the workload ends),
     /// the VMM must then exit 0, and the workload must have printed a RESULT line; all by `timeout`.
