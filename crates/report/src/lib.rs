@@ -92,9 +92,11 @@ pub fn write_report(
     let model = model::Model::new(results);
     let style = style::Style::new(opts.theme, opts.size);
     let figures = charts::render_all(&model, &style, ChartOptions { log_x: opts.log_x }, dir)?;
+    let blocks = export::document(&model, &figures);
     let report = Report {
         model,
         figures,
+        blocks,
         style,
     };
     let mut paths = Vec::new();

@@ -1,7 +1,7 @@
 //! `report.html`: one self-contained page — styles inline, every figure as inline SVG, no script,
 //! no external reference of any kind (it must open offline and on a conference laptop).
 
-use super::{document, Block, Exporter, Report};
+use super::{Block, Exporter, Report};
 use crate::style::Style;
 use crate::ReportError;
 use plotters::style::RGBColor;
@@ -19,20 +19,20 @@ impl Exporter for Html {
         let mut out = format!(
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{css}</style>\n</head>\n<body>\n"
         );
-        for block in document(report) {
+        for block in &report.blocks {
             match block {
                 Block::Heading(level, text) => {
-                    out.push_str(&format!("<h{level}>{}</h{level}>\n", escape(&text)))
+                    out.push_str(&format!("<h{level}>{}</h{level}>\n", escape(text)))
                 }
-                Block::Paragraph(text) => out.push_str(&format!("<p>{}</p>\n", code_spans(&escape(&text)))),
-                Block::Warning(text) => out.push_str(&format!("<p class=\"note\">{}</p>\n", escape(&text))),
+                Block::Paragraph(text) => out.push_str(&format!("<p>{}</p>\n", code_spans(&escape(text)))),
+                Block::Warning(text) => out.push_str(&format!("<p class=\"note\">{}</p>\n", escape(text))),
                 Block::Table { head, rows } => {
                     out.push_str("<table>\n<thead><tr>");
-                    for h in &head {
+                    for h in head {
                         out.push_str(&format!("<th>{}</th>", escape(h)));
                     }
                     out.push_str("</tr></thead>\n<tbody>\n");
-                    for r in &rows {
+                    for r in rows {
                         out.push_str("<tr>");
                         for c in r {
                             out.push_str(&format!("<td>{}</td>", escape(c)));
@@ -42,7 +42,7 @@ impl Exporter for Html {
                     out.push_str("</tbody>\n</table>\n");
                 }
                 Block::Figure(i) => {
-                    let Some(f) = report.figures.get(i) else { continue };
+                    let Some(f) = report.figures.get(*i) else { continue };
                     out.push_str(&format!("<figure id=\"{}\">\n", escape(&f.name)));
                     out.push_str(&inline_svg(&f.svg));
                     out.push_str("\n<figcaption>");

@@ -1,6 +1,6 @@
 //! `report.md`: the document as GitHub-flavoured Markdown, figures as PNG links with their captions.
 
-use super::{document, Block, Exporter, Report};
+use super::{Block, Exporter, Report};
 use crate::ReportError;
 
 pub struct Markdown;
@@ -12,23 +12,23 @@ impl Exporter for Markdown {
 
     fn export(&self, report: &Report<'_>) -> Result<Vec<u8>, ReportError> {
         let mut out = String::new();
-        for block in document(report) {
+        for block in &report.blocks {
             match block {
                 Block::Heading(level, text) => {
-                    out.push_str(&format!("{} {}\n\n", "#".repeat(usize::from(level)), text));
+                    out.push_str(&format!("{} {}\n\n", "#".repeat(usize::from(*level)), text));
                 }
                 Block::Paragraph(text) => out.push_str(&format!("{text}\n\n")),
                 Block::Warning(text) => out.push_str(&format!("> **Note:** {text}\n\n")),
                 Block::Table { head, rows } => {
-                    out.push_str(&row(&head));
+                    out.push_str(&row(head));
                     out.push_str(&format!("|{}\n", "---|".repeat(head.len())));
-                    for r in &rows {
+                    for r in rows {
                         out.push_str(&row(r));
                     }
                     out.push('\n');
                 }
                 Block::Figure(i) => {
-                    let Some(f) = report.figures.get(i) else { continue };
+                    let Some(f) = report.figures.get(*i) else { continue };
                     let file = |p: &std::path::Path| {
                         p.file_name()
                             .map(|n| n.to_string_lossy().into_owned())

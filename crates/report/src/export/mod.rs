@@ -17,6 +17,8 @@ use crate::ReportError;
 pub struct Report<'a> {
     pub model: Model<'a>,
     pub figures: Vec<Figure>,
+    /// The document Markdown and HTML render, from [`document`].
+    pub blocks: Vec<Block>,
     /// The charts' colours: the HTML page takes the same theme.
     pub style: crate::style::Style,
 }
@@ -51,9 +53,8 @@ fn table_metric(metric: &str) -> bool {
             && (metric.ends_with("_per_s") || metric.ends_with("tps") || metric.ends_with("_us")))
 }
 
-/// The report as blocks.
-pub fn document(report: &Report<'_>) -> Vec<Block> {
-    let m = &report.model;
+/// The report as blocks; `figures` are the rendered charts the document refers to by index.
+pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
     let r = m.results;
     let mut doc = vec![
         Block::Heading(1, format!("cvbench report: {}", r.command)),
@@ -262,9 +263,9 @@ pub fn document(report: &Report<'_>) -> Vec<Block> {
         });
     }
 
-    if !report.figures.is_empty() {
+    if !figures.is_empty() {
         doc.push(Block::Heading(2, "Figures".to_string()));
-        for i in 0..report.figures.len() {
+        for i in 0..figures.len() {
             doc.push(Block::Figure(i));
         }
     }
