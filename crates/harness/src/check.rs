@@ -187,23 +187,14 @@ fn metric_names(cell: &BenchmarkResult) -> BTreeSet<&str> {
         .collect()
 }
 
-/// Measured (non-warm-up) samples of `metric`.
-pub fn samples(cell: &BenchmarkResult, metric: &str) -> Vec<f64> {
-    cell.runs
-        .iter()
-        .filter(|r| !r.warmup)
-        .filter_map(|r| r.metrics.get(metric).copied())
-        .collect()
-}
-
 fn check_metric(
     base_cell: &BenchmarkResult,
     cur_cell: &BenchmarkResult,
     metric: &str,
     opts: &CheckOptions,
 ) -> MetricCheck {
-    let base = samples(base_cell, metric);
-    let cur = samples(cur_cell, metric);
+    let base = base_cell.measured_samples(metric);
+    let cur = cur_cell.measured_samples(metric);
     let mut row = MetricCheck {
         backend: base_cell.backend.clone(),
         workload: base_cell.workload.clone(),

@@ -295,13 +295,7 @@ pub fn disk_footprint(cell: &BenchmarkResult, counts: &[u32]) -> Vec<DiskFootpri
     let Some(shared) = cell.shared_image_bytes else {
         return Vec::new();
     };
-    let samples: Vec<f64> = cell
-        .runs
-        .iter()
-        .filter(|r| !r.warmup)
-        .filter_map(|r| r.metrics.get("instance_disk_bytes").copied())
-        .collect();
-    let Some(per_instance) = crate::stats::median(&samples) else {
+    let Some(per_instance) = crate::stats::median(&cell.measured_samples("instance_disk_bytes")) else {
         return Vec::new();
     };
     // A byte count: non-negative and far below 2^64 (the median of non-negative samples).

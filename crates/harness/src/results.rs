@@ -297,6 +297,15 @@ impl BenchmarkResult {
         self.runs.iter().filter(|r| !r.warmup).count()
     }
 
+    /// Measured (non-warm-up) samples of `metric`, in run order.
+    pub fn measured_samples(&self, metric: &str) -> Vec<f64> {
+        self.runs
+            .iter()
+            .filter(|r| !r.warmup)
+            .filter_map(|r| r.metrics.get(metric).copied())
+            .collect()
+    }
+
     /// Recomputes `summary` from the measured (non-warm-up) runs. A metric missing from some runs is
     /// summarised over the runs that have it.
     pub fn recompute_summary(&mut self, seed: u64) {

@@ -143,18 +143,9 @@ pub fn display_name(backend: &str, labels: &std::collections::BTreeMap<String, S
     }
 }
 
-/// Measured (non-warm-up) samples of `metric` in a cell.
-pub fn samples(cell: &BenchmarkResult, metric: &str) -> Vec<f64> {
-    cell.runs
-        .iter()
-        .filter(|r| !r.warmup)
-        .filter_map(|r| r.metrics.get(metric).copied())
-        .collect()
-}
-
 /// Summary recomputed from the raw samples (the stored one is never trusted alone).
 pub fn summary(cell: &BenchmarkResult, metric: &str) -> Option<Summary> {
-    summarize_memo(&samples(cell, metric))
+    summarize_memo(&cell.measured_samples(metric))
 }
 
 thread_local! {
@@ -209,7 +200,7 @@ pub fn metric_names(cell: &BenchmarkResult) -> Vec<&str> {
 
 /// Median of a metric's measured samples (cheap: no bootstrap).
 pub fn median_of(cell: &BenchmarkResult, metric: &str) -> Option<f64> {
-    stats::median(&samples(cell, metric))
+    stats::median(&cell.measured_samples(metric))
 }
 
 /// `n=10, p50 2.50 ms [95% CI 2.40–2.61], p99 3.10 ms`

@@ -38,7 +38,7 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
         let mut captions = Vec::new();
         let mut ns = Vec::new();
         for cell in model.ran(workload) {
-            let mut sorted = model::samples(cell, METRIC);
+            let mut sorted = cell.measured_samples(METRIC);
             sorted.retain(|x| x.is_finite());
             sorted.sort_by(f64::total_cmp);
             let Some(s) = model::summary(cell, METRIC) else {

@@ -290,7 +290,7 @@ fn ratio_rows(m: &Model<'_>) -> Vec<Vec<String>> {
                 "workload.requests_per_s",
                 "workload.tps",
             ] {
-                let (a, b) = (model::samples(other, metric), model::samples(base, metric));
+                let (a, b) = (other.measured_samples(metric), base.measured_samples(metric));
                 let Some(r) = stats::ratio_of_medians_ci(&a, &b, DEFAULT_SEED) else {
                     continue;
                 };
