@@ -1,7 +1,7 @@
 //! `bench run`: one backend × one workload, N runs, a table on stdout and a JSON results file that is
 //! rewritten after every run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use harness::results::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
 use harness::{Backend, RunEvent, RunObserver, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
+use super::compare::ImageArgs;
 use super::{UsageError, EXIT_INTERRUPTED};
 use crate::output::{summary_table, Progress};
 use crate::parse;
@@ -52,12 +53,8 @@ pub struct RunArgs {
     /// Write the results (rewritten after every run) to this JSON file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Where the default image is built and cached.
-    #[arg(long, value_name = "DIR", default_value = rootfs::DEFAULT_CACHE_ROOT)]
-    pub image_cache: PathBuf,
-    /// Use this existing rootfs directory instead of the default image.
-    #[arg(long, value_name = "DIR")]
-    pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub image: ImageArgs,
 }
 
 fn backend_name(name: &str) -> Result<String, String> {
@@ -85,7 +82,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         .check_host()
         .and_then(|()| backend.supports(&spec))
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
-    let image_dir = image_dir(&args)?;
+    let image_dir = args.image.resolve()?;
     let opts = RunOptions {
         runs: args.runs,
         warmup: args.warmup,
@@ -137,22 +134,6 @@ fn outcome(backend: &dyn Backend, result: &BenchmarkResult, interrupted: bool) -
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn image_dir(args: &RunArgs) -> anyhow::Result<PathBuf> {
-    if let Some(dir) = &args.image {
-        if !dir.is_dir() {
-            return Err(UsageError(format!("image directory {} does not exist", dir.display())).into());
-        }
-        return Ok(dir.clone());
-    }
-    default_image(&args.image_cache)
-}
-
-fn default_image(cache: &Path) -> anyhow::Result<PathBuf> {
-    let image = rootfs::default_image(cache)
-        .with_context(|| format!("building the default image in {}", cache.display()))?;
-    Ok(image.dir)
 }
 
 /// Shows progress and rewrites the results file after every run, so a crash loses nothing.
