@@ -27,7 +27,6 @@ use crate::image::{Image, FIXED_MTIME_S};
 use crate::publish::{prune_stale, rename_into_place, temp_sibling, TempGuard};
 #[cfg(test)]
 use crate::usage::allocated_bytes;
-use crate::usage::disk_usage;
 use crate::RootfsError;
 
 /// Bump when the disk layout or options change: it is part of every disk's cache key.
@@ -330,9 +329,9 @@ fn create_dirs_0755(root: &Path, dir: &Path) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// Bytes the tree needs as ext4 data: every file rounded up to a block, one block per directory.
+/// Bytes the tree needs as ext4 data: every file rounded up to a block (so never less than the
+/// files' apparent size, hard links counted per name), one block per directory.
 fn content_bytes(root: &Path) -> io::Result<u64> {
-    let usage = disk_usage(root)?;
     let mut total = 0u64;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -347,8 +346,7 @@ fn content_bytes(root: &Path) -> io::Result<u64> {
             }
         }
     }
-    // Never less than what the files really are.
-    Ok(total.max(usage.apparent_bytes))
+    Ok(total)
 }
 
 /// The cached empty, pre-formatted, sparse ext4 scratch disk of `size_mib` MiB.
