@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
@@ -183,8 +183,9 @@ pub fn build_cmdline(disk_count: usize, extra: &str) -> Result<CString, VmError>
     })
 }
 
-/// Checks everything about `config` that can be checked without KVM.
-pub fn validate(config: &VmConfig) -> Result<KernelImage, VmError> {
+/// Checks everything about `config` that can be checked without KVM; returns the inspected kernel
+/// and the guest command line.
+pub fn validate(config: &VmConfig) -> Result<(KernelImage, CString), VmError> {
     let max_mib = layout::MAX_MEMORY_MIB;
     if !(MIN_MEMORY_MIB..=max_mib).contains(&config.memory_mib) {
         return Err(VmError::MemoryOutOfRange {
@@ -214,8 +215,8 @@ pub fn validate(config: &VmConfig) -> Result<KernelImage, VmError> {
             memory_mib: config.memory_mib,
         });
     }
-    build_cmdline(config.disks.len(), &config.cmdline_extra)?;
-    Ok(kernel)
+    let cmdline = build_cmdline(config.disks.len(), &config.cmdline_extra)?;
+    Ok((kernel, cmdline))
 }
 
 /// Loads the kernel and returns the guest address of its 64-bit entry and, for a bzImage, its setup
@@ -276,7 +277,6 @@ pub struct Vm {
     vcpus: Vec<VcpuFd>,
     shared: Arc<VcpuShared>,
     exit_rx: mpsc::Receiver<ExitReason>,
-    _irq_fds: Vec<Arc<EventFd>>,
 }
 
 /// Stops a running VM from any thread.
@@ -308,7 +308,7 @@ impl Vm {
     /// Validates `config`, then creates and configures the VM. Reports
     /// [`EventKind::VmCreatedKernelLoaded`] to `observer` when done.
     pub fn create(config: VmConfig, observer: Arc<dyn VmObserver>) -> Result<Vm, VmError> {
-        let kernel = validate(&config)?;
+        let (kernel, cmdline) = validate(&config)?;
         let disks = config
             .disks
             .iter()
@@ -332,7 +332,6 @@ impl Vm {
         })?;
         // Loading the kernel (megabytes for a vmlinux) and writing the boot structures only needs the
         // memory mapping, so it runs while KVM creates the VM; both are on the path to first entry.
-        let cmdline = build_cmdline(config.disks.len(), &config.cmdline_extra)?;
         let guest_image = {
             let (mem, kernel, vcpus) = (mem.clone(), kernel.clone(), config.vcpus);
             std::thread::Builder::new()
@@ -376,13 +375,11 @@ impl Vm {
             reason: "the kernel loader thread panicked".into(),
         })??;
 
-        let mut irq_fds = Vec::new();
-        let mut new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
+        // Each irqfd is owned by the device that raises it (the devices live as long as the VM).
+        let new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
             let fd = EventFd::new(EFD_NONBLOCK).map_err(|source| VmError::EventFd { what, source })?;
             vm_fd.register_irqfd(&fd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
-            let fd = Arc::new(fd);
-            irq_fds.push(fd.clone());
-            Ok(fd)
+            Ok(Arc::new(fd))
         };
         let mut pio = Bus::new();
         let serial_irq = new_irq("serial", layout::SERIAL_IRQ)?;
@@ -452,7 +449,6 @@ impl Vm {
             vcpus,
             shared,
             exit_rx,
-            _irq_fds: irq_fds,
         };
         let ram = vm.guest_ram();
         observer.event(VmEvent::now(EventKind::VmCreatedKernelLoaded {
@@ -460,10 +456,6 @@ impl Vm {
             guest_ram_bytes: ram.bytes,
         }));
         Ok(vm)
-    }
-
-    pub fn guest_memory(&self) -> &GuestMemoryMmap {
-        &self.mem
     }
 
     /// Where guest RAM lives in this process.
@@ -522,15 +514,6 @@ fn join_all(threads: Vec<std::thread::JoinHandle<ExitReason>>, shared: &VcpuShar
         }
         let _ = thread.join();
     }
-}
-
-/// Whether `path` can be opened read-write as the KVM device (for host checks).
-pub fn kvm_openable(path: &Path) -> Result<(), std::io::Error> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map(drop)
 }
 
 #[cfg(test)]

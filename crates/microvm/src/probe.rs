@@ -23,8 +23,6 @@ pub const INT3_FLAG: &str = "probe.int3";
 pub const FAULT_FLAG: &str = "probe.fault";
 /// Line the probe prints when it is done (the READY protocol line).
 pub const READY_LINE: &str = "CVBENCH READY probe";
-/// Smallest guest RAM the probe runs in (its rings live just above the image).
-pub const MIN_MEMORY_MIB: u64 = 2;
 
 /// A disk image of `sectors` sectors whose sector [`READ_SECTOR`] holds the magic and `token`
 /// (padded with `.` to [`TOKEN_BYTES`]).

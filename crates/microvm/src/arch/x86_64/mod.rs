@@ -19,12 +19,6 @@ pub enum ArchError {
         addr: u64,
         source: vm_memory::GuestMemoryError,
     },
-    #[error("guest RAM of {ram_bytes} bytes is too small for {what} (needs {needed_bytes})")]
-    RamTooSmall {
-        what: &'static str,
-        ram_bytes: u64,
-        needed_bytes: u64,
-    },
     #[error("{vcpus} vCPUs do not fit the MP table (max {max})")]
     TooManyVcpus { vcpus: u8, max: u8 },
     #[error("KVM ioctl {ioctl} failed on vCPU {vcpu}: {source}")]

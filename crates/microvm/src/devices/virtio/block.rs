@@ -44,7 +44,6 @@ enum RequestError {
 
 pub struct Block {
     file: File,
-    path: PathBuf,
     read_only: bool,
     disk_bytes: u64,
     id: [u8; VIRTIO_BLK_ID_BYTES as usize],
@@ -84,16 +83,11 @@ impl Block {
         let config = (disk_bytes / SECTOR_BYTES).to_le_bytes();
         Ok(Block {
             file,
-            path: path.to_path_buf(),
             read_only,
             disk_bytes,
             id,
             config,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Serves one chain; returns the number of bytes written into guest memory (the used length).
