@@ -8,7 +8,7 @@
 //! detach the old root → hostname → loopback up. Everything is mounted inside the child's own mount
 //! namespace, so it all disappears with the container's last process.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -536,11 +536,6 @@ impl SetupPlan {
     pub fn describe(&self, index: u32) -> Option<(Stage, String)> {
         self.steps.get(index as usize).map(|s| (s.stage, s.op.path()))
     }
-}
-
-/// For the `(Stage, path)` of a failure outside the plan (cgroup join, exec).
-pub fn cstr_path(c: &CStr) -> String {
-    c.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

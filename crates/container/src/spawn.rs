@@ -126,7 +126,7 @@ pub enum SpawnFailure {
 
 /// Clones the child and waits until it has exec'd (or failed).
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(SpawnFailure::Pipe)?;
+    let (err_r, err_w) = cloexec_pipe().map_err(SpawnFailure::Pipe)?;
     let go = match req.user_namespace {
         Some(_) => Some(cloexec_pipe().map_err(SpawnFailure::Pipe)?),
         None => None,

@@ -25,20 +25,17 @@ pub struct CleanupRoots {
 impl Default for CleanupRoots {
     fn default() -> Self {
         CleanupRoots {
-            run_dir: PathBuf::from("/run/cvbench"),
+            run_dir: PathBuf::from(crate::rundir::RUN_ROOT),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
         }
     }
 }
 
-/// The state root every backend's default paths are under.
-pub const RUN_DIR: &str = "/run/cvbench";
-
 impl CleanupRoots {
     /// A backend's default state path (`/run/cvbench/vms`) moved under `run_dir`.
     pub fn relocate(&self, default_path: &str) -> PathBuf {
-        match Path::new(default_path).strip_prefix(RUN_DIR) {
+        match Path::new(default_path).strip_prefix(crate::rundir::RUN_ROOT) {
             Ok(rest) => self.run_dir.join(rest),
             Err(_) => PathBuf::from(default_path),
         }
