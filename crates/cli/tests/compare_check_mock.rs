@@ -44,6 +44,20 @@ mod tests {
     }
 
     #[test]
+    fn a_workload_named_twice_is_run_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let results = compare("", &dir.path().join("cmp"), "idle,oltp,idle", 1);
+        let v = json(&results);
+        let workloads: Vec<&str> = v["benchmarks"]
+            .as_array()
+            .expect("benchmarks")
+            .iter()
+            .filter_map(|c| c["workload"].as_str())
+            .collect();
+        assert_eq!(workloads, ["idle", "oltp"]);
+    }
+
+    #[test]
     fn compare_writes_results_and_report() {
         let dir = tempfile::tempdir().expect("tempdir");
         let img = tempfile::tempdir().expect("tempdir");

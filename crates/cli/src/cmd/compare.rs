@@ -171,9 +171,14 @@ pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
 pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
     let backends = backends(&args.backends)?;
-    let mut kinds = args.workloads.clone();
-    kinds.dedup();
-    let specs: Vec<WorkloadSpec> = kinds.iter().map(|k| WorkloadSpec::default_for(*k)).collect();
+    // Each workload once, in the order first named (as for backends).
+    let mut specs: Vec<WorkloadSpec> = Vec::new();
+    for kind in &args.workloads {
+        let spec = WorkloadSpec::default_for(*kind);
+        if !specs.contains(&spec) {
+            specs.push(spec);
+        }
+    }
     let image_dir = args.image.resolve()?;
     let (runs, budget) = match args.runs {
         Some(n) => (n, None),

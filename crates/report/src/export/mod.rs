@@ -88,13 +88,12 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
         ));
     }
     let emulated: Vec<&str> = {
-        let mut v: Vec<&str> = r
-            .benchmarks
-            .iter()
-            .filter(|c| model::is_emulated(&c.labels))
-            .map(|c| c.backend.as_str())
-            .collect();
-        v.dedup();
+        let mut v: Vec<&str> = Vec::new();
+        for c in r.benchmarks.iter().filter(|c| model::is_emulated(&c.labels)) {
+            if !v.contains(&c.backend.as_str()) {
+                v.push(c.backend.as_str());
+            }
+        }
         v
     };
     if !emulated.is_empty() {
