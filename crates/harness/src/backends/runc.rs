@@ -171,7 +171,6 @@ impl Backend for RuncBackend {
             child: None,
             lines: None,
             phases: Vec::new(),
-            result: None,
             exits_by_itself: spec.workload.exits_by_itself(),
             torn_down: false,
         };
@@ -375,7 +374,6 @@ struct RuncInstance {
     child: Option<Child>,
     lines: Option<Receiver<(Instant, String)>>,
     phases: Vec<PhaseMark>,
-    result: Option<WorkloadResult>,
     /// Self-ending workloads are read until EOF; the others are stopped with a signal.
     exits_by_itself: bool,
     torn_down: bool,
@@ -580,10 +578,11 @@ impl Instance for RuncInstance {
             }
             return Ok(None);
         }
+        let mut result = None;
         loop {
             match self.next_line(deadline) {
                 Next::Line(_, line) => match parse_line(&line) {
-                    Ok(Some(ProtocolLine::Result(r))) => self.result = Some(r),
+                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
                     Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
                     Ok(_) => {}
                     Err(e) => return Err(failed(e.to_string())),
@@ -600,7 +599,9 @@ impl Instance for RuncInstance {
                 self.stderr_tail()
             )));
         }
-        Ok(self.result.take())
+        result.map(Some).ok_or_else(|| {
+            failed("the workload exited with status 0 but printed no CVBENCH RESULT line".into())
+        })
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
