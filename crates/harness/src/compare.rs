@@ -14,7 +14,7 @@ use workload::WorkloadSpec;
 
 use crate::backend::Backend;
 use crate::results::{BenchmarkResult, ResultsFile, RunFailure};
-use crate::runner::{instance_name, run_once, RunOptions};
+use crate::runner::{run_into, RunOptions};
 
 /// Progress of a comparison, for display.
 #[derive(Debug, Clone, PartialEq)]
@@ -253,38 +253,30 @@ pub fn run_compare_within(
                     step,
                     total_steps,
                 });
-                let name = instance_name(backend.name(), spec, round);
-                let outcome = run_once(backend, image_dir, spec, opts, &name);
-                let error = outcome.as_ref().err().map(ToString::to_string);
-                let failed = outcome.is_err();
                 let cell = &mut results.benchmarks[cell_index(b, w)];
-                cell.record_run(round, warmup, outcome);
-                if failed {
+                let error = run_into(backend, image_dir, spec, opts, cell, round, warmup);
+                if error.is_some() {
                     consecutive[b] += 1;
                 } else {
                     consecutive[b] = 0;
                     succeeded[b] = true;
                 }
-                let give_up = consecutive[b] >= MAX_CONSECUTIVE_FAILURES;
-                if give_up {
+                let give_up = (consecutive[b] >= MAX_CONSECUTIVE_FAILURES)
+                    .then(|| format!("gave up after {MAX_CONSECUTIVE_FAILURES} consecutive failed runs"));
+                if let Some(reason) = &give_up {
                     gave_up[b] = true;
-                    let reason = format!("gave up after {MAX_CONSECUTIVE_FAILURES} consecutive failed runs");
                     cell.failures.push(RunFailure {
                         index: round,
                         error: reason.clone(),
                     });
                     if !succeeded[b] {
                         abandoned[b] = Some(format!(
-                            "{} {reason} of {workload_name} and no run of it has succeeded",
-                            backend.name()
+                            "{backend_name} {reason} of {workload_name} and no run of it has succeeded"
                         ));
                     }
                 }
-                if !warmup {
-                    cell.recompute_summary(crate::stats::DEFAULT_SEED);
-                }
                 observer.event(&CompareEvent::RunFinished {
-                    backend: backend_name,
+                    backend: backend_name.clone(),
                     workload: workload_name.clone(),
                     round,
                     warmup,
@@ -293,12 +285,12 @@ pub fn run_compare_within(
                     error,
                 });
                 step += 1;
-                if give_up {
+                if let Some(reason) = give_up {
                     total_steps = total_steps.saturating_sub(rounds - round - 1);
                     observer.event(&CompareEvent::GaveUp {
-                        backend: backend.name().to_string(),
+                        backend: backend_name,
                         workload: workload_name.clone(),
-                        reason: format!("gave up after {MAX_CONSECUTIVE_FAILURES} consecutive failed runs"),
+                        reason,
                         total_steps,
                     });
                 }

@@ -89,6 +89,28 @@ pub struct RunMeasurement {
     pub workload_result: Option<serde_json::Value>,
 }
 
+/// One run recorded into `cell`: instance `index` of `spec` is launched, measured and torn down
+/// ([`run_once`]); its figures or its failure are recorded, and the summary is refreshed after a
+/// measured run. Returns the failure's text.
+pub fn run_into(
+    backend: &dyn Backend,
+    image_dir: &Path,
+    spec: &WorkloadSpec,
+    opts: &RunOptions,
+    cell: &mut BenchmarkResult,
+    index: u32,
+    warmup: bool,
+) -> Option<String> {
+    let name = instance_name(backend.name(), spec, index);
+    let outcome = run_once(backend, image_dir, spec, opts, &name);
+    let error = outcome.as_ref().err().map(ToString::to_string);
+    cell.record_run(index, warmup, outcome);
+    if !warmup {
+        cell.recompute_summary(crate::stats::DEFAULT_SEED);
+    }
+    error
+}
+
 /// Launches one instance, measures it, lets the workload finish, and destroys it — always, also when
 /// a step failed. A teardown failure fails the run (something may be left behind).
 pub fn run_once(
@@ -251,13 +273,7 @@ pub fn run_benchmark(
         }
         let warmup = index < opts.warmup;
         observer.event(&RunEvent::RunStarted { index, total, warmup });
-        let name = instance_name(backend.name(), spec, index);
-        let outcome = run_once(backend, image_dir, spec, opts, &name);
-        let error = outcome.as_ref().err().map(ToString::to_string);
-        result.record_run(index, warmup, outcome);
-        if !warmup {
-            result.recompute_summary(crate::stats::DEFAULT_SEED);
-        }
+        let error = run_into(backend, image_dir, spec, opts, &mut result, index, warmup);
         observer.event(&RunEvent::RunFinished {
             index,
             total,
