@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
-use harness::results::{BenchmarkResult, Summary};
+use harness::results::{BenchmarkResult, ResultsFile, Summary};
 use harness::RunEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -135,6 +136,43 @@ pub fn summary_table(result: &BenchmarkResult) -> String {
     out
 }
 
+/// A results file rewritten after every step so that a crash loses nothing. The first write error
+/// is kept (later writes are skipped), so the run goes on and the command reports it at the end.
+pub struct ResultsWriter {
+    path: PathBuf,
+    error: Option<anyhow::Error>,
+}
+
+impl ResultsWriter {
+    pub fn new(path: PathBuf) -> Self {
+        ResultsWriter { path, error: None }
+    }
+
+    pub fn write(&mut self, results: &ResultsFile) {
+        if self.error.is_none() {
+            if let Err(e) = results.write_atomic(&self.path) {
+                self.error = Some(anyhow::Error::new(e));
+            }
+        }
+    }
+
+    pub fn take_error(&mut self) -> Option<anyhow::Error> {
+        self.error.take()
+    }
+}
+
+/// A progress bar with ETA on stderr, labelled `prefix`; `None` when stderr is not a terminal.
+pub fn styled_bar(prefix: &str, total: u64) -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(prefix.to_string());
+        bar
+    })
+}
+
 /// Progress on stderr: a bar on a terminal, one line per event otherwise.
 pub struct Progress {
     bar: Option<ProgressBar>,
@@ -143,17 +181,23 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: String, total: u64) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(total);
-            if let Ok(style) =
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-            {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_prefix(label.clone());
-            bar
-        });
-        Progress { bar, label }
+        Progress {
+            bar: styled_bar(&label, total),
+            label,
+        }
+    }
+
+    /// The bar, on a terminal.
+    pub fn bar(&self) -> Option<&ProgressBar> {
+        self.bar.as_ref()
+    }
+
+    /// One line, `<label>: <text>`, above the bar or on its own.
+    pub fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("{}: {text}", self.label)),
+            None => eprintln!("{}: {text}", self.label),
+        }
     }
 
     pub fn event(&mut self, event: &RunEvent) {
@@ -183,10 +227,7 @@ impl Progress {
             )),
         };
         if let Some(line) = line {
-            match &self.bar {
-                Some(bar) => bar.println(format!("{}: {line}", self.label)),
-                None => eprintln!("{}: {line}", self.label),
-            }
+            self.line(&line);
         }
     }
 

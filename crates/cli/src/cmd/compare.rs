@@ -2,7 +2,6 @@
 //! (rewritten after every run) and the report of `bench report` in the same directory. Backends that
 //! cannot run here are reported as skipped, with their reason, in the table, the JSON and the report.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,11 +12,12 @@ use harness::compare::{run_compare_within, CompareBudget, CompareEvent, CompareO
 use harness::density::{run_density, DensityOptions};
 use harness::results::{HostInfo, ResultsFile, ToolInfo};
 use harness::{Backend, RunOptions};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use workload::{WorkloadKind, WorkloadSpec};
 
 use super::density::DensityProgress;
 use super::{UsageError, EXIT_INTERRUPTED};
+use crate::output::{styled_bar, ResultsWriter};
 use crate::parse;
 
 /// Measured runs without `--runs`, at most and at least (the budget decides in between).
@@ -204,7 +204,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let mut observer = CompareProgress::new(results_path.clone());
     let mut results = run_compare_within(&backends, &image_dir, &specs, &opts, budget, base, &mut observer);
     observer.finish();
-    if let Some(e) = observer.write_error.take() {
+    if let Some(e) = observer.writer.take_error() {
         return Err(e);
     }
 
@@ -328,19 +328,16 @@ pub fn compare_table(results: &ResultsFile) -> String {
 /// Progress on stderr (a bar with ETA on a terminal, plain lines otherwise) and the results file
 /// rewritten after every run.
 struct CompareProgress {
+    /// Made at the first run, when the number of runs is known.
     bar: Option<ProgressBar>,
-    tty: bool,
-    path: PathBuf,
-    write_error: Option<anyhow::Error>,
+    writer: ResultsWriter,
 }
 
 impl CompareProgress {
     fn new(path: PathBuf) -> Self {
         CompareProgress {
             bar: None,
-            tty: std::io::stderr().is_terminal(),
-            path,
-            write_error: None,
+            writer: ResultsWriter::new(path),
         }
     }
 
@@ -371,15 +368,11 @@ impl CompareObserver for CompareProgress {
                 total_steps,
                 ..
             } => {
-                if self.tty && self.bar.is_none() {
-                    let bar = ProgressBar::new(u64::from(*total_steps));
-                    if let Ok(style) =
-                        ProgressStyle::with_template("compare [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-                    {
-                        bar.set_style(style.progress_chars("=> "));
+                if self.bar.is_none() {
+                    self.bar = styled_bar("compare", u64::from(*total_steps));
+                    if let Some(bar) = &self.bar {
+                        bar.set_position(u64::from(*step));
                     }
-                    bar.set_position(u64::from(*step));
-                    self.bar = Some(bar);
                 }
                 if let Some(bar) = &self.bar {
                     bar.set_message(format!("{backend} {workload}"));
@@ -444,10 +437,6 @@ impl CompareObserver for CompareProgress {
     }
 
     fn updated(&mut self, results: &ResultsFile) {
-        if self.write_error.is_none() {
-            if let Err(e) = results.write_atomic(&self.path) {
-                self.write_error = Some(anyhow::Error::new(e));
-            }
-        }
+        self.writer.write(results);
     }
 }

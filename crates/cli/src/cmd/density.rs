@@ -2,7 +2,6 @@
 //! memory floor or the first failure; then tear everything down. Writes `DIR/results.json` (the
 //! curve, rewritten after every point) and the report.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,11 +11,11 @@ use clap::Args;
 use harness::density::{run_density, DensityEvent, DensityObserver, DensityOptions};
 use harness::results::{DensityResult, HostInfo, ResultsFile, ToolInfo};
 use harness::RunOptions;
-use indicatif::{ProgressBar, ProgressStyle};
 use workload::{WorkloadKind, WorkloadSpec};
 
 use super::compare::{ImageArgs, ReportLook};
 use super::{UsageError, EXIT_INTERRUPTED};
+use crate::output::{Progress, ResultsWriter};
 use crate::parse;
 
 #[derive(Debug, Args)]
@@ -75,7 +74,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     let spec = WorkloadSpec::default_for(args.workload);
     let curve = run_density(backend.as_ref(), &image_dir, &spec, &opts, &mut progress);
     progress.finish();
-    if let Some(e) = progress.write_error.take() {
+    if let Some(e) = progress.file.as_mut().and_then(|(_, writer)| writer.take_error()) {
         return Err(e);
     }
     let interrupted = harness::interrupt::requested();
@@ -108,63 +107,40 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
 
 /// Progress of a density run on stderr, optionally rewriting a results file after every point.
 pub struct DensityProgress {
-    bar: Option<ProgressBar>,
-    label: String,
-    file: Option<(ResultsFile, PathBuf)>,
-    pub write_error: Option<anyhow::Error>,
+    progress: Progress,
+    file: Option<(ResultsFile, ResultsWriter)>,
 }
 
 impl DensityProgress {
     pub fn new(backend: &str, max: u32) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(u64::from(max));
-            if let Ok(style) =
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-            {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_prefix(format!("density {backend}"));
-            bar
-        });
         DensityProgress {
-            bar,
-            label: format!("density {backend}"),
+            progress: Progress::new(format!("density {backend}"), u64::from(max)),
             file: None,
-            write_error: None,
         }
     }
 
     /// Also rewrite `results` (with the curve so far) at `path` after every point.
     pub fn writing(mut self, results: ResultsFile, path: PathBuf) -> Self {
-        self.file = Some((results, path));
+        self.file = Some((results, ResultsWriter::new(path)));
         self
     }
 
-    fn line(&self, text: String) {
-        match &self.bar {
-            Some(bar) => bar.println(format!("{}: {text}", self.label)),
-            None => eprintln!("{}: {text}", self.label),
-        }
-    }
-
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.progress.finish();
     }
 }
 
 impl DensityObserver for DensityProgress {
     fn event(&mut self, event: &DensityEvent) {
         match event {
-            DensityEvent::Skipped { reason } => self.line(format!("skipped: {reason}")),
+            DensityEvent::Skipped { reason } => self.progress.line(&format!("skipped: {reason}")),
             DensityEvent::Launching { .. } => {}
-            DensityEvent::Point(p) => match &self.bar {
+            DensityEvent::Point(p) => match self.progress.bar() {
                 Some(bar) => {
                     bar.set_position(u64::from(p.instances));
                     bar.set_message(format!("{:.0} MiB", p.total_pss_bytes as f64 / 1048576.0));
                 }
-                None => self.line(format!(
+                None => self.progress.line(&format!(
                     "{} running, launch {:.2} ms, summed PSS {}",
                     p.instances,
                     p.launch_ms,
@@ -172,21 +148,16 @@ impl DensityObserver for DensityProgress {
                 )),
             },
             DensityEvent::TearingDown { running, reason } => {
-                self.line(format!("stopping ({reason}); tearing down {running} instances"));
+                self.progress
+                    .line(&format!("stopping ({reason}); tearing down {running} instances"));
             }
         }
     }
 
     fn updated(&mut self, result: &DensityResult) {
-        let Some((results, path)) = &mut self.file else {
-            return;
-        };
-        if self.write_error.is_some() {
-            return;
-        }
-        results.density = vec![result.clone()];
-        if let Err(e) = results.write_atomic(path) {
-            self.write_error = Some(anyhow::Error::new(e));
+        if let Some((results, writer)) = &mut self.file {
+            results.density = vec![result.clone()];
+            writer.write(results);
         }
     }
 }

@@ -13,7 +13,7 @@ use workload::{WorkloadKind, WorkloadSpec};
 
 use super::compare::ImageArgs;
 use super::{UsageError, EXIT_INTERRUPTED};
-use crate::output::{summary_table, Progress};
+use crate::output::{summary_table, Progress, ResultsWriter};
 use crate::parse;
 
 #[derive(Debug, Args)]
@@ -100,8 +100,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
             u64::from(opts.runs.saturating_add(opts.warmup)),
         ),
         results,
-        json: args.json.clone(),
-        write_error: None,
+        writer: args.json.clone().map(ResultsWriter::new),
     };
     let result = harness::run_benchmark(backend.as_ref(), &image_dir, &spec, &opts, &mut observer);
     observer.progress.finish();
@@ -110,7 +109,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     observer.write(&result);
 
     print!("{}", summary_table(&result));
-    if let Some(e) = observer.write_error {
+    if let Some(e) = observer.writer.as_mut().and_then(ResultsWriter::take_error) {
         return Err(e);
     }
     if let Some(path) = &args.json {
@@ -140,19 +139,15 @@ fn outcome(backend: &dyn Backend, result: &BenchmarkResult, interrupted: bool) -
 struct ResultsObserver {
     progress: Progress,
     results: ResultsFile,
-    json: Option<PathBuf>,
-    write_error: Option<anyhow::Error>,
+    /// With `--json`.
+    writer: Option<ResultsWriter>,
 }
 
 impl ResultsObserver {
     fn write(&mut self, result: &BenchmarkResult) {
         self.results.benchmarks = vec![result.clone()];
-        let Some(path) = &self.json else { return };
-        if self.write_error.is_some() {
-            return;
-        }
-        if let Err(e) = self.results.write_atomic(path) {
-            self.write_error = Some(anyhow::Error::new(e));
+        if let Some(writer) = &mut self.writer {
+            writer.write(&self.results);
         }
     }
 }
