@@ -173,7 +173,8 @@ fn cgroup_version(mountinfo: &str) -> &'static str {
     }
 }
 
-fn kvm_flavour(roots: &HostRoots, cpuinfo: &str) -> KvmFlavour {
+/// Hardware KVM needs `/dev/kvm`, vmx or svm among the CPU flags, and no PVM module loaded.
+pub(crate) fn kvm_flavour(roots: &HostRoots, cpuinfo: &str) -> KvmFlavour {
     if roots.sys.join("module/kvm_pvm").exists() {
         return KvmFlavour::Pvm;
     }

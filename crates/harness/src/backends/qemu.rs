@@ -32,6 +32,7 @@ use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
+use crate::host::{self, HostRoots, KvmFlavour};
 use crate::probe;
 
 const NAME: &str = "qemu";
@@ -41,8 +42,6 @@ pub const QEMU_BIN: &str = "qemu-system-x86_64";
 pub const DEFAULT_MEMORY_MIB: u64 = super::microvm::DEFAULT_MEMORY_MIB;
 /// Where instance state lives.
 pub const RUN_DIR: &str = "/run/cvbench/qemu";
-const KVM_DEVICE: &str = "/dev/kvm";
-const PVM_MODULE: &str = "/sys/module/kvm_pvm";
 /// `/proc/PID/comm` of QEMU (the kernel truncates names to 15 bytes).
 const QEMU_COMM: &str = "qemu-system-x86";
 /// How long the host TSC is measured against the monotonic clock (error well under 0.1 %).
@@ -68,23 +67,12 @@ pub enum Accel {
 }
 
 impl Accel {
-    /// `kvm` when `/dev/kvm` is hardware KVM, else `tcg`.
-    pub fn detect() -> Accel {
-        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        Accel::detect_in(Path::new(KVM_DEVICE), Path::new(PVM_MODULE), &cpuinfo)
-    }
-
-    /// The decision on explicit inputs: KVM only with the device present, no PVM module loaded, and
-    /// vmx or svm among the CPU flags.
-    pub fn detect_in(kvm_device: &Path, pvm_module: &Path, cpuinfo: &str) -> Accel {
-        let virt = cpuinfo
-            .lines()
-            .filter(|l| l.starts_with("flags"))
-            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-        if kvm_device.exists() && !pvm_module.exists() && virt {
-            Accel::Kvm
-        } else {
-            Accel::Tcg
+    /// KVM when [`host::kvm_flavour`] says the host's KVM is hardware (as the results' host record
+    /// does), else TCG.
+    pub fn detect_in(roots: &HostRoots, cpuinfo: &str) -> Accel {
+        match host::kvm_flavour(roots, cpuinfo) {
+            KvmFlavour::Hardware => Accel::Kvm,
+            KvmFlavour::Pvm | KvmFlavour::None => Accel::Tcg,
         }
     }
 
@@ -258,13 +246,11 @@ impl Default for QemuBackend {
 impl QemuBackend {
     /// KVM or TCG as the host allows; caches and state in the standard places.
     pub fn new() -> Self {
-        let accel = Accel::detect();
+        let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let accel = Accel::detect_in(&HostRoots::default(), &cpuinfo);
         let tsc_khz = match accel {
             Accel::Kvm => None,
-            Accel::Tcg => host_tsc_khz(
-                &fs::read_to_string("/proc/cpuinfo").unwrap_or_default(),
-                TSC_WINDOW,
-            ),
+            Accel::Tcg => host_tsc_khz(&cpuinfo, TSC_WINDOW),
         };
         QemuBackend {
             accel,
@@ -579,19 +565,20 @@ mod tests {
     #[test]
     fn accel_is_kvm_only_on_hardware_kvm() {
         let dir = tempfile::tempdir().unwrap();
-        let dev = dir.path().join("kvm");
-        let pvm = dir.path().join("kvm_pvm");
+        let roots = HostRoots::under(dir.path());
+        let (dev, pvm) = (roots.dev.join("kvm"), roots.sys.join("module/kvm_pvm"));
+        fs::create_dir_all(&roots.dev).unwrap();
         let vmx = "processor\t: 0\nflags\t\t: fpu vmx sse\n";
-        assert_eq!(Accel::detect_in(&dev, &pvm, vmx), Accel::Tcg, "no /dev/kvm");
+        assert_eq!(Accel::detect_in(&roots, vmx), Accel::Tcg, "no /dev/kvm");
         fs::write(&dev, "").unwrap();
-        assert_eq!(Accel::detect_in(&dev, &pvm, vmx), Accel::Kvm);
+        assert_eq!(Accel::detect_in(&roots, vmx), Accel::Kvm);
         assert_eq!(
-            Accel::detect_in(&dev, &pvm, "flags\t\t: fpu sse\n"),
+            Accel::detect_in(&roots, "flags\t\t: fpu sse\n"),
             Accel::Tcg,
             "no vmx/svm"
         );
-        fs::create_dir(&pvm).unwrap();
-        assert_eq!(Accel::detect_in(&dev, &pvm, vmx), Accel::Tcg, "PVM");
+        fs::create_dir_all(&pvm).unwrap();
+        assert_eq!(Accel::detect_in(&roots, vmx), Accel::Tcg, "PVM");
     }
 
     #[test]
