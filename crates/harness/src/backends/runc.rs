@@ -10,11 +10,10 @@
 //! `runc run` process that stays alive as the container's parent (`runtime_pss_bytes`).
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -25,6 +24,7 @@ use oci_spec::runtime::{
 use workload::spec::WORKLOAD_PATH_IN_IMAGE;
 use workload::{parse_line, ProtocolLine, WorkloadResult};
 
+use super::lines::{self, Next};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
@@ -229,24 +229,19 @@ impl Backend for RuncBackend {
             return Err(Self::setup_err("runc's stdout was not captured"));
         };
         let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name(format!("{}-stdout", spec.instance_name))
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    // Timestamped at the moment the line became readable.
-                    if tx.send((Instant::now(), line)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(Self::io_err("spawning the stdout reader".into()))?;
+        lines::spawn_reader(
+            format!("{}-stdout", spec.instance_name),
+            stdout,
+            tx,
+            |at, line| (at, line),
+        )
+        .map_err(Self::io_err("spawning the stdout reader".into()))?;
         instance.lines = Some(rx);
 
         let deadline = spec.request + spec.ready_timeout;
         loop {
             match instance.next_line(deadline) {
-                Next::Line(at, line) => match parse_line(&line) {
+                Next::Message((at, line)) => match parse_line(&line) {
                     Ok(Some(ProtocolLine::Ready { .. })) => {
                         instance
                             .phases
@@ -360,12 +355,6 @@ fn status_text(status: Option<&ExitStatus>) -> String {
     status.map_or_else(|| "still running".to_string(), ToString::to_string)
 }
 
-enum Next {
-    Line(Instant, String),
-    Eof,
-    Timeout,
-}
-
 struct RuncInstance {
     backend: RuncBackend,
     name: String,
@@ -380,27 +369,14 @@ struct RuncInstance {
 }
 
 impl RuncInstance {
-    fn next_line(&self, deadline: Instant) -> Next {
-        let Some(rx) = &self.lines else { return Next::Eof };
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok((at, line)) => Next::Line(at, line),
-            Err(RecvTimeoutError::Timeout) => Next::Timeout,
-            Err(RecvTimeoutError::Disconnected) => Next::Eof,
-        }
+    fn next_line(&self, deadline: Instant) -> Next<(Instant, String)> {
+        lines::next(self.lines.as_ref(), deadline)
     }
 
     /// Waits up to `timeout` for `runc run` to exit; `None` while it is still running (or cannot be
     /// waited for).
     fn wait_child(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut()?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-                Ok(None) | Err(_) => return None,
-            }
-        }
+        lines::wait_timeout(self.child.as_mut()?, timeout).ok().flatten()
     }
 
     fn child_exited(&mut self) -> bool {
@@ -581,7 +557,7 @@ impl Instance for RuncInstance {
         let mut result = None;
         loop {
             match self.next_line(deadline) {
-                Next::Line(_, line) => match parse_line(&line) {
+                Next::Message((_, line)) => match parse_line(&line) {
                     Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
                     Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
                     Ok(_) => {}

@@ -8,10 +8,10 @@
 //! the backend.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 
 use workload::{parse_line, ProtocolLine, WorkloadResult};
 
+use super::lines;
 use crate::backend::BackendError;
 use crate::probe;
 
@@ -50,13 +51,7 @@ pub(super) struct VmmKind {
     pub leftover: &'static str,
 }
 
-/// What the reader threads deliver next.
-pub(super) enum Next<M> {
-    Message(M),
-    Timeout,
-    /// Both pipes closed (or nothing was ever read).
-    Eof,
-}
+pub(super) use super::lines::Next;
 
 /// What a backend's message means to [`VmProcess::finish`].
 pub(super) enum Seen {
@@ -148,17 +143,7 @@ impl<M: Send + 'static> VmProcess<M> {
         tx: Sender<M>,
         wrap: impl Fn(Instant, String) -> M + Send + 'static,
     ) -> Result<(), BackendError> {
-        std::thread::Builder::new()
-            .name(format!("{}-{what}", self.name))
-            .spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(wrap(Instant::now(), line)).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map(drop)
+        lines::spawn_reader(format!("{}-{what}", self.name), pipe, tx, wrap)
             .map_err(io_err(self.kind, format!("spawning the {what} reader")))
     }
 }
@@ -166,14 +151,7 @@ impl<M: Send + 'static> VmProcess<M> {
 impl<M> VmProcess<M> {
     /// The next line from either pipe, waiting until `deadline` at most.
     pub fn next(&self, deadline: Instant) -> Next<M> {
-        let Some(rx) = &self.messages else {
-            return Next::Eof;
-        };
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(message) => Next::Message(message),
-            Err(RecvTimeoutError::Timeout) => Next::Timeout,
-            Err(RecvTimeoutError::Disconnected) => Next::Eof,
-        }
+        lines::next(self.messages.as_ref(), deadline)
     }
 
     /// Keeps `line` among the last few shown by [`VmProcess::tail`].
@@ -208,14 +186,10 @@ impl<M> VmProcess<M> {
         let Some(child) = self.child.as_mut() else {
             return "not started".into();
         };
-        let deadline = Instant::now() + timeout;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return status.to_string(),
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
-                Ok(None) => return STILL_RUNNING.into(),
-                Err(e) => return format!("unknown ({e})"),
-            }
+        match lines::wait_timeout(child, timeout) {
+            Ok(Some(status)) => status.to_string(),
+            Ok(None) => STILL_RUNNING.into(),
+            Err(e) => format!("unknown ({e})"),
         }
     }
 
