@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::{poll, PollFd, PollFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -20,7 +20,7 @@ use nix::unistd::Pid;
 
 use crate::cgroup::{self, CgroupManager, Limits, Usage};
 use crate::error::ContainerError;
-use crate::output::{drain_into_tail, Tail, TAIL_BYTES};
+use crate::output::{drain_into_tail, poll_timeout_until, Tail, TAIL_BYTES};
 use crate::setup::{RootfsLayout, SetupPlan, Stage};
 use crate::spawn::{self, IdMap, SpawnFailure, SpawnRequest};
 use crate::state::{self, ContainerState, CONTAINERS_DIR, DEFAULT_STATE_ROOT, STATE_FILE};
@@ -159,14 +159,6 @@ pub struct Container {
     destroyed: bool,
 }
 
-fn io_err<'a>(context: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ContainerError + 'a {
-    move |source| ContainerError::Io {
-        context,
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn check_name(name: &str) -> Result<(), ContainerError> {
     let ok = !name.is_empty()
         && name.len() <= 100
@@ -251,7 +243,7 @@ impl Container {
             hostname,
             user_namespace: config.user_namespace.is_some(),
         })?;
-        fs::create_dir_all(&containers).map_err(io_err("creating", &containers))?;
+        fs::create_dir_all(&containers).map_err(ContainerError::io("creating", &containers))?;
         match fs::create_dir(&dirs.container_dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -260,7 +252,7 @@ impl Container {
                     path: dirs.container_dir,
                 });
             }
-            Err(e) => return Err(io_err("creating", &dirs.container_dir)(e)),
+            Err(e) => return Err(ContainerError::io("creating", &dirs.container_dir)(e)),
         }
         let mut container = Container {
             plan,
@@ -285,16 +277,16 @@ impl Container {
 
     fn make_dirs_and_cgroup(&mut self) -> Result<(), ContainerError> {
         if let Some(s) = &self.dirs.scratch_dir {
-            fs::create_dir_all(s).map_err(io_err("creating", s))?;
+            fs::create_dir_all(s).map_err(ContainerError::io("creating", s))?;
         }
         for d in [&self.dirs.upper_dir, &self.dirs.work_dir, &self.dirs.merged_dir] {
-            fs::create_dir(d).map_err(io_err("creating", d))?;
+            fs::create_dir(d).map_err(ContainerError::io("creating", d))?;
         }
         if let Some(map) = self.config.user_namespace {
             // The overlay is mounted (and written) by the mapped container root.
             for d in [&self.dirs.upper_dir, &self.dirs.work_dir] {
                 std::os::unix::fs::chown(d, Some(map.host_uid), Some(map.host_gid))
-                    .map_err(io_err("chowning", d))?;
+                    .map_err(ContainerError::io("chowning", d))?;
             }
         }
         self.write_state()?;
@@ -327,13 +319,9 @@ impl Container {
         }
         let mut cgroup_procs = Vec::new();
         for file in self.cgroup_paths.iter().map(|d| d.join("cgroup.procs")) {
-            let fd = nix::fcntl::open(&file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(
-                |source| ContainerError::Io {
-                    context: "opening",
-                    path: file.clone(),
-                    source: source.into(),
-                },
-            )?;
+            let fd = nix::fcntl::open(&file, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .map_err(std::io::Error::from)
+                .map_err(ContainerError::io("opening", &file))?;
             cgroup_procs.push(fd);
         }
         let sys = |context| move |source| ContainerError::Sys { context, source };
@@ -495,39 +483,6 @@ impl Container {
         Ok(self.deps.cgroups.usage(&self.config.name)?)
     }
 
-    /// Sum of PSS over the container's processes.
-    pub fn pss_bytes(&self) -> Result<u64, ContainerError> {
-        let pids = self.processes()?;
-        crate::probe::pss_total_bytes(&self.deps.proc_root, &pids).map_err(|e| match e {
-            crate::probe::ProbeError::Read { path, source } => ContainerError::Io {
-                context: "reading",
-                path,
-                source,
-            },
-            crate::probe::ProbeError::NoPss { path } => ContainerError::Io {
-                context: "no Pss line in",
-                path,
-                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
-            },
-        })
-    }
-
-    /// Bytes allocated by the overlay upper directory (what this container wrote).
-    pub fn upper_dir_bytes(&self) -> Result<u64, ContainerError> {
-        crate::probe::allocated_bytes(&self.dirs.upper_dir).map_err(|e| match e {
-            crate::probe::ProbeError::Read { path, source } => ContainerError::Io {
-                context: "reading",
-                path,
-                source,
-            },
-            crate::probe::ProbeError::NoPss { path } => ContainerError::Io {
-                context: "reading",
-                path,
-                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
-            },
-        })
-    }
-
     /// The exit status, if the process has ended (non-blocking).
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, ContainerError> {
         match &self.process {
@@ -564,13 +519,11 @@ impl Container {
             let Process::Running { pid, pidfd } = &self.process else {
                 continue;
             };
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let Some(timeout) = poll_timeout_until(deadline) else {
                 return Ok(None);
-            }
-            let ms = u32::try_from(left.as_millis().saturating_add(1)).unwrap_or(u32::MAX);
+            };
             let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            match poll(&mut fds, timeout) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(source) => {
                     return Err(ContainerError::Wait {

@@ -63,3 +63,18 @@ pub enum ContainerError {
         first: Box<ContainerError>,
     },
 }
+
+impl ContainerError {
+    /// Maps an I/O error to [`ContainerError::Io`] naming what was being done to which path. The
+    /// path is converted only when there is an error, so passing `&Path` costs nothing on success.
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> ContainerError {
+        move |source| ContainerError::Io {
+            context,
+            path: path.into(),
+            source,
+        }
+    }
+}

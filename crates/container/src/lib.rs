@@ -17,14 +17,13 @@
 //! Module map: [`cgroup`] (manager trait, v1, v2, detection), [`setup`] (what the child does between
 //! clone and exec), [`syscall`] (the kernel calls behind a trait, with a recording fake), [`spawn`]
 //! (the clone and the CLOEXEC error pipe), [`container`] (lifecycle), [`state`] (state files and
-//! cleanup of what a killed harness left), [`output`] (line reading with deadlines), [`probe`] (PSS
-//! and allocated bytes).
+//! cleanup of what a killed harness left), [`output`] (line reading with deadlines). Measuring (PSS,
+//! allocated bytes) is the harness's job; [`Container::usage`] reads the cgroup's own figures.
 
 pub mod cgroup;
 pub mod container;
 pub mod error;
 pub mod output;
-pub mod probe;
 pub mod setup;
 pub mod spawn;
 pub mod state;

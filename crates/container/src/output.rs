@@ -63,15 +63,10 @@ impl OutputLines {
             }
             let timeout = match deadline {
                 None => PollTimeout::NONE,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(LineEvent::TimedOut);
-                    }
-                    // Round up so a sub-millisecond remainder still waits.
-                    let ms = u32::try_from(left.as_millis().saturating_add(1)).unwrap_or(u32::MAX);
-                    PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
-                }
+                Some(d) => match poll_timeout_until(d) {
+                    Some(t) => t,
+                    None => return Ok(LineEvent::TimedOut),
+                },
             };
             let mut fds = [PollFd::new(self.file.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, timeout) {
@@ -97,6 +92,17 @@ impl OutputLines {
     pub fn tail(&self) -> String {
         self.tail.text()
     }
+}
+
+/// The `poll` timeout for waiting until `deadline`: the whole milliseconds left plus one, so that a
+/// sub-millisecond remainder still waits. `None` once the deadline has passed.
+pub(crate) fn poll_timeout_until(deadline: Instant) -> Option<PollTimeout> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return None;
+    }
+    let ms = u32::try_from(left.as_millis().saturating_add(1)).unwrap_or(u32::MAX);
+    Some(PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX))
 }
 
 /// How much of stdout/stderr is kept for error messages.
@@ -162,6 +168,17 @@ mod tests {
     fn pipe() -> (File, File) {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         (File::from(r), File::from(w))
+    }
+
+    #[test]
+    fn poll_timeout_is_the_milliseconds_left_plus_one_capped_at_max() {
+        assert_eq!(poll_timeout_until(Instant::now()), None);
+        let ms = poll_timeout_until(Instant::now() + Duration::from_millis(10_000))
+            .and_then(|t| t.as_millis())
+            .unwrap();
+        assert!((9_000..=10_001).contains(&ms), "{ms}");
+        let far = Instant::now() + Duration::from_secs(100 * 24 * 3600);
+        assert_eq!(poll_timeout_until(far), Some(PollTimeout::MAX));
     }
 
     #[test]

@@ -37,24 +37,12 @@ pub fn write_state(path: &Path, state: &ContainerState) -> Result<(), ContainerE
         source,
     })?;
     let tmp = path.with_extension("json.tmp");
-    fs::write(&tmp, json).map_err(|source| ContainerError::Io {
-        context: "writing",
-        path: tmp.clone(),
-        source,
-    })?;
-    fs::rename(&tmp, path).map_err(|source| ContainerError::Io {
-        context: "renaming",
-        path: tmp,
-        source,
-    })
+    fs::write(&tmp, json).map_err(ContainerError::io("writing", &tmp))?;
+    fs::rename(&tmp, path).map_err(ContainerError::io("renaming", tmp))
 }
 
 pub fn read_state(path: &Path) -> Result<ContainerState, ContainerError> {
-    let bytes = fs::read(path).map_err(|source| ContainerError::Io {
-        context: "reading",
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = fs::read(path).map_err(ContainerError::io("reading", path))?;
     serde_json::from_slice(&bytes).map_err(|source| ContainerError::StateFile {
         path: path.to_path_buf(),
         source,
@@ -77,11 +65,7 @@ pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
 /// Lazily unmounts everything at or below `dir` that `mountinfo` (a path like `/proc/self/mountinfo`)
 /// lists. Returns what was unmounted.
 pub fn unmount_under(mountinfo: &Path, dir: &Path) -> Result<Vec<PathBuf>, ContainerError> {
-    let text = fs::read_to_string(mountinfo).map_err(|source| ContainerError::Io {
-        context: "reading",
-        path: mountinfo.to_path_buf(),
-        source,
-    })?;
+    let text = fs::read_to_string(mountinfo).map_err(ContainerError::io("reading", mountinfo))?;
     let mut done = Vec::new();
     for m in mounts_under(&text, dir) {
         match umount2(&m, MntFlags::MNT_DETACH) {
@@ -98,11 +82,7 @@ pub fn remove_tree(dir: &Path) -> Result<(), ContainerError> {
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(ContainerError::Io {
-            context: "removing",
-            path: dir.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(ContainerError::io("removing", dir)(source)),
     }
 }
 
@@ -135,11 +115,9 @@ pub fn cleanup_all(state_root: &Path, cgroups: &dyn CgroupManager, mountinfo: &P
         Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
         Err(source) => {
-            report.errors.push(ContainerError::Io {
-                context: "listing",
-                path: containers.clone(),
-                source,
-            });
+            report
+                .errors
+                .push(ContainerError::io("listing", &containers)(source));
             Vec::new()
         }
     };
@@ -156,10 +134,11 @@ pub fn cleanup_all(state_root: &Path, cgroups: &dyn CgroupManager, mountinfo: &P
         }
         if let Some(state) = &state {
             // Cgroup directories recorded by a different manager (e.g. written before a host change).
+            let own = cgroups.paths(&name);
             let extra: Vec<PathBuf> = state
                 .cgroup_paths
                 .iter()
-                .filter(|p| !cgroups.paths(&name).contains(p))
+                .filter(|p| !own.contains(p))
                 .cloned()
                 .collect();
             if let Err(e) = cgroup::destroy_dirs(&extra) {

@@ -24,7 +24,7 @@ use nix::unistd::{lseek, Whence};
 use sha2::{Digest, Sha256};
 
 use crate::image::{Image, FIXED_MTIME_S};
-use crate::publish::{prune_stale, rename_into_place, temp_sibling, TempGuard};
+use crate::publish::{cache_dir, rename_into_place, temp_sibling, TempGuard};
 #[cfg(test)]
 use crate::usage::allocated_bytes;
 use crate::RootfsError;
@@ -35,8 +35,6 @@ pub const DISK_RECIPE_VERSION: &str = "cvbench-ext4-v1";
 pub const SCRATCH_MIN_MIB: u32 = 16;
 pub const SCRATCH_MAX_MIB: u32 = 1 << 20;
 
-const IMAGE_LABEL: &str = "cvbench-image";
-const SCRATCH_LABEL: &str = "cvbench-scratch";
 const MIB: u64 = 1 << 20;
 const BLOCK: u64 = 4096;
 
@@ -50,47 +48,39 @@ pub struct DiskImage {
     pub size_bytes: u64,
 }
 
-fn image_mkfs_options(uuid: &str) -> Vec<String> {
-    let opts = [
-        "-q",
-        "-F",
-        "-L",
-        IMAGE_LABEL,
-        "-b",
-        "4096",
-        "-m",
-        "0",
-        "-O",
-        "^has_journal,^resize_inode",
-        "-U",
-        uuid,
-        "-E",
-    ];
-    let mut v: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
-    v.push(format!(
-        "assume_storage_prezeroed=1,nodiscard,root_owner=0:0,hash_seed={uuid}"
-    ));
-    v
+/// What tells the two kinds of disk apart in their `mkfs.ext4` options.
+struct DiskKind {
+    label: &'static str,
+    /// `-O` feature changes from mke2fs's defaults, if any.
+    features: Option<&'static str>,
 }
 
-fn scratch_mkfs_options(uuid: &str) -> Vec<String> {
-    let opts = [
-        "-q",
-        "-F",
-        "-L",
-        SCRATCH_LABEL,
-        "-b",
-        "4096",
-        "-m",
-        "0",
-        "-U",
-        uuid,
-        "-E",
-    ];
-    let mut v: Vec<String> = opts.iter().map(|s| s.to_string()).collect();
-    v.push(format!(
-        "assume_storage_prezeroed=1,nodiscard,root_owner=0:0,hash_seed={uuid}"
-    ));
+/// The shared read-only image: no journal, no resize inode.
+const IMAGE_DISK: DiskKind = DiskKind {
+    label: "cvbench-image",
+    features: Some("^has_journal,^resize_inode"),
+};
+/// The scratch template: mke2fs's default features (journal included).
+const SCRATCH_DISK: DiskKind = DiskKind {
+    label: "cvbench-scratch",
+    features: None,
+};
+
+/// The `mkfs.ext4` options for a disk of `kind` with file system UUID (and hash seed) `uuid`.
+fn mkfs_options(kind: &DiskKind, uuid: &str) -> Vec<String> {
+    let mut v: Vec<String> = ["-q", "-F", "-L", kind.label, "-b", "4096", "-m", "0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(features) = kind.features {
+        v.extend(["-O".to_string(), features.to_string()]);
+    }
+    v.extend([
+        "-U".to_string(),
+        uuid.to_string(),
+        "-E".to_string(),
+        format!("assume_storage_prezeroed=1,nodiscard,root_owner=0:0,hash_seed={uuid}"),
+    ]);
     v
 }
 
@@ -142,6 +132,27 @@ fn run_mkfs(
             status: out.status.to_string(),
             stderr: String::from_utf8_lossy(&out.stderr).trim().replace('\n', "; "),
         });
+    }
+    Ok(())
+}
+
+/// Formats a new sparse file of `size_bytes` (with `source_dir`'s tree, if given) under a temporary
+/// name beside `path` and renames it to `path`; if another builder got there first, theirs stays.
+fn mkfs_into_place(
+    mkfs: &Path,
+    options: &[String],
+    source_dir: Option<&Path>,
+    size_bytes: u64,
+    path: &Path,
+) -> Result<(), RootfsError> {
+    let tmp = TempGuard::new(temp_sibling(path, "tmp"));
+    let file = File::create_new(tmp.path()).map_err(RootfsError::io("creating", tmp.path()))?;
+    file.set_len(size_bytes)
+        .map_err(RootfsError::io("sizing", tmp.path()))?;
+    drop(file);
+    run_mkfs(mkfs, options, source_dir, tmp.path())?;
+    if rename_into_place(tmp.path(), path)? {
+        tmp.keep();
     }
     Ok(())
 }
@@ -216,7 +227,7 @@ pub fn ext4_disk_image(
     let mut h = Sha256::new();
     h.update(DISK_RECIPE_VERSION.as_bytes());
     h.update([0]);
-    h.update(image_mkfs_options("").join(" ").as_bytes());
+    h.update(mkfs_options(&IMAGE_DISK, "").join(" ").as_bytes());
     h.update([0]);
     h.update(image.digest.as_bytes());
     for e in &extras {
@@ -228,10 +239,7 @@ pub fn ext4_disk_image(
     }
     let key = hex::encode(h.finalize());
 
-    let disks = cache_root.join("disks");
-    std::fs::create_dir_all(&disks).map_err(RootfsError::io("creating", &disks))?;
-    prune_stale(&disks);
-    let path = disks.join(format!("{key}.ext4"));
+    let path = cache_dir(cache_root, "disks")?.join(format!("{key}.ext4"));
     if path.is_file() {
         return describe(path);
     }
@@ -244,20 +252,8 @@ pub fn ext4_disk_image(
     let content = content_bytes(staging.path()).map_err(RootfsError::io("measuring", staging.path()))?;
     let size = (content * 13 / 10 + 8 * MIB).div_ceil(MIB) * MIB;
 
-    let tmp = TempGuard::new(temp_sibling(&path, "tmp"));
-    let file = File::create_new(tmp.path()).map_err(RootfsError::io("creating", tmp.path()))?;
-    file.set_len(size)
-        .map_err(RootfsError::io("sizing", tmp.path()))?;
-    drop(file);
-    run_mkfs(
-        &mkfs,
-        &image_mkfs_options(&uuid_from_hex(&key)),
-        Some(staging.path()),
-        tmp.path(),
-    )?;
-    if rename_into_place(tmp.path(), &path)? {
-        tmp.keep();
-    }
+    let options = mkfs_options(&IMAGE_DISK, &uuid_from_hex(&key));
+    mkfs_into_place(&mkfs, &options, Some(staging.path()), size, &path)?;
     drop(staging);
     describe(path)
 }
@@ -358,27 +354,18 @@ pub fn scratch_disk_template(size_mib: u32, cache_root: &Path) -> Result<PathBuf
             max: SCRATCH_MAX_MIB,
         });
     }
-    let disks = cache_root.join("disks");
-    std::fs::create_dir_all(&disks).map_err(RootfsError::io("creating", &disks))?;
-    prune_stale(&disks);
+    let disks = cache_dir(cache_root, "disks")?;
     let version = DISK_RECIPE_VERSION.trim_start_matches("cvbench-ext4-");
     let path = disks.join(format!("scratch-{size_mib}mib-{version}.ext4"));
     if path.is_file() {
         return Ok(path);
     }
     let mkfs = find_mkfs()?;
-    let tmp = TempGuard::new(temp_sibling(&path, "tmp"));
-    let file = File::create_new(tmp.path()).map_err(RootfsError::io("creating", tmp.path()))?;
-    file.set_len(u64::from(size_mib) * MIB)
-        .map_err(RootfsError::io("sizing", tmp.path()))?;
-    drop(file);
     let uuid = uuid_from_hex(&hex::encode(Sha256::digest(format!(
         "scratch {size_mib} {version}"
     ))));
-    run_mkfs(&mkfs, &scratch_mkfs_options(&uuid), None, tmp.path())?;
-    if rename_into_place(tmp.path(), &path)? {
-        tmp.keep();
-    }
+    let options = mkfs_options(&SCRATCH_DISK, &uuid);
+    mkfs_into_place(&mkfs, &options, None, u64::from(size_mib) * MIB, &path)?;
     Ok(path)
 }
 
@@ -400,10 +387,14 @@ pub fn new_scratch_disk(template: &Path, dest: &Path) -> Result<(), RootfsError>
     copy_data_extents(&src, &out, len).map_err(RootfsError::io("copying a scratch disk to", dest))
 }
 
+/// A file offset as `off_t`; one beyond its range is invalid input.
+fn to_off(v: u64) -> io::Result<i64> {
+    i64::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
 /// Walk the data extents with SEEK_DATA/SEEK_HOLE and copy each; without SEEK_DATA support, copy
 /// block by block and skip all-zero blocks.
 fn copy_data_extents(src: &File, out: &File, len: u64) -> io::Result<()> {
-    let to_off = |v: u64| i64::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     let mut pos = 0u64;
     while pos < len {
         let data = match lseek(src, to_off(pos)?, Whence::SeekData) {
@@ -424,7 +415,6 @@ fn copy_data_extents(src: &File, out: &File, len: u64) -> io::Result<()> {
 
 /// Copy `[start, end)` with copy_file_range, falling back to pread/pwrite.
 fn copy_range(src: &File, out: &File, start: u64, end: u64) -> io::Result<()> {
-    let to_off = |v: u64| i64::try_from(v).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
     let mut off_in = to_off(start)?;
     let mut off_out = off_in;
     let end_off = to_off(end)?;
@@ -467,6 +457,54 @@ fn copy_skipping_zeros(src: &File, out: &File, start: u64, end: u64) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The options are hashed into every image disk's cache key: any change to them (content or
+    /// order) must come with a new [`DISK_RECIPE_VERSION`].
+    #[test]
+    fn mkfs_options_are_exactly_the_recipe() {
+        let e = "assume_storage_prezeroed=1,nodiscard,root_owner=0:0,hash_seed=";
+        assert_eq!(
+            mkfs_options(&IMAGE_DISK, "U"),
+            [
+                "-q",
+                "-F",
+                "-L",
+                "cvbench-image",
+                "-b",
+                "4096",
+                "-m",
+                "0",
+                "-O",
+                "^has_journal,^resize_inode",
+                "-U",
+                "U",
+                "-E",
+                &format!("{e}U"),
+            ]
+        );
+        assert_eq!(
+            mkfs_options(&SCRATCH_DISK, "U"),
+            [
+                "-q",
+                "-F",
+                "-L",
+                "cvbench-scratch",
+                "-b",
+                "4096",
+                "-m",
+                "0",
+                "-U",
+                "U",
+                "-E",
+                &format!("{e}U"),
+            ]
+        );
+        // What the cache key hashes.
+        assert_eq!(
+            mkfs_options(&IMAGE_DISK, "").join(" "),
+            format!("-q -F -L cvbench-image -b 4096 -m 0 -O ^has_journal,^resize_inode -U  -E {e}")
+        );
+    }
 
     #[test]
     fn uuid_shape() {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use workload::spec::{DATA_DIR_IN_IMAGE, WORKLOAD_PATH_IN_IMAGE, WWW_DIR_IN_IMAGE};
 
 use crate::locate::{check_static_executable, elf_static_check, locate_binary, WORKLOAD_BIN};
-use crate::publish::{discard, prune_stale, rename_into_place, temp_sibling, TempGuard};
+use crate::publish::{cache_dir, discard, rename_into_place, temp_sibling, TempGuard};
 use crate::usage::disk_usage;
 use crate::RootfsError;
 
@@ -69,10 +69,7 @@ pub fn build_default_image(cache_root: &Path, workload_bin: &Path) -> Result<Ima
     let recipe = default_recipe(binary);
     let digest = recipe_digest(&recipe);
 
-    let images = cache_root.join("images");
-    std::fs::create_dir_all(&images).map_err(RootfsError::io("creating", &images))?;
-    prune_stale(&images);
-    let dir = images.join(&digest);
+    let dir = cache_dir(cache_root, "images")?.join(&digest);
     if dir.exists() {
         match verify(&dir, &digest) {
             Ok(()) => return measure(dir, digest),
@@ -101,11 +98,8 @@ pub fn image_from_dir(dir: &Path) -> Result<Image, RootfsError> {
     let manifest_path = dir.join(IMAGE_MANIFEST_PATH);
     let digest = if manifest_path.is_file() {
         let json = std::fs::read(&manifest_path).map_err(RootfsError::io("reading", &manifest_path))?;
-        let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| RootfsError::CorruptImage {
-            dir: dir.to_path_buf(),
-            reason: format!("parsing {}: {e}", manifest_path.display()),
-        })?;
-        verify(dir, &manifest.digest)?;
+        let manifest = parse_manifest(dir, &manifest_path, &json)?;
+        check_manifest(dir, &manifest, &manifest.digest)?;
         manifest.digest
     } else {
         let mut h = Sha256::new();
@@ -349,29 +343,46 @@ fn write_manifest(root: &Path, recipe: &[Entry], digest: &str) -> Result<(), Roo
     std::fs::set_permissions(&path, Permissions::from_mode(0o644)).map_err(RootfsError::io("chmod", &path))
 }
 
+fn corrupt(dir: &Path, reason: String) -> RootfsError {
+    RootfsError::CorruptImage {
+        dir: dir.to_path_buf(),
+        reason,
+    }
+}
+
+/// The manifest of the image in `dir`, from the bytes `json` read from `path`.
+fn parse_manifest(dir: &Path, path: &Path, json: &[u8]) -> Result<Manifest, RootfsError> {
+    serde_json::from_slice(json).map_err(|e| corrupt(dir, format!("parsing {}: {e}", path.display())))
+}
+
 /// A cached image is reused only if its manifest names the same digest and every file it lists is
 /// there with the right length.
 fn verify(dir: &Path, digest: &str) -> Result<(), RootfsError> {
-    let corrupt = |reason: String| RootfsError::CorruptImage {
-        dir: dir.to_path_buf(),
-        reason,
-    };
     let path = dir.join(IMAGE_MANIFEST_PATH);
-    let json = std::fs::read(&path).map_err(|e| corrupt(format!("reading {}: {e}", path.display())))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&json).map_err(|e| corrupt(format!("parsing {}: {e}", path.display())))?;
+    let json = std::fs::read(&path).map_err(|e| corrupt(dir, format!("reading {}: {e}", path.display())))?;
+    check_manifest(dir, &parse_manifest(dir, &path, &json)?, digest)
+}
+
+/// [`verify`] with the manifest already read: it names `digest` and this recipe version, and every
+/// file it lists is there with the right length.
+fn check_manifest(dir: &Path, manifest: &Manifest, digest: &str) -> Result<(), RootfsError> {
     if manifest.digest != digest || manifest.recipe != RECIPE_VERSION {
-        return Err(corrupt(format!(
-            "manifest says {} {}",
-            manifest.recipe, manifest.digest
-        )));
+        return Err(corrupt(
+            dir,
+            format!("manifest says {} {}", manifest.recipe, manifest.digest),
+        ));
     }
     for (file, len) in &manifest.files {
         let p = dir.join(file);
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_file() && m.len() == *len => {}
-            Ok(m) => return Err(corrupt(format!("{file} has {} bytes, expected {len}", m.len()))),
-            Err(e) => return Err(corrupt(format!("{file}: {e}"))),
+            Ok(m) => {
+                return Err(corrupt(
+                    dir,
+                    format!("{file} has {} bytes, expected {len}", m.len()),
+                ))
+            }
+            Err(e) => return Err(corrupt(dir, format!("{file}: {e}"))),
         }
     }
     Ok(())

@@ -92,6 +92,15 @@ pub fn discard(entry: &Path) -> Result<(), RootfsError> {
     }
 }
 
+/// `<cache_root>/<name>` (e.g. `images`, `disks`), created if missing, with the work in progress of
+/// crashed builders pruned (see [`prune_stale`]).
+pub fn cache_dir(cache_root: &Path, name: &str) -> Result<PathBuf, RootfsError> {
+    let dir = cache_root.join(name);
+    std::fs::create_dir_all(&dir).map_err(RootfsError::io("creating", &dir))?;
+    prune_stale(&dir);
+    Ok(dir)
+}
+
 /// Work in progress older than this was left by a builder that died: no build takes this long.
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 

@@ -411,6 +411,45 @@ pub(crate) fn read_pids(path: &Path) -> Result<Vec<i32>, CgroupError> {
     }
 }
 
+/// The usage figures of one cgroup. `memory_dir` holds `current_file` (bytes in use), `oom_file`
+/// (a keyed file with `oom_kill`) and `memory.stat`; `pids_dir` holds `pids.events` (absent = 0).
+/// Files are read in that order: `oom_file`, `pids.events`, `current_file`, `memory.stat`, and an
+/// error in `pids_dir` is returned only once `oom_file` has been read.
+pub(crate) fn read_usage(
+    memory_dir: &Path,
+    current_file: &str,
+    oom_file: &str,
+    pids_dir: Result<PathBuf, CgroupError>,
+) -> Result<Usage, CgroupError> {
+    let oom = read_keyed(&memory_dir.join(oom_file))?;
+    let pids = read_keyed_optional(&pids_dir?.join("pids.events"))?;
+    Ok(Usage {
+        memory_bytes: read_u64(&memory_dir.join(current_file))?,
+        oom_kills: oom.get("oom_kill").copied().unwrap_or(0),
+        pids_max_events: pids.get("max").copied().unwrap_or(0),
+        memory_stat: read_keyed(&memory_dir.join("memory.stat"))?,
+    })
+}
+
+/// Creates `dirs` in order, then runs `apply` (writing the limits). If a `mkdir` or `apply` fails,
+/// the directories created so far are removed again (best effort) and the error is returned.
+pub(crate) fn make_dirs_then(
+    dirs: &[PathBuf],
+    apply: impl FnOnce() -> Result<(), CgroupError>,
+) -> Result<(), CgroupError> {
+    for (made, dir) in dirs.iter().enumerate() {
+        if let Err(e) = make_dir(dir) {
+            let _ = destroy_dirs(&dirs[..made]);
+            return Err(e);
+        }
+    }
+    if let Err(e) = apply() {
+        let _ = destroy_dirs(dirs);
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Creates `dir` (and its parent), tolerating a concurrent destroy removing the shared parent between
 /// the two `mkdir`s.
 pub(crate) fn make_dir(dir: &Path) -> Result<(), CgroupError> {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{
-    check_name, destroy_dirs, leaf_name, make_dir, read_keyed, read_keyed_optional, read_u64, write_file,
-    CgroupError, CgroupManager, CgroupVersion, Limits, Usage, PARENT_DIR,
+    check_name, leaf_name, make_dirs_then, read_usage, write_file, CgroupError, CgroupManager, CgroupVersion,
+    Limits, Usage, PARENT_DIR,
 };
 
 /// The v1 controllers cvbench limits and reads.
@@ -35,6 +35,11 @@ impl CgroupV1 {
         )
     }
 
+    /// `<root>/cvbench/cvbench-<name>`: the cgroup of `name` in the hierarchy mounted at `root`.
+    fn leaf(root: &Path, name: &str) -> PathBuf {
+        root.join(PARENT_DIR).join(leaf_name(name))
+    }
+
     fn dir(&self, controller: &str, name: &str) -> Result<PathBuf, CgroupError> {
         let root = self
             .roots
@@ -43,7 +48,7 @@ impl CgroupV1 {
                 controller: controller.to_string(),
                 path: PathBuf::from("/sys/fs/cgroup"),
             })?;
-        Ok(root.join(PARENT_DIR).join(leaf_name(name)))
+        Ok(Self::leaf(root, name))
     }
 
     fn apply(&self, name: &str, limits: &Limits) -> Result<(), CgroupError> {
@@ -84,35 +89,25 @@ impl CgroupManager for CgroupV1 {
         check_name(name)?;
         let mut dirs = Vec::new();
         for (controller, root) in &self.roots {
-            let dir = root.join(PARENT_DIR).join(leaf_name(name));
+            let dir = Self::leaf(root, name);
             if (controller != "cpu" || limits.cpu.is_some()) && !dirs.contains(&dir) {
                 dirs.push(dir);
             }
         }
-        let mut created = Vec::new();
-        for dir in &dirs {
-            if let Err(e) = make_dir(dir) {
-                let _ = destroy_dirs(&created);
-                return Err(e);
-            }
-            created.push(dir.clone());
-        }
-        if let Err(e) = self.apply(name, limits) {
-            let _ = destroy_dirs(&created);
-            return Err(e);
-        }
+        make_dirs_then(&dirs, || self.apply(name, limits))?;
         Ok(dirs)
     }
 
+    /// The leaf under each distinct parent directory (hierarchies may be co-mounted).
     fn paths(&self, name: &str) -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = Vec::new();
-        for root in self.roots.values() {
-            let p = root.join(PARENT_DIR).join(leaf_name(name));
-            if !out.contains(&p) {
-                out.push(p);
-            }
-        }
-        out
+        let leaf = leaf_name(name);
+        self.parent_dirs()
+            .into_iter()
+            .map(|mut parent| {
+                parent.push(&leaf);
+                parent
+            })
+            .collect()
     }
 
     fn parent_dirs(&self) -> Vec<PathBuf> {
@@ -128,14 +123,12 @@ impl CgroupManager for CgroupV1 {
 
     fn usage(&self, name: &str) -> Result<Usage, CgroupError> {
         let mem = self.dir("memory", name)?;
-        let oom = read_keyed(&mem.join("memory.oom_control"))?;
-        let pids = read_keyed_optional(&self.dir("pids", name)?.join("pids.events"))?;
-        Ok(Usage {
-            memory_bytes: read_u64(&mem.join("memory.usage_in_bytes"))?,
-            oom_kills: oom.get("oom_kill").copied().unwrap_or(0),
-            pids_max_events: pids.get("max").copied().unwrap_or(0),
-            memory_stat: read_keyed(&mem.join("memory.stat"))?,
-        })
+        read_usage(
+            &mem,
+            "memory.usage_in_bytes",
+            "memory.oom_control",
+            self.dir("pids", name),
+        )
     }
 }
 
@@ -235,6 +228,27 @@ mod tests {
         );
         assert!(!root.path().join("cpu/cvbench/cvbench-t3").exists());
         assert_eq!(m.list().unwrap(), vec!["cvbench-t3".to_string()]);
+    }
+
+    #[test]
+    fn co_mounted_hierarchies_give_one_path_each_in_controller_order() {
+        let m = CgroupV1::new(
+            [("cpu", "/cg/cpu"), ("memory", "/cg/mp"), ("pids", "/cg/mp")]
+                .into_iter()
+                .map(|(c, r)| (c.to_string(), PathBuf::from(r)))
+                .collect(),
+        );
+        assert_eq!(
+            m.parent_dirs(),
+            [PathBuf::from("/cg/cpu/cvbench"), PathBuf::from("/cg/mp/cvbench")]
+        );
+        assert_eq!(
+            m.paths("a"),
+            [
+                PathBuf::from("/cg/cpu/cvbench/cvbench-a"),
+                PathBuf::from("/cg/mp/cvbench/cvbench-a")
+            ]
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use super::{
-    check_name, destroy_dirs, leaf_name, make_dir, read_file, read_keyed, read_keyed_optional, read_u64,
-    write_file, CgroupError, CgroupManager, CgroupVersion, Limits, Usage, PARENT_DIR,
+    check_name, leaf_name, make_dir, make_dirs_then, read_file, read_usage, write_file, CgroupError,
+    CgroupManager, CgroupVersion, Limits, Usage, PARENT_DIR,
 };
 
 /// The v2 controllers cvbench enables (when the root offers them).
@@ -25,6 +25,11 @@ impl CgroupV2 {
 
     fn parent(&self) -> PathBuf {
         self.root.join(PARENT_DIR)
+    }
+
+    /// `<root>/cvbench/cvbench-<name>`.
+    fn leaf(&self, name: &str) -> PathBuf {
+        self.parent().join(leaf_name(name))
     }
 
     /// The controllers to enable: those cvbench uses that the root offers. A limit that needs a
@@ -79,7 +84,7 @@ impl CgroupManager for CgroupV2 {
     fn create(&self, name: &str, limits: &Limits) -> Result<Vec<PathBuf>, CgroupError> {
         check_name(name)?;
         let controllers = self.controllers_for(limits)?;
-        let leaf = self.parent().join(leaf_name(name));
+        let leaf = self.leaf(name);
         make_dir(&self.parent())?;
         if !controllers.is_empty() {
             let enable = controllers
@@ -90,16 +95,12 @@ impl CgroupManager for CgroupV2 {
             write_file(&self.root.join("cgroup.subtree_control"), &enable)?;
             write_file(&self.parent().join("cgroup.subtree_control"), &enable)?;
         }
-        make_dir(&leaf)?;
-        if let Err(e) = self.apply(&leaf, limits) {
-            let _ = destroy_dirs(std::slice::from_ref(&leaf));
-            return Err(e);
-        }
+        make_dirs_then(std::slice::from_ref(&leaf), || self.apply(&leaf, limits))?;
         Ok(vec![leaf])
     }
 
     fn paths(&self, name: &str) -> Vec<PathBuf> {
-        vec![self.parent().join(leaf_name(name))]
+        vec![self.leaf(name)]
     }
 
     fn parent_dirs(&self) -> Vec<PathBuf> {
@@ -107,15 +108,8 @@ impl CgroupManager for CgroupV2 {
     }
 
     fn usage(&self, name: &str) -> Result<Usage, CgroupError> {
-        let leaf = self.parent().join(leaf_name(name));
-        let events = read_keyed(&leaf.join("memory.events"))?;
-        let pids = read_keyed_optional(&leaf.join("pids.events"))?;
-        Ok(Usage {
-            memory_bytes: read_u64(&leaf.join("memory.current"))?,
-            oom_kills: events.get("oom_kill").copied().unwrap_or(0),
-            pids_max_events: pids.get("max").copied().unwrap_or(0),
-            memory_stat: read_keyed(&leaf.join("memory.stat"))?,
-        })
+        let leaf = self.leaf(name);
+        read_usage(&leaf, "memory.current", "memory.events", Ok(leaf.clone()))
     }
 }
 
