@@ -4,11 +4,11 @@
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use harness::backends::runc::RuncBackend;
     use harness::runner::{run_once, RunOptions};
-    use harness::{Backend, BackendError};
+    use harness::{Backend, BackendError, LaunchSpec};
     use workload::{WorkloadKind, WorkloadSpec};
 
     /// The backend rooted in a temp dir, and the default image; `None` (after printing why) when
@@ -114,6 +114,40 @@ mod tests {
         let err = run_once(&backend, &image, &WorkloadSpec::Idle, &opts(), &name).unwrap_err();
         assert!(matches!(err, BackendError::ExitedBeforeReady { .. }), "{err}");
         assert!(!err.to_string().contains('\n'), "one line: {err}");
+        assert_gone(root.path(), &name);
+    }
+
+    #[test]
+    fn a_self_ending_workload_without_a_result_line_fails_the_run() {
+        let Some((root, backend, _)) = setup() else { return };
+        // The container crate's static test helper as `cvbench-workload http`: READY, then exit 0.
+        let testproc = match rootfs::locate_binary("cvbench-testproc") {
+            Ok(p) => p,
+            Err(e) => {
+                println!("skipped: {e}");
+                return;
+            }
+        };
+        let image = root.path().join("no-result-image");
+        std::fs::create_dir_all(image.join("bin")).unwrap();
+        std::fs::copy(&testproc, image.join("bin/cvbench-workload")).unwrap();
+        backend.prepare(&image).unwrap();
+        let name = format!("cvbench-runc-http-{}-905", std::process::id());
+        // Launched and finished directly: the helper exits right after READY, before any probe.
+        let spec = LaunchSpec {
+            request: Instant::now(),
+            image_dir: image.clone(),
+            workload: WorkloadSpec::default_for(WorkloadKind::Http),
+            instance_name: name.clone(),
+            memory_limit_bytes: None,
+            cpu_limit: None,
+            pids_limit: None,
+            ready_timeout: Duration::from_secs(20),
+        };
+        let mut instance = backend.launch(&spec).unwrap();
+        let err = instance.finish(Duration::from_secs(20)).unwrap_err();
+        assert!(err.to_string().contains("no CVBENCH RESULT line"), "{err}");
+        instance.destroy().unwrap();
         assert_gone(root.path(), &name);
     }
 

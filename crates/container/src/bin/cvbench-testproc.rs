@@ -10,6 +10,8 @@
 //! - `net`: prints `ifaces <names>` (from `/proc/net/dev`) and `lo <up|down>`;
 //! - `idle` (also under the name cvbench-workload): prints `CVBENCH READY idle`, exits 0 on SIGTERM;
 //! - `stubborn`: prints `CVBENCH READY stubborn` and waits without a SIGTERM handler;
+//! - `http` (under the name cvbench-workload): prints `CVBENCH READY http` and exits 0 without a
+//!   `CVBENCH RESULT` line — a self-ending workload that reports nothing;
 //! - `exit <code>`: exits with `<code>` after printing `exiting`.
 
 use std::io::Write;
@@ -149,6 +151,7 @@ fn main() {
             ));
         }
         "idle" => idle(),
+        "http" => out("CVBENCH READY http"),
         "stubborn" => {
             out("CVBENCH READY stubborn");
             loop {

@@ -509,6 +509,30 @@ mod tests {
         }
 
         #[test]
+        fn a_self_ending_workload_without_a_result_line_fails_the_run() {
+            let Some(s) = setup() else { return };
+            // The container crate's test helper as `cvbench-workload http`: READY, then exit 0.
+            let testproc = match rootfs::locate_binary("cvbench-testproc") {
+                Ok(p) => p,
+                Err(e) => {
+                    println!("skipped: {e}");
+                    return;
+                }
+            };
+            let image = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(image.path().join("bin")).unwrap();
+            std::fs::copy(&testproc, image.path().join("bin/cvbench-workload")).unwrap();
+            let http = workload::WorkloadSpec::default_for(workload::WorkloadKind::Http);
+            let mut launch = spec(&s, "noresult", http, Duration::from_secs(10));
+            launch.image_dir = image.path().to_path_buf();
+            let mut inst = s.backend.launch(&launch).unwrap();
+            let err = inst.finish(Duration::from_secs(10)).unwrap_err().to_string();
+            assert!(err.contains("no CVBENCH RESULT line"), "{err}");
+            inst.destroy().unwrap();
+            assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
+        }
+
+        #[test]
         fn a_ready_timeout_is_reported_and_leaves_nothing() {
             let Some(s) = setup() else { return };
             let err = s
