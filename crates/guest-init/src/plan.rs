@@ -138,12 +138,8 @@ impl MountOp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    /// Mount, creating the target directory first when `create_target` (only possible on a writable
-    /// filesystem).
-    Mount {
-        mount: MountOp,
-        create_target: bool,
-    },
+    /// Mount on an existing target (a [`Op::CreateDirAll`] step before it creates one where needed).
+    Mount(MountOp),
     /// Mount unless something is already mounted on the target (the kernel's
     /// `CONFIG_DEVTMPFS_MOUNT` mounts /dev before init runs).
     MountUnlessMounted(MountOp),
@@ -184,17 +180,11 @@ pub fn boot_plan(layout: &Layout) -> Vec<Step> {
     let mut plan = vec![
         step(
             Stage::MountProc,
-            Op::Mount {
-                mount: MountOp::new("proc", "/proc", "proc", pseudo),
-                create_target: false,
-            },
+            Op::Mount(MountOp::new("proc", "/proc", "proc", pseudo)),
         ),
         step(
             Stage::MountSys,
-            Op::Mount {
-                mount: MountOp::new("sysfs", "/sys", "sysfs", pseudo),
-                create_target: false,
-            },
+            Op::Mount(MountOp::new("sysfs", "/sys", "sysfs", pseudo)),
         ),
         step(
             Stage::MountDev,
@@ -202,15 +192,12 @@ pub fn boot_plan(layout: &Layout) -> Vec<Step> {
         ),
         step(
             Stage::MountScratch,
-            Op::Mount {
-                mount: MountOp::new(
-                    &layout.scratch_device,
-                    &layout.scratch_dir,
-                    layout.scratch_fstype,
-                    MsFlags::MS_NOATIME,
-                ),
-                create_target: false,
-            },
+            Op::Mount(MountOp::new(
+                &layout.scratch_device,
+                &layout.scratch_dir,
+                layout.scratch_fstype,
+                MsFlags::MS_NOATIME,
+            )),
         ),
         step(Stage::MountScratch, Op::CreateDirAll(layout.upper_dir())),
         step(Stage::MountScratch, Op::CreateDirAll(layout.work_dir())),
@@ -220,11 +207,9 @@ pub fn boot_plan(layout: &Layout) -> Vec<Step> {
     }
     plan.push(step(
         Stage::Overlay,
-        Op::Mount {
-            mount: MountOp::new("overlay", &layout.new_root, "overlay", MsFlags::MS_NOATIME)
-                .with_data(overlay_data),
-            create_target: false,
-        },
+        Op::Mount(
+            MountOp::new("overlay", &layout.new_root, "overlay", MsFlags::MS_NOATIME).with_data(overlay_data),
+        ),
     ));
     plan.push(step(Stage::PivotRoot, Op::PivotInto(layout.new_root.clone())));
     for mount in [
@@ -233,13 +218,9 @@ pub fn boot_plan(layout: &Layout) -> Vec<Step> {
         MountOp::new("sysfs", "/sys", "sysfs", pseudo),
         MountOp::new("tmpfs", "/tmp", "tmpfs", tmp).with_data("mode=1777".to_string()),
     ] {
-        plan.push(step(
-            Stage::NewRootMounts,
-            Op::Mount {
-                mount,
-                create_target: true,
-            },
-        ));
+        // The new root is the writable overlay, so the mount points can be created.
+        plan.push(step(Stage::NewRootMounts, Op::CreateDirAll(mount.target.clone())));
+        plan.push(step(Stage::NewRootMounts, Op::Mount(mount)));
     }
     plan
 }
@@ -249,17 +230,7 @@ pub fn execute(plan: &[Step], sys: &mut dyn Syscalls) -> Result<(), InitError> {
     for Step { stage, op } in plan {
         let stage = *stage;
         match op {
-            Op::Mount { mount, create_target } => {
-                if *create_target {
-                    sys.create_dir_all(&mount.target)
-                        .map_err(|source| InitError::CreateDir {
-                            stage,
-                            path: mount.target.clone(),
-                            source,
-                        })?;
-                }
-                do_mount(stage, mount, sys)?;
-            }
+            Op::Mount(mount) => do_mount(stage, mount, sys)?,
             Op::MountUnlessMounted(mount) => {
                 let mounted = sys
                     .is_mount_point(&mount.target)

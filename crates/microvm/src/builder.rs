@@ -273,7 +273,7 @@ fn write_guest_image(
 pub struct Vm {
     _kvm: Kvm,
     _vm_fd: VmFd,
-    mem: GuestMemoryMmap,
+    _mem: GuestMemoryMmap,
     vcpus: Vec<VcpuFd>,
     shared: Arc<VcpuShared>,
     exit_rx: mpsc::Receiver<ExitReason>,
@@ -289,13 +289,6 @@ impl StopHandle {
     pub fn stop(&self) {
         self.shared.stop(ExitReason::Stopped);
     }
-}
-
-/// Host address and size of the guest RAM mapping (to find it in `/proc/PID/smaps`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuestRamMapping {
-    pub host_addr: u64,
-    pub bytes: u64,
 }
 
 fn kick_signal() -> i32 {
@@ -351,18 +344,23 @@ impl Vm {
             ..Default::default()
         };
         vm_fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
+        // Where guest RAM lives in this process (to find it in `/proc/PID/smaps`).
+        let mut guest_ram_host_addr = 0;
         for (slot, region) in mem.iter().enumerate() {
             let host = mem
                 .get_host_address(region.start_addr())
                 .map_err(|e| VmError::GuestMemory {
                     memory_mib: config.memory_mib,
                     reason: e.to_string(),
-                })?;
+                })? as u64;
+            if region.start_addr() == GuestAddress(layout::RAM_START) {
+                guest_ram_host_addr = host;
+            }
             let region_desc = kvm_userspace_memory_region {
                 slot: u32::try_from(slot).unwrap_or(u32::MAX),
                 guest_phys_addr: region.start_addr().0,
                 memory_size: region.len(),
-                userspace_addr: host as u64,
+                userspace_addr: host,
                 flags: 0,
             };
             // SAFETY: the region is a live mapping owned by `mem`, which the returned `Vm` keeps for
@@ -422,8 +420,11 @@ impl Vm {
             cpuid::patch_for_vcpu(&mut cpuid, index, config.vcpus);
             vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
             let accepted = regs::setup_fpu_and_msrs(&vcpu, index)?;
-            if accepted < 2 {
-                observer.warning(&format!("vCPU {index}: KVM accepted {accepted} of 2 boot MSRs"));
+            if accepted < regs::BOOT_MSR_COUNT {
+                observer.warning(&format!(
+                    "vCPU {index}: KVM accepted {accepted} of {} boot MSRs",
+                    regs::BOOT_MSR_COUNT
+                ));
             }
             regs::setup_lapic_lint(&vcpu, index)?;
             if index == 0 {
@@ -445,27 +446,16 @@ impl Vm {
         let vm = Vm {
             _kvm: kvm,
             _vm_fd: vm_fd,
-            mem,
+            _mem: mem,
             vcpus,
             shared,
             exit_rx,
         };
-        let ram = vm.guest_ram();
         observer.event(VmEvent::now(EventKind::VmCreatedKernelLoaded {
-            guest_ram_host_addr: ram.host_addr,
-            guest_ram_bytes: ram.bytes,
+            guest_ram_host_addr,
+            guest_ram_bytes: ram_bytes,
         }));
         Ok(vm)
-    }
-
-    /// Where guest RAM lives in this process.
-    pub fn guest_ram(&self) -> GuestRamMapping {
-        let host_addr = self
-            .mem
-            .get_host_address(GuestAddress(layout::RAM_START))
-            .map_or(0, |p| p as u64);
-        let bytes = self.mem.iter().map(|r| r.len()).sum();
-        GuestRamMapping { host_addr, bytes }
     }
 
     pub fn stop_handle(&self) -> StopHandle {

@@ -97,42 +97,42 @@ impl VcpuShared {
         }
     }
 
+    /// Handles one read on `bus`: the device's answer, or all-ones.
+    fn bus_read(&self, bus: &Bus, what: &str, addr: u64, data: &mut [u8]) {
+        if !bus.read(addr, data) {
+            data.fill(0xff);
+            self.unknown_access(what, addr, data.len());
+        }
+    }
+
+    /// Handles one write on `bus`; `Some` when the guest asked the VM to stop.
+    fn bus_write(&self, bus: &Bus, what: &str, addr: u64, data: &[u8]) -> Option<ExitReason> {
+        match bus.write(addr, data) {
+            Some(BusAction::Reset) => Some(ExitReason::GuestReset),
+            Some(BusAction::Continue) => None,
+            None => {
+                self.unknown_access(what, addr, data.len());
+                None
+            }
+        }
+    }
+
     /// Handles one port read: the device's answer, or all-ones.
     pub fn port_in(&self, port: u16, data: &mut [u8]) {
-        if !self.pio.read(u64::from(port), data) {
-            data.fill(0xff);
-            self.unknown_access("port read", u64::from(port), data.len());
-        }
+        self.bus_read(&self.pio, "port read", u64::from(port), data);
     }
 
     /// Handles one port write; `Some` when the guest asked the VM to stop.
     pub fn port_out(&self, port: u16, data: &[u8]) -> Option<ExitReason> {
-        match self.pio.write(u64::from(port), data) {
-            Some(BusAction::Reset) => Some(ExitReason::GuestReset),
-            Some(BusAction::Continue) => None,
-            None => {
-                self.unknown_access("port write", u64::from(port), data.len());
-                None
-            }
-        }
+        self.bus_write(&self.pio, "port write", u64::from(port), data)
     }
 
     pub fn mmio_read(&self, addr: u64, data: &mut [u8]) {
-        if !self.mmio.read(addr, data) {
-            data.fill(0xff);
-            self.unknown_access("MMIO read", addr, data.len());
-        }
+        self.bus_read(&self.mmio, "MMIO read", addr, data);
     }
 
     pub fn mmio_write(&self, addr: u64, data: &[u8]) -> Option<ExitReason> {
-        match self.mmio.write(addr, data) {
-            Some(BusAction::Reset) => Some(ExitReason::GuestReset),
-            Some(BusAction::Continue) => None,
-            None => {
-                self.unknown_access("MMIO write", addr, data.len());
-                None
-            }
-        }
+        self.bus_write(&self.mmio, "MMIO write", addr, data)
     }
 }
 
@@ -174,11 +174,12 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
                 vcpu: index,
                 hardware_reason,
             }),
-            VcpuExit::InternalError => Some(ExitReason::InternalError {
-                vcpu: index,
-                suberror: 0,
-                rip: 0,
-            }),
+            VcpuExit::InternalError => {
+                if emulate_int3(&mut vcpu, &shared.mem) {
+                    continue;
+                }
+                Some(internal_error(index, &mut vcpu))
+            }
             VcpuExit::SystemEvent(kind, _) => Some(ExitReason::SystemEvent { vcpu: index, kind }),
             VcpuExit::Intr | VcpuExit::IrqWindowOpen => None,
             other => Some(ExitReason::UnhandledExit {
@@ -186,13 +187,8 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
                 exit: format!("{other:?}"),
             }),
         };
-        if let Some(ExitReason::InternalError { .. }) = stop {
-            if emulate_int3(&mut vcpu, &shared.mem) {
-                continue;
-            }
-        }
         if let Some(reason) = stop {
-            break with_diagnostics(reason, &mut vcpu);
+            break reason;
         }
     };
     if reason == ExitReason::GuestReset {
@@ -237,22 +233,17 @@ fn emulate_int3(vcpu: &mut VcpuFd, mem: &GuestMemoryMmap) -> bool {
     vcpu.set_regs(&regs).is_ok() && vcpu.set_vcpu_events(&events).is_ok()
 }
 
-/// Fills in what KVM can still tell about a failed vCPU (the internal-error suberror, the guest rip)
-/// so the stop reason says where the guest was.
-fn with_diagnostics(reason: ExitReason, vcpu: &mut VcpuFd) -> ExitReason {
-    match reason {
-        ExitReason::InternalError { vcpu: index, .. } => {
-            // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the active member
-            // of the kvm_run union, and the struct is plain integers.
-            let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-            let rip = vcpu.get_regs().map_or(0, |r| r.rip);
-            ExitReason::InternalError {
-                vcpu: index,
-                suberror,
-                rip,
-            }
-        }
-        other => other,
+/// The stop reason for a KVM internal error, with what KVM can still tell about the failed vCPU (the
+/// suberror, the guest rip) so it says where the guest was.
+fn internal_error(index: u8, vcpu: &mut VcpuFd) -> ExitReason {
+    // SAFETY: the last exit was KVM_EXIT_INTERNAL_ERROR, so `internal` is the active member of the
+    // kvm_run union, and the struct is plain integers.
+    let suberror = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+    let rip = vcpu.get_regs().map_or(0, |r| r.rip);
+    ExitReason::InternalError {
+        vcpu: index,
+        suberror,
+        rip,
     }
 }
 

@@ -50,6 +50,16 @@ fn kvm_unavailable() -> Option<String> {
     microvm::builder::open_kvm().err().map(|e| e.to_string())
 }
 
+/// The probe's kernel and a disk holding `token`, or `None` (after printing why) when KVM cannot be
+/// used here.
+fn kvm_fixture(token: &str) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    if let Some(reason) = kvm_unavailable() {
+        println!("skipped: {reason}");
+        return None;
+    }
+    Some(fixture(token))
+}
+
 struct ProbeRun {
     exit: ExitReason,
     console: String,
@@ -64,10 +74,16 @@ fn fixture(token: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, kernel, disk)
 }
 
-fn boot(kernel: &Path, disk: &Path, read_only: bool, vcpus: u8, cmdline: &str) -> ProbeRun {
-    let console = Console::default();
-    let recorder = Arc::new(Recorder::default());
-    let config = VmConfig {
+/// A 16 MiB probe VM with `disk` as vda, its serial output going to `console`.
+fn probe_config(
+    kernel: &Path,
+    disk: &Path,
+    read_only: bool,
+    vcpus: u8,
+    cmdline: &str,
+    console: &Console,
+) -> VmConfig {
+    VmConfig {
         kernel: kernel.to_path_buf(),
         cmdline_extra: cmdline.to_string(),
         memory_mib: 16,
@@ -77,7 +93,13 @@ fn boot(kernel: &Path, disk: &Path, read_only: bool, vcpus: u8, cmdline: &str) -
             read_only,
         }],
         console: Box::new(console.clone()),
-    };
+    }
+}
+
+fn boot(kernel: &Path, disk: &Path, read_only: bool, vcpus: u8, cmdline: &str) -> ProbeRun {
+    let console = Console::default();
+    let recorder = Arc::new(Recorder::default());
+    let config = probe_config(kernel, disk, read_only, vcpus, cmdline, &console);
     let vm = Vm::create(config, recorder.clone()).unwrap();
     let exit = vm.run().unwrap();
     ProbeRun {
@@ -97,12 +119,10 @@ fn token() -> String {
 
 #[test]
 fn probe_reads_and_writes_its_disk_then_resets_cleanly() {
-    if let Some(reason) = kvm_unavailable() {
-        println!("skipped: {reason}");
-        return;
-    }
     let token = token();
-    let (_dir, kernel, disk) = fixture(&token);
+    let Some((_dir, kernel, disk)) = kvm_fixture(&token) else {
+        return;
+    };
     let run = boot(&kernel, &disk, false, 1, "");
 
     assert_eq!(run.exit, ExitReason::GuestReset, "console:\n{}", run.console);
@@ -145,11 +165,9 @@ fn probe_reads_and_writes_its_disk_then_resets_cleanly() {
 
 #[test]
 fn read_only_disk_refuses_the_probe_write() {
-    if let Some(reason) = kvm_unavailable() {
-        println!("skipped: {reason}");
+    let Some((_dir, kernel, disk)) = kvm_fixture("ro") else {
         return;
-    }
-    let (_dir, kernel, disk) = fixture("ro");
+    };
     let before = std::fs::read(&disk).unwrap();
     let run = boot(&kernel, &disk, true, 1, "");
     assert_eq!(run.exit, ExitReason::GuestReset);
@@ -160,11 +178,9 @@ fn read_only_disk_refuses_the_probe_write() {
 
 #[test]
 fn triple_fault_stops_the_vm_with_a_typed_reason() {
-    if let Some(reason) = kvm_unavailable() {
-        println!("skipped: {reason}");
+    let Some((_dir, kernel, disk)) = kvm_fixture("fault") else {
         return;
-    }
-    let (_dir, kernel, disk) = fixture("fault");
+    };
     let run = boot(&kernel, &disk, false, 1, probe::FAULT_FLAG);
     assert_eq!(
         run.exit,
@@ -178,11 +194,9 @@ fn triple_fault_stops_the_vm_with_a_typed_reason() {
 
 #[test]
 fn int3_reaches_the_guest_handler_even_where_kvm_cannot_emulate_it() {
-    if let Some(reason) = kvm_unavailable() {
-        println!("skipped: {reason}");
+    let Some((_dir, kernel, disk)) = kvm_fixture("int3") else {
         return;
-    }
-    let (_dir, kernel, disk) = fixture("int3");
+    };
     let run = boot(&kernel, &disk, false, 1, probe::INT3_FLAG);
     assert_eq!(run.exit, ExitReason::GuestReset, "console:\n{}", run.console);
     let handled = run.console.find("PROBE int3 handled").expect("handler ran");
@@ -196,11 +210,9 @@ fn int3_reaches_the_guest_handler_even_where_kvm_cannot_emulate_it() {
 
 #[test]
 fn two_vcpus_boot_with_the_second_waiting_for_sipi() {
-    if let Some(reason) = kvm_unavailable() {
-        println!("skipped: {reason}");
+    let Some((_dir, kernel, disk)) = kvm_fixture("smp") else {
         return;
-    }
-    let (_dir, kernel, disk) = fixture("smp");
+    };
     let run = boot(&kernel, &disk, false, 2, "");
     assert_eq!(run.exit, ExitReason::GuestReset, "console:\n{}", run.console);
     assert!(run.console.contains(probe::READY_LINE));
@@ -208,23 +220,11 @@ fn two_vcpus_boot_with_the_second_waiting_for_sipi() {
 
 #[test]
 fn a_halted_guest_is_stopped_by_the_host() {
-    if let Some(reason) = kvm_unavailable() {
-        println!("skipped: {reason}");
+    let Some((_dir, kernel, disk)) = kvm_fixture("halt") else {
         return;
-    }
-    let (_dir, kernel, disk) = fixture("halt");
-    let console = Console::default();
-    let config = VmConfig {
-        kernel,
-        cmdline_extra: probe::HALT_FLAG.to_string(),
-        memory_mib: 16,
-        vcpus: 1,
-        disks: vec![DiskConfig {
-            path: disk,
-            read_only: false,
-        }],
-        console: Box::new(console.clone()),
     };
+    let console = Console::default();
+    let config = probe_config(&kernel, &disk, false, 1, probe::HALT_FLAG, &console);
     let vm = Vm::create(config, Arc::new(Recorder::default())).unwrap();
     let stop = vm.stop_handle();
     let runner = std::thread::spawn(move || vm.run());
@@ -239,11 +239,9 @@ fn a_halted_guest_is_stopped_by_the_host() {
 
 #[test]
 fn vmm_binary_reports_events_and_exits_zero_on_sigterm() {
-    if let Some(reason) = kvm_unavailable() {
-        println!("skipped: {reason}");
+    let Some((_dir, kernel, disk)) = kvm_fixture("bin") else {
         return;
-    }
-    let (_dir, kernel, disk) = fixture("bin");
+    };
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cvbench-vmm"))
         .arg("--kernel")
         .arg(&kernel)

@@ -21,3 +21,16 @@ impl Interrupt for EventFd {
         self.write(1)
     }
 }
+
+/// The tests' interrupt line: counts how often a device raised it.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct CountingInterrupt(pub std::sync::atomic::AtomicUsize);
+
+#[cfg(test)]
+impl Interrupt for CountingInterrupt {
+    fn trigger(&self) -> io::Result<()> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}

@@ -64,20 +64,12 @@ impl BusDevice for SerialConsole {
 #[cfg(test)]
 #[allow(clippy::cast_possible_truncation)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::Ordering;
     use std::sync::Mutex;
 
     use super::*;
+    use crate::devices::CountingInterrupt;
     use crate::events::NullObserver;
-
-    #[derive(Default)]
-    struct CountingInterrupt(AtomicUsize);
-    impl Interrupt for CountingInterrupt {
-        fn trigger(&self) -> std::io::Result<()> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }
-    }
 
     #[derive(Clone, Default)]
     struct SharedBuf(Arc<Mutex<Vec<u8>>>);

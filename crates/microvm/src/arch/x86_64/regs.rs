@@ -26,6 +26,8 @@ const MSR_IA32_MISC_ENABLE: u32 = 0x1a0;
 const MISC_ENABLE_FAST_STRING: u64 = 1;
 const MSR_MTRR_DEF_TYPE: u32 = 0x2ff;
 const MTRR_ENABLE_WRITEBACK: u64 = (1 << 11) | 6;
+/// How many MSRs [`setup_fpu_and_msrs`] sets (`IA32_MISC_ENABLE`, `MTRR_DEF_TYPE`).
+pub const BOOT_MSR_COUNT: usize = 2;
 const APIC_LVT0: usize = 0x350;
 const APIC_LVT1: usize = 0x360;
 const APIC_MODE_NMI: u32 = 4;
@@ -159,7 +161,7 @@ pub fn setup_fpu_and_msrs(vcpu: &VcpuFd, index: u8) -> Result<usize, ArchError> 
         ..Default::default()
     };
     vcpu.set_fpu(&fpu).map_err(kvm_err("KVM_SET_FPU", index))?;
-    let entries = [
+    let entries: [kvm_msr_entry; BOOT_MSR_COUNT] = [
         kvm_msr_entry {
             index: MSR_IA32_MISC_ENABLE,
             data: MISC_ENABLE_FAST_STRING,
@@ -174,7 +176,7 @@ pub fn setup_fpu_and_msrs(vcpu: &VcpuFd, index: u8) -> Result<usize, ArchError> 
     let msrs = Msrs::from_entries(&entries).map_err(|_| ArchError::MsrsRejected {
         vcpu: index,
         set: 0,
-        wanted: entries.len(),
+        wanted: BOOT_MSR_COUNT,
     })?;
     vcpu.set_msrs(&msrs).map_err(kvm_err("KVM_SET_MSRS", index))
 }

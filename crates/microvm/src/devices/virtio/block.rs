@@ -329,6 +329,12 @@ mod tests {
         (used_len, status)
     }
 
+    /// Submits the usual three-descriptor request: the 16-byte header at `HDR`, `data`, and a
+    /// device-writable status byte at `STATUS`; returns (used length, status byte).
+    fn submit_request(f: &Fixture, block: &mut Block, data: RawDescriptor) -> (u32, u8) {
+        submit(f, block, &[desc(HDR, 16, 0), data, desc(STATUS, 1, F_WRITE)])
+    }
+
     fn header(f: &Fixture, request_type: u32, sector: u64) {
         f.mem.write_obj(request_type, GuestAddress(HDR)).unwrap();
         f.mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
@@ -347,15 +353,7 @@ mod tests {
 
         // Read sectors 2..4 into guest memory.
         header(&f, VIRTIO_BLK_T_IN, 2);
-        let (used, status) = submit(
-            &f,
-            &mut block,
-            &[
-                desc(HDR, 16, 0),
-                desc(DATA, 1024, F_WRITE),
-                desc(STATUS, 1, F_WRITE),
-            ],
-        );
+        let (used, status) = submit_request(&f, &mut block, desc(DATA, 1024, F_WRITE));
         assert_eq!((used, u32::from(status)), (1025, VIRTIO_BLK_S_OK));
         let mut got = vec![0u8; 1024];
         f.mem.read_slice(&mut got, GuestAddress(DATA)).unwrap();
@@ -384,15 +382,7 @@ mod tests {
         assert_eq!(&on_disk[5 * 512..6 * 512], pattern.as_slice());
 
         header(&f, VIRTIO_BLK_T_GET_ID, 0);
-        let (used, status) = submit(
-            &f,
-            &mut block,
-            &[
-                desc(HDR, 16, 0),
-                desc(DATA, 20, F_WRITE),
-                desc(STATUS, 1, F_WRITE),
-            ],
-        );
+        let (used, status) = submit_request(&f, &mut block, desc(DATA, 20, F_WRITE));
         assert_eq!((used, u32::from(status)), (21, VIRTIO_BLK_S_OK));
         let mut id = [0u8; 17];
         f.mem.read_slice(&mut id, GuestAddress(DATA)).unwrap();
@@ -405,39 +395,15 @@ mod tests {
         let mut block = Block::open(f.disk.path(), false, "d").unwrap();
         // Sector 3 is the last one; reading two sectors from it runs past the end.
         header(&f, VIRTIO_BLK_T_IN, 3);
-        let (_, status) = submit(
-            &f,
-            &mut block,
-            &[
-                desc(HDR, 16, 0),
-                desc(DATA, 1024, F_WRITE),
-                desc(STATUS, 1, F_WRITE),
-            ],
-        );
+        let (_, status) = submit_request(&f, &mut block, desc(DATA, 1024, F_WRITE));
         assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
         // A sector number whose byte offset overflows u64.
         header(&f, VIRTIO_BLK_T_IN, u64::MAX / 2);
-        let (_, status) = submit(
-            &f,
-            &mut block,
-            &[
-                desc(HDR, 16, 0),
-                desc(DATA, 512, F_WRITE),
-                desc(STATUS, 1, F_WRITE),
-            ],
-        );
+        let (_, status) = submit_request(&f, &mut block, desc(DATA, 512, F_WRITE));
         assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
         // A data buffer outside guest memory.
         header(&f, VIRTIO_BLK_T_IN, 0);
-        let (_, status) = submit(
-            &f,
-            &mut block,
-            &[
-                desc(HDR, 16, 0),
-                desc(0xf000_0000, 512, F_WRITE),
-                desc(STATUS, 1, F_WRITE),
-            ],
-        );
+        let (_, status) = submit_request(&f, &mut block, desc(0xf000_0000, 512, F_WRITE));
         assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
         // A header outside guest memory.
         let (_, status) = submit(
@@ -462,11 +428,7 @@ mod tests {
             ],
         );
         assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
-        let (_, status) = submit(
-            &f,
-            &mut block,
-            &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, F_WRITE)],
-        );
+        let (_, status) = submit_request(&f, &mut block, desc(DATA, 512, 0));
         assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
         // Unknown request type.
         header(&f, 77, 0);
@@ -497,23 +459,11 @@ mod tests {
         let mut block = Block::open(f.disk.path(), true, "ro").unwrap();
         assert_ne!(block.features() & (1 << VIRTIO_BLK_F_RO), 0);
         header(&f, VIRTIO_BLK_T_OUT, 0);
-        let (_, status) = submit(
-            &f,
-            &mut block,
-            &[desc(HDR, 16, 0), desc(DATA, 512, 0), desc(STATUS, 1, F_WRITE)],
-        );
+        let (_, status) = submit_request(&f, &mut block, desc(DATA, 512, 0));
         assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
         assert_eq!(std::fs::read(f.disk.path()).unwrap(), before);
         header(&f, VIRTIO_BLK_T_IN, 1);
-        let (_, status) = submit(
-            &f,
-            &mut block,
-            &[
-                desc(HDR, 16, 0),
-                desc(DATA, 512, F_WRITE),
-                desc(STATUS, 1, F_WRITE),
-            ],
-        );
+        let (_, status) = submit_request(&f, &mut block, desc(DATA, 512, F_WRITE));
         assert_eq!(u32::from(status), VIRTIO_BLK_S_OK);
     }
 

@@ -315,15 +315,7 @@ mod tests {
     use vm_memory::GuestAddress;
 
     use super::*;
-
-    #[derive(Default)]
-    pub(crate) struct CountingInterrupt(pub AtomicUsize);
-    impl Interrupt for CountingInterrupt {
-        fn trigger(&self) -> std::io::Result<()> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(())
-        }
-    }
+    use crate::devices::CountingInterrupt;
 
     #[derive(Default)]
     struct Warnings(Mutex<Vec<String>>);
