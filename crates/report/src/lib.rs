@@ -99,27 +99,19 @@ pub fn write_report(
         blocks,
         style,
     };
-    let mut paths = Vec::new();
-    let exporters: [&dyn Exporter; 3] = [
-        &export::markdown::Markdown,
-        &export::html::Html,
-        &export::json::Json,
-    ];
-    for exporter in exporters {
+    let write = |exporter: &dyn Exporter| -> Result<PathBuf, ReportError> {
         let bytes = exporter.export(&report)?;
         let path = dir.join(exporter.file_name());
         std::fs::write(&path, bytes).map_err(|source| ReportError::Io {
             path: path.clone(),
             source,
         })?;
-        paths.push(path);
-    }
-    let mut paths = paths.into_iter();
-    let mut next = || paths.next().unwrap_or_default();
+        Ok(path)
+    };
     Ok(WrittenReport {
-        markdown: next(),
-        html: next(),
-        json: next(),
+        markdown: write(&export::markdown::Markdown)?,
+        html: write(&export::html::Html)?,
+        json: write(&export::json::Json)?,
         figures: report.figures,
     })
 }

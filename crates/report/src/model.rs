@@ -2,6 +2,7 @@
 //! keeps its colour in every chart), measured samples per metric, summaries recomputed from the raw
 //! samples, display names that say when figures are emulated, and value formatting by unit suffix.
 
+use harness::density::{disk_footprint, DiskFootprint, DISK_INSTANCE_COUNTS};
 use harness::results::Summary;
 use harness::results::{BenchmarkResult, ResultsFile};
 use harness::stats::{self, DEFAULT_SEED};
@@ -11,6 +12,17 @@ pub const KNOWN_BACKENDS: [&str; 4] = ["container", "runc", "microvm", "qemu"];
 
 /// Label a backend sets when its figures come from emulation (microVM on a PVM host).
 pub const EMULATED_LABEL: &str = "emulated";
+
+/// The disk footprint shown for one backend.
+#[derive(Debug, Clone)]
+pub struct DiskEntry<'a> {
+    /// Display name of the backend (see [`display_name`]); one entry per name.
+    pub name: String,
+    /// The cell the figures come from.
+    pub cell: &'a BenchmarkResult,
+    /// Footprint at each of [`DISK_INSTANCE_COUNTS`] (never empty).
+    pub footprint: Vec<DiskFootprint>,
+}
 
 /// A results file with the lookups charts and exporters share.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +112,28 @@ impl<'a> Model<'a> {
         out
     }
 
+    /// One disk entry per backend (by display name): the first cell, in results order, that has
+    /// disk figures.
+    pub fn disk_entries(&self) -> Vec<DiskEntry<'a>> {
+        let mut out: Vec<DiskEntry<'a>> = Vec::new();
+        for cell in &self.results.benchmarks {
+            let name = display_name(&cell.backend, &cell.labels);
+            if out.iter().any(|e| e.name == name) {
+                continue;
+            }
+            let footprint = disk_footprint(cell, &DISK_INSTANCE_COUNTS);
+            if footprint.is_empty() {
+                continue;
+            }
+            out.push(DiskEntry {
+                name,
+                cell,
+                footprint,
+            });
+        }
+        out
+    }
+
     /// `hostname · CPU · N cores · X GiB · kernel K · KVM flavour`.
     pub fn host_line(&self) -> String {
         let h = &self.results.host;
@@ -185,17 +219,21 @@ pub fn metric_names(cell: &BenchmarkResult) -> Vec<&str> {
         .collect();
     names.sort_unstable();
     names.dedup();
-    let group = |m: &str| u8::from(!m.starts_with("start_to_")) + u8::from(m.starts_with("workload."));
-    let median = |m: &str| median_of(cell, m).unwrap_or(0.0);
-    names.sort_by(|a, b| {
-        let by_time = if group(a) == 0 {
-            median(a).total_cmp(&median(b))
-        } else {
-            std::cmp::Ordering::Equal
-        };
-        group(a).cmp(&group(b)).then(by_time).then(a.cmp(b))
-    });
-    names
+    // (group, median for startup phases, name): each median computed once, before sorting.
+    let mut keyed: Vec<(u8, f64, &str)> = names
+        .into_iter()
+        .map(|m| {
+            let group = u8::from(!m.starts_with("start_to_")) + u8::from(m.starts_with("workload."));
+            let by_time = if group == 0 {
+                median_of(cell, m).unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            (group, by_time, m)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(b.2)));
+    keyed.into_iter().map(|(_, _, m)| m).collect()
 }
 
 /// Median of a metric's measured samples (cheap: no bootstrap).

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use workload::spec::{DATA_DIR_IN_IMAGE, WWW_DIR_IN_IMAGE};
+use workload::spec::{HttpSelftest, DATA_DIR_IN_IMAGE, WWW_DIR_IN_IMAGE};
 use workload::WorkloadSpec;
 
 pub const USAGE: &str = "\
@@ -27,14 +27,8 @@ pub enum Command {
 pub struct HttpArgs {
     pub port: u16,
     pub root: PathBuf,
-    pub selftest: Option<Selftest>,
-}
-
-/// `--selftest N,C`: N requests over C keep-alive connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Selftest {
-    pub requests: u32,
-    pub connections: u32,
+    /// `--selftest N,C`: N requests over C keep-alive connections.
+    pub selftest: Option<HttpSelftest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,12 +106,12 @@ where
                 .take("--rows")
                 .map(|v| parse_positive("--rows", &v))
                 .transpose()?
-                .unwrap_or(10_000);
+                .unwrap_or(WorkloadSpec::DEFAULT_OLTP_ROWS);
             let transactions = options
                 .take("--transactions")
                 .map(|v| parse_positive("--transactions", &v))
                 .transpose()?
-                .unwrap_or(200);
+                .unwrap_or(WorkloadSpec::DEFAULT_OLTP_TRANSACTIONS);
             options.finish()?;
             Ok(Command::Oltp(OltpArgs {
                 dir,
@@ -212,7 +206,7 @@ fn parse_positive(option: &str, value: &str) -> Result<u32, UsageError> {
     Ok(n)
 }
 
-fn parse_selftest(value: &str) -> Result<Selftest, UsageError> {
+fn parse_selftest(value: &str) -> Result<HttpSelftest, UsageError> {
     let invalid = |reason: &str| UsageError::InvalidValue {
         option: "--selftest".into(),
         value: value.to_string(),
@@ -226,7 +220,7 @@ fn parse_selftest(value: &str) -> Result<Selftest, UsageError> {
     if connections > requests {
         return Err(invalid("more connections than requests"));
     }
-    Ok(Selftest {
+    Ok(HttpSelftest {
         requests,
         connections,
     })
@@ -235,7 +229,6 @@ fn parse_selftest(value: &str) -> Result<Selftest, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use workload::spec::HttpSelftest;
     use workload::WorkloadKind;
 
     fn parse_strs(args: &[&str]) -> Result<Command, UsageError> {
@@ -252,11 +245,7 @@ mod tests {
                 (WorkloadSpec::Http { port, selftest }, Command::Http(h)) => {
                     assert_eq!(h.port, port);
                     assert_eq!(h.root, PathBuf::from(WWW_DIR_IN_IMAGE));
-                    let st = selftest.map(|s| Selftest {
-                        requests: s.requests,
-                        connections: s.connections,
-                    });
-                    assert_eq!(h.selftest, st);
+                    assert_eq!(h.selftest, selftest);
                 }
                 (WorkloadSpec::Oltp { rows, transactions }, Command::Oltp(o)) => {
                     assert_eq!((o.rows, o.transactions), (rows, transactions));

@@ -79,6 +79,10 @@ pub struct HttpSelftest {
 
 impl WorkloadSpec {
     pub const DEFAULT_HTTP_PORT: u16 = 8080;
+    /// Rows of the `oltp` table by default (here and when `--rows` is not given).
+    pub const DEFAULT_OLTP_ROWS: u32 = 10_000;
+    /// `oltp` transactions by default (here and when `--transactions` is not given).
+    pub const DEFAULT_OLTP_TRANSACTIONS: u32 = 200;
 
     /// The default parameters for a kind, as `bench run` and `bench compare` use them.
     pub fn default_for(kind: WorkloadKind) -> Self {
@@ -92,8 +96,8 @@ impl WorkloadSpec {
                 }),
             },
             WorkloadKind::Oltp => WorkloadSpec::Oltp {
-                rows: 10_000,
-                transactions: 200,
+                rows: Self::DEFAULT_OLTP_ROWS,
+                transactions: Self::DEFAULT_OLTP_TRANSACTIONS,
             },
         }
     }

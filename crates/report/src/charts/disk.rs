@@ -3,7 +3,7 @@
 //! take. Grouped bars on a log scale, so 6 MiB and 5 GiB are both readable; exact figures are in
 //! the caption and the report's disk table.
 
-use harness::density::{disk_footprint, DiskFootprint, DISK_INSTANCE_COUNTS};
+use harness::density::{DiskFootprint, DISK_INSTANCE_COUNTS};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -12,7 +12,7 @@ use super::common::{axis_areas, builder, category_label, mesh, vbar};
 use super::{
     categories, fmt_tick, font, subtitle, with_legend_row, Chart, ChartText, DrawError, LegendEntry,
 };
-use crate::model::{self, display_name, Model};
+use crate::model::{self, Model};
 use crate::style::Style;
 
 pub struct Disk {
@@ -24,14 +24,13 @@ pub struct Disk {
 pub fn chart(model: &Model<'_>) -> Option<Disk> {
     let mut backends: Vec<(String, usize, Vec<DiskFootprint>)> = Vec::new();
     let mut captions = Vec::new();
-    for cell in &model.results.benchmarks {
-        let name = display_name(&cell.backend, &cell.labels);
-        // One entry per backend: the first workload that has disk figures.
-        if backends.iter().any(|(n, _, _)| *n == name) {
-            continue;
-        }
-        let f = disk_footprint(cell, &DISK_INSTANCE_COUNTS);
-        let Some(first) = f.first() else { continue };
+    for model::DiskEntry {
+        name,
+        cell,
+        footprint,
+    } in model.disk_entries()
+    {
+        let Some(first) = footprint.first() else { continue };
         let per = model::summary(cell, "instance_disk_bytes").map_or_else(String::new, |s| {
             format!(
                 "; layer per instance {} (from {})",
@@ -39,7 +38,7 @@ pub fn chart(model: &Model<'_>) -> Option<Disk> {
                 cell.workload
             )
         });
-        let list: Vec<String> = f
+        let list: Vec<String> = footprint
             .iter()
             .map(|x| {
                 format!(
@@ -55,7 +54,7 @@ pub fn chart(model: &Model<'_>) -> Option<Disk> {
             model::mib(first.shared_image_bytes),
             list.join(", ")
         ));
-        backends.push((name, model.colour_index(&cell.backend), f));
+        backends.push((name, model.colour_index(&cell.backend), footprint));
     }
     if backends.is_empty() {
         return None;

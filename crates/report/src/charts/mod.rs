@@ -70,18 +70,15 @@ impl ChartText {
 pub trait Chart {
     fn name(&self) -> String;
     fn title(&self) -> String;
+    /// Subtitle (second title line) and caption.
     fn text(&self) -> &ChartText;
-    /// Second title line: host and n.
-    fn subtitle(&self) -> String {
-        self.text().subtitle.clone()
-    }
-    fn caption(&self) -> String {
-        self.text().caption.clone()
-    }
     /// Draws the chart body into `area` (the frame and titles are already drawn).
     fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, style: &Style)
         -> Result<(), DrawError>;
 }
+
+/// Slowest over fastest above which a time axis turns logarithmic (startup CDFs and phases).
+pub const LOG_RATIO: f64 = 20.0;
 
 /// Options that change what charts show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,7 +146,7 @@ pub fn render<C: Chart>(chart: &C, style: &Style, out_dir: &Path) -> Result<Figu
     Ok(Figure {
         name: name.clone(),
         title: chart.title(),
-        caption: chart.caption(),
+        caption: chart.text().caption.clone(),
         svg,
         svg_path,
         png_path,
@@ -174,7 +171,7 @@ fn frame<C: Chart, DB: DrawingBackend>(
     ))?;
     let sub_y = m / 2 + i32::try_from(title_px).unwrap_or(40) + m / 3;
     top.draw(&Text::new(
-        chart.subtitle(),
+        chart.text().subtitle.clone(),
         (m, sub_y),
         font(sub_px, style.muted),
     ))?;

@@ -15,12 +15,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::common::{hbar, hbar_chart, hbar_chart_over, hbar_totals, one_two_five, HBarChart};
-use super::{fmt_tick, with_legend_row, Chart, ChartText, DrawError, LegendEntry};
+use super::{fmt_tick, with_legend_row, Chart, ChartText, DrawError, LegendEntry, LOG_RATIO};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
-
-/// Slowest bar over fastest above which the time axis turns logarithmic (the CDFs' threshold).
-pub const LOG_RATIO: f64 = 20.0;
 
 /// The metric a bar ends at.
 const READY: &str = "start_to_ready_ms";

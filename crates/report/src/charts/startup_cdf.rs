@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::common::{axis_areas, builder, mesh, one_two_five};
-use super::{fmt_tick, with_legend_row, Chart, ChartOptions, ChartText, DrawError, LegendEntry};
+use super::{fmt_tick, with_legend_row, Chart, ChartOptions, ChartText, DrawError, LegendEntry, LOG_RATIO};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
 
@@ -33,6 +33,7 @@ struct Series {
 /// One chart per workload that has startup samples.
 pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
     let mut out = Vec::new();
+    let skipped = model.skipped();
     for workload in model.workloads() {
         let mut series = Vec::new();
         let mut captions = Vec::new();
@@ -65,22 +66,13 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
             text: ChartText::per_backend(model, &ns, &captions),
             log_x: opts.log_x,
             series,
-            missing: model
-                .results
-                .benchmarks
+            missing: skipped
                 .iter()
-                .filter(|c| c.workload == workload && c.skipped.is_some())
-                .map(|c| {
+                .filter(|(_, w, _)| *w == workload)
+                .map(|(backend, _, reason)| {
                     // The legend has one line per entry: the full reason is in the report's
                     // "Skipped" table.
-                    crate::model::shorten(
-                        &format!(
-                            "{}: skipped ({})",
-                            c.backend,
-                            c.skipped.as_deref().unwrap_or_default()
-                        ),
-                        LEGEND_SKIP_CHARS,
-                    )
+                    model::shorten(&format!("{backend}: skipped ({reason})"), LEGEND_SKIP_CHARS)
                 })
                 .collect(),
         });
@@ -126,7 +118,7 @@ impl Chart for StartupCdf {
         );
         let area = with_legend_row(area, &entries, style)?;
         // Backends an order of magnitude apart are unreadable on a linear axis.
-        let log_x = self.log_x || hi > 20.0 * lo.max(1e-9);
+        let log_x = self.log_x || hi > LOG_RATIO * lo.max(1e-9);
         let x_desc = if log_x {
             "time to READY (ms, log scale)"
         } else {

@@ -66,7 +66,7 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
         for cell in cells {
             let name = display_name(&cell.backend, &cell.labels);
             let t = model::summary(cell, &metric);
-            let lat = LATENCY.map(|m| model::summary(cell, m).map(|s| s.p50 / 1e3));
+            let lat = LATENCY.map(|m| model::summary(cell, m));
             if t.is_none() && lat.iter().all(Option::is_none) {
                 continue;
             }
@@ -75,12 +75,12 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
                 ns.push(s.n);
                 parts.push(format!("throughput {}", caption_stats(&metric, s)));
             }
-            for m in LATENCY {
-                if let Some(s) = model::summary(cell, m) {
+            for (m, s) in LATENCY.iter().zip(&lat) {
+                if let Some(s) = s {
                     parts.push(format!(
                         "{} {}",
                         m.trim_start_matches("workload."),
-                        caption_stats(m, &s)
+                        caption_stats(m, s)
                     ));
                 }
             }
@@ -89,7 +89,7 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
                 name,
                 colour: model.colour_index(&cell.backend),
                 throughput: t.map(|s| (s.p50, s.median_ci95)),
-                latency_ms: lat,
+                latency_ms: lat.map(|s| s.map(|s| s.p50 / 1e3)),
             });
         }
         if rows.is_empty() {

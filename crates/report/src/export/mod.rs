@@ -6,7 +6,6 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 
-use harness::density::{disk_footprint, DISK_INSTANCE_COUNTS};
 use harness::stats::{self, DEFAULT_SEED};
 
 use crate::charts::Figure;
@@ -308,13 +307,8 @@ fn ratio_rows(m: &Model<'_>) -> Vec<Vec<String>> {
 
 fn disk_rows(m: &Model<'_>) -> Vec<Vec<String>> {
     let mut rows: Vec<Vec<String>> = Vec::new();
-    for cell in &m.results.benchmarks {
-        let name = display_name(&cell.backend, &cell.labels);
-        if rows.iter().any(|r| r[0] == name) {
-            continue;
-        }
-        let f = disk_footprint(cell, &DISK_INSTANCE_COUNTS);
-        let (Some(one), Some(ten), Some(hundred)) = (f.first(), f.get(1), f.get(2)) else {
+    for model::DiskEntry { name, footprint, .. } in m.disk_entries() {
+        let [one, ten, hundred, ..] = footprint.as_slice() else {
             continue;
         };
         let mb = |b: u64| format!("{:.2} MiB", model::mib(b));
