@@ -472,21 +472,28 @@ mod tests {
             assert!(leftovers(&s).is_empty());
         }
 
-        #[test]
-        fn a_workload_that_exits_before_ready_is_reported_with_its_output() {
-            let Some(s) = setup() else { return };
-            // The container crate's test helper in place of the workload: it does not know `oltp`,
-            // says so on stderr and exits 2.
+        /// An image whose `cvbench-workload` is the container crate's static test helper; `None`
+        /// (after printing why) when it is not built.
+        fn testproc_image() -> Option<tempfile::TempDir> {
             let testproc = match rootfs::locate_binary("cvbench-testproc") {
                 Ok(p) => p,
                 Err(e) => {
                     println!("skipped: {e}");
-                    return;
+                    return None;
                 }
             };
             let image = tempfile::tempdir().unwrap();
             std::fs::create_dir_all(image.path().join("bin")).unwrap();
             std::fs::copy(&testproc, image.path().join("bin/cvbench-workload")).unwrap();
+            Some(image)
+        }
+
+        #[test]
+        fn a_workload_that_exits_before_ready_is_reported_with_its_output() {
+            let Some(s) = setup() else { return };
+            // The container crate's test helper in place of the workload: it does not know `oltp`,
+            // says so on stderr and exits 2.
+            let Some(image) = testproc_image() else { return };
             let mut launch = spec(
                 &s,
                 "early",
@@ -512,16 +519,7 @@ mod tests {
         fn a_self_ending_workload_without_a_result_line_fails_the_run() {
             let Some(s) = setup() else { return };
             // The container crate's test helper as `cvbench-workload http`: READY, then exit 0.
-            let testproc = match rootfs::locate_binary("cvbench-testproc") {
-                Ok(p) => p,
-                Err(e) => {
-                    println!("skipped: {e}");
-                    return;
-                }
-            };
-            let image = tempfile::tempdir().unwrap();
-            std::fs::create_dir_all(image.path().join("bin")).unwrap();
-            std::fs::copy(&testproc, image.path().join("bin/cvbench-workload")).unwrap();
+            let Some(image) = testproc_image() else { return };
             let http = workload::WorkloadSpec::default_for(workload::WorkloadKind::Http);
             let mut launch = spec(&s, "noresult", http, Duration::from_secs(10));
             launch.image_dir = image.path().to_path_buf();
