@@ -68,49 +68,47 @@ impl KvmFlavour {
     }
 }
 
-impl HostInfo {
-    /// Detects the real host.
-    pub fn detect() -> Result<HostInfo, HostError> {
-        HostInfo::detect_in(&HostRoots::default())
-    }
+/// Detects the real host.
+pub fn detect() -> Result<HostInfo, HostError> {
+    detect_in(&HostRoots::default())
+}
 
-    /// Detects the host whose pseudo-filesystems are at `roots`.
-    pub fn detect_in(roots: &HostRoots) -> Result<HostInfo, HostError> {
-        let cpuinfo_path = roots.proc.join("cpuinfo");
-        let cpuinfo = read(&cpuinfo_path)?;
-        let meminfo_path = roots.proc.join("meminfo");
-        let meminfo = read(&meminfo_path)?;
-        let mountinfo = read(&roots.proc.join("self/mountinfo"))?;
-        let kernel = read(&roots.proc.join("sys/kernel/osrelease"))?.trim().to_string();
-        let hostname = read(&roots.proc.join("sys/kernel/hostname"))?.trim().to_string();
-        let os = fs::read_to_string(roots.etc.join("os-release"))
-            .ok()
-            .and_then(|s| os_pretty_name(&s))
-            .unwrap_or_else(|| "unknown".to_string());
-        let cpu_model = cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_string());
-        let cores = cpu_count(&cpuinfo);
-        let memory_bytes = meminfo_kib(&meminfo, "MemTotal")
-            .ok_or(HostError::Missing {
-                path: meminfo_path.clone(),
-                field: "MemTotal",
-            })?
-            .map_err(|value| HostError::Malformed {
-                path: meminfo_path,
-                field: "MemTotal",
-                value,
-            })?
-            * 1024;
-        Ok(HostInfo {
-            hostname,
-            kernel,
-            cpu_model,
-            cores,
-            memory_bytes,
-            cgroup_version: cgroup_version(&mountinfo).to_string(),
-            kvm: kvm_flavour(roots, &cpuinfo).as_str().to_string(),
-            os,
-        })
-    }
+/// Detects the host whose pseudo-filesystems are at `roots`.
+pub fn detect_in(roots: &HostRoots) -> Result<HostInfo, HostError> {
+    let cpuinfo_path = roots.proc.join("cpuinfo");
+    let cpuinfo = read(&cpuinfo_path)?;
+    let meminfo_path = roots.proc.join("meminfo");
+    let meminfo = read(&meminfo_path)?;
+    let mountinfo = read(&roots.proc.join("self/mountinfo"))?;
+    let kernel = read(&roots.proc.join("sys/kernel/osrelease"))?.trim().to_string();
+    let hostname = read(&roots.proc.join("sys/kernel/hostname"))?.trim().to_string();
+    let os = fs::read_to_string(roots.etc.join("os-release"))
+        .ok()
+        .and_then(|s| os_pretty_name(&s))
+        .unwrap_or_else(|| "unknown".to_string());
+    let cpu_model = cpu_model(&cpuinfo).unwrap_or_else(|| "unknown".to_string());
+    let cores = cpu_count(&cpuinfo);
+    let memory_bytes = meminfo_kib(&meminfo, "MemTotal")
+        .ok_or(HostError::Missing {
+            path: meminfo_path.clone(),
+            field: "MemTotal",
+        })?
+        .map_err(|value| HostError::Malformed {
+            path: meminfo_path,
+            field: "MemTotal",
+            value,
+        })?
+        * 1024;
+    Ok(HostInfo {
+        hostname,
+        kernel,
+        cpu_model,
+        cores,
+        memory_bytes,
+        cgroup_version: cgroup_version(&mountinfo).to_string(),
+        kvm: kvm_flavour(roots, &cpuinfo).as_str().to_string(),
+        os,
+    })
 }
 
 fn read(path: &Path) -> Result<String, HostError> {
@@ -239,7 +237,7 @@ mod tests {
     #[test]
     fn detects_every_field_from_a_fixture_tree() {
         let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, false, true);
-        let host = HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap();
+        let host = detect_in(&HostRoots::under(dir.path())).unwrap();
         assert_eq!(host.kernel, "6.1.0-test");
         assert_eq!(host.hostname, "bench-host");
         assert_eq!(host.cpu_model, "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz");
@@ -253,24 +251,15 @@ mod tests {
     #[test]
     fn pvm_module_wins_over_dev_kvm() {
         let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, true, true);
-        assert_eq!(
-            HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap().kvm,
-            "pvm"
-        );
+        assert_eq!(detect_in(&HostRoots::under(dir.path())).unwrap().kvm, "pvm");
     }
 
     #[test]
     fn dev_kvm_without_vmx_or_svm_is_none() {
         let dir = fixture(MOUNTINFO_HYBRID, &CPUINFO.replace(" vmx", ""), false, true);
-        assert_eq!(
-            HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap().kvm,
-            "none"
-        );
+        assert_eq!(detect_in(&HostRoots::under(dir.path())).unwrap().kvm, "none");
         let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, false, false);
-        assert_eq!(
-            HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap().kvm,
-            "none"
-        );
+        assert_eq!(detect_in(&HostRoots::under(dir.path())).unwrap().kvm, "none");
     }
 
     #[test]
@@ -291,7 +280,7 @@ mod tests {
     fn missing_meminfo_is_an_error_naming_the_file() {
         let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, false, false);
         fs::remove_file(dir.path().join("proc/meminfo")).unwrap();
-        let err = HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap_err();
+        let err = detect_in(&HostRoots::under(dir.path())).unwrap_err();
         assert!(err.to_string().contains("proc/meminfo"), "{err}");
     }
 
@@ -299,7 +288,7 @@ mod tests {
     fn malformed_memtotal_is_reported() {
         let dir = fixture(MOUNTINFO_HYBRID, CPUINFO, false, false);
         fs::write(dir.path().join("proc/meminfo"), "MemTotal: lots kB\n").unwrap();
-        let err = HostInfo::detect_in(&HostRoots::under(dir.path())).unwrap_err();
+        let err = detect_in(&HostRoots::under(dir.path())).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -314,7 +303,7 @@ mod tests {
 
     #[test]
     fn the_real_host_is_detected() {
-        let host = HostInfo::detect().unwrap();
+        let host = detect().unwrap();
         assert!(host.cores >= 1);
         assert!(host.memory_bytes > 0);
         assert!(!host.kernel.is_empty());

@@ -4,17 +4,22 @@
 
 pub mod backend;
 pub mod backends;
-pub mod check;
 pub mod cleanup;
 pub mod compare;
 pub mod density;
 pub mod host;
 pub mod interrupt;
 pub mod probe;
-pub mod results;
 pub mod rundir;
 pub mod runner;
-pub mod stats;
+
+/// The results crate's modules under their old names, so `harness::results::*`, `harness::stats` and
+/// `harness::check` stay valid paths.
+pub use ::results::{check, stats};
+pub mod results {
+    pub use ::results::disk::*;
+    pub use ::results::schema::*;
+}
 
 pub use backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,

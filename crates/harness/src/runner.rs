@@ -5,7 +5,7 @@
 //!
 //! Commands that arrange runs differently (`bench compare` interleaves backends run by run,
 //! `bench density` keeps instances running) reuse [`run_once`], [`RunOptions::launch_spec`],
-//! [`instance_name`] and [`BenchmarkResult::record_run`].
+//! [`instance_name`] and [`record_run`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -104,7 +104,7 @@ pub fn run_into(
     let name = instance_name(backend.name(), spec, index);
     let outcome = run_once(backend, image_dir, spec, opts, &name);
     let error = outcome.as_ref().err().map(ToString::to_string);
-    cell.record_run(index, warmup, outcome);
+    record_run(cell, index, warmup, outcome);
     if !warmup {
         cell.recompute_summary(crate::stats::DEFAULT_SEED);
     }
@@ -164,22 +164,25 @@ fn to_f64(bytes: u64) -> f64 {
     bytes as f64
 }
 
-impl BenchmarkResult {
-    /// Records the outcome of run `index`: a measurement becomes a [`RunRecord`], an error a
-    /// [`RunFailure`]. The summary is not touched (call `recompute_summary`).
-    pub fn record_run(&mut self, index: u32, warmup: bool, outcome: Result<RunMeasurement, BackendError>) {
-        match outcome {
-            Ok(m) => self.runs.push(RunRecord {
-                index,
-                warmup,
-                metrics: m.metrics,
-                workload_result: m.workload_result,
-            }),
-            Err(e) => self.failures.push(RunFailure {
-                index,
-                error: e.to_string(),
-            }),
-        }
+/// Records the outcome of run `index` in `cell`: a measurement becomes a [`RunRecord`], an error a
+/// [`RunFailure`]. The summary is not touched (call `recompute_summary`).
+pub fn record_run(
+    cell: &mut BenchmarkResult,
+    index: u32,
+    warmup: bool,
+    outcome: Result<RunMeasurement, BackendError>,
+) {
+    match outcome {
+        Ok(m) => cell.runs.push(RunRecord {
+            index,
+            warmup,
+            metrics: m.metrics,
+            workload_result: m.workload_result,
+        }),
+        Err(e) => cell.failures.push(RunFailure {
+            index,
+            error: e.to_string(),
+        }),
     }
 }
 

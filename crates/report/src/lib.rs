@@ -6,7 +6,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), report::ReportError> {
-//! let results = harness::results::ResultsFile::read(std::path::Path::new("out/results.json"))
+//! let results = results::schema::ResultsFile::read(std::path::Path::new("out/results.json"))
 //!     .map_err(|e| report::ReportError::Results { reason: e.to_string() })?;
 //! let written = report::write_report(&results, std::path::Path::new("out"), &report::ReportOptions::default())?;
 //! println!("{}", written.markdown.display());
@@ -21,7 +21,7 @@ pub mod style;
 
 use std::path::{Path, PathBuf};
 
-use harness::results::ResultsFile;
+use results::schema::ResultsFile;
 
 pub use charts::{ChartOptions, Figure};
 pub use export::{Exporter, Report};

@@ -2,10 +2,10 @@
 //! keeps its colour in every chart), measured samples per metric, summaries recomputed from the raw
 //! samples, display names that say when figures are emulated, and value formatting by unit suffix.
 
-use harness::density::{disk_footprint, DiskFootprint, DISK_INSTANCE_COUNTS};
-use harness::results::Summary;
-use harness::results::{BenchmarkResult, ResultsFile};
-use harness::stats::{self, DEFAULT_SEED};
+use results::disk::{disk_footprint, DiskFootprint, DISK_INSTANCE_COUNTS};
+use results::schema::Summary;
+use results::schema::{BenchmarkResult, ResultsFile};
+use results::stats::{self, DEFAULT_SEED};
 
 /// Backends with a fixed colour (palette index = position).
 pub const KNOWN_BACKENDS: [&str; 4] = ["container", "runc", "microvm", "qemu"];
@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn only_backends_skipped_for_every_workload_are_skipped_backends() {
-        use harness::results::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
+        use results::schema::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
         use workload::{WorkloadKind, WorkloadSpec};
         let host = HostInfo {
             hostname: "h".into(),

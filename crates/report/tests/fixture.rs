@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use harness::results::{
+use results::schema::{
     BenchmarkResult, DensityPoint, DensityResult, HostInfo, ResultsFile, RunFailure, RunRecord, ToolInfo,
 };
 use workload::{WorkloadKind, WorkloadSpec};

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use harness::compare::{run_compare_within, CompareBudget, CompareEvent, CompareObserver};
 use harness::density::{run_density, DensityOptions};
-use harness::results::{HostInfo, ResultsFile, ToolInfo};
+use harness::results::{ResultsFile, ToolInfo};
 use harness::{Backend, RunOptions};
 use indicatif::ProgressBar;
 use workload::{WorkloadKind, WorkloadSpec};
@@ -198,7 +198,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
         finish_timeout: args.finish_timeout,
         ..RunOptions::default()
     };
-    let host = HostInfo::detect().context("detecting the host")?;
+    let host = harness::host::detect().context("detecting the host")?;
     let results_path = args.out.join("results.json");
     let base = ResultsFile::new("compare", ToolInfo::current(std::env::args().collect()), host);
     let mut observer = CompareProgress::new(results_path.clone());

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use harness::density::{run_density, DensityEvent, DensityObserver, DensityOptions};
-use harness::results::{DensityResult, HostInfo, ResultsFile, ToolInfo};
+use harness::results::{DensityResult, ResultsFile, ToolInfo};
 use harness::RunOptions;
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -67,7 +67,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         },
         ..DensityOptions::default()
     };
-    let host = HostInfo::detect().context("detecting the host")?;
+    let host = harness::host::detect().context("detecting the host")?;
     let path = args.out.join("results.json");
     let mut results = ResultsFile::new("density", ToolInfo::current(std::env::args().collect()), host);
     let mut progress = DensityProgress::new(backend.name(), args.max).writing(results.clone(), path.clone());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use harness::results::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
+use harness::results::{BenchmarkResult, ResultsFile, ToolInfo};
 use harness::{Backend, RunEvent, RunObserver, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -92,7 +92,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         finish_timeout: args.finish_timeout,
     };
-    let host = HostInfo::detect().context("detecting the host")?;
+    let host = harness::host::detect().context("detecting the host")?;
     let results = ResultsFile::new("run", ToolInfo::current(std::env::args().collect()), host);
     let mut observer = ResultsObserver {
         progress: Progress::new(

@@ -35,7 +35,7 @@ pub fn chart(model: &Model<'_>) -> Option<Density> {
             || "no launches".to_string(),
             |s| format!("launch {}", caption_stats("launch_ms", &s)),
         );
-        let marginal = harness::stats::median(&marginal).map_or_else(String::new, |m| {
+        let marginal = results::stats::median(&marginal).map_or_else(String::new, |m| {
             format!("; marginal PSS p50 {}", model::fmt_value("x_bytes", m))
         });
         let per_gib = d

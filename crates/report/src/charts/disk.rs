@@ -3,10 +3,10 @@
 //! take. Grouped bars on a log scale, so 6 MiB and 5 GiB are both readable; exact figures are in
 //! the caption and the report's disk table.
 
-use harness::density::{DiskFootprint, DISK_INSTANCE_COUNTS};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use results::disk::{DiskFootprint, DISK_INSTANCE_COUNTS};
 
 use super::common::{axis_areas, builder, category_label, mesh, vbar};
 use super::{

@@ -36,7 +36,7 @@ struct Bar {
 }
 
 /// The split of one cell in bytes, indexed like [`PARTS`]; `None` without a `pss_bytes` sample.
-pub fn split(cell: &harness::results::BenchmarkResult) -> Option<[f64; 5]> {
+pub fn split(cell: &results::schema::BenchmarkResult) -> Option<[f64; 5]> {
     let median = |m: &str| model::median_of(cell, m);
     let pss = median("pss_bytes")?;
     let kernel = median("guest_kernel_bytes");
@@ -145,7 +145,7 @@ impl Chart for Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use harness::results::{BenchmarkResult, RunRecord};
+    use results::schema::{BenchmarkResult, RunRecord};
     use std::collections::BTreeMap;
 
     fn cell(backend: &str, metrics: &[(&str, f64)]) -> BenchmarkResult {

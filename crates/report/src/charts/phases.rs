@@ -89,7 +89,7 @@ fn cells(model: &Model<'_>, workload: &str) -> Vec<Cell> {
     for cell in model.ran(workload) {
         let mut medians: Vec<(String, f64)> = model::metric_names(cell)
             .into_iter()
-            .filter(|m| harness::check::is_startup_metric(m))
+            .filter(|m| results::check::is_startup_metric(m))
             .filter_map(|m| model::summary(cell, m).map(|s| (m.to_string(), s.p50)))
             .collect();
         if medians.is_empty() {

@@ -6,7 +6,7 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 
-use harness::stats::{self, DEFAULT_SEED};
+use results::stats::{self, DEFAULT_SEED};
 
 use crate::charts::Figure;
 use crate::model::{self, display_name, fmt_value, Model};
@@ -46,7 +46,7 @@ pub enum Block {
 
 /// Metrics shown in the summary tables, in this order, when present.
 fn table_metric(metric: &str) -> bool {
-    harness::check::is_startup_metric(metric)
+    results::check::is_startup_metric(metric)
         || metric.ends_with("_bytes")
         || (metric.starts_with("workload.")
             && (metric.ends_with("_per_s") || metric.ends_with("tps") || metric.ends_with("_us")))

@@ -17,7 +17,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::results::Summary;
+use crate::schema::Summary;
 
 /// Seed used for bootstrap resampling so reports are reproducible.
 pub const DEFAULT_SEED: u64 = 0x005e_edcb;

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::results::{BenchmarkResult, ResultsFile};
+use crate::schema::{BenchmarkResult, ResultsFile};
 use crate::stats::{self, RatioEstimate};
 
 /// Thresholds of the check.
@@ -300,7 +300,7 @@ fn ms(x: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{HostInfo, RunRecord, ToolInfo};
+    use crate::schema::{HostInfo, RunRecord, ToolInfo};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
     use std::collections::BTreeMap;
