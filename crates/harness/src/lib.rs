@@ -21,6 +21,7 @@ pub mod results {
     pub use ::results::schema::*;
 }
 
+pub use backend::Confinement;
 pub use backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };

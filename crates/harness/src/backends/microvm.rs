@@ -790,6 +790,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
+            confinement: Default::default(),
         };
         let err = match backend.launch(&spec) {
             Ok(_) => panic!("a triple-faulting guest became ready"),
@@ -827,6 +828,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
@@ -878,6 +880,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(1),
+            confinement: Default::default(),
         };
         let err = backend.launch(&spec).err().unwrap();
         assert!(err.to_string().contains("before prepare"), "{err}");
@@ -933,6 +936,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(60),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
