@@ -20,6 +20,7 @@ pub enum IsolationKind {
     /// A user-space kernel intercepting the workload's system calls (gVisor).
     UserSpaceKernel,
     /// A microVM run by cvbench's own VMM.
+    #[serde(rename = "microvm")]
     MicroVm,
     /// A VM run by another VMM (QEMU, Firecracker, cloud-hypervisor).
     OtherVmm,

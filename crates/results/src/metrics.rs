@@ -46,6 +46,11 @@ pub fn workload_metric(name: &str) -> String {
     format!("{WORKLOAD_PREFIX}{name}")
 }
 
+/// The name a workload reports a figure under in its RESULT line (`workload.tps` -> `tps`).
+pub fn workload_figure(metric: &str) -> &str {
+    metric.strip_prefix(WORKLOAD_PREFIX).unwrap_or(metric)
+}
+
 /// A unit of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeUnit {
@@ -361,5 +366,6 @@ mod tests {
             }
         }
         assert_eq!(workload_metric("tps"), WORKLOAD_TPS);
+        assert_eq!(workload_figure(WORKLOAD_TPS), "tps");
     }
 }
