@@ -189,7 +189,12 @@ mod tests {
     #[test]
     fn table_lists_phases_first_with_aligned_columns() {
         let isolation = harness::results::Isolation::host_kernel(harness::results::IsolationKind::Container);
-        let mut r = BenchmarkResult::new("mock", isolation, &workload::WorkloadSpec::Idle, Default::default());
+        let mut r = BenchmarkResult::new(
+            "mock",
+            isolation,
+            &workload::WorkloadSpec::Idle,
+            Default::default(),
+        );
         for (i, v) in [1.0, 2.0, 3.0].into_iter().enumerate() {
             r.runs.push(harness::results::RunRecord {
                 index: u32::try_from(i).unwrap(),
@@ -215,7 +220,10 @@ mod tests {
         assert!(lines[3].contains("2.00 KiB"), "{table}");
         // An unregistered workload figure: last, a plain number, no unit guessed from `_ms`.
         assert!(lines[4].starts_with("workload.unregistered_ms"), "{table}");
-        assert!(lines[4].contains("  1500  ") && !lines[4].contains(" ms"), "{table}");
+        assert!(
+            lines[4].contains("  1500  ") && !lines[4].contains(" ms"),
+            "{table}"
+        );
         assert_eq!(lines[1].len(), lines[2].len(), "{table}");
     }
 }

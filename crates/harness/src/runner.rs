@@ -149,8 +149,10 @@ fn measure(instance: &mut dyn Instance, opts: &RunOptions) -> Result<RunMeasurem
         m.metrics.insert(name, to_f64(bytes));
     }
     let disk = instance.disk()?;
-    m.metrics
-        .insert(metrics::INSTANCE_DISK_BYTES.to_string(), to_f64(disk.instance_bytes));
+    m.metrics.insert(
+        metrics::INSTANCE_DISK_BYTES.to_string(),
+        to_f64(disk.instance_bytes),
+    );
     if let Some(result) = instance.finish(opts.finish_timeout)? {
         for (name, value) in &result.metrics {
             m.metrics.insert(metrics::workload_metric(name), *value);
@@ -338,8 +340,14 @@ mod tests {
         assert_eq!(m.metrics[crate::metrics::START_TO_EXEC_MS], cfg.exec_ms);
         assert_eq!(m.metrics[crate::metrics::START_TO_READY_MS], cfg.ready_ms);
         assert_eq!(m.metrics[crate::metrics::PSS_BYTES], to_f64(cfg.pss_bytes));
-        assert_eq!(m.metrics[crate::metrics::CGROUP_MEMORY_BYTES], to_f64(cfg.pss_bytes * 2));
-        assert_eq!(m.metrics[crate::metrics::INSTANCE_DISK_BYTES], to_f64(cfg.disk_bytes));
+        assert_eq!(
+            m.metrics[crate::metrics::CGROUP_MEMORY_BYTES],
+            to_f64(cfg.pss_bytes * 2)
+        );
+        assert_eq!(
+            m.metrics[crate::metrics::INSTANCE_DISK_BYTES],
+            to_f64(cfg.disk_bytes)
+        );
         assert!(m.metrics.contains_key(crate::metrics::WORKLOAD_OPS_PER_S));
         assert_eq!(m.workload_result.as_ref().unwrap()["workload"], "oltp");
         assert_eq!(backend.log().destroyed, vec!["cvbench-mock-oltp-1-0".to_string()]);
@@ -350,7 +358,10 @@ mod tests {
         let backend = MockBackend::new(MockConfig::default());
         let m = run_once(&backend, Path::new("/img"), &WorkloadSpec::Idle, &opts(1, 0), "i").unwrap();
         assert!(m.workload_result.is_none());
-        assert!(!m.metrics.keys().any(|k| k.starts_with(crate::metrics::WORKLOAD_PREFIX)));
+        assert!(!m
+            .metrics
+            .keys()
+            .any(|k| k.starts_with(crate::metrics::WORKLOAD_PREFIX)));
     }
 
     #[test]

@@ -58,8 +58,16 @@ impl<'a> Model<'a> {
 
     /// The recorded isolation of `backend` (its first cell or curve).
     pub fn isolation(&self, backend: &str) -> Option<Isolation> {
-        let cells = self.results.benchmarks.iter().map(|c| (c.backend.as_str(), c.isolation));
-        let curves = self.results.density.iter().map(|d| (d.backend.as_str(), d.isolation));
+        let cells = self
+            .results
+            .benchmarks
+            .iter()
+            .map(|c| (c.backend.as_str(), c.isolation));
+        let curves = self
+            .results
+            .density
+            .iter()
+            .map(|d| (d.backend.as_str(), d.isolation));
         cells.chain(curves).find(|(b, _)| *b == backend).map(|(_, i)| i)
     }
 
@@ -72,7 +80,9 @@ impl<'a> Model<'a> {
         let mut claimed: Vec<(&str, usize)> = Vec::new();
         let mut extras: Vec<&str> = Vec::new();
         for name in self.backends() {
-            let Some(kind) = self.isolation(name).map(|i| i.kind) else { continue };
+            let Some(kind) = self.isolation(name).map(|i| i.kind) else {
+                continue;
+            };
             let slot = kind_slot(kind);
             if claimed.iter().any(|(_, s)| *s == slot) {
                 extras.push(name);
@@ -315,7 +325,10 @@ mod tests {
         use results::isolation::KvmFlavour;
         let vm = |kvm| Isolation::vm(IsolationKind::MicroVm, kvm);
         assert_eq!(display_name("microvm", &vm(KvmFlavour::Hardware)), "microvm");
-        assert_eq!(display_name("microvm", &vm(KvmFlavour::Pvm)), "microvm (emulated)");
+        assert_eq!(
+            display_name("microvm", &vm(KvmFlavour::Pvm)),
+            "microvm (emulated)"
+        );
         assert_eq!(display_name("qemu", &vm(KvmFlavour::Tcg)), "qemu (emulated)");
     }
 

@@ -23,17 +23,22 @@ fn spread(center: f64, amp: f64, i: u32) -> f64 {
 const MICROVM: Isolation = Isolation::vm(IsolationKind::MicroVm, KvmFlavour::Pvm);
 
 fn cell(backend: &str, isolation: Isolation, kind: WorkloadKind, runs: u32, scale: f64) -> BenchmarkResult {
-    let mut c = BenchmarkResult::new(backend, isolation, &WorkloadSpec::default_for(kind), BTreeMap::new());
+    let mut c = BenchmarkResult::new(
+        backend,
+        isolation,
+        &WorkloadSpec::default_for(kind),
+        BTreeMap::new(),
+    );
     let vm = isolation.kind.is_vm();
     c.shared_image_bytes = Some(if vm { 48 << 20 } else { 6 << 20 });
     for i in 0..runs + 1 {
         let mut m = BTreeMap::new();
         if vm {
-            m.insert(START_TO_FIRST_VCPU_ENTRY_MS.to_string(), spread(9.0 * scale, 0.05, i));
             m.insert(
-                START_TO_GUEST_INIT_MS.to_string(),
-                spread(180.0 * scale, 0.08, i),
+                START_TO_FIRST_VCPU_ENTRY_MS.to_string(),
+                spread(9.0 * scale, 0.05, i),
             );
+            m.insert(START_TO_GUEST_INIT_MS.to_string(), spread(180.0 * scale, 0.08, i));
             m.insert(
                 START_TO_READY_MS.to_string(),
                 spread(230.0 * scale, 0.08, i) + if i == 4 { 90.0 } else { 0.0 },
@@ -46,10 +51,7 @@ fn cell(backend: &str, isolation: Isolation, kind: WorkloadKind, runs: u32, scal
             m.insert(START_TO_EXEC_MS.to_string(), spread(2.2 * scale, 0.1, i));
             m.insert(START_TO_READY_MS.to_string(), spread(3.1 * scale, 0.1, i));
             m.insert(PSS_BYTES.to_string(), spread(1.6 * 1048576.0, 0.03, i));
-            m.insert(
-                CGROUP_MEMORY_BYTES.to_string(),
-                spread(2.4 * 1048576.0, 0.03, i),
-            );
+            m.insert(CGROUP_MEMORY_BYTES.to_string(), spread(2.4 * 1048576.0, 0.03, i));
             if isolation.kind == IsolationKind::OciRuntime {
                 m.insert(RUNTIME_PSS_BYTES.to_string(), 6.5 * 1048576.0);
             }
@@ -65,10 +67,7 @@ fn cell(backend: &str, isolation: Isolation, kind: WorkloadKind, runs: u32, scal
                     WORKLOAD_LATENCY_P50_US.to_string(),
                     spread(160.0 * scale, 0.05, i),
                 );
-                m.insert(
-                    WORKLOAD_LATENCY_P99_US.to_string(),
-                    spread(900.0 * scale, 0.1, i),
-                );
+                m.insert(WORKLOAD_LATENCY_P99_US.to_string(), spread(900.0 * scale, 0.1, i));
             }
             WorkloadKind::Oltp => {
                 m.insert(WORKLOAD_TPS.to_string(), spread(850.0 / scale, 0.05, i));
@@ -148,7 +147,8 @@ pub fn results(runs: u32) -> ResultsFile {
         if kind == WorkloadKind::Idle {
             f.benchmarks.push(cell("microvm", MICROVM, kind, runs, 1.0));
         }
-        let mut skipped = BenchmarkResult::new("qemu", qemu, &WorkloadSpec::default_for(kind), BTreeMap::new());
+        let mut skipped =
+            BenchmarkResult::new("qemu", qemu, &WorkloadSpec::default_for(kind), BTreeMap::new());
         skipped.skipped = Some("qemu-system-x86_64 not installed".to_string());
         f.benchmarks.push(skipped);
     }

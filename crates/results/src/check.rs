@@ -368,7 +368,7 @@ mod tests {
         let cur = file_with(vec![("container", synthetic(30, 10.0, 2))]);
         let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
         let row = only_row(&r);
-        assert_eq!(row.metric, "start_to_ready_ms");
+        assert_eq!(row.metric, metrics::START_TO_READY_MS);
         assert!(matches!(row.verdict, Verdict::Ok | Verdict::Noise), "{row:?}");
         assert!(!r.has_regression());
     }
@@ -461,6 +461,9 @@ mod tests {
         assert_eq!(r.rows.len(), 1);
         assert!(r.rows.iter().all(|row| is_startup_metric(&row.metric)));
         assert!(!is_startup_metric(metrics::PSS_BYTES) && is_startup_metric(metrics::START_TO_EXEC_MS));
-        assert!(!is_startup_metric("start_to_unregistered_ms"), "the registry decides, not the name");
+        assert!(
+            !is_startup_metric("start_to_unregistered_ms"),
+            "the registry decides, not the name"
+        );
     }
 }

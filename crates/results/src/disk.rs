@@ -28,7 +28,9 @@ pub fn disk_footprint(cell: &BenchmarkResult, counts: &[u32]) -> Vec<DiskFootpri
     let Some(shared) = cell.shared_image_bytes else {
         return Vec::new();
     };
-    let Some(per_instance) = crate::stats::median(&cell.measured_samples(crate::metrics::INSTANCE_DISK_BYTES)) else {
+    let Some(per_instance) =
+        crate::stats::median(&cell.measured_samples(crate::metrics::INSTANCE_DISK_BYTES))
+    else {
         return Vec::new();
     };
     // A byte count: non-negative and far below 2^64 (the median of non-negative samples).

@@ -153,7 +153,9 @@ mod tests {
     #[test]
     fn legacy_cells_get_the_isolation_their_backend_had() {
         let labels = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
-            kv.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect()
+            kv.iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect()
         };
         let none = BTreeMap::new();
         assert_eq!(
@@ -161,10 +163,16 @@ mod tests {
             Some(Isolation::host_kernel(IsolationKind::OciRuntime))
         );
         let probe = infer_legacy("microvm-probe", &labels(&[("kvm", "pvm"), ("emulated", "true")]));
-        assert_eq!(probe, Some(Isolation::vm(IsolationKind::MicroVm, KvmFlavour::Pvm)));
+        assert_eq!(
+            probe,
+            Some(Isolation::vm(IsolationKind::MicroVm, KvmFlavour::Pvm))
+        );
         assert!(probe.is_some_and(|i| i.is_emulated()));
         let qemu = infer_legacy("qemu", &labels(&[("accel", "kvm")]));
-        assert_eq!(qemu, Some(Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Hardware)));
+        assert_eq!(
+            qemu,
+            Some(Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Hardware))
+        );
         assert!(!qemu.is_some_and(|i| i.is_emulated()));
         assert_eq!(infer_legacy("lxc", &none), None);
     }

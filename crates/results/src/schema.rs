@@ -276,11 +276,16 @@ fn fill_legacy_isolation(file: &mut serde_json::Value) -> Result<(), String> {
             continue;
         };
         for entry in entries {
-            let Some(obj) = entry.as_object_mut() else { continue };
+            let Some(obj) = entry.as_object_mut() else {
+                continue;
+            };
             if obj.contains_key("isolation") {
                 continue;
             }
-            let backend = obj.get("backend").and_then(serde_json::Value::as_str).unwrap_or("");
+            let backend = obj
+                .get("backend")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
             let labels: BTreeMap<String, String> = obj
                 .get("labels")
                 .and_then(|l| serde_json::from_value(l.clone()).ok())
@@ -551,7 +556,10 @@ mod tests {
         for file in ["example/results.json", "baselines/main.json"] {
             let f = ResultsFile::read(&root.join(file)).unwrap();
             let qemu = f.benchmarks.iter().find(|c| c.backend == "qemu").unwrap();
-            assert_eq!(qemu.isolation, Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg));
+            assert_eq!(
+                qemu.isolation,
+                Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg)
+            );
         }
     }
 

@@ -429,11 +429,7 @@ mod tests {
             let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
             assert_eq!(
                 names,
-                [
-                    START_TO_ROOTFS_READY_MS,
-                    START_TO_EXEC_MS,
-                    START_TO_READY_MS
-                ]
+                [START_TO_ROOTFS_READY_MS, START_TO_EXEC_MS, START_TO_READY_MS]
             );
             assert!(
                 phases
@@ -445,9 +441,7 @@ mod tests {
             let mem = inst.memory().unwrap();
             assert!(mem.pss_bytes > 0);
             assert!(
-                mem.extra
-                    .iter()
-                    .any(|(k, v)| k == CGROUP_MEMORY_BYTES && *v > 0),
+                mem.extra.iter().any(|(k, v)| k == CGROUP_MEMORY_BYTES && *v > 0),
                 "{mem:?}"
             );
             inst.disk().unwrap();

@@ -113,11 +113,11 @@ impl Chart for Memory {
         let labels: Vec<String> = self.bars.iter().map(|b| b.label.clone()).collect();
         let mut chart = hbar_chart(&area, style, &labels, max * 1.2, "memory (MiB)")?;
         let rows = self.bars.len();
-        for p in 0..PARTS.len() {
+        for (p, (_, colour)) in PARTS.iter().enumerate() {
             if self.bars.iter().all(|b| b.parts_mib[p] <= 0.0) {
                 continue;
             }
-            let fill = style.series(PARTS[p].1).filled();
+            let fill = style.series(*colour).filled();
             let rects = self
                 .bars
                 .iter()
@@ -174,8 +174,14 @@ mod tests {
         // A VM that reports no part is one unsplit segment, whatever its name; a container named
         // "qemu" is still a container.
         let other_vmm = Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg);
-        assert_eq!(split(&cell(other_vmm, &[(PSS_BYTES, 100.0)])), Some([0.0, 0.0, 0.0, 100.0]));
-        let mut named_qemu = cell(Isolation::host_kernel(IsolationKind::Container), &[(PSS_BYTES, 5.0)]);
+        assert_eq!(
+            split(&cell(other_vmm, &[(PSS_BYTES, 100.0)])),
+            Some([0.0, 0.0, 0.0, 100.0])
+        );
+        let mut named_qemu = cell(
+            Isolation::host_kernel(IsolationKind::Container),
+            &[(PSS_BYTES, 5.0)],
+        );
         named_qemu.backend = "qemu".into();
         assert_eq!(split(&named_qemu), Some([5.0, 0.0, 0.0, 0.0]));
         assert_eq!(split(&cell(oci, &[])), None);

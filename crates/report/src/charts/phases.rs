@@ -100,11 +100,9 @@ fn cells(model: &Model<'_>, workload: &str) -> Vec<Cell> {
             .map(|(m, v)| format!("{} {}", phase_of(m), metrics::format(m, *v)))
             .collect();
         let ready = model::summary(cell, READY);
-        let ready_text = ready
-            .as_ref()
-            .map_or(String::new(), |s| {
-                format!("ready {}; ", caption_stats(metrics::quantity(READY), s))
-            });
+        let ready_text = ready.as_ref().map_or(String::new(), |s| {
+            format!("ready {}; ", caption_stats(metrics::quantity(READY), s))
+        });
         out.push(Cell {
             caption: format!("{label}: {ready_text}phase medians: {}", phases.join(", ")),
             label,

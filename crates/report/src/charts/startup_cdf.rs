@@ -10,8 +10,8 @@ use plotters::prelude::*;
 use super::common::{axis_areas, builder, mesh, one_two_five};
 use super::{fmt_tick, with_legend_row, Chart, ChartOptions, ChartText, DrawError, LegendEntry, LOG_RATIO};
 use crate::model::{self, caption_stats, display_name, Model};
-use results::metrics;
 use crate::style::Style;
+use results::metrics;
 
 /// The metric drawn.
 pub const METRIC: &str = results::metrics::START_TO_READY_MS;
@@ -47,7 +47,10 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
                 continue;
             };
             let name = display_name(&cell.backend, &cell.isolation);
-            captions.push(format!("{name}: {}", caption_stats(metrics::quantity(METRIC), &s)));
+            captions.push(format!(
+                "{name}: {}",
+                caption_stats(metrics::quantity(METRIC), &s)
+            ));
             series.push(Series {
                 label: format!(
                     "{name}  p50 {}  p99 {}",

@@ -113,11 +113,25 @@ impl Chart for Workload {
         style: &Style,
     ) -> Result<(), DrawError> {
         let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
-        let n = u32::try_from(self.rows.len()).unwrap_or(1);
-        let names: Vec<String> = self.rows.iter().map(|r| r.name.clone()).collect();
-        let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
+        self.draw_throughput(&left, style)?;
+        self.draw_latency(&right, style)
+    }
+}
 
-        // Throughput.
+impl Workload {
+    fn names(&self) -> Vec<String> {
+        self.rows.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Left panel: median throughput per backend with its 95% CI as an error bar.
+    fn draw_throughput<DB: DrawingBackend>(
+        &self,
+        left: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
+        let n = u32::try_from(self.rows.len()).unwrap_or(1);
+        let names = self.names();
+        let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
         let throughput = metrics::quantity(&self.throughput_metric);
         let max_t = self
             .rows
@@ -125,7 +139,7 @@ impl Chart for Workload {
             .filter_map(|r| r.throughput.map(|t| t.1[1].max(t.0)))
             .fold(1e-3, f64::max);
         let mut chart = panel(
-            &left,
+            left,
             style,
             "throughput (median, 95% CI)",
             &names,
@@ -155,21 +169,28 @@ impl Chart for Workload {
             }
             let above = -i32::try_from(style.margin() / 2).unwrap_or(8);
             chart.draw_series([EmptyElement::at((SegmentValue::CenterOf(i), ci[1].max(median)))
-                + Text::new(
-                    throughput.format_number(median),
-                    (0, above),
-                    value_text.clone(),
-                )])?;
+                + Text::new(throughput.format_number(median), (0, above), value_text.clone())])?;
         }
 
-        // Latency p50 / p99.
+        Ok(())
+    }
+
+    /// Right panel: the workload's latency p50 and p99 per backend (medians over runs).
+    fn draw_latency<DB: DrawingBackend>(
+        &self,
+        right: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
+        let n = u32::try_from(self.rows.len()).unwrap_or(1);
+        let names = self.names();
+        let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
         let max_l = self
             .rows
             .iter()
             .flat_map(|r| r.latency_ms.iter().flatten().copied())
             .fold(1e-3, f64::max);
         let mut chart = panel(
-            &right,
+            right,
             style,
             "workload latency p50 / p99 (median over runs)",
             &names,
@@ -241,6 +262,9 @@ mod tests {
             Some(WORKLOAD_REQUESTS_PER_S)
         );
         // Not guessed from a suffix: an unregistered rate is no throughput.
-        assert_eq!(throughput_metric(&["workload.widgets_per_s", START_TO_READY_MS]), None);
+        assert_eq!(
+            throughput_metric(&["workload.widgets_per_s", START_TO_READY_MS]),
+            None
+        );
     }
 }

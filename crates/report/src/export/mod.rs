@@ -261,10 +261,7 @@ fn disk_section(m: &Model<'_>) -> Vec<Block> {
     if let Some(&most) = DISK_INSTANCE_COUNTS.last() {
         head.push(format!("{most} naive full copies"));
     }
-    vec![
-        Block::Heading(2, "Disk".to_string()),
-        Block::Table { head, rows },
-    ]
+    vec![Block::Heading(2, "Disk".to_string()), Block::Table { head, rows }]
 }
 
 /// `1 instance`, `10 instances`.
