@@ -429,6 +429,42 @@ mod tests {
         assert_eq!(backend.log().launched, backend.log().destroyed);
     }
 
+    /// The mock, declaring itself a VM under TCG: a cell must record what the backend declares.
+    struct MockVm(MockBackend);
+
+    impl Backend for MockVm {
+        fn name(&self) -> &'static str {
+            "mock-vm"
+        }
+        fn isolation(&self) -> crate::results::Isolation {
+            use crate::results::{Isolation, IsolationKind, KvmFlavour};
+            Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg)
+        }
+        fn check_host(&self) -> Result<(), crate::Unavailable> {
+            self.0.check_host()
+        }
+        fn prepare(&self, image_dir: &Path) -> Result<crate::SharedImage, BackendError> {
+            self.0.prepare(image_dir)
+        }
+        fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+            self.0.launch(spec)
+        }
+    }
+
+    #[test]
+    fn cells_record_the_isolation_the_backend_declares() {
+        let backend = MockVm(MockBackend::new(MockConfig::default()));
+        let r = run_benchmark(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &opts(1, 0),
+            &mut SilentObserver,
+        );
+        assert_eq!(r.isolation, backend.isolation());
+        assert!(r.isolation.is_emulated());
+    }
+
     #[test]
     fn summary_covers_measured_runs_only() {
         let backend = MockBackend::new(MockConfig::default());
