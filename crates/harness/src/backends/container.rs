@@ -22,7 +22,11 @@ use workload::{parse_line, ProtocolLine, WorkloadResult};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
+use crate::metrics::{
+    CGROUP_MEMORY_BYTES, START_TO_CONFINED_MS, START_TO_EXEC_MS, START_TO_READY_MS, START_TO_ROOTFS_READY_MS,
+};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "container";
 /// How long an idle workload gets to exit after SIGTERM before SIGKILL.
@@ -101,6 +105,10 @@ impl Backend for ContainerBackend {
         NAME
     }
 
+    fn isolation(&self) -> Isolation {
+        Isolation::host_kernel(IsolationKind::Container)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         ::container::check_host(Path::new("/proc")).map_err(|reason| Unavailable { reason })
     }
@@ -144,13 +152,13 @@ impl Backend for ContainerBackend {
         let events = container.events();
         let mut phases = Vec::with_capacity(4);
         if let Some(at) = events.rootfs_ready {
-            phases.push(PhaseMark::new("start_to_rootfs_ready_ms", spec.request, at));
+            phases.push(PhaseMark::new(START_TO_ROOTFS_READY_MS, spec.request, at));
         }
         if let Some(at) = events.confined {
-            phases.push(PhaseMark::new("start_to_confined_ms", spec.request, at));
+            phases.push(PhaseMark::new(START_TO_CONFINED_MS, spec.request, at));
         }
         if let Some(at) = events.exec {
-            phases.push(PhaseMark::new("start_to_exec_ms", spec.request, at));
+            phases.push(PhaseMark::new(START_TO_EXEC_MS, spec.request, at));
         }
         let stdout = container
             .take_stdout()
@@ -165,7 +173,7 @@ impl Backend for ContainerBackend {
             match event {
                 LineEvent::Line { text, at } => match parse_line(&text) {
                     Ok(Some(ProtocolLine::Ready { .. })) => {
-                        phases.push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                        phases.push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
                         return Ok(Box::new(ContainerInstance {
                             container: Some(container),
                             lines,
@@ -239,7 +247,7 @@ impl Instance for ContainerInstance {
         let usage = c.usage().map_err(|e| setup_err(format!("memory probe: {e}")))?;
         Ok(MemoryProbe {
             pss_bytes,
-            extra: vec![("cgroup_memory_bytes".to_string(), usage.memory_bytes)],
+            extra: vec![(CGROUP_MEMORY_BYTES.to_string(), usage.memory_bytes)],
         })
     }
 
@@ -446,10 +454,10 @@ mod tests {
             assert_eq!(
                 names,
                 [
-                    "start_to_rootfs_ready_ms",
-                    "start_to_confined_ms",
-                    "start_to_exec_ms",
-                    "start_to_ready_ms"
+                    START_TO_ROOTFS_READY_MS,
+                    START_TO_CONFINED_MS,
+                    START_TO_EXEC_MS,
+                    START_TO_READY_MS
                 ]
             );
             assert!(
@@ -462,9 +470,7 @@ mod tests {
             let mem = inst.memory().unwrap();
             assert!(mem.pss_bytes > 0);
             assert!(
-                mem.extra
-                    .iter()
-                    .any(|(k, v)| k == "cgroup_memory_bytes" && *v > 0),
+                mem.extra.iter().any(|(k, v)| k == CGROUP_MEMORY_BYTES && *v > 0),
                 "{mem:?}"
             );
             inst.disk().unwrap();
