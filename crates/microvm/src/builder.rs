@@ -7,9 +7,8 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
 
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
@@ -18,7 +17,6 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use linux_loader::loader::{bzimage::BzImage, elf::Elf, KernelLoader};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use crate::arch::x86_64::{boot_params, cpuid, mptable, regs, ArchError};
 use crate::devices::boot_timer::BootTimer;
@@ -30,18 +28,22 @@ use crate::devices::virtio::mmio::MmioTransport;
 use crate::events::{EventKind, VmEvent, VmObserver};
 use crate::kernel::{KernelError, KernelFormat, KernelImage};
 use crate::layout;
-use crate::vcpu::{run_vcpu, ExitReason, UnknownAccessLimiter, VcpuShared};
+use crate::vcpu::{
+    install_kick_handler, run_vcpu, stop_and_join, ExitReason, UnknownAccessLimiter, VcpuShared,
+};
 
 /// The only KVM API version there has ever been.
 pub const KVM_API_VERSION: i32 = 12;
-/// Capabilities the VMM relies on.
-pub const REQUIRED_CAPS: [(Cap, &str); 6] = [
+/// Capabilities the VMM relies on. `KVM_CAP_IMMEDIATE_EXIT` (Linux 4.11) is what lets a stop reach a
+/// vCPU without polling (see `vcpu.rs`).
+pub const REQUIRED_CAPS: [(Cap, &str); 7] = [
     (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
     (Cap::Irqfd, "KVM_CAP_IRQFD"),
     (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
     (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
     (Cap::Pit2, "KVM_CAP_PIT2"),
     (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+    (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
 ];
 /// Offset of the 64-bit entry point from a bzImage's protected-mode code (boot.rst, "64-bit BOOT
 /// PROTOCOL").
@@ -106,7 +108,10 @@ pub enum VmError {
     KvmOpen { source: kvm_ioctls::Error },
     #[error("{KVM_DEVICE} reports KVM API version {version}, expected {KVM_API_VERSION}")]
     KvmApiVersion { version: i32 },
-    #[error("{KVM_DEVICE} lacks the required capability {cap}")]
+    #[error(
+        "{KVM_DEVICE} lacks the required capability {cap} (the host kernel's KVM is too old or a \
+         paravirtual KVM without it; run on Linux 4.11 or later with the kvm_intel or kvm_amd module)"
+    )]
     KvmCapMissing { cap: &'static str },
     #[error("KVM ioctl {ioctl} failed: {source}")]
     Kvm {
@@ -289,13 +294,13 @@ impl StopHandle {
     pub fn stop(&self) {
         self.shared.stop(ExitReason::Stopped);
     }
-}
 
-fn kick_signal() -> i32 {
-    SIGRTMIN()
+    /// Kick signals sent to vCPU threads so far: at most one per vCPU thread for a stop, however
+    /// long a thread takes to notice it.
+    pub fn kicks_sent(&self) -> u64 {
+        self.shared.kicks_sent.load(Ordering::SeqCst)
+    }
 }
-
-extern "C" fn ignore_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 impl Vm {
     /// Validates `config`, then creates and configures the VM. Reports
@@ -442,6 +447,7 @@ impl Vm {
             unknown: UnknownAccessLimiter::default(),
             stopping: AtomicBool::new(false),
             exit_tx: Mutex::new(Some(exit_tx)),
+            kicks_sent: AtomicU64::new(0),
         });
         let vm = Vm {
             _kvm: kvm,
@@ -467,8 +473,7 @@ impl Vm {
     /// Runs the vCPUs until the guest resets, faults, or a [`StopHandle`] stops the VM, and returns
     /// why. All vCPU threads have ended when this returns.
     pub fn run(self) -> Result<ExitReason, VmError> {
-        register_signal_handler(kick_signal(), ignore_kick)
-            .map_err(|source| VmError::KickSignal { source })?;
+        install_kick_handler().map_err(|source| VmError::KickSignal { source })?;
         let mut threads = Vec::with_capacity(self.vcpus.len());
         for (index, vcpu) in self.vcpus.into_iter().enumerate() {
             let index = u8::try_from(index).unwrap_or(u8::MAX);
@@ -480,7 +485,7 @@ impl Vm {
                 Ok(handle) => threads.push(handle),
                 Err(source) => {
                     self.shared.stop(ExitReason::Stopped);
-                    join_all(threads, &self.shared);
+                    stop_and_join(threads, &self.shared);
                     return Err(VmError::VcpuThread { vcpu: index, source });
                 }
             }
@@ -488,21 +493,8 @@ impl Vm {
         // Every path that stops a vCPU records a reason first, so this only fails if all senders
         // are gone, which cannot happen while `shared` holds one; treat it as a host stop.
         let reason = self.exit_rx.recv().unwrap_or(ExitReason::Stopped);
-        join_all(threads, &self.shared);
+        stop_and_join(threads, &self.shared);
         Ok(reason)
-    }
-}
-
-/// Kicks vCPU threads out of `KVM_RUN` until they have all returned. A kick that lands just before a
-/// thread enters `KVM_RUN` is lost, so it is repeated.
-fn join_all(threads: Vec<std::thread::JoinHandle<ExitReason>>, shared: &VcpuShared) {
-    shared.stopping.store(true, Ordering::SeqCst);
-    for thread in threads {
-        while !thread.is_finished() {
-            let _ = thread.kill(kick_signal());
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let _ = thread.join();
     }
 }
 
@@ -526,6 +518,19 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, crate::probe::PROBE_ELF).unwrap();
         f
+    }
+
+    #[test]
+    fn the_vcpu_kick_depends_on_immediate_exit_and_its_absence_is_named() {
+        assert!(REQUIRED_CAPS
+            .iter()
+            .any(|(cap, name)| *cap == Cap::ImmediateExit && *name == "KVM_CAP_IMMEDIATE_EXIT"));
+        let err = VmError::KvmCapMissing {
+            cap: "KVM_CAP_IMMEDIATE_EXIT",
+        }
+        .to_string();
+        assert!(err.contains("KVM_CAP_IMMEDIATE_EXIT"), "{err}");
+        assert!(err.contains("Linux 4.11"), "{err}");
     }
 
     #[test]
