@@ -14,16 +14,20 @@ mod tests {
     /// The backend rooted in a temp dir, and the default image; `None` (after printing why) when
     /// this host cannot run runc.
     fn setup() -> Option<(tempfile::TempDir, RuncBackend, PathBuf)> {
+        if testkit::skip_unless_root("runc") {
+            return None;
+        }
         let root = tempfile::tempdir().unwrap();
         let backend = RuncBackend::with_root(root.path());
         if let Err(u) = backend.check_host() {
-            println!("skipped: {u}");
+            // As root, what is left to lack is runc itself (or overlayfs, which any Debian has).
+            testkit::skip(testkit::Requirement::Package("runc"), u);
             return None;
         }
         let image = match rootfs::default_image(&root.path().join("cache")) {
             Ok(image) => image,
             Err(e) => {
-                println!("skipped: no default image: {e}");
+                testkit::skip(testkit::Requirement::Binaries, format!("no default image: {e}"));
                 return None;
             }
         };
@@ -124,7 +128,7 @@ mod tests {
         let testproc = match rootfs::locate_binary("cvbench-testproc") {
             Ok(p) => p,
             Err(e) => {
-                println!("skipped: {e}");
+                testkit::skip(testkit::Requirement::Binaries, e);
                 return;
             }
         };

@@ -66,7 +66,7 @@ fn kvm_unavailable() -> Option<String> {
 /// used here.
 fn kvm_fixture(token: &str) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
     if let Some(reason) = kvm_unavailable() {
-        println!("skipped: {reason}");
+        testkit::skip(testkit::Requirement::Kvm, reason);
         return None;
     }
     Some(fixture(token))
