@@ -18,7 +18,7 @@ use linux_loader::loader::{bzimage::BzImage, elf::Elf, KernelLoader};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use crate::arch::x86_64::{boot_params, cpuid, mptable, regs, ArchError};
+use crate::arch::x86_64::{boot_params, cpuid, mptable, regs, usize_from_u64, ArchError};
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{Bus, BusError};
 use crate::devices::i8042::{self, I8042};
@@ -279,7 +279,8 @@ pub struct Vm {
     _kvm: Kvm,
     _vm_fd: VmFd,
     _mem: GuestMemoryMmap,
-    vcpus: Vec<VcpuFd>,
+    /// Each vCPU with its index (a `u8`, as `VmConfig::vcpus` is).
+    vcpus: Vec<(u8, VcpuFd)>,
     shared: Arc<VcpuShared>,
     exit_rx: mpsc::Receiver<ExitReason>,
 }
@@ -322,7 +323,7 @@ impl Vm {
         let ram_bytes = config.memory_mib << 20;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(
             GuestAddress(layout::RAM_START),
-            usize::try_from(ram_bytes).unwrap_or(usize::MAX),
+            usize_from_u64(ram_bytes),
         )])
         .map_err(|e| VmError::GuestMemory {
             memory_mib: config.memory_mib,
@@ -341,7 +342,7 @@ impl Vm {
         let kvm = open_kvm()?;
         let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         vm_fd
-            .set_tss_address(usize::try_from(layout::KVM_TSS_ADDRESS).unwrap_or(usize::MAX))
+            .set_tss_address(usize_from_u64(layout::KVM_TSS_ADDRESS))
             .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
         vm_fd.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
         let pit = kvm_pit_config {
@@ -351,7 +352,7 @@ impl Vm {
         vm_fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
         // Where guest RAM lives in this process (to find it in `/proc/PID/smaps`).
         let mut guest_ram_host_addr = 0;
-        for (slot, region) in mem.iter().enumerate() {
+        for (slot, region) in (0u32..).zip(mem.iter()) {
             let host = mem
                 .get_host_address(region.start_addr())
                 .map_err(|e| VmError::GuestMemory {
@@ -362,7 +363,7 @@ impl Vm {
                 guest_ram_host_addr = host;
             }
             let region_desc = kvm_userspace_memory_region {
-                slot: u32::try_from(slot).unwrap_or(u32::MAX),
+                slot,
                 guest_phys_addr: region.start_addr().0,
                 memory_size: region.len(),
                 userspace_addr: host,
@@ -435,7 +436,7 @@ impl Vm {
             if index == 0 {
                 regs::setup_boot_registers(&vcpu, index, entry)?;
             }
-            vcpus.push(vcpu);
+            vcpus.push((index, vcpu));
         }
 
         let (exit_tx, exit_rx) = mpsc::channel();
@@ -475,8 +476,7 @@ impl Vm {
     pub fn run(self) -> Result<ExitReason, VmError> {
         install_kick_handler().map_err(|source| VmError::KickSignal { source })?;
         let mut threads = Vec::with_capacity(self.vcpus.len());
-        for (index, vcpu) in self.vcpus.into_iter().enumerate() {
-            let index = u8::try_from(index).unwrap_or(u8::MAX);
+        for (index, vcpu) in self.vcpus {
             let shared = self.shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))

@@ -33,7 +33,7 @@ pub const READY_LINE: &str = "CVBENCH READY probe";
 /// (padded with `.` to [`TOKEN_BYTES`]).
 pub fn disk_image(token: &str, sectors: usize) -> Vec<u8> {
     let mut disk = vec![0u8; sectors.max(3) * 512];
-    let start = usize::try_from(READ_SECTOR * 512).unwrap_or(512);
+    let start = crate::arch::x86_64::usize_from_u64(READ_SECTOR * 512);
     disk[start..start + 8].copy_from_slice(READ_MAGIC);
     let mut padded = token.as_bytes().to_vec();
     padded.resize(TOKEN_BYTES, b'.');

@@ -182,11 +182,14 @@ impl MmioTransport {
             VIRTIO_MMIO_VERSION => MMIO_VERSION,
             VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
             VIRTIO_MMIO_VENDOR_ID => VENDOR_ID,
-            VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
-                0 => u32::try_from(self.device.features() & 0xffff_ffff).unwrap_or(0),
-                1 => u32::try_from(self.device.features() >> 32).unwrap_or(0),
-                _ => 0,
-            },
+            VIRTIO_MMIO_DEVICE_FEATURES => {
+                let [l0, l1, l2, l3, h0, h1, h2, h3] = self.device.features().to_le_bytes();
+                match self.device_features_sel {
+                    0 => u32::from_le_bytes([l0, l1, l2, l3]),
+                    1 => u32::from_le_bytes([h0, h1, h2, h3]),
+                    _ => 0,
+                }
+            }
             VIRTIO_MMIO_QUEUE_NUM_MAX => self.selected_queue().map_or(0, |q| u32::from(q.max_size())),
             VIRTIO_MMIO_QUEUE_READY => self.selected_queue().map_or(0, |q| u32::from(q.ready())),
             VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
@@ -243,7 +246,12 @@ impl MmioTransport {
                     return;
                 };
                 match offset {
-                    VIRTIO_MMIO_QUEUE_NUM => queue.set_size(u16::try_from(value).unwrap_or(0)),
+                    VIRTIO_MMIO_QUEUE_NUM => match u16::try_from(value) {
+                        Ok(size) => queue.set_size(size),
+                        Err(_) => self.observer.warning(&format!(
+                            "virtio-mmio: queue size {value} does not fit 16 bits; ignored"
+                        )),
+                    },
                     VIRTIO_MMIO_QUEUE_READY => queue.set_ready(value == 1),
                     VIRTIO_MMIO_QUEUE_DESC_LOW => queue.set_desc_table_address(Some(value), None),
                     VIRTIO_MMIO_QUEUE_DESC_HIGH => queue.set_desc_table_address(None, Some(value)),
@@ -262,11 +270,14 @@ impl MmioTransport {
 
 impl BusDevice for MmioTransport {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
-            self.device
-                .read_config(offset - u64::from(VIRTIO_MMIO_CONFIG), data);
-            return;
-        }
+        let register = match u32::try_from(offset) {
+            Ok(register) if register < VIRTIO_MMIO_CONFIG => register,
+            _ => {
+                self.device
+                    .read_config(offset - u64::from(VIRTIO_MMIO_CONFIG), data);
+                return;
+            }
+        };
         if data.len() != 4 || !offset.is_multiple_of(4) {
             self.observer.warning(&format!(
                 "virtio-mmio: {}-byte read at {offset:#x} answered 0xff",
@@ -275,17 +286,17 @@ impl BusDevice for MmioTransport {
             data.fill(0xff);
             return;
         }
-        let value = self.read_register(u32::try_from(offset).unwrap_or(u32::MAX));
+        let value = self.read_register(register);
         data.copy_from_slice(&value.to_le_bytes());
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> BusAction {
-        if offset >= u64::from(VIRTIO_MMIO_CONFIG) {
+        let Some(register) = u32::try_from(offset).ok().filter(|&r| r < VIRTIO_MMIO_CONFIG) else {
             self.observer.warning(&format!(
                 "virtio-mmio: config write at {offset:#x} ignored (read-only config)"
             ));
             return BusAction::Continue;
-        }
+        };
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
             self.observer.warning(&format!(
                 "virtio-mmio: {}-byte write at {offset:#x} ignored",
@@ -298,10 +309,7 @@ impl BusDevice for MmioTransport {
                 .warning(&format!("virtio-mmio: unaligned write at {offset:#x} ignored"));
             return BusAction::Continue;
         }
-        self.write_register(
-            u32::try_from(offset).unwrap_or(u32::MAX),
-            u32::from_le_bytes(bytes),
-        );
+        self.write_register(register, u32::from_le_bytes(bytes));
         BusAction::Continue
     }
 }
@@ -484,6 +492,22 @@ mod tests {
         wr(&mut t, 0x0c8, 5);
         wr(&mut t, VIRTIO_MMIO_QUEUE_NOTIFY, 7);
         assert!(warnings.0.lock().unwrap().len() >= 6);
+    }
+
+    #[test]
+    fn a_queue_size_beyond_16_bits_is_refused_loudly_not_truncated() {
+        let (mut t, _irq, warnings, _) = transport();
+        negotiate(&mut t);
+        wr(&mut t, VIRTIO_MMIO_QUEUE_SEL, 0);
+        wr(&mut t, VIRTIO_MMIO_QUEUE_NUM, 8);
+        // Truncated, 0x1_0004 would be a valid size 4.
+        wr(&mut t, VIRTIO_MMIO_QUEUE_NUM, 0x1_0004);
+        assert_eq!(t.queues[0].size(), 8);
+        let warnings = warnings.0.lock().unwrap();
+        assert!(
+            warnings.iter().any(|w| w.contains("queue size 65540")),
+            "{warnings:?}"
+        );
     }
 
     #[test]
