@@ -190,6 +190,28 @@ mod tests {
     }
 
     #[test]
+    fn limits_beyond_what_oci_can_express_are_refused_not_clamped() {
+        for (memory, pids, expected) in [
+            (Some(u64::MAX), None, "memory limit 18446744073709551615 bytes"),
+            (None, Some(1u64 << 63), "pids limit 9223372036854775808"),
+        ] {
+            let spec = RunOptions {
+                memory_limit_bytes: memory,
+                pids_limit: pids,
+                ..RunOptions::default()
+            }
+            .launch_spec(
+                Path::new("/img"),
+                &WorkloadSpec::Idle,
+                "cvbench-runc-idle-1-0",
+                std::time::Instant::now(),
+            );
+            let err = harness::backends::runc::oci_config(&spec).unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+    }
+
+    #[test]
     fn config_json_carries_the_limits_and_the_workload_args() {
         let spec = RunOptions {
             memory_limit_bytes: Some(256 << 20),
