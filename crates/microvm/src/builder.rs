@@ -274,6 +274,119 @@ fn write_guest_image(
     Ok(entry)
 }
 
+/// Registers each region of `mem` with KVM as a memory slot; returns where guest RAM is mapped in
+/// this process (to find it in `/proc/PID/smaps`).
+///
+/// # Safety
+/// `mem` must stay mapped for as long as `vm_fd` (and thus the slots) exists.
+unsafe fn register_memory(vm_fd: &VmFd, mem: &GuestMemoryMmap, memory_mib: u64) -> Result<u64, VmError> {
+    let mut guest_ram_host_addr = 0;
+    for (slot, region) in (0u32..).zip(mem.iter()) {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| VmError::GuestMemory {
+                memory_mib,
+                reason: e.to_string(),
+            })? as u64;
+        if region.start_addr() == GuestAddress(layout::RAM_START) {
+            guest_ram_host_addr = host;
+        }
+        let region_desc = kvm_userspace_memory_region {
+            slot,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which the caller keeps for as long as
+        // `vm_fd` exists.
+        unsafe { vm_fd.set_user_memory_region(region_desc) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(guest_ram_host_addr)
+}
+
+/// The port bus (serial console, i8042, boot timer) and the MMIO bus (one virtio-blk transport per
+/// disk), each interrupt an irqfd registered with `vm_fd` and owned by the device that raises it.
+fn build_buses(
+    vm_fd: &VmFd,
+    mem: &GuestMemoryMmap,
+    console: ConsoleSink,
+    disks: Vec<Block>,
+    observer: &Arc<dyn VmObserver>,
+) -> Result<(Bus, Bus), VmError> {
+    let new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(|source| VmError::EventFd { what, source })?;
+        vm_fd.register_irqfd(&fd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
+        Ok(Arc::new(fd))
+    };
+    let mut pio = Bus::new();
+    let serial_irq = new_irq("serial", layout::SERIAL_IRQ)?;
+    let serial = SerialConsole::new(serial_irq, console, observer.clone());
+    pio.insert(
+        u64::from(layout::SERIAL_PORT_BASE),
+        u64::from(layout::SERIAL_PORT_LEN),
+        Arc::new(Mutex::new(serial)),
+    )?;
+    pio.insert(
+        u64::from(layout::I8042_DATA_PORT),
+        i8042::PORT_RANGE_LEN,
+        Arc::new(Mutex::new(I8042::default())),
+    )?;
+    pio.insert(
+        u64::from(layout::BOOT_TIMER_PORT),
+        1,
+        Arc::new(Mutex::new(BootTimer::new(observer.clone()))),
+    )?;
+    let mut mmio = Bus::new();
+    for (index, block) in disks.into_iter().enumerate() {
+        let irq = new_irq("virtio-blk", layout::virtio_mmio_irq(index))?;
+        let transport = MmioTransport::new(Box::new(block), mem.clone(), irq, observer.clone());
+        mmio.insert(
+            layout::virtio_mmio_base(index),
+            layout::VIRTIO_MMIO_DEVICE_BYTES,
+            Arc::new(Mutex::new(transport)),
+        )?;
+    }
+    Ok((pio, mmio))
+}
+
+/// Creates `count` vCPUs with their CPUID, FPU, MSRs and LAPIC set up; vCPU 0 also gets the boot
+/// registers that enter the kernel at `entry`.
+fn create_vcpus(
+    kvm: &Kvm,
+    vm_fd: &VmFd,
+    count: u8,
+    entry: GuestAddress,
+    observer: &dyn VmObserver,
+) -> Result<Vec<(u8, VcpuFd)>, VmError> {
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let mut vcpus = Vec::with_capacity(usize::from(count));
+    for index in 0..count {
+        let vcpu = vm_fd
+            .create_vcpu(u64::from(index))
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let mut cpuid = supported.clone();
+        cpuid::patch_for_vcpu(&mut cpuid, index, count);
+        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        let accepted = regs::setup_fpu_and_msrs(&vcpu, index)?;
+        if accepted < regs::BOOT_MSR_COUNT {
+            observer.warning(&format!(
+                "vCPU {index}: KVM accepted {accepted} of {} boot MSRs",
+                regs::BOOT_MSR_COUNT
+            ));
+        }
+        regs::setup_lapic_lint(&vcpu, index)?;
+        if index == 0 {
+            regs::setup_boot_registers(&vcpu, index, entry)?;
+        }
+        vcpus.push((index, vcpu));
+    }
+    Ok(vcpus)
+}
+
 /// A created VM, not yet running. Owns the KVM descriptors, guest memory and devices.
 pub struct Vm {
     _kvm: Kvm,
@@ -350,94 +463,15 @@ impl Vm {
             ..Default::default()
         };
         vm_fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
-        // Where guest RAM lives in this process (to find it in `/proc/PID/smaps`).
-        let mut guest_ram_host_addr = 0;
-        for (slot, region) in (0u32..).zip(mem.iter()) {
-            let host = mem
-                .get_host_address(region.start_addr())
-                .map_err(|e| VmError::GuestMemory {
-                    memory_mib: config.memory_mib,
-                    reason: e.to_string(),
-                })? as u64;
-            if region.start_addr() == GuestAddress(layout::RAM_START) {
-                guest_ram_host_addr = host;
-            }
-            let region_desc = kvm_userspace_memory_region {
-                slot,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host,
-                flags: 0,
-            };
-            // SAFETY: the region is a live mapping owned by `mem`, which the returned `Vm` keeps for
-            // as long as the VM file descriptor (and thus the slot) exists.
-            unsafe { vm_fd.set_user_memory_region(region_desc) }
-                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-        }
+        // SAFETY: the returned `Vm` keeps `mem` for as long as `vm_fd` (and thus the slots) exists.
+        let guest_ram_host_addr = unsafe { register_memory(&vm_fd, &mem, config.memory_mib) }?;
         let entry = guest_image.join().map_err(|_| VmError::KernelLoad {
             path: kernel.path.clone(),
             reason: "the kernel loader thread panicked".into(),
         })??;
 
-        // Each irqfd is owned by the device that raises it (the devices live as long as the VM).
-        let new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
-            let fd = EventFd::new(EFD_NONBLOCK).map_err(|source| VmError::EventFd { what, source })?;
-            vm_fd.register_irqfd(&fd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
-            Ok(Arc::new(fd))
-        };
-        let mut pio = Bus::new();
-        let serial_irq = new_irq("serial", layout::SERIAL_IRQ)?;
-        let serial = SerialConsole::new(serial_irq, config.console, observer.clone());
-        pio.insert(
-            u64::from(layout::SERIAL_PORT_BASE),
-            u64::from(layout::SERIAL_PORT_LEN),
-            Arc::new(Mutex::new(serial)),
-        )?;
-        pio.insert(
-            u64::from(layout::I8042_DATA_PORT),
-            i8042::PORT_RANGE_LEN,
-            Arc::new(Mutex::new(I8042::default())),
-        )?;
-        pio.insert(
-            u64::from(layout::BOOT_TIMER_PORT),
-            1,
-            Arc::new(Mutex::new(BootTimer::new(observer.clone()))),
-        )?;
-        let mut mmio = Bus::new();
-        for (index, block) in disks.into_iter().enumerate() {
-            let irq = new_irq("virtio-blk", layout::virtio_mmio_irq(index))?;
-            let transport = MmioTransport::new(Box::new(block), mem.clone(), irq, observer.clone());
-            mmio.insert(
-                layout::virtio_mmio_base(index),
-                layout::VIRTIO_MMIO_DEVICE_BYTES,
-                Arc::new(Mutex::new(transport)),
-            )?;
-        }
-
-        let supported = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-        let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
-        for index in 0..config.vcpus {
-            let vcpu = vm_fd
-                .create_vcpu(u64::from(index))
-                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
-            let mut cpuid = supported.clone();
-            cpuid::patch_for_vcpu(&mut cpuid, index, config.vcpus);
-            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
-            let accepted = regs::setup_fpu_and_msrs(&vcpu, index)?;
-            if accepted < regs::BOOT_MSR_COUNT {
-                observer.warning(&format!(
-                    "vCPU {index}: KVM accepted {accepted} of {} boot MSRs",
-                    regs::BOOT_MSR_COUNT
-                ));
-            }
-            regs::setup_lapic_lint(&vcpu, index)?;
-            if index == 0 {
-                regs::setup_boot_registers(&vcpu, index, entry)?;
-            }
-            vcpus.push((index, vcpu));
-        }
+        let (pio, mmio) = build_buses(&vm_fd, &mem, config.console, disks, &observer)?;
+        let vcpus = create_vcpus(&kvm, &vm_fd, config.vcpus, entry, observer.as_ref())?;
 
         let (exit_tx, exit_rx) = mpsc::channel();
         let shared = Arc::new(VcpuShared {
