@@ -29,7 +29,9 @@ use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
 use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
+use crate::metrics::{CGROUP_MEMORY_BYTES, RUNTIME_PSS_BYTES, START_TO_READY_MS};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "runc";
 /// Where bundles (config.json, overlay rootfs, upper/work dirs, stderr log) live, one dir per instance.
@@ -113,6 +115,10 @@ impl RuncBackend {
 impl Backend for RuncBackend {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::host_kernel(IsolationKind::OciRuntime)
     }
 
     fn check_host(&self) -> Result<(), Unavailable> {
@@ -245,7 +251,7 @@ impl Backend for RuncBackend {
                     Ok(Some(ProtocolLine::Ready { .. })) => {
                         instance
                             .phases
-                            .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                            .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
                         return Ok(Box::new(instance));
                     }
                     Ok(Some(ProtocolLine::Error(text))) => {
@@ -517,7 +523,7 @@ impl Instance for RuncInstance {
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
             extra.push((
-                "cgroup_memory_bytes".to_string(),
+                CGROUP_MEMORY_BYTES.to_string(),
                 probe::cgroup_memory_bytes(first).map_err(probe_err)?,
             ));
         }
@@ -526,7 +532,7 @@ impl Instance for RuncInstance {
             #[allow(clippy::cast_possible_wrap)]
             let runc_pid = child.id() as i32;
             extra.push((
-                "runtime_pss_bytes".to_string(),
+                RUNTIME_PSS_BYTES.to_string(),
                 probe::pss_bytes(&[runc_pid]).map_err(probe_err)?,
             ));
         }
