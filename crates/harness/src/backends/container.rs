@@ -389,14 +389,13 @@ mod tests {
         }
 
         fn setup() -> Option<Setup> {
-            if !nix::unistd::geteuid().is_root() {
-                println!("skipped: needs root");
+            if testkit::skip_unless_root("namespaces, mounts, cgroups") {
                 return None;
             }
             let bin = match rootfs::locate_binary(rootfs::WORKLOAD_BIN) {
                 Ok(b) => b,
                 Err(e) => {
-                    println!("skipped: {e}");
+                    testkit::skip(testkit::Requirement::Binaries, e);
                     return None;
                 }
             };
@@ -507,7 +506,7 @@ mod tests {
             let testproc = match rootfs::locate_binary("cvbench-testproc") {
                 Ok(p) => p,
                 Err(e) => {
-                    println!("skipped: {e}");
+                    testkit::skip(testkit::Requirement::Binaries, e);
                     return None;
                 }
             };

@@ -773,19 +773,26 @@ Pss:                   8 kB
         assert!(run.path().join("cvbench-microvm-idle-2-0").exists());
     }
 
-    fn kvm_skip_reason() -> Option<String> {
+    /// `true` (after a counted skip) when the probe guest cannot run here: no usable `/dev/kvm` or
+    /// no VMM binary.
+    fn skip_without_kvm_and_vmm() -> bool {
         if let Err(e) = microvm::builder::open_kvm() {
-            return Some(e.to_string());
+            testkit::skip(testkit::Requirement::Kvm, e);
+            return true;
         }
-        rootfs::locate_binary(VMM_BIN)
-            .err()
-            .map(|e| format!("{e} (build it: cargo build --workspace --bins)"))
+        if let Err(e) = rootfs::locate_binary(VMM_BIN) {
+            testkit::skip(
+                testkit::Requirement::Binaries,
+                format!("{e} (build it: cargo build --workspace --bins)"),
+            );
+            return true;
+        }
+        false
     }
 
     #[test]
     fn a_guest_that_dies_before_ready_is_reported_with_its_console_lines_and_cleaned_up() {
-        if let Some(reason) = kvm_skip_reason() {
-            println!("skipped: {reason}");
+        if skip_without_kvm_and_vmm() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -821,8 +828,7 @@ Pss:                   8 kB
 
     #[test]
     fn probe_guest_launches_with_all_phases_memory_and_disk_figures_then_cleans_up() {
-        if let Some(reason) = kvm_skip_reason() {
-            println!("skipped: {reason}");
+        if skip_without_kvm_and_vmm() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -922,20 +928,21 @@ Pss:                   8 kB
     #[test]
     fn linux_guest_reaches_ready_on_hardware_kvm() {
         if let Err(reason) = hardware_kvm() {
-            println!("skipped: {reason}");
+            testkit::skip(testkit::Requirement::HardwareKvm, reason);
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
         let mut backend = MicrovmBackend::new(GuestKind::Linux);
         backend.run_dir = tmp.path().join("run");
         if let Err(u) = backend.check_host() {
-            println!("skipped: {u}");
+            // With hardware KVM present, what is left to lack is the built kernel (or guest init).
+            testkit::skip(testkit::Requirement::GuestKernel, u);
             return;
         }
         let image = match rootfs::default_image(&backend.cache_root) {
             Ok(image) => image,
             Err(e) => {
-                println!("skipped: no image: {e}");
+                testkit::skip(testkit::Requirement::Binaries, format!("no image: {e}"));
                 return;
             }
         };

@@ -327,7 +327,9 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
 
     let mut resources = LinuxResourcesBuilder::default().devices(Vec::new());
     if let Some(limit) = spec.memory_limit_bytes {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).map_err(|_| {
+            oci_spec::OciSpecError::Other(format!("memory limit {limit} bytes exceeds OCI's i64"))
+        })?;
         resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
     }
     if let Some(cpus) = spec.cpu_limit {
@@ -341,7 +343,8 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
         );
     }
     if let Some(pids) = spec.pids_limit {
-        let pids = i64::try_from(pids).unwrap_or(i64::MAX);
+        let pids = i64::try_from(pids)
+            .map_err(|_| oci_spec::OciSpecError::Other(format!("pids limit {pids} exceeds OCI's i64")))?;
         resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
     }
     linux.set_resources(Some(resources.build()?));
@@ -531,7 +534,9 @@ impl Instance for RuncInstance {
             ));
         }
         if let Some(child) = &self.child {
-            let runc_pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+            // Linux pids are below pid_max (at most 2^22): the cast is lossless.
+            #[allow(clippy::cast_possible_wrap)]
+            let runc_pid = child.id() as i32;
             extra.push((
                 RUNTIME_PSS_BYTES.to_string(),
                 probe::pss_bytes(&[runc_pid]).map_err(probe_err)?,
