@@ -439,6 +439,9 @@ impl Backend for MicrovmBackend {
             ("kvm".to_string(), kvm.to_string()),
             ("guest".to_string(), self.guest.as_str().to_string()),
             ("vcpus".to_string(), self.vcpus.to_string()),
+            // cvbench-vmm filters its VMM and vCPU threads with seccomp unless --no-seccomp, which
+            // this backend never passes.
+            ("vmm_seccomp".to_string(), "on".to_string()),
         ];
         if kvm == "pvm" {
             labels.push(("emulated".to_string(), "true".to_string()));
