@@ -59,7 +59,7 @@ mod tests {
     }
 
     #[test]
-    fn some_failed_runs_are_recorded_and_the_run_still_succeeds() {
+    fn some_failed_runs_are_recorded_and_the_run_exits_1_naming_the_cell() {
         let img = image();
         let json = img.path().join("out.json");
         bench()
@@ -80,8 +80,12 @@ mod tests {
             .arg("--image")
             .arg(img.path())
             .assert()
-            .success()
-            .stderr(predicate::str::contains("run 2/3 failed"));
+            .code(1)
+            .stdout(predicate::str::contains("mock · idle · 1 measured runs"))
+            .stderr(predicate::str::contains("run 2/3 failed"))
+            .stderr(predicate::str::contains(
+                "bench: runs failed in 1 of 1 cells: mock/idle (2 failures, 1 measured runs",
+            ));
         let f = harness::results::ResultsFile::read(&json).unwrap();
         assert_eq!(f.benchmarks[0].failures.len(), 2);
         assert_eq!(f.benchmarks[0].runs.len(), 1);
@@ -256,12 +260,7 @@ mod tests {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // The results file appears after the first run.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !json.exists() && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(json.exists(), "no results file after the first run");
+        wait_for_a_run(&json);
         let status = std::process::Command::new("kill")
             .args(["-INT", &child.id().to_string()])
             .status()
@@ -274,5 +273,76 @@ mod tests {
         assert!(f.partial);
         let runs = f.benchmarks[0].runs.len();
         assert!((1..100_000).contains(&runs), "{runs}");
+    }
+
+    /// Waits until the results file at `json` holds at least one run.
+    fn wait_for_a_run(json: &std::path::Path) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            let runs = harness::results::ResultsFile::read(json)
+                .ok()
+                .and_then(|f| f.benchmarks.first().map(|c| c.runs.len()))
+                .unwrap_or(0);
+            if runs > 0 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no run in {} after 30 s", json.display());
+    }
+
+    /// `bench run --backend mock` of many slow runs, writing `json`.
+    fn endless_run(json: &std::path::Path, image: &std::path::Path) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("bench"))
+            .env("CVBENCH_MOCK", "launch-sleep-ms=20")
+            .args([
+                "run",
+                "--backend",
+                "mock",
+                "--workload",
+                "idle",
+                "--runs",
+                "100000",
+                "--warmup",
+                "0",
+            ])
+            .arg("--json")
+            .arg(json)
+            .arg("--image")
+            .arg(image)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn sigterm_stops_cleanly_and_exits_143() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("r.json");
+        let mut child = endless_run(&json, dir.path());
+        wait_for_a_run(&json);
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(child.wait().unwrap().code(), Some(143));
+        assert!(harness::results::ResultsFile::read(&json).unwrap().partial);
+    }
+
+    #[test]
+    fn a_results_file_read_mid_run_or_after_sigkill_says_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("r.json");
+        let mut child = endless_run(&json, dir.path());
+        wait_for_a_run(&json);
+        // Mid-run.
+        assert!(harness::results::ResultsFile::read(&json).unwrap().partial);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let f = harness::results::ResultsFile::read(&json).unwrap();
+        assert!(f.partial, "a killed run's file must not claim to be complete");
+        assert!(!f.benchmarks[0].runs.is_empty());
     }
 }
