@@ -342,13 +342,7 @@ impl CheckReport {
                 }
                 Verdict::Regression => "**regression**".to_string(),
                 v @ (Verdict::Missing | Verdict::Skipped | Verdict::Failed) => match &r.note {
-                    Some(note) => format!(
-                        "**{v} in current**: {}",
-                        note.split_whitespace()
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                            .replace('|', "\\|")
-                    ),
+                    Some(note) => format!("**{v} in current**: {}", table_note(note)),
                     None => format!("**{v} in current**"),
                 },
                 v => v.to_string(),
@@ -370,6 +364,19 @@ impl CheckReport {
         }
         s
     }
+}
+
+/// Longest note shown in a table cell (the results file keeps the whole error).
+const NOTE_CHARS: usize = 160;
+
+/// A skip reason or error as one table cell: one line, `|` escaped, at most [`NOTE_CHARS`] characters.
+fn table_note(note: &str) -> String {
+    let line = note.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = line.chars().take(NOTE_CHARS).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    cut.replace('|', "\\|")
 }
 
 fn pct(x: f64) -> String {
