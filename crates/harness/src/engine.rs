@@ -373,22 +373,72 @@ fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// [`Mode::Runs`]; returns whether a stop request ended it.
-fn run_rounds(
-    plan: &Plan<'_>,
-    opts: &RunOptions,
-    budget: Option<Budget>,
+/// What every step of a plan shares: the observer, the give-up policy and the progress counters.
+struct Pace<'o> {
+    observer: &'o mut dyn Observer,
+    policy: GiveUpState,
+    /// Steps done.
+    step: u32,
+    /// Steps planned; shrinks when a backend is given up or a budget or a curve ends early.
+    total_steps: u32,
+}
+
+impl<'o> Pace<'o> {
+    fn new(observer: &'o mut dyn Observer, mode: &Mode, backends: usize, total_steps: u32) -> Self {
+        Pace {
+            observer,
+            policy: GiveUpState::new(mode.give_up_after(), backends),
+            step: 0,
+            total_steps,
+        }
+    }
+
+    /// Whether to stop now; announces the stop.
+    fn stop_requested(&mut self) -> bool {
+        let stop = self.observer.should_stop();
+        if stop {
+            self.observer.event(&Event::Stopped {
+                completed: self.step,
+                total_steps: self.total_steps,
+            });
+        }
+        stop
+    }
+
+    fn step_at(&self, lane: &Lane<'_>, workload: &str, round: u32, rounds: u32, warmup: bool) -> Step {
+        Step {
+            backend: lane.name(),
+            workload: workload.to_string(),
+            round,
+            rounds,
+            warmup,
+            step: self.step,
+            total_steps: self.total_steps,
+        }
+    }
+
+    fn gave_up(&mut self, backend: String, workload: &str, reason: String, steps_dropped: u32) {
+        self.total_steps = self.total_steps.saturating_sub(steps_dropped);
+        self.observer.event(&Event::GaveUp {
+            backend,
+            workload: workload.to_string(),
+            reason,
+            total_steps: self.total_steps,
+        });
+    }
+}
+
+/// Sets every backend of a [`Mode::Runs`] plan up and pushes its cells (backend-major: the cell of
+/// backend `b` for workload `w` is `base + b * workloads + w`).
+fn set_up_cells<'a>(
+    plan: &Plan<'a>,
     results: &mut ResultsFile,
     observer: &mut dyn Observer,
-) -> bool {
-    let started = Instant::now();
-    let workloads = &plan.workloads;
+) -> Vec<Lane<'a>> {
     let mut lanes = Vec::new();
-    // Set-up, once per backend; cells pushed backend-major.
-    let base = results.benchmarks.len();
     for backend in &plan.backends {
-        let lane = set_up(*backend, workloads, plan.image_dir, observer);
-        for (w, spec) in workloads.iter().enumerate() {
+        let lane = set_up(*backend, &plan.workloads, plan.image_dir, observer);
+        for (w, spec) in plan.workloads.iter().enumerate() {
             let mut cell = BenchmarkResult::new(backend.name(), spec, lane.labels.clone());
             match (&lane.setup, &lane.unsupported[w]) {
                 (Setup::Skipped(reason), _) | (Setup::Ready(_), Some(reason)) => {
@@ -405,80 +455,73 @@ fn run_rounds(
         lanes.push(lane);
         observer.updated(results);
     }
-    let cell_index = |b: usize, w: usize| base + b * workloads.len() + w;
+    lanes
+}
+
+/// [`Mode::Runs`]; returns whether a stop request ended it.
+fn run_rounds(
+    plan: &Plan<'_>,
+    opts: &RunOptions,
+    budget: Option<Budget>,
+    results: &mut ResultsFile,
+    observer: &mut dyn Observer,
+) -> bool {
+    let started = Instant::now();
+    let workloads = plan.workloads.len();
+    let base = results.benchmarks.len();
+    let lanes = set_up_cells(plan, results, observer);
+    let cell_index = |b: usize, w: usize| base + b * workloads + w;
     let rounds = opts.warmup.saturating_add(opts.runs);
     // Cells that cannot run take no rounds: counted out from the start, so the progress total only
     // shrinks for what could not be foreseen.
-    let runnable = lanes
+    let runnable: usize = lanes
         .iter()
-        .map(|lane| (0..workloads.len()).filter(|&w| lane.runs(w)).count())
+        .map(|l| (0..workloads).filter(|&w| l.runs(w)).count())
         .sum();
-    let mut total_steps = count(runnable).saturating_mul(rounds);
-    let mut step = 0u32;
-    let mut policy = GiveUpState::new(
-        Mode::Runs {
-            opts: opts.clone(),
-            budget,
-        }
-        .give_up_after(),
+    let mut pace = Pace::new(
+        observer,
+        &plan.mode,
         lanes.len(),
+        count(runnable).saturating_mul(rounds),
     );
     let active: Vec<usize> = (0..lanes.len())
         .filter(|&b| matches!(lanes[b].setup, Setup::Ready(_)))
         .collect();
-    for (w, spec) in workloads.iter().enumerate() {
+    for (w, spec) in plan.workloads.iter().enumerate() {
         let workload_started = Instant::now();
-        let workload_name = spec.kind().name().to_string();
-        policy.next_workload();
+        let workload = spec.kind().name();
+        pace.policy.next_workload();
+        // Backends that take no (further) part in this workload.
         let mut out = vec![true; lanes.len()];
-        for &b in &active {
-            if !lanes[b].runs(w) {
-                continue;
-            }
-            if let Some(why) = &policy.abandoned[b] {
-                total_steps = total_steps.saturating_sub(rounds);
-                let error = format!("not run: {why}");
-                results.benchmarks[cell_index(b, w)].failures.push(RunFailure {
-                    index: 0,
-                    error: error.clone(),
-                });
-                observer.event(&Event::GaveUp {
-                    backend: lanes[b].name(),
-                    workload: workload_name.clone(),
-                    reason: error,
-                    total_steps,
-                });
-            } else {
-                out[b] = false;
+        for &b in active.iter().filter(|&&b| lanes[b].runs(w)) {
+            match pace.policy.abandoned[b].clone() {
+                Some(why) => {
+                    let error = format!("not run: {why}");
+                    results.benchmarks[cell_index(b, w)].failures.push(RunFailure {
+                        index: 0,
+                        error: error.clone(),
+                    });
+                    pace.gave_up(lanes[b].name(), workload, error, rounds);
+                }
+                None => out[b] = false,
             }
         }
-        let share = budget.map(|b| {
-            let left = b.total.saturating_sub(started.elapsed());
-            left / count(workloads.len() - w).max(1)
-        });
+        let share = budget.map(|b| b.total.saturating_sub(started.elapsed()) / count(workloads - w).max(1));
         for round in 0..rounds {
             let warmup = round < opts.warmup;
-            if let (Some(b), Some(share)) = (budget, share) {
-                let measured = round.saturating_sub(opts.warmup);
-                let spent = workload_started.elapsed();
-                let per_round = if round == 0 { Duration::ZERO } else { spent / round };
-                if !warmup && measured >= b.min_runs.max(1) && spent + per_round > share {
-                    let still_running = count(active.iter().filter(|&&b| !out[b]).count());
-                    total_steps = total_steps.saturating_sub((rounds - round).saturating_mul(still_running));
-                    observer.event(&Event::BudgetReached {
-                        workload: workload_name.clone(),
-                        measured_runs: measured,
-                        total_steps,
-                    });
-                    break;
-                }
+            if let Some(measured) = over_budget(budget, share, opts, round, workload_started.elapsed()) {
+                let still_running = count(out.iter().filter(|&&o| !o).count());
+                let dropped = (rounds - round).saturating_mul(still_running);
+                pace.total_steps = pace.total_steps.saturating_sub(dropped);
+                pace.observer.event(&Event::BudgetReached {
+                    workload: workload.to_string(),
+                    measured_runs: measured,
+                    total_steps: pace.total_steps,
+                });
+                break;
             }
             for k in 0..active.len() {
-                if observer.should_stop() {
-                    observer.event(&Event::Stopped {
-                        completed: step,
-                        total_steps,
-                    });
+                if pace.stop_requested() {
                     return true;
                 }
                 // Rotate who goes first each round.
@@ -486,43 +529,63 @@ fn run_rounds(
                 if out[b] {
                     continue;
                 }
-                let backend = lanes[b].backend;
-                let at = Step {
-                    backend: lanes[b].name(),
-                    workload: workload_name.clone(),
-                    round,
-                    rounds,
-                    warmup,
-                    step,
-                    total_steps,
-                };
-                observer.event(&Event::RunStarted(at.clone()));
+                let at = pace.step_at(&lanes[b], workload, round, rounds, warmup);
                 let cell = &mut results.benchmarks[cell_index(b, w)];
-                let error = run_into(backend, plan.image_dir, spec, opts, cell, round, warmup);
-                let give_up = policy.record(b, error.is_some(), backend.name(), &workload_name);
-                if let Some(reason) = &give_up {
-                    out[b] = true;
-                    cell.failures.push(RunFailure {
-                        index: round,
-                        error: reason.clone(),
-                    });
-                }
-                observer.event(&Event::RunFinished { step: at, error });
-                step += 1;
-                if let Some(reason) = give_up {
-                    total_steps = total_steps.saturating_sub(rounds - round - 1);
-                    observer.event(&Event::GaveUp {
-                        backend: backend.name().to_string(),
-                        workload: workload_name.clone(),
-                        reason,
-                        total_steps,
-                    });
-                }
-                observer.updated(results);
+                out[b] = run_step(&mut pace, plan, opts, (b, lanes[b].backend), spec, at, cell);
+                pace.observer.updated(results);
             }
         }
     }
     false
+}
+
+/// Whether the budget ends a workload before `round`, having spent `spent` on it against its `share`:
+/// the measured rounds so far when it does (never before the budget's minimum, never in warm-ups).
+fn over_budget(
+    budget: Option<Budget>,
+    share: Option<Duration>,
+    opts: &RunOptions,
+    round: u32,
+    spent: Duration,
+) -> Option<u32> {
+    let (budget, share) = (budget?, share?);
+    let measured = round.checked_sub(opts.warmup)?;
+    let per_round = if round == 0 { Duration::ZERO } else { spent / round };
+    (measured >= budget.min_runs.max(1) && spent + per_round > share).then_some(measured)
+}
+
+/// One run of backend `b` into `cell`; returns whether the backend is given up for this workload.
+fn run_step(
+    pace: &mut Pace<'_>,
+    plan: &Plan<'_>,
+    opts: &RunOptions,
+    (b, backend): (usize, &dyn Backend),
+    spec: &WorkloadSpec,
+    at: Step,
+    cell: &mut BenchmarkResult,
+) -> bool {
+    pace.observer.event(&Event::RunStarted(at.clone()));
+    let (round, warmup) = (at.round, at.warmup);
+    let error = run_into(backend, plan.image_dir, spec, opts, cell, round, warmup);
+    let give_up = pace
+        .policy
+        .record(b, error.is_some(), backend.name(), &at.workload);
+    if let Some(reason) = &give_up {
+        cell.failures.push(RunFailure {
+            index: round,
+            error: reason.clone(),
+        });
+    }
+    let (rounds, workload) = (at.rounds, at.workload.clone());
+    pace.observer.event(&Event::RunFinished { step: at, error });
+    pace.step += 1;
+    match give_up {
+        Some(reason) => {
+            pace.gave_up(backend.name().to_string(), &workload, reason, rounds - round - 1);
+            true
+        }
+        None => false,
+    }
 }
 
 /// [`Mode::Density`]: one curve per backend × workload, one after the other; returns whether a stop
@@ -535,110 +598,108 @@ fn grow_curves(
 ) -> bool {
     let max = opts.max_instances;
     let curves = plan.backends.len().saturating_mul(plan.workloads.len());
-    let mut total_steps = count(curves).saturating_mul(max);
-    let mut step = 0u32;
-    let mut policy = GiveUpState::new(Mode::Density(opts.clone()).give_up_after(), plan.backends.len());
-    let mut stopped = false;
+    let mut pace = Pace::new(
+        observer,
+        &plan.mode,
+        plan.backends.len(),
+        count(curves).saturating_mul(max),
+    );
     for (b, backend) in plan.backends.iter().enumerate() {
-        if stopped {
-            break;
-        }
-        let lane = set_up(*backend, &plan.workloads, plan.image_dir, observer);
+        let lane = set_up(*backend, &plan.workloads, plan.image_dir, pace.observer);
         for (w, spec) in plan.workloads.iter().enumerate() {
-            policy.next_workload();
-            let mut curve = DensityResult {
-                backend: lane.name(),
-                workload: spec.kind().name().to_string(),
-                labels: lane.labels.clone(),
-                points: Vec::new(),
-                stop_reason: String::new(),
-                instances_per_gib: None,
-            };
-            let not_run = match (&lane.setup, &lane.unsupported[w], &policy.abandoned[b]) {
+            pace.policy.next_workload();
+            let not_run = match (&lane.setup, &lane.unsupported[w], &pace.policy.abandoned[b]) {
                 (Setup::Skipped(reason), _, _) | (_, Some(reason), _) => Some(format!("skipped: {reason}")),
                 (Setup::PrepareFailed(error), _, _) => Some(error.clone()),
                 (Setup::Ready(_), None, Some(why)) => Some(format!("not run: {why}")),
                 (Setup::Ready(_), None, None) => None,
             };
-            results.density.push(curve.clone());
-            let at = results.density.len() - 1;
-            if let Some(reason) = not_run {
-                total_steps = total_steps.saturating_sub(max);
-                curve.stop_reason = reason;
-                results.density[at] = curve;
-                observer.updated(results);
-                continue;
-            }
-            observer.updated(results);
-            if stopped {
-                results.density[at].stop_reason = "interrupted".to_string();
-                continue;
-            }
-            let mut fleet = DensityRun::new(lane.backend, plan.image_dir, spec, opts);
-            let mut stop_reason = format!("max: {max} instances");
-            for index in 0..max {
-                if observer.should_stop() {
-                    observer.event(&Event::Stopped {
-                        completed: step,
-                        total_steps,
-                    });
-                    stopped = true;
-                    stop_reason = "interrupted".to_string();
-                    break;
-                }
-                if let Some(full) = fleet.host_full() {
-                    stop_reason = full;
-                    break;
-                }
-                let this = Step {
-                    backend: lane.name(),
-                    workload: curve.workload.clone(),
-                    round: index,
-                    rounds: max,
-                    warmup: false,
-                    step,
-                    total_steps,
-                };
-                observer.event(&Event::RunStarted(this.clone()));
-                let outcome = fleet.add_instance(index);
-                step += 1;
-                let error = outcome.as_ref().err().cloned();
-                observer.event(&Event::RunFinished { step: this, error });
-                match outcome {
-                    Ok(point) => {
-                        policy.record(b, false, backend.name(), &curve.workload);
-                        observer.event(&Event::Point {
-                            backend: lane.name(),
-                            point: point.clone(),
-                        });
-                        results.density[at].points.push(point);
-                        observer.updated(results);
-                    }
-                    Err(error) => {
-                        if policy.record(b, true, backend.name(), &curve.workload).is_some() {
-                            stop_reason = error;
-                            break;
-                        }
-                    }
-                }
-            }
-            let done = count(results.density[at].points.len());
-            total_steps = total_steps.saturating_sub(max.saturating_sub(done));
-            observer.event(&Event::TearingDown {
+            results.density.push(DensityResult {
                 backend: lane.name(),
-                running: count(fleet.running()),
-                reason: stop_reason.clone(),
+                workload: spec.kind().name().to_string(),
+                labels: lane.labels.clone(),
+                points: Vec::new(),
+                stop_reason: not_run.clone().unwrap_or_default(),
+                instances_per_gib: None,
             });
-            let errors = fleet.tear_down();
-            if !errors.is_empty() {
-                stop_reason = format!("{stop_reason}; teardown failed: {}", errors.join("; "));
+            pace.observer.updated(results);
+            if not_run.is_some() {
+                pace.total_steps = pace.total_steps.saturating_sub(max);
+                continue;
             }
-            let cell = &mut results.density[at];
-            cell.stop_reason = stop_reason;
-            cell.instances_per_gib = cell.points.last().and_then(density::instances_per_gib);
-            observer.updated(results);
+            let at = results.density.len() - 1;
+            if grow_curve(&mut pace, plan, opts, (b, &lane), spec, results, at) {
+                return true;
+            }
         }
     }
+    false
+}
+
+/// Grows curve `at` of `results.density` until it ends, then tears its fleet down; returns whether a
+/// stop request ended it.
+fn grow_curve(
+    pace: &mut Pace<'_>,
+    plan: &Plan<'_>,
+    opts: &DensityOptions,
+    (b, lane): (usize, &Lane<'_>),
+    spec: &WorkloadSpec,
+    results: &mut ResultsFile,
+    at: usize,
+) -> bool {
+    let max = opts.max_instances;
+    let workload = spec.kind().name();
+    let mut fleet = DensityRun::new(lane.backend, plan.image_dir, spec, opts);
+    let mut stop_reason = format!("max: {max} instances");
+    let mut stopped = false;
+    for index in 0..max {
+        if pace.stop_requested() {
+            stopped = true;
+            stop_reason = "interrupted".to_string();
+            break;
+        }
+        if let Some(full) = fleet.host_full() {
+            stop_reason = full;
+            break;
+        }
+        let this = pace.step_at(lane, workload, index, max, false);
+        pace.observer.event(&Event::RunStarted(this.clone()));
+        let outcome = fleet.add_instance(index);
+        pace.step += 1;
+        let error = outcome.as_ref().err().cloned();
+        pace.observer.event(&Event::RunFinished { step: this, error });
+        let give_up = pace.policy.record(b, outcome.is_err(), &lane.name(), workload);
+        match outcome {
+            Ok(point) => {
+                pace.observer.event(&Event::Point {
+                    backend: lane.name(),
+                    point: point.clone(),
+                });
+                results.density[at].points.push(point);
+                pace.observer.updated(results);
+            }
+            Err(error) if give_up.is_some() => {
+                stop_reason = error;
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let done = count(results.density[at].points.len());
+    pace.total_steps = pace.total_steps.saturating_sub(max.saturating_sub(done));
+    pace.observer.event(&Event::TearingDown {
+        backend: lane.name(),
+        running: count(fleet.running()),
+        reason: stop_reason.clone(),
+    });
+    let errors = fleet.tear_down();
+    if !errors.is_empty() {
+        stop_reason = format!("{stop_reason}; teardown failed: {}", errors.join("; "));
+    }
+    let curve = &mut results.density[at];
+    curve.stop_reason = stop_reason;
+    curve.instances_per_gib = curve.points.last().and_then(density::instances_per_gib);
+    pace.observer.updated(results);
     stopped
 }
 
