@@ -409,15 +409,17 @@ mod tests {
 
     #[test]
     fn a_full_disk_leaves_a_results_file_that_says_partial() {
-        if !nix_is_root() {
-            println!("skipped: mounting a small tmpfs needs root");
+        if testkit::skip_unless_root("mounting a small tmpfs") {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
         let full = dir.path().join("full");
         std::fs::create_dir(&full).unwrap();
         let Some(disk) = TinyDisk::mount(&full, "12k") else {
-            println!("skipped: cannot mount a tmpfs here");
+            testkit::skip(
+                testkit::Requirement::HostFeature("tmpfs"),
+                "cannot mount a tmpfs here",
+            );
             return;
         };
         let json = full.join("r.json");

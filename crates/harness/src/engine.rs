@@ -35,7 +35,7 @@ use workload::WorkloadSpec;
 
 use crate::backend::{Backend, SharedImage};
 use crate::density::{self, DensityOptions, DensityRun};
-use crate::results::{BenchmarkResult, DensityPoint, DensityResult, ResultsFile, RunFailure};
+use crate::results::{BenchmarkResult, DensityPoint, DensityResult, Isolation, ResultsFile, RunFailure};
 use crate::runner::{run_into, RunOptions};
 
 /// Failed runs in a row after which a backend is given up for a workload ([`Mode::Runs`]).
@@ -230,6 +230,9 @@ enum Setup {
 /// A backend after set-up, with why each workload cannot run (`None`: it can).
 struct Lane<'a> {
     backend: &'a dyn Backend,
+    /// What the backend declares it is (recorded also for a skipped backend: a declaration, not a
+    /// probe).
+    isolation: Isolation,
     setup: Setup,
     labels: BTreeMap<String, String>,
     unsupported: Vec<Option<String>>,
@@ -261,6 +264,7 @@ fn set_up<'a>(
         });
         return Lane {
             backend,
+            isolation: backend.isolation(),
             setup: Setup::Skipped(unavailable.reason),
             labels: BTreeMap::new(),
             unsupported: vec![None; workloads.len()],
@@ -300,6 +304,7 @@ fn set_up<'a>(
     };
     Lane {
         backend,
+        isolation: backend.isolation(),
         setup,
         labels,
         unsupported,
@@ -439,7 +444,7 @@ fn set_up_cells<'a>(
     for backend in &plan.backends {
         let lane = set_up(*backend, &plan.workloads, plan.image_dir, observer);
         for (w, spec) in plan.workloads.iter().enumerate() {
-            let mut cell = BenchmarkResult::new(backend.name(), spec, lane.labels.clone());
+            let mut cell = BenchmarkResult::new(backend.name(), lane.isolation, spec, lane.labels.clone());
             match (&lane.setup, &lane.unsupported[w]) {
                 (Setup::Skipped(reason), _) | (Setup::Ready(_), Some(reason)) => {
                     cell.skipped = Some(reason.clone());
@@ -616,6 +621,7 @@ fn grow_curves(
             };
             results.density.push(DensityResult {
                 backend: lane.name(),
+                isolation: lane.isolation,
                 workload: spec.kind().name().to_string(),
                 labels: lane.labels.clone(),
                 points: Vec::new(),
@@ -763,6 +769,9 @@ mod tests {
         fn name(&self) -> &'static str {
             self.name
         }
+        fn isolation(&self) -> Isolation {
+            self.inner.isolation()
+        }
         fn check_host(&self) -> Result<(), Unavailable> {
             self.inner.check_host()
         }
@@ -839,7 +848,7 @@ mod tests {
         for cell in &r.benchmarks {
             assert_eq!(cell.runs.len(), 3);
             assert_eq!(cell.measured_runs(), 2);
-            assert_eq!(cell.summary["start_to_ready_ms"].n, 2);
+            assert_eq!(cell.summary[crate::metrics::START_TO_READY_MS].n, 2);
             assert_eq!(
                 cell.shared_image_bytes,
                 Some(MockConfig::default().shared_image_bytes)
@@ -858,6 +867,9 @@ mod tests {
         impl Backend for IdleOnly {
             fn name(&self) -> &'static str {
                 "idle-only"
+            }
+            fn isolation(&self) -> Isolation {
+                self.0.isolation()
             }
             fn check_host(&self) -> Result<(), Unavailable> {
                 self.0.check_host()
@@ -956,7 +968,7 @@ mod tests {
         let ran: Vec<_> = r.benchmarks.iter().filter(|c| c.skipped.is_none()).collect();
         assert!(ran.iter().all(|c| c.runs.len() == 2));
         assert_eq!(ran[1].workload, "oltp");
-        assert!(ran[1].summary.contains_key("workload.ops_per_s"));
+        assert!(ran[1].summary.contains_key(crate::metrics::WORKLOAD_OPS_PER_S));
     }
 
     #[test]
@@ -987,6 +999,9 @@ mod tests {
     impl Backend for Slow {
         fn name(&self) -> &'static str {
             "slow"
+        }
+        fn isolation(&self) -> Isolation {
+            Isolation::host_kernel(crate::results::IsolationKind::Container)
         }
         fn check_host(&self) -> Result<(), Unavailable> {
             Ok(())
@@ -1199,6 +1214,12 @@ mod tests {
     impl Backend for Nowhere {
         fn name(&self) -> &'static str {
             "nowhere"
+        }
+        fn isolation(&self) -> Isolation {
+            Isolation::vm(
+                crate::results::IsolationKind::MicroVm,
+                crate::results::KvmFlavour::Hardware,
+            )
         }
         fn check_host(&self) -> Result<(), Unavailable> {
             Err(Unavailable {

@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn writes_every_format_and_figure() {
         if !font_available() {
-            println!("skipped: no system TTF (install fonts-dejavu-core)");
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no system TTF (install fonts-dejavu-core)",
+            );
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");
@@ -123,7 +126,10 @@ mod tests {
     #[test]
     fn dark_theme_and_sizes_apply_and_empty_results_still_report() {
         if !font_available() {
-            println!("skipped: no system TTF (install fonts-dejavu-core)");
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no system TTF (install fonts-dejavu-core)",
+            );
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");
@@ -168,13 +174,6 @@ mod tests {
         assert!(md.contains("no backend could run"));
     }
 
-    fn is_root() -> bool {
-        std::fs::read_to_string("/proc/self/status")
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
-    }
-
     /// A tmpfs of `size` mounted at `dir`, unmounted on drop.
     struct TinyDisk<'a>(&'a Path);
 
@@ -198,18 +197,23 @@ mod tests {
     #[test]
     fn a_full_disk_leaves_no_truncated_chart_or_report() {
         if !font_available() {
-            println!("skipped: no system TTF (install fonts-dejavu-core)");
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no system TTF (install fonts-dejavu-core)",
+            );
             return;
         }
-        if !is_root() {
-            println!("skipped: mounting a small tmpfs needs root");
+        if testkit::skip_unless_root("mounting a small tmpfs") {
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let full = dir.path().join("full");
         std::fs::create_dir(&full).expect("mkdir");
         let Some(disk) = TinyDisk::mount(&full, "160k") else {
-            println!("skipped: cannot mount a tmpfs here");
+            testkit::skip(
+                testkit::Requirement::HostFeature("tmpfs"),
+                "cannot mount a tmpfs here",
+            );
             return;
         };
         let opts = ReportOptions {
