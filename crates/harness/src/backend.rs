@@ -61,16 +61,79 @@ impl PhaseMark {
     }
 }
 
+/// Where a backend's child process (the workload, runc, a VMM) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildState {
+    /// It was never spawned.
+    NotStarted,
+    /// It had not exited when last waited for.
+    Running,
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it (the raw number, so that real-time signals are kept too).
+    Signaled(i32),
+    /// Waiting for it failed.
+    Unknown(std::io::ErrorKind),
+}
+
+impl ChildState {
+    /// Exited with status 0.
+    pub fn success(self) -> bool {
+        self == ChildState::Exited(0)
+    }
+
+    /// It has not (yet) ended.
+    pub fn is_running(self) -> bool {
+        self == ChildState::Running
+    }
+}
+
+impl From<std::process::ExitStatus> for ChildState {
+    fn from(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ChildState::Exited(code),
+            (None, Some(signal)) => ChildState::Signaled(signal),
+            // `wait` reported a stop or continue; the child still exists.
+            (None, None) => ChildState::Running,
+        }
+    }
+}
+
+impl From<container::ExitStatus> for ChildState {
+    fn from(status: container::ExitStatus) -> Self {
+        match status {
+            container::ExitStatus::Exited(code) => ChildState::Exited(code),
+            container::ExitStatus::Signaled(signal) => ChildState::Signaled(signal as i32),
+        }
+    }
+}
+
+impl std::fmt::Display for ChildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildState::NotStarted => write!(f, "not started"),
+            ChildState::Running => write!(f, "still running"),
+            ChildState::Exited(code) => write!(f, "exit status {code}"),
+            ChildState::Signaled(signal) => match nix::sys::signal::Signal::try_from(*signal) {
+                Ok(name) => write!(f, "killed by {name}"),
+                Err(_) => write!(f, "killed by signal {signal}"),
+            },
+            ChildState::Unknown(kind) => write!(f, "unknown ({kind})"),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("backend unavailable on this host: {0}")]
     Unavailable(#[from] Unavailable),
     #[error("{backend}: failed to set up the instance: {reason}")]
     Setup { backend: String, reason: String },
-    #[error("{backend}: the workload exited before it was ready (status {status}); last output: {output}")]
+    #[error("{backend}: the workload exited before it was ready ({status}); last output: {output}")]
     ExitedBeforeReady {
         backend: String,
-        status: String,
+        status: ChildState,
         output: String,
     },
     #[error("{backend}: the workload was not ready after {timeout:?}; last output: {output}")]
@@ -81,6 +144,12 @@ pub enum BackendError {
     },
     #[error("{backend}: the workload failed: {reason}")]
     WorkloadFailed { backend: String, reason: String },
+    /// The workload printed a `CVBENCH` line that does not parse: the same error in every backend.
+    #[error("{backend}: the workload broke the protocol: {source}")]
+    Protocol {
+        backend: String,
+        source: workload::ProtocolError,
+    },
     #[error("{backend}: teardown failed: {reason}")]
     Teardown { backend: String, reason: String },
     #[error("{backend}: {context}: {source}")]

@@ -16,16 +16,17 @@ use std::time::{Duration, Instant};
 
 use ::container::{Container, ContainerConfig, ContainerDeps, CpuQuota, Limits, LineEvent, OutputLines};
 use workload::spec::WORKLOAD_PATH_IN_IMAGE;
-use workload::{parse_line, ProtocolLine, WorkloadResult};
+use workload::WorkloadResult;
 
+use super::lines::{self, Next, ReadySource};
+use super::process::{KILL_WAIT, STOP_GRACE};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
+    Unavailable,
 };
 use crate::probe;
 
 const NAME: &str = "container";
-/// How long an idle workload gets to exit after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The built-in runtime. State lives under `<state_root>/containers/` (default `/run/cvbench`).
 #[derive(Debug)]
@@ -61,6 +62,14 @@ impl ContainerBackend {
             .map_err(|reason| setup_err(format!("detecting the host's cgroups: {reason}")))
     }
 
+    /// Marks this process as a live harness for `bench cleanup` (see [`crate::rundir`]).
+    fn hold_run_lock(&self) -> Result<(), BackendError> {
+        crate::rundir::hold_shared(&self.state_root).map_err(BackendError::io(
+            NAME,
+            format!("locking {}", crate::rundir::lock_path(&self.state_root).display()),
+        ))
+    }
+
     fn config(&self, spec: &LaunchSpec) -> ContainerConfig {
         let mut args = vec![WORKLOAD_PATH_IN_IMAGE.to_string()];
         args.extend(spec.workload.to_args());
@@ -86,12 +95,14 @@ fn failed(reason: impl Into<String>) -> BackendError {
     }
 }
 
-/// Stdout and stderr tails on one line, for error messages.
+/// Stdout and stderr tails (each bounded and escaped) on one line, for error messages.
 fn output_tail(lines: &OutputLines, container: &Container) -> String {
-    let text = format!("{} {}", lines.tail(), container.stderr_tail());
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let start = one_line.char_indices().rev().nth(600).map_or(0, |(i, _)| i);
-    one_line[start..].to_string()
+    let (stdout, stderr) = (lines.tail(), container.stderr_tail());
+    match (stdout.is_empty(), stderr.is_empty()) {
+        (false, false) => format!("{stdout} | stderr: {stderr}"),
+        (true, false) => stderr,
+        _ => stdout,
+    }
 }
 
 impl Backend for ContainerBackend {
@@ -122,6 +133,7 @@ impl Backend for ContainerBackend {
             )));
         }
         self.deps()?;
+        self.hold_run_lock()?;
         let bytes = probe::allocated_bytes(image_dir).map_err(|e| setup_err(e.to_string()))?;
         Ok(SharedImage {
             bytes,
@@ -131,6 +143,7 @@ impl Backend for ContainerBackend {
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let deps = self.deps()?;
+        self.hold_run_lock()?;
         // Any early return drops `container`, which kills and removes everything it created.
         let mut container =
             Container::create(self.config(spec), deps).map_err(|e| setup_err(e.to_string()))?;
@@ -146,50 +159,77 @@ impl Backend for ContainerBackend {
         let stdout = container
             .take_stdout()
             .ok_or_else(|| setup_err("the workload's stdout was not captured"))?;
-        let mut lines = OutputLines::new(stdout);
-        let deadline = spec.request + spec.ready_timeout;
-        loop {
-            let event = lines.next_line(Some(deadline)).map_err(BackendError::io(
-                NAME,
-                format!("reading the stdout of {}", spec.instance_name),
-            ))?;
-            match event {
-                LineEvent::Line { text, at } => match parse_line(&text) {
-                    Ok(Some(ProtocolLine::Ready { .. })) => {
-                        phases.push(PhaseMark::new("start_to_ready_ms", spec.request, at));
-                        return Ok(Box::new(ContainerInstance {
-                            container: Some(container),
-                            lines,
-                            phases,
-                            exits_by_itself: spec.workload.exits_by_itself(),
-                        }));
-                    }
-                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
-                    Ok(Some(ProtocolLine::Result(_)) | None) => {}
-                    Err(e) => return Err(failed(e.to_string())),
-                },
-                LineEvent::Eof => {
-                    let status = match container.wait_timeout(Duration::from_secs(5)) {
-                        Ok(Some(s)) => s.to_string(),
-                        Ok(None) => "still running".to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    return Err(BackendError::ExitedBeforeReady {
-                        backend: NAME.into(),
-                        status,
-                        output: output_tail(&lines, &container),
-                    });
-                }
-                LineEvent::TimedOut => {
-                    return Err(BackendError::ReadyTimeout {
-                        backend: NAME.into(),
-                        timeout: spec.ready_timeout,
-                        output: output_tail(&lines, &container),
-                    })
-                }
-            }
+        let mut launching = Launching {
+            container,
+            lines: OutputLines::new(stdout),
+        };
+        let ready = lines::wait_ready(
+            &mut launching,
+            spec.request + spec.ready_timeout,
+            spec.ready_timeout,
+        )?;
+        phases.push(PhaseMark::new("start_to_ready_ms", spec.request, ready));
+        Ok(Box::new(ContainerInstance {
+            container: Some(launching.container),
+            lines: launching.lines,
+            phases,
+            exits_by_itself: spec.workload.exits_by_itself(),
+        }))
+    }
+}
+
+/// A container between start and READY.
+struct Launching {
+    container: Container,
+    lines: OutputLines,
+}
+
+impl ReadySource for Launching {
+    type Message = (Instant, String);
+
+    fn next(&mut self, deadline: Instant) -> Result<Next<Self::Message>, BackendError> {
+        let event = self.lines.next_line(Some(deadline)).map_err(BackendError::io(
+            NAME,
+            format!("reading the stdout of {}", self.container.name()),
+        ))?;
+        Ok(match event {
+            LineEvent::Line { text, at } => Next::Message((at, text)),
+            LineEvent::Eof => Next::Eof,
+            LineEvent::TimedOut => Next::Timeout,
+        })
+    }
+
+    fn on_message(&mut self, (at, line): Self::Message) -> Result<Option<Instant>, BackendError> {
+        Ok(super::line_before_ready(NAME, &line)?.then_some(at))
+    }
+
+    fn exited_before_ready(&mut self) -> BackendError {
+        let status = match self.container.wait_timeout(KILL_WAIT) {
+            Ok(Some(status)) => status.into(),
+            Ok(None) => ChildState::Running,
+            Err(e) => ChildState::Unknown(container_error_kind(&e)),
+        };
+        BackendError::ExitedBeforeReady {
+            backend: NAME.into(),
+            status,
+            output: output_tail(&self.lines, &self.container),
         }
     }
+
+    fn ready_timeout(&self, timeout: Duration) -> BackendError {
+        BackendError::ReadyTimeout {
+            backend: NAME.into(),
+            timeout,
+            output: output_tail(&self.lines, &self.container),
+        }
+    }
+}
+
+/// The I/O error kind behind a container error (`Other` when it has none).
+fn container_error_kind(e: &::container::ContainerError) -> std::io::ErrorKind {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map_or(std::io::ErrorKind::Other, std::io::Error::kind)
 }
 
 struct ContainerInstance {
@@ -259,12 +299,11 @@ impl Instance for ContainerInstance {
                 .next_line(Some(deadline))
                 .map_err(|e| failed(format!("reading the workload's stdout: {e}")))?;
             match event {
-                LineEvent::Line { text, .. } => match parse_line(&text) {
-                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
-                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
-                    Ok(_) => {}
-                    Err(e) => return Err(failed(e.to_string())),
-                },
+                LineEvent::Line { text, .. } => {
+                    if let Some(r) = super::line_after_ready(NAME, &text)? {
+                        result = Some(r);
+                    }
+                }
                 LineEvent::Eof => break,
                 LineEvent::TimedOut => return Err(failed(format!("no exit within {timeout:?} after READY"))),
             }
@@ -276,7 +315,7 @@ impl Instance for ContainerInstance {
             Some(s) => {
                 return Err(failed(format!(
                     "the workload ended with {s}: {}",
-                    container.stderr_tail().trim()
+                    container.stderr_tail()
                 )))
             }
             None => {
@@ -507,7 +546,7 @@ mod tests {
             let err = s.backend.launch(&launch).err().unwrap();
             match &err {
                 BackendError::ExitedBeforeReady { status, output, .. } => {
-                    assert_eq!(status, "exit status 2");
+                    assert_eq!(*status, ChildState::Exited(2));
                     assert!(output.contains("unknown subcommand"), "{output}");
                 }
                 other => panic!("expected ExitedBeforeReady, got {other}"),
