@@ -358,6 +358,30 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_without_newlines_gives_a_cut_line_then_the_next_ones() {
+        let (r, mut w) = pipe();
+        let writer = std::thread::spawn(move || {
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..16 {
+                w.write_all(&zeros).unwrap();
+            }
+            w.write_all(b"\nCVBENCH READY idle\n").unwrap();
+        });
+        let mut lines = OutputLines::new(r);
+        let mut got = Vec::new();
+        while let LineEvent::Line { text, .. } = lines.next_line(None).unwrap() {
+            got.push(text);
+        }
+        writer.join().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].len(), MAX_LINE_BYTES + CUT_MARK.len(), "16 MiB without a newline");
+        assert_eq!(got[1], "CVBENCH READY idle");
+        assert!(lines.tail().len() < 2 * TAIL_BYTES, "{}", lines.tail().len());
+        assert!(lines.tail().ends_with(" | CVBENCH READY idle"), "{}", lines.tail());
+        assert!(!lines.tail().contains('\0'));
+    }
+
+    #[test]
     fn a_silent_writer_times_out() {
         let (r, _w) = pipe();
         let mut lines = OutputLines::new(r);

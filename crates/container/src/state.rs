@@ -146,8 +146,10 @@ pub fn cleanup_except(
         let errors_before = report.errors.len();
         let state = read_state(&dir.join(STATE_FILE)).ok();
         // Processes first (so nothing holds the mounts), then mounts, then directories.
+        let had_cgroup = cgroups.paths(&name).iter().any(|p| p.exists());
         match cgroups.destroy(&name) {
-            Ok(()) => report.cgroups.push(cgroup::leaf_name(&name)),
+            Ok(()) if had_cgroup => report.cgroups.push(cgroup::leaf_name(&name)),
+            Ok(()) => {}
             Err(e) => report.errors.push(e.into()),
         }
         if let Some(state) = &state {

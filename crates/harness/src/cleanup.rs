@@ -393,6 +393,8 @@ fn kill_cgroup_members(dir: &Path) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
+
     use super::*;
 
     const DEAD_PID: i32 = 999_999_999; // above any pid_max
@@ -480,6 +482,120 @@ mod tests {
         let report = cleanup_in(&r, false);
         assert!(state.exists());
         assert_eq!(report.in_use, vec![format!("container {live}")]);
+    }
+
+    #[test]
+    fn backend_dirs_stay_while_a_harness_holds_the_run_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = roots(dir.path());
+        fs::write(&r.mountinfo, "").unwrap();
+        // A live harness between its mkdirs: the backend dirs exist and are still empty.
+        for backend in ["containers", "runc-state", "runc", "vms"] {
+            fs::create_dir_all(r.run_dir.join(backend)).unwrap();
+        }
+        crate::rundir::hold_shared(&r.run_dir).unwrap();
+        let report = cleanup_in(&r, false);
+        assert!(report.is_clean(), "{report:?}");
+        for backend in ["containers", "runc-state", "runc", "vms"] {
+            assert!(r.run_dir.join(backend).is_dir(), "{backend} removed under a live harness");
+        }
+        assert_eq!(report, CleanupReport::default());
+    }
+
+    #[test]
+    fn empty_backend_dirs_go_when_no_harness_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = roots(dir.path());
+        fs::write(&r.mountinfo, "").unwrap();
+        fs::create_dir_all(r.run_dir.join("runc-state")).unwrap();
+        let report = cleanup_in(&r, false);
+        assert!(!r.run_dir.join("runc-state").exists(), "{report:?}");
+    }
+
+    #[test]
+    fn what_vanishes_while_being_removed_is_no_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut report = CleanupReport::default();
+        // A cgroup its own harness removed between the listing and the rmdir.
+        let gone = dir.path().join("cvbench-runc-idle-999999999-0");
+        assert!(remove_cgroup_tree(&gone, &|_| false, &mut report));
+        assert!(report.is_clean(), "{report:?}");
+        assert!(report.removed.is_empty(), "nothing was removed by us: {report:?}");
+    }
+
+    #[test]
+    fn cleanup_needs_root_and_says_so() {
+        assert_eq!(
+            require_root(nix::unistd::Uid::from_raw(65534)),
+            Err(CleanupError::NeedsRoot)
+        );
+        assert_eq!(require_root(nix::unistd::Uid::from_raw(0)), Ok(()));
+        assert!(CleanupError::NeedsRoot.to_string().contains("needs root"));
+    }
+
+    const NON_ROOT_HELPER_ENV: &str = "CVBENCH_TEST_NON_ROOT_CLEANUP";
+
+    /// Run as `nobody` over a root-owned fixture, a cleanup removes nothing and must say so: no
+    /// "removed" line for what is still there.
+    #[test]
+    fn a_cleanup_that_cannot_remove_reports_nothing_removed() {
+        if std::env::var_os(NON_ROOT_HELPER_ENV).is_some() {
+            return;
+        }
+        if !nix::unistd::geteuid().is_root() {
+            println!("skipped: needs root (to run the cleanup as another user)");
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            println!("skipped: no current exe");
+            return;
+        };
+        let dir = tempfile::Builder::new().prefix("cvbench-cleanup-").tempdir().unwrap();
+        // Readable by `nobody`, writable only by root.
+        let mut perms = fs::metadata(dir.path()).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        fs::set_permissions(dir.path(), perms).unwrap();
+        let r = roots(dir.path());
+        // A cgroup2 mount at the fixture's cgroup root, so the built-in runtime's cleanup runs.
+        fs::create_dir_all(&r.cgroup_root).unwrap();
+        fs::write(
+            &r.mountinfo,
+            format!("30 25 0:26 / {} rw - cgroup2 cgroup2 rw\n", r.cgroup_root.display()),
+        )
+        .unwrap();
+        let dead = format!("cvbench-runc-idle-{DEAD_PID}-0");
+        let bundle = r.run_dir.join("runc").join(&dead);
+        fs::create_dir_all(bundle.join("upper")).unwrap();
+        let container = r.run_dir.join("containers").join(format!("cvbench-container-idle-{DEAD_PID}-0"));
+        fs::create_dir_all(&container).unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "cleanup::tests::non_root_cleanup_helper", "--nocapture"])
+            .env(NON_ROOT_HELPER_ENV, dir.path())
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("REPORT ")) else {
+            panic!("the helper printed no report: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+        };
+        assert!(bundle.exists() && container.exists());
+        assert!(
+            line.starts_with("removed: []"),
+            "claims to have removed what is still there: {line}"
+        );
+        assert!(line.contains("problems: [\""), "the failures are reported: {line}");
+    }
+
+    /// Only does something as the helper of `a_cleanup_that_cannot_remove_reports_nothing_removed`.
+    #[test]
+    fn non_root_cleanup_helper() {
+        let Some(dir) = std::env::var_os(NON_ROOT_HELPER_ENV) else {
+            return;
+        };
+        let report = cleanup_in(&roots(Path::new(&dir)), false);
+        let removed: Vec<&String> = report.removed.iter().filter(|r| !r.starts_with("empty")).collect();
+        println!("REPORT removed: {removed:?} problems: {:?}", report.problems);
     }
 
     #[test]
