@@ -570,6 +570,40 @@ mod tests {
         }
 
         #[test]
+        fn a_workload_flooding_nul_bytes_before_ready_gets_an_escaped_bounded_error() {
+            let Some(s) = setup() else { return };
+            let busybox = Path::new("/usr/bin/busybox");
+            if !busybox.is_file() {
+                println!("skipped: no static /usr/bin/busybox (apt-get install busybox-static)");
+                return;
+            }
+            // NUL bytes on stdout and stderr as fast as it can, never READY.
+            let image = tempfile::tempdir().unwrap();
+            let bin = image.path().join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::copy(busybox, bin.join("busybox")).unwrap();
+            std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+            let script = bin.join("cvbench-workload");
+            std::fs::write(
+                &script,
+                "#!/bin/sh\n/bin/busybox cat /dev/zero >&2 &\nexec /bin/busybox cat /dev/zero\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            let mut launch = spec(&s, "zeros", workload::WorkloadSpec::Idle, Duration::from_secs(3));
+            launch.image_dir = image.path().to_path_buf();
+            let err = s.backend.launch(&launch).err().expect("never READY");
+            let text = err.to_string();
+            println!("error ({} bytes): {text:.300}", text.len());
+            assert!(matches!(err, BackendError::ReadyTimeout { .. }), "{text:.300}");
+            assert!(!text.contains('\0'), "raw NUL bytes in the error");
+            assert!(text.len() < 16 * 1024, "error of {} bytes", text.len());
+            assert!(text.contains("\\x00×"), "{text:.300}");
+            assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
+        }
+
+        #[test]
         fn a_ready_timeout_is_reported_and_leaves_nothing() {
             let Some(s) = setup() else { return };
             let err = s
