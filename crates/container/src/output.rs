@@ -374,10 +374,18 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].len(), MAX_LINE_BYTES + CUT_MARK.len(), "16 MiB without a newline");
+        assert_eq!(
+            got[0].len(),
+            MAX_LINE_BYTES + CUT_MARK.len(),
+            "16 MiB without a newline"
+        );
         assert_eq!(got[1], "CVBENCH READY idle");
         assert!(lines.tail().len() < 2 * TAIL_BYTES, "{}", lines.tail().len());
-        assert!(lines.tail().ends_with(" | CVBENCH READY idle"), "{}", lines.tail());
+        assert!(
+            lines.tail().ends_with(" | CVBENCH READY idle"),
+            "{}",
+            lines.tail()
+        );
         assert!(!lines.tail().contains('\0'));
     }
 

@@ -470,8 +470,11 @@ fn v2_backend_on_the_real_unified_mount_creates_moves_and_removes() {
 const PDEATH_HELPER_ENV: &str = "CVBENCH_TEST_CONTAINER_PDEATH_HELPER";
 
 fn is_alive(pid: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
 }
 
 /// A helper process starts a container and is SIGKILLed: the container's process must die with it
@@ -497,9 +500,10 @@ fn the_container_dies_with_the_harness() {
         .spawn()
         .unwrap();
     let out = std::io::BufReader::new(helper.stdout.take().unwrap());
-    let pid = std::io::BufRead::lines(out)
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("CONTAINER PID ").and_then(|p| p.trim().parse::<i32>().ok()));
+    let pid = std::io::BufRead::lines(out).map_while(Result::ok).find_map(|l| {
+        l.strip_prefix("CONTAINER PID ")
+            .and_then(|p| p.trim().parse::<i32>().ok())
+    });
     let Some(pid) = pid else {
         let _ = helper.kill();
         panic!("the helper printed no container pid");
@@ -521,7 +525,10 @@ fn the_container_dies_with_the_harness() {
         false,
     );
     assert!(report.is_clean(), "{:?}", report.errors);
-    assert!(!survived, "container process {pid} outlived its SIGKILLed harness");
+    assert!(
+        !survived,
+        "container process {pid} outlived its SIGKILLed harness"
+    );
 }
 
 /// Only does something as the helper of `the_container_dies_with_the_harness`.

@@ -124,6 +124,37 @@ impl std::fmt::Display for ChildState {
     }
 }
 
+/// What a backend was doing when it failed, for errors that keep their source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `prepare`: checking and converting the image, locating binaries.
+    Prepare,
+    /// Creating the instance's state, disks and mounts.
+    Create,
+    /// Starting its first process.
+    Start,
+    MemoryProbe,
+    DiskProbe,
+    /// Stopping a workload that runs until stopped.
+    Stop,
+    /// Waiting for the workload to exit.
+    Wait,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Prepare => "preparing",
+            Stage::Create => "creating the instance",
+            Stage::Start => "starting the instance",
+            Stage::MemoryProbe => "memory probe",
+            Stage::DiskProbe => "disk probe",
+            Stage::Stop => "stopping the workload",
+            Stage::Wait => "waiting for the workload",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("backend unavailable on this host: {0}")]
@@ -152,6 +183,33 @@ pub enum BackendError {
     },
     #[error("{backend}: teardown failed: {reason}")]
     Teardown { backend: String, reason: String },
+    /// A `/proc` or allocated-bytes probe failed (the error names the pid and path).
+    #[error("{backend}: {stage}: {source}")]
+    Probe {
+        backend: String,
+        stage: Stage,
+        source: crate::probe::ProbeError,
+    },
+    /// The built-in runtime failed (the error names the path, syscall or step).
+    #[error("{backend}: {stage}: {source}")]
+    Container {
+        backend: String,
+        stage: Stage,
+        source: container::ContainerError,
+    },
+    /// Building or locating an image, disk or binary failed.
+    #[error("{backend}: {stage}: {source}")]
+    Rootfs {
+        backend: String,
+        stage: Stage,
+        source: rootfs::RootfsError,
+    },
+    /// The OCI runtime config could not be built or written.
+    #[error("{backend}: config.json: {source}")]
+    OciConfig {
+        backend: String,
+        source: oci_spec::OciSpecError,
+    },
     #[error("{backend}: {context}: {source}")]
     Io {
         backend: String,
@@ -166,6 +224,36 @@ impl BackendError {
         BackendError::Setup {
             backend: backend.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// `Probe` for `backend` at `stage`, as a `map_err` argument.
+    pub fn probe(backend: &str, stage: Stage) -> impl FnOnce(crate::probe::ProbeError) -> Self {
+        let backend = backend.to_string();
+        move |source| BackendError::Probe {
+            backend,
+            stage,
+            source,
+        }
+    }
+
+    /// `Container` for `backend` at `stage`, as a `map_err` argument.
+    pub fn container(backend: &str, stage: Stage) -> impl FnOnce(container::ContainerError) -> Self {
+        let backend = backend.to_string();
+        move |source| BackendError::Container {
+            backend,
+            stage,
+            source,
+        }
+    }
+
+    /// `Rootfs` for `backend` at `stage`, as a `map_err` argument.
+    pub fn rootfs(backend: &str, stage: Stage) -> impl FnOnce(rootfs::RootfsError) -> Self {
+        let backend = backend.to_string();
+        move |source| BackendError::Rootfs {
+            backend,
+            stage,
+            source,
         }
     }
 

@@ -327,7 +327,9 @@ fn remove_cgroup_tree(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut Clea
         return false;
     }
     if let Err(e) = kill_cgroup_members(dir) {
-        report.problems.push(format!("emptying cgroup {}: {e}", dir.display()));
+        report
+            .problems
+            .push(format!("emptying cgroup {}: {e}", dir.display()));
         return false;
     }
     // A plain directory (a fixture tree) still holds its control files; a real cgroup does not care.
@@ -497,7 +499,10 @@ mod tests {
         let report = cleanup_in(&r, false);
         assert!(report.is_clean(), "{report:?}");
         for backend in ["containers", "runc-state", "runc", "vms"] {
-            assert!(r.run_dir.join(backend).is_dir(), "{backend} removed under a live harness");
+            assert!(
+                r.run_dir.join(backend).is_dir(),
+                "{backend} removed under a live harness"
+            );
         }
         assert_eq!(report, CleanupReport::default());
     }
@@ -550,7 +555,10 @@ mod tests {
             println!("skipped: no current exe");
             return;
         };
-        let dir = tempfile::Builder::new().prefix("cvbench-cleanup-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("cvbench-cleanup-")
+            .tempdir()
+            .unwrap();
         // Readable by `nobody`, writable only by root.
         let mut perms = fs::metadata(dir.path()).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
@@ -560,16 +568,26 @@ mod tests {
         fs::create_dir_all(&r.cgroup_root).unwrap();
         fs::write(
             &r.mountinfo,
-            format!("30 25 0:26 / {} rw - cgroup2 cgroup2 rw\n", r.cgroup_root.display()),
+            format!(
+                "30 25 0:26 / {} rw - cgroup2 cgroup2 rw\n",
+                r.cgroup_root.display()
+            ),
         )
         .unwrap();
         let dead = format!("cvbench-runc-idle-{DEAD_PID}-0");
         let bundle = r.run_dir.join("runc").join(&dead);
         fs::create_dir_all(bundle.join("upper")).unwrap();
-        let container = r.run_dir.join("containers").join(format!("cvbench-container-idle-{DEAD_PID}-0"));
+        let container = r
+            .run_dir
+            .join("containers")
+            .join(format!("cvbench-container-idle-{DEAD_PID}-0"));
         fs::create_dir_all(&container).unwrap();
         let out = std::process::Command::new(exe)
-            .args(["--exact", "cleanup::tests::non_root_cleanup_helper", "--nocapture"])
+            .args([
+                "--exact",
+                "cleanup::tests::non_root_cleanup_helper",
+                "--nocapture",
+            ])
             .env(NON_ROOT_HELPER_ENV, dir.path())
             .uid(65534)
             .gid(65534)
@@ -577,14 +595,20 @@ mod tests {
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("REPORT ")) else {
-            panic!("the helper printed no report: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "the helper printed no report: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
         assert!(bundle.exists() && container.exists());
         assert!(
             line.starts_with("removed: []"),
             "claims to have removed what is still there: {line}"
         );
-        assert!(line.contains("problems: [\""), "the failures are reported: {line}");
+        assert!(
+            line.contains("problems: [\""),
+            "the failures are reported: {line}"
+        );
     }
 
     /// Only does something as the helper of `a_cleanup_that_cannot_remove_reports_nothing_removed`.
@@ -594,7 +618,11 @@ mod tests {
             return;
         };
         let report = cleanup_in(&roots(Path::new(&dir)), false);
-        let removed: Vec<&String> = report.removed.iter().filter(|r| !r.starts_with("empty")).collect();
+        let removed: Vec<&String> = report
+            .removed
+            .iter()
+            .filter(|r| !r.starts_with("empty"))
+            .collect();
         println!("REPORT removed: {removed:?} problems: {:?}", report.problems);
     }
 

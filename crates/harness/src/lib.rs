@@ -22,7 +22,8 @@ pub mod results {
 }
 
 pub use backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
+    Stage, Unavailable,
 };
 pub use backends::{backend_by_name, backend_names, UnknownBackend};
 pub use runner::{run_benchmark, run_once, RunEvent, RunMeasurement, RunObserver, RunOptions};

@@ -202,7 +202,11 @@ mod tests {
         assert!(text.contains("\\x00×"), "{text:.300}");
         // Gigabytes before the fix (every byte of a line without end was kept).
         let peak = peak_rss_bytes();
-        println!("harness peak RSS {} MiB; error ({} bytes): {text:.300}", peak >> 20, text.len());
+        println!(
+            "harness peak RSS {} MiB; error ({} bytes): {text:.300}",
+            peak >> 20,
+            text.len()
+        );
         assert!(peak < 256 << 20, "harness peak RSS {peak} bytes");
         assert_gone(root.path(), &name);
     }

@@ -22,7 +22,7 @@ use super::lines::{self, Next, ReadySource};
 use super::process::{KILL_WAIT, STOP_GRACE};
 use crate::backend::{
     Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
-    Unavailable,
+    Stage, Unavailable,
 };
 use crate::probe;
 
@@ -134,7 +134,7 @@ impl Backend for ContainerBackend {
         }
         self.deps()?;
         self.hold_run_lock()?;
-        let bytes = probe::allocated_bytes(image_dir).map_err(|e| setup_err(e.to_string()))?;
+        let bytes = probe::allocated_bytes(image_dir).map_err(BackendError::probe(NAME, Stage::Prepare))?;
         Ok(SharedImage {
             bytes,
             description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()),
@@ -145,9 +145,11 @@ impl Backend for ContainerBackend {
         let deps = self.deps()?;
         self.hold_run_lock()?;
         // Any early return drops `container`, which kills and removes everything it created.
-        let mut container =
-            Container::create(self.config(spec), deps).map_err(|e| setup_err(e.to_string()))?;
-        container.start().map_err(|e| setup_err(e.to_string()))?;
+        let mut container = Container::create(self.config(spec), deps)
+            .map_err(BackendError::container(NAME, Stage::Create))?;
+        container
+            .start()
+            .map_err(BackendError::container(NAME, Stage::Start))?;
         let events = container.events();
         let mut phases = Vec::with_capacity(3);
         if let Some(at) = events.rootfs_ready {
@@ -265,9 +267,11 @@ impl Instance for ContainerInstance {
         let c = self.container()?;
         let pids = c
             .processes()
-            .map_err(|e| setup_err(format!("memory probe: {e}")))?;
-        let pss_bytes = probe::pss_bytes(&pids).map_err(|e| setup_err(format!("memory probe: {e}")))?;
-        let usage = c.usage().map_err(|e| setup_err(format!("memory probe: {e}")))?;
+            .map_err(BackendError::container(NAME, Stage::MemoryProbe))?;
+        let pss_bytes = probe::pss_bytes(&pids).map_err(BackendError::probe(NAME, Stage::MemoryProbe))?;
+        let usage = c
+            .usage()
+            .map_err(BackendError::container(NAME, Stage::MemoryProbe))?;
         Ok(MemoryProbe {
             pss_bytes,
             extra: vec![("cgroup_memory_bytes".to_string(), usage.memory_bytes)],
@@ -277,7 +281,7 @@ impl Instance for ContainerInstance {
     fn disk(&self) -> Result<DiskProbe, BackendError> {
         let upper = &self.container()?.dirs().upper_dir;
         let instance_bytes =
-            probe::allocated_bytes(upper).map_err(|e| setup_err(format!("disk probe: {e}")))?;
+            probe::allocated_bytes(upper).map_err(BackendError::probe(NAME, Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 
@@ -289,7 +293,7 @@ impl Instance for ContainerInstance {
         if !self.exits_by_itself {
             container
                 .stop(STOP_GRACE.min(timeout))
-                .map_err(|e| failed(format!("stopping: {e}")))?;
+                .map_err(BackendError::container(NAME, Stage::Stop))?;
             return Ok(None);
         }
         let mut result = None;
@@ -297,7 +301,7 @@ impl Instance for ContainerInstance {
             let event = self
                 .lines
                 .next_line(Some(deadline))
-                .map_err(|e| failed(format!("reading the workload's stdout: {e}")))?;
+                .map_err(BackendError::io(NAME, "reading the workload's stdout"))?;
             match event {
                 LineEvent::Line { text, .. } => {
                     if let Some(r) = super::line_after_ready(NAME, &text)? {
@@ -309,7 +313,9 @@ impl Instance for ContainerInstance {
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let status = container.wait_timeout(left).map_err(|e| failed(e.to_string()))?;
+        let status = container
+            .wait_timeout(left)
+            .map_err(BackendError::container(NAME, Stage::Wait))?;
         match status {
             Some(s) if s.success() => {}
             Some(s) => {
@@ -589,8 +595,7 @@ mod tests {
                 "#!/bin/sh\n/bin/busybox cat /dev/zero >&2 &\nexec /bin/busybox cat /dev/zero\n",
             )
             .unwrap();
-            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-                .unwrap();
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
             let mut launch = spec(&s, "zeros", workload::WorkloadSpec::Idle, Duration::from_secs(3));
             launch.image_dir = image.path().to_path_buf();
             let err = s.backend.launch(&launch).err().expect("never READY");

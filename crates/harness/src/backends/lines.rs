@@ -142,7 +142,12 @@ mod tests {
         while let Next::Message(line) = next(Some(&rx), deadline) {
             got.push(line);
         }
-        assert_eq!(got.len(), 2, "{:?}", got.iter().map(String::len).collect::<Vec<_>>());
+        assert_eq!(
+            got.len(),
+            2,
+            "{:?}",
+            got.iter().map(String::len).collect::<Vec<_>>()
+        );
         assert!(got[0].len() <= container::output::MAX_LINE_BYTES + 16);
         assert!(got[0].ends_with(container::output::CUT_MARK));
         assert_eq!(got[1], "CVBENCH READY idle");

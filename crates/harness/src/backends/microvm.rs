@@ -27,7 +27,8 @@ use workload::{WorkloadResult, WorkloadSpec};
 use super::lines::{self, ReadySource};
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
+    Unavailable,
 };
 use crate::probe;
 
@@ -182,7 +183,7 @@ impl MicrovmBackend {
         if fs::read(&disk).ok().as_deref() != Some(content.as_slice()) {
             write_sparse(&disk, &content).map_err(Self::io_err(format!("writing {}", disk.display())))?;
         }
-        let bytes = probe::allocated_bytes(&disk).map_err(|e| Self::setup_err(e.to_string()))?;
+        let bytes = probe::allocated_bytes(&disk).map_err(BackendError::probe(NAME, Stage::Prepare))?;
         let shared = SharedImage {
             bytes,
             description: format!("probe test disk {} (copied per VM)", disk.display()),
@@ -330,11 +331,12 @@ impl LinuxDisks {
             apparent_bytes: usage.apparent_bytes,
             files: usage.files,
         };
-        let init = rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| setup_err(e.to_string()))?;
+        let init = rootfs::locate_binary(rootfs::GUEST_INIT_BIN)
+            .map_err(BackendError::rootfs(backend, Stage::Prepare))?;
         let disk = rootfs::ext4_disk_image(&image, &[(init, "/cvbench/init".to_string())], cache_root)
-            .map_err(|e| setup_err(format!("building the guest disk image: {e}")))?;
+            .map_err(BackendError::rootfs(backend, Stage::Prepare))?;
         let scratch_template = rootfs::scratch_disk_template(SCRATCH_DISK_MIB, cache_root)
-            .map_err(|e| setup_err(format!("building the scratch disk template: {e}")))?;
+            .map_err(BackendError::rootfs(backend, Stage::Prepare))?;
         let shared = SharedImage {
             bytes: disk.allocated_bytes,
             description: format!("ext4 disk image {} (read-only vda)", disk.path.display()),
@@ -443,7 +445,7 @@ impl Backend for MicrovmBackend {
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
         vm_process::hold_run_lock(VMM, &self.run_dir)?;
-        let vmm = rootfs::locate_binary(VMM_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
+        let vmm = rootfs::locate_binary(VMM_BIN).map_err(BackendError::rootfs(NAME, Stage::Prepare))?;
         let (guest, shared) = match self.guest {
             GuestKind::Probe => self.prepare_probe()?,
             GuestKind::Linux => self.prepare_linux(image_dir)?,
@@ -477,7 +479,7 @@ impl Backend for MicrovmBackend {
         let files = &prepared.guest;
         let template = files.scratch_template.as_ref().unwrap_or(&files.shared_disk);
         rootfs::new_scratch_disk(template, &instance.disk)
-            .map_err(|e| Self::setup_err(format!("creating the instance disk: {e}")))?;
+            .map_err(BackendError::rootfs(NAME, Stage::Create))?;
         let mut cmd = self.vmm_command(&prepared, spec, &instance.disk);
         let clock = ClockPair::now();
         instance.vm.start(
@@ -676,8 +678,8 @@ impl Instance for MicrovmInstance {
     }
 
     fn disk(&self) -> Result<DiskProbe, BackendError> {
-        let instance_bytes = probe::allocated_bytes(&self.disk)
-            .map_err(|e| MicrovmBackend::setup_err(format!("disk probe: {e}")))?;
+        let instance_bytes =
+            probe::allocated_bytes(&self.disk).map_err(BackendError::probe(NAME, Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 
@@ -793,9 +795,15 @@ Pss:                   8 kB
             .unwrap();
         }
         let report = cleanup_leftover_vms(run.path(), &|n| n.ends_with("-2-0"));
-        assert_eq!(report.removed, vec!["microVM cvbench-microvm-idle-1-0".to_string()]);
+        assert_eq!(
+            report.removed,
+            vec!["microVM cvbench-microvm-idle-1-0".to_string()]
+        );
         // A VM whose harness runs is listed as kept, not passed over in silence.
-        assert_eq!(report.in_use, vec!["microVM cvbench-microvm-idle-2-0".to_string()]);
+        assert_eq!(
+            report.in_use,
+            vec!["microVM cvbench-microvm-idle-2-0".to_string()]
+        );
         assert!(report.problems.is_empty(), "{report:?}");
         assert!(run.path().join("cvbench-microvm-idle-2-0").exists());
     }

@@ -122,7 +122,11 @@ mod tests {
             return;
         }
         let mut helper = Command::new(exe)
-            .args(["--exact", "backends::process::tests::helper_spawns_a_sleep", "--nocapture"])
+            .args([
+                "--exact",
+                "backends::process::tests::helper_spawns_a_sleep",
+                "--nocapture",
+            ])
             .env(HELPER_ENV, "1")
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -152,8 +156,11 @@ mod tests {
     const HELPER_ENV: &str = "CVBENCH_TEST_PDEATHSIG_HELPER";
 
     fn is_alive(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| !r.trim_start().starts_with('Z'))
+        })
     }
 
     /// Only does something as the helper of `the_child_dies_with_the_harness`.
@@ -165,8 +172,9 @@ mod tests {
         let mut cmd = Command::new("sleep");
         cmd.arg("60");
         die_with_harness(&mut cmd, None).unwrap();
-        let child = cmd.spawn().unwrap();
+        let mut child = cmd.spawn().unwrap();
         println!("SLEEP PID {}", child.id());
-        std::thread::sleep(Duration::from_secs(60));
+        // The test SIGKILLs this helper long before the sleep ends.
+        let _ = child.wait();
     }
 }

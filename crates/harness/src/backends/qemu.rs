@@ -27,11 +27,12 @@ use std::time::{Duration, Instant};
 
 use workload::{WorkloadResult, WorkloadSpec};
 
-use super::microvm::{guest_size, linux_cmdline_extra, linux_kernel, LinuxDisks};
 use super::lines::{self, ReadySource};
+use super::microvm::{guest_size, linux_cmdline_extra, linux_kernel, LinuxDisks};
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
+    Unavailable,
 };
 use crate::host::{self, HostRoots, KvmFlavour};
 use crate::probe;
@@ -351,7 +352,7 @@ impl Backend for QemuBackend {
             exits_by_itself: spec.workload.exits_by_itself(),
         };
         rootfs::new_scratch_disk(&prepared.scratch_template, &instance.scratch)
-            .map_err(|e| Self::setup_err(format!("creating the scratch disk: {e}")))?;
+            .map_err(BackendError::rootfs(NAME, Stage::Create))?;
         let (memory_mib, vcpus) = guest_size(spec, self.memory_mib, self.vcpus);
         let vm = QemuVm {
             accel: self.accel,
@@ -438,8 +439,8 @@ impl Instance for QemuInstance {
     }
 
     fn disk(&self) -> Result<DiskProbe, BackendError> {
-        let instance_bytes = probe::allocated_bytes(&self.scratch)
-            .map_err(|e| QemuBackend::setup_err(format!("disk probe: {e}")))?;
+        let instance_bytes =
+            probe::allocated_bytes(&self.scratch).map_err(BackendError::probe(NAME, Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 

@@ -31,7 +31,7 @@ use super::lines::{self, Next, ReadySource};
 use super::process::{die_with_harness, STOP_GRACE};
 use crate::backend::{
     Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
-    Unavailable,
+    Stage, Unavailable,
 };
 use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
 use crate::probe;
@@ -165,7 +165,7 @@ impl Backend for RuncBackend {
         for dir in [&self.state_dir, &self.bundles_dir] {
             crate::rundir::create_dir(dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
         }
-        let bytes = probe::allocated_bytes(image_dir).map_err(|e| Self::setup_err(e.to_string()))?;
+        let bytes = probe::allocated_bytes(image_dir).map_err(BackendError::probe(NAME, Stage::Prepare))?;
         Ok(SharedImage {
             bytes,
             description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()),
@@ -218,7 +218,11 @@ impl Backend for RuncBackend {
         .map_err(|e| Self::setup_err(format!("mounting overlay at {}: {e}", rootfs.display())))?;
         instance.rootfs_mounted = true;
 
-        let config = oci_config(spec).map_err(|e| Self::setup_err(format!("building config.json: {e}")))?;
+        let oci_err = |source| BackendError::OciConfig {
+            backend: NAME.into(),
+            source,
+        };
+        let config = oci_config(spec).map_err(oci_err)?;
         let config_path = bundle.join("config.json");
         config
             .save(&config_path)
@@ -245,8 +249,11 @@ impl Backend for RuncBackend {
         drop(cmd);
         let mut child =
             spawned.map_err(|e| Self::setup_err(format!("starting `{} run`: {e}", self.runc.display())))?;
-        drain_into_tail(fs::File::from(std::os::fd::OwnedFd::from(stderr_r)), Arc::clone(&instance.stderr))
-            .map_err(Self::io_err("spawning the stderr reader".into()))?;
+        drain_into_tail(
+            fs::File::from(std::os::fd::OwnedFd::from(stderr_r)),
+            Arc::clone(&instance.stderr),
+        )
+        .map_err(Self::io_err("spawning the stderr reader".into()))?;
         let stdout = child.stdout.take();
         instance.child = Some(child);
         let Some(stdout) = stdout else {
@@ -546,7 +553,7 @@ impl Instance for RuncInstance {
                 self.name
             )));
         }
-        let probe_err = |e: probe::ProbeError| RuncBackend::setup_err(format!("memory probe: {e}"));
+        let probe_err = |e| BackendError::probe(NAME, Stage::MemoryProbe)(e);
         let pss_bytes = probe::pss_bytes(&pids).map_err(probe_err)?;
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
@@ -568,7 +575,7 @@ impl Instance for RuncInstance {
     fn disk(&self) -> Result<DiskProbe, BackendError> {
         let upper = self.bundle.join("upper");
         let instance_bytes =
-            probe::allocated_bytes(&upper).map_err(|e| RuncBackend::setup_err(format!("disk probe: {e}")))?;
+            probe::allocated_bytes(&upper).map_err(BackendError::probe(NAME, Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 

@@ -23,7 +23,7 @@ use workload::WorkloadResult;
 
 use super::lines;
 use super::process::{die_with_harness, KILL_WAIT, STOP_GRACE};
-use crate::backend::{BackendError, ChildState};
+use crate::backend::{BackendError, ChildState, Stage};
 use crate::cleanup::CleanupReport;
 use crate::probe;
 
@@ -170,7 +170,7 @@ impl<M> VmProcess<M> {
         let pid = self
             .pid()
             .ok_or_else(|| setup_err(kind, format!("no {} process", kind.process)))?;
-        let pss = probe::pss_bytes(&[pid]).map_err(|e| setup_err(kind, format!("memory probe: {e}")))?;
+        let pss = probe::pss_bytes(&[pid]).map_err(BackendError::probe(kind.backend, Stage::MemoryProbe))?;
         Ok((pid, pss))
     }
 
