@@ -336,3 +336,44 @@ pub trait Instance {
     /// Releases every resource (processes, mounts, cgroup, scratch files) and reports failures.
     fn destroy(self: Box<Self>) -> Result<(), BackendError>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::ProbeError;
+
+    #[test]
+    fn errors_keep_their_source_with_stage_pid_and_path() {
+        let err = BackendError::probe("runc", Stage::MemoryProbe)(ProbeError::ProcessGone {
+            pid: 42,
+            path: PathBuf::from("/proc/42/smaps_rollup"),
+        });
+        assert_eq!(
+            err.to_string(),
+            "runc: memory probe: process 42 is gone (no /proc/42/smaps_rollup)"
+        );
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<ProbeError>());
+        assert!(
+            matches!(source, Some(ProbeError::ProcessGone { pid: 42, .. })),
+            "{source:?}"
+        );
+    }
+
+    #[test]
+    fn child_states_are_typed_and_read_as_words() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = ChildState::from(std::process::ExitStatus::from_raw(3 << 8));
+        assert_eq!(exited, ChildState::Exited(3));
+        assert!(!exited.success() && !exited.is_running());
+        assert!(ChildState::from(std::process::ExitStatus::from_raw(0)).success());
+        let killed = ChildState::from(std::process::ExitStatus::from_raw(15));
+        assert_eq!(killed, ChildState::Signaled(15));
+        assert_eq!(killed.to_string(), "killed by SIGTERM");
+        assert_eq!(ChildState::Signaled(40).to_string(), "killed by signal 40");
+        assert_eq!(exited.to_string(), "exit status 3");
+        assert_eq!(
+            ChildState::from(container::ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)),
+            ChildState::Signaled(9)
+        );
+    }
+}

@@ -691,7 +691,7 @@ impl Instance for MicrovmInstance {
                 Message::Event(VmEvent {
                     kind: EventKind::Stopped { reason },
                     ..
-                }) if reason != microvm::ExitReason::GuestReset.to_string() => {
+                }) if reason != microvm::ExitReason::GuestReset => {
                     Seen::Failed(format!("the VM stopped: {reason}"))
                 }
                 Message::Event(_) => Seen::Nothing,
