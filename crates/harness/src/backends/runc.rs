@@ -37,7 +37,7 @@ use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
 use crate::probe;
 
 const NAME: &str = "runc";
-/// Where bundles (config.json, overlay rootfs, upper/work dirs, stderr log) live, one dir per instance.
+/// Where bundles (config.json, overlay rootfs, upper/work dirs) live, one dir per instance.
 pub const BUNDLES_DIR: &str = "/run/cvbench/runc";
 /// runc's own state directory (`runc --root`), kept apart from any system runc.
 pub const STATE_DIR: &str = "/run/cvbench/runc-state";

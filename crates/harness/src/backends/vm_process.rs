@@ -1,6 +1,7 @@
 //! What the two VM backends (`microvm`, `qemu`) share about one instance: a VMM child process whose
 //! stdout (the guest console) and stderr are read line by line on two threads into one channel; a
-//! state directory `<run dir>/<instance>/` holding its pid file, so that `bench cleanup` finds it
+//! state directory `<run dir>/<instance>/` holding its pid file (written by the child itself before it
+//! execs, see [`super::process`]), so that `bench cleanup` finds it
 //! after a crashed harness; stopping with SIGTERM, then SIGKILL after a grace period; and a teardown
 //! that removes the directory (and the backend directories above it once empty).
 //!
