@@ -7,6 +7,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use harness::backends::runc::RuncBackend;
+    use harness::metrics;
     use harness::runner::{run_once, RunOptions};
     use harness::{Backend, BackendError, LaunchSpec};
     use workload::{WorkloadKind, WorkloadSpec};
@@ -72,11 +73,11 @@ mod tests {
             ..opts()
         };
         let m = run_once(&backend, &image, &WorkloadSpec::Idle, &o, &name).unwrap();
-        assert!(m.metrics["start_to_ready_ms"] > 0.0);
-        assert!(m.metrics["pss_bytes"] > 0.0);
-        assert!(m.metrics["runtime_pss_bytes"] > 0.0);
-        assert!(m.metrics.contains_key("cgroup_memory_bytes"));
-        assert!(m.metrics.contains_key("instance_disk_bytes"));
+        assert!(m.metrics[metrics::START_TO_READY_MS] > 0.0);
+        assert!(m.metrics[metrics::PSS_BYTES] > 0.0);
+        assert!(m.metrics[metrics::RUNTIME_PSS_BYTES] > 0.0);
+        assert!(m.metrics.contains_key(metrics::CGROUP_MEMORY_BYTES));
+        assert!(m.metrics.contains_key(metrics::INSTANCE_DISK_BYTES));
         assert!(m.workload_result.is_none());
         assert_gone(root.path(), &name);
     }
@@ -94,10 +95,14 @@ mod tests {
             transactions: 20,
         };
         let m = run_once(&backend, &image, &spec, &opts(), &name).unwrap();
-        assert!(m.metrics["workload.tps"] > 0.0, "{:?}", m.metrics);
+        assert!(m.metrics[metrics::WORKLOAD_TPS] > 0.0, "{:?}", m.metrics);
         assert_eq!(m.workload_result.as_ref().unwrap()["workload"], "oltp");
         // The database went to the upper dir, not into the shared image.
-        assert!(m.metrics["instance_disk_bytes"] > 4096.0, "{:?}", m.metrics);
+        assert!(
+            m.metrics[metrics::INSTANCE_DISK_BYTES] > 4096.0,
+            "{:?}",
+            m.metrics
+        );
         assert_eq!(rootfs::allocated_bytes(&image).unwrap(), before);
         assert_gone(root.path(), &name);
     }
@@ -241,7 +246,11 @@ mod tests {
         let name = format!("cvbench-runc-http-{}-904", std::process::id());
         let spec = WorkloadSpec::default_for(WorkloadKind::Http);
         let m = run_once(&backend, &image, &spec, &opts(), &name).unwrap();
-        assert!(m.metrics["workload.requests_per_s"] > 0.0, "{:?}", m.metrics);
+        assert!(
+            m.metrics[metrics::WORKLOAD_REQUESTS_PER_S] > 0.0,
+            "{:?}",
+            m.metrics
+        );
         assert_gone(root.path(), &name);
     }
 

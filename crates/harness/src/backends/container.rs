@@ -24,7 +24,9 @@ use crate::backend::{
     Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
     Stage, Unavailable,
 };
+use crate::metrics::{CGROUP_MEMORY_BYTES, START_TO_EXEC_MS, START_TO_READY_MS, START_TO_ROOTFS_READY_MS};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "container";
 
@@ -110,6 +112,10 @@ impl Backend for ContainerBackend {
         NAME
     }
 
+    fn isolation(&self) -> Isolation {
+        Isolation::host_kernel(IsolationKind::Container)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         ::container::check_host(Path::new("/proc")).map_err(|reason| Unavailable { reason })
     }
@@ -153,10 +159,10 @@ impl Backend for ContainerBackend {
         let events = container.events();
         let mut phases = Vec::with_capacity(3);
         if let Some(at) = events.rootfs_ready {
-            phases.push(PhaseMark::new("start_to_rootfs_ready_ms", spec.request, at));
+            phases.push(PhaseMark::new(START_TO_ROOTFS_READY_MS, spec.request, at));
         }
         if let Some(at) = events.exec {
-            phases.push(PhaseMark::new("start_to_exec_ms", spec.request, at));
+            phases.push(PhaseMark::new(START_TO_EXEC_MS, spec.request, at));
         }
         let stdout = container
             .take_stdout()
@@ -170,7 +176,7 @@ impl Backend for ContainerBackend {
             spec.request + spec.ready_timeout,
             spec.ready_timeout,
         )?;
-        phases.push(PhaseMark::new("start_to_ready_ms", spec.request, ready));
+        phases.push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
         Ok(Box::new(ContainerInstance {
             container: Some(launching.container),
             lines: launching.lines,
@@ -274,7 +280,7 @@ impl Instance for ContainerInstance {
             .map_err(BackendError::container(NAME, Stage::MemoryProbe))?;
         Ok(MemoryProbe {
             pss_bytes,
-            extra: vec![("cgroup_memory_bytes".to_string(), usage.memory_bytes)],
+            extra: vec![(CGROUP_MEMORY_BYTES.to_string(), usage.memory_bytes)],
         })
     }
 
@@ -468,11 +474,7 @@ mod tests {
             let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
             assert_eq!(
                 names,
-                [
-                    "start_to_rootfs_ready_ms",
-                    "start_to_exec_ms",
-                    "start_to_ready_ms"
-                ]
+                [START_TO_ROOTFS_READY_MS, START_TO_EXEC_MS, START_TO_READY_MS]
             );
             assert!(
                 phases
@@ -484,9 +486,7 @@ mod tests {
             let mem = inst.memory().unwrap();
             assert!(mem.pss_bytes > 0);
             assert!(
-                mem.extra
-                    .iter()
-                    .any(|(k, v)| k == "cgroup_memory_bytes" && *v > 0),
+                mem.extra.iter().any(|(k, v)| k == CGROUP_MEMORY_BYTES && *v > 0),
                 "{mem:?}"
             );
             inst.disk().unwrap();

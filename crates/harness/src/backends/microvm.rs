@@ -30,7 +30,12 @@ use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
     Unavailable,
 };
+use crate::metrics::{
+    GUEST_RAM_RESIDENT_BYTES, START_TO_FIRST_VCPU_ENTRY_MS, START_TO_GUEST_INIT_MS, START_TO_READY_MS,
+    START_TO_VM_CREATED_MS, VMM_OVERHEAD_BYTES,
+};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind, KvmFlavour};
 
 const NAME: &str = "microvm";
 /// The same VMM booting the project's probe payload instead of Linux: the VMM's own cost.
@@ -390,6 +395,14 @@ impl Backend for MicrovmBackend {
         Ok(())
     }
 
+    fn isolation(&self) -> Isolation {
+        let kvm = match kvm_flavour(Path::new(PVM_MODULE)) {
+            "pvm" => KvmFlavour::Pvm,
+            _ => KvmFlavour::Hardware,
+        };
+        Isolation::vm(IsolationKind::MicroVm, kvm)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         if !Path::new(KVM_DEVICE).exists() {
             return Err(Unavailable {
@@ -506,7 +519,7 @@ impl Backend for MicrovmBackend {
         instance
             .instance
             .phases
-            .push(PhaseMark::new("start_to_ready_ms", spec.request, ready));
+            .push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
         // Event lines still in flight on the other pipe: VM created, first vCPU entry, guest init.
         let settle = ready + EVENT_SETTLE;
         while instance.instance.phases.len() < 4 {
@@ -548,10 +561,10 @@ impl ReadySource for Launching {
                         guest_ram_host_addr, ..
                     } => {
                         instance.guest_ram_host_addr = Some(*guest_ram_host_addr);
-                        Some("start_to_vm_created_ms")
+                        Some(START_TO_VM_CREATED_MS)
                     }
-                    EventKind::FirstVcpuEntry => Some("start_to_first_vcpu_entry_ms"),
-                    EventKind::BootTimer { .. } => Some("start_to_guest_init_ms"),
+                    EventKind::FirstVcpuEntry => Some(START_TO_FIRST_VCPU_ENTRY_MS),
+                    EventKind::BootTimer { .. } => Some(START_TO_GUEST_INIT_MS),
                     _ => None,
                 };
                 if let Some(name) = phase {
@@ -671,8 +684,8 @@ impl Instance for MicrovmInstance {
             let (rss, pss) = mapping_rss_pss_bytes(&smaps, addr).ok_or_else(|| {
                 MicrovmBackend::setup_err(format!("no guest RAM mapping at {addr:#x} in {smaps_path}"))
             })?;
-            extra.push(("guest_ram_resident_bytes".to_string(), rss));
-            extra.push(("vmm_overhead_bytes".to_string(), pss_bytes.saturating_sub(pss)));
+            extra.push((GUEST_RAM_RESIDENT_BYTES.to_string(), rss));
+            extra.push((VMM_OVERHEAD_BYTES.to_string(), pss_bytes.saturating_sub(pss)));
         }
         Ok(MemoryProbe { pss_bytes, extra })
     }
@@ -881,17 +894,17 @@ Pss:                   8 kB
         assert_eq!(
             names,
             [
-                "start_to_vm_created_ms",
-                "start_to_first_vcpu_entry_ms",
-                "start_to_guest_init_ms",
-                "start_to_ready_ms"
+                START_TO_VM_CREATED_MS,
+                START_TO_FIRST_VCPU_ENTRY_MS,
+                START_TO_GUEST_INIT_MS,
+                START_TO_READY_MS
             ]
         );
         let pid = instance.host_pids()[0];
         let memory = instance.memory().unwrap();
         let extra: std::collections::BTreeMap<_, _> = memory.extra.iter().cloned().collect();
-        let guest = extra["guest_ram_resident_bytes"];
-        let overhead = extra["vmm_overhead_bytes"];
+        let guest = extra[GUEST_RAM_RESIDENT_BYTES];
+        let overhead = extra[VMM_OVERHEAD_BYTES];
         assert!(
             guest > 0 && guest <= PROBE_MEMORY_MIB << 20,
             "guest RAM resident {guest}"
@@ -984,8 +997,8 @@ Pss:                   8 kB
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
-        assert!(names.contains(&"start_to_guest_init_ms".to_string()), "{names:?}");
-        assert_eq!(names.last().map(String::as_str), Some("start_to_ready_ms"));
+        assert!(names.contains(&START_TO_GUEST_INIT_MS.to_string()), "{names:?}");
+        assert_eq!(names.last().map(String::as_str), Some(START_TO_READY_MS));
         assert!(instance.disk().unwrap().instance_bytes > 0);
         assert_eq!(instance.finish(Duration::from_secs(20)).unwrap(), None);
         instance.destroy().unwrap();

@@ -35,7 +35,9 @@ use crate::backend::{
     Unavailable,
 };
 use crate::host::{self, HostRoots, KvmFlavour};
+use crate::metrics::START_TO_READY_MS;
 use crate::probe;
+use crate::results::{self, Isolation, IsolationKind};
 
 const NAME: &str = "qemu";
 /// The QEMU binary, looked up in `PATH`.
@@ -299,6 +301,14 @@ impl Backend for QemuBackend {
         NAME
     }
 
+    fn isolation(&self) -> Isolation {
+        let kvm = match self.accel {
+            Accel::Kvm => results::KvmFlavour::Hardware,
+            Accel::Tcg => results::KvmFlavour::Tcg,
+        };
+        Isolation::vm(IsolationKind::OtherVmm, kvm)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         self.version().map_err(|reason| Unavailable { reason })?;
         linux_kernel(self.kernel.as_deref()).map_err(|reason| Unavailable { reason })?;
@@ -377,7 +387,7 @@ impl Backend for QemuBackend {
         )?;
         instance
             .phases
-            .push(PhaseMark::new("start_to_ready_ms", spec.request, ready));
+            .push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
         Ok(Box::new(instance))
     }
 }
@@ -681,7 +691,7 @@ mod tests {
             let phases = instance.phases();
             assert_eq!(
                 phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-                ["start_to_ready_ms"]
+                [START_TO_READY_MS]
             );
             let pid = instance.host_pids()[0];
             assert!(is_qemu(pid));

@@ -34,7 +34,9 @@ use crate::backend::{
     Stage, Unavailable,
 };
 use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
+use crate::metrics::{CGROUP_MEMORY_BYTES, RUNTIME_PSS_BYTES, START_TO_READY_MS};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "runc";
 /// Where bundles (config.json, overlay rootfs, upper/work dirs) live, one dir per instance.
@@ -121,6 +123,10 @@ impl RuncBackend {
 impl Backend for RuncBackend {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::host_kernel(IsolationKind::OciRuntime)
     }
 
     fn check_host(&self) -> Result<(), Unavailable> {
@@ -276,7 +282,7 @@ impl Backend for RuncBackend {
         )?;
         instance
             .phases
-            .push(PhaseMark::new("start_to_ready_ms", spec.request, ready));
+            .push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
         Ok(Box::new(instance))
     }
 }
@@ -558,14 +564,14 @@ impl Instance for RuncInstance {
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
             extra.push((
-                "cgroup_memory_bytes".to_string(),
+                CGROUP_MEMORY_BYTES.to_string(),
                 probe::cgroup_memory_bytes(first).map_err(probe_err)?,
             ));
         }
         if let Some(child) = &self.child {
             let runc_pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
             extra.push((
-                "runtime_pss_bytes".to_string(),
+                RUNTIME_PSS_BYTES.to_string(),
                 probe::pss_bytes(&[runc_pid]).map_err(probe_err)?,
             ));
         }

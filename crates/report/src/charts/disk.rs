@@ -7,6 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use results::disk::{DiskFootprint, DISK_INSTANCE_COUNTS};
+use results::metrics::{self, INSTANCE_DISK_BYTES};
 
 use super::common::{axis_areas, builder, category_label, mesh, vbar};
 use super::{
@@ -31,10 +32,11 @@ pub fn chart(model: &Model<'_>) -> Option<Disk> {
     } in model.disk_entries()
     {
         let Some(first) = footprint.first() else { continue };
-        let per = model::summary(cell, "instance_disk_bytes").map_or_else(String::new, |s| {
+        let per = model::summary(cell, INSTANCE_DISK_BYTES).map_or_else(String::new, |s| {
             format!(
-                "; layer per instance {} (from {})",
-                model::caption_stats("instance_disk_bytes", &s),
+                "; {} {} (from {})",
+                metrics::label(INSTANCE_DISK_BYTES),
+                model::caption_stats(metrics::quantity(INSTANCE_DISK_BYTES), &s),
                 cell.workload
             )
         });
