@@ -5,8 +5,9 @@
 //! Several harnesses (or parallel tests) may create and prune at once: pruning only ever removes
 //! *empty* directories (`rmdir`), and creating retries when a parent vanished under it.
 //!
-//! A live harness holds a shared `flock` on `<run root>.lock` (a sibling of the run root, so the
-//! root itself can still be pruned) from its first instance until it exits; `bench cleanup` takes
+//! A live harness holds a shared `flock` on the run root's [`lock_path`] (`/run/cvbench.lock`, a
+//! sibling of the run root, so the root itself can still be pruned) from its first instance until it
+//! exits; `bench cleanup` takes
 //! the lock exclusively to know that no harness runs before it removes anything shared (backend
 //! directories, the built-in runtime's parent cgroups), and otherwise removes only instances whose
 //! harness is dead.
@@ -52,11 +53,17 @@ fn prune_within(dir: &Path, root: &Path) {
     }
 }
 
-/// The lock file of the run root `root`: `<root>.lock`.
+/// The lock file of the run root `root`: `/run/cvbench.lock` beside the real run root (which teardown
+/// prunes when empty), and `<root>/.cvbench.lock` inside any other root (a test's temp dir, removed
+/// with it).
 pub fn lock_path(root: &Path) -> PathBuf {
-    let mut name = root.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    if root == Path::new(RUN_ROOT) {
+        let mut name = root.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    } else {
+        root.join(".cvbench.lock")
+    }
 }
 
 /// Shared locks this process holds, by run root, until it exits.
@@ -126,7 +133,8 @@ mod tests {
         hold_shared(&root).unwrap();
         hold_shared(&root).unwrap();
         assert!(try_exclusive(&root).unwrap().is_none());
-        assert_eq!(lock_path(&root), tmp.path().join("cvbench.lock"));
+        assert_eq!(lock_path(&root), root.join(".cvbench.lock"));
+        assert_eq!(lock_path(Path::new(RUN_ROOT)), Path::new("/run/cvbench.lock"));
     }
 
     #[test]
