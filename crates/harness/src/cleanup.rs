@@ -254,7 +254,10 @@ fn unmount_under(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut
 /// is gone. For backends' cleanup functions.
 pub fn remove_instance_dirs(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
     let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
+    for entry in entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if keep(&name) {
             report

@@ -358,7 +358,11 @@ pub(super) fn cleanup_leftovers(kind: VmmKind, run_dir: &Path, keep: &dyn Fn(&st
     let Ok(entries) = fs::read_dir(run_dir) else {
         return report;
     };
-    for entry in entries.flatten() {
+    // Instances are directories (a test's run dir also holds its lock file).
+    for entry in entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if keep(&name) {
             report.in_use.push(format!("{} {name}", kind.leftover));
@@ -393,7 +397,7 @@ pub(super) fn cleanup_leftovers(kind: VmmKind, run_dir: &Path, keep: &dyn Fn(&st
 }
 
 /// Marks this process as a live harness for `bench cleanup`: a shared lock on the lock file of the
-/// run root above `run_dir` (see [`crate::rundir`]).
+/// run root above `run_dir` (see [`crate::rundir`]; tests give a run dir inside a temp dir).
 pub(super) fn hold_run_lock(kind: VmmKind, run_dir: &Path) -> Result<(), BackendError> {
     let root = run_dir.parent().unwrap_or(run_dir);
     crate::rundir::hold_shared(root).map_err(io_err(
@@ -452,7 +456,7 @@ mod tests {
     /// A VM process whose "VMM" is `sh -c script`, in a fresh run directory.
     fn fake_vm(script: &str) -> (tempfile::TempDir, VmProcess<Line>) {
         let run_dir = tempfile::tempdir().unwrap();
-        let mut vm = VmProcess::create(FAKE, run_dir.path(), "vm-1").unwrap();
+        let mut vm = VmProcess::create(FAKE, &run_dir.path().join("fake-vms"), "vm-1").unwrap();
         vm.start(
             Command::new("sh").arg("-c").arg(script),
             |_, line| Line::Console(line),
@@ -469,7 +473,7 @@ mod tests {
         let outcome = vm.finish(true, Duration::from_secs(10), classify);
         vm.destroy().unwrap();
         assert!(
-            !run_dir.path().join("vm-1").exists(),
+            !run_dir.path().join("fake-vms/vm-1").exists(),
             "instance directory left behind"
         );
         outcome
