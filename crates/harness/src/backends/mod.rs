@@ -5,6 +5,7 @@ pub mod container;
 mod lines;
 pub mod microvm;
 pub mod mock;
+pub mod oci_confine;
 mod process;
 pub mod qemu;
 pub mod runc;

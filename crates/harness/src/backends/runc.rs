@@ -150,6 +150,10 @@ impl Backend for RuncBackend {
         Ok(())
     }
 
+    fn applies_confinement(&self) -> bool {
+        true
+    }
+
     fn labels(&self) -> Vec<(String, String)> {
         self.version()
             .map(|v| vec![("runc_version".to_string(), v)])
@@ -317,9 +321,11 @@ impl ReadySource for RuncInstance {
 }
 
 /// The OCI runtime config for one instance: the workload as the only process, no terminal, its own
-/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits.
+/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits, the
+/// launch's `--confinement` (see [`super::oci_confine`]).
 pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
     let mut config = Spec::default();
+    super::oci_confine::apply(&mut config, spec.confinement)?;
     config.set_hostname(Some(spec.instance_name.clone()));
     let mut root = config.root().clone().unwrap_or_default();
     root.set_readonly(Some(false));
@@ -354,7 +360,9 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
 
     let mut resources = LinuxResourcesBuilder::default().devices(Vec::new());
     if let Some(limit) = spec.memory_limit_bytes {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).map_err(|_| {
+            oci_spec::OciSpecError::Other(format!("memory limit {limit} bytes exceeds OCI's i64"))
+        })?;
         resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
     }
     if let Some(cpus) = spec.cpu_limit {
@@ -368,7 +376,8 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
         );
     }
     if let Some(pids) = spec.pids_limit {
-        let pids = i64::try_from(pids).unwrap_or(i64::MAX);
+        let pids = i64::try_from(pids)
+            .map_err(|_| oci_spec::OciSpecError::Other(format!("pids limit {pids} exceeds OCI's i64")))?;
         resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
     }
     linux.set_resources(Some(resources.build()?));
@@ -569,7 +578,9 @@ impl Instance for RuncInstance {
             ));
         }
         if let Some(child) = &self.child {
-            let runc_pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+            // Linux pids are below pid_max (at most 2^22): the cast is lossless.
+            #[allow(clippy::cast_possible_wrap)]
+            let runc_pid = child.id() as i32;
             extra.push((
                 RUNTIME_PSS_BYTES.to_string(),
                 probe::pss_bytes(&[runc_pid]).map_err(probe_err)?,
