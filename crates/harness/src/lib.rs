@@ -25,7 +25,8 @@ pub use ::results::metrics;
 
 pub use backend::Confinement;
 pub use backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
+    Stage, Unavailable,
 };
 pub use backends::{backend_by_name, backend_names, UnknownBackend};
 pub use engine::{Event, Observer, Plan};
