@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 # e2fsprogs: mkfs.ext4/debugfs for the VM disk images; runc: the container peer;
 # qemu-system-x86: the microVM peer and the guest-artifact test; fonts-dejavu-core: plot text;
-# iproute2: network namespaces; util-linux: unshare (namespace floor).
-PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps)
+# iproute2: network namespaces and veths (http-outside); wrk: load from the client namespace;
+# util-linux: unshare (namespace floor).
+PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 wrk util-linux procps)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -55,6 +55,9 @@ pub struct ContainerConfig {
     /// [`crate::confine`]); defaults to [`Confinement::OciDefault`], what runc gets from the OCI
     /// default spec.
     pub confinement: Confinement,
+    /// Join this network namespace (a bind-mounted `/run/netns/<name>` the caller configured)
+    /// instead of creating an empty one; `None` = a new, empty network namespace.
+    pub net_namespace: Option<PathBuf>,
 }
 
 impl ContainerConfig {
@@ -73,6 +76,7 @@ impl ContainerConfig {
             scratch_root: None,
             user_namespace: None,
             confinement: Confinement::default(),
+            net_namespace: None,
         }
     }
 }
@@ -353,6 +357,14 @@ impl Container {
             cgroup_procs.push(fd);
         }
         let sys = |context| move |source| ContainerError::Sys { context, source };
+        let net_namespace = match &self.config.net_namespace {
+            Some(path) => Some(
+                nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                    .map_err(std::io::Error::from)
+                    .map_err(ContainerError::io("opening", path))?,
+            ),
+            None => None,
+        };
         let stdin = nix::fcntl::open("/dev/null", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(sys("opening /dev/null"))?;
         let (stdout_r, stdout_w) = spawn::cloexec_pipe().map_err(sys("creating the stdout pipe"))?;
@@ -367,6 +379,7 @@ impl Container {
             cgroup_procs: &cgroup_procs,
             cgroup_namespace: self.deps.cgroup_namespace,
             user_namespace: self.config.user_namespace,
+            net_namespace: net_namespace.as_ref().map(AsFd::as_fd),
             stdin: stdin.as_fd(),
             stdout: stdout_w.as_fd(),
             stderr: stderr_w.as_fd(),
@@ -375,7 +388,7 @@ impl Container {
             envp: &envp,
         };
         let result = spawn::spawn(&req);
-        drop((stdout_w, stderr_w, stdin, cgroup_procs));
+        drop((stdout_w, stderr_w, stdin, cgroup_procs, net_namespace));
         let spawned = match result {
             Ok(s) => s,
             Err(f) => return Err(self.spawn_error(f)),

@@ -52,10 +52,12 @@ pub enum Stage {
     Capabilities = 23,
     NoNewPrivs = 24,
     Seccomp = 25,
+    /// Joining the network namespace the harness prepared (`ContainerConfig::net_namespace`).
+    JoinNetwork = 26,
 }
 
 impl Stage {
-    const ALL: [Stage; 26] = [
+    const ALL: [Stage; 27] = [
         Stage::Ready,
         Stage::JoinCgroup,
         Stage::MountPrivate,
@@ -82,6 +84,7 @@ impl Stage {
         Stage::Capabilities,
         Stage::NoNewPrivs,
         Stage::Seccomp,
+        Stage::JoinNetwork,
     ];
 
     pub fn from_u32(v: u32) -> Option<Stage> {
@@ -116,6 +119,7 @@ impl Stage {
             Stage::Capabilities => "setting capabilities",
             Stage::NoNewPrivs => "setting no_new_privs",
             Stage::Seccomp => "installing the seccomp filter",
+            Stage::JoinNetwork => "joining the prepared network namespace",
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct SpawnRequest<'a> {
     /// the child into the cgroup (the mapped child may lack the permission), and releases it over a
     /// second pipe.
     pub user_namespace: Option<IdMap>,
+    /// Join this network namespace (an open `/run/netns/<name>`) instead of creating a new one.
+    pub net_namespace: Option<BorrowedFd<'a>>,
     pub stdin: BorrowedFd<'a>,
     pub stdout: BorrowedFd<'a>,
     pub stderr: BorrowedFd<'a>,
@@ -148,6 +150,10 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
         None => None,
     };
     let mut flags = NAMESPACE_FLAGS | libc::SIGCHLD;
+    if req.net_namespace.is_some() {
+        // The child joins the prepared namespace with setns instead.
+        flags &= !libc::CLONE_NEWNET;
+    }
     if req.user_namespace.is_some() {
         flags |= libc::CLONE_NEWUSER;
     }
@@ -337,6 +343,11 @@ fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>, harness
                 NO_STEP,
                 if n < 0 { Errno::last() } else { Errno::EPIPE },
             );
+        }
+    }
+    if let Some(netns) = req.net_namespace {
+        if let Err(e) = nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET) {
+            child_fail(err_w, Stage::JoinNetwork, NO_STEP, e);
         }
     }
     let own_cgroup_join: &[OwnedFd] = if go_r.is_some() { &[] } else { req.cgroup_procs };

@@ -44,6 +44,10 @@ pub struct LaunchSpec {
     /// Capabilities, no_new_privs, masked/read-only paths, rlimits and seccomp for backends that
     /// [`Backend::applies_confinement`] (the built-in runtime and runc alike); VMs ignore it.
     pub confinement: Confinement,
+    /// The run's client network namespace, for workloads reached from outside
+    /// ([`WorkloadSpec::HttpOutside`]): the backend attaches the instance to it
+    /// ([`crate::net::Network::attach`]) and reports the address ([`Instance::address`]).
+    pub network: Option<crate::net::Network>,
 }
 
 /// One phase boundary, measured from `LaunchSpec::request`.
@@ -289,6 +293,11 @@ pub trait Backend {
         let _ = workload;
         Ok(())
     }
+    /// Whether this backend attaches instances to `LaunchSpec::network` (a workload reached from
+    /// outside is skipped, with the reason, on backends that do not).
+    fn networking(&self) -> bool {
+        false
+    }
     /// Further facts that qualify this backend's figures, e.g. `("runc_version", "1.1.5")`,
     /// `("vcpus", "1")`. Copied into the results; what isolates the cell is [`Backend::isolation`].
     fn labels(&self) -> Vec<(String, String)> {
@@ -306,6 +315,20 @@ pub trait Backend {
     /// Launches one instance and returns once the workload printed `CVBENCH READY` (or fails, having
     /// released everything it created).
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError>;
+}
+
+/// Whether `backend` can run `workload` here: [`Backend::supports`], and for a workload reached from
+/// outside, [`Backend::networking`].
+pub fn can_run(backend: &dyn Backend, workload: &WorkloadSpec) -> Result<(), Unavailable> {
+    if matches!(workload, WorkloadSpec::HttpOutside { .. }) && !backend.networking() {
+        return Err(Unavailable {
+            reason: format!(
+                "{} has no network path to the client namespace yet (http-outside needs one)",
+                backend.name()
+            ),
+        });
+    }
+    backend.supports(workload)
 }
 
 /// What all instances of a backend share on disk.
@@ -347,6 +370,10 @@ pub trait Instance {
     /// For workloads that end by themselves: waits for `CVBENCH RESULT` and a zero exit status.
     /// For `idle`: stops the workload (signal, then kill after a grace period) and returns `None`.
     fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError>;
+    /// The instance's address as seen from the client network namespace (`None` without networking).
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        None
+    }
     /// Releases every resource (processes, mounts, cgroup, scratch files) and reports failures.
     fn destroy(self: Box<Self>) -> Result<(), BackendError>;
 }

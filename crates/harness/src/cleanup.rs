@@ -136,6 +136,8 @@ pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     for (_, cleanup) in crate::backends::backend_cleanups() {
         report.merge(cleanup(&scope));
     }
+    // Network namespaces (and so the veths in them) once their instances are gone.
+    report.merge(crate::net::cleanup(&scope));
     unmount_under(roots, &keep, &mut report);
     remove_cgroups(&roots.cgroup_root, &keep, &mut report);
     if !exclusive {

@@ -282,7 +282,7 @@ fn set_up<'a>(
     let unsupported: Vec<Option<String>> = workloads
         .iter()
         .map(|spec| {
-            let why = backend.supports(spec).err()?.reason;
+            let why = crate::backend::can_run(backend, spec).err()?.reason;
             observer.event(&Event::Skipped {
                 backend: name.clone(),
                 workload: Some(spec.kind().name().to_string()),

@@ -9,6 +9,7 @@ pub mod density;
 pub mod engine;
 pub mod host;
 pub mod interrupt;
+pub mod net;
 pub mod probe;
 pub mod rundir;
 pub mod runner;

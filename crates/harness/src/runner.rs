@@ -29,6 +29,9 @@ pub struct RunOptions {
     pub finish_timeout: Duration,
     /// `--confinement` of the container runtimes (built-in and runc).
     pub confinement: Confinement,
+    /// The run's client network namespace, made when a workload is reached from outside
+    /// (`http-outside`); `None` otherwise.
+    pub network: Option<crate::net::Network>,
 }
 
 impl Default for RunOptions {
@@ -42,6 +45,7 @@ impl Default for RunOptions {
             ready_timeout: Duration::from_secs(10),
             finish_timeout: Duration::from_secs(120),
             confinement: Confinement::default(),
+            network: None,
         }
     }
 }
@@ -65,6 +69,7 @@ impl RunOptions {
             pids_limit: self.pids_limit,
             ready_timeout: self.ready_timeout,
             confinement: self.confinement,
+            network: self.network.clone(),
         }
     }
 }
@@ -133,7 +138,7 @@ pub fn run_once(
     let request = Instant::now();
     let launch = opts.launch_spec(image_dir, spec, instance_name, request);
     let mut instance = backend.launch(&launch)?;
-    let measured = measure(instance.as_mut(), opts);
+    let measured = measure(backend.name(), instance.as_mut(), spec, opts, request);
     let destroyed = instance.destroy();
     match (measured, destroyed) {
         (Ok(m), Ok(())) => Ok(m),
@@ -146,7 +151,13 @@ pub fn run_once(
     }
 }
 
-fn measure(instance: &mut dyn Instance, opts: &RunOptions) -> Result<RunMeasurement, BackendError> {
+fn measure(
+    backend: &str,
+    instance: &mut dyn Instance,
+    spec: &WorkloadSpec,
+    opts: &RunOptions,
+    request: Instant,
+) -> Result<RunMeasurement, BackendError> {
     let mut m = RunMeasurement::default();
     for phase in instance.phases() {
         m.metrics.insert(phase.name.clone(), phase.ms());
@@ -162,6 +173,8 @@ fn measure(instance: &mut dyn Instance, opts: &RunOptions) -> Result<RunMeasurem
         metrics::INSTANCE_DISK_BYTES.to_string(),
         to_f64(disk.instance_bytes),
     );
+    // While it serves: the load from outside, for a workload reached that way.
+    outside(backend, instance, spec, opts, request, &mut m)?;
     if let Some(result) = instance.finish(opts.finish_timeout)? {
         for (name, value) in &result.metrics {
             m.metrics.insert(metrics::workload_metric(name), *value);
@@ -169,6 +182,74 @@ fn measure(instance: &mut dyn Instance, opts: &RunOptions) -> Result<RunMeasurem
         m.workload_result = serde_json::to_value(&result).ok();
     }
     Ok(m)
+}
+
+/// For a workload reached from outside: the first HTTP 200 from the client namespace
+/// (`start_to_first_response_ms`), the median of 5 TCP connects, then `wrk`. Runs after the probes
+/// and before the workload is stopped.
+fn outside(
+    backend: &str,
+    instance: &dyn Instance,
+    spec: &WorkloadSpec,
+    opts: &RunOptions,
+    request: Instant,
+    m: &mut RunMeasurement,
+) -> Result<(), BackendError> {
+    let WorkloadSpec::HttpOutside {
+        port,
+        connections,
+        duration_s,
+        path,
+    } = spec
+    else {
+        return Ok(());
+    };
+    let failed = |reason: String| BackendError::WorkloadFailed {
+        backend: backend.to_string(),
+        reason,
+    };
+    let (Some(network), Some(ip)) = (opts.network.as_ref(), instance.address()) else {
+        return Err(failed(
+            "http-outside needs the instance attached to the client network namespace".into(),
+        ));
+    };
+    let addr = std::net::SocketAddrV4::new(ip, *port);
+    let deadline = Instant::now() + opts.ready_timeout;
+    let probe_path = path.clone();
+    let (first, connect) = network
+        .in_client(move || {
+            let first = crate::net::first_response(addr.into(), &probe_path, deadline)?;
+            let connect = crate::net::connect_latency_us(addr.into(), 5)
+                .map_err(|e| format!("TCP connects to {addr}: {e}"))?;
+            Ok::<_, String>((first, connect))
+        })
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)?;
+    m.metrics.insert(
+        metrics::START_TO_FIRST_RESPONSE_MS.to_string(),
+        first.saturating_duration_since(request).as_secs_f64() * 1e3,
+    );
+    m.metrics
+        .insert(metrics::OUTSIDE_TCP_CONNECT_US.to_string(), connect);
+    let wrk = crate::net::run_wrk(
+        network,
+        addr,
+        path,
+        *connections,
+        Duration::from_secs(u64::from(*duration_s)),
+    )
+    .map_err(failed)?;
+    for (name, v) in [
+        (metrics::OUTSIDE_REQUESTS_PER_S, wrk.requests_per_s),
+        (metrics::OUTSIDE_BYTES_PER_S, wrk.bytes_per_s),
+        (metrics::OUTSIDE_LATENCY_P50_US, wrk.latency_p50_us),
+        (metrics::OUTSIDE_LATENCY_P90_US, wrk.latency_p90_us),
+        (metrics::OUTSIDE_LATENCY_P99_US, wrk.latency_p99_us),
+        (metrics::OUTSIDE_ERRORS, wrk.errors),
+    ] {
+        m.metrics.insert(name.to_string(), v);
+    }
+    Ok(())
 }
 
 #[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53

@@ -153,6 +153,7 @@ mod tests {
             pids_limit: None,
             ready_timeout: Duration::from_secs(20),
             confinement: Default::default(),
+            network: None,
         };
         let mut instance = backend.launch(&spec).unwrap();
         let err = instance.finish(Duration::from_secs(20)).unwrap_err();
@@ -204,6 +205,7 @@ mod tests {
             pids_limit: None,
             ready_timeout: Duration::from_secs(4),
             confinement: Default::default(),
+            network: None,
         };
         let err = backend.launch(&spec).err().expect("never READY");
         let text = err.to_string();
@@ -277,7 +279,7 @@ mod tests {
                 "cvbench-runc-idle-1-0",
                 std::time::Instant::now(),
             );
-            let err = harness::backends::runc::oci_config(&spec).unwrap_err();
+            let err = harness::backends::runc::oci_config(&spec, None).unwrap_err();
             assert!(err.to_string().contains(expected), "{err}");
         }
     }
@@ -296,7 +298,7 @@ mod tests {
             "cvbench-runc-idle-1-0",
             std::time::Instant::now(),
         );
-        let config = harness::backends::runc::oci_config(&spec).unwrap();
+        let config = harness::backends::runc::oci_config(&spec, None).unwrap();
         let v = serde_json::to_value(&config).unwrap();
         assert_eq!(
             v["process"]["args"],

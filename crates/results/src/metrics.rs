@@ -14,6 +14,10 @@ pub const START_TO_ROOTFS_READY_MS: &str = "start_to_rootfs_ready_ms";
 /// no_new_privs, seccomp), right before exec.
 pub const START_TO_CONFINED_MS: &str = "start_to_confined_ms";
 pub const START_TO_EXEC_MS: &str = "start_to_exec_ms";
+/// The instance's network namespace and veth configured (before its process runs).
+pub const START_TO_NETWORK_READY_MS: &str = "start_to_network_ready_ms";
+/// The first HTTP 200 seen from the client network namespace (polled with backoff after READY).
+pub const START_TO_FIRST_RESPONSE_MS: &str = "start_to_first_response_ms";
 pub const START_TO_VM_CREATED_MS: &str = "start_to_vm_created_ms";
 pub const START_TO_FIRST_VCPU_ENTRY_MS: &str = "start_to_first_vcpu_entry_ms";
 pub const START_TO_GUEST_INIT_MS: &str = "start_to_guest_init_ms";
@@ -30,6 +34,16 @@ pub const INSTANCE_DISK_BYTES: &str = "instance_disk_bytes";
 
 /// Prefix of the figures a workload reports in its `CVBENCH RESULT` line.
 pub const WORKLOAD_PREFIX: &str = "workload.";
+/// Figures of the load driven from outside (`wrk` in the client namespace, over the veth).
+pub const OUTSIDE_REQUESTS_PER_S: &str = "outside.requests_per_s";
+pub const OUTSIDE_BYTES_PER_S: &str = "outside.bytes_per_s";
+pub const OUTSIDE_LATENCY_P50_US: &str = "outside.latency_p50_us";
+pub const OUTSIDE_LATENCY_P90_US: &str = "outside.latency_p90_us";
+pub const OUTSIDE_LATENCY_P99_US: &str = "outside.latency_p99_us";
+/// Median of a few TCP connects from the client namespace.
+pub const OUTSIDE_TCP_CONNECT_US: &str = "outside.tcp_connect_us";
+/// wrk's socket errors plus non-2xx/3xx responses.
+pub const OUTSIDE_ERRORS: &str = "outside.errors";
 pub const WORKLOAD_REQUESTS_PER_S: &str = "workload.requests_per_s";
 pub const WORKLOAD_TPS: &str = "workload.tps";
 pub const WORKLOAD_OPS_PER_S: &str = "workload.ops_per_s";
@@ -245,6 +259,51 @@ pub const REGISTRY: &[Metric] = &[
     ),
     entry(START_TO_CONFINED_MS, MS, Lower, Group::Startup, "confined"),
     entry(START_TO_EXEC_MS, MS, Lower, Group::Startup, "exec"),
+    entry(
+        START_TO_NETWORK_READY_MS,
+        MS,
+        Lower,
+        Group::Startup,
+        "network_ready",
+    ),
+    entry(
+        START_TO_FIRST_RESPONSE_MS,
+        MS,
+        Lower,
+        Group::Startup,
+        "first_response",
+    ),
+    entry(
+        OUTSIDE_REQUESTS_PER_S,
+        Quantity::Rate(Event::Request),
+        Higher,
+        Group::Workload,
+        "requests / s from outside",
+    ),
+    entry(
+        OUTSIDE_BYTES_PER_S,
+        Quantity::ByteRate,
+        Higher,
+        Group::Workload,
+        "transfer / s from outside",
+    ),
+    entry(OUTSIDE_LATENCY_P50_US, US, Lower, Group::Workload, "p50 from outside"),
+    entry(OUTSIDE_LATENCY_P90_US, US, Lower, Group::Workload, "p90 from outside"),
+    entry(OUTSIDE_LATENCY_P99_US, US, Lower, Group::Workload, "p99 from outside"),
+    entry(
+        OUTSIDE_TCP_CONNECT_US,
+        US,
+        Lower,
+        Group::Workload,
+        "TCP connect from outside",
+    ),
+    entry(
+        OUTSIDE_ERRORS,
+        Quantity::Count,
+        Lower,
+        Group::WorkloadDetail,
+        "errors from outside",
+    ),
     entry(START_TO_VM_CREATED_MS, MS, Lower, Group::Startup, "vm_created"),
     entry(
         START_TO_FIRST_VCPU_ENTRY_MS,

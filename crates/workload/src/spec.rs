@@ -17,6 +17,10 @@ pub enum WorkloadKind {
     Idle,
     Http,
     Oltp,
+    /// `http` served until stopped, with the load driven from outside the sandbox by the harness
+    /// (`wrk` in a client network namespace). Not in [`WorkloadKind::ALL`]: it needs root, `ip` and
+    /// `wrk`, so it runs only when asked for by name.
+    HttpOutside,
 }
 
 impl WorkloadKind {
@@ -27,6 +31,7 @@ impl WorkloadKind {
             WorkloadKind::Idle => "idle",
             WorkloadKind::Http => "http",
             WorkloadKind::Oltp => "oltp",
+            WorkloadKind::HttpOutside => "http-outside",
         }
     }
 }
@@ -38,7 +43,7 @@ impl std::fmt::Display for WorkloadKind {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("unknown workload {0:?} (expected one of: idle, http, oltp)")]
+#[error("unknown workload {0:?} (expected one of: idle, http, oltp, http-outside)")]
 pub struct UnknownWorkload(pub String);
 
 impl std::str::FromStr for WorkloadKind {
@@ -48,6 +53,7 @@ impl std::str::FromStr for WorkloadKind {
             "idle" => Ok(WorkloadKind::Idle),
             "http" => Ok(WorkloadKind::Http),
             "oltp" => Ok(WorkloadKind::Oltp),
+            "http-outside" => Ok(WorkloadKind::HttpOutside),
             other => Err(UnknownWorkload(other.to_string())),
         }
     }
@@ -69,6 +75,17 @@ pub enum WorkloadSpec {
     /// Load an `sbtest` table of `rows` rows, announce ready, run `transactions` oltp_read_write
     /// transactions, print RESULT and exit.
     Oltp { rows: u32, transactions: u32 },
+    /// Serve `/srv/www` on `port` until stopped (the same server as `Http`, no self-test); the
+    /// harness reaches it over a veth from its client network namespace: first response, TCP connect
+    /// latency, then `wrk` with `connections` connections for `duration_s` seconds on `path`. Every
+    /// backend in a comparison gets the same parameters, so rows do equal work.
+    #[serde(rename = "http-outside")]
+    HttpOutside {
+        port: u16,
+        connections: u32,
+        duration_s: u32,
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +116,12 @@ impl WorkloadSpec {
                 rows: Self::DEFAULT_OLTP_ROWS,
                 transactions: Self::DEFAULT_OLTP_TRANSACTIONS,
             },
+            WorkloadKind::HttpOutside => WorkloadSpec::HttpOutside {
+                port: Self::DEFAULT_HTTP_PORT,
+                connections: 4,
+                duration_s: 2,
+                path: "/4k.bin".into(),
+            },
         }
     }
 
@@ -107,6 +130,7 @@ impl WorkloadSpec {
             WorkloadSpec::Idle => WorkloadKind::Idle,
             WorkloadSpec::Http { .. } => WorkloadKind::Http,
             WorkloadSpec::Oltp { .. } => WorkloadKind::Oltp,
+            WorkloadSpec::HttpOutside { .. } => WorkloadKind::HttpOutside,
         }
     }
 
@@ -116,6 +140,7 @@ impl WorkloadSpec {
             WorkloadSpec::Idle => false,
             WorkloadSpec::Http { selftest, .. } => selftest.is_some(),
             WorkloadSpec::Oltp { .. } => true,
+            WorkloadSpec::HttpOutside { .. } => false,
         }
     }
 
@@ -137,6 +162,13 @@ impl WorkloadSpec {
                 }
                 v
             }
+            WorkloadSpec::HttpOutside { port, .. } => vec![
+                "http".into(),
+                "--port".into(),
+                port.to_string(),
+                "--root".into(),
+                WWW_DIR_IN_IMAGE.into(),
+            ],
             WorkloadSpec::Oltp { rows, transactions } => vec![
                 "oltp".into(),
                 "--dir".into(),
@@ -172,5 +204,17 @@ mod tests {
         }
         let a = WorkloadSpec::default_for(WorkloadKind::Http).to_args();
         assert!(a.windows(2).any(|w| w[0] == "--selftest" && w[1] == "2000,4"));
+    }
+
+    #[test]
+    fn http_outside_serves_until_stopped_without_a_selftest() {
+        let k: WorkloadKind = "http-outside".parse().unwrap();
+        assert_eq!(k.name(), "http-outside");
+        let s = WorkloadSpec::default_for(k);
+        assert_eq!(s.kind(), k);
+        assert!(!s.exits_by_itself());
+        let a = s.to_args();
+        assert_eq!(a[0], "http");
+        assert!(!a.iter().any(|w| w == "--selftest"));
     }
 }

@@ -198,6 +198,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         finish_timeout: args.finish_timeout,
         confinement: args.confine.confinement,
+        network: harness::net::for_workloads(&specs).context("making the client network namespace")?,
         ..RunOptions::default()
     };
     let host = harness::host::detect().context("detecting the host")?;

@@ -59,6 +59,9 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         .check_host()
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
     let image_dir = args.image.resolve()?;
+    let spec = WorkloadSpec::default_for(args.workload);
+    harness::backend::can_run(backend.as_ref(), &spec)
+        .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
     let opts = DensityOptions {
         max_instances: args.max,
         mem_floor_bytes: args.mem_floor,
@@ -66,6 +69,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
             memory_limit_bytes: args.memory,
             ready_timeout: args.ready_timeout,
             confinement: args.confine.confinement,
+            network: harness::net::for_workloads([&spec]).context("making the client network namespace")?,
             ..RunOptions::default()
         },
         ..DensityOptions::default()
@@ -74,7 +78,6 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     let path = args.out.join("results.json");
     let results = ResultsFile::new("density", ToolInfo::current(std::env::args().collect()), host);
     let mut progress = PlanProgress::new(&format!("density {}", backend.name()), Some(path.clone()));
-    let spec = WorkloadSpec::default_for(args.workload);
     let plan = Plan::density(vec![backend.as_ref()], &spec, &image_dir, opts);
     let results = harness::engine::execute(&plan, results, &mut progress);
     progress.finish();

@@ -82,7 +82,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
     backend
         .check_host()
-        .and_then(|()| backend.supports(&spec))
+        .and_then(|()| harness::backend::can_run(backend.as_ref(), &spec))
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
     let image_dir = args.image.resolve()?;
     let opts = RunOptions {
@@ -94,6 +94,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         ready_timeout: args.ready_timeout,
         finish_timeout: args.finish_timeout,
         confinement: args.confine.confinement,
+        network: harness::net::for_workloads([&spec]).context("making the client network namespace")?,
     };
     let host = harness::host::detect().context("detecting the host")?;
     let results = ResultsFile::new("run", ToolInfo::current(std::env::args().collect()), host);

@@ -26,8 +26,10 @@ use crate::backend::{
     Stage, Unavailable,
 };
 use crate::metrics::{
-    CGROUP_MEMORY_BYTES, START_TO_CONFINED_MS, START_TO_EXEC_MS, START_TO_READY_MS, START_TO_ROOTFS_READY_MS,
+    CGROUP_MEMORY_BYTES, START_TO_CONFINED_MS, START_TO_EXEC_MS, START_TO_NETWORK_READY_MS, START_TO_READY_MS,
+    START_TO_ROOTFS_READY_MS,
 };
+use crate::net::InstanceNet;
 use crate::probe;
 use crate::results::{Isolation, IsolationKind};
 
@@ -75,7 +77,7 @@ impl ContainerBackend {
         ))
     }
 
-    fn config(&self, spec: &LaunchSpec) -> ContainerConfig {
+    fn config(&self, spec: &LaunchSpec, net: Option<&InstanceNet>) -> ContainerConfig {
         let mut args = vec![WORKLOAD_PATH_IN_IMAGE.to_string()];
         args.extend(spec.workload.to_args());
         let mut config = ContainerConfig::new(&spec.instance_name, &spec.image_dir, args);
@@ -86,6 +88,7 @@ impl ContainerBackend {
             pids: spec.pids_limit,
         };
         config.confinement = spec.confinement;
+        config.net_namespace = net.map(InstanceNet::netns_path);
         config
     }
 }
@@ -138,6 +141,10 @@ impl Backend for ContainerBackend {
         true
     }
 
+    fn networking(&self) -> bool {
+        true
+    }
+
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
         let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
         if !workload.is_file() {
@@ -158,14 +165,19 @@ impl Backend for ContainerBackend {
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let deps = self.deps()?;
         self.hold_run_lock()?;
+        let mut phases = Vec::with_capacity(5);
+        // Made before the container, so dropped after it on any early return.
+        let net = super::attach_network(NAME, spec)?;
+        if net.is_some() {
+            phases.push(PhaseMark::new(START_TO_NETWORK_READY_MS, spec.request, Instant::now()));
+        }
         // Any early return drops `container`, which kills and removes everything it created.
-        let mut container = Container::create(self.config(spec), deps)
+        let mut container = Container::create(self.config(spec, net.as_ref()), deps)
             .map_err(BackendError::container(NAME, Stage::Create))?;
         container
             .start()
             .map_err(BackendError::container(NAME, Stage::Start))?;
         let events = container.events();
-        let mut phases = Vec::with_capacity(4);
         if let Some(at) = events.rootfs_ready {
             phases.push(PhaseMark::new(START_TO_ROOTFS_READY_MS, spec.request, at));
         }
@@ -193,6 +205,7 @@ impl Backend for ContainerBackend {
             lines: launching.lines,
             phases,
             exits_by_itself: spec.workload.exits_by_itself(),
+            net,
         }))
     }
 }
@@ -258,6 +271,8 @@ struct ContainerInstance {
     phases: Vec<PhaseMark>,
     /// Self-ending workloads are read until EOF; the others are stopped with a signal.
     exits_by_itself: bool,
+    /// The instance's network namespace and veth (dropped after the container is destroyed).
+    net: Option<InstanceNet>,
 }
 
 impl ContainerInstance {
@@ -271,6 +286,10 @@ impl ContainerInstance {
 impl Instance for ContainerInstance {
     fn phases(&self) -> Vec<PhaseMark> {
         self.phases.clone()
+    }
+
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().map(|n| n.addr)
     }
 
     fn host_pids(&self) -> Vec<i32> {
@@ -383,8 +402,9 @@ mod tests {
             pids_limit: Some(64),
             ready_timeout: Duration::from_secs(5),
             confinement: crate::Confinement::Docker,
+            network: None,
         };
-        let c = backend.config(&spec);
+        let c = backend.config(&spec, None);
         assert_eq!(
             c.args,
             vec![WORKLOAD_PATH_IN_IMAGE.to_string(), "idle".to_string()]
@@ -467,6 +487,7 @@ mod tests {
                 pids_limit: Some(128),
                 ready_timeout: timeout,
                 confinement: crate::Confinement::default(),
+                network: None,
             }
         }
 

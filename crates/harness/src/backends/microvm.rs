@@ -862,6 +862,7 @@ Pss:                   8 kB
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
             confinement: Default::default(),
+            network: None,
         };
         let err = match backend.launch(&spec) {
             Ok(_) => panic!("a triple-faulting guest became ready"),
@@ -899,6 +900,7 @@ Pss:                   8 kB
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
             confinement: Default::default(),
+            network: None,
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
@@ -951,6 +953,7 @@ Pss:                   8 kB
             pids_limit: None,
             ready_timeout: Duration::from_secs(1),
             confinement: Default::default(),
+            network: None,
         };
         let err = backend.launch(&spec).err().unwrap();
         assert!(err.to_string().contains("before prepare"), "{err}");
@@ -1008,6 +1011,7 @@ Pss:                   8 kB
             pids_limit: None,
             ready_timeout: Duration::from_secs(60),
             confinement: Default::default(),
+            network: None,
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();

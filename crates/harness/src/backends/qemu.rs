@@ -678,6 +678,7 @@ mod tests {
                 pids_limit: None,
                 ready_timeout: Duration::from_secs(240),
                 confinement: Default::default(),
+                network: None,
             }
         }
 

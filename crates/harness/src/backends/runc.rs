@@ -34,7 +34,7 @@ use crate::backend::{
     Stage, Unavailable,
 };
 use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
-use crate::metrics::{CGROUP_MEMORY_BYTES, RUNTIME_PSS_BYTES, START_TO_READY_MS};
+use crate::metrics::{CGROUP_MEMORY_BYTES, RUNTIME_PSS_BYTES, START_TO_NETWORK_READY_MS, START_TO_READY_MS};
 use crate::probe;
 use crate::results::{Isolation, IsolationKind};
 
@@ -154,6 +154,10 @@ impl Backend for RuncBackend {
         true
     }
 
+    fn networking(&self) -> bool {
+        true
+    }
+
     fn labels(&self) -> Vec<(String, String)> {
         self.version()
             .map(|v| vec![("runc_version".to_string(), v)])
@@ -188,6 +192,8 @@ impl Backend for RuncBackend {
             crate::rundir::lock_path(self.run_root()).display()
         )))?;
         let bundle = self.bundles_dir.join(&spec.instance_name);
+        let net = super::attach_network(NAME, spec)?;
+        let network_ready = Instant::now();
         // From here on, dropping `instance` tears down whatever exists so far.
         let mut instance = RuncInstance {
             backend: self.clone(),
@@ -201,7 +207,13 @@ impl Backend for RuncBackend {
             phases: Vec::new(),
             exits_by_itself: spec.workload.exits_by_itself(),
             torn_down: false,
+            net,
         };
+        if instance.net.is_some() {
+            instance
+                .phases
+                .push(PhaseMark::new(START_TO_NETWORK_READY_MS, spec.request, network_ready));
+        }
         let rootfs = bundle.join("rootfs");
         for dir in ["upper", "work", "rootfs"] {
             let d = bundle.join(dir);
@@ -232,7 +244,8 @@ impl Backend for RuncBackend {
             backend: NAME.into(),
             source,
         };
-        let config = oci_config(spec).map_err(oci_err)?;
+        let netns = instance.net.as_ref().map(crate::net::InstanceNet::netns_path);
+        let config = oci_config(spec, netns.as_deref()).map_err(oci_err)?;
         let config_path = bundle.join("config.json");
         config
             .save(&config_path)
@@ -322,8 +335,9 @@ impl ReadySource for RuncInstance {
 
 /// The OCI runtime config for one instance: the workload as the only process, no terminal, its own
 /// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits, the
-/// launch's `--confinement` (see [`super::oci_confine`]).
-pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
+/// launch's `--confinement` (see [`super::oci_confine`]). With `netns`, the network namespace is that
+/// prepared one (`{"type": "network", "path": "/run/netns/..."}`) instead of a new, empty one.
+pub fn oci_config(spec: &LaunchSpec, netns: Option<&Path>) -> Result<Spec, oci_spec::OciSpecError> {
     let mut config = Spec::default();
     super::oci_confine::apply(&mut config, spec.confinement)?;
     config.set_hostname(Some(spec.instance_name.clone()));
@@ -353,7 +367,13 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
         LinuxNamespaceType::Network,
     ]
     .into_iter()
-    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build())
+    .map(|typ| match (typ, netns) {
+        (LinuxNamespaceType::Network, Some(path)) => LinuxNamespaceBuilder::default()
+            .typ(typ)
+            .path(path.to_path_buf())
+            .build(),
+        _ => LinuxNamespaceBuilder::default().typ(typ).build(),
+    })
     .collect::<Result<Vec<_>, _>>()?;
     linux.set_namespaces(Some(namespaces));
     linux.set_cgroups_path(Some(PathBuf::from(format!("/{}", spec.instance_name))));
@@ -414,6 +434,9 @@ struct RuncInstance {
     /// Self-ending workloads are read until EOF; the others are stopped with a signal.
     exits_by_itself: bool,
     torn_down: bool,
+    /// The instance's network namespace and veth; fields drop after `Drop::drop`, so after runc's
+    /// container is gone.
+    net: Option<crate::net::InstanceNet>,
 }
 
 impl RuncInstance {
@@ -554,6 +577,10 @@ impl RuncInstance {
 impl Instance for RuncInstance {
     fn phases(&self) -> Vec<PhaseMark> {
         self.phases.clone()
+    }
+
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().map(|n| n.addr)
     }
 
     fn host_pids(&self) -> Vec<i32> {

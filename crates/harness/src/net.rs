@@ -1,0 +1,564 @@
+//! The client side of a served workload, made by the harness: one network namespace per harness run
+//! (`cvbench-client-<pid>`) that holds the load generator, and per instance a named network namespace
+//! (`cvbench-net-<pid>-<slot>`) joined to it by a point-to-point veth (`cvbench-<slot>` in the client
+//! namespace, `eth0` in the instance's). Addresses are a /30 of 198.18.0.0/15 (the RFC 2544
+//! benchmarking range) per slot: `.1` on the client end, `.2` on the instance end. Nothing is created
+//! in the host's own network namespace, and there is no route out: traffic never leaves namespaces
+//! cvbench made.
+//!
+//! Everything is made with `ip` from iproute2 (`ip netns add` bind-mounts the namespace under
+//! `/run/netns`). Every namespace is recorded under `<run dir>/net/` *before* it is created (the
+//! record names the owning harness pid and the namespace), so `bench cleanup` finds what a killed
+//! harness left ([`cleanup`]). Slots are allocated by creating `slot-<n>` with `O_EXCL`: two
+//! concurrent harnesses can never get the same slot, so their addresses never collide.
+//!
+//! The values own what they made: dropping a [`ClientNs`] or an [`InstanceNet`] deletes the
+//! namespace (which deletes the veth in it, and so its peer) and then its record.
+
+use std::fs;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cleanup::{CleanupReport, CleanupScope};
+
+/// Where named network namespaces are bind-mounted (`ip netns`).
+pub const NETNS_DIR: &str = "/run/netns";
+/// The benchmarking range 198.18.0.0/15.
+pub const RANGE_BASE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 0);
+/// /30 slots in the /15: 2^17 addresses / 4.
+pub const SLOTS: u32 = 1 << 15;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("`ip {args}` failed ({status}): {stderr}")]
+    Ip {
+        args: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("all {SLOTS} address slots under {0} are taken")]
+    Exhausted(PathBuf),
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> NetError {
+    let context = context.into();
+    move |source| NetError::Io { context, source }
+}
+
+/// Runs `ip <args>`; an error carries its stderr.
+pub fn ip(args: &[&str]) -> Result<(), NetError> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(io("running ip (iproute2)"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Ip {
+            args: args.join(" "),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Whether `ip` and root are there (what networking needs).
+pub fn available() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("networking needs root (network namespaces and veths)".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("`ip` (iproute2) is not installed".into()),
+    }
+}
+
+/// The addresses of slot `n`: (client end, instance end), both in a /30.
+pub fn slot_addresses(slot: u32) -> (Ipv4Addr, Ipv4Addr) {
+    let base = u32::from(RANGE_BASE) + (slot % SLOTS) * 4;
+    (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+}
+
+/// `<run dir>/net`.
+pub fn net_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("net")
+}
+
+/// A record: the owning pid and the namespace name, one a line.
+fn write_record(file: &mut fs::File, netns: &str) -> std::io::Result<()> {
+    writeln!(file, "{}\n{netns}", std::process::id())
+}
+
+fn read_record(path: &Path) -> Option<(i32, String)> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.trim().parse().ok()?;
+    let netns = lines.next()?.trim().to_string();
+    valid_netns_name(&netns).then_some((pid, netns))
+}
+
+/// Only names cvbench makes, so a cleanup can never be steered at someone else's namespace.
+fn valid_netns_name(name: &str) -> bool {
+    name.starts_with("cvbench-")
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Takes the lowest free slot under `dir` (creating `slot-<n>` with `O_EXCL`, recording `netns` in
+/// it). Concurrent callers, in this process or another, never get the same slot.
+pub fn allocate_slot(dir: &Path, netns: impl Fn(u32) -> String) -> Result<(u32, PathBuf), NetError> {
+    fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    for slot in 0..SLOTS {
+        let path = dir.join(format!("slot-{slot}"));
+        match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                if let Err(e) = write_record(&mut f, &netns(slot)) {
+                    let _ = fs::remove_file(&path);
+                    return Err(io(format!("writing {}", path.display()))(e));
+                }
+                return Ok((slot, path));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(format!("creating {}", path.display()))(e)),
+        }
+    }
+    Err(NetError::Exhausted(dir.to_path_buf()))
+}
+
+/// The client namespace for a plan: made (under `/run/cvbench/net`) when one of `workloads` is
+/// reached from outside, `None` otherwise. Fails when networking is unavailable (not root, no
+/// `ip`, no `wrk`).
+pub fn for_workloads<'a>(
+    workloads: impl IntoIterator<Item = &'a workload::WorkloadSpec>,
+) -> Result<Option<Network>, NetError> {
+    if !workloads
+        .into_iter()
+        .any(|w| matches!(w, workload::WorkloadSpec::HttpOutside { .. }))
+    {
+        return Ok(None);
+    }
+    if !wrk_available() {
+        return Err(io("http-outside")(std::io::Error::other(
+            "`wrk` is not installed (apt-get install wrk)",
+        )));
+    }
+    Network::create(Path::new(crate::rundir::RUN_ROOT)).map(Some)
+}
+
+/// The client namespace of this harness run. Cheap to clone; the namespace goes when the last clone
+/// (the run's, and every [`InstanceNet`]'s) is dropped.
+#[derive(Debug, Clone)]
+pub struct Network {
+    client: Arc<ClientNs>,
+}
+
+impl PartialEq for Network {
+    fn eq(&self, other: &Self) -> bool {
+        self.client.name == other.client.name
+    }
+}
+
+#[derive(Debug)]
+struct ClientNs {
+    name: String,
+    record: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for ClientNs {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = fs::remove_file(&self.record);
+    }
+}
+
+impl Network {
+    /// Makes `cvbench-client-<pid>` (loopback up), recorded under `<run dir>/net` first.
+    pub fn create(run_dir: &Path) -> Result<Network, NetError> {
+        available().map_err(|reason| NetError::Io {
+            context: "networking".into(),
+            source: std::io::Error::other(reason),
+        })?;
+        let dir = net_dir(run_dir);
+        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let pid = std::process::id();
+        let name = format!("cvbench-client-{pid}");
+        let record = dir.join(format!("client-{pid}"));
+        let mut f = fs::File::create(&record).map_err(io(format!("creating {}", record.display())))?;
+        write_record(&mut f, &name).map_err(io(format!("writing {}", record.display())))?;
+        let client = ClientNs { name, record, dir };
+        ip(&["netns", "add", &client.name])?;
+        ip(&["-n", &client.name, "link", "set", "lo", "up"])?;
+        Ok(Network {
+            client: Arc::new(client),
+        })
+    }
+
+    /// The client namespace's name (`ip netns exec <name> ...`).
+    pub fn client_name(&self) -> &str {
+        &self.client.name
+    }
+
+    /// A named namespace for one instance, with `eth0` up at the instance end of a fresh slot and
+    /// loopback up; the client end is up in the client namespace.
+    pub fn attach(&self) -> Result<InstanceNet, NetError> {
+        let pid = std::process::id();
+        let (slot, record) = allocate_slot(&self.client.dir, |slot| format!("cvbench-net-{pid}-{slot}"))?;
+        let (client_addr, addr) = slot_addresses(slot);
+        let inst = InstanceNet {
+            netns: format!("cvbench-net-{pid}-{slot}"),
+            record,
+            link: format!("cvbench-{slot}"),
+            client_addr,
+            addr,
+            network: self.clone(),
+        };
+        ip(&["netns", "add", &inst.netns])?;
+        let c = self.client_name();
+        let client_cidr = format!("{client_addr}/30");
+        let inst_cidr = format!("{addr}/30");
+        ip(&[
+            "-n", c, "link", "add", &inst.link, "type", "veth", "peer", "name", "eth0", "netns", &inst.netns,
+        ])?;
+        ip(&["-n", c, "addr", "add", &client_cidr, "dev", &inst.link])?;
+        ip(&["-n", c, "link", "set", &inst.link, "up"])?;
+        ip(&["-n", &inst.netns, "addr", "add", &inst_cidr, "dev", "eth0"])?;
+        ip(&["-n", &inst.netns, "link", "set", "eth0", "up"])?;
+        ip(&["-n", &inst.netns, "link", "set", "lo", "up"])?;
+        Ok(inst)
+    }
+
+    /// Runs `f` on a thread that joined the client namespace (only that thread moves).
+    pub fn in_client<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, NetError> {
+        let path = Path::new(NETNS_DIR).join(&self.client.name);
+        let ns = fs::File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+        std::thread::Builder::new()
+            .name("cvbench-client-ns".into())
+            .spawn(move || {
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| io("joining the client namespace")(e.into()))?;
+                Ok(f())
+            })
+            .map_err(io("starting a thread"))?
+            .join()
+            .map_err(|_| io("client thread")(std::io::Error::other("panicked")))?
+    }
+}
+
+/// One instance's network: its namespace (a path for runc's config.json or the built-in runtime's
+/// setns), its address, and the veth to the client namespace.
+#[derive(Debug)]
+pub struct InstanceNet {
+    netns: String,
+    record: PathBuf,
+    link: String,
+    pub client_addr: Ipv4Addr,
+    pub addr: Ipv4Addr,
+    network: Network,
+}
+
+impl InstanceNet {
+    /// `/run/netns/<name>`.
+    pub fn netns_path(&self) -> PathBuf {
+        Path::new(NETNS_DIR).join(&self.netns)
+    }
+
+    pub fn netns_name(&self) -> &str {
+        &self.netns
+    }
+
+    /// The client-side veth's name.
+    pub fn link(&self) -> &str {
+        &self.link
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+}
+
+impl Drop for InstanceNet {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes eth0 and so its peer in the client namespace.
+        let _ = ip(&["netns", "del", &self.netns]);
+        let _ = fs::remove_file(&self.record);
+    }
+}
+
+/// Removes namespaces recorded under `<run dir>/net` whose harness is gone (or all with `force`
+/// through the scope's `keep`).
+pub fn cleanup(scope: &CleanupScope) -> CleanupReport {
+    let mut report = CleanupReport::default();
+    let dir = net_dir(&scope.roots.run_dir);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return report;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some((pid, netns)) = read_record(&path) else {
+            continue;
+        };
+        // `keep` reads the owner from a `-<pid>-<index>` suffix.
+        if (scope.keep)(&format!("cvbench-net-{pid}-0")) {
+            report.in_use.push(format!("network namespace {netns}"));
+            continue;
+        }
+        let ns = Path::new(NETNS_DIR).join(&netns);
+        if ns.exists() {
+            match ip(&["netns", "del", &netns]) {
+                Ok(()) => report.removed.push(format!("network namespace {netns}")),
+                Err(e) => {
+                    report.problems.push(format!("network namespace {netns}: {e}"));
+                    continue;
+                }
+            }
+        }
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report.problems.push(format!("removing {}: {e}", path.display())),
+        }
+    }
+    if scope.exclusive && fs::remove_dir(&dir).is_ok() {
+        report.removed.push(format!("empty directory {}", dir.display()));
+    }
+    report
+}
+
+/// What the load from outside measured.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OutsideFigures {
+    pub requests_per_s: f64,
+    pub bytes_per_s: f64,
+    pub latency_p50_us: f64,
+    pub latency_p90_us: f64,
+    pub latency_p99_us: f64,
+    /// Socket errors plus non-2xx/3xx responses.
+    pub errors: f64,
+}
+
+/// One `GET path` on a fresh connection; `Ok(true)` on a `200`.
+pub fn get_ok(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Result<bool> {
+    use std::io::Read;
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+}
+
+/// Polls `GET path` with backoff (1 ms doubling to 50 ms) until a `200`; the instant it was seen.
+pub fn first_response(addr: SocketAddr, path: &str, deadline: Instant) -> Result<Instant, String> {
+    let mut pause = Duration::from_millis(1);
+    let mut last: String;
+    loop {
+        match get_ok(addr, path, Duration::from_secs(1)) {
+            Ok(true) => return Ok(Instant::now()),
+            Ok(false) => last = "a response other than 200".into(),
+            Err(e) => last = e.to_string(),
+        }
+        if Instant::now() + pause > deadline {
+            return Err(format!("no HTTP 200 from {addr}{path}: {last}"));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The median of `n` TCP connects to `addr`, in µs.
+pub fn connect_latency_us(addr: SocketAddr, n: usize) -> std::io::Result<f64> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        drop(s);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN))
+}
+
+/// `wrk` on PATH?
+pub fn wrk_available() -> bool {
+    Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty() || !o.stderr.is_empty())
+}
+
+/// Runs `wrk -t1 -c<connections> -d<duration> --latency` in the client namespace.
+pub fn run_wrk(
+    network: &Network,
+    addr: SocketAddrV4,
+    path: &str,
+    connections: u32,
+    duration: Duration,
+) -> Result<OutsideFigures, String> {
+    let url = format!("http://{addr}{path}");
+    let out = Command::new("ip")
+        .args(["netns", "exec", network.client_name(), "wrk", "-t1"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", duration.as_secs().max(1)))
+        .args(["--latency", &url])
+        .output()
+        .map_err(|e| format!("running wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed ({}): {} {}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_wrk(&text).ok_or_else(|| format!("unrecognised wrk output: {}", text.trim()))
+}
+
+/// A wrk duration (`812.00us`, `1.23ms`, `2.00s`) in µs.
+fn wrk_time_us(s: &str) -> Option<f64> {
+    let (num, scale) = if let Some(n) = s.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1e6)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60e6)
+    } else {
+        return None;
+    };
+    num.parse::<f64>().ok().map(|v| v * scale)
+}
+
+/// A wrk size (`615.23KB`, `1.2MB`, `12B`) in bytes (wrk's units are powers of 1024).
+fn wrk_bytes(s: &str) -> Option<f64> {
+    let units = [("TB", 1u64 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)];
+    units.iter().find_map(|(u, scale)| {
+        s.strip_suffix(u)
+            .and_then(|n| n.parse::<f64>().ok())
+            .map(|v| v * *scale as f64)
+    })
+}
+
+/// Parses `wrk --latency` output.
+pub fn parse_wrk(text: &str) -> Option<OutsideFigures> {
+    let mut f = OutsideFigures::default();
+    let (mut rps, mut tps, mut p50, mut p90, mut p99) = (None, None, None, None, None);
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", v] => rps = v.parse::<f64>().ok(),
+            ["Transfer/sec:", v] => tps = wrk_bytes(v),
+            ["50%", v] => p50 = wrk_time_us(v),
+            ["90%", v] => p90 = wrk_time_us(v),
+            ["99%", v] => p99 = wrk_time_us(v),
+            ["Non-2xx", "or", "3xx", "responses:", n] => f.errors += n.parse::<f64>().unwrap_or(0.0),
+            ["Socket", "errors:", rest @ ..] => {
+                f.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<f64>().ok())
+                    .sum::<f64>();
+            }
+            _ => {}
+        }
+    }
+    f.requests_per_s = rps?;
+    f.bytes_per_s = tps?;
+    f.latency_p50_us = p50?;
+    f.latency_p90_us = p90?;
+    f.latency_p99_us = p99?;
+    Some(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn slots_are_disjoint_slash_30s_in_the_benchmarking_range() {
+        assert_eq!(slot_addresses(0), (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)));
+        assert_eq!(slot_addresses(1), (Ipv4Addr::new(198, 18, 0, 5), Ipv4Addr::new(198, 18, 0, 6)));
+        let (c, i) = slot_addresses(SLOTS - 1);
+        assert_eq!((c, i), (Ipv4Addr::new(198, 19, 255, 253), Ipv4Addr::new(198, 19, 255, 254)));
+    }
+
+    #[test]
+    fn concurrent_allocators_never_share_a_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let d = dir.path().to_path_buf();
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| allocate_slot(&d, |s| format!("cvbench-net-1-{s}")).unwrap().0)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let all: Vec<u32> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        let distinct: BTreeSet<u32> = all.iter().copied().collect();
+        assert_eq!(all.len(), 200);
+        assert_eq!(distinct.len(), 200, "a slot was handed out twice");
+        // Freed slots are reused.
+        fs::remove_file(dir.path().join("slot-7")).unwrap();
+        assert_eq!(allocate_slot(dir.path(), |s| format!("cvbench-net-1-{s}")).unwrap().0, 7);
+        let rec = read_record(&dir.path().join("slot-7")).unwrap();
+        assert_eq!(rec, (std::process::id() as i32, "cvbench-net-1-7".to_string()));
+    }
+
+    #[test]
+    fn records_naming_foreign_namespaces_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("slot-0");
+        fs::write(&p, "1\nsomeone-elses\n").unwrap();
+        assert_eq!(read_record(&p), None);
+        fs::write(&p, "1\ncvbench-net-1-0/../x\n").unwrap();
+        assert_eq!(read_record(&p), None);
+    }
+
+    #[test]
+    fn wrk_latency_output_parses() {
+        let text = "Running 2s test @ http://198.18.0.2:8080/4k.bin
+  1 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   210.51us  100.02us   3.11ms   95.00%
+    Req/Sec    18.01k     1.00k   19.00k    70.00%
+  Latency Distribution
+     50%  198.00us
+     75%  220.00us
+     90%    1.25ms
+     99%    2.00s
+  35840 requests in 2.00s, 150.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:  17920.12
+Transfer/sec:     75.00MB
+";
+        let f = parse_wrk(text).unwrap();
+        assert_eq!(f.requests_per_s, 17920.12);
+        assert_eq!(f.bytes_per_s, 75.0 * 1048576.0);
+        assert_eq!(f.latency_p50_us, 198.0);
+        assert_eq!(f.latency_p90_us, 1250.0);
+        assert_eq!(f.latency_p99_us, 2e6);
+        assert_eq!(f.errors, 7.0);
+        assert_eq!(parse_wrk("Requests/sec: 1\n"), None);
+    }
+}
