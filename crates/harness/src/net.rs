@@ -72,6 +72,33 @@ pub fn ip(args: &[&str]) -> Result<(), NetError> {
     }
 }
 
+/// Runs `commands` in namespace `netns` with one `ip -n <netns> -batch -`.
+pub fn ip_batch(netns: &str, commands: &[String]) -> Result<(), NetError> {
+    use std::process::Stdio;
+    let mut child = Command::new("ip")
+        .args(["-n", netns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io("running ip (iproute2)"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(commands.join("\n").as_bytes())
+            .map_err(io("writing ip's batch"))?;
+    }
+    let out = child.wait_with_output().map_err(io("waiting for ip"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(NetError::Ip {
+            args: format!("-n {netns} -batch: {}", commands.join("; ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
 /// Whether `ip` and root are there (what networking needs).
 pub fn available() -> Result<(), String> {
     if !nix::unistd::geteuid().is_root() {
@@ -229,14 +256,23 @@ impl Network {
         let c = self.client_name();
         let client_cidr = format!("{client_addr}/30");
         let inst_cidr = format!("{addr}/30");
-        ip(&[
-            "-n", c, "link", "add", &inst.link, "type", "veth", "peer", "name", "eth0", "netns", &inst.netns,
-        ])?;
-        ip(&["-n", c, "addr", "add", &client_cidr, "dev", &inst.link])?;
-        ip(&["-n", c, "link", "set", &inst.link, "up"])?;
-        ip(&["-n", &inst.netns, "addr", "add", &inst_cidr, "dev", "eth0"])?;
-        ip(&["-n", &inst.netns, "link", "set", "eth0", "up"])?;
-        ip(&["-n", &inst.netns, "link", "set", "lo", "up"])?;
+        // One `ip` per namespace, its commands in batch mode.
+        ip_batch(
+            c,
+            &[
+                format!("link add {} type veth peer name eth0 netns {}", inst.link, inst.netns),
+                format!("addr add {client_cidr} dev {}", inst.link),
+                format!("link set {} up", inst.link),
+            ],
+        )?;
+        ip_batch(
+            &inst.netns,
+            &[
+                format!("addr add {inst_cidr} dev eth0"),
+                "link set eth0 up".to_string(),
+                "link set lo up".to_string(),
+            ],
+        )?;
         Ok(inst)
     }
 
