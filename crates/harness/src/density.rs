@@ -9,7 +9,7 @@
 //! The disk arithmetic (what N instances cost in storage) lives in `results::disk`.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use workload::WorkloadSpec;
 
@@ -54,6 +54,11 @@ pub struct Fleet {
 impl Fleet {
     pub fn push(&mut self, instance: Box<dyn Instance>) {
         self.instances.push(instance);
+    }
+
+    /// The addresses of instances attached to the client network namespace.
+    pub fn addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        self.instances.iter().filter_map(|i| i.address()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -163,6 +168,7 @@ impl<'a> DensityRun<'a> {
             .find(|p| p.name == crate::metrics::START_TO_READY_MS)
             .map_or(returned_ms, crate::backend::PhaseMark::ms);
         self.fleet.push(instance);
+        self.check_reachable(instances)?;
         let total_pss_bytes = match self.fleet.total_pss_bytes() {
             Ok(total) => total,
             Err(e) => return Err(format!("memory probe after launch {instances} failed: {e}")),
@@ -180,6 +186,41 @@ impl<'a> DensityRun<'a> {
             host_mem_available_bytes,
             marginal_pss_bytes,
         })
+    }
+
+    /// For a workload reached from outside: every running instance answers `GET path` with a 200
+    /// from the client namespace (the new one polled until the ready timeout, as a run does).
+    fn check_reachable(&self, instances: u32) -> Result<(), String> {
+        let (workload::WorkloadSpec::HttpOutside { port, path, .. }, Some(network)) =
+            (self.spec, self.opts.run.network.as_ref())
+        else {
+            return Ok(());
+        };
+        let addresses = self.fleet.addresses();
+        if addresses.len() != self.fleet.len() {
+            return Err(format!("instance {instances} has no address in the client namespace"));
+        }
+        let (port, path) = (*port, path.clone());
+        let deadline = Instant::now() + self.opts.run.ready_timeout;
+        network
+            .in_client(move || {
+                let last = addresses.len().saturating_sub(1);
+                for (i, ip) in addresses.into_iter().enumerate() {
+                    let addr = std::net::SocketAddr::from((ip, port));
+                    let answered = if i == last {
+                        crate::net::first_response(addr, &path, deadline).map(|_| ())
+                    } else {
+                        match crate::net::get_ok(addr, &path, Duration::from_secs(2)) {
+                            Ok(true) => Ok(()),
+                            Ok(false) => Err("a response other than 200".to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    };
+                    answered.map_err(|e| format!("instance {} at {addr} is not reachable from outside: {e}", i + 1))?;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?
     }
 
     /// Instances running now.
