@@ -49,7 +49,10 @@ mod tests {
                 .is_ok_and(|o| o.status.success());
             if !found {
                 let package = if tool == "ip" { "iproute2" } else { "wrk" };
-                testkit::skip(testkit::Requirement::Package(package), format!("{tool} is not installed"));
+                testkit::skip(
+                    testkit::Requirement::Package(package),
+                    format!("{tool} is not installed"),
+                );
                 return;
             }
         }
@@ -83,7 +86,10 @@ mod tests {
                     let _ = std::io::Read::read_to_string(&mut e, &mut err);
                 }
                 if err.contains("image") || err.contains("unavailable") {
-                    testkit::skip(testkit::Requirement::Binaries, format!("bench run could not start: {err}"));
+                    testkit::skip(
+                        testkit::Requirement::Binaries,
+                        format!("bench run could not start: {err}"),
+                    );
                     return;
                 }
                 panic!("bench run ended ({status}) before an instance was attached: {err}");

@@ -198,7 +198,9 @@ impl<'a> DensityRun<'a> {
         };
         let addresses = self.fleet.addresses();
         if addresses.len() != self.fleet.len() {
-            return Err(format!("instance {instances} has no address in the client namespace"));
+            return Err(format!(
+                "instance {instances} has no address in the client namespace"
+            ));
         }
         let (port, path) = (*port, path.clone());
         let deadline = Instant::now() + self.opts.run.ready_timeout;
@@ -216,7 +218,9 @@ impl<'a> DensityRun<'a> {
                             Err(e) => Err(e.to_string()),
                         }
                     };
-                    answered.map_err(|e| format!("instance {} at {addr} is not reachable from outside: {e}", i + 1))?;
+                    answered.map_err(|e| {
+                        format!("instance {} at {addr} is not reachable from outside: {e}", i + 1)
+                    })?;
                 }
                 Ok(())
             })

@@ -36,10 +36,7 @@ pub const SLOTS: u32 = 1 << 15;
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
     #[error("`ip {args}` failed ({status}): {stderr}")]
     Ip {
         args: String,
@@ -138,9 +135,7 @@ fn read_record(path: &Path) -> Option<(i32, String)> {
 fn valid_netns_name(name: &str) -> bool {
     name.starts_with("cvbench-")
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Takes the lowest free slot under `dir` (creating `slot-<n>` with `O_EXCL`, recording `netns` in
@@ -260,7 +255,10 @@ impl Network {
         ip_batch(
             c,
             &[
-                format!("link add {} type veth peer name eth0 netns {}", inst.link, inst.netns),
+                format!(
+                    "link add {} type veth peer name eth0 netns {}",
+                    inst.link, inst.netns
+                ),
                 format!("addr add {client_cidr} dev {}", inst.link),
                 format!("link set {} up", inst.link),
             ],
@@ -394,7 +392,10 @@ pub fn get_ok(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Resul
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut head = [0u8; 12];
     s.read_exact(&mut head)?;
     Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
@@ -485,7 +486,13 @@ fn wrk_time_us(s: &str) -> Option<f64> {
 
 /// A wrk size (`615.23KB`, `1.2MB`, `12B`) in bytes (wrk's units are powers of 1024).
 fn wrk_bytes(s: &str) -> Option<f64> {
-    let units = [("TB", 1u64 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)];
+    let units = [
+        ("TB", 1u64 << 40),
+        ("GB", 1 << 30),
+        ("MB", 1 << 20),
+        ("KB", 1 << 10),
+        ("B", 1),
+    ];
     units.iter().find_map(|(u, scale)| {
         s.strip_suffix(u)
             .and_then(|n| n.parse::<f64>().ok())
@@ -530,10 +537,19 @@ mod tests {
 
     #[test]
     fn slots_are_disjoint_slash_30s_in_the_benchmarking_range() {
-        assert_eq!(slot_addresses(0), (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2)));
-        assert_eq!(slot_addresses(1), (Ipv4Addr::new(198, 18, 0, 5), Ipv4Addr::new(198, 18, 0, 6)));
+        assert_eq!(
+            slot_addresses(0),
+            (Ipv4Addr::new(198, 18, 0, 1), Ipv4Addr::new(198, 18, 0, 2))
+        );
+        assert_eq!(
+            slot_addresses(1),
+            (Ipv4Addr::new(198, 18, 0, 5), Ipv4Addr::new(198, 18, 0, 6))
+        );
         let (c, i) = slot_addresses(SLOTS - 1);
-        assert_eq!((c, i), (Ipv4Addr::new(198, 19, 255, 253), Ipv4Addr::new(198, 19, 255, 254)));
+        assert_eq!(
+            (c, i),
+            (Ipv4Addr::new(198, 19, 255, 253), Ipv4Addr::new(198, 19, 255, 254))
+        );
     }
 
     #[test]
@@ -555,7 +571,12 @@ mod tests {
         assert_eq!(distinct.len(), 200, "a slot was handed out twice");
         // Freed slots are reused.
         fs::remove_file(dir.path().join("slot-7")).unwrap();
-        assert_eq!(allocate_slot(dir.path(), |s| format!("cvbench-net-1-{s}")).unwrap().0, 7);
+        assert_eq!(
+            allocate_slot(dir.path(), |s| format!("cvbench-net-1-{s}"))
+                .unwrap()
+                .0,
+            7
+        );
         let rec = read_record(&dir.path().join("slot-7")).unwrap();
         assert_eq!(rec, (std::process::id() as i32, "cvbench-net-1-7".to_string()));
     }

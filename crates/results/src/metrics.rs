@@ -251,6 +251,13 @@ use Direction::{HigherIsBetter as Higher, LowerIsBetter as Lower, Neither};
 /// Every metric cvbench knows.
 pub const REGISTRY: &[Metric] = &[
     entry(
+        START_TO_NETWORK_READY_MS,
+        MS,
+        Lower,
+        Group::Startup,
+        "network_ready",
+    ),
+    entry(
         START_TO_ROOTFS_READY_MS,
         MS,
         Lower,
@@ -259,20 +266,6 @@ pub const REGISTRY: &[Metric] = &[
     ),
     entry(START_TO_CONFINED_MS, MS, Lower, Group::Startup, "confined"),
     entry(START_TO_EXEC_MS, MS, Lower, Group::Startup, "exec"),
-    entry(
-        START_TO_NETWORK_READY_MS,
-        MS,
-        Lower,
-        Group::Startup,
-        "network_ready",
-    ),
-    entry(
-        START_TO_FIRST_RESPONSE_MS,
-        MS,
-        Lower,
-        Group::Startup,
-        "first_response",
-    ),
     entry(
         OUTSIDE_REQUESTS_PER_S,
         Quantity::Rate(Event::Request),
@@ -287,9 +280,27 @@ pub const REGISTRY: &[Metric] = &[
         Group::Workload,
         "transfer / s from outside",
     ),
-    entry(OUTSIDE_LATENCY_P50_US, US, Lower, Group::Workload, "p50 from outside"),
-    entry(OUTSIDE_LATENCY_P90_US, US, Lower, Group::Workload, "p90 from outside"),
-    entry(OUTSIDE_LATENCY_P99_US, US, Lower, Group::Workload, "p99 from outside"),
+    entry(
+        OUTSIDE_LATENCY_P50_US,
+        US,
+        Lower,
+        Group::Workload,
+        "p50 from outside",
+    ),
+    entry(
+        OUTSIDE_LATENCY_P90_US,
+        US,
+        Lower,
+        Group::Workload,
+        "p90 from outside",
+    ),
+    entry(
+        OUTSIDE_LATENCY_P99_US,
+        US,
+        Lower,
+        Group::Workload,
+        "p99 from outside",
+    ),
     entry(
         OUTSIDE_TCP_CONNECT_US,
         US,
@@ -314,6 +325,13 @@ pub const REGISTRY: &[Metric] = &[
     ),
     entry(START_TO_GUEST_INIT_MS, MS, Lower, Group::Startup, "guest_init"),
     entry(START_TO_READY_MS, MS, Lower, Group::Startup, "ready"),
+    entry(
+        START_TO_FIRST_RESPONSE_MS,
+        MS,
+        Lower,
+        Group::Startup,
+        "first_response",
+    ),
     entry(PSS_BYTES, Quantity::Bytes, Lower, Group::Memory, "PSS"),
     entry(
         CGROUP_MEMORY_BYTES,

@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// microvm-probe`.
     #[arg(long, value_parser = ["linux", "probe"], value_name = "GUEST")]
     pub guest: Option<String>,
-    /// Workload: idle, http or oltp.
+    /// Workload: idle, http, oltp or http-outside (http served until stopped, loaded by wrk from a client network namespace).
     #[arg(long)]
     pub workload: WorkloadKind,
     /// Measured runs.

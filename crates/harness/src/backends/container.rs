@@ -26,8 +26,8 @@ use crate::backend::{
     Stage, Unavailable,
 };
 use crate::metrics::{
-    CGROUP_MEMORY_BYTES, START_TO_CONFINED_MS, START_TO_EXEC_MS, START_TO_NETWORK_READY_MS, START_TO_READY_MS,
-    START_TO_ROOTFS_READY_MS,
+    CGROUP_MEMORY_BYTES, START_TO_CONFINED_MS, START_TO_EXEC_MS, START_TO_NETWORK_READY_MS,
+    START_TO_READY_MS, START_TO_ROOTFS_READY_MS,
 };
 use crate::net::InstanceNet;
 use crate::probe;
@@ -169,7 +169,11 @@ impl Backend for ContainerBackend {
         // Made before the container, so dropped after it on any early return.
         let net = super::attach_network(NAME, spec)?;
         if net.is_some() {
-            phases.push(PhaseMark::new(START_TO_NETWORK_READY_MS, spec.request, Instant::now()));
+            phases.push(PhaseMark::new(
+                START_TO_NETWORK_READY_MS,
+                spec.request,
+                Instant::now(),
+            ));
         }
         // Any early return drops `container`, which kills and removes everything it created.
         let mut container = Container::create(self.config(spec, net.as_ref()), deps)

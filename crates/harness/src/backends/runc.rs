@@ -210,9 +210,11 @@ impl Backend for RuncBackend {
             net,
         };
         if instance.net.is_some() {
-            instance
-                .phases
-                .push(PhaseMark::new(START_TO_NETWORK_READY_MS, spec.request, network_ready));
+            instance.phases.push(PhaseMark::new(
+                START_TO_NETWORK_READY_MS,
+                spec.request,
+                network_ready,
+            ));
         }
         let rootfs = bundle.join("rootfs");
         for dir in ["upper", "work", "rootfs"] {
