@@ -168,12 +168,21 @@ pub fn is_emulated(labels: &std::collections::BTreeMap<String, String>) -> bool 
     labels.get(EMULATED_LABEL).is_some_and(|v| v == "true")
 }
 
-/// `microvm (emulated)` when the figures are emulated, else the backend name.
+/// The label of figures taken inside the nested-KVM L1 (`scripts/nested-kvm.sh`): function only.
+pub const NESTED_LABEL: &str = "nested";
+
+/// Whether a cell's or curve's figures come from nested SVM on TCG (function only, never speed).
+pub fn is_nested(labels: &std::collections::BTreeMap<String, String>) -> bool {
+    labels.contains_key(NESTED_LABEL)
+}
+
+/// `microvm (emulated)` when the figures are emulated, `microvm (emulated, nested)` when they come
+/// from nested SVM on TCG, else the backend name.
 pub fn display_name(backend: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
-    if is_emulated(labels) {
-        format!("{backend} (emulated)")
-    } else {
-        backend.to_string()
+    match (is_emulated(labels), is_nested(labels)) {
+        (_, true) => format!("{backend} (emulated, nested)"),
+        (true, false) => format!("{backend} (emulated)"),
+        (false, false) => backend.to_string(),
     }
 }
 
@@ -370,6 +379,8 @@ mod tests {
         assert_eq!(display_name("microvm", &labels), "microvm");
         labels.insert("emulated".to_string(), "true".to_string());
         assert_eq!(display_name("microvm", &labels), "microvm (emulated)");
+        labels.insert(NESTED_LABEL.to_string(), "svm-tcg".to_string());
+        assert_eq!(display_name("microvm", &labels), "microvm (emulated, nested)");
     }
 
     #[test]

@@ -284,6 +284,7 @@ pub fn compare_table(results: &ResultsFile) -> String {
         let ready = s("start_to_ready_ms");
         let note = match (&c.skipped, c.labels.get("emulated").map(String::as_str)) {
             (Some(reason), _) => format!("skipped: {reason}"),
+            (None, _) if c.labels.contains_key("nested") => "emulated (nested): function only".to_string(),
             (None, Some("true")) => "emulated".to_string(),
             _ => String::new(),
         };

@@ -28,6 +28,7 @@ use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
+use crate::host::KvmFlavour;
 use crate::probe;
 
 const NAME: &str = "microvm";
@@ -421,14 +422,19 @@ impl Backend for MicrovmBackend {
     }
 
     fn labels(&self) -> Vec<(String, String)> {
-        let kvm = kvm_flavour(Path::new(PVM_MODULE));
+        let flavour = crate::host::detect_kvm_flavour();
+        // Without /dev/kvm nothing runs; the label keeps saying what it always did then.
+        let kvm = match flavour {
+            KvmFlavour::None => "hardware",
+            f => f.as_str(),
+        };
         let mut labels = vec![
             ("kvm".to_string(), kvm.to_string()),
             ("guest".to_string(), self.guest.as_str().to_string()),
             ("vcpus".to_string(), self.vcpus.to_string()),
         ];
-        if kvm == "pvm" {
-            labels.push(("emulated".to_string(), "true".to_string()));
+        labels.extend(crate::host::emulation_labels(flavour));
+        if flavour == KvmFlavour::Pvm {
             if self.guest == GuestKind::Linux {
                 eprintln!(
                     "WARNING: {KVM_DEVICE} is PVM (paravirtual nested KVM): the Linux guest's kernel runs \

@@ -71,7 +71,8 @@ impl Accel {
     /// does), else TCG.
     pub fn detect_in(roots: &HostRoots, cpuinfo: &str) -> Accel {
         match host::kvm_flavour(roots, cpuinfo) {
-            KvmFlavour::Hardware => Accel::Kvm,
+            // Nested SVM on TCG is hardware-style KVM: QEMU runs its guest with -accel kvm there.
+            KvmFlavour::Hardware | KvmFlavour::NestedSvmTcg => Accel::Kvm,
             KvmFlavour::Pvm | KvmFlavour::None => Accel::Tcg,
         }
     }
@@ -226,6 +227,8 @@ struct Prepared {
 
 pub struct QemuBackend {
     pub accel: Accel,
+    /// The host's KVM flavour: under nested SVM on TCG even `-accel kvm` figures are emulated.
+    pub host_kvm: KvmFlavour,
     /// Guest kernel; `None` = the newest built one.
     pub kernel: Option<PathBuf>,
     pub memory_mib: u64,
@@ -247,6 +250,7 @@ impl QemuBackend {
     /// KVM or TCG as the host allows; caches and state in the standard places.
     pub fn new() -> Self {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let host_kvm = host::kvm_flavour(&HostRoots::default(), &cpuinfo);
         let accel = Accel::detect_in(&HostRoots::default(), &cpuinfo);
         let tsc_khz = match accel {
             Accel::Kvm => None,
@@ -254,6 +258,7 @@ impl QemuBackend {
         };
         QemuBackend {
             accel,
+            host_kvm,
             tsc_khz,
             kernel: None,
             memory_mib: DEFAULT_MEMORY_MIB,
@@ -322,6 +327,8 @@ impl Backend for QemuBackend {
                 "WARNING: qemu runs with -accel tcg (no hardware KVM here): the guest is EMULATED by \
                  QEMU's binary translator, so its boot and workload figures are not comparable with KVM."
             );
+        } else {
+            labels.extend(host::emulation_labels(self.host_kvm));
         }
         labels
     }
@@ -577,6 +584,11 @@ mod tests {
             Accel::Tcg,
             "no vmx/svm"
         );
+        // The L1 of scripts/nested-kvm.sh: kvm_amd on TCG's SVM is hardware-style KVM.
+        let l1 = "processor\t: 0\nflags\t\t: fpu svm hypervisor\n";
+        fs::create_dir_all(&roots.proc).unwrap();
+        fs::write(roots.proc.join("cmdline"), host::NESTED_TCG_MARKER).unwrap();
+        assert_eq!(Accel::detect_in(&roots, l1), Accel::Kvm, "nested SVM on TCG");
         fs::create_dir_all(&pvm).unwrap();
         assert_eq!(Accel::detect_in(&roots, vmx), Accel::Tcg, "PVM");
     }

@@ -95,7 +95,15 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
         }
         v
     };
-    if !emulated.is_empty() {
+    if r.host.kvm == "nested-svm-tcg" {
+        doc.push(Block::Warning(format!(
+            "Function only: this run happened inside a nested-KVM L1 (scripts/nested-kvm.sh), whose AMD \
+             SVM is emulated by QEMU's TCG. Its guests really booted and ran their workloads, but every \
+             figure ({}) is emulated twice over and says nothing about speed; rows are labelled \
+             \"(emulated, nested)\".",
+            if emulated.is_empty() { "none labelled".to_string() } else { emulated.join(", ") }
+        )));
+    } else if !emulated.is_empty() {
         doc.push(Block::Warning(format!(
             "Figures of {} are emulated (KVM {} on this host: guest kernel code runs far slower than on hardware); \
              they are labelled \"(emulated)\" everywhere.",
@@ -323,4 +331,64 @@ fn disk_rows(m: &Model<'_>) -> Vec<Vec<String>> {
         ]);
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use results::schema::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
+    use workload::WorkloadSpec;
+
+    use super::*;
+
+    fn results_on(kvm: &str, labels: &[(&str, &str)]) -> ResultsFile {
+        let host = HostInfo {
+            hostname: "h".into(),
+            kernel: "k".into(),
+            cpu_model: "c".into(),
+            cores: 1,
+            memory_bytes: 1 << 30,
+            cgroup_version: "v2".into(),
+            kvm: kvm.into(),
+            os: "o".into(),
+        };
+        let tool = ToolInfo {
+            name: "cvbench".into(),
+            version: "0".into(),
+            git_revision: None,
+            argv: vec![],
+        };
+        let mut f = ResultsFile::new("compare", tool, host);
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        f.benchmarks
+            .push(BenchmarkResult::new("microvm", &WorkloadSpec::Idle, labels));
+        f
+    }
+
+    fn warnings(f: &ResultsFile) -> Vec<String> {
+        document(&Model::new(f), &[])
+            .into_iter()
+            .filter_map(|b| match b {
+                Block::Warning(w) => Some(w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nested_run_says_its_figures_are_function_only() {
+        let nested = results_on("nested-svm-tcg", &[("emulated", "true"), ("nested", "svm-tcg")]);
+        let w = warnings(&nested);
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("Function only") && w.contains("microvm") && w.contains("nested-kvm.sh")),
+            "{w:?}"
+        );
+        let pvm = results_on("pvm", &[("emulated", "true")]);
+        let w = warnings(&pvm);
+        assert!(w.iter().all(|w| !w.contains("Function only")), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("emulated")), "{w:?}");
+    }
 }
