@@ -18,6 +18,9 @@
 #   --memory MIB     L1 RAM (default 1536)
 #   --smp N          L1 vCPUs (default 1: TCG threads are host CPU time)
 #   --keep-serial FILE  copy L1's serial console log to FILE
+#   --no-fetch       never install or download anything: exit 3 if a package or the L1 kernel is
+#                    missing (tests use it; scripts/setup.sh --packages fetches both)
+#   --fetch          install the packages and fetch the L1 kernel, then exit
 #
 # `--out DIR` and `--json FILE` in the bench arguments name host paths: bench writes them in L1 and
 # they are copied to those paths afterwards, as if bench had run on the host. A bench command given
@@ -54,6 +57,8 @@ smp=1
 keep_serial=""
 script=""
 build_only=0
+no_fetch=0
+fetch_only=0
 bench_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -65,12 +70,14 @@ while [ $# -gt 0 ]; do
         --keep-serial) keep_serial="${2:?--keep-serial needs a file}"; shift 2 ;;
         --script) script="${2:?--script needs a file}"; shift 2 ;;
         --build) build_only=1; shift ;;
+        --no-fetch) no_fetch=1; shift ;;
+        --fetch) fetch_only=1; shift ;;
         --) shift; bench_args=("$@"); break ;;
         -h|--help) sed -n '2,/^set -euo/p' "$self" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (bench arguments go after --)" 2 ;;
     esac
 done
-if [ "$build_only" -eq 0 ] && [ -z "$script" ]; then
+if [ "$build_only" -eq 0 ] && [ "$fetch_only" -eq 0 ] && [ -z "$script" ]; then
     [ "${#bench_args[@]}" -gt 0 ] && [ "${bench_args[0]}" = bench ] \
         || die "usage: nested-kvm.sh [options] -- bench <arguments> (or --script FILE, --build)" 2
 fi
@@ -88,6 +95,7 @@ ensure_packages() {
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     [ "${#missing[@]}" -eq 0 ] && return 0
+    [ "$no_fetch" -eq 0 ] || die "packages missing: ${missing[*]} (scripts/setup.sh --packages installs them)" 3
     [ "$(id -u)" -eq 0 ] || die "need root to install: ${missing[*]}"
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -105,6 +113,7 @@ l1_kernel_root() {
     version="$(apt-cache policy "$pkg" | awk '/Candidate:/ {print $2}')"
     dir="$nested_cache/kernel/$pkg-$version"
     if [ ! -d "$dir/root/boot" ]; then
+        [ "$no_fetch" -eq 0 ] || die "the L1 kernel $pkg $version is not fetched (scripts/setup.sh --packages fetches it)" 3
         local tmp
         tmp="$(mktemp -d "$nested_cache/kernel/.fetch.XXXXXX")"
         (cd "$tmp" && apt-get download -qq "$pkg=$version" 2>/dev/null) || {
@@ -226,7 +235,7 @@ build_l1() {
         mkdir -p "$stage/lib/modules/$kver/$(dirname "$m")"
         cp "$kroot/lib/modules/$kver/$m" "$stage/lib/modules/$kver/$m"
     done < "$stage/etc/cvbench-nested/modules"
-    copy_with_libs "$stage" /usr/bin/qemu-system-x86_64 /usr/sbin/mke2fs /usr/sbin/debugfs
+    copy_with_libs "$stage" /usr/bin/qemu-system-x86_64 /usr/sbin/mke2fs /usr/sbin/debugfs /usr/sbin/e2fsck
     ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
     cp /etc/mke2fs.conf "$stage/etc/mke2fs.conf"
     for f in bios-microvm.bin qboot.rom linuxboot.bin linuxboot_dma.bin kvmvapic.bin pvh.bin multiboot.bin multiboot_dma.bin; do
@@ -261,12 +270,17 @@ build_l1() {
     printf '%s\n' "$dest"
 }
 
+if [ "$fetch_only" -eq 1 ]; then
+    ensure_packages
+    mkdir -p "$nested_cache/kernel"
+    l1_kernel_root > /dev/null
+    exit 0
+fi
 if [ "$build_only" -eq 1 ]; then
     (build_l1)
     exit 0
 fi
 
-command -v qemu-system-x86_64 >/dev/null || ensure_packages
 l1="$(build_l1)"
 
 # The job directory, shared with L1 over 9p.
@@ -337,7 +351,8 @@ trap 'exit 130' INT
 
 log "booting L1 ($l1, TCG with SVM; console in $job/serial.log)"
 started=$(date +%s)
-qemu-system-x86_64 -M q35 -accel tcg -cpu EPYC,+svm,+npt,+nrip-save -m "$memory_mib" -smp "$smp" \
+# setpriv: QEMU dies with this script even if the script is killed outright.
+setpriv --pdeathsig KILL qemu-system-x86_64 -M q35 -accel tcg -cpu EPYC,+svm,+npt,+nrip-save -m "$memory_mib" -smp "$smp" \
     -nodefaults -no-user-config -nographic -no-reboot \
     -serial "file:$job/serial.log" \
     -kernel "$l1/vmlinuz" -initrd "$l1/initrd.cpio" \
@@ -345,6 +360,7 @@ qemu-system-x86_64 -M q35 -accel tcg -cpu EPYC,+svm,+npt,+nrip-save -m "$memory_
     -virtfs "local,path=$job,mount_tag=cvjob,security_model=none,id=cvjob" \
     2> "$job/qemu.log" &
 qemu_pid=$!
+echo "$qemu_pid" > "$job/qemu.pid"
 deadline=$((started + timeout_s))
 while kill -0 "$qemu_pid" 2>/dev/null; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
