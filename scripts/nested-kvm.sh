@@ -267,6 +267,10 @@ build_l1() {
         rm -rf "$dest"
         mv "$tmp" "$dest"
     fi
+    touch "$dest"
+    # Keep the four most recently used L1s (each about 100 MiB).
+    find "$nested_cache" -mindepth 1 -maxdepth 1 -type d -regextype egrep -regex '.*/[0-9a-f]{16}' \
+        -printf '%T@ %p\n' | sort -rn | tail -n +5 | cut -d' ' -f2- | xargs -r rm -rf
     printf '%s\n' "$dest"
 }
 
@@ -283,8 +287,31 @@ fi
 
 l1="$(build_l1)"
 
-# The job directory, shared with L1 over 9p.
+qemu_pid=""
+tail_pid=""
 own_job=0
+finish() {
+    local rc=$?
+    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+        kill "$qemu_pid" 2>/dev/null || true
+        sleep 1
+        kill -9 "$qemu_pid" 2>/dev/null || true
+        wait "$qemu_pid" 2>/dev/null || true
+    fi
+    if [ -n "$tail_pid" ]; then
+        sleep 1 # tail -F polls once a second: let it print L1's last lines
+        kill "$tail_pid" 2>/dev/null || true
+        wait "$tail_pid" 2>/dev/null || true
+    fi
+    [ -n "$keep_serial" ] && [ -f "$job/serial.log" ] && cp "$job/serial.log" "$keep_serial"
+    [ "$own_job" -eq 1 ] && [ -n "$job" ] && rm -rf "$job"
+    exit "$rc"
+}
+trap finish EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
+
+# The job directory, shared with L1 over 9p.
 if [ -z "$job" ]; then
     job="$(mktemp -d "${TMPDIR:-/tmp}/cvbench-nested.XXXXXX")"
     own_job=1
@@ -322,7 +349,8 @@ if [ -z "$script" ]; then
     done
     {
         echo '#!/bin/sh'
-        env | grep -E '^CVBENCH_[A-Z0-9_]+=' | grep -v '^CVBENCH_GUEST_KERNEL=\|^CVBENCH_BIN_DIR=\|^CVBENCH_CACHE=' \
+        # (Host paths in CVBENCH_GUEST_KERNEL, CVBENCH_BIN_DIR, CVBENCH_CACHE mean nothing in L1.)
+        { env | grep -E '^CVBENCH_[A-Z0-9_]+=' | grep -v '^CVBENCH_GUEST_KERNEL=\|^CVBENCH_BIN_DIR=\|^CVBENCH_CACHE=' || true; } \
             | while IFS= read -r kv; do printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"; done
         printf 'exec bench'
         printf ' %q' "${l1_args[@]}"
@@ -332,22 +360,6 @@ else
     cp "$script" "$job/run.sh"
 fi
 
-qemu_pid=""
-finish() {
-    local rc=$?
-    if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-        kill "$qemu_pid" 2>/dev/null || true
-        sleep 1
-        kill -9 "$qemu_pid" 2>/dev/null || true
-        wait "$qemu_pid" 2>/dev/null || true
-    fi
-    [ -n "$keep_serial" ] && [ -f "$job/serial.log" ] && cp "$job/serial.log" "$keep_serial"
-    [ "$own_job" -eq 1 ] && rm -rf "$job"
-    exit "$rc"
-}
-trap finish EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
 
 log "booting L1 ($l1, TCG with SVM; console in $job/serial.log)"
 started=$(date +%s)
@@ -361,6 +373,12 @@ setpriv --pdeathsig KILL qemu-system-x86_64 -M q35 -accel tcg -cpu EPYC,+svm,+np
     2> "$job/qemu.log" &
 qemu_pid=$!
 echo "$qemu_pid" > "$job/qemu.pid"
+if [ -z "$script" ]; then
+    # bench's output, as L1 writes it.
+    touch "$job/log"
+    tail -n +1 -F "$job/log" 2>/dev/null &
+    tail_pid=$!
+fi
 deadline=$((started + timeout_s))
 while kill -0 "$qemu_pid" 2>/dev/null; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
@@ -384,7 +402,6 @@ if [ ! -f "$job/rc" ]; then
     exit 1
 fi
 rc="$(cat "$job/rc")"
-[ -n "$script" ] || cat "$job/log"
 for pair in "${copy_back[@]}"; do
     src="${pair%%=*}"
     dst="${pair#*=}"

@@ -319,7 +319,10 @@ mod tests {
         let dir = fixture(MOUNTINFO_HYBRID, CPUINFO_L1, false, true);
         let cmdline = dir.path().join("proc/cmdline");
         fs::write(&cmdline, format!("console=ttyS0 panic=-1 {NESTED_TCG_MARKER}\n")).unwrap();
-        assert_eq!(detect_in(&HostRoots::under(dir.path())).unwrap().kvm, "nested-svm-tcg");
+        assert_eq!(
+            detect_in(&HostRoots::under(dir.path())).unwrap().kvm,
+            "nested-svm-tcg"
+        );
         let flavour = kvm_flavour(&HostRoots::under(dir.path()), CPUINFO_L1);
         assert!(flavour.is_emulated() && flavour.is_hardware_style());
 
@@ -329,11 +332,20 @@ mod tests {
         // The marker on a CPU without the hypervisor flag, or with vmx only, is not believed.
         fs::write(&cmdline, format!("{NESTED_TCG_MARKER}\n")).unwrap();
         let bare = CPUINFO_L1.replace(" hypervisor", "");
-        assert_eq!(kvm_flavour(&HostRoots::under(dir.path()), &bare), KvmFlavour::Hardware);
-        assert_eq!(kvm_flavour(&HostRoots::under(dir.path()), CPUINFO), KvmFlavour::Hardware);
+        assert_eq!(
+            kvm_flavour(&HostRoots::under(dir.path()), &bare),
+            KvmFlavour::Hardware
+        );
+        assert_eq!(
+            kvm_flavour(&HostRoots::under(dir.path()), CPUINFO),
+            KvmFlavour::Hardware
+        );
         // And without /dev/kvm there is no KVM at all.
         fs::remove_file(dir.path().join("dev/kvm")).unwrap();
-        assert_eq!(kvm_flavour(&HostRoots::under(dir.path()), CPUINFO_L1), KvmFlavour::None);
+        assert_eq!(
+            kvm_flavour(&HostRoots::under(dir.path()), CPUINFO_L1),
+            KvmFlavour::None
+        );
     }
 
     #[test]

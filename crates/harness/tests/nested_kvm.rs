@@ -28,8 +28,7 @@ mod tests {
     }
 
     fn on_path(program: &str) -> bool {
-        std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
     }
 
     /// Why this host cannot run the layer, if it cannot.
@@ -52,7 +51,13 @@ mod tests {
         {
             return Some("no guest kernel built (guest/kernel/build.sh)".into());
         }
-        for bin in ["bench", "cvbench-vmm", "cvbench-guest-init", "cvbench-workload", "cvbench-testproc"] {
+        for bin in [
+            "bench",
+            "cvbench-vmm",
+            "cvbench-guest-init",
+            "cvbench-workload",
+            "cvbench-testproc",
+        ] {
             if !debug_dir().join(bin).is_file() {
                 return Some(format!("{bin} not built (cargo build --workspace --bins)"));
             }
@@ -117,7 +122,10 @@ mod tests {
     fn check_run(job: &Path, workload: &str, failures: &mut Vec<String>) {
         let log = read(job, &format!("{workload}.log"));
         if rc(job, workload) != Some(0) {
-            failures.push(format!("bench run {workload} exited {:?}: {log}", rc(job, workload)));
+            failures.push(format!(
+                "bench run {workload} exited {:?}: {log}",
+                rc(job, workload)
+            ));
             return;
         }
         let results: ResultsFile = match serde_json::from_str(&read(job, &format!("{workload}.json"))) {
@@ -128,7 +136,10 @@ mod tests {
             }
         };
         if results.host.kvm != "nested-svm-tcg" {
-            failures.push(format!("{workload}: host kvm is {:?}, not nested-svm-tcg", results.host.kvm));
+            failures.push(format!(
+                "{workload}: host kvm is {:?}, not nested-svm-tcg",
+                results.host.kvm
+            ));
         }
         let Some(cell) = results.benchmarks.first() else {
             failures.push(format!("{workload}: no benchmark in the results"));
@@ -142,7 +153,10 @@ mod tests {
         }
         for (label, value) in [("emulated", "true"), ("nested", "svm-tcg")] {
             if cell.labels.get(label).map(String::as_str) != Some(value) {
-                failures.push(format!("{workload}: label {label} is {:?}", cell.labels.get(label)));
+                failures.push(format!(
+                    "{workload}: label {label} is {:?}",
+                    cell.labels.get(label)
+                ));
             }
         }
         let measured: Vec<_> = cell.runs.iter().filter(|r| !r.warmup).collect();
@@ -160,6 +174,22 @@ mod tests {
                 if !run.metrics.get(phase).is_some_and(|v| v.is_finite() && *v > 0.0) {
                     failures.push(format!("{workload} run {}: no {phase}", run.index));
                 }
+            }
+            // Each phase follows the one before: VM created, first vCPU entry, guest init, READY.
+            let times: Vec<f64> = [
+                "start_to_vm_created_ms",
+                "start_to_first_vcpu_entry_ms",
+                "start_to_guest_init_ms",
+                "start_to_ready_ms",
+            ]
+            .iter()
+            .filter_map(|p| run.metrics.get(*p).copied())
+            .collect();
+            if times.windows(2).any(|w| w[0] > w[1]) {
+                failures.push(format!(
+                    "{workload} run {}: phases out of order: {times:?}",
+                    run.index
+                ));
             }
             // The idle workload waits until stopped and prints no RESULT; the others end with a
             // RESULT and then the guest's reset (any other stop fails the run in the harness).
@@ -191,8 +221,16 @@ mod tests {
 
         // The hardware-KVM-gated tests: the microvm crate's KVM tests and unit tests, and the
         // harness's Linux-guest microvm backend test.
-        let mut binaries = test_binaries(&["-p", "microvm", "--lib", "--test", "kvm_probe", "--test", "linux_boot"])
-            .unwrap();
+        let mut binaries = test_binaries(&[
+            "-p",
+            "microvm",
+            "--lib",
+            "--test",
+            "kvm_probe",
+            "--test",
+            "linux_boot",
+        ])
+        .unwrap();
         binaries.extend(
             test_binaries(&["-p", "harness", "--lib"])
                 .unwrap()
@@ -225,13 +263,17 @@ mod tests {
         // QEMU) is killed if this test process dies, so a killed test leaves no L1 running.
         unsafe {
             cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM).map_err(std::io::Error::from)
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
             });
         }
         let started = std::time::Instant::now();
         let out = cmd.output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        println!("nested-kvm.sh took {:.0} s: {stderr}", started.elapsed().as_secs_f64());
+        println!(
+            "nested-kvm.sh took {:.0} s: {stderr}",
+            started.elapsed().as_secs_f64()
+        );
         if out.status.code() == Some(3) {
             println!("skipped: {}", stderr.trim());
             return;
@@ -245,10 +287,12 @@ mod tests {
         // The script's QEMU is gone.
         if let Ok(pid) = std::fs::read_to_string(job.join("qemu.pid")) {
             let pid = pid.trim();
-            assert!(!Path::new("/proc").join(pid).join("exe").exists()
-                || std::fs::read_link(Path::new("/proc").join(pid).join("exe"))
-                    .is_ok_and(|e| !e.to_string_lossy().contains("qemu")),
-                "the L1 QEMU (pid {pid}) still runs");
+            assert!(
+                !Path::new("/proc").join(pid).join("exe").exists()
+                    || std::fs::read_link(Path::new("/proc").join(pid).join("exe"))
+                        .is_ok_and(|e| !e.to_string_lossy().contains("qemu")),
+                "the L1 QEMU (pid {pid}) still runs"
+            );
         }
 
         let mut failures = Vec::new();
@@ -269,6 +313,26 @@ mod tests {
 
         for workload in ["idle", "http", "oltp"] {
             check_run(job, workload, &mut failures);
+        }
+        // oltp's database lands on each instance's scratch disk: it holds more than idle's.
+        let disk_bytes = |workload: &str| -> Vec<f64> {
+            serde_json::from_str::<ResultsFile>(&read(job, &format!("{workload}.json")))
+                .ok()
+                .and_then(|r| r.benchmarks.into_iter().next())
+                .map(|c| {
+                    c.runs
+                        .iter()
+                        .filter_map(|r| r.metrics.get("instance_disk_bytes").copied())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (idle_disk, oltp_disk) = (disk_bytes("idle"), disk_bytes("oltp"));
+        let idle_max = idle_disk.iter().copied().fold(0.0, f64::max);
+        if oltp_disk.is_empty() || idle_disk.is_empty() || oltp_disk.iter().any(|&b| b <= idle_max) {
+            failures.push(format!(
+                "oltp scratch disks ({oltp_disk:?} bytes) do not hold more than idle's ({idle_disk:?})"
+            ));
         }
 
         // A guest whose workload cannot start: bench fails the run with the console's tail.
@@ -291,27 +355,49 @@ mod tests {
             ));
         }
         if !console.contains("CVBENCH READY oltp") || !console.contains("CVBENCH RESULT") {
-            failures.push(format!("VMM oltp run: no READY/RESULT on the console:\n{console}"));
+            failures.push(format!(
+                "VMM oltp run: no READY/RESULT on the console:\n{console}"
+            ));
         }
         if !console.contains("Brought up 1 node, 2 CPUs") {
-            failures.push(format!("VMM oltp run with --vcpus 2: the guest did not bring up 2 CPUs:\n{console}"));
+            failures.push(format!(
+                "VMM oltp run with --vcpus 2: the guest did not bring up 2 CPUs:\n{console}"
+            ));
         }
         // 192 MiB of guest RAM mapped, and the kernel's total (RAM less the e820 holes below 1 MiB)
         // above what the 128 MiB default would give.
         if !events.contains("+0xc000000") {
-            failures.push(format!("VMM oltp run with 192 MiB: guest RAM is not 0xc000000 bytes: {events}"));
+            failures.push(format!(
+                "VMM oltp run with 192 MiB: guest RAM is not 0xc000000 bytes: {events}"
+            ));
         }
-        let total_kib = console
-            .lines()
-            .find_map(|l| l.split_once("Memory: ")?.1.split_once('/')?.1.split_once("K ")?.0.parse::<u64>().ok());
+        let total_kib = console.lines().find_map(|l| {
+            l.split_once("Memory: ")?
+                .1
+                .split_once('/')?
+                .1
+                .split_once("K ")?
+                .0
+                .parse::<u64>()
+                .ok()
+        });
         if !total_kib.is_some_and(|k| k > 160 * 1024 && k <= 192 * 1024) {
-            failures.push(format!("VMM oltp run with 192 MiB: the kernel saw {total_kib:?} KiB:\n{console}"));
+            failures.push(format!(
+                "VMM oltp run with 192 MiB: the kernel saw {total_kib:?} KiB:\n{console}"
+            ));
         }
         if read(job, "image-disks").lines().count() != 1 {
-            failures.push(format!("image disks after the bench runs: {}", read(job, "image-disks")));
+            failures.push(format!(
+                "image disks after the bench runs: {}",
+                read(job, "image-disks")
+            ));
         }
         if !rc(job, "fsck").is_some_and(|c| c <= 1) {
-            failures.push(format!("e2fsck of the scratch disk: {:?} {}", rc(job, "fsck"), read(job, "fsck.log")));
+            failures.push(format!(
+                "e2fsck of the scratch disk: {:?} {}",
+                rc(job, "fsck"),
+                read(job, "fsck.log")
+            ));
         }
         let stat = read(job, "db.stat");
         let size = stat

@@ -101,7 +101,11 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
              SVM is emulated by QEMU's TCG. Its guests really booted and ran their workloads, but every \
              figure ({}) is emulated twice over and says nothing about speed; rows are labelled \
              \"(emulated, nested)\".",
-            if emulated.is_empty() { "none labelled".to_string() } else { emulated.join(", ") }
+            if emulated.is_empty() {
+                "none labelled".to_string()
+            } else {
+                emulated.join(", ")
+            }
         )));
     } else if !emulated.is_empty() {
         doc.push(Block::Warning(format!(
@@ -382,8 +386,9 @@ mod tests {
         let nested = results_on("nested-svm-tcg", &[("emulated", "true"), ("nested", "svm-tcg")]);
         let w = warnings(&nested);
         assert!(
-            w.iter()
-                .any(|w| w.starts_with("Function only") && w.contains("microvm") && w.contains("nested-kvm.sh")),
+            w.iter().any(|w| w.starts_with("Function only")
+                && w.contains("microvm")
+                && w.contains("nested-kvm.sh")),
             "{w:?}"
         );
         let pvm = results_on("pvm", &[("emulated", "true")]);
