@@ -392,7 +392,7 @@ mod tests {
                 read(job, "image-disks")
             ));
         }
-        if !rc(job, "fsck").is_some_and(|c| c <= 1) {
+        if rc(job, "fsck").is_none_or(|c| c > 1) {
             failures.push(format!(
                 "e2fsck of the scratch disk: {:?} {}",
                 rc(job, "fsck"),

@@ -434,14 +434,12 @@ impl Backend for MicrovmBackend {
             ("vcpus".to_string(), self.vcpus.to_string()),
         ];
         labels.extend(crate::host::emulation_labels(flavour));
-        if flavour == KvmFlavour::Pvm {
-            if self.guest == GuestKind::Linux {
-                eprintln!(
-                    "WARNING: {KVM_DEVICE} is PVM (paravirtual nested KVM): the Linux guest's kernel runs \
-                     under emulation, so its boot and workload figures are EMULATED and not comparable \
-                     with hardware KVM."
-                );
-            }
+        if flavour == KvmFlavour::Pvm && self.guest == GuestKind::Linux {
+            eprintln!(
+                "WARNING: {KVM_DEVICE} is PVM (paravirtual nested KVM): the Linux guest's kernel runs \
+                 under emulation, so its boot and workload figures are EMULATED and not comparable \
+                 with hardware KVM."
+            );
         }
         labels
     }
