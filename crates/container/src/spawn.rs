@@ -300,7 +300,8 @@ fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
     }
     let own_cgroup_join: &[OwnedFd] = if go_r.is_some() { &[] } else { req.cgroup_procs };
     for (i, fd) in own_cgroup_join.iter().enumerate() {
-        // SAFETY: writing two bytes from a static buffer to an open descriptor.
+        // SAFETY: writes one byte, the "0" (this process) of a static one-byte buffer that outlives the
+        // call, to a descriptor `req.cgroup_procs` keeps open.
         let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
         if n != 1 {
             // A handful of cgroup files; the index fits.

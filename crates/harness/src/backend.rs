@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use results::isolation::Isolation;
 use workload::{WorkloadResult, WorkloadSpec};
 
 /// Why a backend cannot run on this host (reported as "skipped" with this reason, never dropped).
@@ -43,8 +44,8 @@ pub struct LaunchSpec {
 /// One phase boundary, measured from `LaunchSpec::request`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhaseMark {
-    /// Metric name, always `start_to_<phase>_ms`, e.g. `start_to_exec_ms`, `start_to_ready_ms`,
-    /// `start_to_first_vcpu_entry_ms`, `start_to_guest_init_ms`.
+    /// Metric name: a startup phase of the registry (`results::metrics::START_TO_EXEC_MS`,
+    /// `START_TO_READY_MS`, ...), always `start_to_<phase>_ms`.
     pub name: String,
     pub since_request: Duration,
 }
@@ -115,6 +116,9 @@ impl BackendError {
 pub trait Backend {
     /// Short stable name used in results and on the command line (`container`, `runc`, `microvm`).
     fn name(&self) -> &'static str;
+    /// What kind of sandbox this is, what confines it and which KVM runs its guest on this host.
+    /// Recorded in every cell; reports colour, split memory and flag emulated figures by it.
+    fn isolation(&self) -> Isolation;
     /// Checks the host (root, binaries, /dev/kvm, cgroups) and says why this backend cannot run here.
     fn check_host(&self) -> Result<(), Unavailable>;
     /// Whether this backend can run `workload` at all (e.g. the microVM's probe guest has no workload
@@ -123,8 +127,8 @@ pub trait Backend {
         let _ = workload;
         Ok(())
     }
-    /// Facts that qualify this backend's figures, e.g. `("emulated", "true")` on a PVM host,
-    /// `("runc_version", "1.1.5")`. Copied into the results.
+    /// Further facts that qualify this backend's figures, e.g. `("runc_version", "1.1.5")`,
+    /// `("vcpus", "1")`. Copied into the results; what isolates the cell is [`Backend::isolation`].
     fn labels(&self) -> Vec<(String, String)> {
         Vec::new()
     }
@@ -167,7 +171,7 @@ pub struct DiskProbe {
 /// A launched, ready instance. Dropping it must release everything (best effort); `destroy` does the
 /// same and reports errors.
 pub trait Instance {
-    /// Phase marks recorded so far, in order; the last one is `start_to_ready_ms`.
+    /// Phase marks recorded so far, in order; the last one is `START_TO_READY_MS`.
     fn phases(&self) -> Vec<PhaseMark>;
     /// Host PIDs of every process that makes up the instance (for probes and leak checks).
     fn host_pids(&self) -> Vec<i32>;

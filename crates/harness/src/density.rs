@@ -20,9 +20,6 @@ use crate::runner::{instance_name, RunOptions};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-/// Extra memory figure of a runtime process that lives outside the instance's own processes.
-pub const RUNTIME_PSS_METRIC: &str = "runtime_pss_bytes";
-
 /// How far to go.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DensityOptions {
@@ -108,7 +105,7 @@ impl Fleet {
             let runtime: u64 = probe
                 .extra
                 .iter()
-                .filter(|(name, _)| name == RUNTIME_PSS_METRIC)
+                .filter(|(name, _)| name == crate::metrics::RUNTIME_PSS_BYTES)
                 .map(|(_, b)| *b)
                 .sum();
             total = total.saturating_add(probe.pss_bytes).saturating_add(runtime);
@@ -148,6 +145,7 @@ pub fn run_density(
 ) -> DensityResult {
     let mut result = DensityResult {
         backend: backend.name().to_string(),
+        isolation: backend.isolation(),
         workload: spec.kind().name().to_string(),
         labels: backend.labels().into_iter().collect(),
         points: Vec::new(),
@@ -224,7 +222,7 @@ fn grow(
         let launch_ms = instance
             .phases()
             .iter()
-            .find(|p| p.name == "start_to_ready_ms")
+            .find(|p| p.name == crate::metrics::START_TO_READY_MS)
             .map_or(returned_ms, crate::backend::PhaseMark::ms);
         fleet.push(instance);
         let total_pss_bytes = match fleet.total_pss_bytes() {
@@ -475,6 +473,9 @@ mod tests {
         fn name(&self) -> &'static str {
             "counting"
         }
+        fn isolation(&self) -> crate::results::Isolation {
+            crate::results::Isolation::host_kernel(crate::results::IsolationKind::Container)
+        }
         fn check_host(&self) -> Result<(), Unavailable> {
             Ok(())
         }
@@ -499,8 +500,8 @@ mod tests {
             Ok(crate::MemoryProbe {
                 pss_bytes: 1 << 20,
                 extra: vec![
-                    (RUNTIME_PSS_METRIC.to_string(), 1 << 19),
-                    ("cgroup_memory_bytes".to_string(), 99),
+                    (crate::metrics::RUNTIME_PSS_BYTES.to_string(), 1 << 19),
+                    (crate::metrics::CGROUP_MEMORY_BYTES.to_string(), 99),
                 ],
             })
         }

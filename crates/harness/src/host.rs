@@ -83,6 +83,16 @@ impl KvmFlavour {
         matches!(self, KvmFlavour::Pvm | KvmFlavour::NestedSvmTcg)
     }
 
+    /// The flavour a VM cell records (`results::KvmFlavour`) when its guest runs under this host KVM.
+    /// Without KVM no guest runs at all; such a cell says hardware, as it always did.
+    pub fn for_guest(self) -> crate::results::KvmFlavour {
+        match self {
+            KvmFlavour::Pvm => crate::results::KvmFlavour::Pvm,
+            KvmFlavour::NestedSvmTcg => crate::results::KvmFlavour::NestedSvmTcg,
+            KvmFlavour::Hardware | KvmFlavour::None => crate::results::KvmFlavour::Hardware,
+        }
+    }
+
     /// Whether `/dev/kvm` behaves as hardware KVM does (a stock guest kernel runs; QEMU can use
     /// `-accel kvm`), emulated or not.
     pub fn is_hardware_style(self) -> bool {
@@ -148,6 +158,7 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
 /// Number of `processor` entries in /proc/cpuinfo (online logical CPUs).
 fn cpu_count(cpuinfo: &str) -> u32 {
     let n = cpuinfo_values(cpuinfo, "processor").count();
+    // Saturates, never reached: no host has 2^32 CPUs.
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 

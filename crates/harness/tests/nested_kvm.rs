@@ -17,7 +17,8 @@ mod tests {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    use harness::results::ResultsFile;
+    use harness::results::{KvmFlavour, ResultsFile};
+    use testkit::Requirement;
 
     fn workspace() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -31,16 +32,25 @@ mod tests {
         std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
     }
 
-    /// Why this host cannot run the layer, if it cannot.
-    fn unavailable() -> Option<String> {
-        if !nix::unistd::geteuid().is_root() {
-            return Some("needs root (QEMU's 9p share, /var/cache/cvbench)".into());
+    /// What this host lacks to run the layer, and why, if anything.
+    fn unavailable() -> Option<(Requirement, String)> {
+        if !testkit::is_root() {
+            return Some((
+                Requirement::Root,
+                "needs root (QEMU's 9p share, /var/cache/cvbench)".into(),
+            ));
         }
         if !on_path("qemu-system-x86_64") {
-            return Some("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)".into());
+            return Some((
+                Requirement::Package("qemu-system-x86"),
+                "qemu-system-x86_64 not installed (scripts/setup.sh --packages)".into(),
+            ));
         }
         if !Path::new("/bin/busybox").is_file() {
-            return Some("busybox-static not installed (scripts/setup.sh --packages)".into());
+            return Some((
+                Requirement::Package("busybox-static"),
+                "busybox-static not installed (scripts/setup.sh --packages)".into(),
+            ));
         }
         let env = std::env::var_os(microvm::kernel::GUEST_KERNEL_ENV);
         if microvm::kernel::locate_guest_kernel(
@@ -49,7 +59,10 @@ mod tests {
         )
         .is_none()
         {
-            return Some("no guest kernel built (guest/kernel/build.sh)".into());
+            return Some((
+                Requirement::GuestKernel,
+                "no guest kernel built (guest/kernel/build.sh)".into(),
+            ));
         }
         for bin in [
             "bench",
@@ -59,7 +72,10 @@ mod tests {
             "cvbench-testproc",
         ] {
             if !debug_dir().join(bin).is_file() {
-                return Some(format!("{bin} not built (cargo build --workspace --bins)"));
+                return Some((
+                    Requirement::Binaries,
+                    format!("{bin} not built (cargo build --workspace --bins)"),
+                ));
             }
         }
         None
@@ -151,6 +167,12 @@ mod tests {
                 cell.skipped, cell.failures
             ));
         }
+        if cell.isolation.kvm != KvmFlavour::NestedSvmTcg || !cell.isolation.is_emulated() {
+            failures.push(format!(
+                "{workload}: isolation {:?}, not nested and emulated",
+                cell.isolation
+            ));
+        }
         for (label, value) in [("emulated", "true"), ("nested", "svm-tcg")] {
             if cell.labels.get(label).map(String::as_str) != Some(value) {
                 failures.push(format!(
@@ -205,8 +227,8 @@ mod tests {
 
     #[test]
     fn microvm_linux_path_in_nested_kvm() {
-        if let Some(reason) = unavailable() {
-            println!("skipped: {reason}");
+        if let Some((requirement, reason)) = unavailable() {
+            testkit::skip(requirement, reason);
             return;
         }
         let job_dir = tempfile::Builder::new()
@@ -275,7 +297,8 @@ mod tests {
             started.elapsed().as_secs_f64()
         );
         if out.status.code() == Some(3) {
-            println!("skipped: {}", stderr.trim());
+            // A package or the L1 kernel is missing: scripts/setup.sh --packages provides both.
+            testkit::skip(Requirement::Package("linux-image-amd64"), stderr.trim());
             return;
         }
         let serial = std::fs::read_to_string(job.join("serial.log")).unwrap_or_default();

@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use harness::compare::{run_compare_within, CompareBudget, CompareEvent, CompareObserver};
 use harness::density::{run_density, DensityOptions};
+use harness::metrics;
 use harness::results::{ResultsFile, ToolInfo};
 use harness::{Backend, RunOptions};
 use indicatif::ProgressBar;
@@ -281,21 +282,21 @@ pub fn compare_table(results: &ResultsFile) -> String {
     let mut rows = vec![header.map(String::from).to_vec()];
     for c in &results.benchmarks {
         let s = |m: &str| c.summary.get(m);
-        let ready = s("start_to_ready_ms");
-        let note = match (&c.skipped, c.labels.get("emulated").map(String::as_str)) {
-            (Some(reason), _) => format!("skipped: {reason}"),
-            (None, _) if c.labels.contains_key("nested") => "emulated (nested): function only".to_string(),
-            (None, Some("true")) => "emulated".to_string(),
-            _ => String::new(),
+        let ready = s(metrics::START_TO_READY_MS);
+        let note = match &c.skipped {
+            Some(reason) => format!("skipped: {reason}"),
+            None if c.isolation.kvm.is_nested() => "emulated (nested): function only".to_string(),
+            None if c.isolation.is_emulated() => "emulated".to_string(),
+            None => String::new(),
         };
         rows.push(vec![
             c.backend.clone(),
             c.workload.clone(),
             c.measured_runs().to_string(),
             c.failures.len().to_string(),
-            ready.map_or("-".into(), |r| format!("{:.2} ms", r.p50)),
-            ready.map_or("-".into(), |r| format!("{:.2} ms", r.p99)),
-            s("pss_bytes").map_or("-".into(), |p| crate::output::format_bytes(p.p50)),
+            ready.map_or("-".into(), |r| metrics::format(metrics::START_TO_READY_MS, r.p50)),
+            ready.map_or("-".into(), |r| metrics::format(metrics::START_TO_READY_MS, r.p99)),
+            s(metrics::PSS_BYTES).map_or("-".into(), |p| metrics::format(metrics::PSS_BYTES, p.p50)),
             note,
         ]);
     }

@@ -144,7 +144,7 @@ impl DensityObserver for DensityProgress {
                     "{} running, launch {:.2} ms, summed PSS {}",
                     p.instances,
                     p.launch_ms,
-                    crate::output::format_bytes(p.total_pss_bytes as f64)
+                    harness::metrics::Quantity::Bytes.format(p.total_pss_bytes as f64)
                 )),
             },
             DensityEvent::TearingDown { running, reason } => {

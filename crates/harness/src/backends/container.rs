@@ -21,7 +21,9 @@ use workload::{parse_line, ProtocolLine, WorkloadResult};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
+use crate::metrics::{CGROUP_MEMORY_BYTES, START_TO_EXEC_MS, START_TO_READY_MS, START_TO_ROOTFS_READY_MS};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "container";
 /// How long an idle workload gets to exit after SIGTERM before SIGKILL.
@@ -99,6 +101,10 @@ impl Backend for ContainerBackend {
         NAME
     }
 
+    fn isolation(&self) -> Isolation {
+        Isolation::host_kernel(IsolationKind::Container)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         ::container::check_host(Path::new("/proc")).map_err(|reason| Unavailable { reason })
     }
@@ -138,10 +144,10 @@ impl Backend for ContainerBackend {
         let events = container.events();
         let mut phases = Vec::with_capacity(3);
         if let Some(at) = events.rootfs_ready {
-            phases.push(PhaseMark::new("start_to_rootfs_ready_ms", spec.request, at));
+            phases.push(PhaseMark::new(START_TO_ROOTFS_READY_MS, spec.request, at));
         }
         if let Some(at) = events.exec {
-            phases.push(PhaseMark::new("start_to_exec_ms", spec.request, at));
+            phases.push(PhaseMark::new(START_TO_EXEC_MS, spec.request, at));
         }
         let stdout = container
             .take_stdout()
@@ -156,7 +162,7 @@ impl Backend for ContainerBackend {
             match event {
                 LineEvent::Line { text, at } => match parse_line(&text) {
                     Ok(Some(ProtocolLine::Ready { .. })) => {
-                        phases.push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                        phases.push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
                         return Ok(Box::new(ContainerInstance {
                             container: Some(container),
                             lines,
@@ -230,7 +236,7 @@ impl Instance for ContainerInstance {
         let usage = c.usage().map_err(|e| setup_err(format!("memory probe: {e}")))?;
         Ok(MemoryProbe {
             pss_bytes,
-            extra: vec![("cgroup_memory_bytes".to_string(), usage.memory_bytes)],
+            extra: vec![(CGROUP_MEMORY_BYTES.to_string(), usage.memory_bytes)],
         })
     }
 
@@ -360,14 +366,13 @@ mod tests {
         }
 
         fn setup() -> Option<Setup> {
-            if !nix::unistd::geteuid().is_root() {
-                println!("skipped: needs root");
+            if testkit::skip_unless_root("namespaces, mounts, cgroups") {
                 return None;
             }
             let bin = match rootfs::locate_binary(rootfs::WORKLOAD_BIN) {
                 Ok(b) => b,
                 Err(e) => {
-                    println!("skipped: {e}");
+                    testkit::skip(testkit::Requirement::Binaries, e);
                     return None;
                 }
             };
@@ -423,11 +428,7 @@ mod tests {
             let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
             assert_eq!(
                 names,
-                [
-                    "start_to_rootfs_ready_ms",
-                    "start_to_exec_ms",
-                    "start_to_ready_ms"
-                ]
+                [START_TO_ROOTFS_READY_MS, START_TO_EXEC_MS, START_TO_READY_MS]
             );
             assert!(
                 phases
@@ -439,9 +440,7 @@ mod tests {
             let mem = inst.memory().unwrap();
             assert!(mem.pss_bytes > 0);
             assert!(
-                mem.extra
-                    .iter()
-                    .any(|(k, v)| k == "cgroup_memory_bytes" && *v > 0),
+                mem.extra.iter().any(|(k, v)| k == CGROUP_MEMORY_BYTES && *v > 0),
                 "{mem:?}"
             );
             inst.disk().unwrap();
@@ -478,7 +477,7 @@ mod tests {
             let testproc = match rootfs::locate_binary("cvbench-testproc") {
                 Ok(p) => p,
                 Err(e) => {
-                    println!("skipped: {e}");
+                    testkit::skip(testkit::Requirement::Binaries, e);
                     return None;
                 }
             };

@@ -29,7 +29,9 @@ use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
 use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
+use crate::metrics::{CGROUP_MEMORY_BYTES, RUNTIME_PSS_BYTES, START_TO_READY_MS};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "runc";
 /// Where bundles (config.json, overlay rootfs, upper/work dirs, stderr log) live, one dir per instance.
@@ -113,6 +115,10 @@ impl RuncBackend {
 impl Backend for RuncBackend {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn isolation(&self) -> Isolation {
+        Isolation::host_kernel(IsolationKind::OciRuntime)
     }
 
     fn check_host(&self) -> Result<(), Unavailable> {
@@ -245,7 +251,7 @@ impl Backend for RuncBackend {
                     Ok(Some(ProtocolLine::Ready { .. })) => {
                         instance
                             .phases
-                            .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                            .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
                         return Ok(Box::new(instance));
                     }
                     Ok(Some(ProtocolLine::Error(text))) => {
@@ -315,7 +321,9 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
 
     let mut resources = LinuxResourcesBuilder::default().devices(Vec::new());
     if let Some(limit) = spec.memory_limit_bytes {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).map_err(|_| {
+            oci_spec::OciSpecError::Other(format!("memory limit {limit} bytes exceeds OCI's i64"))
+        })?;
         resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
     }
     if let Some(cpus) = spec.cpu_limit {
@@ -329,7 +337,8 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
         );
     }
     if let Some(pids) = spec.pids_limit {
-        let pids = i64::try_from(pids).unwrap_or(i64::MAX);
+        let pids = i64::try_from(pids)
+            .map_err(|_| oci_spec::OciSpecError::Other(format!("pids limit {pids} exceeds OCI's i64")))?;
         resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
     }
     linux.set_resources(Some(resources.build()?));
@@ -514,14 +523,16 @@ impl Instance for RuncInstance {
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
             extra.push((
-                "cgroup_memory_bytes".to_string(),
+                CGROUP_MEMORY_BYTES.to_string(),
                 probe::cgroup_memory_bytes(first).map_err(probe_err)?,
             ));
         }
         if let Some(child) = &self.child {
-            let runc_pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+            // Linux pids are below pid_max (at most 2^22): the cast is lossless.
+            #[allow(clippy::cast_possible_wrap)]
+            let runc_pid = child.id() as i32;
             extra.push((
-                "runtime_pss_bytes".to_string(),
+                RUNTIME_PSS_BYTES.to_string(),
                 probe::pss_bytes(&[runc_pid]).map_err(probe_err)?,
             ));
         }

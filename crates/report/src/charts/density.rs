@@ -9,6 +9,10 @@ use super::common::{axis_areas, builder, mesh};
 use super::{fmt_tick, font, subtitle, with_legend_row, Chart, ChartText, DrawError, LegendEntry};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
+use results::metrics::{Quantity, TimeUnit};
+
+/// What `DensityPoint::launch_ms` measures.
+const LAUNCH: Quantity = Quantity::Time(TimeUnit::Milliseconds);
 
 pub struct Density {
     text: ChartText,
@@ -28,15 +32,15 @@ pub fn chart(model: &Model<'_>) -> Option<Density> {
     let mut captions = Vec::new();
     let mut max_n = 0;
     for d in &model.results.density {
-        let name = format!("{} · {}", display_name(&d.backend, &d.labels), d.workload);
+        let name = format!("{} · {}", display_name(&d.backend, &d.isolation), d.workload);
         let launch_ms: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
         let marginal: Vec<f64> = d.points.iter().map(|p| bytes_i64(p.marginal_pss_bytes)).collect();
         let launch = model::summarize_memo(&launch_ms).map_or_else(
             || "no launches".to_string(),
-            |s| format!("launch {}", caption_stats("launch_ms", &s)),
+            |s| format!("launch {}", caption_stats(LAUNCH, &s)),
         );
         let marginal = results::stats::median(&marginal).map_or_else(String::new, |m| {
-            format!("; marginal PSS p50 {}", model::fmt_value("x_bytes", m))
+            format!("; marginal PSS p50 {}", Quantity::Bytes.format(m))
         });
         let per_gib = d
             .instances_per_gib
