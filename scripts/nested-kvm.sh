@@ -39,7 +39,7 @@ self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]
 root="$(cd "$(dirname "$self")/.." && pwd)"
 cache_root="${CVBENCH_CACHE:-/var/cache/cvbench}"
 nested_cache="$cache_root/nested"
-packages=(busybox-static qemu-system-x86 e2fsprogs kmod cpio)
+packages=(busybox-static qemu-system-x86 e2fsprogs kmod cpio fonts-dejavu-core)
 # Modules L1 loads (with their dependencies, resolved at build time): /dev/kvm and the 9p share.
 l1_modules=(virtio_pci 9pnet_virtio 9p kvm-amd)
 # The kernel-command-line marker that tells the harness in L1 its KVM is nested SVM on TCG.
@@ -240,6 +240,12 @@ build_l1() {
     cp /etc/mke2fs.conf "$stage/etc/mke2fs.conf"
     for f in bios-microvm.bin qboot.rom linuxboot.bin linuxboot_dma.bin kvmvapic.bin pvh.bin multiboot.bin multiboot_dma.bin; do
         [ -e "/usr/share/qemu/$f" ] && cp -L "/usr/share/qemu/$f" "$stage/usr/share/qemu/$f"
+    done
+    # The report's chart font (fonts-dejavu-core), at the path bench looks for it.
+    for f in /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf; do
+        [ -e "$f" ] || continue
+        mkdir -p "$stage$(dirname "$f")"
+        cp -L "$f" "$stage$f"
     done
     for b in "${bins[@]}"; do
         strip --strip-debug -o "$stage/opt/cvbench/bin/$b" "$bin_dir/$b" 2>/dev/null \
