@@ -415,6 +415,7 @@ for pair in "${copy_back[@]}"; do
     mkdir -p "$(dirname "$dst")"
     rm -rf "$dst"
     cp -a "$src" "$dst"
+    log "copied ${src#"$job"/} out of L1 to $dst"
 done
 # Relative outputs (bench compare's default cvbench-results/) land in the current directory.
 if [ -z "$script" ] && [ -n "$(ls -A "$job/cwd")" ]; then
