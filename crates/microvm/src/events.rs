@@ -27,6 +27,9 @@ pub enum EventKind {
     GuestReset,
     /// The VM stopped; `reason` is the [`crate::ExitReason`] in words.
     Stopped { reason: String },
+    /// A virtio device's counters at the end of the run (`name=value` words; `idle` when all are
+    /// zero): requests served and each kind of malformed request, by name.
+    DeviceCounters { device: String, counters: String },
 }
 
 impl EventKind {
@@ -38,6 +41,7 @@ impl EventKind {
             EventKind::BootTimer { .. } => "boot_timer",
             EventKind::GuestReset => "guest_reset",
             EventKind::Stopped { .. } => "vm_stopped",
+            EventKind::DeviceCounters { .. } => "device_counters",
         }
     }
 }
@@ -83,6 +87,13 @@ impl VmEvent {
             "vm_stopped" => EventKind::Stopped {
                 reason: detail.to_string(),
             },
+            "device_counters" => {
+                let (device, counters) = detail.split_once(' ')?;
+                EventKind::DeviceCounters {
+                    device: device.to_string(),
+                    counters: counters.to_string(),
+                }
+            }
             _ => return None,
         };
         Some(VmEvent { kind, monotonic_ns })
@@ -107,6 +118,12 @@ impl fmt::Display for VmEvent {
             }
             EventKind::BootTimer { value } => write!(f, " {value:#04x}"),
             EventKind::Stopped { reason } => write!(f, " {}", reason.replace('\n', " ")),
+            EventKind::DeviceCounters { device, counters } => write!(
+                f,
+                " {} {}",
+                device.replace([' ', '\n'], "_"),
+                counters.replace('\n', " ")
+            ),
             _ => Ok(()),
         }
     }
@@ -156,6 +173,10 @@ mod tests {
             EventKind::GuestReset,
             EventKind::Stopped {
                 reason: "guest reset (i8042)".into(),
+            },
+            EventKind::DeviceCounters {
+                device: "vda".into(),
+                counters: "reads=3 bytes_read=1536 err_past_end=1".into(),
             },
         ] {
             let event = VmEvent {

@@ -104,6 +104,7 @@ fn probe_config(
             path: disk.to_path_buf(),
             read_only,
         }],
+        net: None,
         console: Box::new(console.clone()),
     }
 }
@@ -373,12 +374,22 @@ fn vmm_binary_reports_events_and_exits_zero_on_sigterm() {
             "vm_created_kernel_loaded",
             "first_vcpu_entry",
             "boot_timer",
+            "device_counters",
             "vm_stopped"
         ],
         "{stderr}"
     );
+    // The probe read one sector, wrote one and flushed before halting; nothing was malformed.
     assert_eq!(
         events[3].kind,
+        EventKind::DeviceCounters {
+            device: "vda".into(),
+            counters: "reads=1 writes=1 flushes=1 bytes_read=512 bytes_written=512".into()
+        },
+        "{stderr}"
+    );
+    assert_eq!(
+        events[4].kind,
         EventKind::Stopped {
             reason: ExitReason::Stopped.to_string()
         }

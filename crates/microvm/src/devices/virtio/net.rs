@@ -1,0 +1,454 @@
+//! virtio-net backed by a tap device (or anything else that passes whole Ethernet frames, behind
+//! [`TapIo`]). Features are minimal: `VIRTIO_NET_F_MAC` and `VIRTIO_F_VERSION_1`, so every buffer
+//! starts with a 12-byte `virtio_net_hdr_v1` that carries no offload (the device writes it zeroed
+//! with `num_buffers = 1` on receive and skips it on transmit), and each received frame fills one
+//! descriptor chain (no mergeable buffers). The tap is opened without `IFF_VNET_HDR`.
+//!
+//! Queue 0 is RX, queue 1 is TX. Both are served on the I/O thread: TX when the guest notifies
+//! queue 1; RX when the tap becomes readable (edge-triggered) or when the guest adds RX buffers
+//! (queue 0's notification). A frame read from the tap while the guest has no RX buffer waits in the
+//! device (counted as `rx_waits_for_buffers`) and is delivered when buffers come; further frames
+//! wait in the tap's own queue. Every frame or chain the device cannot use is counted by kind, never
+//! dropped silently, and nothing a guest puts in the rings stops the VMM.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
+
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
+use virtio_bindings::virtio_net::VIRTIO_NET_F_MAC;
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryMmap};
+
+use super::VirtioDevice;
+
+/// Size of `struct virtio_net_hdr_v1` (VERSION_1 always includes `num_buffers`).
+pub const NET_HDR_BYTES: usize = 12;
+/// Largest frame the device moves: a tap's largest datagram (64 KiB) is far above any MTU the guest
+/// can use without offloads.
+pub const MAX_FRAME_BYTES: usize = 65_535;
+/// Queue size offered for RX and TX.
+pub const QUEUE_MAX_SIZE: u16 = 256;
+pub const RX_QUEUE: usize = 0;
+pub const TX_QUEUE: usize = 1;
+/// Offset of `num_buffers` in the header.
+const NUM_BUFFERS_OFFSET: usize = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("opening /dev/net/tun: {0}")]
+    OpenTun(io::Error),
+    #[error("tap name {0:?} is empty or longer than 15 bytes")]
+    TapName(String),
+    #[error("TUNSETIFF for tap {name}: {source}")]
+    SetIff { name: String, source: nix::Error },
+    #[error("tap fd {fd}: {source}")]
+    TapFd { fd: i32, source: nix::Error },
+    #[error("MAC address {0:?} is not six colon-separated hex bytes of a unicast address")]
+    Mac(String),
+}
+
+/// Where frames come from and go to: a tap, or in tests one end of a datagram socket pair. Both
+/// directions are non-blocking; `recv_frame` answers `WouldBlock` when no frame is waiting.
+pub trait TapIo: Send {
+    fn recv_frame(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    fn send_frame(&mut self, frame: &[u8]) -> io::Result<usize>;
+    /// The descriptor the I/O thread waits on for readability.
+    fn fd(&self) -> BorrowedFd<'_>;
+}
+
+/// A tap device (`IFF_TAP | IFF_NO_PI`), non-blocking.
+pub struct Tap {
+    file: File,
+}
+
+nix::ioctl_write_ptr_bad!(tunsetiff, libc::TUNSETIFF, libc::ifreq);
+
+impl Tap {
+    /// Attaches to (or creates) the tap `name` in this process's network namespace.
+    pub fn open(name: &str) -> Result<Tap, NetError> {
+        // SAFETY: `ifreq` is plain old data (a name array and a union of integers); all-zero is valid.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        if name.is_empty() || name.len() >= request.ifr_name.len() || name.contains('\0') {
+            return Err(NetError::TapName(name.to_string()));
+        }
+        for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // IFF_TAP | IFF_NO_PI is 0x1002: fits the 16-bit `ifr_flags`.
+        const FLAGS: libc::c_short = 0x1002;
+        const _: () = assert!(FLAGS as libc::c_int == libc::IFF_TAP | libc::IFF_NO_PI);
+        request.ifr_ifru.ifru_flags = FLAGS;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open("/dev/net/tun")
+            .map_err(NetError::OpenTun)?;
+        // SAFETY: TUNSETIFF reads the `ifreq` (NUL-terminated name, flags) that `request` is, and
+        // the descriptor is the tun control device just opened.
+        unsafe { tunsetiff(file.as_raw_fd(), &request) }.map_err(|source| NetError::SetIff {
+            name: name.to_string(),
+            source,
+        })?;
+        Ok(Tap { file })
+    }
+
+    /// A tap the caller already attached (an inherited descriptor), made non-blocking.
+    pub fn from_fd(fd: OwnedFd) -> Result<Tap, NetError> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let raw = fd.as_raw_fd();
+        let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(|source| NetError::TapFd { fd: raw, source })?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&fd, FcntlArg::F_SETFL(flags)).map_err(|source| NetError::TapFd { fd: raw, source })?;
+        Ok(Tap { file: File::from(fd) })
+    }
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+impl TapIo for Tap {
+    fn recv_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+    fn send_frame(&mut self, frame: &[u8]) -> io::Result<usize> {
+        self.file.write(frame)
+    }
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+}
+
+/// One end of a datagram socket pair as a tap (message boundaries are kept, as a tap keeps frames).
+/// The caller sets it non-blocking.
+impl TapIo for UnixDatagram {
+    fn recv_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv(buf)
+    }
+    fn send_frame(&mut self, frame: &[u8]) -> io::Result<usize> {
+        self.send(frame)
+    }
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`; refuses multicast addresses (low bit of the first byte).
+pub fn parse_mac(text: &str) -> Result<[u8; 6], NetError> {
+    let bad = || NetError::Mac(text.to_string());
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        let part = parts.next().ok_or_else(bad)?;
+        if part.len() != 2 {
+            return Err(bad());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() || mac[0] & 1 != 0 {
+        return Err(bad());
+    }
+    Ok(mac)
+}
+
+/// What the device moved and refused, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    /// A frame was read but the guest had no RX buffer: it waited in the device.
+    pub rx_waits_for_buffers: u64,
+    /// RX chains with a device-readable descriptor or a buffer outside guest memory; returned
+    /// unused, the frame kept for the next chain.
+    pub rx_bad_chains: u64,
+    /// Frames larger than the RX chain offered (no mergeable buffers): dropped, counted.
+    pub rx_dropped_buffer_too_small: u64,
+    /// A frame waiting for a buffer when the driver reset the device.
+    pub rx_dropped_reset: u64,
+    pub rx_tap_errors: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    /// TX chains shorter than the 12-byte header.
+    pub tx_shorter_than_header: u64,
+    /// TX chains holding a header and no frame.
+    pub tx_empty_frames: u64,
+    /// TX chains longer than header + [`MAX_FRAME_BYTES`].
+    pub tx_oversized: u64,
+    /// TX chains with a device-writable descriptor or a buffer outside guest memory.
+    pub tx_bad_chains: u64,
+    /// The tap refused the frame (its queue full, or an error).
+    pub tx_tap_errors: u64,
+    /// The used ring lies outside guest memory: completions that could not be returned.
+    pub used_ring_errors: u64,
+}
+
+impl NetCounters {
+    pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("rx_frames", self.rx_frames),
+            ("rx_bytes", self.rx_bytes),
+            ("rx_waits_for_buffers", self.rx_waits_for_buffers),
+            ("rx_bad_chains", self.rx_bad_chains),
+            ("rx_dropped_buffer_too_small", self.rx_dropped_buffer_too_small),
+            ("rx_dropped_reset", self.rx_dropped_reset),
+            ("rx_tap_errors", self.rx_tap_errors),
+            ("tx_frames", self.tx_frames),
+            ("tx_bytes", self.tx_bytes),
+            ("tx_shorter_than_header", self.tx_shorter_than_header),
+            ("tx_empty_frames", self.tx_empty_frames),
+            ("tx_oversized", self.tx_oversized),
+            ("tx_bad_chains", self.tx_bad_chains),
+            ("tx_tap_errors", self.tx_tap_errors),
+            ("used_ring_errors", self.used_ring_errors),
+        ]
+    }
+}
+
+/// Why a TX chain was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxError {
+    ShorterThanHeader,
+    EmptyFrame,
+    Oversized,
+    BadChain,
+}
+
+/// Why an RX chain could not take the waiting frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RxError {
+    BadChain,
+    TooSmall,
+}
+
+pub struct Net {
+    tap: Box<dyn TapIo>,
+    /// MAC (6 bytes) as the config space holds it.
+    config: [u8; 6],
+    /// `virtio_net_hdr_v1` followed by the frame read from the tap.
+    rx_buf: Vec<u8>,
+    /// Length of the frame in `rx_buf` waiting for an RX buffer, if any.
+    rx_pending: Option<usize>,
+    /// The frame gathered from a TX chain (header skipped).
+    tx_buf: Vec<u8>,
+    counters: NetCounters,
+}
+
+impl Net {
+    pub fn new(tap: Box<dyn TapIo>, mac: [u8; 6]) -> Self {
+        let mut rx_buf = vec![0u8; NET_HDR_BYTES + MAX_FRAME_BYTES];
+        rx_buf[NUM_BUFFERS_OFFSET] = 1;
+        Net {
+            tap,
+            config: mac,
+            rx_buf,
+            rx_pending: None,
+            tx_buf: Vec::with_capacity(MAX_FRAME_BYTES),
+            counters: NetCounters::default(),
+        }
+    }
+
+    pub fn net_counters(&self) -> &NetCounters {
+        &self.counters
+    }
+
+    /// Moves frames from the tap into RX buffers until the tap is empty or the guest has no buffer.
+    fn process_rx(&mut self, rx: &mut Queue, mem: &GuestMemoryMmap) -> bool {
+        let mut used_any = false;
+        loop {
+            let frame_len = match self.rx_pending {
+                Some(len) => len,
+                None => match self.tap.recv_frame(&mut self.rx_buf[NET_HDR_BYTES..]) {
+                    Ok(len) => len,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        // Non-transient (the tap went away): stop until the next readiness edge.
+                        self.counters.rx_tap_errors += 1;
+                        break;
+                    }
+                },
+            };
+            self.rx_pending = Some(frame_len);
+            let Some(chain) = rx.pop_descriptor_chain(mem) else {
+                self.counters.rx_waits_for_buffers += 1;
+                break;
+            };
+            let head = chain.head_index();
+            let descriptors: Vec<Descriptor> = chain.collect();
+            let used_len = match self.fill(&descriptors, NET_HDR_BYTES + frame_len, mem) {
+                Ok(len) => {
+                    self.counters.rx_frames += 1;
+                    self.counters.rx_bytes += frame_len as u64;
+                    self.rx_pending = None;
+                    len
+                }
+                Err(RxError::BadChain) => {
+                    self.counters.rx_bad_chains += 1;
+                    0
+                }
+                Err(RxError::TooSmall) => {
+                    self.counters.rx_dropped_buffer_too_small += 1;
+                    self.rx_pending = None;
+                    0
+                }
+            };
+            if rx.add_used(mem, head, used_len).is_err() {
+                self.counters.used_ring_errors += 1;
+                break;
+            }
+            used_any = true;
+        }
+        used_any
+    }
+
+    /// Writes header + frame (`len` bytes of `rx_buf`) into the chain; returns the used length.
+    fn fill(&self, descriptors: &[Descriptor], len: usize, mem: &GuestMemoryMmap) -> Result<u32, RxError> {
+        let mut capacity = 0usize;
+        for d in descriptors {
+            if !d.is_write_only() || !mem.check_range(d.addr(), d.len() as usize) {
+                return Err(RxError::BadChain);
+            }
+            capacity = capacity.saturating_add(d.len() as usize);
+        }
+        if capacity < len {
+            return Err(RxError::TooSmall);
+        }
+        let mut done = 0usize;
+        for d in descriptors {
+            if done == len {
+                break;
+            }
+            let n = (d.len() as usize).min(len - done);
+            mem.write_slice(&self.rx_buf[done..done + n], d.addr())
+                .map_err(|_| RxError::BadChain)?;
+            done += n;
+        }
+        u32::try_from(len).map_err(|_| RxError::TooSmall)
+    }
+
+    /// Sends every TX chain's frame to the tap; each chain is returned with length 0.
+    fn process_tx(&mut self, tx: &mut Queue, mem: &GuestMemoryMmap) -> bool {
+        let mut used_any = false;
+        while let Some(chain) = tx.pop_descriptor_chain(mem) {
+            let head = chain.head_index();
+            let descriptors: Vec<Descriptor> = chain.collect();
+            match self.gather(&descriptors, mem) {
+                Ok(()) => match self.tap.send_frame(&self.tx_buf) {
+                    Ok(_) => {
+                        self.counters.tx_frames += 1;
+                        self.counters.tx_bytes += self.tx_buf.len() as u64;
+                    }
+                    Err(_) => self.counters.tx_tap_errors += 1,
+                },
+                Err(TxError::ShorterThanHeader) => self.counters.tx_shorter_than_header += 1,
+                Err(TxError::EmptyFrame) => self.counters.tx_empty_frames += 1,
+                Err(TxError::Oversized) => self.counters.tx_oversized += 1,
+                Err(TxError::BadChain) => self.counters.tx_bad_chains += 1,
+            }
+            if tx.add_used(mem, head, 0).is_err() {
+                self.counters.used_ring_errors += 1;
+                break;
+            }
+            used_any = true;
+        }
+        used_any
+    }
+
+    /// Copies the chain's bytes after the header into `tx_buf`, after checking its shape and size.
+    fn gather(&mut self, descriptors: &[Descriptor], mem: &GuestMemoryMmap) -> Result<(), TxError> {
+        let mut total = 0u64;
+        for d in descriptors {
+            if d.is_write_only() || !mem.check_range(d.addr(), d.len() as usize) {
+                return Err(TxError::BadChain);
+            }
+            total += u64::from(d.len());
+        }
+        if total < NET_HDR_BYTES as u64 {
+            return Err(TxError::ShorterThanHeader);
+        }
+        if total == NET_HDR_BYTES as u64 {
+            return Err(TxError::EmptyFrame);
+        }
+        if total > (NET_HDR_BYTES + MAX_FRAME_BYTES) as u64 {
+            return Err(TxError::Oversized);
+        }
+        self.tx_buf.clear();
+        let mut skip = NET_HDR_BYTES;
+        for d in descriptors {
+            let len = d.len() as usize;
+            if skip >= len {
+                skip -= len;
+                continue;
+            }
+            let start = self.tx_buf.len();
+            self.tx_buf.resize(start + len - skip, 0);
+            let addr = d.addr().checked_add(skip as u64).ok_or(TxError::BadChain)?;
+            mem.read_slice(&mut self.tx_buf[start..], addr)
+                .map_err(|_| TxError::BadChain)?;
+            skip = 0;
+        }
+        Ok(())
+    }
+}
+
+use vm_memory::Address;
+
+impl VirtioDevice for Net {
+    fn device_type(&self) -> u32 {
+        VIRTIO_ID_NET
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_MAX_SIZE, QUEUE_MAX_SIZE]
+    }
+
+    fn features(&self) -> u64 {
+        (1u64 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_NET_F_MAC)
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        // Only `mac` is offered; the rest of `virtio_net_config` reads as zero.
+        for (i, byte) in data.iter_mut().enumerate() {
+            *byte = usize::try_from(offset)
+                .ok()
+                .and_then(|o| self.config.get(o + i))
+                .copied()
+                .unwrap_or(0);
+        }
+    }
+
+    fn process_queue(&mut self, index: usize, queue: &mut Queue, mem: &GuestMemoryMmap) -> bool {
+        match index {
+            RX_QUEUE => self.process_rx(queue, mem),
+            TX_QUEUE => self.process_tx(queue, mem),
+            _ => false,
+        }
+    }
+
+    fn host_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.tap.fd())
+    }
+
+    fn process_host_fd(&mut self, queues: &mut [Queue], mem: &GuestMemoryMmap) -> bool {
+        let Some(rx) = queues.get_mut(RX_QUEUE) else {
+            return false;
+        };
+        if !rx.ready() {
+            return false;
+        }
+        self.process_rx(rx, mem)
+    }
+
+    fn reset(&mut self) {
+        if self.rx_pending.take().is_some() {
+            self.counters.rx_dropped_reset += 1;
+        }
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.counters.pairs()
+    }
+}
