@@ -615,6 +615,78 @@ mod tests {
     }
 
     #[test]
+    fn each_malformed_request_is_counted_under_its_own_kind() {
+        let f = fixture(4);
+        let mut block = Block::open(f.disk.path(), false, "d").unwrap();
+        let ioerr = |status: u8| assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
+        header(&f, VIRTIO_BLK_T_IN, 0);
+        ioerr(submit(&f, &mut block, &[desc(HDR, 16, F_WRITE), desc(STATUS, 1, F_WRITE)]).1);
+        ioerr(submit(&f, &mut block, &[desc(HDR, 8, 0), desc(STATUS, 1, F_WRITE)]).1);
+        ioerr(submit(&f, &mut block, &[desc(0xf000_0000, 16, 0), desc(STATUS, 1, F_WRITE)]).1);
+        ioerr(submit_request(&f, &mut block, desc(0xf000_0000, 512, F_WRITE)).1);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 512, 0)).1);
+        header(&f, VIRTIO_BLK_T_OUT, 0);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 512, F_WRITE)).1);
+        header(&f, VIRTIO_BLK_T_IN, 3);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 1024, F_WRITE)).1);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 1024, F_WRITE)).1);
+        header(&f, VIRTIO_BLK_T_IN, u64::MAX / 2);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 512, F_WRITE)).1);
+        header(&f, VIRTIO_BLK_T_GET_ID, 0);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 20, 0)).1);
+        header(&f, 77, 0);
+        let (_, status) = submit(&f, &mut block, &[desc(HDR, 16, 0), desc(STATUS, 1, F_WRITE)]);
+        assert_eq!(u32::from(status), VIRTIO_BLK_S_UNSUPP);
+        submit(&f, &mut block, &[desc(HDR, 16, 0)]);
+        // One good read among them.
+        header(&f, VIRTIO_BLK_T_IN, 1);
+        let (_, status) = submit_request(&f, &mut block, desc(DATA, 512, F_WRITE));
+        assert_eq!(u32::from(status), VIRTIO_BLK_S_OK);
+
+        let c = block.block_counters();
+        let expected = [
+            ("err_header_write_only", 1),
+            ("err_header_too_short", 1),
+            ("err_header_outside_memory", 1),
+            ("err_data_outside_memory", 1),
+            ("err_read_into_readable_buffer", 1),
+            ("err_write_from_writable_buffer", 1),
+            ("err_past_end", 2),
+            ("err_sector_overflow", 1),
+            ("err_get_id_without_buffer", 1),
+            ("err_unsupported_type", 1),
+        ];
+        for (kind, n) in expected {
+            assert_eq!(c.error_count(kind), n, "{kind}: {c:?}");
+        }
+        assert_eq!(c.errors.len(), expected.len(), "no other kind counted: {c:?}");
+        assert_eq!(c.chains_without_status, 1);
+        assert_eq!((c.reads, c.bytes_read, c.writes), (1, 512, 0));
+        let report = super::super::format_counters(&block.counters());
+        assert!(report.contains("err_past_end=2"), "{report}");
+        assert!(report.contains("reads=1"), "{report}");
+    }
+
+    #[test]
+    fn typed_headers_parse_type_and_sector() {
+        let f = fixture(1);
+        header(&f, VIRTIO_BLK_T_OUT, 0x1234_5678_9abc);
+        let d = Descriptor::new(HDR, 16, 0, 0);
+        assert_eq!(
+            RequestHeader::parse(&d, &f.mem),
+            Ok(RequestHeader {
+                request_type: RequestType::Out,
+                sector: 0x1234_5678_9abc
+            })
+        );
+        header(&f, 99, 0);
+        assert_eq!(
+            RequestHeader::parse(&d, &f.mem),
+            Err(RequestError::Unsupported { request_type: 99 })
+        );
+    }
+
+    #[test]
     fn chains_without_a_status_byte_are_returned_unused() {
         let f = fixture(4);
         let mut block = Block::open(f.disk.path(), false, "d").unwrap();

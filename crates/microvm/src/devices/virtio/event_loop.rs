@@ -30,8 +30,10 @@ fn borrow(event: &EventFd) -> BorrowedFd<'_> {
     unsafe { BorrowedFd::borrow_raw(event.as_raw_fd()) }
 }
 
+/// A queue's token: the device in the high bits, the queue number in the low 16 (a device has a
+/// handful of queues, far below [`HOST_FD_SLOT`]).
 fn queue_token(device: usize, queue: usize) -> u64 {
-    ((device as u64) << 16) | (queue as u64 & 0xfffe)
+    ((device as u64) << 16) | (queue as u64).min(HOST_FD_SLOT - 1)
 }
 
 #[derive(Debug, thiserror::Error)]
