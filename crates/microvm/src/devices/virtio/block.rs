@@ -620,9 +620,23 @@ mod tests {
         let mut block = Block::open(f.disk.path(), false, "d").unwrap();
         let ioerr = |status: u8| assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
         header(&f, VIRTIO_BLK_T_IN, 0);
-        ioerr(submit(&f, &mut block, &[desc(HDR, 16, F_WRITE), desc(STATUS, 1, F_WRITE)]).1);
+        ioerr(
+            submit(
+                &f,
+                &mut block,
+                &[desc(HDR, 16, F_WRITE), desc(STATUS, 1, F_WRITE)],
+            )
+            .1,
+        );
         ioerr(submit(&f, &mut block, &[desc(HDR, 8, 0), desc(STATUS, 1, F_WRITE)]).1);
-        ioerr(submit(&f, &mut block, &[desc(0xf000_0000, 16, 0), desc(STATUS, 1, F_WRITE)]).1);
+        ioerr(
+            submit(
+                &f,
+                &mut block,
+                &[desc(0xf000_0000, 16, 0), desc(STATUS, 1, F_WRITE)],
+            )
+            .1,
+        );
         ioerr(submit_request(&f, &mut block, desc(0xf000_0000, 512, F_WRITE)).1);
         ioerr(submit_request(&f, &mut block, desc(DATA, 512, 0)).1);
         header(&f, VIRTIO_BLK_T_OUT, 0);

@@ -512,7 +512,10 @@ mod tests {
     /// (id, len) of used element `n`.
     fn used_elem(mem: &GuestMemoryMmap, vq: &MockSplitQueue<GuestMemoryMmap>, n: u64) -> (u32, u32) {
         let at = vq.used_addr().unchecked_add(4 + 8 * n);
-        (mem.read_obj(at).unwrap(), mem.read_obj(at.unchecked_add(4)).unwrap())
+        (
+            mem.read_obj(at).unwrap(),
+            mem.read_obj(at.unchecked_add(4)).unwrap(),
+        )
     }
 
     fn frame(len: usize, seed: u8) -> Vec<u8> {
@@ -541,7 +544,14 @@ mod tests {
         );
         assert_eq!(f.net.device_type(), VIRTIO_ID_NET);
         assert_eq!(parse_mac("02:cb:00:00:00:02").unwrap(), MAC);
-        for bad in ["", "02:cb:00:00:00", "02:cb:00:00:00:02:03", "03:cb:00:00:00:02", "zz:cb:00:00:00:02", "2:cb:0:0:0:2"] {
+        for bad in [
+            "",
+            "02:cb:00:00:00",
+            "02:cb:00:00:00:02:03",
+            "03:cb:00:00:00:02",
+            "zz:cb:00:00:00:02",
+            "2:cb:0:0:0:2",
+        ] {
             assert!(parse_mac(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -567,7 +577,11 @@ mod tests {
         for n in 0..6 {
             assert_eq!(used_elem(&f.mem, &vq, n).1, 0);
         }
-        assert_eq!(peer_frames(&f.peer), vec![good], "only the good frame reaches the tap");
+        assert_eq!(
+            peer_frames(&f.peer),
+            vec![good],
+            "only the good frame reaches the tap"
+        );
         let c = f.net.net_counters();
         assert_eq!((c.tx_frames, c.tx_bytes), (1, 60));
         assert_eq!(c.tx_shorter_than_header, 1);
@@ -584,16 +598,24 @@ mod tests {
         let mut queues = vec![vq.create_queue::<Queue>().unwrap()];
         let sent = frame(100, 3);
         f.peer.send(&sent).unwrap();
-        f.mem.write_slice(&[0xee; NET_HDR_BYTES], GuestAddress(BUF)).unwrap();
+        f.mem
+            .write_slice(&[0xee; NET_HDR_BYTES], GuestAddress(BUF))
+            .unwrap();
         assert!(f.net.process_host_fd(&mut queues, &f.mem));
         assert_eq!(used_idx(&f.mem, &vq), 1);
         assert_eq!(used_elem(&f.mem, &vq, 0), (0, 112));
         let mut hdr = [0u8; NET_HDR_BYTES];
         f.mem.read_slice(&mut hdr, GuestAddress(BUF)).unwrap();
-        assert_eq!(hdr, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], "zeroed header, num_buffers 1");
+        assert_eq!(
+            hdr,
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0],
+            "zeroed header, num_buffers 1"
+        );
         let mut got = vec![0u8; 100];
         f.mem.read_slice(&mut got[..28], GuestAddress(BUF + 12)).unwrap();
-        f.mem.read_slice(&mut got[28..], GuestAddress(BUF + 0x1000)).unwrap();
+        f.mem
+            .read_slice(&mut got[28..], GuestAddress(BUF + 0x1000))
+            .unwrap();
         assert_eq!(got, sent);
         assert_eq!(f.net.net_counters().rx_frames, 1);
     }
@@ -630,7 +652,10 @@ mod tests {
         }
         let c = f.net.net_counters();
         assert_eq!(c.rx_frames, 3);
-        assert_eq!(c.rx_dropped_buffer_too_small + c.rx_bad_chains + c.rx_tap_errors, 0);
+        assert_eq!(
+            c.rx_dropped_buffer_too_small + c.rx_bad_chains + c.rx_tap_errors,
+            0
+        );
     }
 
     #[test]
@@ -653,7 +678,10 @@ mod tests {
         f.mem.read_slice(&mut got, GuestAddress(BUF + 12)).unwrap();
         assert_eq!(got, first);
         let c = f.net.net_counters();
-        assert_eq!((c.rx_bad_chains, c.rx_frames, c.rx_dropped_buffer_too_small), (2, 1, 1));
+        assert_eq!(
+            (c.rx_bad_chains, c.rx_frames, c.rx_dropped_buffer_too_small),
+            (2, 1, 1)
+        );
     }
 
     /// A guest writing garbage into its rings and descriptors while frames flow both ways: the
