@@ -153,9 +153,13 @@ pub fn parse_net_setup(cmdline: &str) -> Result<Option<NetSetup>, NetSetupError>
     }))
 }
 
+/// `AF_INET` (2) as the 16-bit family field.
+const AF_INET_FAMILY: libc::sa_family_t = 2;
+const _: () = assert!(AF_INET_FAMILY as libc::c_int == libc::AF_INET);
+
 fn sockaddr_of(addr: Ipv4Addr) -> libc::sockaddr {
     let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_family: AF_INET_FAMILY,
         sin_port: 0,
         sin_addr: libc::in_addr {
             s_addr: u32::from(addr).to_be(),

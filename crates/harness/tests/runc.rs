@@ -152,6 +152,7 @@ mod tests {
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(20),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let err = instance.finish(Duration::from_secs(20)).unwrap_err();

@@ -565,7 +565,7 @@ impl Vm {
             virtio.push(("eth0".to_string(), Box::new(Net::new(Box::new(tap), net.mac))));
         }
         let (pio, mmio, virtio) = build_buses(&vm_fd, &mem, config.console, virtio, &observer)?;
-        let io_thread = IoThread::spawn(virtio, observer.clone())?;
+        let io_thread = IoThread::new(virtio, observer.clone())?;
         let vcpus = create_vcpus(&kvm, &vm_fd, config.vcpus, entry, observer.as_ref())?;
 
         let (exit_tx, exit_rx) = mpsc::channel();
@@ -611,14 +611,16 @@ impl Vm {
     /// Runs the vCPUs until the guest resets, faults, or a [`StopHandle`] stops the VM, and returns
     /// why. All vCPU threads and the I/O thread have ended when this returns; the I/O thread served
     /// every notification the guest made before its vCPUs stopped.
-    pub fn run(self) -> Result<ExitReason, VmError> {
+    pub fn run(mut self) -> Result<ExitReason, VmError> {
         install_kick_handler().map_err(|source| VmError::KickSignal { source })?;
+        // Before the vCPUs: a notification has a thread to wake from the first guest instruction.
+        self.io_thread.start()?;
         let mut threads = Vec::with_capacity(self.vcpus.len());
         for (index, vcpu) in self.vcpus {
             let shared = self.shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
-                .spawn(move || run_vcpu(index, vcpu, &shared));
+                .spawn(move || crate::seccomp::vcpu_thread(|| run_vcpu(index, vcpu, &shared)));
             match thread {
                 Ok(handle) => threads.push(handle),
                 Err(source) => {

@@ -439,6 +439,9 @@ impl Backend for MicrovmBackend {
             ("kvm".to_string(), kvm.to_string()),
             ("guest".to_string(), self.guest.as_str().to_string()),
             ("vcpus".to_string(), self.vcpus.to_string()),
+            // cvbench-vmm filters its VMM and vCPU threads with seccomp unless --no-seccomp, which
+            // this backend never passes.
+            ("vmm_seccomp".to_string(), "on".to_string()),
         ];
         if kvm == "pvm" {
             labels.push(("emulated".to_string(), "true".to_string()));
@@ -810,6 +813,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
+            confinement: Default::default(),
         };
         let err = match backend.launch(&spec) {
             Ok(_) => panic!("a triple-faulting guest became ready"),
@@ -846,6 +850,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
@@ -897,6 +902,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(1),
+            confinement: Default::default(),
         };
         let err = backend.launch(&spec).err().unwrap();
         assert!(err.to_string().contains("before prepare"), "{err}");
@@ -953,6 +959,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(60),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();

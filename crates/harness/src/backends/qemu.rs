@@ -654,6 +654,7 @@ mod tests {
                 cpu_limit: None,
                 pids_limit: None,
                 ready_timeout: Duration::from_secs(240),
+                confinement: Default::default(),
             }
         }
 

@@ -142,6 +142,10 @@ impl Backend for RuncBackend {
         Ok(())
     }
 
+    fn applies_confinement(&self) -> bool {
+        true
+    }
+
     fn labels(&self) -> Vec<(String, String)> {
         self.version()
             .map(|v| vec![("runc_version".to_string(), v)])
@@ -284,9 +288,11 @@ impl Backend for RuncBackend {
 }
 
 /// The OCI runtime config for one instance: the workload as the only process, no terminal, its own
-/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits.
+/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits, the
+/// launch's `--confinement` (see [`super::oci_confine`]).
 pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
     let mut config = Spec::default();
+    super::oci_confine::apply(&mut config, spec.confinement)?;
     config.set_hostname(Some(spec.instance_name.clone()));
     let mut root = config.root().clone().unwrap_or_default();
     root.set_readonly(Some(false));

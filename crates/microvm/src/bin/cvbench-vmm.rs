@@ -2,7 +2,9 @@
 //! (`cvbench-vmm-event <name> <CLOCK_MONOTONIC ns> [detail]`) on stderr, or on `--events-fd`; at the
 //! end, one `device_counters` line per virtio device (requests served, each kind of error).
 //! SIGTERM or SIGINT stops the vCPUs and exits 0. Exit status: 0 when the guest reset or the host
-//! stopped it, 1 for any other stop (triple fault, KVM error) or a setup failure, 2 for bad usage.
+//! stopped it, 1 for any other stop (triple fault, KVM error) or a setup failure, 2 for bad usage,
+//! 148 when a thread made a system call its seccomp filter forbids (see `microvm::seccomp`; the
+//! filters are installed once the VM is created, unless `--no-seccomp`).
 
 use std::fs::File;
 use std::io::{LineWriter, Write};
@@ -41,6 +43,12 @@ struct Args {
     /// File descriptor (inherited) for event lines instead of stderr.
     #[arg(long)]
     events_fd: Option<RawFd>,
+    /// Run without the seccomp filters on the VMM and vCPU threads (for debugging).
+    #[arg(long)]
+    no_seccomp: bool,
+    /// Test hook: once confined, make a system call the VMM filter forbids (`socket`).
+    #[arg(long, hide = true)]
+    seccomp_selftest: bool,
     /// A virtio-net device (the guest's eth0) on the tap of this name, in the VMM's network
     /// namespace (created if absent).
     #[arg(long, conflicts_with = "net_tap_fd")]
@@ -152,6 +160,15 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing SIGTERM/SIGINT handlers")?;
     let vm = Vm::create(config, observer.clone())
         .with_context(|| format!("creating the VM for kernel {}", args.kernel.display()))?;
+    if !args.no_seccomp {
+        let filters = microvm::seccomp::Filters::compile()?;
+        microvm::seccomp::confine_vmm(filters)?;
+    }
+    if args.seccomp_selftest {
+        // SAFETY: a plain socket(2) call; with the filter installed it never returns.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        anyhow::bail!("--seccomp-selftest: socket(2) was allowed (returned {fd})");
+    }
     let stop = vm.stop_handle();
     let devices = vm.device_report();
     let signal_handle = signals.handle();

@@ -49,9 +49,19 @@ pub enum IoThreadError {
     Spawn { source: std::io::Error },
 }
 
-/// The running I/O thread.
+/// What the thread runs with, until it is started.
+struct Prepared {
+    epoll: Epoll,
+    stop: EventFd,
+    observer: Arc<dyn VmObserver>,
+}
+
+/// The I/O thread: built with its epoll set by [`IoThread::new`] (while the VM is created), started
+/// by [`IoThread::start`] (when the VM runs, after the VMM's seccomp filter is installed, which the
+/// thread then inherits).
 pub struct IoThread {
     stop: EventFd,
+    prepared: Option<Prepared>,
     handle: Option<JoinHandle<()>>,
     devices: Vec<Arc<VirtioShared>>,
 }
@@ -59,6 +69,35 @@ pub struct IoThread {
 impl IoThread {
     /// Builds the epoll set for `devices` and starts the thread.
     pub fn spawn(
+        devices: Vec<Arc<VirtioShared>>,
+        observer: Arc<dyn VmObserver>,
+    ) -> Result<Self, IoThreadError> {
+        let mut thread = IoThread::new(devices, observer)?;
+        thread.start()?;
+        Ok(thread)
+    }
+
+    /// Starts the thread (once; later calls do nothing).
+    pub fn start(&mut self) -> Result<(), IoThreadError> {
+        let Some(Prepared {
+            epoll,
+            stop,
+            observer,
+        }) = self.prepared.take()
+        else {
+            return Ok(());
+        };
+        let devices = self.devices.clone();
+        let handle = std::thread::Builder::new()
+            .name("vm-io".into())
+            .spawn(move || run(&epoll, &stop, &devices, observer.as_ref()))
+            .map_err(|source| IoThreadError::Spawn { source })?;
+        self.handle = Some(handle);
+        Ok(())
+    }
+
+    /// Builds the epoll set for `devices`; the thread is not started yet.
+    pub fn new(
         devices: Vec<Arc<VirtioShared>>,
         observer: Arc<dyn VmObserver>,
     ) -> Result<Self, IoThreadError> {
@@ -111,14 +150,14 @@ impl IoThread {
                     })?;
             }
         }
-        let thread_devices = devices.clone();
-        let handle = std::thread::Builder::new()
-            .name("vm-io".into())
-            .spawn(move || run(&epoll, &thread_stop, &thread_devices, observer.as_ref()))
-            .map_err(|source| IoThreadError::Spawn { source })?;
         Ok(IoThread {
             stop,
-            handle: Some(handle),
+            prepared: Some(Prepared {
+                epoll,
+                stop: thread_stop,
+                observer,
+            }),
+            handle: None,
             devices,
         })
     }
@@ -128,7 +167,8 @@ impl IoThread {
         &self.devices
     }
 
-    /// Stops the thread after it has served every pending notification, and joins it.
+    /// Stops the thread after it has served every pending notification, and joins it. A thread never
+    /// started has nothing to serve: no vCPU ran.
     pub fn stop_and_join(mut self) {
         self.join();
     }
