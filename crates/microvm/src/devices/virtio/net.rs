@@ -843,4 +843,98 @@ mod tests {
         assert_eq!(counters["rx_frames"], 1);
         assert_eq!(counters["tx_frames"], 1);
     }
+
+    /// A real tap: in a network namespace of this test thread's own (the kernel removes it, and the
+    /// tap `cvbench-test-<pid>` with it, when the thread ends, on every path), addressed 198.18.0.1/30.
+    /// The device sends the guest's ARP request for 198.18.0.1 through the tap; the host kernel's
+    /// ARP reply comes back through the tap into an RX buffer.
+    #[test]
+    fn frames_cross_a_real_tap_both_ways() {
+        if testkit::skip_unless_root("creates a tap in a private network namespace") {
+            return;
+        }
+        if !std::path::Path::new("/dev/net/tun").exists() {
+            testkit::skip(testkit::Requirement::HostFeature("tun"), "no /dev/net/tun");
+            return;
+        }
+        let outcome = std::thread::spawn(|| -> Result<Vec<u8>, String> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("unshare: {e}"))?;
+            // The namespace is this thread's alone, so the name cannot collide (IFNAMSIZ leaves 15).
+            let name = "cvbench-test-0".to_string();
+            let tap = Tap::open(&name).map_err(|e| e.to_string())?;
+            // `ip` forks from this thread, so it runs in the thread's namespace.
+            for args in [
+                vec!["addr", "add", "198.18.0.1/30", "dev", name.as_str()],
+                vec!["link", "set", name.as_str(), "up"],
+            ] {
+                let status = std::process::Command::new("ip")
+                    .args(&args)
+                    .status()
+                    .map_err(|e| format!("ip {args:?}: {e}"))?;
+                if !status.success() {
+                    return Err(format!("ip {args:?}: {status}"));
+                }
+            }
+            let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 4 << 20)]).unwrap();
+            let tap_fd = tap.fd().try_clone_to_owned().map_err(|e| e.to_string())?;
+            let mut net = Net::new(Box::new(tap), MAC);
+            let rx_vq = MockSplitQueue::create(&mem, GuestAddress(RX_RING), 16);
+            let tx_vq = MockSplitQueue::create(&mem, GuestAddress(TX_RING), 16);
+            for i in 0..8u16 {
+                add_chain(&rx_vq, &[(BUF + u64::from(i) * 0x1000, 1526, F_WRITE)], i);
+            }
+            let mut queues = vec![
+                rx_vq.create_queue::<Queue>().unwrap(),
+                tx_vq.create_queue::<Queue>().unwrap(),
+            ];
+            // ARP who-has 198.18.0.1 tell 198.18.0.2, from the guest's MAC.
+            let mut arp = vec![0u8; NET_HDR_BYTES];
+            arp.extend_from_slice(&[0xff; 6]);
+            arp.extend_from_slice(&MAC);
+            arp.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+            arp.extend_from_slice(&MAC);
+            arp.extend_from_slice(&[198, 18, 0, 2]);
+            arp.extend_from_slice(&[0; 6]);
+            arp.extend_from_slice(&[198, 18, 0, 1]);
+            mem.write_slice(&arp, GuestAddress(BUF + 0x10_000)).unwrap();
+            add_chain(&tx_vq, &[(BUF + 0x10_000, arp.len() as u32, 0)], 0);
+            net.process_queue(TX_QUEUE, &mut queues[1], &mem);
+            if net.net_counters().tx_frames != 1 {
+                return Err(format!("TX not sent: {:?}", net.net_counters()));
+            }
+            // Wait (watchdog, not a threshold) for frames and look for the ARP reply among them.
+            let mut seen = 0u16;
+            for _ in 0..50 {
+                let mut fds = [nix::poll::PollFd::new(
+                    tap_fd.as_fd(),
+                    nix::poll::PollFlags::POLLIN,
+                )];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+                net.process_host_fd(&mut queues, &mem);
+                let used: u16 = mem.read_obj(rx_vq.used_addr().unchecked_add(2)).unwrap();
+                while seen < used {
+                    let (id, len) = used_elem(&mem, &rx_vq, u64::from(seen));
+                    seen += 1;
+                    let mut frame = vec![0u8; len as usize];
+                    mem.read_slice(&mut frame, GuestAddress(BUF + u64::from(id) * 0x1000))
+                        .unwrap();
+                    let eth = &frame[NET_HDR_BYTES..];
+                    if eth.len() >= 42 && eth[12..14] == [0x08, 0x06] && eth[20..22] == [0, 2] {
+                        return Ok(eth.to_vec());
+                    }
+                }
+            }
+            Err(format!(
+                "no ARP reply within 5 s; counters {:?}",
+                net.net_counters()
+            ))
+        })
+        .join()
+        .unwrap();
+        let reply = outcome.unwrap();
+        assert_eq!(&reply[0..6], &MAC, "addressed to the guest");
+        assert_eq!(&reply[28..32], &[198, 18, 0, 1], "sender 198.18.0.1");
+        assert_eq!(&reply[32..38], &MAC, "target MAC the guest's");
+        assert_eq!(&reply[38..42], &[198, 18, 0, 2], "target 198.18.0.2");
+    }
 }
