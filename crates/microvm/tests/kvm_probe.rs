@@ -421,6 +421,21 @@ fn vmm_binary_fails_with_one_line_for_bad_input() {
             ],
             "/nonexistent/disk.img",
         ),
+        (
+            vec!["--kernel", kernel.to_str().unwrap(), "--net-tap-fd", "999"],
+            "--net-tap-fd 999 is not an open file descriptor",
+        ),
+        (
+            vec![
+                "--kernel",
+                kernel.to_str().unwrap(),
+                "--net-tap-fd",
+                "0",
+                "--net-mac",
+                "01:00:00:00:00:01",
+            ],
+            "not six colon-separated hex bytes of a unicast address",
+        ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cvbench-vmm"))
             .args(&args)
