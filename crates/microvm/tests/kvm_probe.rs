@@ -139,6 +139,15 @@ fn probe_reads_and_writes_its_disk_then_resets_cleanly() {
     let run = boot(&kernel, &disk, false, 1, "");
 
     assert_eq!(run.exit, ExitReason::GuestReset, "console:\n{}", run.console);
+    // `Vm::run` returned: the vCPU threads and the I/O thread are gone (this test has its own
+    // process under nextest, so no other VM's threads are counted).
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .filter(|c| c == "vm-io" || c.starts_with("vcpu"))
+        .collect();
+    assert!(threads.is_empty(), "left running: {threads:?}");
     assert!(run.console.contains("PROBE zeropage ok"), "{}", run.console);
     assert!(run
         .console
