@@ -184,7 +184,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         observer.event(VmEvent::now(kind));
     }
     observer.event(VmEvent::now(EventKind::Stopped {
-        reason: reason.to_string(),
+        reason: reason.clone(),
     }));
     if !reason.is_clean() {
         eprintln!("cvbench-vmm: the VM stopped: {reason}");
