@@ -170,8 +170,16 @@ guest_kernel_dir() {
         if [ -d "$CVBENCH_GUEST_KERNEL" ]; then printf '%s\n' "$CVBENCH_GUEST_KERNEL"; else dirname "$CVBENCH_GUEST_KERNEL"; fi
         return
     fi
-    "$root/guest/kernel/build.sh" --print-path 2>/dev/null \
-        || die "no guest kernel built (run guest/kernel/build.sh)"
+    # The current config's build, else (as the harness's locate_guest_kernel) the newest one built.
+    local dir newest
+    if dir="$("$root/guest/kernel/build.sh" --print-path 2>/dev/null)"; then
+        printf '%s\n' "$dir"
+        return
+    fi
+    newest="$(ls -t "$cache_root"/kernel/*/vmlinux 2>/dev/null | head -1)"
+    [ -n "$newest" ] || die "no guest kernel built (run guest/kernel/build.sh)" 3
+    log "the guest kernel of the current config is not built; using the newest one, $newest"
+    dirname "$newest"
 }
 
 write_init() {
