@@ -40,8 +40,9 @@ root="$(cd "$(dirname "$self")/.." && pwd)"
 cache_root="${CVBENCH_CACHE:-/var/cache/cvbench}"
 nested_cache="$cache_root/nested"
 packages=(busybox-static qemu-system-x86 e2fsprogs kmod cpio fonts-dejavu-core)
-# Modules L1 loads (with their dependencies, resolved at build time): /dev/kvm and the 9p share.
-l1_modules=(virtio_pci 9pnet_virtio 9p kvm-amd)
+# Modules L1 loads (with their dependencies, resolved at build time): /dev/kvm, the 9p share, and
+# /dev/net/tun for the VMM's virtio-net tests.
+l1_modules=(virtio_pci 9pnet_virtio 9p kvm-amd tun)
 # The kernel-command-line marker that tells the harness in L1 its KVM is nested SVM on TCG.
 marker="cvbench.l0=tcg-svm"
 bins=(bench cvbench-vmm cvbench-guest-init cvbench-workload cvbench-testproc)
