@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # e2fsprogs: mkfs.ext4/debugfs for the VM disk images; runc: the container peer;
 # qemu-system-x86: the microVM peer and the guest-artifact test; fonts-dejavu-core: plot text;
 # iproute2: network namespaces and veths (http-outside); wrk: load from the client namespace;
-# util-linux: unshare (namespace floor).
-PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 wrk util-linux procps)
+# util-linux: unshare (namespace floor), setpriv; busybox-static, kmod, cpio: the nested-KVM L1
+# (scripts/nested-kvm.sh).
+PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 wrk util-linux procps busybox-static kmod cpio)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -26,6 +27,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The nested-KVM L1's kernel: Debian's stock linux-image-amd64, downloaded and unpacked once under
+# /var/cache/cvbench/nested/kernel/ (never installed), so the test layer fetches nothing itself.
+scripts/nested-kvm.sh --fetch
 
 [ "${1:-}" = "--packages" ] && exit 0
 
