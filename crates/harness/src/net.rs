@@ -328,7 +328,10 @@ impl InstanceNet {
 
 impl Drop for InstanceNet {
     fn drop(&mut self) {
-        // Deleting the namespace deletes eth0 and so its peer in the client namespace.
+        // The veth pair goes now, synchronously: a namespace is destroyed asynchronously once its
+        // last reference goes, so its eth0 (and the peer) may outlive `ip netns del` for a while,
+        // and the slot's link name must be free before the slot is.
+        let _ = ip(&["-n", self.network.client_name(), "link", "del", &self.link]);
         let _ = ip(&["netns", "del", &self.netns]);
         let _ = fs::remove_file(&self.record);
     }

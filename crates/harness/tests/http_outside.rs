@@ -115,4 +115,28 @@ mod tests {
         backend.prepare(&image).unwrap();
         serve_from_outside(&backend, root.path(), &image);
     }
+
+    /// A slot is free again only once its veth is gone, even while something still holds the old
+    /// namespace (here an open descriptor; in a run, a process not yet reaped): the next attach
+    /// reuses the slot and its link name.
+    #[test]
+    fn a_freed_slot_is_reusable_while_the_old_namespace_lingers() {
+        if testkit::skip_unless_root("network namespaces and veths") {
+            return;
+        }
+        if let Err(e) = harness::net::available() {
+            testkit::skip(testkit::Requirement::Package("iproute2"), e);
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let network = Network::create(root.path()).unwrap();
+        let first = network.attach().unwrap();
+        let (link, addr) = (first.link().to_string(), first.addr);
+        let holder = std::fs::File::open(first.netns_path()).unwrap();
+        drop(first);
+        let second = network.attach().unwrap();
+        assert_eq!((second.link(), second.addr), (link.as_str(), addr));
+        drop((second, holder, network));
+        assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
+    }
 }
