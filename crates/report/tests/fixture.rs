@@ -80,6 +80,16 @@ fn cell(backend: &str, isolation: Isolation, kind: WorkloadKind, runs: u32, scal
                     spread(3100.0 * scale, 0.1, i),
                 );
             }
+            WorkloadKind::HttpOutside => {
+                m.insert(
+                    results::metrics::OUTSIDE_REQUESTS_PER_S.to_string(),
+                    spread(40000.0 / scale, 0.05, i),
+                );
+                m.insert(
+                    results::metrics::OUTSIDE_LATENCY_P99_US.to_string(),
+                    spread(3000.0 * scale, 0.1, i),
+                );
+            }
             WorkloadKind::Idle => {}
         }
         c.runs.push(RunRecord {

@@ -139,6 +139,21 @@ pub fn backend_names() -> Vec<&'static str> {
     REGISTRY.iter().filter(|e| e.listed).map(|e| e.name).collect()
 }
 
+/// For a workload reached from outside with a client namespace given: the instance's network
+/// namespace, veth and addresses, configured (see [`crate::net::Network::attach`]). `None` otherwise.
+pub(crate) fn attach_network(
+    backend: &str,
+    spec: &crate::backend::LaunchSpec,
+) -> Result<Option<crate::net::InstanceNet>, crate::backend::BackendError> {
+    match (&spec.network, &spec.workload) {
+        (Some(network), workload::WorkloadSpec::HttpOutside { .. }) => network
+            .attach()
+            .map(Some)
+            .map_err(|e| crate::backend::BackendError::setup(backend, format!("network: {e}"))),
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,20 +185,5 @@ mod tests {
         assert!(err.to_string().contains("runc"), "{err}");
         assert!(!backend_names().contains(&"mock"));
         assert!(backend_by_name("mock").is_ok());
-    }
-}
-
-/// For a workload reached from outside with a client namespace given: the instance's network
-/// namespace, veth and addresses, configured (see [`crate::net::Network::attach`]). `None` otherwise.
-pub(crate) fn attach_network(
-    backend: &str,
-    spec: &crate::backend::LaunchSpec,
-) -> Result<Option<crate::net::InstanceNet>, crate::backend::BackendError> {
-    match (&spec.network, &spec.workload) {
-        (Some(network), workload::WorkloadSpec::HttpOutside { .. }) => network
-            .attach()
-            .map(Some)
-            .map_err(|e| crate::backend::BackendError::setup(backend, format!("network: {e}"))),
-        _ => Ok(None),
     }
 }
