@@ -12,6 +12,17 @@ use crate::style::Style;
 use results::metrics::{self, workload_figure, Quantity, WORKLOAD_LATENCY_P50_US, WORKLOAD_LATENCY_P99_US};
 
 const LATENCY: [&str; 2] = [WORKLOAD_LATENCY_P50_US, WORKLOAD_LATENCY_P99_US];
+/// For a load driven from outside (`outside.requests_per_s`): the latency wrk saw.
+const OUTSIDE_LATENCY: [&str; 2] = [metrics::OUTSIDE_LATENCY_P50_US, metrics::OUTSIDE_LATENCY_P99_US];
+
+/// The latency pair that goes with `throughput_metric`.
+fn latency_metrics(throughput_metric: &str) -> [&'static str; 2] {
+    if throughput_metric.starts_with(metrics::OUTSIDE_PREFIX) {
+        OUTSIDE_LATENCY
+    } else {
+        LATENCY
+    }
+}
 
 pub struct Workload {
     workload: String,
@@ -54,7 +65,8 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
         for cell in cells {
             let name = display_name(&cell.backend, &cell.isolation);
             let t = model::summary(cell, &metric);
-            let lat = LATENCY.map(|m| model::summary(cell, m));
+            let latency = latency_metrics(&metric);
+            let lat = latency.map(|m| model::summary(cell, m));
             if t.is_none() && lat.iter().all(Option::is_none) {
                 continue;
             }
@@ -66,7 +78,7 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
                     caption_stats(metrics::quantity(&metric), s)
                 ));
             }
-            for (m, s) in LATENCY.iter().zip(&lat) {
+            for (m, s) in latency.iter().zip(&lat) {
                 if let Some(s) = s {
                     parts.push(format!(
                         "{} {}",
@@ -191,7 +203,11 @@ impl Workload {
         let mut chart = panel(
             right,
             style,
-            "workload latency p50 / p99 (median over runs)",
+            if self.throughput_metric.starts_with(metrics::OUTSIDE_PREFIX) {
+                "latency p50 / p99 seen by wrk from outside (median over runs)"
+            } else {
+                "workload latency p50 / p99 (median over runs)"
+            },
             &names,
             max_l,
             "latency (ms)",
@@ -247,6 +263,19 @@ fn panel<'a, DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_load_from_outside_pairs_with_the_latency_wrk_saw() {
+        use results::metrics::*;
+        assert_eq!(
+            latency_metrics(OUTSIDE_REQUESTS_PER_S),
+            [OUTSIDE_LATENCY_P50_US, OUTSIDE_LATENCY_P99_US]
+        );
+        assert_eq!(
+            latency_metrics(WORKLOAD_REQUESTS_PER_S),
+            [WORKLOAD_LATENCY_P50_US, WORKLOAD_LATENCY_P99_US]
+        );
+    }
 
     #[test]
     fn throughput_metric_is_the_first_registered_event_rate() {
