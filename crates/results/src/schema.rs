@@ -155,6 +155,13 @@ pub enum ResultsError {
     },
     #[error("{path} has no schema_version: not a cvbench results file")]
     NoSchemaVersion { path: PathBuf },
+    #[error("{path} has a schema_version of the wrong type ({found}); expected the number {expected}")]
+    SchemaVersionType {
+        path: PathBuf,
+        /// The JSON value found, as written (shortened).
+        found: String,
+        expected: u32,
+    },
     #[error("{path} has schema_version {found}, this cvbench reads version {expected}")]
     SchemaMismatch {
         path: PathBuf,
@@ -197,11 +204,17 @@ impl ResultsFile {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let found = value
+        let version = value
             .get("schema_version")
-            .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| ResultsError::NoSchemaVersion {
                 path: path.to_path_buf(),
+            })?;
+        let found = version
+            .as_u64()
+            .ok_or_else(|| ResultsError::SchemaVersionType {
+                path: path.to_path_buf(),
+                found: version.to_string().chars().take(40).collect(),
+                expected: SCHEMA_VERSION,
             })?;
         if found != u64::from(SCHEMA_VERSION) {
             return Err(ResultsError::SchemaMismatch {
@@ -421,6 +434,14 @@ mod tests {
             ResultsFile::read(&no_version),
             Err(ResultsError::NoSchemaVersion { .. })
         ));
+
+        let string_version = dir.path().join("string.json");
+        let mut v = serde_json::to_value(sample_file()).unwrap();
+        v["schema_version"] = serde_json::json!("1");
+        fs::write(&string_version, v.to_string()).unwrap();
+        let err = ResultsFile::read(&string_version).unwrap_err();
+        assert!(matches!(err, ResultsError::SchemaVersionType { .. }), "{err}");
+        assert!(err.to_string().contains("wrong type") && err.to_string().contains("\"1\""), "{err}");
 
         let other = dir.path().join("other.json");
         let mut v = serde_json::to_value(sample_file()).unwrap();
