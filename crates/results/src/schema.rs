@@ -209,13 +209,11 @@ impl ResultsFile {
             .ok_or_else(|| ResultsError::NoSchemaVersion {
                 path: path.to_path_buf(),
             })?;
-        let found = version
-            .as_u64()
-            .ok_or_else(|| ResultsError::SchemaVersionType {
-                path: path.to_path_buf(),
-                found: version.to_string().chars().take(40).collect(),
-                expected: SCHEMA_VERSION,
-            })?;
+        let found = version.as_u64().ok_or_else(|| ResultsError::SchemaVersionType {
+            path: path.to_path_buf(),
+            found: version.to_string().chars().take(40).collect(),
+            expected: SCHEMA_VERSION,
+        })?;
         if found != u64::from(SCHEMA_VERSION) {
             return Err(ResultsError::SchemaMismatch {
                 path: path.to_path_buf(),
@@ -441,7 +439,10 @@ mod tests {
         fs::write(&string_version, v.to_string()).unwrap();
         let err = ResultsFile::read(&string_version).unwrap_err();
         assert!(matches!(err, ResultsError::SchemaVersionType { .. }), "{err}");
-        assert!(err.to_string().contains("wrong type") && err.to_string().contains("\"1\""), "{err}");
+        assert!(
+            err.to_string().contains("wrong type") && err.to_string().contains("\"1\""),
+            "{err}"
+        );
 
         let other = dir.path().join("other.json");
         let mut v = serde_json::to_value(sample_file()).unwrap();

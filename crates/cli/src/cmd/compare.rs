@@ -170,6 +170,12 @@ pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
 
 pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
+    super::check_warmup(args.warmup, args.runs.unwrap_or(DEFAULT_MAX_RUNS))?;
+    crate::preflight::output_dir("--out", &args.out)?;
+    let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
+    if !args.no_report {
+        crate::preflight::report_font(args.look.font.as_deref())?;
+    }
     let backends = backends(&args.backends)?;
     // Each workload once, in the order first named (as for backends).
     let mut specs: Vec<WorkloadSpec> = Vec::new();
@@ -229,12 +235,12 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
             );
             progress.finish();
             results.density.push(curve);
-            results.write_atomic(&results_path)?;
+            crate::output::save_results(&results, &results_path)?;
         }
     }
     let interrupted = harness::interrupt::requested();
     results.partial |= interrupted;
-    results.write_atomic(&results_path)?;
+    crate::output::save_results(&results, &results_path)?;
 
     print!("{}", compare_table(&results));
     eprintln!("results written to {}", results_path.display());

@@ -52,6 +52,11 @@ pub struct DensityArgs {
 
 pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
+    crate::preflight::output_dir("--out", &args.out)?;
+    let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
+    if !args.no_report {
+        crate::preflight::report_font(args.look.font.as_deref())?;
+    }
     let backend = harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?;
     backend
         .check_host()
@@ -80,7 +85,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     let interrupted = harness::interrupt::requested();
     results.partial = interrupted;
     results.density.push(curve.clone());
-    results.write_atomic(&path)?;
+    crate::output::save_results(&results, &path)?;
 
     println!(
         "{} · {} · {} instances · {} · stopped: {}",

@@ -65,6 +65,10 @@ fn backend_name(name: &str) -> Result<String, String> {
 
 pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
+    super::check_warmup(args.warmup, args.runs)?;
+    if let Some(path) = &args.json {
+        crate::preflight::output_file("--json", path)?;
+    }
     let backend_name = match (args.guest.as_deref(), args.backend.as_str()) {
         (None, name) | (Some("linux"), name @ "microvm") => name,
         (Some("probe"), "microvm" | "microvm-probe") => harness::backends::microvm::PROBE_NAME,
