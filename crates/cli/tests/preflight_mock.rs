@@ -195,4 +195,48 @@ mod tests {
         );
         assert!(!out.join("results.json").exists());
     }
+
+    #[test]
+    fn microvm_probe_refuses_memory_it_cannot_boot_and_an_image_it_would_ignore() {
+        let img = tempfile::tempdir().unwrap();
+        let image = img.path().to_str().unwrap();
+        for memory in ["4G", "1k"] {
+            refused_up_front(
+                &[
+                    "run",
+                    "--backend",
+                    "microvm-probe",
+                    "--workload",
+                    "idle",
+                    "--memory",
+                    memory,
+                ],
+                &["--memory", "microvm-probe", "MiB"],
+            );
+        }
+        refused_up_front(
+            &[
+                "density",
+                "--backend",
+                "microvm-probe",
+                "--memory",
+                "4G",
+                "--out",
+                image,
+            ],
+            &["--memory"],
+        );
+        refused_up_front(
+            &[
+                "run",
+                "--backend",
+                "microvm-probe",
+                "--workload",
+                "idle",
+                "--image",
+                image,
+            ],
+            &["--image", "does not apply", "probe"],
+        );
+    }
 }

@@ -57,7 +57,9 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     if !args.no_report {
         crate::preflight::report_font(args.look.font.as_deref())?;
     }
-    let backend = harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?;
+    let mut backends = [harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?];
+    super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
+    let [backend] = backends;
     backend
         .check_host()
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;

@@ -79,7 +79,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
             .into())
         }
     };
-    let backend = harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?;
+    let mut backends = [harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?];
+    super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
+    let [backend] = backends;
     let spec = WorkloadSpec::default_for(args.workload);
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
     backend

@@ -297,6 +297,10 @@ impl Backend for QemuBackend {
         NAME
     }
 
+    fn set_cache_root(&mut self, root: &Path) {
+        self.cache_root = root.to_path_buf();
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         self.version().map_err(|reason| Unavailable { reason })?;
         linux_kernel(self.kernel.as_deref()).map_err(|reason| Unavailable { reason })?;
