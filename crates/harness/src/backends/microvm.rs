@@ -329,6 +329,7 @@ impl LinuxDisks {
         cache_root: &Path,
     ) -> Result<(LinuxDisks, SharedImage), BackendError> {
         let setup_err = |reason: String| BackendError::setup(backend, reason);
+        super::check_image_workload(backend, image_dir)?;
         let usage = rootfs::disk_usage(image_dir).map_err(BackendError::io(
             backend,
             format!("measuring {}", image_dir.display()),

@@ -10,7 +10,7 @@ pub mod runc;
 mod teardown;
 mod vm_process;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendError};
 use crate::cleanup::{CleanupReport, CleanupScope};
 
 /// Removes what a killed harness left of this backend's instances (for `bench cleanup`).
@@ -91,6 +91,19 @@ pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>, UnknownBackend> {
 /// Every backend's leftover cleanup, in registry order, with the backend's name.
 pub fn backend_cleanups() -> impl Iterator<Item = (&'static str, CleanupFn)> {
     REGISTRY.iter().filter_map(|e| e.cleanup.map(|c| (e.name, c)))
+}
+
+/// Checks, in `prepare`, that the image's workload can be executed inside it: present, and a static
+/// binary or a program whose interpreter the image holds. Otherwise every launch would fail as
+/// "could not exec ... No such file or directory".
+pub(crate) fn check_image_workload(backend: &str, image_dir: &std::path::Path) -> Result<(), BackendError> {
+    match rootfs::exec_problem(image_dir, workload::spec::WORKLOAD_PATH_IN_IMAGE) {
+        None => Ok(()),
+        Some(why) => Err(BackendError::setup(
+            backend,
+            format!("image {}: {why}", image_dir.display()),
+        )),
+    }
 }
 
 /// Names of the selectable backends, in registry order.
