@@ -1,6 +1,14 @@
 //! `bench density`: how many instances fit. Instances are launched one at a time and all kept
 //! running; after each launch the curve gets a point (that instance's launch latency, the summed PSS
-//! of every running instance, the host's `MemAvailable`, and the marginal PSS of the last one). The
+//! of every running instance, the host's `MemAvailable`, and the marginal PSS of the last one).
+//!
+//! The headline (instances per GiB) divides by what the host lost, not by PSS: the drop of
+//! `MemAvailable` since before the first launch, which includes the kernel memory each instance
+//! costs (page tables, slab, namespaces, cgroups, overlay, KVM's allocations) that PSS never sees.
+//! Each point also records summed PSS (the user-space part), kernel-memory growth from `meminfo`,
+//! the summed cgroup charge and, for VMs, resident guest RAM, so the split can be shown. When the
+//! `MemAvailable` drop comes out below what the instances provably hold (other processes freed
+//! memory meanwhile), the cgroup charge or PSS is used instead and the basis says so. The
 //! curve ends at the requested maximum, when `MemAvailable` drops below a floor, at the first failure
 //! (recorded as the reason, not fatal) or on a stop request. Every instance is torn down at the end —
 //! also on an early return or a panic, because the running set is a [`Fleet`] whose `Drop` destroys
@@ -15,13 +23,28 @@ use workload::WorkloadSpec;
 
 use crate::backend::{Backend, BackendError, Instance};
 use crate::probe;
-use crate::results::{DensityPoint, DensityResult};
+use crate::results::{DensityBasis, DensityPoint, DensityResult};
 use crate::runner::{instance_name, RunOptions};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Extra memory figure of a runtime process that lives outside the instance's own processes.
 pub const RUNTIME_PSS_METRIC: &str = "runtime_pss_bytes";
+/// Extra memory figure: the instance's memory cgroup charge.
+pub const CGROUP_MEMORY_METRIC: &str = "cgroup_memory_bytes";
+/// Extra memory figure: a VM's resident guest RAM.
+pub const GUEST_RAM_METRIC: &str = "guest_ram_resident_bytes";
+
+/// Summed memory figures of every running instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetMemory {
+    /// PSS of the instances' processes plus their runtime processes.
+    pub pss_bytes: u64,
+    /// Summed cgroup charge, when every instance reports one.
+    pub cgroup_memory_bytes: Option<u64>,
+    /// Summed resident guest RAM, when every instance reports it.
+    pub guest_ram_bytes: Option<u64>,
+}
 
 /// How far to go.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,16 +125,39 @@ impl Fleet {
     /// including a per-instance runtime process outside the instance (`runtime_pss_bytes`, e.g. the
     /// `runc run` parent) so that every backend is charged for everything it keeps running.
     pub fn total_pss_bytes(&self) -> Result<u64, BackendError> {
-        let mut total = 0u64;
+        Ok(self.memory()?.pss_bytes)
+    }
+
+    /// [`Fleet::total_pss_bytes`] with the summed cgroup charge and guest RAM, from one probe of
+    /// each instance.
+    pub fn memory(&self) -> Result<FleetMemory, BackendError> {
+        let mut total = FleetMemory {
+            pss_bytes: 0,
+            cgroup_memory_bytes: Some(0),
+            guest_ram_bytes: Some(0),
+        };
+        let add = |sum: Option<u64>, value: Option<u64>| Some(sum?.saturating_add(value?));
         for instance in &self.instances {
             let probe = instance.memory()?;
-            let runtime: u64 = probe
-                .extra
-                .iter()
-                .filter(|(name, _)| name == RUNTIME_PSS_METRIC)
-                .map(|(_, b)| *b)
-                .sum();
-            total = total.saturating_add(probe.pss_bytes).saturating_add(runtime);
+            let extra = |metric: &str| -> Option<u64> {
+                probe
+                    .extra
+                    .iter()
+                    .filter(|(name, _)| name == metric)
+                    .map(|(_, b)| *b)
+                    .reduce(u64::saturating_add)
+            };
+            let runtime = extra(RUNTIME_PSS_METRIC).unwrap_or(0);
+            total.pss_bytes = total
+                .pss_bytes
+                .saturating_add(probe.pss_bytes)
+                .saturating_add(runtime);
+            total.cgroup_memory_bytes = add(total.cgroup_memory_bytes, extra(CGROUP_MEMORY_METRIC));
+            total.guest_ram_bytes = add(total.guest_ram_bytes, extra(GUEST_RAM_METRIC));
+        }
+        if self.instances.is_empty() {
+            total.cgroup_memory_bytes = None;
+            total.guest_ram_bytes = None;
         }
         Ok(total)
     }
@@ -153,6 +199,8 @@ pub fn run_density(
         points: Vec::new(),
         stop_reason: String::new(),
         instances_per_gib: None,
+        basis: DensityBasis::default(),
+        instances_per_gib_pss: None,
     };
     if let Err(unavailable) = backend.check_host().and_then(|()| backend.supports(spec)) {
         result.stop_reason = format!("skipped: {}", unavailable.reason);
@@ -169,7 +217,7 @@ pub fn run_density(
     }
     let mut fleet = Fleet::default();
     result.stop_reason = grow(backend, image_dir, spec, opts, observer, &mut fleet, &mut result);
-    result.instances_per_gib = result.points.last().and_then(instances_per_gib);
+    set_headline(&mut result);
     observer.event(&DensityEvent::TearingDown {
         running: u32::try_from(fleet.len()).unwrap_or(u32::MAX),
         reason: result.stop_reason.clone(),
@@ -194,6 +242,8 @@ fn grow(
     result: &mut DensityResult,
 ) -> String {
     let mut pss_before = 0u64;
+    // What the host had before the first launch: every point's loss is measured from here.
+    let host_before = probe::host_memory_in(&opts.proc_root).ok();
     for index in 0..opts.max_instances {
         if observer.should_stop() {
             return "interrupted".to_string();
@@ -227,22 +277,28 @@ fn grow(
             .find(|p| p.name == "start_to_ready_ms")
             .map_or(returned_ms, crate::backend::PhaseMark::ms);
         fleet.push(instance);
-        let total_pss_bytes = match fleet.total_pss_bytes() {
-            Ok(total) => total,
+        let memory = match fleet.memory() {
+            Ok(memory) => memory,
             Err(e) => return format!("memory probe after launch {instances} failed: {e}"),
         };
-        let host_mem_available_bytes = match probe::mem_available_bytes_in(&opts.proc_root) {
-            Ok(available) => available,
+        let host_now = match probe::host_memory_in(&opts.proc_root) {
+            Ok(host) => host,
             Err(e) => return format!("reading MemAvailable failed: {e}"),
         };
+        let loss = host_before.map(|before| host_now.lost_since(&before));
+        let total_pss_bytes = memory.pss_bytes;
         let marginal_pss_bytes = signed_difference(total_pss_bytes, pss_before);
         pss_before = total_pss_bytes;
         let point = DensityPoint {
             instances,
             launch_ms,
             total_pss_bytes,
-            host_mem_available_bytes,
+            host_mem_available_bytes: host_now.available_bytes,
             marginal_pss_bytes,
+            host_used_bytes: loss.map(|l| l.used_bytes),
+            host_kernel_bytes: loss.map(|l| l.kernel_bytes),
+            cgroup_memory_bytes: memory.cgroup_memory_bytes,
+            guest_ram_bytes: memory.guest_ram_bytes,
         };
         observer.event(&DensityEvent::Point(point.clone()));
         result.points.push(point);
@@ -261,7 +317,41 @@ fn signed_difference(now: u64, before: u64) -> i64 {
 
 /// Instances per GiB of summed PSS at `point`; `None` when the PSS total is zero.
 pub fn instances_per_gib(point: &DensityPoint) -> Option<f64> {
-    (point.total_pss_bytes > 0).then(|| f64::from(point.instances) / (to_f64(point.total_pss_bytes) / GIB))
+    per_gib(point.instances, point.total_pss_bytes)
+}
+
+/// The memory the headline divides by at `point`, and what it is: the host's `MemAvailable` drop
+/// when it is at least what the instances provably hold (their summed PSS and cgroup charge); else
+/// the cgroup charge, else summed PSS.
+pub fn headline_bytes(point: &DensityPoint) -> (u64, DensityBasis) {
+    let held = point.total_pss_bytes.max(point.cgroup_memory_bytes.unwrap_or(0));
+    match point.host_used_bytes.and_then(|b| u64::try_from(b).ok()) {
+        Some(used) if used > 0 && used >= held => (used, DensityBasis::HostMemAvailable),
+        _ => match point.cgroup_memory_bytes {
+            Some(charge) if charge >= point.total_pss_bytes && charge > 0 => {
+                (charge, DensityBasis::CgroupCharge)
+            }
+            _ => (point.total_pss_bytes, DensityBasis::SummedPss),
+        },
+    }
+}
+
+/// Sets the curve's headline from its last point: instances per GiB of [`headline_bytes`], and of
+/// summed PSS alongside.
+pub fn set_headline(result: &mut DensityResult) {
+    let Some(last) = result.points.last() else {
+        result.instances_per_gib = None;
+        result.instances_per_gib_pss = None;
+        return;
+    };
+    let (bytes, basis) = headline_bytes(last);
+    result.instances_per_gib = per_gib(last.instances, bytes);
+    result.basis = basis;
+    result.instances_per_gib_pss = instances_per_gib(last);
+}
+
+fn per_gib(instances: u32, bytes: u64) -> Option<f64> {
+    (bytes > 0).then(|| f64::from(instances) / (to_f64(bytes) / GIB))
 }
 
 #[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53
@@ -363,11 +453,15 @@ mod tests {
             .all(|p| p.host_mem_available_bytes == 20_000_000 * 1024));
         // Mock launches report ready at 2.5 ms + 0.25 ms × (k mod 5).
         assert!((r.points[1].launch_ms - 2.75).abs() < 1e-6);
-        let per_gib = r.instances_per_gib.unwrap_or(0.0);
+        let per_gib = r.instances_per_gib_pss.unwrap_or(0.0);
         assert!(
             (per_gib - 4.0 / (4.0 * pss as f64 / GIB)).abs() < 1e-9,
             "{per_gib}"
         );
+        // MemAvailable never moved here, so the headline falls back to the cgroup charge (2 × PSS).
+        assert_eq!(r.basis, DensityBasis::CgroupCharge);
+        let headline = r.instances_per_gib.unwrap_or(0.0);
+        assert!((per_gib / headline - 2.0).abs() < 1e-9, "{headline}");
         let log = backend.log();
         assert_eq!(log.launched.len(), 4);
         let mut destroyed = log.destroyed.clone();
@@ -557,6 +651,85 @@ mod tests {
         let totals: Vec<u64> = r.points.iter().map(|p| p.total_pss_bytes).collect();
         assert_eq!(totals, vec![(1 << 20) + (1 << 19), 2 * ((1 << 20) + (1 << 19))]);
         assert_eq!(alive.load(Ordering::SeqCst), 0);
+    }
+
+    /// The mock backend, with every launch taking `loss_kib` of the fixture host's MemAvailable.
+    struct Draining {
+        inner: MockBackend,
+        proc_: Arc<FakeProc>,
+        start_kib: u64,
+        loss_kib: u64,
+        launched: AtomicU32,
+    }
+    impl Backend for Draining {
+        fn name(&self) -> &'static str {
+            "draining"
+        }
+        fn check_host(&self) -> Result<(), Unavailable> {
+            Ok(())
+        }
+        fn prepare(&self, image: &Path) -> Result<SharedImage, BackendError> {
+            self.inner.prepare(image)
+        }
+        fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+            let instance = self.inner.launch(spec)?;
+            let n = u64::from(self.launched.fetch_add(1, Ordering::SeqCst) + 1);
+            self.proc_.set_available_kib(self.start_kib - n * self.loss_kib);
+            Ok(instance)
+        }
+    }
+
+    fn draining_curve(loss_kib: u64) -> DensityResult {
+        let start_kib = 20_000_000;
+        let proc_ = Arc::new(FakeProc::with_available_kib(start_kib));
+        let backend = Draining {
+            inner: MockBackend::new(MockConfig::default()),
+            proc_: Arc::clone(&proc_),
+            start_kib,
+            loss_kib,
+            launched: AtomicU32::new(0),
+        };
+        run_density(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &proc_.opts(4, 0),
+            &mut Recorder::default(),
+        )
+    }
+
+    #[test]
+    fn the_headline_counts_what_the_host_lost_not_only_pss() {
+        let pss = MockConfig::default().pss_bytes; // 1.5 MiB; the mock's cgroup charge is 2 × PSS
+        let loss_kib = 4 * pss / 1024; // the host loses 4 × PSS per instance
+        let r = draining_curve(loss_kib);
+        assert_eq!(r.points.len(), 4);
+        let last = r.points.last().unwrap();
+        assert_eq!(last.host_used_bytes, Some(i64::try_from(4 * 4 * pss).unwrap()));
+        assert_eq!(last.cgroup_memory_bytes, Some(4 * 2 * pss));
+        assert_eq!(last.guest_ram_bytes, None);
+        assert_eq!(
+            last.kernel_and_other_bytes(),
+            Some(i64::try_from(4 * 3 * pss).unwrap())
+        );
+        assert_eq!(r.basis, DensityBasis::HostMemAvailable);
+        let headline = r.instances_per_gib.unwrap();
+        let pss_only = r.instances_per_gib_pss.unwrap();
+        assert!((headline - GIB / (4.0 * pss as f64)).abs() < 1e-9, "{headline}");
+        assert!(
+            (pss_only / headline - 4.0).abs() < 1e-9,
+            "{pss_only} vs {headline}"
+        );
+    }
+
+    #[test]
+    fn a_host_loss_below_what_instances_hold_falls_back_to_the_cgroup_charge() {
+        let pss = MockConfig::default().pss_bytes;
+        // Other processes freed memory meanwhile: the host "lost" only half the PSS per instance.
+        let r = draining_curve(pss / 2048);
+        assert_eq!(r.basis, DensityBasis::CgroupCharge);
+        let headline = r.instances_per_gib.unwrap();
+        assert!((headline - GIB / (2.0 * pss as f64)).abs() < 1e-9, "{headline}");
     }
 
     #[test]

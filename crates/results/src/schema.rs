@@ -129,8 +129,41 @@ pub struct DensityResult {
     pub points: Vec<DensityPoint>,
     /// Why the curve ended: `max`, `memory floor`, or the failure that stopped it.
     pub stop_reason: String,
-    /// Instances per GiB of summed PSS at the end of the curve.
+    /// The headline: instances per GiB at the end of the curve, of the memory named by `basis`.
     pub instances_per_gib: Option<f64>,
+    /// What `instances_per_gib` divides by. Files written before this field existed counted summed
+    /// PSS, hence the default.
+    #[serde(default)]
+    pub basis: DensityBasis,
+    /// Instances per GiB of summed PSS (user space only) at the end of the curve, whatever the basis.
+    #[serde(default)]
+    pub instances_per_gib_pss: Option<f64>,
+}
+
+/// The memory a density figure is computed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DensityBasis {
+    /// Summed PSS of the instances' host processes: user-space memory only.
+    #[default]
+    SummedPss,
+    /// What the host lost: the drop of `MemAvailable` since before the first launch, kernel memory
+    /// (page tables, slab, namespaces, cgroups, KVM) included.
+    HostMemAvailable,
+    /// The instances' summed memory cgroup charge (kernel memory included where accounted): used
+    /// when the `MemAvailable` drop came out below it, i.e. other processes on the host freed more
+    /// than the instances took and the drop is not credible.
+    CgroupCharge,
+}
+
+impl DensityBasis {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DensityBasis::SummedPss => "summed PSS (user space only)",
+            DensityBasis::HostMemAvailable => "host memory lost (MemAvailable drop)",
+            DensityBasis::CgroupCharge => "summed cgroup charge (MemAvailable drop not credible)",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,10 +171,36 @@ pub struct DensityPoint {
     /// 1-based count of running instances after this launch.
     pub instances: u32,
     pub launch_ms: f64,
+    /// Summed PSS of every running instance's host processes (and its runtime process): the
+    /// user-space part of what the host lost. For VMs the VMM's PSS, guest RAM included.
     pub total_pss_bytes: u64,
     pub host_mem_available_bytes: u64,
     /// PSS total now minus PSS total before this launch.
     pub marginal_pss_bytes: i64,
+    /// What the host lost since before the first launch: `MemAvailable` then minus now. Negative
+    /// when other processes freed more than the instances took (noise on a busy host).
+    #[serde(default)]
+    pub host_used_bytes: Option<i64>,
+    /// Growth of the host's kernel memory since before the first launch (`Slab`, `PageTables`,
+    /// `SecPageTables`, `KernelStack` in `/proc/meminfo`): namespaces, cgroups, page tables, KVM.
+    #[serde(default)]
+    pub host_kernel_bytes: Option<i64>,
+    /// Summed memory cgroup charge of the instances (kernel memory included where the controller
+    /// accounts it); `None` for backends without a cgroup per instance (VMs).
+    #[serde(default)]
+    pub cgroup_memory_bytes: Option<u64>,
+    /// Summed resident guest RAM (VMs; part of `total_pss_bytes`).
+    #[serde(default)]
+    pub guest_ram_bytes: Option<u64>,
+}
+
+impl DensityPoint {
+    /// Host memory lost minus summed PSS: what the kernel spent on the instances (page tables,
+    /// slab, namespaces, cgroups, overlay, KVM's own allocations).
+    pub fn kernel_and_other_bytes(&self) -> Option<i64> {
+        let pss = i64::try_from(self.total_pss_bytes).unwrap_or(i64::MAX);
+        self.host_used_bytes.map(|used| used.saturating_sub(pss))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -469,6 +528,30 @@ mod tests {
             ResultsFile::read(&broken),
             Err(ResultsError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn density_files_without_the_host_memory_fields_still_read_as_pss_based() {
+        let old = serde_json::json!({
+            "backend": "container", "workload": "idle", "points": [{
+                "instances": 1, "launch_ms": 2.0, "total_pss_bytes": 1024,
+                "host_mem_available_bytes": 4096, "marginal_pss_bytes": 1024
+            }],
+            "stop_reason": "max", "instances_per_gib": 8.0
+        });
+        let d: DensityResult = serde_json::from_value(old).unwrap();
+        assert_eq!(d.basis, DensityBasis::SummedPss);
+        assert_eq!(d.points[0].host_used_bytes, None);
+        assert_eq!(d.points[0].kernel_and_other_bytes(), None);
+        let mut p = d.points[0].clone();
+        p.host_used_bytes = Some(4096);
+        assert_eq!(p.kernel_and_other_bytes(), Some(3072));
+        let v = serde_json::to_value(DensityResult {
+            basis: DensityBasis::HostMemAvailable,
+            ..d
+        })
+        .unwrap();
+        assert_eq!(v["basis"], "host_mem_available");
     }
 
     #[test]

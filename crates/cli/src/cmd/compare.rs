@@ -353,7 +353,8 @@ pub fn compare_table(results: &ResultsFile) -> String {
             String::new(),
             String::new(),
             String::new(),
-            d.instances_per_gib.map_or("-".into(), |v| format!("{v:.1}/GiB")),
+            d.instances_per_gib
+                .map_or("-".into(), |v| format!("{v:.1}/GiB ({})", d.basis.describe())),
             d.stop_reason.clone(),
         ]);
     }

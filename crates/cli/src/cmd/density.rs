@@ -94,9 +94,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         curve.backend,
         curve.workload,
         curve.points.len(),
-        curve
-            .instances_per_gib
-            .map_or("-".to_string(), |v| format!("{v:.1} instances/GiB")),
+        density_figure(&curve),
         curve.stop_reason
     );
     eprintln!("results written to {}", path.display());
@@ -110,6 +108,20 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no instance could be launched: {}", curve.stop_reason);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1400.0 instances/GiB of host memory lost (MemAvailable drop); 8054.5/GiB counting PSS only`.
+pub fn density_figure(curve: &DensityResult) -> String {
+    let Some(v) = curve.instances_per_gib else {
+        return "-".to_string();
+    };
+    let mut text = format!("{v:.1} instances/GiB of {}", curve.basis.describe());
+    if curve.basis != harness::results::DensityBasis::SummedPss {
+        if let Some(pss) = curve.instances_per_gib_pss {
+            text.push_str(&format!("; {pss:.1}/GiB counting PSS only"));
+        }
+    }
+    text
 }
 
 /// Progress of a density run on stderr, optionally rewriting a results file after every point.
@@ -148,10 +160,12 @@ impl DensityObserver for DensityProgress {
                     bar.set_message(format!("{:.0} MiB", p.total_pss_bytes as f64 / 1048576.0));
                 }
                 None => self.progress.line(&format!(
-                    "{} running, launch {:.2} ms, summed PSS {}",
+                    "{} running, launch {:.2} ms, summed PSS {}, host lost {}",
                     p.instances,
                     p.launch_ms,
-                    crate::output::format_bytes(p.total_pss_bytes as f64)
+                    crate::output::format_bytes(p.total_pss_bytes as f64),
+                    p.host_used_bytes
+                        .map_or("-".to_string(), |b| crate::output::format_bytes(b as f64))
                 )),
             },
             DensityEvent::TearingDown { running, reason } => {

@@ -204,20 +204,26 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
 
     if !r.density.is_empty() {
         doc.push(Block::Heading(2, "Density".to_string()));
+        let per_instance = |v: Option<f64>| v.map_or("–".to_string(), |b| fmt_value("x_bytes", b));
         let rows = r
             .density
             .iter()
             .map(|d| {
                 let launch: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
                 let s = model::summarize_memo(&launch);
+                let split = crate::charts::density::split_per_instance(d);
                 vec![
                     display_name(&d.backend, &d.labels),
                     d.workload.clone(),
                     d.points.len().to_string(),
-                    d.points.last().map_or("–".into(), |p| {
-                        format!("{:.1} MiB", model::mib(p.total_pss_bytes))
-                    }),
+                    per_instance(split.and_then(|s| s.host_lost_bytes)),
+                    per_instance(split.map(|s| s.pss_bytes)),
+                    per_instance(split.and_then(|s| s.guest_ram_bytes)),
+                    per_instance(split.and_then(|s| s.kernel_and_other_bytes)),
+                    per_instance(split.and_then(|s| s.cgroup_bytes)),
                     d.instances_per_gib.map_or("–".into(), |v| format!("{v:.1}")),
+                    d.basis.describe().to_string(),
+                    d.instances_per_gib_pss.map_or("–".into(), |v| format!("{v:.1}")),
                     s.map_or("–".into(), |s| {
                         format!("{} / {}", fmt_value("x_ms", s.p50), fmt_value("x_ms", s.p99))
                     }),
@@ -225,13 +231,28 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
                 ]
             })
             .collect();
+        doc.push(Block::Paragraph(
+            "Per instance, at the end of each curve. Host lost: the drop of MemAvailable since before \
+             the first launch, divided by the instances running; it is the headline, because it counts \
+             the kernel memory (page tables, slab, namespaces, cgroups, overlay, KVM) that PSS never \
+             sees. User space (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM \
+             included). Kernel & other: host lost minus PSS. Cgroup charge: the memory controller's \
+             figure (kernel memory included where it accounts it), a cross-check."
+                .to_string(),
+        ));
         doc.push(Block::Table {
             head: vec![
                 "backend".into(),
                 "workload".into(),
                 "instances".into(),
-                "summed PSS".into(),
+                "host lost / instance".into(),
+                "user space (PSS) / instance".into(),
+                "of which guest RAM".into(),
+                "kernel & other / instance".into(),
+                "cgroup charge / instance".into(),
                 "instances / GiB".into(),
+                "counted from".into(),
+                "instances / GiB (PSS only)".into(),
                 "launch p50 / p99".into(),
                 "stopped because".into(),
             ],
