@@ -3,8 +3,10 @@
 //! of every running instance, the host's `MemAvailable`, and the marginal PSS of the last one).
 //!
 //! The headline (instances per GiB) divides by what the host lost, not by PSS: the drop of
-//! `MemAvailable` since before the first launch, which includes the kernel memory each instance
-//! costs (page tables, slab, namespaces, cgroups, overlay, KVM's allocations) that PSS never sees.
+//! `MemAvailable` across the launches (each launch's window, just before to just after, summed, so
+//! other processes' churn between launches stays out), which includes the kernel memory each
+//! instance costs (page tables, slab, namespaces, cgroups, overlay, KVM's allocations) that PSS
+//! never sees.
 //! Each point also records summed PSS (the user-space part), kernel-memory growth from `meminfo`,
 //! the summed cgroup charge and, for VMs, resident guest RAM, so the split can be shown. When the
 //! `MemAvailable` drop comes out below what the instances provably hold (other processes freed
@@ -242,8 +244,8 @@ fn grow(
     result: &mut DensityResult,
 ) -> String {
     let mut pss_before = 0u64;
-    // What the host had before the first launch: every point's loss is measured from here.
-    let host_before = probe::host_memory_in(&opts.proc_root).ok();
+    // What the host lost inside the launch windows so far (see `probe::LaunchLoss`).
+    let mut host_loss = probe::LaunchLoss::default();
     for index in 0..opts.max_instances {
         if observer.should_stop() {
             return "interrupted".to_string();
@@ -266,11 +268,13 @@ fn grow(
         let request = Instant::now();
         let name = instance_name(backend.name(), spec, index);
         let launch = opts.run.launch_spec(image_dir, spec, &name, request);
+        let host_before_launch = probe::host_memory_in(&opts.proc_root).ok();
         let instance = match backend.launch(&launch) {
             Ok(instance) => instance,
             Err(e) => return format!("launch {instances} failed: {e}"),
         };
         let returned_ms = request.elapsed().as_secs_f64() * 1e3;
+        host_loss.add(host_before_launch, probe::host_memory_in(&opts.proc_root).ok());
         let launch_ms = instance
             .phases()
             .iter()
@@ -285,7 +289,7 @@ fn grow(
             Ok(host) => host,
             Err(e) => return format!("reading MemAvailable failed: {e}"),
         };
-        let loss = host_before.map(|before| host_now.lost_since(&before));
+        let loss = host_loss.total();
         let total_pss_bytes = memory.pss_bytes;
         let marginal_pss_bytes = signed_difference(total_pss_bytes, pss_before);
         pss_before = total_pss_bytes;

@@ -127,6 +127,44 @@ impl HostMemory {
     }
 }
 
+/// What the host lost across launches, measured only inside each launch window: `MemAvailable` just
+/// before a launch minus just after it returned, summed over launches. Memory other processes take
+/// or free between launches (a build finishing on a shared host moved `MemAvailable` by a GiB
+/// during one 200-instance curve) is left out, while everything the launch itself costs, kernel
+/// memory included, is in. A window with a failed reading is skipped and counted in `missed`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaunchLoss {
+    sum: Option<HostMemoryLoss>,
+    /// Launch windows without both readings.
+    pub missed: u32,
+}
+
+impl LaunchLoss {
+    /// Adds one launch window.
+    pub fn add(&mut self, before: Option<HostMemory>, after: Option<HostMemory>) {
+        let (Some(before), Some(after)) = (before, after) else {
+            self.missed = self.missed.saturating_add(1);
+            return;
+        };
+        let window = after.lost_since(&before);
+        let sum = self.sum.get_or_insert(HostMemoryLoss {
+            used_bytes: 0,
+            kernel_bytes: 0,
+        });
+        sum.used_bytes = sum.used_bytes.saturating_add(window.used_bytes);
+        sum.kernel_bytes = sum.kernel_bytes.saturating_add(window.kernel_bytes);
+    }
+
+    /// The summed loss; `None` before any complete window or when a window was missed (the sum
+    /// would then undercount).
+    pub fn total(&self) -> Option<HostMemoryLoss> {
+        if self.missed > 0 {
+            return None;
+        }
+        self.sum
+    }
+}
+
 fn signed_sub(a: u64, b: u64) -> i64 {
     if a >= b {
         i64::try_from(a - b).unwrap_or(i64::MAX)
@@ -315,7 +353,7 @@ Shared_Clean:       2400 kB
         // Memory freed by others shows as a negative loss, not a wrapped-around huge one.
         write(901_000, 900);
         let loss = host_memory_in(dir.path()).unwrap().lost_since(&before);
-        assert_eq!((loss.used_bytes, loss.kernel_bytes), (-1_000 * 1024, -250 * 1024));
+        assert_eq!((loss.used_bytes, loss.kernel_bytes), (-1_000 * 1024, -100 * 1024));
         fs::write(dir.path().join("meminfo"), "MemTotal: 1 kB\n").unwrap();
         assert!(matches!(
             host_memory_in(dir.path()),
@@ -325,6 +363,28 @@ Shared_Clean:       2400 kB
             })
         ));
         assert!(host_memory().unwrap().available_bytes > 0);
+    }
+
+    #[test]
+    fn launch_loss_sums_launch_windows_and_ignores_drift_between_them() {
+        let at = |avail_kib: u64, kernel_kib: u64| HostMemory {
+            available_bytes: avail_kib * 1024,
+            kernel_bytes: kernel_kib * 1024,
+        };
+        let mut loss = LaunchLoss::default();
+        assert_eq!(loss.total(), None);
+        loss.add(Some(at(1_000_000, 100)), Some(at(999_500, 150)));
+        // Between launches another process freed 1 GiB: not the instances' doing.
+        loss.add(Some(at(2_048_576, 150)), Some(at(2_048_076, 190)));
+        assert_eq!(
+            loss.total(),
+            Some(HostMemoryLoss {
+                used_bytes: 1_000 * 1024,
+                kernel_bytes: 90 * 1024
+            })
+        );
+        loss.add(None, Some(at(1, 1)));
+        assert_eq!((loss.total(), loss.missed), (None, 1));
     }
 
     #[test]

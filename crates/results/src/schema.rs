@@ -147,8 +147,8 @@ pub enum DensityBasis {
     /// Summed PSS of the instances' host processes: user-space memory only.
     #[default]
     SummedPss,
-    /// What the host lost: the drop of `MemAvailable` since before the first launch, kernel memory
-    /// (page tables, slab, namespaces, cgroups, KVM) included.
+    /// What the host lost: the drop of `MemAvailable` over the launches, kernel memory (page
+    /// tables, slab, namespaces, cgroups, KVM) included.
     HostMemAvailable,
     /// The instances' summed memory cgroup charge (kernel memory included where accounted): used
     /// when the `MemAvailable` drop came out below it, i.e. other processes on the host freed more
@@ -177,11 +177,12 @@ pub struct DensityPoint {
     pub host_mem_available_bytes: u64,
     /// PSS total now minus PSS total before this launch.
     pub marginal_pss_bytes: i64,
-    /// What the host lost since before the first launch: `MemAvailable` then minus now. Negative
-    /// when other processes freed more than the instances took (noise on a busy host).
+    /// What the host lost to the launches so far: the drop of `MemAvailable` from just before each
+    /// launch to just after it returned, summed over launches (memory other processes take or free
+    /// between launches is left out). Negative only when others freed memory during the windows.
     #[serde(default)]
     pub host_used_bytes: Option<i64>,
-    /// Growth of the host's kernel memory since before the first launch (`Slab`, `PageTables`,
+    /// Growth of the host's kernel memory over the same launch windows (`Slab`, `PageTables`,
     /// `SecPageTables`, `KernelStack` in `/proc/meminfo`): namespaces, cgroups, page tables, KVM.
     #[serde(default)]
     pub host_kernel_bytes: Option<i64>,

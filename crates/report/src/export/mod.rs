@@ -232,8 +232,9 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
             })
             .collect();
         doc.push(Block::Paragraph(
-            "Per instance, at the end of each curve. Host lost: the drop of MemAvailable since before \
-             the first launch, divided by the instances running; it is the headline, because it counts \
+            "Per instance, at the end of each curve. Host lost: the drop of MemAvailable across the \
+             launches (from just before to just after each launch, summed), divided by the instances \
+             running; it is the headline, because it counts \
              the kernel memory (page tables, slab, namespaces, cgroups, overlay, KVM) that PSS never \
              sees. User space (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM \
              included). Kernel & other: host lost minus PSS. Cgroup charge: the memory controller's \
