@@ -2,15 +2,14 @@
 //! running; after each launch the curve gets a point (that instance's launch latency, the summed PSS
 //! of every running instance, the host's `MemAvailable`, and the marginal PSS of the last one).
 //!
-//! The headline (instances per GiB) divides by what the host lost, not by PSS: the drop of
-//! `MemAvailable` across the launches (each launch's window, just before to just after, summed, so
-//! other processes' churn between launches stays out), which includes the kernel memory each
-//! instance costs (page tables, slab, namespaces, cgroups, overlay, KVM's allocations) that PSS
-//! never sees.
-//! Each point also records summed PSS (the user-space part), kernel-memory growth from `meminfo`,
-//! the summed cgroup charge and, for VMs, resident guest RAM, so the split can be shown. When the
-//! `MemAvailable` drop comes out below what the instances provably hold (other processes freed
-//! memory meanwhile), the cgroup charge or PSS is used instead and the basis says so. The
+//! The headline (instances per GiB) divides by what the host lost, not by PSS alone: summed PSS
+//! (the user-space part) plus the growth of the host's unreclaimable kernel memory (`meminfo`:
+//! unreclaimable slab, page tables, kernel stacks, vmalloc, per-CPU), i.e. the namespaces, cgroups,
+//! page tables and KVM allocations each instance costs that PSS never sees. Kernel growth is
+//! measured only inside each launch's window (just before to just after, summed), so other
+//! processes' churn between launches stays out. Each point also records the `MemAvailable` drop over
+//! the same windows, the summed cgroup charge (kernel memory included where accounted) and, for
+//! VMs, resident guest RAM, as cross-checks and for the split. The
 //! curve ends at the requested maximum, when `MemAvailable` drops below a floor, at the first failure
 //! (recorded as the reason, not fatal) or on a stop request. Every instance is torn down at the end —
 //! also on an early return or a panic, because the running set is a [`Fleet`] whose `Drop` destroys
@@ -324,19 +323,16 @@ pub fn instances_per_gib(point: &DensityPoint) -> Option<f64> {
     per_gib(point.instances, point.total_pss_bytes)
 }
 
-/// The memory the headline divides by at `point`, and what it is: the host's `MemAvailable` drop
-/// when it is at least what the instances provably hold (their summed PSS and cgroup charge); else
-/// the cgroup charge, else summed PSS.
+/// The memory the headline divides by at `point`, and what it is: summed PSS plus the growth of
+/// unreclaimable kernel memory when `meminfo` was read around every launch, else summed PSS.
+///
+/// Not the `MemAvailable` drop, although it is the most complete figure on a quiet host: on a
+/// shared one its per-launch deltas spread from -10 to +12 MiB (other processes allocate and free
+/// inside the launch window), while the kernel-memory fields moved by a few hundred KiB.
 pub fn headline_bytes(point: &DensityPoint) -> (u64, DensityBasis) {
-    let held = point.total_pss_bytes.max(point.cgroup_memory_bytes.unwrap_or(0));
-    match point.host_used_bytes.and_then(|b| u64::try_from(b).ok()) {
-        Some(used) if used > 0 && used >= held => (used, DensityBasis::HostMemAvailable),
-        _ => match point.cgroup_memory_bytes {
-            Some(charge) if charge >= point.total_pss_bytes && charge > 0 => {
-                (charge, DensityBasis::CgroupCharge)
-            }
-            _ => (point.total_pss_bytes, DensityBasis::SummedPss),
-        },
+    match point.host_lost_bytes() {
+        Some(lost) => (lost, DensityBasis::PssPlusKernel),
+        None => (point.total_pss_bytes, DensityBasis::SummedPss),
     }
 }
 
@@ -384,8 +380,13 @@ mod tests {
             p
         }
         fn set_available_kib(&self, kib: u64) {
-            let text =
-                format!("MemTotal:       24000000 kB\nMemFree:        1000 kB\nMemAvailable:   {kib} kB\n");
+            self.set_kib(kib, 0);
+        }
+        fn set_kib(&self, available: u64, unreclaimable_slab: u64) {
+            let text = format!(
+                "MemTotal:       24000000 kB\nMemFree:        1000 kB\nMemAvailable:   {available} kB\n\
+                 SReclaimable:   9999 kB\nSUnreclaim:     {unreclaimable_slab} kB\n"
+            );
             std::fs::write(self.dir.path().join("meminfo"), text).expect("write meminfo");
         }
         fn opts(&self, max: u32, floor: u64) -> DensityOptions {
@@ -462,10 +463,9 @@ mod tests {
             (per_gib - 4.0 / (4.0 * pss as f64 / GIB)).abs() < 1e-9,
             "{per_gib}"
         );
-        // MemAvailable never moved here, so the headline falls back to the cgroup charge (2 × PSS).
-        assert_eq!(r.basis, DensityBasis::CgroupCharge);
-        let headline = r.instances_per_gib.unwrap_or(0.0);
-        assert!((per_gib / headline - 2.0).abs() < 1e-9, "{headline}");
+        // Kernel memory never grew here, so what the host lost is the PSS.
+        assert_eq!(r.basis, DensityBasis::PssPlusKernel);
+        assert_eq!(r.instances_per_gib, r.instances_per_gib_pss);
         let log = backend.log();
         assert_eq!(log.launched.len(), 4);
         let mut destroyed = log.destroyed.clone();
@@ -657,12 +657,14 @@ mod tests {
         assert_eq!(alive.load(Ordering::SeqCst), 0);
     }
 
-    /// The mock backend, with every launch taking `loss_kib` of the fixture host's MemAvailable.
+    /// The mock backend, with every launch growing the fixture host's unreclaimable slab by
+    /// `kernel_kib` and taking `available_kib` of its MemAvailable.
     struct Draining {
         inner: MockBackend,
         proc_: Arc<FakeProc>,
         start_kib: u64,
-        loss_kib: u64,
+        available_kib: u64,
+        kernel_kib: u64,
         launched: AtomicU32,
     }
     impl Backend for Draining {
@@ -678,19 +680,21 @@ mod tests {
         fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
             let instance = self.inner.launch(spec)?;
             let n = u64::from(self.launched.fetch_add(1, Ordering::SeqCst) + 1);
-            self.proc_.set_available_kib(self.start_kib - n * self.loss_kib);
+            self.proc_
+                .set_kib(self.start_kib - n * self.available_kib, n * self.kernel_kib);
             Ok(instance)
         }
     }
 
-    fn draining_curve(loss_kib: u64) -> DensityResult {
+    fn draining_curve(available_kib: u64, kernel_kib: u64) -> DensityResult {
         let start_kib = 20_000_000;
         let proc_ = Arc::new(FakeProc::with_available_kib(start_kib));
         let backend = Draining {
             inner: MockBackend::new(MockConfig::default()),
             proc_: Arc::clone(&proc_),
             start_kib,
-            loss_kib,
+            available_kib,
+            kernel_kib,
             launched: AtomicU32::new(0),
         };
         run_density(
@@ -703,20 +707,18 @@ mod tests {
     }
 
     #[test]
-    fn the_headline_counts_what_the_host_lost_not_only_pss() {
+    fn the_headline_counts_kernel_memory_not_only_pss() {
         let pss = MockConfig::default().pss_bytes; // 1.5 MiB; the mock's cgroup charge is 2 × PSS
-        let loss_kib = 4 * pss / 1024; // the host loses 4 × PSS per instance
-        let r = draining_curve(loss_kib);
+                                                   // Each launch costs the kernel 3 × PSS; MemAvailable drops by 4 × PSS.
+        let r = draining_curve(4 * pss / 1024, 3 * pss / 1024);
         assert_eq!(r.points.len(), 4);
         let last = r.points.last().unwrap();
+        assert_eq!(last.host_kernel_bytes, Some(i64::try_from(4 * 3 * pss).unwrap()));
         assert_eq!(last.host_used_bytes, Some(i64::try_from(4 * 4 * pss).unwrap()));
+        assert_eq!(last.host_lost_bytes(), Some(4 * 4 * pss));
         assert_eq!(last.cgroup_memory_bytes, Some(4 * 2 * pss));
         assert_eq!(last.guest_ram_bytes, None);
-        assert_eq!(
-            last.kernel_and_other_bytes(),
-            Some(i64::try_from(4 * 3 * pss).unwrap())
-        );
-        assert_eq!(r.basis, DensityBasis::HostMemAvailable);
+        assert_eq!(r.basis, DensityBasis::PssPlusKernel);
         let headline = r.instances_per_gib.unwrap();
         let pss_only = r.instances_per_gib_pss.unwrap();
         assert!((headline - GIB / (4.0 * pss as f64)).abs() < 1e-9, "{headline}");
@@ -727,13 +729,13 @@ mod tests {
     }
 
     #[test]
-    fn a_host_loss_below_what_instances_hold_falls_back_to_the_cgroup_charge() {
+    fn without_kernel_growth_the_host_loses_the_pss() {
         let pss = MockConfig::default().pss_bytes;
-        // Other processes freed memory meanwhile: the host "lost" only half the PSS per instance.
-        let r = draining_curve(pss / 2048);
-        assert_eq!(r.basis, DensityBasis::CgroupCharge);
-        let headline = r.instances_per_gib.unwrap();
-        assert!((headline - GIB / (2.0 * pss as f64)).abs() < 1e-9, "{headline}");
+        let r = draining_curve(0, 0);
+        assert_eq!(r.instances_per_gib, r.instances_per_gib_pss);
+        assert!(r
+            .instances_per_gib
+            .is_some_and(|v| (v - GIB / pss as f64).abs() < 1e-9));
     }
 
     #[test]

@@ -94,10 +94,19 @@ pub fn mem_available_bytes_in(proc_root: &Path) -> Result<u64, ProbeError> {
     Ok(kib.saturating_mul(1024))
 }
 
-/// `/proc/meminfo` lines that are kernel memory an instance can cost: slab (namespaces, cgroups,
-/// dentries, KVM's structures), page tables (KVM's shadow/EPT tables are `SecPageTables` on kernels
-/// that have it) and kernel stacks. Missing lines count as zero.
-pub const KERNEL_MEMINFO_FIELDS: &[&str] = &["Slab", "PageTables", "SecPageTables", "KernelStack"];
+/// `/proc/meminfo` lines that are kernel memory an instance can cost and the host cannot reclaim:
+/// unreclaimable slab (namespaces, cgroups, KVM's structures), page tables (KVM's shadow/EPT tables
+/// are `SecPageTables` on kernels that have it), kernel stacks, vmalloc (KVM's per-VM state) and
+/// per-CPU memory (memory cgroups' per-CPU statistics). Reclaimable slab (dentries, inodes) is left
+/// out, as `MemAvailable` leaves it out. Missing lines count as zero.
+pub const KERNEL_MEMINFO_FIELDS: &[&str] = &[
+    "SUnreclaim",
+    "PageTables",
+    "SecPageTables",
+    "KernelStack",
+    "VmallocUsed",
+    "Percpu",
+];
 
 /// The host's memory at one moment, as density needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,7 +346,8 @@ Shared_Clean:       2400 kB
             fs::write(
                 dir.path().join("meminfo"),
                 format!(
-                    "MemTotal: 1000000 kB\nMemAvailable: {avail} kB\nSlab: {slab} kB\n\
+                    "MemTotal: 1000000 kB\nMemAvailable: {avail} kB\nSUnreclaim: {slab} kB\n\
+                     SReclaimable: 7777 kB\n\
                      KernelStack: 100 kB\nPageTables: 50 kB\n"
                 ),
             )

@@ -116,7 +116,7 @@ fn curve(backend: &str, labels: &[(&str, &str)], n: u32, per_mib: f64, launch_ms
             host_mem_available_bytes: (20u64 << 30) - used,
             marginal_pss_bytes: i64::try_from(total - before).unwrap_or(0),
             host_used_bytes: i64::try_from(used).ok(),
-            host_kernel_bytes: i64::try_from(total).ok(),
+            host_kernel_bytes: i64::try_from(total * 2).ok(),
             cgroup_memory_bytes: (!vm).then_some(total * 2),
             guest_ram_bytes: vm.then_some(total / 2),
         });
@@ -135,7 +135,7 @@ fn curve(backend: &str, labels: &[(&str, &str)], n: u32, per_mib: f64, launch_ms
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect(),
         instances_per_gib: Some(f64::from(n) / (last_used / (1u64 << 30) as f64)),
-        basis: DensityBasis::HostMemAvailable,
+        basis: DensityBasis::PssPlusKernel,
         instances_per_gib_pss: Some(f64::from(n) / (last / (1u64 << 30) as f64)),
         points,
         stop_reason: format!("max: {n} instances"),

@@ -106,7 +106,7 @@ mod tests {
             .find(|l| l.starts_with("| container | idle | 30 |"))
             .unwrap_or_else(|| panic!("no container density row in {md}"));
         assert!(
-            container_row.contains("| 5.10 MiB | 1.70 MiB | – | 3.40 MiB | 3.40 MiB |"),
+            container_row.contains("| 5.10 MiB | 1.70 MiB | – | 3.40 MiB | 5.10 MiB | 3.40 MiB |"),
             "{container_row}"
         );
         assert!(container_row.contains("host memory lost"), "{container_row}");
@@ -124,7 +124,7 @@ mod tests {
             .find(|f| f.name == "density")
             .expect("density figure");
         assert!(
-            density.caption.contains("host lost") && density.caption.contains("kernel & other"),
+            density.caption.contains("host lost") && density.caption.contains("+ kernel"),
             "{}",
             density.caption
         );

@@ -147,21 +147,17 @@ pub enum DensityBasis {
     /// Summed PSS of the instances' host processes: user-space memory only.
     #[default]
     SummedPss,
-    /// What the host lost: the drop of `MemAvailable` over the launches, kernel memory (page
-    /// tables, slab, namespaces, cgroups, KVM) included.
-    HostMemAvailable,
-    /// The instances' summed memory cgroup charge (kernel memory included where accounted): used
-    /// when the `MemAvailable` drop came out below it, i.e. other processes on the host freed more
-    /// than the instances took and the drop is not credible.
-    CgroupCharge,
+    /// What the host lost: summed PSS plus the growth of the host's unreclaimable kernel memory
+    /// over the launches (`/proc/meminfo`: unreclaimable slab, page tables, kernel stacks, vmalloc,
+    /// per-CPU), i.e. namespaces, cgroups, page tables and KVM's allocations as well.
+    PssPlusKernel,
 }
 
 impl DensityBasis {
     pub fn describe(self) -> &'static str {
         match self {
             DensityBasis::SummedPss => "summed PSS (user space only)",
-            DensityBasis::HostMemAvailable => "host memory lost (MemAvailable drop)",
-            DensityBasis::CgroupCharge => "summed cgroup charge (MemAvailable drop not credible)",
+            DensityBasis::PssPlusKernel => "host memory lost (PSS + kernel memory)",
         }
     }
 }
@@ -177,13 +173,14 @@ pub struct DensityPoint {
     pub host_mem_available_bytes: u64,
     /// PSS total now minus PSS total before this launch.
     pub marginal_pss_bytes: i64,
-    /// What the host lost to the launches so far: the drop of `MemAvailable` from just before each
-    /// launch to just after it returned, summed over launches (memory other processes take or free
-    /// between launches is left out). Negative only when others freed memory during the windows.
+    /// The drop of `MemAvailable` from just before each launch to just after it returned, summed
+    /// over the launches so far: a cross-check of the host loss, noisy on a shared host (other
+    /// processes allocate and free inside the windows too; it can even be negative).
     #[serde(default)]
     pub host_used_bytes: Option<i64>,
-    /// Growth of the host's kernel memory over the same launch windows (`Slab`, `PageTables`,
-    /// `SecPageTables`, `KernelStack` in `/proc/meminfo`): namespaces, cgroups, page tables, KVM.
+    /// Growth of the host's unreclaimable kernel memory over the same launch windows
+    /// (`SUnreclaim`, `PageTables`, `SecPageTables`, `KernelStack`, `VmallocUsed`, `Percpu` in
+    /// `/proc/meminfo`): namespaces, cgroups, page tables, KVM.
     #[serde(default)]
     pub host_kernel_bytes: Option<i64>,
     /// Summed memory cgroup charge of the instances (kernel memory included where the controller
@@ -196,11 +193,11 @@ pub struct DensityPoint {
 }
 
 impl DensityPoint {
-    /// Host memory lost minus summed PSS: what the kernel spent on the instances (page tables,
-    /// slab, namespaces, cgroups, overlay, KVM's own allocations).
-    pub fn kernel_and_other_bytes(&self) -> Option<i64> {
-        let pss = i64::try_from(self.total_pss_bytes).unwrap_or(i64::MAX);
-        self.host_used_bytes.map(|used| used.saturating_sub(pss))
+    /// What the host lost to the running instances: summed PSS (user space) plus the growth of
+    /// unreclaimable kernel memory (never counted below zero); `None` without a kernel reading.
+    pub fn host_lost_bytes(&self) -> Option<u64> {
+        let kernel = u64::try_from(self.host_kernel_bytes?.max(0)).unwrap_or(0);
+        Some(self.total_pss_bytes.saturating_add(kernel))
     }
 }
 
@@ -543,16 +540,22 @@ mod tests {
         let d: DensityResult = serde_json::from_value(old).unwrap();
         assert_eq!(d.basis, DensityBasis::SummedPss);
         assert_eq!(d.points[0].host_used_bytes, None);
-        assert_eq!(d.points[0].kernel_and_other_bytes(), None);
+        assert_eq!(d.points[0].host_lost_bytes(), None);
         let mut p = d.points[0].clone();
-        p.host_used_bytes = Some(4096);
-        assert_eq!(p.kernel_and_other_bytes(), Some(3072));
+        p.host_kernel_bytes = Some(3072);
+        assert_eq!(p.host_lost_bytes(), Some(4096));
+        p.host_kernel_bytes = Some(-5000);
+        assert_eq!(
+            p.host_lost_bytes(),
+            Some(1024),
+            "kernel memory freed is not a gain"
+        );
         let v = serde_json::to_value(DensityResult {
-            basis: DensityBasis::HostMemAvailable,
+            basis: DensityBasis::PssPlusKernel,
             ..d
         })
         .unwrap();
-        assert_eq!(v["basis"], "host_mem_available");
+        assert_eq!(v["basis"], "pss_plus_kernel");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Density: instances kept running vs the memory they cost, one colour per backend. The solid line
-//! is what the host lost (the `MemAvailable` drop, kernel memory included), the dashed line the
-//! summed PSS (the user-space part), and for VMs a dotted line the resident guest RAM (part of the
-//! VMM's PSS). The gap between solid and dashed is kernel memory: page tables, slab, namespaces,
+//! is what the host lost (summed PSS plus unreclaimable kernel memory), the dashed line the summed
+//! PSS (the user-space part), and for VMs a dotted line the resident guest RAM (part of the VMM's
+//! PSS). The gap between solid and dashed is kernel memory: page tables, slab, namespaces,
 //! cgroups, KVM. Files without host figures draw PSS alone, as they were measured. The headline
 //! instances per GiB is annotated at the end of each curve.
 
@@ -34,10 +34,14 @@ struct Curve {
 /// Per-instance split at the end of a curve, for the caption and the report's table.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Split {
+    /// PSS plus kernel memory: the headline's figure.
     pub host_lost_bytes: Option<f64>,
     pub pss_bytes: f64,
     pub guest_ram_bytes: Option<f64>,
-    pub kernel_and_other_bytes: Option<f64>,
+    /// Growth of unreclaimable kernel memory (never below zero).
+    pub kernel_bytes: Option<f64>,
+    /// Cross-checks: the `MemAvailable` drop over the launch windows, and the cgroup charge.
+    pub mem_available_drop_bytes: Option<f64>,
     pub cgroup_bytes: Option<f64>,
 }
 
@@ -45,16 +49,18 @@ pub struct Split {
 pub fn split_per_instance(d: &results::schema::DensityResult) -> Option<Split> {
     let last = d.points.last()?;
     let n = f64::from(last.instances.max(1));
+    let per = |b: u64| model::bytes_f64(b) / n;
     Some(Split {
-        host_lost_bytes: last.host_used_bytes.map(|b| bytes_i64(b) / n),
-        pss_bytes: model::bytes_f64(last.total_pss_bytes) / n,
-        guest_ram_bytes: last.guest_ram_bytes.map(|b| model::bytes_f64(b) / n),
-        kernel_and_other_bytes: last.kernel_and_other_bytes().map(|b| bytes_i64(b) / n),
-        cgroup_bytes: last.cgroup_memory_bytes.map(|b| model::bytes_f64(b) / n),
+        host_lost_bytes: last.host_lost_bytes().map(per),
+        pss_bytes: per(last.total_pss_bytes),
+        guest_ram_bytes: last.guest_ram_bytes.map(per),
+        kernel_bytes: last.host_kernel_bytes.map(|b| bytes_i64(b.max(0)) / n),
+        mem_available_drop_bytes: last.host_used_bytes.map(|b| bytes_i64(b) / n),
+        cgroup_bytes: last.cgroup_memory_bytes.map(per),
     })
 }
 
-/// `host lost 740 KiB = PSS 130 KiB (guest RAM ...) + kernel & other 610 KiB; cgroup 300 KiB`.
+/// `host lost 740 KiB = user space (PSS) 130 KiB + kernel 610 KiB; MemAvailable drop ...; cgroup ...`.
 pub fn describe_split(split: &Split) -> String {
     let b = |v: f64| model::fmt_value("x_bytes", v);
     let pss = match split.guest_ram_bytes {
@@ -66,10 +72,13 @@ pub fn describe_split(split: &Split) -> String {
         ),
         None => format!("user space (PSS) {}", b(split.pss_bytes)),
     };
-    let mut text = match (split.host_lost_bytes, split.kernel_and_other_bytes) {
-        (Some(lost), Some(kernel)) => format!("host lost {} = {pss} + kernel & other {}", b(lost), b(kernel)),
+    let mut text = match (split.host_lost_bytes, split.kernel_bytes) {
+        (Some(lost), Some(kernel)) => format!("host lost {} = {pss} + kernel {}", b(lost), b(kernel)),
         _ => pss,
     };
+    if let Some(d) = split.mem_available_drop_bytes {
+        text.push_str(&format!("; MemAvailable drop {}", b(d)));
+    }
     if let Some(c) = split.cgroup_bytes {
         text.push_str(&format!("; cgroup charge {}", b(c)));
     }
@@ -148,8 +157,8 @@ pub fn chart(model: &Model<'_>) -> Option<Density> {
             subtitle: subtitle(
                 model,
                 &format!(
-                    "up to {max_n} instances per backend; solid: host memory lost (MemAvailable \
-                     drop), dashed: summed PSS (user space), dotted: resident guest RAM (VMs)"
+                    "up to {max_n} instances per backend; solid: host memory lost (PSS + kernel \
+                     memory), dashed: summed PSS (user space), dotted: resident guest RAM (VMs)"
                 ),
             ),
             caption: captions.join("\n"),

@@ -219,7 +219,8 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
                     per_instance(split.and_then(|s| s.host_lost_bytes)),
                     per_instance(split.map(|s| s.pss_bytes)),
                     per_instance(split.and_then(|s| s.guest_ram_bytes)),
-                    per_instance(split.and_then(|s| s.kernel_and_other_bytes)),
+                    per_instance(split.and_then(|s| s.kernel_bytes)),
+                    per_instance(split.and_then(|s| s.mem_available_drop_bytes)),
                     per_instance(split.and_then(|s| s.cgroup_bytes)),
                     d.instances_per_gib.map_or("–".into(), |v| format!("{v:.1}")),
                     d.basis.describe().to_string(),
@@ -232,13 +233,14 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
             })
             .collect();
         doc.push(Block::Paragraph(
-            "Per instance, at the end of each curve. Host lost: the drop of MemAvailable across the \
-             launches (from just before to just after each launch, summed), divided by the instances \
-             running; it is the headline, because it counts \
-             the kernel memory (page tables, slab, namespaces, cgroups, overlay, KVM) that PSS never \
-             sees. User space (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM \
-             included). Kernel & other: host lost minus PSS. Cgroup charge: the memory controller's \
-             figure (kernel memory included where it accounts it), a cross-check."
+            "Per instance, at the end of each curve. Host lost = user space + kernel: it is the \
+             headline, because it counts the kernel memory (page tables, unreclaimable slab, \
+             namespaces, cgroups, per-CPU and vmalloc memory, KVM) that PSS never sees. User space \
+             (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM included). \
+             Kernel: growth of the host's unreclaimable kernel memory in /proc/meminfo, measured \
+             from just before to just after each launch. Cross-checks: the MemAvailable drop over \
+             the same windows (noisy on a shared host) and the memory cgroup charge (kernel memory \
+             included where the controller accounts it)."
                 .to_string(),
         ));
         doc.push(Block::Table {
@@ -249,7 +251,8 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
                 "host lost / instance".into(),
                 "user space (PSS) / instance".into(),
                 "of which guest RAM".into(),
-                "kernel & other / instance".into(),
+                "kernel / instance".into(),
+                "MemAvailable drop / instance".into(),
                 "cgroup charge / instance".into(),
                 "instances / GiB".into(),
                 "counted from".into(),
