@@ -128,13 +128,11 @@ pub fn chart(model: &Model<'_>) -> Option<Density> {
                 .points
                 .iter()
                 .map(|p| {
-                    let bytes = p
-                        .host_used_bytes
-                        .map_or(model::mib(p.total_pss_bytes), |b| bytes_i64(b) / 1048576.0);
-                    (f64::from(p.instances), bytes)
+                    let bytes = p.host_lost_bytes().unwrap_or(p.total_pss_bytes);
+                    (f64::from(p.instances), model::mib(bytes))
                 })
                 .collect(),
-            pss: d.points.iter().all(|p| p.host_used_bytes.is_some()).then(|| {
+            pss: d.points.iter().all(|p| p.host_kernel_bytes.is_some()).then(|| {
                 d.points
                     .iter()
                     .map(|p| (f64::from(p.instances), model::mib(p.total_pss_bytes)))
@@ -157,8 +155,8 @@ pub fn chart(model: &Model<'_>) -> Option<Density> {
             subtitle: subtitle(
                 model,
                 &format!(
-                    "up to {max_n} instances per backend; solid: host memory lost (PSS + kernel \
-                     memory), dashed: summed PSS (user space), dotted: resident guest RAM (VMs)"
+                    "up to {max_n} instances; solid: host lost (PSS + kernel), dashed: PSS, \
+                     dotted: guest RAM"
                 ),
             ),
             caption: captions.join("\n"),
@@ -247,5 +245,68 @@ impl Chart for Density {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use results::schema::{DensityBasis, DensityPoint, DensityResult, HostInfo, ResultsFile, ToolInfo};
+
+    #[test]
+    fn the_solid_curve_is_pss_plus_kernel_and_the_dashed_one_pss() {
+        let host = HostInfo {
+            hostname: "h".into(),
+            kernel: "k".into(),
+            cpu_model: "c".into(),
+            cores: 1,
+            memory_bytes: 1 << 30,
+            cgroup_version: "v1".into(),
+            kvm: "none".into(),
+            os: "o".into(),
+        };
+        let tool = ToolInfo {
+            name: "cvbench".into(),
+            version: "0".into(),
+            git_revision: None,
+            argv: vec![],
+        };
+        let mut results = ResultsFile::new("density", tool, host);
+        let point = |n: u32| DensityPoint {
+            instances: n,
+            launch_ms: 1.0,
+            total_pss_bytes: u64::from(n) << 20,
+            host_mem_available_bytes: 0,
+            marginal_pss_bytes: 1 << 20,
+            // A noisy MemAvailable drop must not be what the solid line shows.
+            host_used_bytes: Some(-(i64::from(n) << 30)),
+            host_kernel_bytes: Some(i64::from(n) << 21),
+            cgroup_memory_bytes: None,
+            guest_ram_bytes: Some(u64::from(n) << 19),
+        };
+        results.density.push(DensityResult {
+            backend: "microvm-probe".into(),
+            workload: "idle".into(),
+            labels: Default::default(),
+            points: vec![point(1), point(2)],
+            stop_reason: "max".into(),
+            instances_per_gib: Some(341.3),
+            basis: DensityBasis::PssPlusKernel,
+            instances_per_gib_pss: Some(1024.0),
+        });
+        let model = Model::new(&results);
+        let chart = chart(&model).expect("a density chart");
+        let c = &chart.curves[0];
+        assert_eq!(c.points, vec![(1.0, 3.0), (2.0, 6.0)]);
+        assert_eq!(c.pss, Some(vec![(1.0, 1.0), (2.0, 2.0)]));
+        assert_eq!(c.guest_ram, Some(vec![(1.0, 0.5), (2.0, 1.0)]));
+        let split = split_per_instance(&results.density[0]).expect("split");
+        assert_eq!(split.host_lost_bytes, Some(3.0 * 1048576.0));
+        assert_eq!(split.kernel_bytes, Some(2.0 * 1048576.0));
+        assert!(
+            describe_split(&split).contains("guest RAM 512.0 KiB"),
+            "{}",
+            describe_split(&split)
+        );
     }
 }
