@@ -5,73 +5,15 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use harness::metrics::{self, Group};
 use harness::results::{BenchmarkResult, ResultsFile, Summary};
 use harness::RunEvent;
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// The unit a metric carries in its name.
-fn unit(metric: &str) -> &'static str {
-    if metric.ends_with("_ms") {
-        "ms"
-    } else if metric.ends_with("_us") {
-        "us"
-    } else if metric.ends_with("_bytes") {
-        "bytes"
-    } else {
-        ""
-    }
-}
-
-/// A value with its unit, e.g. `12.34 ms`, `1.5 MiB`, `812.5`.
-pub fn format_value(metric: &str, v: f64) -> String {
-    match unit(metric) {
-        "bytes" => format_bytes(v),
-        "" => format_number(v),
-        u => format!("{v:.2} {u}"),
-    }
-}
-
-/// A unitless figure; large ones with an SI prefix (`2.11 G`) so columns stay readable.
-pub fn format_number(v: f64) -> String {
-    if v.abs() >= 1e9 {
-        format!("{:.2} G", v / 1e9)
-    } else if v.abs() >= 1e6 {
-        format!("{:.2} M", v / 1e6)
-    } else {
-        format!("{v:.1}")
-    }
-}
-
-pub fn format_bytes(v: f64) -> String {
-    const KIB: f64 = 1024.0;
-    if v.abs() >= KIB * KIB * KIB {
-        format!("{:.2} GiB", v / (KIB * KIB * KIB))
-    } else if v.abs() >= KIB * KIB {
-        format!("{:.1} MiB", v / (KIB * KIB))
-    } else if v.abs() >= KIB {
-        format!("{:.1} KiB", v / KIB)
-    } else {
-        format!("{v:.0} B")
-    }
-}
-
+/// `mean ± sd`, both with the metric's unit.
 fn mean_sd(metric: &str, s: &Summary) -> String {
-    match unit(metric) {
-        "bytes" => format!("{} ± {}", format_bytes(s.mean), format_bytes(s.sd)),
-        "" => format!("{} ± {}", format_number(s.mean), format_number(s.sd)),
-        u => format!("{:.2} ± {:.2} {u}", s.mean, s.sd),
-    }
-}
-
-/// Startup phases first, then memory and disk, then the workload's own figures.
-fn order(metric: &str) -> u8 {
-    if metric.starts_with("start_to_") {
-        0
-    } else if metric.starts_with("workload.") {
-        2
-    } else {
-        1
-    }
+    let q = metrics::quantity(metric);
+    format!("{} ± {}", q.format(s.mean), q.format(s.sd))
 }
 
 /// The human-readable table for one benchmark.
@@ -96,14 +38,16 @@ pub fn summary_table(result: &BenchmarkResult) -> String {
         return out;
     }
     let mut rows: Vec<(&String, &Summary)> = result.summary.iter().collect();
-    // Phases in the order they happen (by median); everything else by name.
+    // By group (startup, memory, disk, workload); phases in the order they happen (by median),
+    // everything else by name.
     rows.sort_by(|a, b| {
-        let by_time = if order(a.0) == 0 {
+        let (ga, gb) = (metrics::group(a.0), metrics::group(b.0));
+        let by_time = if ga == Group::Startup && gb == Group::Startup {
             a.1.p50.total_cmp(&b.1.p50)
         } else {
             std::cmp::Ordering::Equal
         };
-        order(a.0).cmp(&order(b.0)).then(by_time).then(a.0.cmp(b.0))
+        ga.cmp(&gb).then(by_time).then(a.0.cmp(b.0))
     });
     let rows: Vec<[String; 6]> = rows
         .into_iter()
@@ -111,9 +55,9 @@ pub fn summary_table(result: &BenchmarkResult) -> String {
             [
                 m.clone(),
                 s.n.to_string(),
-                format_value(m, s.p50),
-                format_value(m, s.p90),
-                format_value(m, s.p99),
+                metrics::format(m, s.p50),
+                metrics::format(m, s.p90),
+                metrics::format(m, s.p99),
                 mean_sd(m, s),
             ]
         })
@@ -294,16 +238,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_carry_their_unit() {
-        assert_eq!(format_value("start_to_ready_ms", 12.345), "12.35 ms");
-        assert_eq!(format_value("pss_bytes", 1_572_864.0), "1.5 MiB");
-        assert_eq!(format_value("instance_disk_bytes", 8192.0), "8.0 KiB");
-        assert_eq!(format_value("workload.tps", 812.46), "812.5");
-        assert_eq!(format_value("workload.bytes_per_s", 2_109_048_229.9), "2.11 G");
-        assert_eq!(format_value("workload.latency_p99_us", 250.0), "250.00 us");
-    }
-
-    #[test]
     fn a_failed_write_falls_back_and_says_where() {
         let tmp = tempfile::tempdir().unwrap();
         // A path under a regular file can never be written.
@@ -334,14 +268,21 @@ mod tests {
 
     #[test]
     fn table_lists_phases_first_with_aligned_columns() {
-        let mut r = BenchmarkResult::new("mock", &workload::WorkloadSpec::Idle, Default::default());
+        let isolation = harness::results::Isolation::host_kernel(harness::results::IsolationKind::Container);
+        let mut r = BenchmarkResult::new(
+            "mock",
+            isolation,
+            &workload::WorkloadSpec::Idle,
+            Default::default(),
+        );
         for (i, v) in [1.0, 2.0, 3.0].into_iter().enumerate() {
             r.runs.push(harness::results::RunRecord {
                 index: u32::try_from(i).unwrap(),
                 warmup: false,
                 metrics: [
-                    ("start_to_ready_ms".to_string(), v),
-                    ("pss_bytes".to_string(), v * 1024.0),
+                    (metrics::START_TO_READY_MS.to_string(), v),
+                    (metrics::PSS_BYTES.to_string(), v * 1024.0),
+                    ("workload.unregistered_ms".to_string(), 1500.0),
                 ]
                 .into(),
                 workload_result: None,
@@ -355,6 +296,14 @@ mod tests {
         assert!(lines[2].starts_with("start_to_ready_ms"), "{table}");
         assert!(lines[3].starts_with("pss_bytes"), "{table}");
         assert!(lines[2].contains("2.00 ms"), "{table}");
+        // The report's formatter: bytes by magnitude, two decimals.
+        assert!(lines[3].contains("2.00 KiB"), "{table}");
+        // An unregistered workload figure: last, a plain number, no unit guessed from `_ms`.
+        assert!(lines[4].starts_with("workload.unregistered_ms"), "{table}");
+        assert!(
+            lines[4].contains("  1500  ") && !lines[4].contains(" ms"),
+            "{table}"
+        );
         assert_eq!(lines[1].len(), lines[2].len(), "{table}");
     }
 }

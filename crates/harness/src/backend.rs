@@ -9,6 +9,9 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use container::Confinement;
+
+use results::isolation::Isolation;
 use workload::{WorkloadResult, WorkloadSpec};
 
 /// Why a backend cannot run on this host (reported as "skipped" with this reason, never dropped).
@@ -38,13 +41,16 @@ pub struct LaunchSpec {
     pub pids_limit: Option<u64>,
     /// How long to wait for `CVBENCH READY` before giving up.
     pub ready_timeout: Duration,
+    /// Capabilities, no_new_privs, masked/read-only paths, rlimits and seccomp for backends that
+    /// [`Backend::applies_confinement`] (the built-in runtime and runc alike); VMs ignore it.
+    pub confinement: Confinement,
 }
 
 /// One phase boundary, measured from `LaunchSpec::request`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PhaseMark {
-    /// Metric name, always `start_to_<phase>_ms`, e.g. `start_to_exec_ms`, `start_to_ready_ms`,
-    /// `start_to_first_vcpu_entry_ms`, `start_to_guest_init_ms`.
+    /// Metric name: a startup phase of the registry (`results::metrics::START_TO_EXEC_MS`,
+    /// `START_TO_READY_MS`, ...), always `start_to_<phase>_ms`.
     pub name: String,
     pub since_request: Duration,
 }
@@ -115,6 +121,9 @@ impl BackendError {
 pub trait Backend {
     /// Short stable name used in results and on the command line (`container`, `runc`, `microvm`).
     fn name(&self) -> &'static str;
+    /// What kind of sandbox this is, what confines it and which KVM runs its guest on this host.
+    /// Recorded in every cell; reports colour, split memory and flag emulated figures by it.
+    fn isolation(&self) -> Isolation;
     /// Checks the host (root, binaries, /dev/kvm, cgroups) and says why this backend cannot run here.
     fn check_host(&self) -> Result<(), Unavailable>;
     /// Whether this backend can run `workload` at all (e.g. the microVM's probe guest has no workload
@@ -123,8 +132,8 @@ pub trait Backend {
         let _ = workload;
         Ok(())
     }
-    /// Facts that qualify this backend's figures, e.g. `("emulated", "true")` on a PVM host,
-    /// `("runc_version", "1.1.5")`. Copied into the results.
+    /// Further facts that qualify this backend's figures, e.g. `("runc_version", "1.1.5")`,
+    /// `("vcpus", "1")`. Copied into the results; what isolates the cell is [`Backend::isolation`].
     fn labels(&self) -> Vec<(String, String)> {
         Vec::new()
     }
@@ -144,6 +153,11 @@ pub trait Backend {
     /// command line's `--image-cache`. Backends that build nothing ignore it.
     fn set_cache_root(&mut self, root: &std::path::Path) {
         let _ = root;
+    }
+    /// Whether `LaunchSpec::confinement` applies to this backend's instances (then every result cell
+    /// carries a `confinement` label).
+    fn applies_confinement(&self) -> bool {
+        false
     }
     /// One-time, untimed preparation before the first launch (e.g. turning the image directory into a
     /// disk image, writing an OCI bundle template). Idempotent; backends cache what they build.
@@ -184,7 +198,7 @@ pub struct DiskProbe {
 /// A launched, ready instance. Dropping it must release everything (best effort); `destroy` does the
 /// same and reports errors.
 pub trait Instance {
-    /// Phase marks recorded so far, in order; the last one is `start_to_ready_ms`.
+    /// Phase marks recorded so far, in order; the last one is `START_TO_READY_MS`.
     fn phases(&self) -> Vec<PhaseMark>;
     /// Host PIDs of every process that makes up the instance (for probes and leak checks).
     fn host_pids(&self) -> Vec<i32>;

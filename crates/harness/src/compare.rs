@@ -116,10 +116,10 @@ pub fn run_compare_within(
     // Host check and preparation, once per backend; which backends take part in the runs.
     let mut active = Vec::new();
     for (b, backend) in backends.iter().enumerate() {
-        let labels: std::collections::BTreeMap<String, String> = backend.labels().into_iter().collect();
+        let labels = crate::runner::cell_labels(backend.as_ref(), opts.confinement);
         let cells: Vec<BenchmarkResult> = workloads
             .iter()
-            .map(|spec| BenchmarkResult::new(backend.name(), spec, labels.clone()))
+            .map(|spec| BenchmarkResult::new(backend.name(), backend.isolation(), spec, labels.clone()))
             .collect();
         let name = backend.name().to_string();
         let prepared = match backend.check_host() {
@@ -355,6 +355,9 @@ mod tests {
         fn name(&self) -> &'static str {
             self.name
         }
+        fn isolation(&self) -> crate::results::Isolation {
+            self.inner.isolation()
+        }
         fn check_host(&self) -> Result<(), Unavailable> {
             self.inner.check_host()
         }
@@ -431,7 +434,7 @@ mod tests {
         for cell in &r.benchmarks {
             assert_eq!(cell.runs.len(), 3);
             assert_eq!(cell.measured_runs(), 2);
-            assert_eq!(cell.summary["start_to_ready_ms"].n, 2);
+            assert_eq!(cell.summary[crate::metrics::START_TO_READY_MS].n, 2);
             assert_eq!(
                 cell.shared_image_bytes,
                 Some(MockConfig::default().shared_image_bytes)
@@ -450,6 +453,9 @@ mod tests {
         impl Backend for IdleOnly {
             fn name(&self) -> &'static str {
                 "idle-only"
+            }
+            fn isolation(&self) -> crate::results::Isolation {
+                self.0.isolation()
             }
             fn check_host(&self) -> Result<(), Unavailable> {
                 self.0.check_host()
@@ -545,7 +551,7 @@ mod tests {
         let ran: Vec<_> = r.benchmarks.iter().filter(|c| c.skipped.is_none()).collect();
         assert!(ran.iter().all(|c| c.runs.len() == 2));
         assert_eq!(ran[1].workload, "oltp");
-        assert!(ran[1].summary.contains_key("workload.ops_per_s"));
+        assert!(ran[1].summary.contains_key(crate::metrics::WORKLOAD_OPS_PER_S));
     }
 
     #[test]
@@ -576,6 +582,9 @@ mod tests {
     impl Backend for Slow {
         fn name(&self) -> &'static str {
             "slow"
+        }
+        fn isolation(&self) -> crate::results::Isolation {
+            crate::results::Isolation::host_kernel(crate::results::IsolationKind::Container)
         }
         fn check_host(&self) -> Result<(), Unavailable> {
             Ok(())

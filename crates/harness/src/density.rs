@@ -29,13 +29,6 @@ use crate::runner::{instance_name, RunOptions};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-/// Extra memory figure of a runtime process that lives outside the instance's own processes.
-pub const RUNTIME_PSS_METRIC: &str = "runtime_pss_bytes";
-/// Extra memory figure: the instance's memory cgroup charge.
-pub const CGROUP_MEMORY_METRIC: &str = "cgroup_memory_bytes";
-/// Extra memory figure: a VM's resident guest RAM.
-pub const GUEST_RAM_METRIC: &str = "guest_ram_resident_bytes";
-
 /// Summed memory figures of every running instance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FleetMemory {
@@ -148,13 +141,19 @@ impl Fleet {
                     .map(|(_, b)| *b)
                     .reduce(u64::saturating_add)
             };
-            let runtime = extra(RUNTIME_PSS_METRIC).unwrap_or(0);
+            let runtime = extra(crate::metrics::RUNTIME_PSS_BYTES).unwrap_or(0);
             total.pss_bytes = total
                 .pss_bytes
                 .saturating_add(probe.pss_bytes)
                 .saturating_add(runtime);
-            total.cgroup_memory_bytes = add(total.cgroup_memory_bytes, extra(CGROUP_MEMORY_METRIC));
-            total.guest_ram_bytes = add(total.guest_ram_bytes, extra(GUEST_RAM_METRIC));
+            total.cgroup_memory_bytes = add(
+                total.cgroup_memory_bytes,
+                extra(crate::metrics::CGROUP_MEMORY_BYTES),
+            );
+            total.guest_ram_bytes = add(
+                total.guest_ram_bytes,
+                extra(crate::metrics::GUEST_RAM_RESIDENT_BYTES),
+            );
         }
         if self.instances.is_empty() {
             total.cgroup_memory_bytes = None;
@@ -195,8 +194,9 @@ pub fn run_density(
 ) -> DensityResult {
     let mut result = DensityResult {
         backend: backend.name().to_string(),
+        isolation: backend.isolation(),
         workload: spec.kind().name().to_string(),
-        labels: backend.labels().into_iter().collect(),
+        labels: crate::runner::cell_labels(backend, opts.run.confinement),
         points: Vec::new(),
         stop_reason: String::new(),
         instances_per_gib: None,
@@ -277,7 +277,7 @@ fn grow(
         let launch_ms = instance
             .phases()
             .iter()
-            .find(|p| p.name == "start_to_ready_ms")
+            .find(|p| p.name == crate::metrics::START_TO_READY_MS)
             .map_or(returned_ms, crate::backend::PhaseMark::ms);
         fleet.push(instance);
         let memory = match fleet.memory() {
@@ -573,6 +573,9 @@ mod tests {
         fn name(&self) -> &'static str {
             "counting"
         }
+        fn isolation(&self) -> crate::results::Isolation {
+            crate::results::Isolation::host_kernel(crate::results::IsolationKind::Container)
+        }
         fn check_host(&self) -> Result<(), Unavailable> {
             Ok(())
         }
@@ -597,8 +600,8 @@ mod tests {
             Ok(crate::MemoryProbe {
                 pss_bytes: 1 << 20,
                 extra: vec![
-                    (RUNTIME_PSS_METRIC.to_string(), 1 << 19),
-                    ("cgroup_memory_bytes".to_string(), 99),
+                    (crate::metrics::RUNTIME_PSS_BYTES.to_string(), 1 << 19),
+                    (crate::metrics::CGROUP_MEMORY_BYTES.to_string(), 99),
                 ],
             })
         }
@@ -670,6 +673,9 @@ mod tests {
     impl Backend for Draining {
         fn name(&self) -> &'static str {
             "draining"
+        }
+        fn isolation(&self) -> crate::results::Isolation {
+            self.inner.isolation()
         }
         fn check_host(&self) -> Result<(), Unavailable> {
             Ok(())

@@ -18,9 +18,12 @@ pub mod runner;
 pub use ::results::{check, stats};
 pub mod results {
     pub use ::results::disk::*;
+    pub use ::results::isolation::*;
     pub use ::results::schema::*;
 }
+pub use ::results::metrics;
 
+pub use backend::Confinement;
 pub use backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use workload::WorkloadSpec;
 
-use crate::backend::{Backend, BackendError, Instance, LaunchSpec};
+use crate::backend::{Backend, BackendError, Confinement, Instance, LaunchSpec};
+use crate::metrics;
 use crate::results::{BenchmarkResult, RunFailure, RunRecord};
 
 /// How to run a benchmark.
@@ -31,6 +32,8 @@ pub struct RunOptions {
     pub ready_timeout: Duration,
     /// How long a self-ending workload may take after READY (or an idle one to stop).
     pub finish_timeout: Duration,
+    /// `--confinement` of the container runtimes (built-in and runc).
+    pub confinement: Confinement,
 }
 
 impl Default for RunOptions {
@@ -43,6 +46,7 @@ impl Default for RunOptions {
             pids_limit: None,
             ready_timeout: Duration::from_secs(10),
             finish_timeout: Duration::from_secs(120),
+            confinement: Confinement::default(),
         }
     }
 }
@@ -65,8 +69,19 @@ impl RunOptions {
             cpu_limit: self.cpu_limit,
             pids_limit: self.pids_limit,
             ready_timeout: self.ready_timeout,
+            confinement: self.confinement,
         }
     }
+}
+
+/// The labels of a result cell of `backend`: the backend's own, plus `confinement` (`none`,
+/// `oci-default`, `docker`) when the backend applies it, so every row says what it paid for.
+pub fn cell_labels(backend: &dyn Backend, confinement: Confinement) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = backend.labels().into_iter().collect();
+    if backend.applies_confinement() {
+        labels.insert("confinement".to_string(), confinement.name().to_string());
+    }
+    labels
 }
 
 /// Unique instance name: `cvbench-<backend>-<workload>-<pid>-<index>` (the harness pid keeps two
@@ -143,16 +158,18 @@ fn measure(instance: &mut dyn Instance, opts: &RunOptions) -> Result<RunMeasurem
     }
     let memory = instance.memory()?;
     m.metrics
-        .insert("pss_bytes".to_string(), to_f64(memory.pss_bytes));
+        .insert(metrics::PSS_BYTES.to_string(), to_f64(memory.pss_bytes));
     for (name, bytes) in memory.extra {
         m.metrics.insert(name, to_f64(bytes));
     }
     let disk = instance.disk()?;
-    m.metrics
-        .insert("instance_disk_bytes".to_string(), to_f64(disk.instance_bytes));
+    m.metrics.insert(
+        metrics::INSTANCE_DISK_BYTES.to_string(),
+        to_f64(disk.instance_bytes),
+    );
     if let Some(result) = instance.finish(opts.finish_timeout)? {
         for (name, value) in &result.metrics {
-            m.metrics.insert(format!("workload.{name}"), *value);
+            m.metrics.insert(metrics::workload_metric(name), *value);
         }
         m.workload_result = serde_json::to_value(&result).ok();
     }
@@ -241,8 +258,8 @@ pub fn run_benchmark(
     opts: &RunOptions,
     observer: &mut dyn RunObserver,
 ) -> BenchmarkResult {
-    let labels = backend.labels().into_iter().collect();
-    let mut result = BenchmarkResult::new(backend.name(), spec, labels);
+    let labels = cell_labels(backend, opts.confinement);
+    let mut result = BenchmarkResult::new(backend.name(), backend.isolation(), spec, labels);
     if let Err(unavailable) = backend.check_host().and_then(|()| backend.supports(spec)) {
         result.skipped = Some(unavailable.reason.clone());
         observer.event(&RunEvent::Skipped {
@@ -334,12 +351,18 @@ mod tests {
         )
         .unwrap();
         let cfg = MockConfig::default();
-        assert_eq!(m.metrics["start_to_exec_ms"], cfg.exec_ms);
-        assert_eq!(m.metrics["start_to_ready_ms"], cfg.ready_ms);
-        assert_eq!(m.metrics["pss_bytes"], to_f64(cfg.pss_bytes));
-        assert_eq!(m.metrics["cgroup_memory_bytes"], to_f64(cfg.pss_bytes * 2));
-        assert_eq!(m.metrics["instance_disk_bytes"], to_f64(cfg.disk_bytes));
-        assert!(m.metrics.contains_key("workload.ops_per_s"));
+        assert_eq!(m.metrics[crate::metrics::START_TO_EXEC_MS], cfg.exec_ms);
+        assert_eq!(m.metrics[crate::metrics::START_TO_READY_MS], cfg.ready_ms);
+        assert_eq!(m.metrics[crate::metrics::PSS_BYTES], to_f64(cfg.pss_bytes));
+        assert_eq!(
+            m.metrics[crate::metrics::CGROUP_MEMORY_BYTES],
+            to_f64(cfg.pss_bytes * 2)
+        );
+        assert_eq!(
+            m.metrics[crate::metrics::INSTANCE_DISK_BYTES],
+            to_f64(cfg.disk_bytes)
+        );
+        assert!(m.metrics.contains_key(crate::metrics::WORKLOAD_OPS_PER_S));
         assert_eq!(m.workload_result.as_ref().unwrap()["workload"], "oltp");
         assert_eq!(backend.log().destroyed, vec!["cvbench-mock-oltp-1-0".to_string()]);
     }
@@ -349,7 +372,10 @@ mod tests {
         let backend = MockBackend::new(MockConfig::default());
         let m = run_once(&backend, Path::new("/img"), &WorkloadSpec::Idle, &opts(1, 0), "i").unwrap();
         assert!(m.workload_result.is_none());
-        assert!(!m.metrics.keys().any(|k| k.starts_with("workload.")));
+        assert!(!m
+            .metrics
+            .keys()
+            .any(|k| k.starts_with(crate::metrics::WORKLOAD_PREFIX)));
     }
 
     #[test]
@@ -417,6 +443,42 @@ mod tests {
         assert_eq!(backend.log().launched, backend.log().destroyed);
     }
 
+    /// The mock, declaring itself a VM under TCG: a cell must record what the backend declares.
+    struct MockVm(MockBackend);
+
+    impl Backend for MockVm {
+        fn name(&self) -> &'static str {
+            "mock-vm"
+        }
+        fn isolation(&self) -> crate::results::Isolation {
+            use crate::results::{Isolation, IsolationKind, KvmFlavour};
+            Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg)
+        }
+        fn check_host(&self) -> Result<(), crate::Unavailable> {
+            self.0.check_host()
+        }
+        fn prepare(&self, image_dir: &Path) -> Result<crate::SharedImage, BackendError> {
+            self.0.prepare(image_dir)
+        }
+        fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+            self.0.launch(spec)
+        }
+    }
+
+    #[test]
+    fn cells_record_the_isolation_the_backend_declares() {
+        let backend = MockVm(MockBackend::new(MockConfig::default()));
+        let r = run_benchmark(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &opts(1, 0),
+            &mut SilentObserver,
+        );
+        assert_eq!(r.isolation, backend.isolation());
+        assert!(r.isolation.is_emulated());
+    }
+
     #[test]
     fn summary_covers_measured_runs_only() {
         let backend = MockBackend::new(MockConfig::default());
@@ -429,7 +491,7 @@ mod tests {
         );
         assert_eq!(r.runs.len(), 5);
         assert_eq!(r.measured_runs(), 3);
-        assert_eq!(r.summary["start_to_ready_ms"].n, 3);
+        assert_eq!(r.summary[crate::metrics::START_TO_READY_MS].n, 3);
     }
 
     #[test]

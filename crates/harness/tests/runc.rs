@@ -7,6 +7,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use harness::backends::runc::RuncBackend;
+    use harness::metrics;
     use harness::runner::{run_once, RunOptions};
     use harness::{Backend, BackendError, LaunchSpec};
     use workload::{WorkloadKind, WorkloadSpec};
@@ -14,16 +15,20 @@ mod tests {
     /// The backend rooted in a temp dir, and the default image; `None` (after printing why) when
     /// this host cannot run runc.
     fn setup() -> Option<(tempfile::TempDir, RuncBackend, PathBuf)> {
+        if testkit::skip_unless_root("runc") {
+            return None;
+        }
         let root = tempfile::tempdir().unwrap();
         let backend = RuncBackend::with_root(root.path());
         if let Err(u) = backend.check_host() {
-            println!("skipped: {u}");
+            // As root, what is left to lack is runc itself (or overlayfs, which any Debian has).
+            testkit::skip(testkit::Requirement::Package("runc"), u);
             return None;
         }
         let image = match rootfs::default_image(&root.path().join("cache")) {
             Ok(image) => image,
             Err(e) => {
-                println!("skipped: no default image: {e}");
+                testkit::skip(testkit::Requirement::Binaries, format!("no default image: {e}"));
                 return None;
             }
         };
@@ -72,11 +77,11 @@ mod tests {
             ..opts()
         };
         let m = run_once(&backend, &image, &WorkloadSpec::Idle, &o, &name).unwrap();
-        assert!(m.metrics["start_to_ready_ms"] > 0.0);
-        assert!(m.metrics["pss_bytes"] > 0.0);
-        assert!(m.metrics["runtime_pss_bytes"] > 0.0);
-        assert!(m.metrics.contains_key("cgroup_memory_bytes"));
-        assert!(m.metrics.contains_key("instance_disk_bytes"));
+        assert!(m.metrics[metrics::START_TO_READY_MS] > 0.0);
+        assert!(m.metrics[metrics::PSS_BYTES] > 0.0);
+        assert!(m.metrics[metrics::RUNTIME_PSS_BYTES] > 0.0);
+        assert!(m.metrics.contains_key(metrics::CGROUP_MEMORY_BYTES));
+        assert!(m.metrics.contains_key(metrics::INSTANCE_DISK_BYTES));
         assert!(m.workload_result.is_none());
         assert_gone(root.path(), &name);
     }
@@ -94,10 +99,14 @@ mod tests {
             transactions: 20,
         };
         let m = run_once(&backend, &image, &spec, &opts(), &name).unwrap();
-        assert!(m.metrics["workload.tps"] > 0.0, "{:?}", m.metrics);
+        assert!(m.metrics[metrics::WORKLOAD_TPS] > 0.0, "{:?}", m.metrics);
         assert_eq!(m.workload_result.as_ref().unwrap()["workload"], "oltp");
         // The database went to the upper dir, not into the shared image.
-        assert!(m.metrics["instance_disk_bytes"] > 4096.0, "{:?}", m.metrics);
+        assert!(
+            m.metrics[metrics::INSTANCE_DISK_BYTES] > 4096.0,
+            "{:?}",
+            m.metrics
+        );
         assert_eq!(rootfs::allocated_bytes(&image).unwrap(), before);
         assert_gone(root.path(), &name);
     }
@@ -124,7 +133,7 @@ mod tests {
         let testproc = match rootfs::locate_binary("cvbench-testproc") {
             Ok(p) => p,
             Err(e) => {
-                println!("skipped: {e}");
+                testkit::skip(testkit::Requirement::Binaries, e);
                 return;
             }
         };
@@ -143,6 +152,7 @@ mod tests {
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(20),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let err = instance.finish(Duration::from_secs(20)).unwrap_err();
@@ -181,8 +191,34 @@ mod tests {
         let name = format!("cvbench-runc-http-{}-904", std::process::id());
         let spec = WorkloadSpec::default_for(WorkloadKind::Http);
         let m = run_once(&backend, &image, &spec, &opts(), &name).unwrap();
-        assert!(m.metrics["workload.requests_per_s"] > 0.0, "{:?}", m.metrics);
+        assert!(
+            m.metrics[metrics::WORKLOAD_REQUESTS_PER_S] > 0.0,
+            "{:?}",
+            m.metrics
+        );
         assert_gone(root.path(), &name);
+    }
+
+    #[test]
+    fn limits_beyond_what_oci_can_express_are_refused_not_clamped() {
+        for (memory, pids, expected) in [
+            (Some(u64::MAX), None, "memory limit 18446744073709551615 bytes"),
+            (None, Some(1u64 << 63), "pids limit 9223372036854775808"),
+        ] {
+            let spec = RunOptions {
+                memory_limit_bytes: memory,
+                pids_limit: pids,
+                ..RunOptions::default()
+            }
+            .launch_spec(
+                Path::new("/img"),
+                &WorkloadSpec::Idle,
+                "cvbench-runc-idle-1-0",
+                std::time::Instant::now(),
+            );
+            let err = harness::backends::runc::oci_config(&spec).unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
     }
 
     #[test]

@@ -1,17 +1,15 @@
 //! What the report shows, derived from a results file only: backends in a stable order (so a backend
 //! keeps its colour in every chart), measured samples per metric, summaries recomputed from the raw
-//! samples, display names that say when figures are emulated, and value formatting by unit suffix.
+//! samples, and display names that say when figures are emulated. Colours and the emulated flag come
+//! from each cell's recorded isolation; values are formatted by the metric registry
+//! ([`results::metrics`]).
 
 use results::disk::{disk_footprint, DiskFootprint, DISK_INSTANCE_COUNTS};
+use results::isolation::{Isolation, IsolationKind};
+use results::metrics::{self, Group, Quantity};
 use results::schema::Summary;
 use results::schema::{BenchmarkResult, ResultsFile};
 use results::stats::{self, DEFAULT_SEED};
-
-/// Backends with a fixed colour (palette index = position).
-pub const KNOWN_BACKENDS: [&str; 4] = ["container", "runc", "microvm", "qemu"];
-
-/// Label a backend sets when its figures come from emulation (microVM on a PVM host).
-pub const EMULATED_LABEL: &str = "emulated";
 
 /// The disk footprint shown for one backend.
 #[derive(Debug, Clone)]
@@ -58,18 +56,48 @@ impl<'a> Model<'a> {
         names
     }
 
-    /// Palette index of a backend: well-known backends keep their colour in every chart and every
-    /// report (slides stay consistent); others follow in order of appearance.
+    /// The recorded isolation of `backend` (its first cell or curve).
+    pub fn isolation(&self, backend: &str) -> Option<Isolation> {
+        let cells = self
+            .results
+            .benchmarks
+            .iter()
+            .map(|c| (c.backend.as_str(), c.isolation));
+        let curves = self
+            .results
+            .density
+            .iter()
+            .map(|d| (d.backend.as_str(), d.isolation));
+        cells.chain(curves).find(|(b, _)| *b == backend).map(|(_, i)| i)
+    }
+
+    /// Palette index of a backend. The first backend of each isolation kind takes its kind's fixed
+    /// colour (the position in [`IsolationKind::ALL`]), so a container is the same colour in every
+    /// chart and every report and slides stay consistent; further backends of a kind already seen
+    /// take the colours no kind of this file claims, in order of appearance.
     pub fn colour_index(&self, backend: &str) -> usize {
-        if let Some(i) = KNOWN_BACKENDS.iter().position(|b| *b == backend) {
-            return i;
+        let kind_slot = |k: IsolationKind| IsolationKind::ALL.iter().position(|a| *a == k).unwrap_or(0);
+        let mut claimed: Vec<(&str, usize)> = Vec::new();
+        let mut extras: Vec<&str> = Vec::new();
+        for name in self.backends() {
+            let Some(kind) = self.isolation(name).map(|i| i.kind) else {
+                continue;
+            };
+            let slot = kind_slot(kind);
+            if claimed.iter().any(|(_, s)| *s == slot) {
+                extras.push(name);
+            } else {
+                claimed.push((name, slot));
+            }
         }
-        let others: Vec<&str> = self
-            .backends()
-            .into_iter()
-            .filter(|b| !KNOWN_BACKENDS.contains(b))
-            .collect();
-        KNOWN_BACKENDS.len() + others.iter().position(|b| *b == backend).unwrap_or(0)
+        if let Some((_, slot)) = claimed.iter().find(|(b, _)| *b == backend) {
+            return *slot;
+        }
+        let extra = extras.iter().position(|b| *b == backend).unwrap_or(0);
+        (0..)
+            .filter(|i| !claimed.iter().any(|(_, s)| s == i))
+            .nth(extra)
+            .unwrap_or(0)
     }
 
     /// Cells that ran (not skipped) for `workload`.
@@ -117,7 +145,7 @@ impl<'a> Model<'a> {
     pub fn disk_entries(&self) -> Vec<DiskEntry<'a>> {
         let mut out: Vec<DiskEntry<'a>> = Vec::new();
         for cell in &self.results.benchmarks {
-            let name = display_name(&cell.backend, &cell.labels);
+            let name = display_name(&cell.backend, &cell.isolation);
             if out.iter().any(|e| e.name == name) {
                 continue;
             }
@@ -163,14 +191,10 @@ impl<'a> Model<'a> {
     }
 }
 
-/// Whether a cell's or curve's labels mark its figures as emulated.
-pub fn is_emulated(labels: &std::collections::BTreeMap<String, String>) -> bool {
-    labels.get(EMULATED_LABEL).is_some_and(|v| v == "true")
-}
-
-/// `microvm (emulated)` when the figures are emulated, else the backend name.
-pub fn display_name(backend: &str, labels: &std::collections::BTreeMap<String, String>) -> String {
-    if is_emulated(labels) {
+/// `microvm (emulated)` when the figures are emulated (see [`Isolation::is_emulated`]), else the
+/// backend name.
+pub fn display_name(backend: &str, isolation: &Isolation) -> String {
+    if isolation.is_emulated() {
         format!("{backend} (emulated)")
     } else {
         backend.to_string()
@@ -223,7 +247,12 @@ pub fn metric_names(cell: &BenchmarkResult) -> Vec<&str> {
     let mut keyed: Vec<(u8, f64, &str)> = names
         .into_iter()
         .map(|m| {
-            let group = u8::from(!m.starts_with("start_to_")) + u8::from(m.starts_with("workload."));
+            // Startup, then memory and disk together, then the workload's figures.
+            let group = match metrics::group(m) {
+                Group::Startup => 0u8,
+                Group::Memory | Group::Disk => 1,
+                Group::Workload | Group::WorkloadDetail => 2,
+            };
             let by_time = if group == 0 {
                 median_of(cell, m).unwrap_or(0.0)
             } else {
@@ -242,85 +271,15 @@ pub fn median_of(cell: &BenchmarkResult, metric: &str) -> Option<f64> {
 }
 
 /// `n=10, p50 2.50 ms [95% CI 2.40–2.61], p99 3.10 ms`
-pub fn caption_stats(metric: &str, s: &Summary) -> String {
+pub fn caption_stats(quantity: Quantity, s: &Summary) -> String {
     format!(
         "n={}, p50 {} [95% CI {} – {}], p99 {}",
         s.n,
-        fmt_value(metric, s.p50),
-        fmt_value(metric, s.median_ci95[0]),
-        fmt_value(metric, s.median_ci95[1]),
-        fmt_value(metric, s.p99)
+        quantity.format(s.p50),
+        quantity.format(s.median_ci95[0]),
+        quantity.format(s.median_ci95[1]),
+        quantity.format(s.p99)
     )
-}
-
-/// Unit of a metric from its name's suffix, for axis labels and tables.
-pub fn unit_of(metric: &str) -> &'static str {
-    if metric.ends_with("bytes_per_s") {
-        "MiB/s"
-    } else if metric.ends_with("_ms") {
-        "ms"
-    } else if metric.ends_with("_bytes") {
-        "MiB"
-    } else if metric.ends_with("_us") {
-        "µs"
-    } else if metric.ends_with("_per_s") {
-        "/s"
-    } else if metric.ends_with("tps") {
-        "tx/s"
-    } else if metric.ends_with("_s") {
-        "s"
-    } else {
-        ""
-    }
-}
-
-/// The number in the unit of [`unit_of`] (bytes become MiB).
-pub fn scaled(metric: &str, v: f64) -> f64 {
-    if metric.ends_with("_bytes") || metric.ends_with("bytes_per_s") {
-        v / MIB
-    } else {
-        v
-    }
-}
-
-/// Value without unit, precision chosen by magnitude.
-pub fn fmt_number(metric: &str, v: f64) -> String {
-    let x = scaled(metric, v);
-    let a = x.abs();
-    if !x.is_finite() {
-        "–".to_string()
-    } else if a >= 1000.0 {
-        format!("{x:.0}")
-    } else if a >= 100.0 {
-        format!("{x:.1}")
-    } else if a >= 1.0 {
-        format!("{x:.2}")
-    } else {
-        format!("{x:.3}")
-    }
-}
-
-/// Value with unit, e.g. `2.50 ms`, `1.50 MiB`, `12.0 KiB`, `1234 /s`. Byte counts pick the unit
-/// by magnitude.
-pub fn fmt_value(metric: &str, v: f64) -> String {
-    if metric.ends_with("_bytes") && v.is_finite() {
-        let a = v.abs();
-        return if a >= MIB * 1024.0 {
-            format!("{:.2} GiB", v / (MIB * 1024.0))
-        } else if a >= MIB {
-            format!("{} MiB", fmt_number("x", v / MIB))
-        } else if a >= 1024.0 {
-            format!("{} KiB", fmt_number("x", v / 1024.0))
-        } else {
-            format!("{v:.0} B")
-        };
-    }
-    let unit = unit_of(metric);
-    if unit.is_empty() {
-        fmt_number(metric, v)
-    } else {
-        format!("{} {unit}", fmt_number(metric, v))
-    }
 }
 
 pub const MIB: f64 = 1024.0 * 1024.0;
@@ -350,31 +309,60 @@ pub fn shorten(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use results::schema::{HostInfo, ToolInfo};
 
-    #[test]
-    fn values_format_by_unit_suffix() {
-        assert_eq!(fmt_value("start_to_ready_ms", 2.5), "2.50 ms");
-        assert_eq!(fmt_value("pss_bytes", 1_572_864.0), "1.50 MiB");
-        assert_eq!(fmt_value("instance_disk_bytes", 12288.0), "12.00 KiB");
-        assert_eq!(fmt_value("instance_disk_bytes", 512.0), "512 B");
-        assert_eq!(fmt_value("workload.bytes_per_s", 2.0 * 1048576.0), "2.00 MiB/s");
-        assert_eq!(fmt_value("workload.requests_per_s", 12345.4), "12345 /s");
-        assert_eq!(fmt_value("workload.latency_p99_us", 250.0), "250.0 µs");
-        assert_eq!(fmt_value("workload.tps", 0.5), "0.500 tx/s");
-        assert_eq!(fmt_value("workload.rows", 7.0), "7.00");
+    fn tool() -> ToolInfo {
+        ToolInfo {
+            name: "cvbench".into(),
+            version: "0".into(),
+            git_revision: None,
+            argv: vec![],
+        }
     }
 
     #[test]
     fn emulated_figures_are_named_so() {
-        let mut labels = std::collections::BTreeMap::new();
-        assert_eq!(display_name("microvm", &labels), "microvm");
-        labels.insert("emulated".to_string(), "true".to_string());
-        assert_eq!(display_name("microvm", &labels), "microvm (emulated)");
+        use results::isolation::KvmFlavour;
+        let vm = |kvm| Isolation::vm(IsolationKind::MicroVm, kvm);
+        assert_eq!(display_name("microvm", &vm(KvmFlavour::Hardware)), "microvm");
+        assert_eq!(
+            display_name("microvm", &vm(KvmFlavour::Pvm)),
+            "microvm (emulated)"
+        );
+        assert_eq!(display_name("qemu", &vm(KvmFlavour::Tcg)), "qemu (emulated)");
+    }
+
+    #[test]
+    fn colours_come_from_the_isolation_kind_not_the_name() {
+        use results::isolation::KvmFlavour;
+        let host = HostInfo {
+            hostname: "h".into(),
+            kernel: "k".into(),
+            cpu_model: "c".into(),
+            cores: 2,
+            memory_bytes: 1 << 30,
+            cgroup_version: "v2".into(),
+            kvm: "none".into(),
+            os: "o".into(),
+        };
+        let mut f = ResultsFile::new("compare", tool(), host);
+        let spec = workload::WorkloadSpec::Idle;
+        let vm = Isolation::vm(IsolationKind::MicroVm, KvmFlavour::Hardware);
+        let oci = Isolation::host_kernel(IsolationKind::OciRuntime);
+        for (name, isolation) in [("crun", oci), ("fc", vm), ("fc-probe", vm), ("youki", oci)] {
+            f.benchmarks
+                .push(BenchmarkResult::new(name, isolation, &spec, Default::default()));
+        }
+        let model = Model::new(&f);
+        // Kind slots: OCI runtime 1, microVM 2; the two extras take the first unclaimed slots.
+        assert_eq!(model.colour_index("crun"), 1);
+        assert_eq!(model.colour_index("fc"), 2);
+        assert_eq!(model.colour_index("fc-probe"), 0);
+        assert_eq!(model.colour_index("youki"), 3);
     }
 
     #[test]
     fn only_backends_skipped_for_every_workload_are_skipped_backends() {
-        use results::schema::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
         use workload::{WorkloadKind, WorkloadSpec};
         let host = HostInfo {
             hostname: "h".into(),
@@ -386,18 +374,13 @@ mod tests {
             kvm: "pvm".into(),
             os: "o".into(),
         };
-        let tool = ToolInfo {
-            name: "cvbench".into(),
-            version: "0".into(),
-            git_revision: None,
-            argv: vec![],
-        };
-        let mut f = ResultsFile::new("compare", tool, host);
+        let mut f = ResultsFile::new("compare", tool(), host);
         for kind in [WorkloadKind::Idle, WorkloadKind::Oltp] {
             let spec = WorkloadSpec::default_for(kind);
-            let mut vm = BenchmarkResult::new("microvm", &spec, Default::default());
+            let isolation = Isolation::vm(IsolationKind::MicroVm, results::isolation::KvmFlavour::Pvm);
+            let mut vm = BenchmarkResult::new("microvm", isolation, &spec, Default::default());
             vm.skipped = Some("no kvm".into());
-            let mut probe = BenchmarkResult::new("microvm-probe", &spec, Default::default());
+            let mut probe = BenchmarkResult::new("microvm-probe", isolation, &spec, Default::default());
             if kind != WorkloadKind::Idle {
                 probe.skipped = Some("idle only".into());
             }

@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use results::isolation::{Isolation, IsolationKind, KvmFlavour};
+use results::metrics::*;
 use results::schema::{
     BenchmarkResult, DensityBasis, DensityPoint, DensityResult, HostInfo, ResultsFile, RunFailure, RunRecord,
     ToolInfo,
@@ -18,72 +20,64 @@ fn spread(center: f64, amp: f64, i: u32) -> f64 {
     center * (1.0 + amp * s)
 }
 
-fn cell(
-    backend: &str,
-    kind: WorkloadKind,
-    labels: &[(&str, &str)],
-    runs: u32,
-    scale: f64,
-) -> BenchmarkResult {
-    let labels = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-        .collect();
-    let mut c = BenchmarkResult::new(backend, &WorkloadSpec::default_for(kind), labels);
-    let vm = backend == "microvm";
+/// The microVM of the fixture: emulated, as on a PVM host.
+const MICROVM: Isolation = Isolation::vm(IsolationKind::MicroVm, KvmFlavour::Pvm);
+
+fn cell(backend: &str, isolation: Isolation, kind: WorkloadKind, runs: u32, scale: f64) -> BenchmarkResult {
+    let mut c = BenchmarkResult::new(
+        backend,
+        isolation,
+        &WorkloadSpec::default_for(kind),
+        BTreeMap::new(),
+    );
+    let vm = isolation.kind.is_vm();
     c.shared_image_bytes = Some(if vm { 48 << 20 } else { 6 << 20 });
     for i in 0..runs + 1 {
         let mut m = BTreeMap::new();
         if vm {
-            m.insert("start_to_vcpu_entry_ms".to_string(), spread(9.0 * scale, 0.05, i));
             m.insert(
-                "start_to_guest_init_ms".to_string(),
-                spread(180.0 * scale, 0.08, i),
+                START_TO_FIRST_VCPU_ENTRY_MS.to_string(),
+                spread(9.0 * scale, 0.05, i),
             );
+            m.insert(START_TO_GUEST_INIT_MS.to_string(), spread(180.0 * scale, 0.08, i));
             m.insert(
-                "start_to_ready_ms".to_string(),
+                START_TO_READY_MS.to_string(),
                 spread(230.0 * scale, 0.08, i) + if i == 4 { 90.0 } else { 0.0 },
             );
-            m.insert("pss_bytes".to_string(), spread(40.0 * 1048576.0, 0.02, i));
-            m.insert("guest_kernel_bytes".to_string(), 22.0 * 1048576.0);
-            m.insert("vmm_overhead_bytes".to_string(), 3.0 * 1048576.0);
-            m.insert("instance_disk_bytes".to_string(), 4.0 * 1048576.0);
+            m.insert(PSS_BYTES.to_string(), spread(40.0 * 1048576.0, 0.02, i));
+            m.insert(GUEST_RAM_RESIDENT_BYTES.to_string(), 37.0 * 1048576.0);
+            m.insert(VMM_OVERHEAD_BYTES.to_string(), 3.0 * 1048576.0);
+            m.insert(INSTANCE_DISK_BYTES.to_string(), 4.0 * 1048576.0);
         } else {
-            m.insert("start_to_exec_ms".to_string(), spread(2.2 * scale, 0.1, i));
-            m.insert("start_to_ready_ms".to_string(), spread(3.1 * scale, 0.1, i));
-            m.insert("pss_bytes".to_string(), spread(1.6 * 1048576.0, 0.03, i));
-            m.insert(
-                "cgroup_memory_bytes".to_string(),
-                spread(2.4 * 1048576.0, 0.03, i),
-            );
-            if backend == "runc" {
-                m.insert("runtime_pss_bytes".to_string(), 6.5 * 1048576.0);
+            m.insert(START_TO_EXEC_MS.to_string(), spread(2.2 * scale, 0.1, i));
+            m.insert(START_TO_READY_MS.to_string(), spread(3.1 * scale, 0.1, i));
+            m.insert(PSS_BYTES.to_string(), spread(1.6 * 1048576.0, 0.03, i));
+            m.insert(CGROUP_MEMORY_BYTES.to_string(), spread(2.4 * 1048576.0, 0.03, i));
+            if isolation.kind == IsolationKind::OciRuntime {
+                m.insert(RUNTIME_PSS_BYTES.to_string(), 6.5 * 1048576.0);
             }
-            m.insert("instance_disk_bytes".to_string(), 12288.0);
+            m.insert(INSTANCE_DISK_BYTES.to_string(), 12288.0);
         }
         match kind {
             WorkloadKind::Http => {
                 m.insert(
-                    "workload.requests_per_s".to_string(),
+                    WORKLOAD_REQUESTS_PER_S.to_string(),
                     spread(21000.0 / scale, 0.05, i),
                 );
                 m.insert(
-                    "workload.latency_p50_us".to_string(),
+                    WORKLOAD_LATENCY_P50_US.to_string(),
                     spread(160.0 * scale, 0.05, i),
                 );
-                m.insert(
-                    "workload.latency_p99_us".to_string(),
-                    spread(900.0 * scale, 0.1, i),
-                );
+                m.insert(WORKLOAD_LATENCY_P99_US.to_string(), spread(900.0 * scale, 0.1, i));
             }
             WorkloadKind::Oltp => {
-                m.insert("workload.tps".to_string(), spread(850.0 / scale, 0.05, i));
+                m.insert(WORKLOAD_TPS.to_string(), spread(850.0 / scale, 0.05, i));
                 m.insert(
-                    "workload.latency_p50_us".to_string(),
+                    WORKLOAD_LATENCY_P50_US.to_string(),
                     spread(1100.0 * scale, 0.05, i),
                 );
                 m.insert(
-                    "workload.latency_p99_us".to_string(),
+                    WORKLOAD_LATENCY_P99_US.to_string(),
                     spread(3100.0 * scale, 0.1, i),
                 );
             }
@@ -99,7 +93,7 @@ fn cell(
     c
 }
 
-fn curve(backend: &str, labels: &[(&str, &str)], n: u32, per_mib: f64, launch_ms: f64) -> DensityResult {
+fn curve(backend: &str, isolation: Isolation, n: u32, per_mib: f64, launch_ms: f64) -> DensityResult {
     let mut points = Vec::new();
     let mut before = 0u64;
     for k in 1..=n {
@@ -129,11 +123,9 @@ fn curve(backend: &str, labels: &[(&str, &str)], n: u32, per_mib: f64, launch_ms
     let last = points.last().map_or(1.0, |p| p.total_pss_bytes as f64);
     DensityResult {
         backend: backend.to_string(),
+        isolation,
         workload: "idle".to_string(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect(),
+        labels: BTreeMap::new(),
         instances_per_gib: Some(f64::from(n) / (last_used / (1u64 << 30) as f64)),
         basis: DensityBasis::PssPlusKernel,
         instances_per_gib_pss: Some(f64::from(n) / (last / (1u64 << 30) as f64)),
@@ -160,14 +152,17 @@ pub fn results(runs: u32) -> ResultsFile {
         argv: vec!["bench".into(), "compare".into()],
     };
     let mut f = ResultsFile::new("compare", tool, host);
-    let emulated = [("emulated", "true")];
+    let container = Isolation::host_kernel(IsolationKind::Container);
+    let runc = Isolation::host_kernel(IsolationKind::OciRuntime);
+    let qemu = Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg);
     for kind in WorkloadKind::ALL {
-        f.benchmarks.push(cell("container", kind, &[], runs, 1.0));
-        f.benchmarks.push(cell("runc", kind, &[], runs, 7.0));
+        f.benchmarks.push(cell("container", container, kind, runs, 1.0));
+        f.benchmarks.push(cell("runc", runc, kind, runs, 7.0));
         if kind == WorkloadKind::Idle {
-            f.benchmarks.push(cell("microvm", kind, &emulated, runs, 1.0));
+            f.benchmarks.push(cell("microvm", MICROVM, kind, runs, 1.0));
         }
-        let mut skipped = BenchmarkResult::new("qemu", &WorkloadSpec::default_for(kind), BTreeMap::new());
+        let mut skipped =
+            BenchmarkResult::new("qemu", qemu, &WorkloadSpec::default_for(kind), BTreeMap::new());
         skipped.skipped = Some("qemu-system-x86_64 not installed".to_string());
         f.benchmarks.push(skipped);
     }
@@ -175,7 +170,7 @@ pub fn results(runs: u32) -> ResultsFile {
         index: 3,
         error: "runc: the workload was not ready after 10s".into(),
     });
-    f.density.push(curve("container", &[], 30, 1.7, 3.4));
-    f.density.push(curve("microvm", &emulated, 12, 41.0, 240.0));
+    f.density.push(curve("container", container, 30, 1.7, 3.4));
+    f.density.push(curve("microvm", MICROVM, 12, 41.0, 240.0));
     f
 }

@@ -18,6 +18,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::metrics;
 use crate::schema::{BenchmarkResult, ResultsFile};
 use crate::stats::{self, RatioEstimate};
 
@@ -119,9 +120,9 @@ pub enum CheckError {
     },
 }
 
-/// Whether `metric` is a startup phase metric.
+/// Whether `metric` is a startup phase metric, as the registry says ([`metrics::is_startup`]).
 pub fn is_startup_metric(metric: &str) -> bool {
-    metric.starts_with("start_to_") && metric.ends_with("_ms")
+    metrics::is_startup(metric)
 }
 
 /// Compares every startup metric present in both files; see the module documentation.
@@ -283,9 +284,9 @@ impl CheckReport {
                 r.backend,
                 r.workload,
                 r.metric,
-                ms(r.baseline_p50),
+                value(&r.metric, r.baseline_p50),
                 r.baseline_n,
-                ms(r.current_p50),
+                value(&r.metric, r.current_p50),
                 r.current_n,
                 change,
                 p,
@@ -300,13 +301,14 @@ fn pct(x: f64) -> String {
     format!("{:+.1}%", x * 100.0)
 }
 
-fn ms(x: Option<f64>) -> String {
-    x.map_or_else(|| "–".to_string(), |v| format!("{v:.3} ms"))
+fn value(metric: &str, x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_string(), |v| metrics::format(metric, v))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isolation::{Isolation, IsolationKind};
     use crate::schema::{HostInfo, RunRecord, ToolInfo};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -332,14 +334,19 @@ mod tests {
         };
         let mut f = ResultsFile::new("compare", tool, host);
         for (backend, values) in cells {
-            let mut cell = BenchmarkResult::new(backend, &WorkloadSpec::Idle, BTreeMap::new());
+            let mut cell = BenchmarkResult::new(
+                backend,
+                Isolation::host_kernel(IsolationKind::Container),
+                &WorkloadSpec::Idle,
+                BTreeMap::new(),
+            );
             for (i, v) in values.into_iter().enumerate() {
                 cell.runs.push(RunRecord {
                     index: u32::try_from(i).unwrap_or(u32::MAX),
                     warmup: false,
                     metrics: BTreeMap::from([
-                        ("start_to_ready_ms".to_string(), v),
-                        ("pss_bytes".to_string(), 1e6),
+                        (metrics::START_TO_READY_MS.to_string(), v),
+                        (metrics::PSS_BYTES.to_string(), 1e6),
                     ]),
                     workload_result: None,
                 });
@@ -368,7 +375,7 @@ mod tests {
         let cur = file_with(vec![("container", synthetic(30, 10.0, 2))]);
         let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
         let row = only_row(&r);
-        assert_eq!(row.metric, "start_to_ready_ms");
+        assert_eq!(row.metric, metrics::START_TO_READY_MS);
         assert!(matches!(row.verdict, Verdict::Ok | Verdict::Noise), "{row:?}");
         assert!(!r.has_regression());
     }
@@ -472,6 +479,10 @@ mod tests {
         let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
         assert_eq!(r.rows.len(), 1);
         assert!(r.rows.iter().all(|row| is_startup_metric(&row.metric)));
-        assert!(!is_startup_metric("pss_bytes") && is_startup_metric("start_to_exec_ms"));
+        assert!(!is_startup_metric(metrics::PSS_BYTES) && is_startup_metric(metrics::START_TO_EXEC_MS));
+        assert!(
+            !is_startup_metric("start_to_unregistered_ms"),
+            "the registry decides, not the name"
+        );
     }
 }

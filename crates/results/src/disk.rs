@@ -28,7 +28,9 @@ pub fn disk_footprint(cell: &BenchmarkResult, counts: &[u32]) -> Vec<DiskFootpri
     let Some(shared) = cell.shared_image_bytes else {
         return Vec::new();
     };
-    let Some(per_instance) = crate::stats::median(&cell.measured_samples("instance_disk_bytes")) else {
+    let Some(per_instance) =
+        crate::stats::median(&cell.measured_samples(crate::metrics::INSTANCE_DISK_BYTES))
+    else {
         return Vec::new();
     };
     // A byte count: non-negative and far below 2^64 (the median of non-negative samples).
@@ -52,20 +54,27 @@ pub fn disk_footprint(cell: &BenchmarkResult, counts: &[u32]) -> Vec<DiskFootpri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isolation::{Isolation, IsolationKind};
+    use crate::metrics::INSTANCE_DISK_BYTES;
     use crate::schema::RunRecord;
     use std::collections::BTreeMap;
     use workload::WorkloadSpec;
 
     #[test]
     fn disk_footprint_counts_the_image_once() {
-        let mut cell = BenchmarkResult::new("mock", &WorkloadSpec::Idle, BTreeMap::new());
+        let mut cell = BenchmarkResult::new(
+            "mock",
+            Isolation::host_kernel(IsolationKind::Container),
+            &WorkloadSpec::Idle,
+            BTreeMap::new(),
+        );
         assert!(disk_footprint(&cell, &DISK_INSTANCE_COUNTS).is_empty());
         cell.shared_image_bytes = Some(1_000_000);
         for (i, bytes) in [4096.0, 8192.0, 8192.0].into_iter().enumerate() {
             cell.runs.push(RunRecord {
                 index: u32::try_from(i).unwrap_or(0),
                 warmup: false,
-                metrics: BTreeMap::from([("instance_disk_bytes".to_string(), bytes)]),
+                metrics: BTreeMap::from([(INSTANCE_DISK_BYTES.to_string(), bytes)]),
                 workload_result: None,
             });
         }

@@ -1,11 +1,14 @@
 //! The results of a cvbench run and everything derived from them without running anything: the
-//! schema of `results.json` ([`schema`]), statistics ([`stats`]), the CI regression gate ([`check`])
-//! and the disk-footprint arithmetic ([`disk`]).
+//! schema of `results.json` ([`schema`]) with what isolated each cell ([`isolation`]), the metric
+//! registry and its one unit formatter ([`metrics`]), statistics ([`stats`]), the CI regression gate
+//! ([`check`]) and the disk-footprint arithmetic ([`disk`]).
 //!
 //! `harness` writes these files, `report` and `cli` read them; this crate links no KVM, namespace or
 //! OCI code, so rendering or checking a results file needs none of it.
 
 pub mod check;
 pub mod disk;
+pub mod isolation;
+pub mod metrics;
 pub mod schema;
 pub mod stats;

@@ -13,6 +13,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use workload::WorkloadSpec;
 
+use crate::isolation::{infer_legacy, Isolation};
+
 /// Bumped on any incompatible change; readers refuse other versions with a clear error.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -63,10 +65,15 @@ pub struct HostInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchmarkResult {
     pub backend: String,
+    /// What kind of sandbox the backend is, what confines it and which KVM ran it (from
+    /// `Backend::isolation`). Files written before it was recorded get it from
+    /// [`crate::isolation::infer_legacy`] when read.
+    pub isolation: Isolation,
     pub workload: String,
     /// The workload's parameters as launched (`WorkloadSpec` serialised).
     pub workload_spec: serde_json::Value,
-    /// Facts from `Backend::labels`, e.g. `emulated = "true"`.
+    /// Further facts from `Backend::labels`, e.g. `runc_version = "1.1.5"`, `vcpus = "1"`. Readers
+    /// take a backend's kind from `isolation`, never from these.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Set when the backend could not run on this host; `runs` is then empty.
@@ -123,6 +130,8 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DensityResult {
     pub backend: String,
+    /// As in [`BenchmarkResult::isolation`].
+    pub isolation: Isolation,
     pub workload: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -231,6 +240,11 @@ pub enum ResultsError {
         expected: u32,
         source: serde_json::Error,
     },
+    #[error(
+        "{path} predates the isolation record and names backend {backend:?}, whose kind this cvbench \
+         cannot infer"
+    )]
+    UnknownLegacyBackend { path: PathBuf, backend: String },
     #[error("cannot write results file {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -256,7 +270,7 @@ impl ResultsFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let value: serde_json::Value =
+        let mut value: serde_json::Value =
             serde_json::from_str(&text).map_err(|source| ResultsError::NotJson {
                 path: path.to_path_buf(),
                 source,
@@ -278,6 +292,10 @@ impl ResultsFile {
                 expected: SCHEMA_VERSION,
             });
         }
+        fill_legacy_isolation(&mut value).map_err(|backend| ResultsError::UnknownLegacyBackend {
+            path: path.to_path_buf(),
+            backend,
+        })?;
         serde_json::from_value(value).map_err(|source| ResultsError::Invalid {
             path: path.to_path_buf(),
             expected: SCHEMA_VERSION,
@@ -317,6 +335,37 @@ impl ResultsFile {
     }
 }
 
+/// Legacy reading: gives every benchmark cell and density curve without an `isolation` record (files
+/// written before it existed) the one its backend had, from [`infer_legacy`]. Entries that have one
+/// are left alone. Errs with the backend name when it cannot be inferred.
+fn fill_legacy_isolation(file: &mut serde_json::Value) -> Result<(), String> {
+    for section in ["benchmarks", "density"] {
+        let Some(entries) = file.get_mut(section).and_then(serde_json::Value::as_array_mut) else {
+            continue;
+        };
+        for entry in entries {
+            let Some(obj) = entry.as_object_mut() else {
+                continue;
+            };
+            if obj.contains_key("isolation") {
+                continue;
+            }
+            let backend = obj
+                .get("backend")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            let labels: BTreeMap<String, String> = obj
+                .get("labels")
+                .and_then(|l| serde_json::from_value(l.clone()).ok())
+                .unwrap_or_default();
+            let isolation = infer_legacy(backend, &labels).ok_or_else(|| backend.to_string())?;
+            let isolation = serde_json::to_value(isolation).map_err(|_| backend.to_string())?;
+            obj.insert("isolation".to_string(), isolation);
+        }
+    }
+    Ok(())
+}
+
 impl ToolInfo {
     /// This build of cvbench, with the command line it was started with. The git revision is read
     /// from the source tree the binary was built from, if it is still there.
@@ -346,9 +395,15 @@ impl ToolInfo {
 
 impl BenchmarkResult {
     /// An empty cell for `backend` × `spec`.
-    pub fn new(backend: &str, spec: &WorkloadSpec, labels: BTreeMap<String, String>) -> Self {
+    pub fn new(
+        backend: &str,
+        isolation: Isolation,
+        spec: &WorkloadSpec,
+        labels: BTreeMap<String, String>,
+    ) -> Self {
         BenchmarkResult {
             backend: backend.to_string(),
+            isolation,
             workload: spec.kind().name().to_string(),
             workload_spec: serde_json::to_value(spec).unwrap_or(serde_json::Value::Null),
             labels,
@@ -398,7 +453,9 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    // At most u64::MAX / 86400 < 2^48 days: the cast is lossless.
+    #[allow(clippy::cast_possible_wrap)]
+    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
     let z = days + 719_468;
@@ -421,7 +478,10 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isolation::{IsolationKind, KvmFlavour};
     use std::time::Duration;
+
+    const MOCK: Isolation = Isolation::host_kernel(IsolationKind::Container);
 
     fn sample_file() -> ResultsFile {
         let host = HostInfo {
@@ -441,11 +501,11 @@ mod tests {
             argv: vec![],
         };
         let mut f = ResultsFile::new("run", tool, host);
-        let mut b = BenchmarkResult::new("mock", &WorkloadSpec::Idle, BTreeMap::new());
+        let mut b = BenchmarkResult::new("mock", MOCK, &WorkloadSpec::Idle, BTreeMap::new());
         b.runs.push(RunRecord {
             index: 0,
             warmup: false,
-            metrics: BTreeMap::from([("start_to_ready_ms".to_string(), 1.5)]),
+            metrics: BTreeMap::from([(crate::metrics::START_TO_READY_MS.to_string(), 1.5)]),
             workload_result: None,
         });
         f.benchmarks.push(b);
@@ -531,7 +591,7 @@ mod tests {
     #[test]
     fn density_files_without_the_host_memory_fields_still_read_as_pss_based() {
         let old = serde_json::json!({
-            "backend": "container", "workload": "idle", "points": [{
+            "backend": "container", "isolation": MOCK, "workload": "idle", "points": [{
                 "instances": 1, "launch_ms": 2.0, "total_pss_bytes": 1024,
                 "host_mem_available_bytes": 4096, "marginal_pss_bytes": 1024
             }],
@@ -559,6 +619,62 @@ mod tests {
     }
 
     #[test]
+    fn files_without_isolation_get_it_from_their_backend_and_unknown_backends_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = serde_json::to_value(sample_file()).unwrap();
+        let cell = v["benchmarks"][0].clone();
+        let mut qemu = cell.clone();
+        qemu["backend"] = serde_json::json!("qemu");
+        qemu["labels"] = serde_json::json!({"accel": "tcg", "emulated": "true"});
+        v["benchmarks"] = serde_json::json!([cell, qemu]);
+        v["density"] = serde_json::json!([{
+            "backend": "runc", "workload": "idle", "points": [], "stop_reason": "max",
+            "instances_per_gib": null
+        }]);
+        for entry in v["benchmarks"].as_array_mut().unwrap() {
+            entry.as_object_mut().unwrap().remove("isolation");
+        }
+        let legacy = dir.path().join("legacy.json");
+        fs::write(&legacy, v.to_string()).unwrap();
+        let read = ResultsFile::read(&legacy).unwrap();
+        assert_eq!(read.benchmarks[0].isolation, MOCK);
+        assert_eq!(
+            read.benchmarks[1].isolation,
+            Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg)
+        );
+        assert_eq!(read.density[0].isolation.kind, IsolationKind::OciRuntime);
+
+        // A recorded isolation wins over what the name would say.
+        let mut recorded = v.clone();
+        recorded["benchmarks"][1]["isolation"] =
+            serde_json::to_value(Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Hardware)).unwrap();
+        fs::write(&legacy, recorded.to_string()).unwrap();
+        let read = ResultsFile::read(&legacy).unwrap();
+        assert_eq!(read.benchmarks[1].isolation.kvm, KvmFlavour::Hardware);
+
+        v["benchmarks"][1]["backend"] = serde_json::json!("lxc");
+        fs::write(&legacy, v.to_string()).unwrap();
+        let err = ResultsFile::read(&legacy).unwrap_err();
+        assert!(
+            matches!(&err, ResultsError::UnknownLegacyBackend { backend, .. } if backend == "lxc"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_committed_legacy_files_still_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../results");
+        for file in ["example/results.json", "baselines/main.json"] {
+            let f = ResultsFile::read(&root.join(file)).unwrap();
+            let qemu = f.benchmarks.iter().find(|c| c.backend == "qemu").unwrap();
+            assert_eq!(
+                qemu.isolation,
+                Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg)
+            );
+        }
+    }
+
+    #[test]
     fn rfc3339_known_instants() {
         assert_eq!(rfc3339_utc(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
@@ -571,6 +687,7 @@ mod tests {
     fn new_benchmark_records_the_workload_spec() {
         let b = BenchmarkResult::new(
             "x",
+            MOCK,
             &WorkloadSpec::Oltp {
                 rows: 5,
                 transactions: 7,

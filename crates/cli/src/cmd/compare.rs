@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use harness::compare::{run_compare_within, CompareBudget, CompareEvent, CompareObserver};
 use harness::density::{run_density, DensityOptions};
+use harness::metrics;
 use harness::results::{ResultsFile, ToolInfo};
 use harness::{Backend, RunOptions};
 use indicatif::ProgressBar;
@@ -75,6 +76,8 @@ pub struct CompareArgs {
     pub look: ReportLook,
     #[command(flatten)]
     pub image: ImageArgs,
+    #[command(flatten)]
+    pub confine: super::confine::ConfinementArgs,
 }
 
 /// How the report looks (shared by `compare`, `density` and `report`).
@@ -243,6 +246,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
         memory_limit_bytes: args.memory,
         ready_timeout: args.ready_timeout,
         finish_timeout: args.finish_timeout,
+        confinement: args.confine.confinement,
         ..RunOptions::default()
     };
     let host = harness::host::detect().context("detecting the host")?;
@@ -328,20 +332,20 @@ pub fn compare_table(results: &ResultsFile) -> String {
     let mut rows = vec![header.map(String::from).to_vec()];
     for c in &results.benchmarks {
         let s = |m: &str| c.summary.get(m);
-        let ready = s("start_to_ready_ms");
-        let note = match (&c.skipped, c.labels.get("emulated").map(String::as_str)) {
-            (Some(reason), _) => format!("skipped: {reason}"),
-            (None, Some("true")) => "emulated".to_string(),
-            _ => String::new(),
+        let ready = s(metrics::START_TO_READY_MS);
+        let note = match &c.skipped {
+            Some(reason) => format!("skipped: {reason}"),
+            None if c.isolation.is_emulated() => "emulated".to_string(),
+            None => String::new(),
         };
         rows.push(vec![
             c.backend.clone(),
             c.workload.clone(),
             c.measured_runs().to_string(),
             c.failures.len().to_string(),
-            ready.map_or("-".into(), |r| format!("{:.2} ms", r.p50)),
-            ready.map_or("-".into(), |r| format!("{:.2} ms", r.p99)),
-            s("pss_bytes").map_or("-".into(), |p| crate::output::format_bytes(p.p50)),
+            ready.map_or("-".into(), |r| metrics::format(metrics::START_TO_READY_MS, r.p50)),
+            ready.map_or("-".into(), |r| metrics::format(metrics::START_TO_READY_MS, r.p99)),
+            s(metrics::PSS_BYTES).map_or("-".into(), |p| metrics::format(metrics::PSS_BYTES, p.p50)),
             note,
         ]);
     }

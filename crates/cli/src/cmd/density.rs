@@ -48,6 +48,8 @@ pub struct DensityArgs {
     pub look: ReportLook,
     #[command(flatten)]
     pub image: ImageArgs,
+    #[command(flatten)]
+    pub confine: super::confine::ConfinementArgs,
 }
 
 pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
@@ -70,6 +72,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         run: RunOptions {
             memory_limit_bytes: args.memory,
             ready_timeout: args.ready_timeout,
+            confinement: args.confine.confinement,
             ..RunOptions::default()
         },
         ..DensityOptions::default()
@@ -163,9 +166,10 @@ impl DensityObserver for DensityProgress {
                     "{} running, launch {:.2} ms, summed PSS {}, host lost {}",
                     p.instances,
                     p.launch_ms,
-                    crate::output::format_bytes(p.total_pss_bytes as f64),
-                    p.host_used_bytes
-                        .map_or("-".to_string(), |b| crate::output::format_bytes(b as f64))
+                    harness::metrics::Quantity::Bytes.format(p.total_pss_bytes as f64),
+                    p.host_lost_bytes().map_or("-".to_string(), |b| {
+                        harness::metrics::Quantity::Bytes.format(b as f64)
+                    })
                 )),
             },
             DensityEvent::TearingDown { running, reason } => {

@@ -28,7 +28,12 @@ use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
+use crate::metrics::{
+    GUEST_RAM_RESIDENT_BYTES, START_TO_FIRST_VCPU_ENTRY_MS, START_TO_GUEST_INIT_MS, START_TO_READY_MS,
+    START_TO_VM_CREATED_MS, VMM_OVERHEAD_BYTES,
+};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind, KvmFlavour};
 
 const NAME: &str = "microvm";
 /// The same VMM booting the project's probe payload instead of Linux: the VMM's own cost.
@@ -415,6 +420,14 @@ impl Backend for MicrovmBackend {
         Ok(())
     }
 
+    fn isolation(&self) -> Isolation {
+        let kvm = match kvm_flavour(Path::new(PVM_MODULE)) {
+            "pvm" => KvmFlavour::Pvm,
+            _ => KvmFlavour::Hardware,
+        };
+        Isolation::vm(IsolationKind::MicroVm, kvm)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         if !Path::new(KVM_DEVICE).exists() {
             return Err(Unavailable {
@@ -454,6 +467,9 @@ impl Backend for MicrovmBackend {
             ("kvm".to_string(), kvm.to_string()),
             ("guest".to_string(), self.guest.as_str().to_string()),
             ("vcpus".to_string(), self.vcpus.to_string()),
+            // cvbench-vmm filters its VMM and vCPU threads with seccomp unless --no-seccomp, which
+            // this backend never passes.
+            ("vmm_seccomp".to_string(), "on".to_string()),
         ];
         if kvm == "pvm" {
             labels.push(("emulated".to_string(), "true".to_string()));
@@ -531,10 +547,10 @@ impl Backend for MicrovmBackend {
                             guest_ram_host_addr, ..
                         } => {
                             instance.guest_ram_host_addr = Some(*guest_ram_host_addr);
-                            Some("start_to_vm_created_ms")
+                            Some(START_TO_VM_CREATED_MS)
                         }
-                        EventKind::FirstVcpuEntry => Some("start_to_first_vcpu_entry_ms"),
-                        EventKind::BootTimer { .. } => Some("start_to_guest_init_ms"),
+                        EventKind::FirstVcpuEntry => Some(START_TO_FIRST_VCPU_ENTRY_MS),
+                        EventKind::BootTimer { .. } => Some(START_TO_GUEST_INIT_MS),
                         _ => None,
                     };
                     if let Some(name) = phase {
@@ -549,7 +565,7 @@ impl Backend for MicrovmBackend {
                         ready_at = Some(at);
                         instance
                             .phases
-                            .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                            .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
                     }
                 }
                 Next::Timeout | Next::Eof if ready_at.is_some() => break,
@@ -659,8 +675,8 @@ impl Instance for MicrovmInstance {
             let (rss, pss) = mapping_rss_pss_bytes(&smaps, addr).ok_or_else(|| {
                 MicrovmBackend::setup_err(format!("no guest RAM mapping at {addr:#x} in {smaps_path}"))
             })?;
-            extra.push(("guest_ram_resident_bytes".to_string(), rss));
-            extra.push(("vmm_overhead_bytes".to_string(), pss_bytes.saturating_sub(pss)));
+            extra.push((GUEST_RAM_RESIDENT_BYTES.to_string(), rss));
+            extra.push((VMM_OVERHEAD_BYTES.to_string(), pss_bytes.saturating_sub(pss)));
         }
         Ok(MemoryProbe { pss_bytes, extra })
     }
@@ -817,19 +833,26 @@ Pss:                   8 kB
         assert!(run.path().join("cvbench-microvm-idle-2-0").exists());
     }
 
-    fn kvm_skip_reason() -> Option<String> {
+    /// `true` (after a counted skip) when the probe guest cannot run here: no usable `/dev/kvm` or
+    /// no VMM binary.
+    fn skip_without_kvm_and_vmm() -> bool {
         if let Err(e) = microvm::builder::open_kvm() {
-            return Some(e.to_string());
+            testkit::skip(testkit::Requirement::Kvm, e);
+            return true;
         }
-        rootfs::locate_binary(VMM_BIN)
-            .err()
-            .map(|e| format!("{e} (build it: cargo build --workspace --bins)"))
+        if let Err(e) = rootfs::locate_binary(VMM_BIN) {
+            testkit::skip(
+                testkit::Requirement::Binaries,
+                format!("{e} (build it: cargo build --workspace --bins)"),
+            );
+            return true;
+        }
+        false
     }
 
     #[test]
     fn a_guest_that_dies_before_ready_is_reported_with_its_console_lines_and_cleaned_up() {
-        if let Some(reason) = kvm_skip_reason() {
-            println!("skipped: {reason}");
+        if skip_without_kvm_and_vmm() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -847,6 +870,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
+            confinement: Default::default(),
         };
         let err = match backend.launch(&spec) {
             Ok(_) => panic!("a triple-faulting guest became ready"),
@@ -864,8 +888,7 @@ Pss:                   8 kB
 
     #[test]
     fn probe_guest_launches_with_all_phases_memory_and_disk_figures_then_cleans_up() {
-        if let Some(reason) = kvm_skip_reason() {
-            println!("skipped: {reason}");
+        if skip_without_kvm_and_vmm() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -884,23 +907,24 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
         assert_eq!(
             names,
             [
-                "start_to_vm_created_ms",
-                "start_to_first_vcpu_entry_ms",
-                "start_to_guest_init_ms",
-                "start_to_ready_ms"
+                START_TO_VM_CREATED_MS,
+                START_TO_FIRST_VCPU_ENTRY_MS,
+                START_TO_GUEST_INIT_MS,
+                START_TO_READY_MS
             ]
         );
         let pid = instance.host_pids()[0];
         let memory = instance.memory().unwrap();
         let extra: std::collections::BTreeMap<_, _> = memory.extra.iter().cloned().collect();
-        let guest = extra["guest_ram_resident_bytes"];
-        let overhead = extra["vmm_overhead_bytes"];
+        let guest = extra[GUEST_RAM_RESIDENT_BYTES];
+        let overhead = extra[VMM_OVERHEAD_BYTES];
         assert!(
             guest > 0 && guest <= PROBE_MEMORY_MIB << 20,
             "guest RAM resident {guest}"
@@ -935,6 +959,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(1),
+            confinement: Default::default(),
         };
         let err = backend.launch(&spec).err().unwrap();
         assert!(err.to_string().contains("before prepare"), "{err}");
@@ -963,20 +988,21 @@ Pss:                   8 kB
     #[test]
     fn linux_guest_reaches_ready_on_hardware_kvm() {
         if let Err(reason) = hardware_kvm() {
-            println!("skipped: {reason}");
+            testkit::skip(testkit::Requirement::HardwareKvm, reason);
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
         let mut backend = MicrovmBackend::new(GuestKind::Linux);
         backend.run_dir = tmp.path().join("run");
         if let Err(u) = backend.check_host() {
-            println!("skipped: {u}");
+            // With hardware KVM present, what is left to lack is the built kernel (or guest init).
+            testkit::skip(testkit::Requirement::GuestKernel, u);
             return;
         }
         let image = match rootfs::default_image(&backend.cache_root) {
             Ok(image) => image,
             Err(e) => {
-                println!("skipped: no image: {e}");
+                testkit::skip(testkit::Requirement::Binaries, format!("no image: {e}"));
                 return;
             }
         };
@@ -990,11 +1016,12 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(60),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
-        assert!(names.contains(&"start_to_guest_init_ms".to_string()), "{names:?}");
-        assert_eq!(names.last().map(String::as_str), Some("start_to_ready_ms"));
+        assert!(names.contains(&START_TO_GUEST_INIT_MS.to_string()), "{names:?}");
+        assert_eq!(names.last().map(String::as_str), Some(START_TO_READY_MS));
         assert!(instance.disk().unwrap().instance_bytes > 0);
         assert_eq!(instance.finish(Duration::from_secs(20)).unwrap(), None);
         instance.destroy().unwrap();

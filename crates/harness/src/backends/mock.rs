@@ -12,6 +12,12 @@ use std::time::Duration;
 
 use workload::{WorkloadResult, WorkloadSpec};
 
+use crate::metrics::{
+    workload_figure, CGROUP_MEMORY_BYTES, START_TO_EXEC_MS, START_TO_READY_MS, WORKLOAD_LATENCY_P50_US,
+    WORKLOAD_OPS_PER_S,
+};
+use crate::results::{Isolation, IsolationKind};
+
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
@@ -157,6 +163,10 @@ impl Backend for MockBackend {
         "mock"
     }
 
+    fn isolation(&self) -> Isolation {
+        Isolation::host_kernel(IsolationKind::Container)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         match &self.config.unavailable {
             Some(reason) => Err(Unavailable {
@@ -212,11 +222,11 @@ impl Backend for MockBackend {
             workload: spec.workload.clone(),
             phases: vec![
                 PhaseMark {
-                    name: "start_to_exec_ms".into(),
+                    name: START_TO_EXEC_MS.into(),
                     since_request: ms(c.exec_ms + step),
                 },
                 PhaseMark {
-                    name: "start_to_ready_ms".into(),
+                    name: START_TO_READY_MS.into(),
                     since_request: ms(c.ready_ms + step),
                 },
             ],
@@ -251,7 +261,7 @@ impl Instance for MockInstance {
         }
         Ok(MemoryProbe {
             pss_bytes: self.config.pss_bytes,
-            extra: vec![("cgroup_memory_bytes".into(), self.config.pss_bytes * 2)],
+            extra: vec![(CGROUP_MEMORY_BYTES.into(), self.config.pss_bytes * 2)],
         })
     }
 
@@ -267,10 +277,10 @@ impl Instance for MockInstance {
         }
         let metrics = BTreeMap::from([
             (
-                "ops_per_s".to_string(),
+                workload_figure(WORKLOAD_OPS_PER_S).to_string(),
                 1000.0 + f64::from(self.launch_number % 5),
             ),
-            ("latency_p50_us".to_string(), 250.0),
+            (workload_figure(WORKLOAD_LATENCY_P50_US).to_string(), 250.0),
         ]);
         Ok(Some(WorkloadResult {
             workload: self.workload.kind().name().to_string(),

@@ -5,6 +5,7 @@ pub mod container;
 mod lines;
 pub mod microvm;
 pub mod mock;
+pub mod oci_confine;
 pub mod qemu;
 pub mod runc;
 mod teardown;

@@ -33,7 +33,9 @@ use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
 use crate::host::{self, HostRoots, KvmFlavour};
+use crate::metrics::START_TO_READY_MS;
 use crate::probe;
+use crate::results::{self, Isolation, IsolationKind};
 
 const NAME: &str = "qemu";
 /// The QEMU binary, looked up in `PATH`.
@@ -301,6 +303,14 @@ impl Backend for QemuBackend {
         self.cache_root = root.to_path_buf();
     }
 
+    fn isolation(&self) -> Isolation {
+        let kvm = match self.accel {
+            Accel::Kvm => results::KvmFlavour::Hardware,
+            Accel::Tcg => results::KvmFlavour::Tcg,
+        };
+        Isolation::vm(IsolationKind::OtherVmm, kvm)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         self.version().map_err(|reason| Unavailable { reason })?;
         linux_kernel(self.kernel.as_deref()).map_err(|reason| Unavailable { reason })?;
@@ -378,7 +388,7 @@ impl Backend for QemuBackend {
                     if instance.vm.console_line_before_ready(line)? {
                         instance
                             .phases
-                            .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                            .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
                         return Ok(Box::new(instance));
                     }
                 }
@@ -559,7 +569,10 @@ mod tests {
         );
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap();
         let Some(khz) = host_tsc_khz(&cpuinfo, Duration::from_millis(20)) else {
-            println!("skipped: this host's TSC is not invariant");
+            testkit::skip(
+                testkit::Requirement::HostFeature("invariant-tsc"),
+                "this host's TSC is not invariant",
+            );
             return;
         };
         // Any x86-64 CPU of the last two decades: between 500 MHz and 10 GHz.
@@ -606,14 +619,19 @@ mod tests {
 
         fn backend_or_skip() -> Option<(QemuBackend, tempfile::TempDir, rootfs::Image)> {
             let backend = QemuBackend::new();
+            if let Err(e) = backend.version() {
+                testkit::skip(testkit::Requirement::Package("qemu-system-x86"), e);
+                return None;
+            }
             if let Err(e) = backend.check_host() {
-                println!("skipped: {e}");
+                // QEMU is there: what is left to lack is the built kernel (or guest init).
+                testkit::skip(testkit::Requirement::GuestKernel, e);
                 return None;
             }
             let workload_bin = match rootfs::locate_binary(rootfs::WORKLOAD_BIN) {
                 Ok(b) => b,
                 Err(e) => {
-                    println!("skipped: {e}");
+                    testkit::skip(testkit::Requirement::Binaries, e);
                     return None;
                 }
             };
@@ -640,6 +658,7 @@ mod tests {
                 cpu_limit: None,
                 pids_limit: None,
                 ready_timeout: Duration::from_secs(240),
+                confinement: Default::default(),
             }
         }
 
@@ -662,7 +681,7 @@ mod tests {
             let phases = instance.phases();
             assert_eq!(
                 phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-                ["start_to_ready_ms"]
+                [START_TO_READY_MS]
             );
             let pid = instance.host_pids()[0];
             assert!(is_qemu(pid));

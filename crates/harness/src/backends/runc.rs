@@ -29,7 +29,9 @@ use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
 use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
+use crate::metrics::{CGROUP_MEMORY_BYTES, RUNTIME_PSS_BYTES, START_TO_READY_MS};
 use crate::probe;
+use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "runc";
 /// Where bundles (config.json, overlay rootfs, upper/work dirs, stderr log) live, one dir per instance.
@@ -115,6 +117,10 @@ impl Backend for RuncBackend {
         NAME
     }
 
+    fn isolation(&self) -> Isolation {
+        Isolation::host_kernel(IsolationKind::OciRuntime)
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Unavailable {
@@ -134,6 +140,10 @@ impl Backend for RuncBackend {
             });
         }
         Ok(())
+    }
+
+    fn applies_confinement(&self) -> bool {
+        true
     }
 
     fn labels(&self) -> Vec<(String, String)> {
@@ -239,7 +249,7 @@ impl Backend for RuncBackend {
                     Ok(Some(ProtocolLine::Ready { .. })) => {
                         instance
                             .phases
-                            .push(PhaseMark::new("start_to_ready_ms", spec.request, at));
+                            .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
                         return Ok(Box::new(instance));
                     }
                     Ok(Some(ProtocolLine::Error(text))) => {
@@ -272,9 +282,11 @@ impl Backend for RuncBackend {
 }
 
 /// The OCI runtime config for one instance: the workload as the only process, no terminal, its own
-/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits.
+/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits, the
+/// launch's `--confinement` (see [`super::oci_confine`]).
 pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
     let mut config = Spec::default();
+    super::oci_confine::apply(&mut config, spec.confinement)?;
     config.set_hostname(Some(spec.instance_name.clone()));
     let mut root = config.root().clone().unwrap_or_default();
     root.set_readonly(Some(false));
@@ -309,7 +321,9 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
 
     let mut resources = LinuxResourcesBuilder::default().devices(Vec::new());
     if let Some(limit) = spec.memory_limit_bytes {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).map_err(|_| {
+            oci_spec::OciSpecError::Other(format!("memory limit {limit} bytes exceeds OCI's i64"))
+        })?;
         resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
     }
     if let Some(cpus) = spec.cpu_limit {
@@ -323,7 +337,8 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
         );
     }
     if let Some(pids) = spec.pids_limit {
-        let pids = i64::try_from(pids).unwrap_or(i64::MAX);
+        let pids = i64::try_from(pids)
+            .map_err(|_| oci_spec::OciSpecError::Other(format!("pids limit {pids} exceeds OCI's i64")))?;
         resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
     }
     linux.set_resources(Some(resources.build()?));
@@ -508,14 +523,16 @@ impl Instance for RuncInstance {
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
             extra.push((
-                "cgroup_memory_bytes".to_string(),
+                CGROUP_MEMORY_BYTES.to_string(),
                 probe::cgroup_memory_bytes(first).map_err(probe_err)?,
             ));
         }
         if let Some(child) = &self.child {
-            let runc_pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
+            // Linux pids are below pid_max (at most 2^22): the cast is lossless.
+            #[allow(clippy::cast_possible_wrap)]
+            let runc_pid = child.id() as i32;
             extra.push((
-                "runtime_pss_bytes".to_string(),
+                RUNTIME_PSS_BYTES.to_string(),
                 probe::pss_bytes(&[runc_pid]).map_err(probe_err)?,
             ));
         }

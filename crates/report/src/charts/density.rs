@@ -13,6 +13,10 @@ use super::common::{axis_areas, builder, mesh};
 use super::{fmt_tick, font, subtitle, with_legend_row, Chart, ChartText, DrawError, LegendEntry};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
+use results::metrics::{Quantity, TimeUnit};
+
+/// What `DensityPoint::launch_ms` measures.
+const LAUNCH: Quantity = Quantity::Time(TimeUnit::Milliseconds);
 
 pub struct Density {
     text: ChartText,
@@ -62,7 +66,7 @@ pub fn split_per_instance(d: &results::schema::DensityResult) -> Option<Split> {
 
 /// `host lost 740 KiB = user space (PSS) 130 KiB + kernel 610 KiB; MemAvailable drop ...; cgroup ...`.
 pub fn describe_split(split: &Split) -> String {
-    let b = |v: f64| model::fmt_value("x_bytes", v);
+    let b = |v: f64| results::metrics::Quantity::Bytes.format(v);
     let pss = match split.guest_ram_bytes {
         Some(g) => format!(
             "user space (PSS) {} [guest RAM {}, VMM {}]",
@@ -90,15 +94,15 @@ pub fn chart(model: &Model<'_>) -> Option<Density> {
     let mut captions = Vec::new();
     let mut max_n = 0;
     for d in &model.results.density {
-        let name = format!("{} · {}", display_name(&d.backend, &d.labels), d.workload);
+        let name = format!("{} · {}", display_name(&d.backend, &d.isolation), d.workload);
         let launch_ms: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
         let marginal: Vec<f64> = d.points.iter().map(|p| bytes_i64(p.marginal_pss_bytes)).collect();
         let launch = model::summarize_memo(&launch_ms).map_or_else(
             || "no launches".to_string(),
-            |s| format!("launch {}", caption_stats("launch_ms", &s)),
+            |s| format!("launch {}", caption_stats(LAUNCH, &s)),
         );
         let marginal = results::stats::median(&marginal).map_or_else(String::new, |m| {
-            format!("; marginal PSS p50 {}", model::fmt_value("x_bytes", m))
+            format!("; marginal PSS p50 {}", Quantity::Bytes.format(m))
         });
         let per_gib = d.instances_per_gib.map_or_else(String::new, |v| {
             format!("; {v:.1} instances/GiB of {}", d.basis.describe())
@@ -286,6 +290,10 @@ mod tests {
         };
         results.density.push(DensityResult {
             backend: "microvm-probe".into(),
+            isolation: results::isolation::Isolation::vm(
+                results::isolation::IsolationKind::MicroVm,
+                results::isolation::KvmFlavour::Pvm,
+            ),
             workload: "idle".into(),
             labels: Default::default(),
             points: vec![point(1), point(2)],

@@ -1,11 +1,11 @@
 //! Memory per instance: one horizontal bar per backend × workload, the median PSS split into what
-//! the workload itself uses, runtime or VMM overhead, and the guest kernel, where the backend's
-//! metrics say so. Rules (medians of the measured runs):
-//! - `guest_kernel_bytes` and `vmm_overhead_bytes` are parts of `pss_bytes` (the VMM process holds
-//!   guest memory); the workload share is what remains;
-//! - `runtime_pss_bytes` (e.g. the `runc` process) is outside the instance's processes and added;
-//! - a VM backend with `vmm_overhead_bytes` but no kernel figure shows guest RAM (kernel + workload)
-//!   as one segment; one that reports no part at all is drawn as one unsplit segment.
+//! the workload itself uses, runtime or VMM overhead, and guest RAM. Whether a cell is a VM comes
+//! from its recorded isolation kind. Rules (medians of the measured runs):
+//! - on the host kernel (containers, OCI runtimes, ...), `pss_bytes` is the workload's own;
+//! - in a VM, the VMM process holds guest memory: `vmm_overhead_bytes` is the part of `pss_bytes`
+//!   that is not guest RAM, the rest is guest RAM (kernel + workload, not split); a VM that reports
+//!   no overhead figure is drawn as one unsplit segment;
+//! - `runtime_pss_bytes` (e.g. the `runc` process) is outside the instance's processes and added.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -14,14 +14,15 @@ use super::common::{hbar, hbar_chart, hbar_totals};
 use super::{with_legend_row, Chart, ChartText, DrawError, LegendEntry};
 use crate::model::{self, caption_stats, display_name, Model, MIB};
 use crate::style::Style;
+use results::metrics::{self, PSS_BYTES, RUNTIME_PSS_BYTES, VMM_OVERHEAD_BYTES};
 
-/// Kinds of segment, in drawing order.
-const PARTS: [&str; 5] = [
-    "workload (instance processes)",
-    "runtime / VMM overhead",
-    "guest kernel",
-    "guest RAM: kernel + workload (not split)",
-    "VMM process incl. guest (not split)",
+/// Kinds of segment, in drawing order, with the palette index each is drawn in (fixed, so a part
+/// keeps its colour whichever parts a report has).
+const PARTS: [(&str, usize); 4] = [
+    ("workload (instance processes)", 0),
+    ("runtime / VMM overhead", 1),
+    ("guest RAM: kernel + workload (not split)", 3),
+    ("VMM process incl. guest (not split)", 4),
 ];
 
 pub struct Memory {
@@ -32,29 +33,20 @@ pub struct Memory {
 struct Bar {
     label: String,
     /// MiB per part, indexed like [`PARTS`].
-    parts_mib: [f64; 5],
+    parts_mib: [f64; 4],
 }
 
 /// The split of one cell in bytes, indexed like [`PARTS`]; `None` without a `pss_bytes` sample.
-pub fn split(cell: &results::schema::BenchmarkResult) -> Option<[f64; 5]> {
+pub fn split(cell: &results::schema::BenchmarkResult) -> Option<[f64; 4]> {
     let median = |m: &str| model::median_of(cell, m);
-    let pss = median("pss_bytes")?;
-    let kernel = median("guest_kernel_bytes");
-    let vmm = median("vmm_overhead_bytes");
-    let runtime = median("runtime_pss_bytes").unwrap_or(0.0);
-    let is_vm = vmm.is_some()
-        || kernel.is_some()
-        || median("guest_ram_resident_bytes").is_some()
-        || cell.labels.contains_key("guest")
-        || cell.backend == "qemu";
-    Some(match (is_vm, kernel, vmm) {
-        (false, _, _) => [pss, runtime, 0.0, 0.0, 0.0],
-        (true, Some(kernel), vmm) => {
-            let vmm = vmm.unwrap_or(0.0);
-            [(pss - kernel - vmm).max(0.0), vmm + runtime, kernel, 0.0, 0.0]
-        }
-        (true, None, Some(vmm)) => [0.0, vmm + runtime, 0.0, (pss - vmm).max(0.0), 0.0],
-        (true, None, None) => [0.0, runtime, 0.0, 0.0, pss],
+    let pss = median(PSS_BYTES)?;
+    let runtime = median(RUNTIME_PSS_BYTES).unwrap_or(0.0);
+    if !cell.isolation.kind.is_vm() {
+        return Some([pss, runtime, 0.0, 0.0]);
+    }
+    Some(match median(VMM_OVERHEAD_BYTES) {
+        Some(vmm) => [0.0, vmm + runtime, (pss - vmm).max(0.0), 0.0],
+        None => [0.0, runtime, 0.0, pss],
     })
 }
 
@@ -67,12 +59,16 @@ pub fn chart(model: &Model<'_>) -> Option<Memory> {
             let Some(parts) = split(cell) else { continue };
             let label = format!(
                 "{} · {}",
-                display_name(&cell.backend, &cell.labels),
+                display_name(&cell.backend, &cell.isolation),
                 cell.workload
             );
-            if let Some(s) = model::summary(cell, "pss_bytes") {
+            if let Some(s) = model::summary(cell, PSS_BYTES) {
                 ns.push(s.n);
-                captions.push(format!("{label}: PSS {}", caption_stats("pss_bytes", &s)));
+                captions.push(format!(
+                    "{label}: {} {}",
+                    metrics::label(PSS_BYTES),
+                    caption_stats(metrics::quantity(PSS_BYTES), &s)
+                ));
             }
             bars.push(Bar {
                 label,
@@ -110,18 +106,18 @@ impl Chart for Memory {
             .iter()
             .enumerate()
             .filter(|(p, _)| self.bars.iter().any(|b| b.parts_mib[*p] > 0.0))
-            .map(|(p, part)| LegendEntry::new(style.series(p).filled(), *part))
+            .map(|(_, (part, colour))| LegendEntry::new(style.series(*colour).filled(), *part))
             .collect();
         let max = self.bars.iter().map(total).fold(0.0, f64::max).max(1e-3);
         let area = with_legend_row(area, &entries, style)?;
         let labels: Vec<String> = self.bars.iter().map(|b| b.label.clone()).collect();
         let mut chart = hbar_chart(&area, style, &labels, max * 1.2, "memory (MiB)")?;
         let rows = self.bars.len();
-        for p in 0..PARTS.len() {
+        for (p, (_, colour)) in PARTS.iter().enumerate() {
             if self.bars.iter().all(|b| b.parts_mib[p] <= 0.0) {
                 continue;
             }
-            let fill = style.series(p).filled();
+            let fill = style.series(*colour).filled();
             let rects = self
                 .bars
                 .iter()
@@ -145,11 +141,12 @@ impl Chart for Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use results::isolation::{Isolation, IsolationKind, KvmFlavour};
     use results::schema::{BenchmarkResult, RunRecord};
     use std::collections::BTreeMap;
 
-    fn cell(backend: &str, metrics: &[(&str, f64)]) -> BenchmarkResult {
-        let mut c = BenchmarkResult::new(backend, &workload::WorkloadSpec::Idle, BTreeMap::new());
+    fn cell(isolation: Isolation, metrics: &[(&str, f64)]) -> BenchmarkResult {
+        let mut c = BenchmarkResult::new("any", isolation, &workload::WorkloadSpec::Idle, BTreeMap::new());
         c.runs.push(RunRecord {
             index: 0,
             warmup: false,
@@ -160,29 +157,33 @@ mod tests {
     }
 
     #[test]
-    fn memory_is_split_by_what_the_backend_reports() {
-        let runc = cell("runc", &[("pss_bytes", 2.0), ("runtime_pss_bytes", 9.0)]);
-        assert_eq!(split(&runc), Some([2.0, 9.0, 0.0, 0.0, 0.0]));
+    fn memory_is_split_by_the_recorded_isolation_kind() {
+        let oci = Isolation::host_kernel(IsolationKind::OciRuntime);
+        let runc = cell(oci, &[(PSS_BYTES, 2.0), (RUNTIME_PSS_BYTES, 9.0)]);
+        assert_eq!(split(&runc), Some([2.0, 9.0, 0.0, 0.0]));
+        let own_vmm = Isolation::vm(IsolationKind::MicroVm, KvmFlavour::Hardware);
         let vm = cell(
-            "microvm",
+            own_vmm,
             &[
-                ("pss_bytes", 40.0),
-                ("vmm_overhead_bytes", 3.0),
-                ("guest_ram_resident_bytes", 37.0),
+                (PSS_BYTES, 40.0),
+                (VMM_OVERHEAD_BYTES, 3.0),
+                (metrics::GUEST_RAM_RESIDENT_BYTES, 37.0),
             ],
         );
-        assert_eq!(split(&vm), Some([0.0, 3.0, 0.0, 37.0, 0.0]));
-        let full = cell(
-            "microvm",
-            &[
-                ("pss_bytes", 40.0),
-                ("vmm_overhead_bytes", 3.0),
-                ("guest_kernel_bytes", 22.0),
-            ],
+        assert_eq!(split(&vm), Some([0.0, 3.0, 37.0, 0.0]));
+        // A VM that reports no part is one unsplit segment, whatever its name; a container named
+        // "qemu" is still a container.
+        let other_vmm = Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg);
+        assert_eq!(
+            split(&cell(other_vmm, &[(PSS_BYTES, 100.0)])),
+            Some([0.0, 0.0, 0.0, 100.0])
         );
-        assert_eq!(split(&full), Some([15.0, 3.0, 22.0, 0.0, 0.0]));
-        let qemu = cell("qemu", &[("pss_bytes", 100.0)]);
-        assert_eq!(split(&qemu), Some([0.0, 0.0, 0.0, 0.0, 100.0]));
-        assert_eq!(split(&cell("x", &[])), None);
+        let mut named_qemu = cell(
+            Isolation::host_kernel(IsolationKind::Container),
+            &[(PSS_BYTES, 5.0)],
+        );
+        named_qemu.backend = "qemu".into();
+        assert_eq!(split(&named_qemu), Some([5.0, 0.0, 0.0, 0.0]));
+        assert_eq!(split(&cell(oci, &[])), None);
     }
 }

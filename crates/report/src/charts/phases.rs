@@ -18,9 +18,10 @@ use super::common::{hbar, hbar_chart, hbar_chart_over, hbar_totals, one_two_five
 use super::{fmt_tick, with_legend_row, Chart, ChartText, DrawError, LegendEntry, LOG_RATIO};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
+use results::metrics;
 
 /// The metric a bar ends at.
-const READY: &str = "start_to_ready_ms";
+const READY: &str = metrics::START_TO_READY_MS;
 
 pub struct Phases {
     workload: String,
@@ -57,12 +58,9 @@ struct Cell {
     n: Option<usize>,
 }
 
-/// Short phase name: `start_to_guest_init_ms` -> `guest_init`.
+/// Short phase name, the registry's label: `start_to_guest_init_ms` -> `guest_init`.
 fn phase_of(metric: &str) -> &str {
-    metric
-        .strip_prefix("start_to_")
-        .and_then(|m| m.strip_suffix("_ms"))
-        .unwrap_or(metric)
+    metrics::label(metric)
 }
 
 /// One chart per workload with phase timings.
@@ -89,22 +87,22 @@ fn cells(model: &Model<'_>, workload: &str) -> Vec<Cell> {
     for cell in model.ran(workload) {
         let mut medians: Vec<(String, f64)> = model::metric_names(cell)
             .into_iter()
-            .filter(|m| results::check::is_startup_metric(m))
+            .filter(|m| metrics::is_startup(m))
             .filter_map(|m| model::summary(cell, m).map(|s| (m.to_string(), s.p50)))
             .collect();
         if medians.is_empty() {
             continue;
         }
         medians.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let label = display_name(&cell.backend, &cell.labels);
+        let label = display_name(&cell.backend, &cell.isolation);
         let phases: Vec<String> = medians
             .iter()
-            .map(|(m, v)| format!("{} {}", phase_of(m), model::fmt_value(m, *v)))
+            .map(|(m, v)| format!("{} {}", phase_of(m), metrics::format(m, *v)))
             .collect();
         let ready = model::summary(cell, READY);
-        let ready_text = ready
-            .as_ref()
-            .map_or(String::new(), |s| format!("ready {}; ", caption_stats(READY, s)));
+        let ready_text = ready.as_ref().map_or(String::new(), |s| {
+            format!("ready {}; ", caption_stats(metrics::quantity(READY), s))
+        });
         out.push(Cell {
             caption: format!("{label}: {ready_text}phase medians: {}", phases.join(", ")),
             label,
@@ -273,7 +271,7 @@ impl Phases {
         let totals: Vec<(f64, String)> = self
             .bars
             .iter()
-            .map(|b| (b.total_ms, model::fmt_value(READY, b.total_ms)))
+            .map(|b| (b.total_ms, metrics::format(READY, b.total_ms)))
             .collect();
         hbar_totals(chart, style, &totals)
     }
@@ -303,7 +301,7 @@ mod tests {
 
     #[test]
     fn phase_names_are_shortened() {
-        assert_eq!(phase_of("start_to_guest_init_ms"), "guest_init");
+        assert_eq!(phase_of(metrics::START_TO_GUEST_INIT_MS), "guest_init");
         assert_eq!(phase_of("odd"), "odd");
     }
 

@@ -11,9 +11,10 @@ use super::common::{axis_areas, builder, mesh, one_two_five};
 use super::{fmt_tick, with_legend_row, Chart, ChartOptions, ChartText, DrawError, LegendEntry, LOG_RATIO};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
+use results::metrics;
 
 /// The metric drawn.
-pub const METRIC: &str = "start_to_ready_ms";
+pub const METRIC: &str = results::metrics::START_TO_READY_MS;
 
 pub struct StartupCdf {
     workload: String,
@@ -45,13 +46,16 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
             let Some(s) = model::summary(cell, METRIC) else {
                 continue;
             };
-            let name = display_name(&cell.backend, &cell.labels);
-            captions.push(format!("{name}: {}", caption_stats(METRIC, &s)));
+            let name = display_name(&cell.backend, &cell.isolation);
+            captions.push(format!(
+                "{name}: {}",
+                caption_stats(metrics::quantity(METRIC), &s)
+            ));
             series.push(Series {
                 label: format!(
                     "{name}  p50 {}  p99 {}",
-                    model::fmt_value(METRIC, s.p50),
-                    model::fmt_value(METRIC, s.p99)
+                    metrics::format(METRIC, s.p50),
+                    metrics::format(METRIC, s.p99)
                 ),
                 colour: model.colour_index(&cell.backend),
                 sorted,

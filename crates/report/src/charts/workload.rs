@@ -6,11 +6,12 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::common::{builder, category_label, mesh, vbar, VBarChart};
-use super::{categories, fmt_tick, font, Chart, ChartText, DrawError};
+use super::{categories, fmt_tick, font, px, px_offset, Chart, ChartText, DrawError};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
+use results::metrics::{self, workload_figure, Quantity, WORKLOAD_LATENCY_P50_US, WORKLOAD_LATENCY_P99_US};
 
-const LATENCY: [&str; 2] = ["workload.latency_p50_us", "workload.latency_p99_us"];
+const LATENCY: [&str; 2] = [WORKLOAD_LATENCY_P50_US, WORKLOAD_LATENCY_P99_US];
 
 pub struct Workload {
     workload: String,
@@ -28,26 +29,13 @@ struct Row {
     latency_ms: [Option<f64>; 2],
 }
 
-/// The throughput metric a cell reports (`workload.requests_per_s`, `workload.tps`, ...).
+/// The throughput metric a cell reports: the first registered as a rate of events
+/// (`workload.requests_per_s`, `workload.tps`, ...).
 fn throughput_metric(names: &[&str]) -> Option<String> {
     names
         .iter()
-        .find(|m| {
-            m.starts_with("workload.")
-                && (m.ends_with("tps") || m.ends_with("_per_s"))
-                && !m.contains("bytes")
-        })
+        .find(|m| matches!(metrics::quantity(m), Quantity::Rate(_)))
         .map(|m| (*m).to_string())
-}
-
-/// Axis label of a throughput metric.
-fn throughput_label(metric: &str, unit: &str) -> String {
-    match metric.trim_start_matches("workload.") {
-        "requests_per_s" => "requests / s".to_string(),
-        "tps" => "transactions / s".to_string(),
-        "ops_per_s" => "operations / s".to_string(),
-        other => format!("{other} ({unit})"),
-    }
 }
 
 pub fn charts(model: &Model<'_>) -> Vec<Workload> {
@@ -64,7 +52,7 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
         let mut captions = Vec::new();
         let mut ns = Vec::new();
         for cell in cells {
-            let name = display_name(&cell.backend, &cell.labels);
+            let name = display_name(&cell.backend, &cell.isolation);
             let t = model::summary(cell, &metric);
             let lat = LATENCY.map(|m| model::summary(cell, m));
             if t.is_none() && lat.iter().all(Option::is_none) {
@@ -73,14 +61,17 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
             let mut parts = Vec::new();
             if let Some(s) = &t {
                 ns.push(s.n);
-                parts.push(format!("throughput {}", caption_stats(&metric, s)));
+                parts.push(format!(
+                    "throughput {}",
+                    caption_stats(metrics::quantity(&metric), s)
+                ));
             }
             for (m, s) in LATENCY.iter().zip(&lat) {
                 if let Some(s) = s {
                     parts.push(format!(
                         "{} {}",
-                        m.trim_start_matches("workload."),
-                        caption_stats(m, s)
+                        workload_figure(m),
+                        caption_stats(metrics::quantity(m), s)
                     ));
                 }
             }
@@ -122,31 +113,44 @@ impl Chart for Workload {
         style: &Style,
     ) -> Result<(), DrawError> {
         let (left, right) = area.split_horizontally(area.dim_in_pixel().0 / 2);
-        let n = u32::try_from(self.rows.len()).unwrap_or(1);
-        let names: Vec<String> = self.rows.iter().map(|r| r.name.clone()).collect();
-        let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
+        self.draw_throughput(&left, style)?;
+        self.draw_latency(&right, style)
+    }
+}
 
-        // Throughput.
-        let unit = model::unit_of(&self.throughput_metric);
+impl Workload {
+    fn names(&self) -> Vec<String> {
+        self.rows.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// Left panel: median throughput per backend with its 95% CI as an error bar.
+    fn draw_throughput<DB: DrawingBackend>(
+        &self,
+        left: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
+        let n = px(self.rows.len());
+        let names = self.names();
+        let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
+        let throughput = metrics::quantity(&self.throughput_metric);
         let max_t = self
             .rows
             .iter()
             .filter_map(|r| r.throughput.map(|t| t.1[1].max(t.0)))
             .fold(1e-3, f64::max);
         let mut chart = panel(
-            &left,
+            left,
             style,
             "throughput (median, 95% CI)",
             &names,
             max_t,
-            &throughput_label(&self.throughput_metric, unit),
+            metrics::label(&self.throughput_metric),
         )?;
         let w = left.dim_in_pixel().0 / (6 * n.max(1));
-        for (i, r) in self.rows.iter().enumerate() {
+        for (i, r) in (0u32..).zip(&self.rows) {
             let Some((median, ci)) = r.throughput else {
                 continue;
             };
-            let i = u32::try_from(i).unwrap_or(0);
             let colour = style.series(r.colour);
             chart.draw_series([vbar(i, (0.0, median), colour.filled(), (w, w))])?;
             // Error bar for the CI of the median: a vertical line with caps.
@@ -156,29 +160,36 @@ impl Chart for Workload {
                 vec![(centre.clone(), ci[0]), (centre.clone(), ci[1])],
                 line,
             )])?;
-            let cap = i32::try_from(w / 3).unwrap_or(6);
+            let cap = px_offset(w / 3);
             for y in ci {
                 chart
                     .draw_series([EmptyElement::at((centre.clone(), y))
                         + PathElement::new(vec![(-cap, 0), (cap, 0)], line)])?;
             }
-            let above = -i32::try_from(style.margin() / 2).unwrap_or(8);
+            let above = -px_offset(style.margin() / 2);
             chart.draw_series([EmptyElement::at((SegmentValue::CenterOf(i), ci[1].max(median)))
-                + Text::new(
-                    model::fmt_number(&self.throughput_metric, median),
-                    (0, above),
-                    value_text.clone(),
-                )])?;
+                + Text::new(throughput.format_number(median), (0, above), value_text.clone())])?;
         }
 
-        // Latency p50 / p99.
+        Ok(())
+    }
+
+    /// Right panel: the workload's latency p50 and p99 per backend (medians over runs).
+    fn draw_latency<DB: DrawingBackend>(
+        &self,
+        right: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
+        let n = px(self.rows.len());
+        let names = self.names();
+        let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
         let max_l = self
             .rows
             .iter()
             .flat_map(|r| r.latency_ms.iter().flatten().copied())
             .fold(1e-3, f64::max);
         let mut chart = panel(
-            &right,
+            right,
             style,
             "workload latency p50 / p99 (median over runs)",
             &names,
@@ -186,8 +197,7 @@ impl Chart for Workload {
             "latency (ms)",
         )?;
         let w = right.dim_in_pixel().0 / (6 * n.max(1));
-        for (i, r) in self.rows.iter().enumerate() {
-            let i = u32::try_from(i).unwrap_or(0);
+        for (i, r) in (0u32..).zip(&self.rows) {
             let colour = style.series(r.colour);
             for (k, value) in r.latency_ms.iter().enumerate() {
                 let Some(v) = *value else { continue };
@@ -239,15 +249,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throughput_metric_is_found_by_suffix() {
+    fn throughput_metric_is_the_first_registered_event_rate() {
+        use results::metrics::*;
         assert_eq!(
-            throughput_metric(&["pss_bytes", "workload.tps"]).as_deref(),
-            Some("workload.tps")
+            throughput_metric(&[PSS_BYTES, WORKLOAD_TPS]).as_deref(),
+            Some(WORKLOAD_TPS)
         );
         assert_eq!(
-            throughput_metric(&["workload.bytes_per_s", "workload.requests_per_s"]).as_deref(),
-            Some("workload.requests_per_s")
+            throughput_metric(&[WORKLOAD_BYTES_PER_S, WORKLOAD_REQUESTS_PER_S]).as_deref(),
+            Some(WORKLOAD_REQUESTS_PER_S)
         );
-        assert_eq!(throughput_metric(&["start_to_ready_ms"]), None);
+        // Not guessed from a suffix: an unregistered rate is no throughput.
+        assert_eq!(
+            throughput_metric(&["workload.widgets_per_s", START_TO_READY_MS]),
+            None
+        );
     }
 }

@@ -27,7 +27,8 @@ impl Exporter for Json {
                 json!({
                     "backend": c.backend,
                     "workload": c.workload,
-                    "emulated": model::is_emulated(&c.labels),
+                    "isolation": c.isolation,
+                    "emulated": c.isolation.is_emulated(),
                     "skipped": c.skipped,
                     "failures": c.failures.len(),
                     "summary": summary,

@@ -6,10 +6,13 @@ pub mod html;
 pub mod json;
 pub mod markdown;
 
-use results::stats::{self, DEFAULT_SEED};
+use results::disk::DISK_INSTANCE_COUNTS;
+use results::metrics::{self, Group, Quantity, TimeUnit};
+use results::schema::BenchmarkResult;
+use results::stats::{self, BOOTSTRAP_RESAMPLES, DEFAULT_SEED};
 
 use crate::charts::Figure;
-use crate::model::{self, display_name, fmt_value, Model};
+use crate::model::{self, display_name, Model};
 use crate::ReportError;
 
 /// Everything an exporter can draw on.
@@ -44,57 +47,81 @@ pub enum Block {
     Figure(usize),
 }
 
-/// Metrics shown in the summary tables, in this order, when present.
+/// Metrics shown in the summary tables, in this order, when present: every registered group but the
+/// workload's details (sizes, durations, counts).
 fn table_metric(metric: &str) -> bool {
-    results::check::is_startup_metric(metric)
-        || metric.ends_with("_bytes")
-        || (metric.starts_with("workload.")
-            && (metric.ends_with("_per_s") || metric.ends_with("tps") || metric.ends_with("_us")))
+    metrics::group(metric) != Group::WorkloadDetail
 }
+
+/// The headline metrics of the "Relative to" table.
+const RATIO_METRICS: [&str; 4] = [
+    metrics::START_TO_READY_MS,
+    metrics::PSS_BYTES,
+    metrics::WORKLOAD_REQUESTS_PER_S,
+    metrics::WORKLOAD_TPS,
+];
 
 /// The report as blocks; `figures` are the rendered charts the document refers to by index.
 pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
+    let mut doc = preamble(m);
+    doc.extend(skipped_section(m));
+    doc.extend(summary_section(m));
+    doc.extend(ratio_section(m));
+    doc.extend(disk_section(m));
+    doc.extend(density_section(m));
+    doc.extend(failures_section(m));
+    if !figures.is_empty() {
+        doc.push(Block::Heading(2, "Figures".to_string()));
+        doc.extend((0..figures.len()).map(Block::Figure));
+    }
+    doc
+}
+
+fn table(head: &[&str], rows: Vec<Vec<String>>) -> Block {
+    Block::Table {
+        head: head.iter().map(|h| (*h).to_string()).collect(),
+        rows,
+    }
+}
+
+/// Title, host, command line, the statistics used, and warnings (partial, emulated).
+fn preamble(m: &Model<'_>) -> Vec<Block> {
     let r = m.results;
+    let argv = if r.tool.argv.is_empty() {
+        r.command.clone()
+    } else {
+        r.tool.argv.join(" ")
+    };
+    let revision = r
+        .tool
+        .git_revision
+        .as_deref()
+        .map(|g| format!(" ({g})"))
+        .unwrap_or_default();
     let mut doc = vec![
         Block::Heading(1, format!("cvbench report: {}", r.command)),
         Block::Paragraph(format!("Host: {}", m.host_line())),
         Block::Paragraph(format!(
-            "Run: `{}` · {} {}{} · started {}",
-            if r.tool.argv.is_empty() {
-                r.command.clone()
-            } else {
-                r.tool.argv.join(" ")
-            },
-            r.tool.name,
-            r.tool.version,
-            r.tool
-                .git_revision
-                .as_deref()
-                .map(|g| format!(" ({g})"))
-                .unwrap_or_default(),
-            r.started_at
+            "Run: `{argv}` · {} {}{revision} · started {}",
+            r.tool.name, r.tool.version, r.started_at
         )),
-        Block::Paragraph(
+        Block::Paragraph(format!(
             "Statistics: n measured runs (warm-ups excluded), percentiles by linear interpolation, \
-             mean ± sample sd, bootstrap 95% CI of the median (2000 resamples, fixed seed), \
+             mean ± sample sd, bootstrap 95% CI of the median ({BOOTSTRAP_RESAMPLES} resamples, fixed seed), \
              Tukey outliers flagged and kept."
-                .to_string(),
-        ),
+        )),
     ];
     if r.partial {
         doc.push(Block::Warning(
             "Partial results: the run was interrupted or failed part-way.".to_string(),
         ));
     }
-    let emulated: Vec<&str> = {
-        let mut v: Vec<&str> = Vec::new();
-        for c in r.benchmarks.iter().filter(|c| model::is_emulated(&c.labels)) {
-            if !v.contains(&c.backend.as_str()) {
-                v.push(c.backend.as_str());
-            }
+    let mut emulated: Vec<&str> = Vec::new();
+    for c in r.benchmarks.iter().filter(|c| c.isolation.is_emulated()) {
+        if !emulated.contains(&c.backend.as_str()) {
+            emulated.push(c.backend.as_str());
         }
-        v
-    };
+    }
     if !emulated.is_empty() {
         doc.push(Block::Warning(format!(
             "Figures of {} are emulated (KVM {} on this host: guest kernel code runs far slower than on hardware); \
@@ -103,196 +130,91 @@ pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
             r.host.kvm
         )));
     }
-    let skipped = m.skipped();
-    if !skipped.is_empty() {
-        doc.push(Block::Heading(2, "Skipped".to_string()));
-        doc.push(Block::Table {
-            head: vec!["backend".into(), "workload".into(), "reason".into()],
-            rows: skipped
-                .iter()
-                .map(|(b, w, why)| vec![(*b).to_string(), (*w).to_string(), (*why).to_string()])
-                .collect(),
-        });
-    }
+    doc
+}
 
-    doc.push(Block::Heading(2, "Summary".to_string()));
+fn skipped_section(m: &Model<'_>) -> Vec<Block> {
+    let skipped = m.skipped();
+    if skipped.is_empty() {
+        return Vec::new();
+    }
+    let rows = skipped
+        .iter()
+        .map(|(b, w, why)| vec![(*b).to_string(), (*w).to_string(), (*why).to_string()])
+        .collect();
+    vec![
+        Block::Heading(2, "Skipped".to_string()),
+        table(&["backend", "workload", "reason"], rows),
+    ]
+}
+
+/// Per workload, every table metric of every cell that ran.
+fn summary_section(m: &Model<'_>) -> Vec<Block> {
+    const HEAD: [&str; 11] = [
+        "backend",
+        "metric",
+        "n",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "mean ± sd",
+        "median 95% CI",
+        "outliers",
+    ];
+    let mut doc = vec![Block::Heading(2, "Summary".to_string())];
     for workload in m.workloads() {
         let cells = m.ran(workload);
         if cells.is_empty() {
             continue;
         }
         doc.push(Block::Heading(3, format!("{workload} workload")));
-        let head = [
-            "backend",
-            "metric",
-            "n",
-            "min",
-            "p50",
-            "p90",
-            "p99",
-            "max",
-            "mean ± sd",
-            "median 95% CI",
-            "outliers",
-        ];
-        let mut rows = Vec::new();
-        for cell in cells {
-            for metric in model::metric_names(cell).into_iter().filter(|x| table_metric(x)) {
-                let Some(s) = model::summary(cell, metric) else {
-                    continue;
-                };
-                rows.push(vec![
-                    display_name(&cell.backend, &cell.labels),
-                    metric.to_string(),
-                    s.n.to_string(),
-                    fmt_value(metric, s.min),
-                    fmt_value(metric, s.p50),
-                    fmt_value(metric, s.p90),
-                    fmt_value(metric, s.p99),
-                    fmt_value(metric, s.max),
-                    format!("{} ± {}", fmt_value(metric, s.mean), fmt_value(metric, s.sd)),
-                    format!(
-                        "{} – {}",
-                        fmt_value(metric, s.median_ci95[0]),
-                        fmt_value(metric, s.median_ci95[1])
-                    ),
-                    s.outliers.len().to_string(),
-                ]);
-            }
-        }
-        doc.push(Block::Table {
-            head: head.map(String::from).to_vec(),
-            rows,
-        });
-    }
-
-    let ratios = ratio_rows(m);
-    if !ratios.is_empty() {
-        let reference = m.backends().first().map(|b| (*b).to_string()).unwrap_or_default();
-        doc.push(Block::Heading(2, format!("Relative to {reference}")));
-        doc.push(Block::Paragraph(
-            "Ratio of medians (other / reference) with its bootstrap 95% CI; > 1 means larger (slower, more memory).".to_string(),
-        ));
-        doc.push(Block::Table {
-            head: vec![
-                "workload".into(),
-                "backend".into(),
-                "metric".into(),
-                "ratio".into(),
-                "95% CI".into(),
-            ],
-            rows: ratios,
-        });
-    }
-
-    let disk = disk_rows(m);
-    if !disk.is_empty() {
-        doc.push(Block::Heading(2, "Disk".to_string()));
-        doc.push(Block::Table {
-            head: vec![
-                "backend".into(),
-                "image (shared, once)".into(),
-                "per instance (p50)".into(),
-                "1 instance".into(),
-                "10 instances".into(),
-                "100 instances".into(),
-                "100 naive full copies".into(),
-            ],
-            rows: disk,
-        });
-    }
-
-    if !r.density.is_empty() {
-        doc.push(Block::Heading(2, "Density".to_string()));
-        let per_instance = |v: Option<f64>| v.map_or("–".to_string(), |b| fmt_value("x_bytes", b));
-        let rows = r
-            .density
-            .iter()
-            .map(|d| {
-                let launch: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
-                let s = model::summarize_memo(&launch);
-                let split = crate::charts::density::split_per_instance(d);
-                vec![
-                    display_name(&d.backend, &d.labels),
-                    d.workload.clone(),
-                    d.points.len().to_string(),
-                    per_instance(split.and_then(|s| s.host_lost_bytes)),
-                    per_instance(split.map(|s| s.pss_bytes)),
-                    per_instance(split.and_then(|s| s.guest_ram_bytes)),
-                    per_instance(split.and_then(|s| s.kernel_bytes)),
-                    per_instance(split.and_then(|s| s.mem_available_drop_bytes)),
-                    per_instance(split.and_then(|s| s.cgroup_bytes)),
-                    d.instances_per_gib.map_or("–".into(), |v| format!("{v:.1}")),
-                    d.basis.describe().to_string(),
-                    d.instances_per_gib_pss.map_or("–".into(), |v| format!("{v:.1}")),
-                    s.map_or("–".into(), |s| {
-                        format!("{} / {}", fmt_value("x_ms", s.p50), fmt_value("x_ms", s.p99))
-                    }),
-                    d.stop_reason.clone(),
-                ]
+        let rows = cells
+            .into_iter()
+            .flat_map(|cell| {
+                model::metric_names(cell)
+                    .into_iter()
+                    .filter(|x| table_metric(x))
+                    .filter_map(move |metric| summary_row(cell, metric))
             })
             .collect();
-        doc.push(Block::Paragraph(
-            "Per instance, at the end of each curve. Host lost = user space + kernel: it is the \
-             headline, because it counts the kernel memory (page tables, unreclaimable slab, \
-             namespaces, cgroups, per-CPU and vmalloc memory, KVM) that PSS never sees. User space \
-             (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM included). \
-             Kernel: growth of the host's unreclaimable kernel memory in /proc/meminfo, measured \
-             from just before to just after each launch. Cross-checks: the MemAvailable drop over \
-             the same windows (noisy on a shared host) and the memory cgroup charge (kernel memory \
-             included where the controller accounts it)."
-                .to_string(),
-        ));
-        doc.push(Block::Table {
-            head: vec![
-                "backend".into(),
-                "workload".into(),
-                "instances".into(),
-                "host lost / instance".into(),
-                "user space (PSS) / instance".into(),
-                "of which guest RAM".into(),
-                "kernel / instance".into(),
-                "MemAvailable drop / instance".into(),
-                "cgroup charge / instance".into(),
-                "instances / GiB".into(),
-                "counted from".into(),
-                "instances / GiB (PSS only)".into(),
-                "launch p50 / p99".into(),
-                "stopped because".into(),
-            ],
-            rows,
-        });
-    }
-
-    let failures: Vec<Vec<String>> = r
-        .benchmarks
-        .iter()
-        .flat_map(|c| {
-            c.failures.iter().map(move |f| {
-                vec![
-                    c.backend.clone(),
-                    c.workload.clone(),
-                    f.index.to_string(),
-                    f.error.clone(),
-                ]
-            })
-        })
-        .collect();
-    if !failures.is_empty() {
-        doc.push(Block::Heading(2, "Failed runs".to_string()));
-        doc.push(Block::Table {
-            head: vec!["backend".into(), "workload".into(), "run".into(), "error".into()],
-            rows: failures,
-        });
-    }
-
-    if !figures.is_empty() {
-        doc.push(Block::Heading(2, "Figures".to_string()));
-        for i in 0..figures.len() {
-            doc.push(Block::Figure(i));
-        }
+        doc.push(table(&HEAD, rows));
     }
     doc
+}
+
+fn summary_row(cell: &BenchmarkResult, metric: &str) -> Option<Vec<String>> {
+    let s = model::summary(cell, metric)?;
+    let q = metrics::quantity(metric);
+    Some(vec![
+        display_name(&cell.backend, &cell.isolation),
+        metric.to_string(),
+        s.n.to_string(),
+        q.format(s.min),
+        q.format(s.p50),
+        q.format(s.p90),
+        q.format(s.p99),
+        q.format(s.max),
+        format!("{} ± {}", q.format(s.mean), q.format(s.sd)),
+        format!("{} – {}", q.format(s.median_ci95[0]), q.format(s.median_ci95[1])),
+        s.outliers.len().to_string(),
+    ])
+}
+
+fn ratio_section(m: &Model<'_>) -> Vec<Block> {
+    let ratios = ratio_rows(m);
+    if ratios.is_empty() {
+        return Vec::new();
+    }
+    let reference = m.backends().first().map(|b| (*b).to_string()).unwrap_or_default();
+    vec![
+        Block::Heading(2, format!("Relative to {reference}")),
+        Block::Paragraph(
+            "Ratio of medians (other / reference) with its bootstrap 95% CI; > 1 means larger (slower, more memory).".to_string(),
+        ),
+        table(&["workload", "backend", "metric", "ratio", "95% CI"], ratios),
+    ]
 }
 
 /// Ratio of medians of each backend against the first one, for the headline metrics.
@@ -307,21 +229,16 @@ fn ratio_rows(m: &Model<'_>) -> Vec<Vec<String>> {
             continue;
         };
         for other in cells.iter().filter(|c| c.backend != reference) {
-            for metric in [
-                "start_to_ready_ms",
-                "pss_bytes",
-                "workload.requests_per_s",
-                "workload.tps",
-            ] {
+            for metric in RATIO_METRICS {
                 let (a, b) = (other.measured_samples(metric), base.measured_samples(metric));
                 let Some(r) = stats::ratio_of_medians_ci(&a, &b, DEFAULT_SEED) else {
                     continue;
                 };
                 rows.push(vec![
                     workload.to_string(),
-                    display_name(&other.backend, &other.labels),
+                    display_name(&other.backend, &other.isolation),
                     metric.to_string(),
-                    format!("{:.2}×", r.ratio),
+                    Quantity::Ratio.format(r.ratio),
                     format!("{:.2} – {:.2}", r.ci95[0], r.ci95[1]),
                 ]);
             }
@@ -330,22 +247,143 @@ fn ratio_rows(m: &Model<'_>) -> Vec<Vec<String>> {
     rows
 }
 
+fn disk_section(m: &Model<'_>) -> Vec<Block> {
+    let rows = disk_rows(m);
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let mut head = vec![
+        "backend".to_string(),
+        "image (shared, once)".to_string(),
+        "per instance (p50)".to_string(),
+    ];
+    head.extend(DISK_INSTANCE_COUNTS.iter().map(|&n| instances(n)));
+    if let Some(&most) = DISK_INSTANCE_COUNTS.last() {
+        head.push(format!("{most} naive full copies"));
+    }
+    vec![Block::Heading(2, "Disk".to_string()), Block::Table { head, rows }]
+}
+
+/// `1 instance`, `10 instances`.
+fn instances(n: u32) -> String {
+    if n == 1 {
+        "1 instance".to_string()
+    } else {
+        format!("{n} instances")
+    }
+}
+
+/// One row per backend: the image, the layer per instance, the total at each of
+/// [`DISK_INSTANCE_COUNTS`], and naive full copies at the largest count.
 fn disk_rows(m: &Model<'_>) -> Vec<Vec<String>> {
     let mut rows: Vec<Vec<String>> = Vec::new();
     for model::DiskEntry { name, footprint, .. } in m.disk_entries() {
-        let [one, ten, hundred, ..] = footprint.as_slice() else {
+        let (Some(first), Some(last)) = (footprint.first(), footprint.last()) else {
             continue;
         };
         let mb = |b: u64| format!("{:.2} MiB", model::mib(b));
-        rows.push(vec![
+        let mut row = vec![
             name,
-            mb(one.shared_image_bytes),
-            format!("{:.1} KiB", model::bytes_f64(one.per_instance_bytes) / 1024.0),
-            mb(one.total_bytes),
-            mb(ten.total_bytes),
-            mb(hundred.total_bytes),
-            mb(hundred.naive_full_copy_bytes),
-        ]);
+            mb(first.shared_image_bytes),
+            format!("{:.1} KiB", model::bytes_f64(first.per_instance_bytes) / 1024.0),
+        ];
+        row.extend(footprint.iter().map(|f| mb(f.total_bytes)));
+        row.push(mb(last.naive_full_copy_bytes));
+        rows.push(row);
     }
     rows
+}
+
+fn density_section(m: &Model<'_>) -> Vec<Block> {
+    let r = m.results;
+    if r.density.is_empty() {
+        return Vec::new();
+    }
+    let launch = Quantity::Time(TimeUnit::Milliseconds);
+    let per_instance = |v: Option<f64>| v.map_or("–".to_string(), |b| Quantity::Bytes.format(b));
+    let rows = r
+        .density
+        .iter()
+        .map(|d| {
+            let launch_ms: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
+            let s = model::summarize_memo(&launch_ms);
+            let split = crate::charts::density::split_per_instance(d);
+            vec![
+                display_name(&d.backend, &d.isolation),
+                d.workload.clone(),
+                d.points.len().to_string(),
+                per_instance(split.and_then(|s| s.host_lost_bytes)),
+                per_instance(split.map(|s| s.pss_bytes)),
+                per_instance(split.and_then(|s| s.guest_ram_bytes)),
+                per_instance(split.and_then(|s| s.kernel_bytes)),
+                per_instance(split.and_then(|s| s.mem_available_drop_bytes)),
+                per_instance(split.and_then(|s| s.cgroup_bytes)),
+                d.instances_per_gib.map_or("–".into(), |v| format!("{v:.1}")),
+                d.basis.describe().to_string(),
+                d.instances_per_gib_pss.map_or("–".into(), |v| format!("{v:.1}")),
+                s.map_or("–".into(), |s| {
+                    format!("{} / {}", launch.format(s.p50), launch.format(s.p99))
+                }),
+                d.stop_reason.clone(),
+            ]
+        })
+        .collect();
+    vec![
+        Block::Heading(2, "Density".to_string()),
+        Block::Paragraph(
+            "Per instance, at the end of each curve. Host lost = user space + kernel: it is the \
+             headline, because it counts the kernel memory (page tables, unreclaimable slab, \
+             namespaces, cgroups, per-CPU and vmalloc memory, KVM) that PSS never sees. User space \
+             (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM included). \
+             Kernel: growth of the host's unreclaimable kernel memory in /proc/meminfo, measured \
+             from just before to just after each launch. Cross-checks: the MemAvailable drop over \
+             the same windows (noisy on a shared host) and the memory cgroup charge (kernel memory \
+             included where the controller accounts it)."
+                .to_string(),
+        ),
+        table(
+            &[
+                "backend",
+                "workload",
+                "instances",
+                "host lost / instance",
+                "user space (PSS) / instance",
+                "of which guest RAM",
+                "kernel / instance",
+                "MemAvailable drop / instance",
+                "cgroup charge / instance",
+                "instances / GiB",
+                "counted from",
+                "instances / GiB (PSS only)",
+                "launch p50 / p99",
+                "stopped because",
+            ],
+            rows,
+        ),
+    ]
+}
+
+fn failures_section(m: &Model<'_>) -> Vec<Block> {
+    let rows: Vec<Vec<String>> = m
+        .results
+        .benchmarks
+        .iter()
+        .flat_map(|c| {
+            c.failures.iter().map(move |f| {
+                vec![
+                    c.backend.clone(),
+                    c.workload.clone(),
+                    f.index.to_string(),
+                    f.error.clone(),
+                ]
+            })
+        })
+        .collect();
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        Block::Heading(2, "Failed runs".to_string()),
+        table(&["backend", "workload", "run", "error"], rows),
+    ]
 }
