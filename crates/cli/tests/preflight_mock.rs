@@ -239,4 +239,23 @@ mod tests {
             &["--image", "does not apply", "probe"],
         );
     }
+
+    #[test]
+    fn a_bad_flag_creates_no_output_directory() {
+        let cwd = tempfile::tempdir().unwrap();
+        let out = bench()
+            .current_dir(cwd.path())
+            .args(["compare", "--backends", "lxc", "--workloads", "idle"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let out = bench()
+            .current_dir(cwd.path())
+            .args(["density", "--backend", "microvm-probe", "--memory", "4G"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let left: Vec<_> = std::fs::read_dir(cwd.path()).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }

@@ -214,13 +214,14 @@ pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
 pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
     super::check_warmup(args.warmup, args.runs.unwrap_or(DEFAULT_MAX_RUNS))?;
+    let mut backends = backends(&args.backends)?;
+    configure_backends(&mut backends, &args.image, args.memory)?;
+    // After the flags themselves are known good, so a mistyped flag creates no directory.
     crate::preflight::output_dir("--out", &args.out)?;
     let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
     if !args.no_report {
         crate::preflight::report_font(args.look.font.as_deref())?;
     }
-    let mut backends = backends(&args.backends)?;
-    configure_backends(&mut backends, &args.image, args.memory)?;
     // Each workload once, in the order first named (as for backends).
     let mut specs: Vec<WorkloadSpec> = Vec::new();
     for kind in &args.workloads {

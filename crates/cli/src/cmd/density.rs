@@ -54,14 +54,15 @@ pub struct DensityArgs {
 
 pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
+    let mut backends = [harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?];
+    super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
+    let [backend] = backends;
+    // After the flags themselves are known good, so a mistyped flag creates no directory.
     crate::preflight::output_dir("--out", &args.out)?;
     let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
     if !args.no_report {
         crate::preflight::report_font(args.look.font.as_deref())?;
     }
-    let mut backends = [harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?];
-    super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
-    let [backend] = backends;
     backend
         .check_host()
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
