@@ -152,7 +152,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
     signal_handle.close();
     let _ = signal_thread.join();
     observer.event(VmEvent::now(EventKind::Stopped {
-        reason: reason.to_string(),
+        reason: reason.clone(),
     }));
     if !reason.is_clean() {
         eprintln!("cvbench-vmm: the VM stopped: {reason}");
