@@ -58,7 +58,7 @@ pub fn fraction(text: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-fn alpha(text: &str) -> Result<f64, String> {
+pub fn alpha(text: &str) -> Result<f64, String> {
     let v: f64 = text
         .trim()
         .parse()
