@@ -55,8 +55,11 @@ mod tests {
             .arg("--image")
             .arg(img.path())
             .assert()
-            .success();
+            // A failed run makes `bench run` exit 1; the file records it.
+            .code(1);
         validate(&run);
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&run).expect("run")).expect("json");
+        assert_eq!(v["benchmarks"][0]["failures"].as_array().map(Vec::len), Some(1));
         let out = dir.path().join("cmp");
         bench("")
             .args([

@@ -10,10 +10,19 @@
 //! panics. Everything it needs (the plan's C strings, argv, envp, file descriptors) is prepared by the
 //! parent before the clone, and the child only makes system calls (see [`crate::syscall`]).
 //!
-//! The error pipe protocol: the child writes fixed-size [`Record`]s. `Stage::Ready` right before
-//! `execve` (the parent timestamps it when it becomes readable: namespaces and rootfs ready); on a
-//! failure one record naming the stage, the plan step and the errno, then `_exit(127)`. The write end
-//! is CLOEXEC, so a successful `execve` closes it: the parent sees EOF, which is the exec timestamp.
+//! The error pipe protocol: the child writes fixed-size [`Record`]s. `Stage::Ready` once namespaces,
+//! rootfs and stdio are set up (the parent timestamps it when it becomes readable); then, if a
+//! confinement applies, the masked/read-only path steps and the [`ConfinePlan`] run and
+//! `Stage::Confined` follows right before `execve` (its timestamp minus Ready's is what confinement
+//! costs). On a failure one record names the stage, the plan step and the errno, then `_exit(127)`.
+//! The write end is CLOEXEC, so a successful `execve` closes it: the parent sees EOF, which is the
+//! exec timestamp.
+//!
+//! The child dies with the harness: its first act is `PR_SET_PDEATHSIG` (SIGKILL), kept across the
+//! `execve` into the workload; then it checks, through a pidfd of the harness opened before the
+//! clone, that the harness did not die before that (in its new pid namespace `getppid` says 0, so
+//! the pidfd is the check that works). The signal fires when the thread that cloned ends, so a
+//! container is started from the thread that owns it.
 
 use std::ffi::{c_char, CStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -23,6 +32,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::confine::ConfinePlan;
 use crate::setup::{SetupPlan, Stage};
 use crate::syscall::LinuxSyscall;
 
@@ -72,6 +82,8 @@ pub struct IdMap {
 /// Everything the child needs, prepared by the parent.
 pub struct SpawnRequest<'a> {
     pub plan: &'a SetupPlan,
+    /// Applied after the plan, right before `execve`.
+    pub confine: &'a ConfinePlan,
     /// `cgroup.procs` files opened for writing; the child writes `0` to each to join.
     pub cgroup_procs: &'a [OwnedFd],
     /// Also create a cgroup namespace (after joining the cgroup, so the container sees it as `/`).
@@ -95,6 +107,8 @@ pub struct SpawnRequest<'a> {
 pub struct Spawned {
     pub pid: Pid,
     pub rootfs_ready: Instant,
+    /// The child reported itself confined (`None` when no confinement applies).
+    pub confined: Option<Instant>,
     pub exec: Instant,
 }
 
@@ -127,6 +141,8 @@ pub enum SpawnFailure {
 /// Clones the child and waits until it has exec'd (or failed).
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
     let (err_r, err_w) = cloexec_pipe().map_err(SpawnFailure::Pipe)?;
+    // Without pidfds (Linux < 5.3) the child still gets its death signal, just without the check.
+    let harness = pidfd_open(nix::unistd::getpid()).ok();
     let go = match req.user_namespace {
         Some(_) => Some(cloexec_pipe().map_err(SpawnFailure::Pipe)?),
         None => None,
@@ -152,12 +168,17 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
         return Err(SpawnFailure::Clone(Errno::last()));
     }
     if ret == 0 {
-        child_main(req, err_w.as_raw_fd(), go.as_ref().map(|(r, _)| r.as_raw_fd()));
+        child_main(
+            req,
+            err_w.as_raw_fd(),
+            go.as_ref().map(|(r, _)| r.as_raw_fd()),
+            harness.as_ref().map(AsRawFd::as_raw_fd),
+        );
     }
     // clone returns a pid, which fits in pid_t.
     #[allow(clippy::cast_possible_truncation)]
     let pid = Pid::from_raw(ret as libc::pid_t);
-    drop(err_w);
+    drop((err_w, harness));
     if let (Some(map), Some((go_r, go_w))) = (req.user_namespace, go) {
         drop(go_r);
         if let Err(e) = release_user_namespace_child(pid, map, req.cgroup_procs, go_w) {
@@ -186,14 +207,21 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
         Ok(Some(rec)) => return Err(fail(rec)),
         Ok(None) | Err(_) => return Err(vanished()),
     };
-    let exec = match read_record(&err_r) {
-        Ok(None) => Instant::now(),
-        Ok(Some(rec)) => return Err(fail(rec)),
-        Err(_) => return Err(vanished()),
+    let mut confined = None;
+    let exec = loop {
+        match read_record(&err_r) {
+            Ok(None) => break Instant::now(),
+            Ok(Some(rec)) if rec.stage == Stage::Confined as u32 && confined.is_none() => {
+                confined = Some(Instant::now());
+            }
+            Ok(Some(rec)) => return Err(fail(rec)),
+            Err(_) => return Err(vanished()),
+        }
     };
     Ok(Spawned {
         pid,
         rootfs_ready: ready,
+        confined,
         exec,
     })
 }
@@ -282,8 +310,21 @@ fn child_write(err_w: RawFd, rec: Record) {
     let _ = unsafe { libc::write(err_w, bytes.as_ptr().cast(), bytes.len()) };
 }
 
-/// The child: join the cgroup, apply the plan, set up stdio, report ready, exec.
-fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
+/// The child: die with the harness, join the cgroup, apply the plan, set up stdio, report ready,
+/// exec.
+fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>, harness: Option<RawFd>) -> ! {
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        child_fail(err_w, Stage::Signals, NO_STEP, e);
+    }
+    if let Some(harness) = harness {
+        // SAFETY: the pidfd opened by the parent before the clone; this copy stays open here.
+        let harness = unsafe { BorrowedFd::borrow_raw(harness) };
+        let mut fds = [nix::poll::PollFd::new(harness, nix::poll::PollFlags::POLLIN)];
+        // Readable once the harness has exited: it died before the death signal was set.
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+            child_fail(err_w, Stage::Signals, NO_STEP, Errno::ESRCH);
+        }
+    }
     if let Some(go_r) = go_r {
         // Wait until the parent has written the id maps and moved this process into the cgroup.
         let mut byte = 0u8;
@@ -314,7 +355,7 @@ fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
             child_fail(err_w, Stage::JoinCgroup, NO_STEP, e);
         }
     }
-    if let Err(f) = req.plan.apply(&LinuxSyscall) {
+    if let Err(f) = req.plan.apply_range(&LinuxSyscall, req.plan.rootfs_steps()) {
         let stage = req.plan.stage_of(f.index).unwrap_or(Stage::Exec);
         child_fail(err_w, stage, f.index, f.errno);
     }
@@ -347,6 +388,24 @@ fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
             errno: 0,
         },
     );
+    let confinement = req.plan.confinement_steps();
+    if !confinement.is_empty() || !req.confine.is_empty() {
+        if let Err(f) = req.plan.apply_range(&LinuxSyscall, confinement) {
+            let stage = req.plan.stage_of(f.index).unwrap_or(Stage::Exec);
+            child_fail(err_w, stage, f.index, f.errno);
+        }
+        if let Err((stage, errno)) = req.confine.apply(&LinuxSyscall) {
+            child_fail(err_w, stage, NO_STEP, errno);
+        }
+        child_write(
+            err_w,
+            Record {
+                stage: Stage::Confined as u32,
+                step: NO_STEP,
+                errno: 0,
+            },
+        );
+    }
     // SAFETY: program, argv and envp are NUL-terminated C strings and NULL-terminated pointer
     // arrays kept alive by the parent's copy of the request (this memory is the child's copy).
     unsafe { libc::execve(req.program.as_ptr(), req.argv.as_ptr(), req.envp.as_ptr()) };

@@ -514,7 +514,7 @@ impl Vm {
             let shared = self.shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
-                .spawn(move || run_vcpu(index, vcpu, &shared));
+                .spawn(move || crate::seccomp::vcpu_thread(|| run_vcpu(index, vcpu, &shared)));
             match thread {
                 Ok(handle) => threads.push(handle),
                 Err(source) => {

@@ -380,7 +380,7 @@ fn vmm_binary_reports_events_and_exits_zero_on_sigterm() {
     assert_eq!(
         events[3].kind,
         EventKind::Stopped {
-            reason: ExitReason::Stopped.to_string()
+            reason: ExitReason::Stopped
         }
     );
 }

@@ -4,7 +4,7 @@
 //! --json F`; the startup metrics are then judged by `results::ab` (permutation test on the
 //! difference of medians AND a change beyond the noise). Exit status: 0 no regression, 1 a
 //! regression or a failed trial, 2 unusable input (bad path or revision, builds that measured
-//! different things), 130 interrupted.
+//! different things), 130 or 143 after Ctrl-C or SIGTERM.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -19,7 +19,7 @@ use results::ab::{self, AbOptions, AbReport, Side, SideInfo, Slot, TrialFailure}
 use results::comparable::{cell_differences, host_class_differences, CellMismatch, Difference};
 
 use super::check::fraction;
-use super::{UsageError, EXIT_FAILURE, EXIT_INTERRUPTED};
+use super::{UsageError, EXIT_FAILURE};
 
 /// Where revisions are built, one directory per commit.
 pub const DEFAULT_CACHE: &str = "/var/cache/cvbench/ab";
@@ -257,7 +257,7 @@ pub fn execute(args: AbArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("bench ab: {:.1} s", report.elapsed_s);
     if interrupted {
-        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+        return Ok(ExitCode::from(harness::interrupt::exit_status()));
     }
     if report.verdict == "not comparable" {
         return Err(UsageError(
