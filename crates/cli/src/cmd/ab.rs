@@ -460,26 +460,59 @@ fn build_revision(repo: &Path, cache: &Path, commit: &str) -> anyhow::Result<Pat
         src.display(),
         target.display()
     );
-    let status = Command::new("cargo")
-        .args(["build", "--release", "-p", "cli"])
+    // The binary's path depends on the checkout's cargo configuration (a `build.target` puts it under
+    // target/<triple>/release): take it from cargo's own artifact messages.
+    let out = Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "cli",
+            "--message-format=json-render-diagnostics",
+        ])
         .current_dir(&src)
         .env("CARGO_TARGET_DIR", &target)
         .stdin(Stdio::null())
-        .status()
+        .stderr(Stdio::inherit())
+        .output()
         .context("running cargo")?;
-    if !status.success() {
-        anyhow::bail!("building {commit} in {} failed: {status}", src.display());
+    if !out.status.success() {
+        anyhow::bail!("building {commit} in {} failed: {}", src.display(), out.status);
     }
+    let built = built_executable(&String::from_utf8_lossy(&out.stdout), "bench")
+        .ok_or_else(|| anyhow::anyhow!("cargo built {commit} but reported no `bench` executable"))?;
     let tmp = dir.join("bench.tmp");
-    std::fs::copy(target.join("release/bench"), &tmp)
+    std::fs::copy(&built, &tmp)
         .and_then(|_| std::fs::rename(&tmp, &binary))
-        .with_context(|| format!("copying the built bench to {}", binary.display()))?;
+        .with_context(|| format!("copying {} to {}", built.display(), binary.display()))?;
     Ok(binary)
+}
+
+/// The executable of binary target `name` in cargo's `--message-format=json` output.
+fn built_executable(messages: &str, name: &str) -> Option<PathBuf> {
+    messages
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .last()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_built_binary_is_found_in_cargo_messages() {
+        let messages = r#"{"reason":"compiler-artifact","target":{"name":"results"},"executable":null}
+{"reason":"compiler-artifact","target":{"name":"bench"},"executable":"/c/target/x86_64-unknown-linux-gnu/release/bench"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            built_executable(messages, "bench"),
+            Some(PathBuf::from("/c/target/x86_64-unknown-linux-gnu/release/bench"))
+        );
+        assert_eq!(built_executable(messages, "cvbench-vmm"), None);
+    }
 
     #[test]
     fn env_pairs_parse() {
