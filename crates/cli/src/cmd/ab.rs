@@ -492,10 +492,10 @@ fn build_revision(repo: &Path, cache: &Path, commit: &str) -> anyhow::Result<Pat
 fn built_executable(messages: &str, name: &str) -> Option<PathBuf> {
     messages
         .lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
-        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .last()
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 #[cfg(test)]
