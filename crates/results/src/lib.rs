@@ -6,7 +6,9 @@
 //! `harness` writes these files, `report` and `cli` read them; this crate links no KVM, namespace or
 //! OCI code, so rendering or checking a results file needs none of it.
 
+pub mod ab;
 pub mod check;
+pub mod comparable;
 pub mod disk;
 pub mod isolation;
 pub mod metrics;

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use workload::WorkloadSpec;
 
@@ -18,7 +19,7 @@ use crate::isolation::{infer_legacy, Isolation};
 /// Bumped on any incompatible change; readers refuse other versions with a clear error.
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResultsFile {
     pub schema_version: u32,
     /// `bench run`, `bench compare`, `bench density`.
@@ -37,7 +38,7 @@ pub struct ResultsFile {
     pub density: Vec<DensityResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolInfo {
     pub name: String,
     pub version: String,
@@ -46,7 +47,7 @@ pub struct ToolInfo {
 }
 
 /// The host the figures came from; every report shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HostInfo {
     pub hostname: String,
     /// `uname -r`
@@ -62,7 +63,7 @@ pub struct HostInfo {
 }
 
 /// One backend × workload cell.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BenchmarkResult {
     pub backend: String,
     /// What kind of sandbox the backend is, what confines it and which KVM ran it (from
@@ -90,7 +91,7 @@ pub struct BenchmarkResult {
     pub summary: BTreeMap<String, Summary>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunRecord {
     pub index: u32,
     pub warmup: bool,
@@ -102,14 +103,14 @@ pub struct RunRecord {
     pub workload_result: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunFailure {
     pub index: u32,
     pub error: String,
 }
 
 /// Summary statistics of one metric over the measured runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub n: usize,
     pub min: f64,
@@ -127,7 +128,7 @@ pub struct Summary {
 }
 
 /// `bench density`: one launch after another, all kept running.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DensityResult {
     pub backend: String,
     /// As in [`BenchmarkResult::isolation`].
@@ -150,7 +151,7 @@ pub struct DensityResult {
 }
 
 /// The memory a density figure is computed from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DensityBasis {
     /// Summed PSS of the instances' host processes: user-space memory only.
@@ -171,7 +172,7 @@ impl DensityBasis {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DensityPoint {
     /// 1-based count of running instances after this launch.
     pub instances: u32,
@@ -335,10 +336,21 @@ impl ResultsFile {
     }
 }
 
+/// Where the published JSON Schema of results files lives, relative to the repository root.
+pub const SCHEMA_FILE: &str = "results/schema/results.schema.json";
+
+/// The JSON Schema (draft 2020-12) of a results file, generated from these types with `schemars`;
+/// published as [`SCHEMA_FILE`] (a test regenerates it and fails when the committed copy is stale).
+/// It describes files as this cvbench writes them: files from before the isolation record validate
+/// after [`fill_legacy_isolation`], which is what [`ResultsFile::read`] does.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ResultsFile)).unwrap_or(serde_json::Value::Null)
+}
+
 /// Legacy reading: gives every benchmark cell and density curve without an `isolation` record (files
 /// written before it existed) the one its backend had, from [`infer_legacy`]. Entries that have one
 /// are left alone. Errs with the backend name when it cannot be inferred.
-fn fill_legacy_isolation(file: &mut serde_json::Value) -> Result<(), String> {
+pub fn fill_legacy_isolation(file: &mut serde_json::Value) -> Result<(), String> {
     for section in ["benchmarks", "density"] {
         let Some(entries) = file.get_mut(section).and_then(serde_json::Value::as_array_mut) else {
             continue;
@@ -671,6 +683,68 @@ mod tests {
                 qemu.isolation,
                 Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg)
             );
+        }
+    }
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    #[test]
+    fn the_published_schema_is_current() {
+        let path = repo_root().join(SCHEMA_FILE);
+        let fresh = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        let committed = fs::read_to_string(&path).unwrap_or_default();
+        if committed != fresh {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, &fresh).unwrap();
+            panic!(
+                "{} was stale and has been regenerated from the Rust types: review and commit it",
+                path.display()
+            );
+        }
+    }
+
+    fn validator() -> jsonschema::Validator {
+        jsonschema::validator_for(&json_schema()).expect("the generated schema is a valid JSON Schema")
+    }
+
+    fn schema_errors(v: &jsonschema::Validator, value: &serde_json::Value) -> Vec<String> {
+        v.iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect()
+    }
+
+    #[test]
+    fn committed_results_files_validate_against_the_schema() {
+        let v = validator();
+        for file in ["results/example/results.json", "results/baselines/main.json"] {
+            let text = fs::read_to_string(repo_root().join(file)).unwrap();
+            let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            fill_legacy_isolation(&mut value).unwrap();
+            let errors = schema_errors(&v, &value);
+            assert!(errors.is_empty(), "{file}: {errors:#?}");
+        }
+        let written = serde_json::to_value(sample_file()).unwrap();
+        assert!(schema_errors(&v, &written).is_empty());
+    }
+
+    #[test]
+    fn the_schema_rejects_what_the_reader_rejects() {
+        let v = validator();
+        let good = serde_json::to_value(sample_file()).unwrap();
+        let mut no_host = good.clone();
+        no_host.as_object_mut().unwrap().remove("host");
+        assert!(!schema_errors(&v, &no_host).is_empty());
+        let mut bad_kind = good.clone();
+        bad_kind["benchmarks"][0]["isolation"]["kind"] = serde_json::json!("lxc");
+        assert!(!schema_errors(&v, &bad_kind).is_empty());
+        let mut bad_sample = good;
+        bad_sample["benchmarks"][0]["runs"][0]["metrics"]["start_to_ready_ms"] = serde_json::json!("fast");
+        assert!(!schema_errors(&v, &bad_sample).is_empty());
+        // And the reader agrees on each.
+        for bad in [&no_host, &bad_kind, &bad_sample] {
+            assert!(serde_json::from_value::<ResultsFile>(bad.clone()).is_err());
         }
     }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the exit-status conventions they share.
 
+pub mod ab;
 pub mod baseline;
 pub mod check;
 pub mod cleanup;

@@ -1,7 +1,8 @@
 //! Exports behind one [`Exporter`] trait returning bytes (hyperfine's shape): Markdown, a
-//! self-contained HTML page, and a JSON digest. Markdown and HTML render the same [`Block`]s, built
-//! once by [`document`], so the two never disagree.
+//! self-contained HTML page, a JSON digest and a CSV table of the summaries. Markdown and HTML
+//! render the same [`Block`]s, built once by [`document`], so the two never disagree.
 
+pub mod csv;
 pub mod html;
 pub mod json;
 pub mod markdown;
