@@ -648,6 +648,7 @@ fn grow_curves(
                 points: Vec::new(),
                 stop_reason: not_run.clone().unwrap_or_default(),
                 instances_per_gib: None,
+                host_id: None,
             });
             pace.observer.updated(results);
             if not_run.is_some() {
@@ -1377,6 +1378,8 @@ pub(crate) mod fixture {
             cgroup_version: "v1".into(),
             kvm: "pvm".into(),
             os: "Debian 12".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),

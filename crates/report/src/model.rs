@@ -344,6 +344,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: "none".into(),
             os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let mut f = ResultsFile::new("compare", tool(), host);
         let spec = workload::WorkloadSpec::Idle;
@@ -373,6 +375,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: "pvm".into(),
             os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let mut f = ResultsFile::new("compare", tool(), host);
         for kind in [WorkloadKind::Idle, WorkloadKind::Oltp] {

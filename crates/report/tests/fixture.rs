@@ -115,6 +115,7 @@ fn curve(backend: &str, isolation: Isolation, n: u32, per_mib: f64, launch_ms: f
         workload: "idle".to_string(),
         labels: BTreeMap::new(),
         instances_per_gib: Some(f64::from(n) / (last / (1u64 << 30) as f64)),
+        host_id: None,
         points,
         stop_reason: format!("max: {n} instances"),
     }
@@ -130,6 +131,8 @@ pub fn results(runs: u32) -> ResultsFile {
         cgroup_version: "hybrid".to_string(),
         kvm: "pvm".to_string(),
         os: "Debian GNU/Linux 12 (bookworm)".to_string(),
+        arch: String::new(),
+        dimensions: Default::default(),
     };
     let tool = ToolInfo {
         name: "cvbench".to_string(),

@@ -7,6 +7,7 @@
 //! OCI code, so rendering or checking a results file needs none of it.
 
 pub mod check;
+pub mod dimensions;
 pub mod disk;
 pub mod isolation;
 pub mod metrics;

@@ -6,6 +6,7 @@ pub mod cleanup;
 pub mod compare;
 pub mod confine;
 pub mod density;
+pub mod fleet;
 pub mod report;
 pub mod run;
 
