@@ -191,6 +191,15 @@ impl<'a> Model<'a> {
     }
 }
 
+/// A cell's name in charts and tables: [`display_name`], plus `@ host` for a cell of a merged file.
+pub fn cell_name(cell: &BenchmarkResult) -> String {
+    let name = display_name(&cell.backend, &cell.isolation);
+    match &cell.host_id {
+        Some(host) => format!("{name} @ {host}"),
+        None => name,
+    }
+}
+
 /// `microvm (emulated)` when the figures are emulated (see [`Isolation::is_emulated`]), else the
 /// backend name.
 pub fn display_name(backend: &str, isolation: &Isolation) -> String {

@@ -10,6 +10,7 @@ pub mod check;
 pub mod dimensions;
 pub mod disk;
 pub mod isolation;
+pub mod merge;
 pub mod metrics;
 pub mod schema;
 pub mod stats;

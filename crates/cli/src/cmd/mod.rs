@@ -7,6 +7,7 @@ pub mod compare;
 pub mod confine;
 pub mod density;
 pub mod fleet;
+pub mod merge;
 pub mod report;
 pub mod run;
 
