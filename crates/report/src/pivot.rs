@@ -33,7 +33,11 @@ pub struct HostDims {
 pub fn hosts(results: &ResultsFile) -> Vec<HostDims> {
     let with_host = |id: &str, host: &HostInfo| {
         let mut dims = host.dimensions();
-        let shown = if id.is_empty() { host.hostname.clone() } else { id.to_string() };
+        let shown = if id.is_empty() {
+            host.hostname.clone()
+        } else {
+            id.to_string()
+        };
         dims.insert(HOST.to_string(), shown);
         HostDims {
             id: id.to_string(),
@@ -94,7 +98,11 @@ pub fn section(results: &ResultsFile, by: &str) -> Result<Vec<Block>, UnknownDim
         .iter()
         .map(|h| {
             let mut row = vec![h.dims.get(HOST).cloned().unwrap_or_default()];
-            row.extend(shown.iter().map(|d| h.dims.get(*d).cloned().unwrap_or_else(|| "-".into())));
+            row.extend(
+                shown
+                    .iter()
+                    .map(|d| h.dims.get(*d).cloned().unwrap_or_else(|| "-".into())),
+            );
             row
         })
         .collect();
@@ -151,11 +159,16 @@ pub fn section(results: &ResultsFile, by: &str) -> Result<Vec<Block>, UnknownDim
                 for column in &columns {
                     let entries: Vec<(String, String)> = cells
                         .iter()
-                        .filter(|c| display_name(&c.backend, &c.isolation) == *name && c.config_hash() == *hash)
+                        .filter(|c| {
+                            display_name(&c.backend, &c.isolation) == *name && c.config_hash() == *hash
+                        })
                         .filter(|c| value_of(c.host_id.as_deref().unwrap_or("")) == *column)
                         .filter_map(|c| {
                             let s = model::summary(c, metric)?;
-                            Some((host_name(c.host_id.as_deref().unwrap_or("")), metrics::format(metric, s.p50)))
+                            Some((
+                                host_name(c.host_id.as_deref().unwrap_or("")),
+                                metrics::format(metric, s.p50),
+                            ))
                         })
                         .collect();
                     row.push(match entries.as_slice() {
@@ -275,7 +288,10 @@ mod tests {
         assert!(said, "{doc:?}");
         // Startup table: one row per backend, one column per instance type.
         let (head, rows) = t[1];
-        assert_eq!(*head, vec!["backend", "instance = c7a.metal", "instance = m7i.metal"]);
+        assert_eq!(
+            *head,
+            vec!["backend", "instance = c7a.metal", "instance = m7i.metal"]
+        );
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0][0], "container");
         assert_eq!(rows[0][1], "31.00 ms");

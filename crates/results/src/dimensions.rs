@@ -70,9 +70,7 @@ pub fn parse_label(text: &str) -> Result<(String, String), LabelError> {
         return Err(LabelError::Reserved(key.to_string()));
     }
     if value.is_empty() || value.len() > MAX_VALUE_LEN || value.chars().any(char::is_control) {
-        return Err(LabelError::BadValue {
-            key: key.to_string(),
-        });
+        return Err(LabelError::BadValue { key: key.to_string() });
     }
     Ok((key.to_string(), value.to_string()))
 }
@@ -207,7 +205,13 @@ pub fn new_run_id(hostname: &str, now: std::time::SystemTime) -> String {
         .collect();
     let host: String = hostname
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{stamp}-{host}-{:08x}", rand::thread_rng().next_u32())
 }
@@ -233,7 +237,10 @@ mod tests {
         assert!(matches!(parse_label("hostname=x"), Err(LabelError::Reserved(_))));
         assert!(matches!(parse_label("host=x"), Err(LabelError::Reserved(_))));
         assert!(matches!(parse_label("site="), Err(LabelError::BadValue { .. })));
-        assert!(matches!(parse_label("site=a\nb"), Err(LabelError::BadValue { .. })));
+        assert!(matches!(
+            parse_label("site=a\nb"),
+            Err(LabelError::BadValue { .. })
+        ));
         let err = parse_labels(&["a=1".into(), "a=2".into()]).unwrap_err();
         assert_eq!(err, LabelError::Duplicate("a".into()));
         assert!(err.to_string().contains("\"a\""));

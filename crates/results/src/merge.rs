@@ -32,11 +32,7 @@ pub enum MergeError {
     #[error("nothing to merge: give at least one results file")]
     Empty,
     #[error("{name} has schema_version {found}, the other inputs (and this cvbench) {expected}: re-run or convert it first")]
-    SchemaMismatch {
-        name: String,
-        found: u32,
-        expected: u32,
-    },
+    SchemaMismatch { name: String, found: u32, expected: u32 },
     #[error(
         "{second} and {first} come from the same host identity ({why}); refusing to merge them \
          (pass --prefix-on-collision to keep both)"
@@ -56,11 +52,7 @@ struct Seen {
 }
 
 /// Merges `inputs` (single-host files or earlier merges) into one file.
-pub fn merge(
-    inputs: &[MergeInput],
-    opts: MergeOptions,
-    tool: ToolInfo,
-) -> Result<ResultsFile, MergeError> {
+pub fn merge(inputs: &[MergeInput], opts: MergeOptions, tool: ToolInfo) -> Result<ResultsFile, MergeError> {
     let first = inputs.first().ok_or(MergeError::Empty)?;
     for input in inputs {
         if input.file.schema_version != SCHEMA_VERSION {
@@ -170,8 +162,16 @@ fn sections_of(file: &ResultsFile) -> Vec<Split> {
             let mine = |id: &Option<String>| id.as_deref() == Some(h.id.as_str());
             (
                 h.clone(),
-                file.benchmarks.iter().filter(|c| mine(&c.host_id)).cloned().collect(),
-                file.density.iter().filter(|d| mine(&d.host_id)).cloned().collect(),
+                file.benchmarks
+                    .iter()
+                    .filter(|c| mine(&c.host_id))
+                    .cloned()
+                    .collect(),
+                file.density
+                    .iter()
+                    .filter(|d| mine(&d.host_id))
+                    .cloned()
+                    .collect(),
             )
         })
         .collect()
@@ -300,10 +300,11 @@ pub(crate) mod tests {
         assert_eq!(merged.command, "merge");
         assert_eq!(merged.hosts.len(), 3);
         assert_eq!(merged.benchmarks.len(), 3);
-        for (cell, (host, lo)) in merged
-            .benchmarks
-            .iter()
-            .zip([("node-a", 10.0), ("node-b", 20.0), ("node-c", 30.0)])
+        for (cell, (host, lo)) in
+            merged
+                .benchmarks
+                .iter()
+                .zip([("node-a", 10.0), ("node-b", 20.0), ("node-c", 30.0)])
         {
             let id = cell.host_id.as_deref().unwrap();
             let section = merged.hosts.iter().find(|h| h.id == id).unwrap();
@@ -315,8 +316,11 @@ pub(crate) mod tests {
             );
         }
         // Same workload configuration everywhere: one config hash, so one series per host.
-        let hashes: std::collections::BTreeSet<_> =
-            merged.benchmarks.iter().map(BenchmarkResult::config_hash).collect();
+        let hashes: std::collections::BTreeSet<_> = merged
+            .benchmarks
+            .iter()
+            .map(BenchmarkResult::config_hash)
+            .collect();
         assert_eq!(hashes.len(), 1);
         assert_eq!(merged.host.hostname, "mixed");
         assert_eq!(merged.host.kernel, "6.1.0");
@@ -372,10 +376,7 @@ pub(crate) mod tests {
         assert_eq!(kept.hosts.len(), 3);
         assert_eq!(kept.hosts[1].id, "in2-other");
         assert_eq!(kept.hosts[1].host.dimensions[MERGE_INPUT], "in2");
-        assert_ne!(
-            kept.hosts[0].host.dimensions(),
-            kept.hosts[1].host.dimensions()
-        );
+        assert_ne!(kept.hosts[0].host.dimensions(), kept.hosts[1].host.dimensions());
     }
 
     #[test]
@@ -384,7 +385,10 @@ pub(crate) mod tests {
         inputs[1].file.schema_version = SCHEMA_VERSION + 1;
         let err = merge(&inputs, MergeOptions::default(), tool()).unwrap_err();
         assert!(matches!(&err, MergeError::SchemaMismatch { name, .. } if name == "b.json"));
-        assert!(matches!(merge(&[], MergeOptions::default(), tool()), Err(MergeError::Empty)));
+        assert!(matches!(
+            merge(&[], MergeOptions::default(), tool()),
+            Err(MergeError::Empty)
+        ));
     }
 
     #[test]

@@ -50,7 +50,8 @@ impl FleetArgs {
     pub fn results_file(&self, command: &str) -> anyhow::Result<ResultsFile> {
         let host = self.host()?;
         let mut results = ResultsFile::new(command, ToolInfo::current(std::env::args().collect()), host);
-        results.run_id = results::dimensions::new_run_id(&results.host.hostname, std::time::SystemTime::now());
+        results.run_id =
+            results::dimensions::new_run_id(&results.host.hostname, std::time::SystemTime::now());
         Ok(results)
     }
 

@@ -44,11 +44,12 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<ExitCode> {
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
-    let written = report::write_report_by(&results, &out, &args.look.options(), args.by.as_deref())
-        .map_err(|e| match e {
+    let written = report::write_report_by(&results, &out, &args.look.options(), args.by.as_deref()).map_err(
+        |e| match e {
             report::ReportError::Results { reason } => anyhow::Error::new(UsageError(reason)),
             other => anyhow::Error::new(other).context(format!("writing the report in {}", out.display())),
-        })?;
+        },
+    )?;
     for f in &written.figures {
         println!("{}", f.png_path.display());
     }

@@ -86,7 +86,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         if args.fleet.record_failures {
             // The file says why nothing ran, so a fleet's merge shows this host's skip.
             let mut results = args.fleet.results_file("run")?;
-            let mut cell = BenchmarkResult::new(backend.name(), backend.isolation(), &spec, Default::default());
+            let mut cell =
+                BenchmarkResult::new(backend.name(), backend.isolation(), &spec, Default::default());
             cell.skipped = Some(u.to_string());
             results.benchmarks.push(cell);
             if let Some(path) = &args.json {

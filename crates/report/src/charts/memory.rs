@@ -57,11 +57,7 @@ pub fn chart(model: &Model<'_>) -> Option<Memory> {
     for workload in model.workloads() {
         for cell in model.ran(workload) {
             let Some(parts) = split(cell) else { continue };
-            let label = format!(
-                "{} · {}",
-                crate::model::cell_name(cell),
-                cell.workload
-            );
+            let label = format!("{} · {}", crate::model::cell_name(cell), cell.workload);
             if let Some(s) = model::summary(cell, PSS_BYTES) {
                 ns.push(s.n);
                 captions.push(format!(
