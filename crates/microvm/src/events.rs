@@ -29,6 +29,9 @@ pub enum EventKind {
     GuestReset,
     /// The VM stopped, for this reason (in the event line as a stable name and `key=value` fields).
     Stopped { reason: ExitReason },
+    /// A virtio device's counters at the end of the run (`name=value` words; `idle` when all are
+    /// zero): requests served and each kind of malformed request, by name.
+    DeviceCounters { device: String, counters: String },
 }
 
 impl EventKind {
@@ -40,6 +43,7 @@ impl EventKind {
             EventKind::BootTimer { .. } => "boot_timer",
             EventKind::GuestReset => "guest_reset",
             EventKind::Stopped { .. } => "vm_stopped",
+            EventKind::DeviceCounters { .. } => "device_counters",
         }
     }
 }
@@ -85,6 +89,13 @@ impl VmEvent {
             "vm_stopped" => EventKind::Stopped {
                 reason: parse_exit_reason(detail)?,
             },
+            "device_counters" => {
+                let (device, counters) = detail.split_once(' ')?;
+                EventKind::DeviceCounters {
+                    device: device.to_string(),
+                    counters: counters.to_string(),
+                }
+            }
             _ => return None,
         };
         Some(VmEvent { kind, monotonic_ns })
@@ -109,6 +120,12 @@ impl fmt::Display for VmEvent {
             }
             EventKind::BootTimer { value } => write!(f, " {value:#04x}"),
             EventKind::Stopped { reason } => write!(f, " {}", exit_reason_words(reason)),
+            EventKind::DeviceCounters { device, counters } => write!(
+                f,
+                " {} {}",
+                device.replace([' ', '\n'], "_"),
+                counters.replace('\n', " ")
+            ),
             _ => Ok(()),
         }
     }
@@ -258,6 +275,10 @@ mod tests {
                     vcpu: 0,
                     exit: "IoIn(0x3f8, 1) with spaces".into(),
                 },
+            },
+            EventKind::DeviceCounters {
+                device: "vda".into(),
+                counters: "reads=3 bytes_read=1536 err_past_end=1".into(),
             },
         ] {
             let event = VmEvent {
