@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 # e2fsprogs: mkfs.ext4/debugfs for the VM disk images; runc: the container peer;
 # qemu-system-x86: the microVM peer and the guest-artifact test; fonts-dejavu-core: plot text;
-# iproute2: network namespaces; util-linux: unshare (namespace floor).
-PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps)
+# iproute2: network namespaces; util-linux: unshare (namespace floor), setpriv; busybox-static, kmod,
+# cpio: the nested-KVM L1 (scripts/nested-kvm.sh).
+PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps busybox-static kmod cpio)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -37,6 +38,10 @@ if [ "${#py_missing[@]}" -gt 0 ]; then
     pip3 install --quiet --disable-pip-version-check "${py_missing[@]}" 2>/dev/null \
         || pip3 install --quiet --disable-pip-version-check --break-system-packages "${py_missing[@]}"
 fi
+
+# The nested-KVM L1's kernel: Debian's stock linux-image-amd64, downloaded and unpacked once under
+# /var/cache/cvbench/nested/kernel/ (never installed), so the test layer fetches nothing itself.
+scripts/nested-kvm.sh --fetch
 
 [ "${1:-}" = "--packages" ] && exit 0
 

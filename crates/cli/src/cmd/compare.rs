@@ -256,6 +256,7 @@ pub fn compare_table(results: &ResultsFile) -> String {
         let ready = s(metrics::START_TO_READY_MS);
         let note = match &c.skipped {
             Some(reason) => format!("skipped: {reason}"),
+            None if c.isolation.kvm.is_nested() => "emulated (nested): function only".to_string(),
             None if c.isolation.is_emulated() => "emulated".to_string(),
             None => String::new(),
         };

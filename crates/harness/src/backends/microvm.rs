@@ -30,12 +30,13 @@ use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
     Unavailable,
 };
+use crate::host::{self, KvmFlavour as HostKvm};
 use crate::metrics::{
     GUEST_RAM_RESIDENT_BYTES, START_TO_FIRST_VCPU_ENTRY_MS, START_TO_GUEST_INIT_MS, START_TO_READY_MS,
     START_TO_VM_CREATED_MS, VMM_OVERHEAD_BYTES,
 };
 use crate::probe;
-use crate::results::{Isolation, IsolationKind, KvmFlavour};
+use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "microvm";
 /// The same VMM booting the project's probe payload instead of Linux: the VMM's own cost.
@@ -396,11 +397,7 @@ impl Backend for MicrovmBackend {
     }
 
     fn isolation(&self) -> Isolation {
-        let kvm = match kvm_flavour(Path::new(PVM_MODULE)) {
-            "pvm" => KvmFlavour::Pvm,
-            _ => KvmFlavour::Hardware,
-        };
-        Isolation::vm(IsolationKind::MicroVm, kvm)
+        Isolation::vm(IsolationKind::MicroVm, host::detect_kvm_flavour().for_guest())
     }
 
     fn check_host(&self) -> Result<(), Unavailable> {
@@ -437,7 +434,12 @@ impl Backend for MicrovmBackend {
     }
 
     fn labels(&self) -> Vec<(String, String)> {
-        let kvm = kvm_flavour(Path::new(PVM_MODULE));
+        let flavour = host::detect_kvm_flavour();
+        // Without /dev/kvm nothing runs; the label keeps saying what it always did then.
+        let kvm = match flavour {
+            HostKvm::None => "hardware",
+            f => f.as_str(),
+        };
         let mut labels = vec![
             ("kvm".to_string(), kvm.to_string()),
             ("guest".to_string(), self.guest.as_str().to_string()),
@@ -446,15 +448,13 @@ impl Backend for MicrovmBackend {
             // this backend never passes.
             ("vmm_seccomp".to_string(), "on".to_string()),
         ];
-        if kvm == "pvm" {
-            labels.push(("emulated".to_string(), "true".to_string()));
-            if self.guest == GuestKind::Linux {
-                eprintln!(
-                    "WARNING: {KVM_DEVICE} is PVM (paravirtual nested KVM): the Linux guest's kernel runs \
-                     under emulation, so its boot and workload figures are EMULATED and not comparable \
-                     with hardware KVM."
-                );
-            }
+        labels.extend(host::emulation_labels(flavour));
+        if flavour == HostKvm::Pvm && self.guest == GuestKind::Linux {
+            eprintln!(
+                "WARNING: {KVM_DEVICE} is PVM (paravirtual nested KVM): the Linux guest's kernel runs \
+                 under emulation, so its boot and workload figures are EMULATED and not comparable \
+                 with hardware KVM."
+            );
         }
         labels
     }

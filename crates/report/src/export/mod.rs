@@ -128,7 +128,28 @@ fn preamble(m: &Model<'_>) -> Vec<Block> {
             emulated.push(c.backend.as_str());
         }
     }
-    if !emulated.is_empty() {
+    let nested: Vec<&str> = emulated
+        .iter()
+        .copied()
+        .filter(|b| {
+            r.benchmarks
+                .iter()
+                .any(|c| c.backend == *b && c.isolation.kvm.is_nested())
+        })
+        .collect();
+    if !nested.is_empty() || r.host.kvm == "nested-svm-tcg" {
+        doc.push(Block::Warning(format!(
+            "Function only: this run happened inside a nested-KVM L1 (scripts/nested-kvm.sh), whose AMD \
+             SVM is emulated by QEMU's TCG. Its guests really booted and ran their workloads, but the \
+             figures of {} are emulated twice over and say nothing about speed; they are labelled \
+             \"(emulated, nested)\".",
+            if nested.is_empty() {
+                "every backend".to_string()
+            } else {
+                nested.join(", ")
+            }
+        )));
+    } else if !emulated.is_empty() {
         doc.push(Block::Warning(format!(
             "Figures of {} are emulated (KVM {} on this host: guest kernel code runs far slower than on hardware); \
              they are labelled \"(emulated)\" everywhere.",
@@ -367,4 +388,68 @@ fn failures_section(m: &Model<'_>) -> Vec<Block> {
         Block::Heading(2, "Failed runs".to_string()),
         table(&["backend", "workload", "run", "error"], rows),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use results::isolation::{Isolation, IsolationKind, KvmFlavour};
+    use results::schema::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
+    use workload::WorkloadSpec;
+
+    use super::*;
+
+    fn results_on(host_kvm: &str, kvm: KvmFlavour) -> ResultsFile {
+        let host = HostInfo {
+            hostname: "h".into(),
+            kernel: "k".into(),
+            cpu_model: "c".into(),
+            cores: 1,
+            memory_bytes: 1 << 30,
+            cgroup_version: "v2".into(),
+            kvm: host_kvm.into(),
+            os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
+        };
+        let tool = ToolInfo {
+            name: "cvbench".into(),
+            version: "0".into(),
+            git_revision: None,
+            argv: vec![],
+        };
+        let mut f = ResultsFile::new("compare", tool, host);
+        f.benchmarks.push(BenchmarkResult::new(
+            "microvm",
+            Isolation::vm(IsolationKind::MicroVm, kvm),
+            &WorkloadSpec::Idle,
+            BTreeMap::new(),
+        ));
+        f
+    }
+
+    fn warnings(f: &ResultsFile) -> Vec<String> {
+        preamble(&Model::new(f))
+            .into_iter()
+            .filter_map(|b| match b {
+                Block::Warning(w) => Some(w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nested_run_says_its_figures_are_function_only() {
+        let w = warnings(&results_on("nested-svm-tcg", KvmFlavour::NestedSvmTcg));
+        assert!(
+            w.iter().any(|w| w.starts_with("Function only")
+                && w.contains("microvm")
+                && w.contains("nested-kvm.sh")),
+            "{w:?}"
+        );
+        let w = warnings(&results_on("pvm", KvmFlavour::Pvm));
+        assert!(w.iter().all(|w| !w.contains("Function only")), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("emulated")), "{w:?}");
+    }
 }
