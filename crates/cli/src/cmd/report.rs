@@ -44,6 +44,13 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<ExitCode> {
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
+    let flag = if args.out.is_some() {
+        "--out"
+    } else {
+        "report directory"
+    };
+    crate::preflight::output_dir(flag, &out)?;
+    crate::preflight::report_font(args.look.font.as_deref())?;
     let written = report::write_report_by(&results, &out, &args.look.options(), args.by.as_deref()).map_err(
         |e| match e {
             report::ReportError::Results { reason } => anyhow::Error::new(UsageError(reason)),

@@ -327,20 +327,27 @@ fn density_section(m: &Model<'_>) -> Vec<Block> {
         return Vec::new();
     }
     let launch = Quantity::Time(TimeUnit::Milliseconds);
+    let per_instance = |v: Option<f64>| v.map_or("–".to_string(), |b| Quantity::Bytes.format(b));
     let rows = r
         .density
         .iter()
         .map(|d| {
             let launch_ms: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
             let s = model::summarize_memo(&launch_ms);
+            let split = crate::charts::density::split_per_instance(d);
             vec![
                 display_name(&d.backend, &d.isolation),
                 d.workload.clone(),
                 d.points.len().to_string(),
-                d.points.last().map_or("–".into(), |p| {
-                    format!("{:.1} MiB", model::mib(p.total_pss_bytes))
-                }),
+                per_instance(split.and_then(|s| s.host_lost_bytes)),
+                per_instance(split.map(|s| s.pss_bytes)),
+                per_instance(split.and_then(|s| s.guest_ram_bytes)),
+                per_instance(split.and_then(|s| s.kernel_bytes)),
+                per_instance(split.and_then(|s| s.mem_available_drop_bytes)),
+                per_instance(split.and_then(|s| s.cgroup_bytes)),
                 d.instances_per_gib.map_or("–".into(), |v| format!("{v:.1}")),
+                d.basis.describe().to_string(),
+                d.instances_per_gib_pss.map_or("–".into(), |v| format!("{v:.1}")),
                 s.map_or("–".into(), |s| {
                     format!("{} / {}", launch.format(s.p50), launch.format(s.p99))
                 }),
@@ -350,13 +357,31 @@ fn density_section(m: &Model<'_>) -> Vec<Block> {
         .collect();
     vec![
         Block::Heading(2, "Density".to_string()),
+        Block::Paragraph(
+            "Per instance, at the end of each curve. Host lost = user space + kernel: it is the \
+             headline, because it counts the kernel memory (page tables, unreclaimable slab, \
+             namespaces, cgroups, per-CPU and vmalloc memory, KVM) that PSS never sees. User space \
+             (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM included). \
+             Kernel: growth of the host's unreclaimable kernel memory in /proc/meminfo, measured \
+             from just before to just after each launch. Cross-checks: the MemAvailable drop over \
+             the same windows (noisy on a shared host) and the memory cgroup charge (kernel memory \
+             included where the controller accounts it)."
+                .to_string(),
+        ),
         table(
             &[
                 "backend",
                 "workload",
                 "instances",
-                "summed PSS",
+                "host lost / instance",
+                "user space (PSS) / instance",
+                "of which guest RAM",
+                "kernel / instance",
+                "MemAvailable drop / instance",
+                "cgroup charge / instance",
                 "instances / GiB",
+                "counted from",
+                "instances / GiB (PSS only)",
                 "launch p50 / p99",
                 "stopped because",
             ],
