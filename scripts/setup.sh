@@ -27,6 +27,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Offline validators of deploy/k8s and .github/workflows (scripts/validate-deploy.sh), from PyPI;
+# both ship their schemas, so validating needs no network.
+PY_TOOLS=(kubernetes-validate check-jsonschema)
+py_missing=()
+for t in "${PY_TOOLS[@]}"; do command -v "$t" >/dev/null 2>&1 || py_missing+=("$t"); done
+if [ "${#py_missing[@]}" -gt 0 ]; then
+    command -v pip3 >/dev/null 2>&1 || apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    echo "setup: installing ${py_missing[*]} (pip)"
+    pip3 install --quiet --disable-pip-version-check "${py_missing[@]}" 2>/dev/null \
+        || pip3 install --quiet --disable-pip-version-check --break-system-packages "${py_missing[@]}"
+fi
+
 # The nested-KVM L1's kernel: Debian's stock linux-image-amd64, downloaded and unpacked once under
 # /var/cache/cvbench/nested/kernel/ (never installed), so the test layer fetches nothing itself.
 scripts/nested-kvm.sh --fetch

@@ -38,6 +38,8 @@ enum Command {
     Compare(cmd::compare::CompareArgs),
     /// Launch instances one at a time and keep them running: launch latency, summed PSS, instances/GiB.
     Density(cmd::density::DensityArgs),
+    /// Combine results files from many hosts into one file and one report (never pooling hosts).
+    Merge(cmd::merge::MergeArgs),
     /// Draw the plots and write report.md / report.html from a results file, without re-running.
     Report(cmd::report::ReportArgs),
     /// CI gate: compare startup metrics against a baseline; exit 1 on a significant regression.
@@ -54,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cleanup(args) => cmd::cleanup::execute(args),
         Command::Compare(args) => cmd::compare::execute(args),
         Command::Density(args) => cmd::density::execute(args),
+        Command::Merge(args) => cmd::merge::execute(args),
         Command::Report(args) => cmd::report::execute(args),
         Command::Check(args) => cmd::check::execute(args),
         Command::Baseline(args) => cmd::baseline::execute(args),

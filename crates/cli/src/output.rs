@@ -320,6 +320,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: "none".into(),
             os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let results = ResultsFile::new("run", harness::results::ToolInfo::current(vec![]), host);
         let mut writer = ResultsWriter::new(requested.clone());

@@ -648,6 +648,7 @@ fn grow_curves(
                 points: Vec::new(),
                 stop_reason: not_run.clone().unwrap_or_default(),
                 instances_per_gib: None,
+                host_id: None,
                 basis: Default::default(),
                 instances_per_gib_pss: None,
             });
@@ -1379,6 +1380,8 @@ pub(crate) mod fixture {
             cgroup_version: "v1".into(),
             kvm: "pvm".into(),
             os: "Debian 12".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),

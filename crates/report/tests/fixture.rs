@@ -129,6 +129,7 @@ fn curve(backend: &str, isolation: Isolation, n: u32, per_mib: f64, launch_ms: f
         instances_per_gib: Some(f64::from(n) / (last_used / (1u64 << 30) as f64)),
         basis: DensityBasis::PssPlusKernel,
         instances_per_gib_pss: Some(f64::from(n) / (last / (1u64 << 30) as f64)),
+        host_id: None,
         points,
         stop_reason: format!("max: {n} instances"),
     }
@@ -144,6 +145,8 @@ pub fn results(runs: u32) -> ResultsFile {
         cgroup_version: "hybrid".to_string(),
         kvm: "pvm".to_string(),
         os: "Debian GNU/Linux 12 (bookworm)".to_string(),
+        arch: String::new(),
+        dimensions: Default::default(),
     };
     let tool = ToolInfo {
         name: "cvbench".to_string(),

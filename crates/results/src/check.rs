@@ -415,6 +415,8 @@ mod tests {
             cgroup_version: "v1".into(),
             kvm: "none".into(),
             os: "Debian 12".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),

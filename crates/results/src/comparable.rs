@@ -235,6 +235,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: "hardware".into(),
             os: "Debian 12".into(),
+            arch: "x86_64".into(),
+            dimensions: BTreeMap::new(),
         }
     }
 

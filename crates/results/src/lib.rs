@@ -9,8 +9,10 @@
 pub mod ab;
 pub mod check;
 pub mod comparable;
+pub mod dimensions;
 pub mod disk;
 pub mod isolation;
+pub mod merge;
 pub mod metrics;
 pub mod schema;
 pub mod stats;

@@ -29,6 +29,10 @@ pub struct ResultsFile {
     pub host: HostInfo,
     /// RFC 3339 UTC.
     pub started_at: String,
+    /// Unique identity of this run (`<UTC time>-<hostname>-<random>`): `bench merge` refuses two
+    /// files with the same one. Empty in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
     /// True when the run was interrupted or failed part-way: what is here is real, but not all of it.
     #[serde(default)]
     pub partial: bool,
@@ -36,6 +40,24 @@ pub struct ResultsFile {
     /// Density curves (`bench density`, `bench compare --density N`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub density: Vec<DensityResult>,
+    /// `bench merge` output only: one entry per source host; cells name theirs in `host_id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostSection>,
+}
+
+/// One source host of a merged results file (`bench merge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HostSection {
+    /// What cells refer to in `host_id`: the source's `run_id` (prefixed on a kept collision).
+    pub id: String,
+    pub run_id: String,
+    /// The source file's command, tool and start time.
+    pub command: String,
+    pub tool: ToolInfo,
+    pub started_at: String,
+    #[serde(default)]
+    pub partial: bool,
+    pub host: HostInfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -60,6 +82,15 @@ pub struct HostInfo {
     /// `hardware`, `pvm` (paravirtual, nested: guest kernels run emulated) or `none`.
     pub kvm: String,
     pub os: String,
+    /// `uname -m`; empty in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub arch: String,
+    /// What identifies this host in a fleet: the [`crate::dimensions::BUILTIN`] facts plus the
+    /// user's `--label key=value` pairs. Every series is keyed by these (see
+    /// [`crate::dimensions::SeriesKey`]). Files written before it get it from the fields above
+    /// ([`HostInfo::dimensions`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dimensions: BTreeMap<String, String>,
 }
 
 /// One backend × workload cell.
@@ -89,6 +120,9 @@ pub struct BenchmarkResult {
     pub runs: Vec<RunRecord>,
     /// Per metric, derived from the non-warm-up runs.
     pub summary: BTreeMap<String, Summary>,
+    /// Merged files only: the [`HostSection::id`] this cell was measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -141,6 +175,9 @@ pub struct DensityResult {
     pub stop_reason: String,
     /// The headline: instances per GiB at the end of the curve, of the memory named by `basis`.
     pub instances_per_gib: Option<f64>,
+    /// Merged files only: the [`HostSection::id`] this curve was measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
     /// What `instances_per_gib` divides by. Files written before this field existed counted summed
     /// PSS, hence the default.
     #[serde(default)]
@@ -259,9 +296,11 @@ impl ResultsFile {
             tool,
             host,
             started_at: rfc3339_utc(SystemTime::now()),
+            run_id: String::new(),
             partial: false,
             benchmarks: Vec::new(),
             density: Vec::new(),
+            hosts: Vec::new(),
         }
     }
 
@@ -424,6 +463,7 @@ impl BenchmarkResult {
             shared_image_bytes: None,
             runs: Vec::new(),
             summary: BTreeMap::new(),
+            host_id: None,
         }
     }
 
@@ -505,6 +545,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: "none".into(),
             os: "Debian".into(),
+            arch: String::new(),
+            dimensions: BTreeMap::new(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),

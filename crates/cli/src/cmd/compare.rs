@@ -11,7 +11,7 @@ use clap::Args;
 use harness::density::DensityOptions;
 use harness::engine::Budget;
 use harness::metrics;
-use harness::results::{ResultsFile, ToolInfo};
+use harness::results::ResultsFile;
 use harness::{Backend, Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -76,6 +76,8 @@ pub struct CompareArgs {
     pub image: ImageArgs,
     #[command(flatten)]
     pub confine: super::confine::ConfinementArgs,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
 }
 
 /// How the report looks (shared by `compare`, `density` and `report`).
@@ -248,9 +250,8 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
         confinement: args.confine.confinement,
         ..RunOptions::default()
     };
-    let host = harness::host::detect().context("detecting the host")?;
     let results_path = args.out.join("results.json");
-    let base = ResultsFile::new("compare", ToolInfo::current(std::env::args().collect()), host);
+    let base = args.fleet.results_file("compare")?;
     let mut progress = PlanProgress::new("compare", Some(results_path.clone()));
     let refs: Vec<&dyn Backend> = backends.iter().map(AsRef::as_ref).collect();
     let plan = Plan::compare(refs.clone(), &specs, &image_dir, opts.clone(), budget);
@@ -282,7 +283,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     if !args.no_report {
         super::report::write_and_say(&results, &args.out, &args.look)?;
     }
-    super::plan_outcome(&results)
+    args.fleet.outcome(super::plan_outcome(&results))
 }
 
 /// One line per backend × workload: runs, failures, startup and memory medians, or why it was skipped.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use harness::density::DensityOptions;
-use harness::results::{DensityPoint, DensityResult, ResultsFile, ToolInfo};
+use harness::results::{DensityPoint, DensityResult};
 use harness::{Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -50,6 +50,8 @@ pub struct DensityArgs {
     pub image: ImageArgs,
     #[command(flatten)]
     pub confine: super::confine::ConfinementArgs,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
 }
 
 pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
@@ -78,9 +80,8 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         },
         ..DensityOptions::default()
     };
-    let host = harness::host::detect().context("detecting the host")?;
     let path = args.out.join("results.json");
-    let results = ResultsFile::new("density", ToolInfo::current(std::env::args().collect()), host);
+    let results = args.fleet.results_file("density")?;
     let mut progress = PlanProgress::new(&format!("density {}", backend.name()), Some(path.clone()));
     let spec = WorkloadSpec::default_for(args.workload);
     let plan = Plan::density(vec![backend.as_ref()], &spec, &image_dir, opts);
@@ -108,7 +109,8 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(harness::interrupt::exit_status()));
     }
     if curve.points.is_empty() {
-        anyhow::bail!("no instance could be launched: {}", curve.stop_reason);
+        let e = anyhow::anyhow!("no instance could be launched: {}", curve.stop_reason);
+        return args.fleet.outcome(Err(e));
     }
     Ok(ExitCode::SUCCESS)
 }

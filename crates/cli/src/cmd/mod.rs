@@ -7,6 +7,8 @@ pub mod cleanup;
 pub mod compare;
 pub mod confine;
 pub mod density;
+pub mod fleet;
+pub mod merge;
 pub mod report;
 pub mod run;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use harness::results::{ResultsFile, ToolInfo};
+use harness::results::BenchmarkResult;
 use harness::{Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -57,6 +57,8 @@ pub struct RunArgs {
     pub image: ImageArgs,
     #[command(flatten)]
     pub confine: super::confine::ConfinementArgs,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
 }
 
 fn backend_name(name: &str) -> Result<String, String> {
@@ -86,10 +88,21 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     let [backend] = backends;
     let spec = WorkloadSpec::default_for(args.workload);
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
-    backend
-        .check_host()
-        .and_then(|()| backend.supports(&spec))
-        .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
+    if let Err(u) = backend.check_host().and_then(|()| backend.supports(&spec)) {
+        if args.fleet.record_failures {
+            // The file says why nothing ran, so a fleet's merge shows this host's skip.
+            let mut results = args.fleet.results_file("run")?;
+            let mut cell =
+                BenchmarkResult::new(backend.name(), backend.isolation(), &spec, Default::default());
+            cell.skipped = Some(u.to_string());
+            results.benchmarks.push(cell);
+            if let Some(path) = &args.json {
+                results.write_atomic(path)?;
+            }
+        }
+        let e = anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name());
+        return args.fleet.outcome(Err(e));
+    }
     let image_dir = args.image.resolve()?;
     let opts = RunOptions {
         runs: args.runs,
@@ -101,8 +114,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         finish_timeout: args.finish_timeout,
         confinement: args.confine.confinement,
     };
-    let host = harness::host::detect().context("detecting the host")?;
-    let results = ResultsFile::new("run", ToolInfo::current(std::env::args().collect()), host);
+    let results = args.fleet.results_file("run")?;
     let mut progress = PlanProgress::new(&format!("{} {}", backend.name(), spec.kind()), args.json.clone());
     let plan = Plan::run(backend.as_ref(), &spec, &image_dir, opts);
     let results = harness::engine::execute(&plan, results, &mut progress);
@@ -117,7 +129,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("results written to {}", path.display());
     }
     if let Some(reason) = results.benchmarks.first().and_then(|c| c.skipped.as_ref()) {
-        anyhow::bail!("{}: backend unavailable on this host: {reason}", backend.name());
+        let e = anyhow::anyhow!("{}: backend unavailable on this host: {reason}", backend.name());
+        return args.fleet.outcome(Err(e));
     }
-    super::plan_outcome(&results)
+    args.fleet.outcome(super::plan_outcome(&results))
 }

@@ -268,6 +268,8 @@ mod tests {
             cgroup_version: "v1".into(),
             kvm: "none".into(),
             os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),
@@ -301,6 +303,7 @@ mod tests {
             instances_per_gib: Some(341.3),
             basis: DensityBasis::PssPlusKernel,
             instances_per_gib_pss: Some(1024.0),
+            host_id: None,
         });
         let model = Model::new(&results);
         let chart = chart(&model).expect("a density chart");

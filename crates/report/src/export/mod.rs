@@ -64,7 +64,13 @@ const RATIO_METRICS: [&str; 4] = [
 
 /// The report as blocks; `figures` are the rendered charts the document refers to by index.
 pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
+    document_with(m, figures, Vec::new())
+}
+
+/// [`document`] with `pivot` (see [`crate::pivot`]) right after the preamble.
+pub fn document_with(m: &Model<'_>, figures: &[Figure], pivot: Vec<Block>) -> Vec<Block> {
     let mut doc = preamble(m);
+    doc.extend(pivot);
     doc.extend(skipped_section(m));
     doc.extend(summary_section(m));
     doc.extend(ratio_section(m));
@@ -210,7 +216,7 @@ fn summary_row(cell: &BenchmarkResult, metric: &str) -> Option<Vec<String>> {
     let s = model::summary(cell, metric)?;
     let q = metrics::quantity(metric);
     Some(vec![
-        display_name(&cell.backend, &cell.isolation),
+        crate::model::cell_name(cell),
         metric.to_string(),
         s.n.to_string(),
         q.format(s.min),
@@ -258,7 +264,7 @@ fn ratio_rows(m: &Model<'_>) -> Vec<Vec<String>> {
                 };
                 rows.push(vec![
                     workload.to_string(),
-                    display_name(&other.backend, &other.isolation),
+                    crate::model::cell_name(other),
                     metric.to_string(),
                     Quantity::Ratio.format(r.ratio),
                     format!("{:.2} – {:.2}", r.ci95[0], r.ci95[1]),
@@ -430,6 +436,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: host_kvm.into(),
             os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),
