@@ -1,0 +1,53 @@
+//! gVisor (Debian's `runsc`) over the runc backend's bundles, as a [`crate::Backend`]: the middle
+//! ground between a container and a VM. The workload's system calls go to gVisor's user-space kernel
+//! (the Sentry, in the `runsc-sandbox` process) instead of the host kernel; file access goes through
+//! its gofer. `--network=none` gives the sandbox a loopback device only, as the other rows have.
+//!
+//! Memory: `runsc run --bundle` moves itself into the container's cgroup; it stays the container's
+//! parent and is counted as runtime overhead (`runtime_pss_bytes`), while the sandbox and gofer
+//! processes — the per-instance kernel — count as the instance's PSS.
+
+use std::path::{Path, PathBuf};
+
+use super::runc::{cleanup_runtime_leftovers, OciRuntime, RuncBackend};
+use crate::cleanup::{CleanupReport, CleanupScope};
+use crate::results::IsolationKind;
+
+pub const NAME: &str = "gvisor";
+/// Bundles, one dir per instance.
+pub const BUNDLES_DIR: &str = "/run/cvbench/gvisor";
+/// runsc's own state directory (`runsc --root`).
+pub const STATE_DIR: &str = "/run/cvbench/gvisor-state";
+
+/// runsc as Debian installs it, with networking off (loopback only).
+pub fn runtime() -> OciRuntime {
+    OciRuntime {
+        name: NAME,
+        binary: PathBuf::from("runsc"),
+        global_args: vec!["--network=none".to_string()],
+        kind: IsolationKind::UserSpaceKernel,
+        version_label: "runsc_version",
+        package: Some("runsc"),
+        probe_host: false,
+    }
+}
+
+/// The backend with its state under `/run/cvbench`.
+pub fn backend() -> RuncBackend {
+    RuncBackend::for_runtime(runtime(), STATE_DIR.into(), BUNDLES_DIR.into())
+}
+
+/// The backend with its state under `root` (tests).
+pub fn backend_with_root(root: &Path) -> RuncBackend {
+    RuncBackend::for_runtime(runtime(), root.join("gvisor-state"), root.join("gvisor"))
+}
+
+/// `bench cleanup` for gVisor.
+pub fn cleanup_leftovers(scope: &CleanupScope) -> CleanupReport {
+    cleanup_runtime_leftovers(
+        &runtime(),
+        &scope.roots.relocate(STATE_DIR),
+        &scope.roots.relocate(BUNDLES_DIR),
+        scope,
+    )
+}
