@@ -3,6 +3,8 @@
 
 pub mod container;
 pub mod crun;
+pub mod docker;
+mod engine;
 pub mod gvisor;
 mod lines;
 pub mod microvm;
@@ -53,6 +55,12 @@ const REGISTRY: &[Entry] = &[
         listed: true,
         make: || Box::new(gvisor::backend()),
         cleanup: Some(gvisor::cleanup_leftovers),
+    },
+    Entry {
+        name: docker::NAME,
+        listed: true,
+        make: || Box::new(docker::DockerBackend::new()),
+        cleanup: Some(docker::cleanup_leftovers),
     },
     Entry {
         name: "microvm",
@@ -160,12 +168,13 @@ mod tests {
         for (name, kind) in [
             ("crun", IsolationKind::OciRuntime),
             ("gvisor", IsolationKind::UserSpaceKernel),
+            ("docker", IsolationKind::DaemonContainer),
         ] {
             let b = backend_by_name(name).unwrap();
             assert_eq!(b.isolation().kind, kind, "{name}");
         }
         let cleanups: Vec<&str> = backend_cleanups().map(|(n, _)| n).collect();
-        for name in ["crun", "gvisor", "oci:<path>"] {
+        for name in ["crun", "gvisor", "docker", "oci:<path>"] {
             assert!(cleanups.contains(&name), "{name} has no cleanup");
         }
     }

@@ -1,0 +1,106 @@
+//! The docker and podman backends against Debian's packages and the default image: READY and RESULT
+//! on idle and http-selftest, and afterwards no container, no daemon the harness started, no state
+//! directory, no mount and no cgroup of theirs.
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use harness::backends::docker::DockerBackend;
+    use harness::metrics;
+    use harness::runner::{run_once, RunOptions};
+    use harness::Backend;
+    use workload::{WorkloadKind, WorkloadSpec};
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            runs: 1,
+            warmup: 0,
+            ready_timeout: Duration::from_secs(60),
+            memory_limit_bytes: Some(128 << 20),
+            ..RunOptions::default()
+        }
+    }
+
+    fn image(root: &Path) -> Option<PathBuf> {
+        match rootfs::default_image(&root.join("cache")) {
+            Ok(image) => Some(image.dir),
+            Err(e) => {
+                println!("skipped: no default image: {e}");
+                None
+            }
+        }
+    }
+
+    /// No process's command line, no mount and no cgroup names `needle`.
+    fn assert_nothing_mentions(needle: &str) {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            assert!(!cmdline.contains(needle), "process left behind: {cmdline}");
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mountinfo.contains(needle), "mount left behind under {needle}");
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            for cg in std::fs::read_dir(ctrl.path()).into_iter().flatten().flatten() {
+                let name = cg.file_name().to_string_lossy().into_owned();
+                assert!(!name.contains(needle), "cgroup left behind: {}", cg.path().display());
+            }
+        }
+    }
+
+    /// idle and http-selftest through `backend`; instance names tagged `tag`.
+    fn idle_and_http(backend: &dyn Backend, image: &Path, tag: &str) {
+        backend.prepare(image).unwrap();
+        let pid = std::process::id();
+        let name = format!("cvbench-{tag}-idle-{pid}-920");
+        let m = run_once(backend, image, &WorkloadSpec::Idle, &opts(), &name).unwrap();
+        assert!(m.metrics[metrics::START_TO_CREATED_MS] > 0.0, "{:?}", m.metrics);
+        assert!(m.metrics[metrics::START_TO_READY_MS] > m.metrics[metrics::START_TO_CREATED_MS]);
+        assert!(m.metrics[metrics::PSS_BYTES] > 0.0, "{:?}", m.metrics);
+        assert!(m.metrics[metrics::RUNTIME_PSS_BYTES] > 0.0, "{:?}", m.metrics);
+        assert!(m.metrics.contains_key(metrics::INSTANCE_DISK_BYTES), "{:?}", m.metrics);
+        assert_nothing_mentions(&name);
+
+        let name = format!("cvbench-{tag}-http-{pid}-921");
+        let spec = WorkloadSpec::default_for(WorkloadKind::Http);
+        let m = run_once(backend, image, &spec, &opts(), &name).unwrap();
+        assert!(m.metrics[metrics::WORKLOAD_REQUESTS_PER_S] > 0.0, "{:?}", m.metrics);
+        assert_nothing_mentions(&name);
+    }
+
+    #[test]
+    fn docker_with_its_own_daemon_runs_idle_and_http_and_stops_the_daemon() {
+        let root = tempfile::tempdir().unwrap();
+        // A system socket that does not exist: the backend must start (and stop) its own dockerd.
+        let backend = DockerBackend::with_dirs(
+            &root.path().join("run"),
+            &root.path().join("data"),
+            &root.path().join("no-system-docker.sock"),
+        );
+        if let Err(u) = backend.check_host() {
+            println!("skipped: {u}");
+            return;
+        }
+        let Some(image) = image(root.path()) else { return };
+        idle_and_http(&backend, &image, "docker");
+        let daemon_pids: Vec<String> = std::fs::read_dir(root.path().join("run"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(daemon_pids.len(), 1, "one daemon of our own: {daemon_pids:?}");
+        drop(backend);
+        let left: Vec<_> = std::fs::read_dir(root.path().join("run"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "daemon state left: {left:?}");
+        let left: Vec<_> = std::fs::read_dir(root.path().join("data"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "data root left: {left:?}");
+        assert_nothing_mentions(&root.path().to_string_lossy());
+        assert_nothing_mentions(&daemon_pids[0]);
+    }
+}
