@@ -8,6 +8,7 @@ mod tests {
     use std::time::Duration;
 
     use harness::backends::docker::DockerBackend;
+    use harness::backends::podman::PodmanBackend;
     use harness::metrics;
     use harness::runner::{run_once, RunOptions};
     use harness::Backend;
@@ -102,5 +103,32 @@ mod tests {
         assert!(left.is_empty(), "data root left: {left:?}");
         assert_nothing_mentions(&root.path().to_string_lossy());
         assert_nothing_mentions(&daemon_pids[0]);
+    }
+
+    #[test]
+    fn podman_runs_idle_and_http_and_removes_its_store() {
+        let root = tempfile::tempdir().unwrap();
+        let backend = PodmanBackend::with_dirs(&root.path().join("run"), &root.path().join("data"));
+        if let Err(u) = backend.check_host() {
+            println!("skipped: {u}");
+            return;
+        }
+        let Some(image) = image(root.path()) else { return };
+        idle_and_http(&backend, &image, "podman");
+        let stores: Vec<String> = std::fs::read_dir(root.path().join("run"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(stores.len(), 1, "one store: {stores:?}");
+        drop(backend);
+        for dir in ["run", "data"] {
+            let left: Vec<_> = std::fs::read_dir(root.path().join(dir))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{dir} left: {left:?}");
+        }
+        assert_nothing_mentions(&root.path().to_string_lossy());
+        assert_nothing_mentions(&stores[0]);
     }
 }

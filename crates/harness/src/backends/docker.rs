@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::mount::{umount2, MntFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -349,27 +348,7 @@ fn stop_daemon(
     if !stragglers.is_empty() {
         problems.push(format!("killed {} process(es) still running after SIGTERM: {stragglers:?}", stragglers.len()));
     }
-    kill_and_remove_cgroups(cgroup_root, name, &mut problems);
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for dir in [run_dir, data_root] {
-        // Deepest first, so a mount inside another comes off before it.
-        let mut points = container::state::mounts_under(&mountinfo, dir);
-        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for point in points {
-            if let Err(e) = umount2(&point, MntFlags::MNT_DETACH) {
-                problems.push(format!("unmounting {}: {e}", point.display()));
-            }
-        }
-        super::teardown::remove_dir(dir, &mut problems);
-    }
-    crate::rundir::prune(run_dir.parent().unwrap_or(run_dir));
-    // The shared data dir goes when the last daemon's root is gone (rmdir only removes empty dirs).
-    if let Some(parent) = data_root.parent() {
-        let _ = fs::remove_dir(parent);
-        if parent == Path::new(DATA_DIR) {
-            let _ = fs::remove_dir("/var/lib/cvbench");
-        }
-    }
+    engine::remove_state(&[run_dir, data_root], name, cgroup_root, &mut problems);
     problems
 }
 
@@ -387,42 +366,6 @@ fn pids_named(proc_root: &Path, needle: &str, comm: &str) -> Vec<i32> {
             fs::read_to_string(proc_root.join(pid.to_string()).join("comm")).is_ok_and(|c| c.trim() == comm)
         })
         .collect()
-}
-
-/// Kills whatever is left in the cgroup `/<name>` (and below) of every controller, then removes
-/// those cgroups, children first.
-fn kill_and_remove_cgroups(cgroup_root: &Path, name: &str, problems: &mut Vec<String>) {
-    let Ok(controllers) = fs::read_dir(cgroup_root) else { return };
-    for ctrl in controllers.flatten() {
-        let top = ctrl.path().join(name);
-        if !top.is_dir() {
-            continue;
-        }
-        let mut dirs = vec![top.clone()];
-        if let Ok(children) = fs::read_dir(&top) {
-            dirs.extend(children.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
-        }
-        for dir in dirs.iter().rev() {
-            if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
-            }
-        }
-        for dir in dirs.iter().rev() {
-            let mut removed = false;
-            for _ in 0..50 {
-                if fs::remove_dir(dir).is_ok() || !dir.exists() {
-                    removed = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !removed {
-                problems.push(format!("removing cgroup {}", dir.display()));
-            }
-        }
-    }
 }
 
 impl Drop for DockerBackend {

@@ -23,6 +23,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use nix::mount::{umount2, MntFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use workload::spec::WORKLOAD_PATH_IN_IMAGE;
 use workload::{parse_line, ProtocolLine, WorkloadResult};
 
@@ -37,6 +40,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub(super) const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes of the engine's stderr kept for error messages.
 const STDERR_TAIL_BYTES: usize = 2048;
+/// Where engines keep their per-harness data roots (`/var/lib/cvbench/<backend>/<name>`).
+pub(super) const CVBENCH_DATA_DIR: &str = "/var/lib/cvbench";
 /// Repository name of imported images; the tag is the image's content digest.
 pub(super) const IMAGE_REPOSITORY: &str = "cvbench-rootfs";
 
@@ -368,6 +373,90 @@ pub(super) fn pids_mentioning(proc_root: &Path, needle: &str) -> Vec<i32> {
             String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle)
         })
         .collect()
+}
+
+/// Removes what an engine kept under `dirs` (run state, storage or data root) once its processes
+/// are stopped: kills anything left in its cgroups `/<name>` and removes them, unmounts every
+/// mount under the dirs (deepest first), removes the dirs, and prunes their parents when empty
+/// (`/run/cvbench/<backend>`, `/var/lib/cvbench/<backend>`, `/var/lib/cvbench`).
+pub(super) fn remove_state(dirs: &[&Path], name: &str, cgroup_root: &Path, problems: &mut Vec<String>) {
+    let proc_root = Path::new("/proc");
+    let mentioning = |dirs: &[&Path]| -> Vec<i32> {
+        let mut pids: Vec<i32> = dirs
+            .iter()
+            .flat_map(|d| pids_mentioning(proc_root, &format!("{}/", d.display())))
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    };
+    let stragglers = mentioning(dirs);
+    for &pid in &stragglers {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    if !stragglers.is_empty() {
+        problems.push(format!("killed {} process(es) still running: {stragglers:?}", stragglers.len()));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !mentioning(dirs).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    kill_and_remove_cgroups(cgroup_root, name, problems);
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for dir in dirs {
+        // Deepest first, so a mount inside another comes off before it.
+        let mut points = container::state::mounts_under(&mountinfo, dir);
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for point in points {
+            if let Err(e) = umount2(&point, MntFlags::MNT_DETACH) {
+                problems.push(format!("unmounting {}: {e}", point.display()));
+            }
+        }
+        super::teardown::remove_dir(dir, problems);
+        if let Some(parent) = dir.parent() {
+            crate::rundir::prune(parent);
+            if parent.starts_with(CVBENCH_DATA_DIR) {
+                let _ = fs::remove_dir(parent);
+                let _ = fs::remove_dir(CVBENCH_DATA_DIR);
+            }
+        }
+    }
+}
+
+/// Kills whatever is left in the cgroup `/<name>` (and below) of every controller, then removes
+/// those cgroups, children first.
+fn kill_and_remove_cgroups(cgroup_root: &Path, name: &str, problems: &mut Vec<String>) {
+    let Ok(controllers) = fs::read_dir(cgroup_root) else { return };
+    for ctrl in controllers.flatten() {
+        let top = ctrl.path().join(name);
+        if !top.is_dir() {
+            continue;
+        }
+        let mut dirs = vec![top.clone()];
+        if let Ok(children) = fs::read_dir(&top) {
+            dirs.extend(children.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        for dir in dirs.iter().rev() {
+            if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+            }
+        }
+        for dir in dirs.iter().rev() {
+            let mut removed = false;
+            for _ in 0..50 {
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    removed = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if !removed {
+                problems.push(format!("removing cgroup {}", dir.display()));
+            }
+        }
+    }
 }
 
 /// A container created through an engine's CLI, with its `start --attach` client.

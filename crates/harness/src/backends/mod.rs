@@ -10,6 +10,7 @@ mod lines;
 pub mod microvm;
 pub mod mock;
 pub mod oci;
+pub mod podman;
 pub mod qemu;
 pub mod runc;
 mod teardown;
@@ -61,6 +62,12 @@ const REGISTRY: &[Entry] = &[
         listed: true,
         make: || Box::new(docker::DockerBackend::new()),
         cleanup: Some(docker::cleanup_leftovers),
+    },
+    Entry {
+        name: podman::NAME,
+        listed: true,
+        make: || Box::new(podman::PodmanBackend::new()),
+        cleanup: Some(podman::cleanup_leftovers),
     },
     Entry {
         name: "microvm",
@@ -169,12 +176,13 @@ mod tests {
             ("crun", IsolationKind::OciRuntime),
             ("gvisor", IsolationKind::UserSpaceKernel),
             ("docker", IsolationKind::DaemonContainer),
+            ("podman", IsolationKind::DaemonContainer),
         ] {
             let b = backend_by_name(name).unwrap();
             assert_eq!(b.isolation().kind, kind, "{name}");
         }
         let cleanups: Vec<&str> = backend_cleanups().map(|(n, _)| n).collect();
-        for name in ["crun", "gvisor", "docker", "oci:<path>"] {
+        for name in ["crun", "gvisor", "docker", "podman", "oci:<path>"] {
             assert!(cleanups.contains(&name), "{name} has no cleanup");
         }
     }
