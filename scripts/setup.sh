@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 
 # e2fsprogs: mkfs.ext4/debugfs for the VM disk images; runc: the container peer;
 # qemu-system-x86: the microVM peer and the guest-artifact test; fonts-dejavu-core: plot text;
-# iproute2: network namespaces; util-linux: unshare (namespace floor).
-PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps)
+# iproute2: network namespaces; util-linux: unshare (namespace floor); docker.io, podman, runsc
+# (gVisor), crun: the peers people run, in `bench compare`'s default rows (no daemon is enabled:
+# the docker backend starts its own dockerd and stops it afterwards).
+PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps
+    docker.io podman runsc crun)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
