@@ -76,7 +76,13 @@ pub fn instance_name(backend: &str, workload: &WorkloadSpec, index: u32) -> Stri
     // `oci:/usr/bin/youki` becomes `oci__usr_bin_youki`: the name is a path component.
     let backend: String = backend
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!(
         "cvbench-{backend}-{}-{}-{index}",

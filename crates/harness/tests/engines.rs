@@ -46,7 +46,11 @@ mod tests {
         for ctrl in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
             for cg in std::fs::read_dir(ctrl.path()).into_iter().flatten().flatten() {
                 let name = cg.file_name().to_string_lossy().into_owned();
-                assert!(!name.contains(needle), "cgroup left behind: {}", cg.path().display());
+                assert!(
+                    !name.contains(needle),
+                    "cgroup left behind: {}",
+                    cg.path().display()
+                );
             }
         }
     }
@@ -61,13 +65,21 @@ mod tests {
         assert!(m.metrics[metrics::START_TO_READY_MS] > m.metrics[metrics::START_TO_CREATED_MS]);
         assert!(m.metrics[metrics::PSS_BYTES] > 0.0, "{:?}", m.metrics);
         assert!(m.metrics[metrics::RUNTIME_PSS_BYTES] > 0.0, "{:?}", m.metrics);
-        assert!(m.metrics.contains_key(metrics::INSTANCE_DISK_BYTES), "{:?}", m.metrics);
+        assert!(
+            m.metrics.contains_key(metrics::INSTANCE_DISK_BYTES),
+            "{:?}",
+            m.metrics
+        );
         assert_nothing_mentions(&name);
 
         let name = format!("cvbench-{tag}-http-{pid}-921");
         let spec = WorkloadSpec::default_for(WorkloadKind::Http);
         let m = run_once(backend, image, &spec, &opts(), &name).unwrap();
-        assert!(m.metrics[metrics::WORKLOAD_REQUESTS_PER_S] > 0.0, "{:?}", m.metrics);
+        assert!(
+            m.metrics[metrics::WORKLOAD_REQUESTS_PER_S] > 0.0,
+            "{:?}",
+            m.metrics
+        );
         assert_nothing_mentions(&name);
     }
 

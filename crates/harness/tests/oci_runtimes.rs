@@ -74,7 +74,11 @@ mod tests {
         let name = format!("cvbench-{tag}-http-{pid}-911");
         let spec = WorkloadSpec::default_for(WorkloadKind::Http);
         let m = run_once(backend, &image, &spec, &opts(), &name).unwrap();
-        assert!(m.metrics[metrics::WORKLOAD_REQUESTS_PER_S] > 0.0, "{:?}", m.metrics);
+        assert!(
+            m.metrics[metrics::WORKLOAD_REQUESTS_PER_S] > 0.0,
+            "{:?}",
+            m.metrics
+        );
         assert_gone(bundles, state, &name);
     }
 
@@ -82,7 +86,10 @@ mod tests {
     fn gvisor_runs_idle_and_http_and_leaves_nothing() {
         let root = tempfile::tempdir().unwrap();
         let backend = gvisor::backend_with_root(root.path());
-        assert_eq!(backend.isolation().kind, harness::results::IsolationKind::UserSpaceKernel);
+        assert_eq!(
+            backend.isolation().kind,
+            harness::results::IsolationKind::UserSpaceKernel
+        );
         idle_and_http(
             &backend,
             root.path(),
@@ -94,7 +101,10 @@ mod tests {
 
     #[test]
     fn generic_oci_backend_drives_runc_by_path() {
-        let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"].into_iter().map(PathBuf::from).find(|p| p.is_file())
+        let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
         else {
             println!("skipped: no runc binary");
             return;
@@ -103,7 +113,13 @@ mod tests {
         let backend = oci::backend_in(&root.path().join("oci"), &runc);
         assert_eq!(backend.name(), format!("oci:{}", runc.display()));
         let dir = root.path().join("oci").join(oci::dir_name(&runc));
-        idle_and_http(&backend, root.path(), "oci_runc", &dir.join("bundles"), &dir.join("state"));
+        idle_and_http(
+            &backend,
+            root.path(),
+            "oci_runc",
+            &dir.join("bundles"),
+            &dir.join("state"),
+        );
     }
 
     #[test]

@@ -156,15 +156,22 @@ impl DockerBackend {
         let run_dir = self.run_dir.join(&name);
         let data_root = self.data_dir.join(&name);
         // The run dir (which cleanup scans) and the data-root record exist before the daemon does.
-        crate::rundir::create_dir(&run_dir).map_err(BackendError::io(NAME, format!("creating {}", run_dir.display())))?;
+        crate::rundir::create_dir(&run_dir)
+            .map_err(BackendError::io(NAME, format!("creating {}", run_dir.display())))?;
         let write = |file: &str, text: &[u8]| {
             fs::write(run_dir.join(file), text).map_err(BackendError::io(NAME, format!("writing {file}")))
         };
         write(DATA_ROOT_FILE, data_root.as_os_str().as_encoded_bytes())?;
         write("daemon.json", b"{}\n")?;
-        fs::create_dir_all(&data_root).map_err(BackendError::io(NAME, format!("creating {}", data_root.display())))?;
-        let log = fs::File::create(run_dir.join("dockerd.log")).map_err(BackendError::io(NAME, "creating dockerd.log"))?;
-        let log_err = log.try_clone().map_err(BackendError::io(NAME, "duplicating the log fd"))?;
+        fs::create_dir_all(&data_root).map_err(BackendError::io(
+            NAME,
+            format!("creating {}", data_root.display()),
+        ))?;
+        let log = fs::File::create(run_dir.join("dockerd.log"))
+            .map_err(BackendError::io(NAME, "creating dockerd.log"))?;
+        let log_err = log
+            .try_clone()
+            .map_err(BackendError::io(NAME, "duplicating the log fd"))?;
         let child = Command::new(&self.dockerd)
             .args(dockerd_args(&name, &run_dir, &data_root))
             .stdin(Stdio::null())
@@ -176,7 +183,14 @@ impl DockerBackend {
         let child = match child {
             Ok(child) => child,
             Err(e) => {
-                let problems = stop_daemon(&run_dir, &data_root, &name, None, &self.cli_program, Path::new(CGROUP_ROOT));
+                let problems = stop_daemon(
+                    &run_dir,
+                    &data_root,
+                    &name,
+                    None,
+                    &self.cli_program,
+                    Path::new(CGROUP_ROOT),
+                );
                 return Err(Self::setup_err(format!(
                     "starting `{}`: {e}{}",
                     self.dockerd.display(),
@@ -190,7 +204,10 @@ impl DockerBackend {
             data_root,
             child,
         };
-        let _ = fs::write(daemon.run_dir.join(SPAWNED_PID_FILE), format!("{}\n", daemon.child.id()));
+        let _ = fs::write(
+            daemon.run_dir.join(SPAWNED_PID_FILE),
+            format!("{}\n", daemon.child.id()),
+        );
         let socket = daemon.run_dir.join("docker.sock");
         let deadline = Instant::now() + DAEMON_START_TIMEOUT;
         loop {
@@ -200,7 +217,11 @@ impl DockerBackend {
             let exited = matches!(daemon.child.try_wait(), Ok(Some(_)));
             if exited || Instant::now() >= deadline {
                 let log = fs::read_to_string(daemon.run_dir.join("dockerd.log")).unwrap_or_default();
-                let what = if exited { "exited" } else { "did not answer in time" };
+                let what = if exited {
+                    "exited"
+                } else {
+                    "did not answer in time"
+                };
                 let reason = format!("dockerd {what}: {}", engine::one_line(&log));
                 let problems = daemon.stop(&self.cli_program);
                 return Err(Self::setup_err(format!("{reason}{}", problems_suffix(&problems))));
@@ -217,7 +238,11 @@ impl DockerBackend {
             .output()
             .map_err(|e| format!("cannot run `{} --version`: {e}", self.cli_program.display()))?;
         if !out.status.success() {
-            return Err(format!("`{} --version` failed: {}", self.cli_program.display(), out.status));
+            return Err(format!(
+                "`{} --version` failed: {}",
+                self.cli_program.display(),
+                out.status
+            ));
         }
         let text = String::from_utf8_lossy(&out.stdout);
         let v = text.trim().strip_prefix("Docker version ").unwrap_or(text.trim());
@@ -258,7 +283,12 @@ pub fn dockerd_args(name: &str, run_dir: &Path, data_root: &Path) -> Vec<OsStrin
     pair("--pidfile", run_dir.join("dockerd.pid").into());
     pair("-H", host);
     pair("--cgroup-parent", format!("/{name}").into());
-    for flag in ["--iptables=false", "--ip-masq=false", "--bridge=none", "--userland-proxy=false"] {
+    for flag in [
+        "--iptables=false",
+        "--ip-masq=false",
+        "--bridge=none",
+        "--userland-proxy=false",
+    ] {
         args.push(flag.into());
     }
     args
@@ -346,7 +376,10 @@ fn stop_daemon(
         let _ = c.wait();
     }
     if !stragglers.is_empty() {
-        problems.push(format!("killed {} process(es) still running after SIGTERM: {stragglers:?}", stragglers.len()));
+        problems.push(format!(
+            "killed {} process(es) still running after SIGTERM: {stragglers:?}",
+            stragglers.len()
+        ));
     }
     engine::remove_state(&[run_dir, data_root], name, cgroup_root, &mut problems);
     problems
@@ -370,7 +403,10 @@ fn pids_named(proc_root: &Path, needle: &str, comm: &str) -> Vec<i32> {
 
 impl Drop for DockerBackend {
     fn drop(&mut self) {
-        let engine = self.engine.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let engine = self
+            .engine
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(mut own) = engine.take().and_then(|e| e.own) {
             let problems = own.stop(&self.cli_program);
             if !problems.is_empty() {
@@ -401,7 +437,10 @@ impl Backend for DockerBackend {
         if self.answers(&self.system_socket) {
             return Ok(());
         }
-        let out = Command::new(&self.dockerd).arg("--version").stdin(Stdio::null()).output();
+        let out = Command::new(&self.dockerd)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output();
         match out {
             Ok(o) if o.status.success() => Ok(()),
             _ => Err(Unavailable {
@@ -429,7 +468,10 @@ impl Backend for DockerBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        let mut guard = self.engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .engine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.is_none() {
             *guard = Some(self.connect()?);
         }
@@ -440,18 +482,26 @@ impl Backend for DockerBackend {
             return Ok(shared.clone());
         }
         let (tag, shared) = engine::import_image(&engine.cli, image_dir)?;
-        engine.images.insert(image_dir.to_path_buf(), (tag, shared.clone()));
+        engine
+            .images
+            .insert(image_dir.to_path_buf(), (tag, shared.clone()));
         Ok(shared)
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let (cli, tag, daemon_pids) = {
-            let guard = self.engine.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = self
+                .engine
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let Some(engine) = guard.as_ref() else {
                 return Err(Self::setup_err("launch before prepare"));
             };
             let Some((tag, _)) = engine.images.get(&spec.image_dir) else {
-                return Err(Self::setup_err(format!("image {} was not prepared", spec.image_dir.display())));
+                return Err(Self::setup_err(format!(
+                    "image {} was not prepared",
+                    spec.image_dir.display()
+                )));
             };
             let daemon_pids = match &engine.own {
                 Some(own) => {
@@ -525,7 +575,14 @@ pub fn cleanup_leftovers(scope: &CleanupScope) -> CleanupReport {
             program: cli_program,
             global_args: host_args(socket),
         };
-        if let Ok(names) = cli.run(&["ps", "--all", "--filter", "name=cvbench-docker-", "--format", "{{.Names}}"]) {
+        if let Ok(names) = cli.run(&[
+            "ps",
+            "--all",
+            "--filter",
+            "name=cvbench-docker-",
+            "--format",
+            "{{.Names}}",
+        ]) {
             for name in names.split_whitespace() {
                 if (scope.keep)(name) {
                     report.in_use.push(format!("docker container {name}"));
@@ -569,7 +626,10 @@ mod tests {
         // Everything the daemon owns is under one of its two dirs: cleanup finds it by them.
         for (flag, value) in args.iter().zip(args.iter().skip(1)) {
             if value.starts_with('/') && flag.starts_with("--") && flag != "--cgroup-parent" {
-                assert!(Path::new(value).starts_with(run) || Path::new(value).starts_with(data), "{flag} {value}");
+                assert!(
+                    Path::new(value).starts_with(run) || Path::new(value).starts_with(data),
+                    "{flag} {value}"
+                );
             }
         }
     }
@@ -598,7 +658,9 @@ mod tests {
     fn cleanup_leaves_a_live_harness_daemon_alone() {
         let tmp = tempfile::tempdir().unwrap();
         let run_dir = tmp.path().join("run");
-        let daemon = run_dir.join("docker").join(format!("cvbench-dockerd-{}-0", std::process::id()));
+        let daemon = run_dir
+            .join("docker")
+            .join(format!("cvbench-dockerd-{}-0", std::process::id()));
         fs::create_dir_all(&daemon).unwrap();
         let roots = crate::cleanup::CleanupRoots {
             run_dir: run_dir.clone(),
@@ -606,7 +668,10 @@ mod tests {
             mountinfo: tmp.path().join("mountinfo"),
         };
         let keep = |n: &str| n.contains(&format!("-{}-", std::process::id()));
-        let report = cleanup_leftovers(&CleanupScope { roots: &roots, keep: &keep });
+        let report = cleanup_leftovers(&CleanupScope {
+            roots: &roots,
+            keep: &keep,
+        });
         assert_eq!(report.in_use.len(), 1, "{report:?}");
         assert!(daemon.exists());
     }
@@ -620,14 +685,21 @@ mod tests {
         let data_root = tmp.path().join("data").join(name);
         fs::create_dir_all(daemon.join("exec")).unwrap();
         fs::create_dir_all(data_root.join("overlay2")).unwrap();
-        fs::write(daemon.join(DATA_ROOT_FILE), data_root.as_os_str().as_encoded_bytes()).unwrap();
+        fs::write(
+            daemon.join(DATA_ROOT_FILE),
+            data_root.as_os_str().as_encoded_bytes(),
+        )
+        .unwrap();
         let roots = crate::cleanup::CleanupRoots {
             run_dir: run_dir.clone(),
             cgroup_root: tmp.path().join("cg"),
             mountinfo: tmp.path().join("mountinfo"),
         };
         let keep = |_: &str| false;
-        let report = cleanup_leftovers(&CleanupScope { roots: &roots, keep: &keep });
+        let report = cleanup_leftovers(&CleanupScope {
+            roots: &roots,
+            keep: &keep,
+        });
         assert!(report.removed.iter().any(|r| r.contains(name)), "{report:?}");
         assert!(report.problems.is_empty(), "{report:?}");
         assert!(!daemon.exists() && !data_root.exists());

@@ -31,7 +31,9 @@ use workload::{parse_line, ProtocolLine, WorkloadResult};
 
 use super::lines::{self, Next};
 use crate::backend::{BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage};
-use crate::metrics::{CGROUP_MEMORY_BYTES, DAEMON_PSS_BYTES, RUNTIME_PSS_BYTES, START_TO_CREATED_MS, START_TO_READY_MS};
+use crate::metrics::{
+    CGROUP_MEMORY_BYTES, DAEMON_PSS_BYTES, RUNTIME_PSS_BYTES, START_TO_CREATED_MS, START_TO_READY_MS,
+};
 use crate::probe;
 
 /// How long an idle workload gets to exit after SIGTERM before SIGKILL.
@@ -71,7 +73,11 @@ impl EngineCli {
     /// naming the command and the engine's stderr.
     pub fn run(&self, args: &[&str]) -> Result<String, BackendError> {
         let out = output_within(self.command().args(args), CLI_TIMEOUT).map_err(|e| {
-            self.setup_err(format!("running `{} {}`: {e}", self.program.display(), args.join(" ")))
+            self.setup_err(format!(
+                "running `{} {}`: {e}",
+                self.program.display(),
+                args.join(" ")
+            ))
         })?;
         if !out.status.success() {
             return Err(self.setup_err(format!(
@@ -107,7 +113,8 @@ pub(super) fn output_within(cmd: &mut Command, timeout: Duration) -> std::io::Re
             ));
         }
     };
-    let collect = |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    let collect =
+        |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
     Ok(Output {
         status,
         stdout: collect(stdout),
@@ -141,12 +148,18 @@ pub(super) fn image_tag(digest: &str) -> String {
 pub(super) fn import_image(cli: &EngineCli, image_dir: &Path) -> Result<(String, SharedImage), BackendError> {
     let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
     if !workload.is_file() {
-        return Err(cli.setup_err(format!("image {} has no {WORKLOAD_PATH_IN_IMAGE}", image_dir.display())));
+        return Err(cli.setup_err(format!(
+            "image {} has no {WORKLOAD_PATH_IN_IMAGE}",
+            image_dir.display()
+        )));
     }
     let image = rootfs::image_from_dir(image_dir)
         .map_err(|e| cli.setup_err(format!("reading image {}: {e}", image_dir.display())))?;
     let tag = image_tag(&image.digest);
-    if cli.run(&["image", "inspect", "--format", "{{.Id}}", &tag]).is_err() {
+    if cli
+        .run(&["image", "inspect", "--format", "{{.Id}}", &tag])
+        .is_err()
+    {
         import_tar(cli, image_dir, &tag)?;
     }
     let size = cli.run(&["image", "inspect", "--format", "{{.Size}}", &tag])?;
@@ -178,7 +191,10 @@ fn import_tar(cli: &EngineCli, image_dir: &Path, tag: &str) -> Result<(), Backen
         let _ = tar.wait();
         return Err(cli.setup_err("tar's stdout was not captured"));
     };
-    let result = output_within(cli.command().args(["import", "-", tag]).stdin(tar_out), CLI_TIMEOUT);
+    let result = output_within(
+        cli.command().args(["import", "-", tag]).stdin(tar_out),
+        CLI_TIMEOUT,
+    );
     let tar_status = tar.wait();
     let out = result.map_err(|e| cli.setup_err(format!("importing {}: {e}", image_dir.display())))?;
     if !out.status.success() {
@@ -272,8 +288,13 @@ pub(super) fn launch(
         .spawn(move || keep_tail(stderr, &tail))
         .map_err(BackendError::io(cli.backend, "spawning the stderr reader"))?;
     let (tx, rx) = mpsc::channel();
-    lines::spawn_reader(format!("{}-stdout", spec.instance_name), stdout, tx, |at, line| (at, line))
-        .map_err(BackendError::io(cli.backend, "spawning the stdout reader"))?;
+    lines::spawn_reader(
+        format!("{}-stdout", spec.instance_name),
+        stdout,
+        tx,
+        |at, line| (at, line),
+    )
+    .map_err(BackendError::io(cli.backend, "spawning the stdout reader"))?;
     instance.lines = Some(rx);
 
     let deadline = spec.request + spec.ready_timeout;
@@ -281,7 +302,9 @@ pub(super) fn launch(
         match lines::next(instance.lines.as_ref(), deadline) {
             Next::Message((at, line)) => match parse_line(&line) {
                 Ok(Some(ProtocolLine::Ready { .. })) => {
-                    instance.phases.push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
+                    instance
+                        .phases
+                        .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
                     return Ok(Box::new(instance));
                 }
                 Ok(Some(ProtocolLine::Error(text))) => {
@@ -370,7 +393,9 @@ pub(super) fn pids_mentioning(proc_root: &Path, needle: &str) -> Vec<i32> {
         .filter(|&pid| u32::try_from(pid).ok() != Some(own))
         .filter(|pid| {
             let cmdline = fs::read(proc_root.join(pid.to_string()).join("cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle)
+            String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(needle)
         })
         .collect()
 }
@@ -395,7 +420,10 @@ pub(super) fn remove_state(dirs: &[&Path], name: &str, cgroup_root: &Path, probl
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
     }
     if !stragglers.is_empty() {
-        problems.push(format!("killed {} process(es) still running: {stragglers:?}", stragglers.len()));
+        problems.push(format!(
+            "killed {} process(es) still running: {stragglers:?}",
+            stragglers.len()
+        ));
         let deadline = Instant::now() + Duration::from_secs(5);
         while !mentioning(dirs).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
@@ -426,7 +454,9 @@ pub(super) fn remove_state(dirs: &[&Path], name: &str, cgroup_root: &Path, probl
 /// Kills whatever is left in the cgroup `/<name>` (and below) of every controller, then removes
 /// those cgroups, children first.
 fn kill_and_remove_cgroups(cgroup_root: &Path, name: &str, problems: &mut Vec<String>) {
-    let Ok(controllers) = fs::read_dir(cgroup_root) else { return };
+    let Ok(controllers) = fs::read_dir(cgroup_root) else {
+        return;
+    };
     for ctrl in controllers.flatten() {
         let top = ctrl.path().join(name);
         if !top.is_dir() {
@@ -484,7 +514,10 @@ impl EngineInstance {
     }
 
     fn stderr_text(&self) -> String {
-        let t = self.stderr_tail.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = self
+            .stderr_tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         one_line(&String::from_utf8_lossy(&t))
     }
 
@@ -508,9 +541,10 @@ impl EngineInstance {
 
     /// The container's processes: its init's memory cgroup's members.
     fn container_pids(&self) -> Result<Vec<i32>, BackendError> {
-        let init = self
-            .init_pid()
-            .ok_or_else(|| self.cli.setup_err(format!("container {} has no running init", self.name)))?;
+        let init = self.init_pid().ok_or_else(|| {
+            self.cli
+                .setup_err(format!("container {} has no running init", self.name))
+        })?;
         let dir = memory_cgroup_dir(Path::new("/proc"), Path::new("/sys/fs/cgroup"), init)
             .ok_or_else(|| self.cli.setup_err(format!("no memory cgroup for pid {init}")))?;
         let procs = fs::read_to_string(dir.join("cgroup.procs")).map_err(BackendError::io(
@@ -528,13 +562,21 @@ impl EngineInstance {
         self.torn_down = true;
         let mut problems = Vec::new();
         if self.created {
-            match output_within(self.cli.command().args(["rm", "--force", &self.name]), CLI_TIMEOUT) {
+            match output_within(
+                self.cli.command().args(["rm", "--force", &self.name]),
+                CLI_TIMEOUT,
+            ) {
                 Ok(out) if out.status.success() => {}
                 Ok(out) => {
                     let err = String::from_utf8_lossy(&out.stderr);
                     // A create that failed before the container existed leaves nothing to remove.
                     if !err.contains("No such container") && !err.contains("no such container") {
-                        problems.push(format!("{} rm --force {}: {}", self.cli.backend, self.name, one_line(&err)));
+                        problems.push(format!(
+                            "{} rm --force {}: {}",
+                            self.cli.backend,
+                            self.name,
+                            one_line(&err)
+                        ));
                     }
                 }
                 Err(e) => problems.push(format!("{} rm --force {}: {e}", self.cli.backend, self.name)),
@@ -565,7 +607,10 @@ impl Instance for EngineInstance {
         let pss_bytes = probe::pss_bytes(&pids).map_err(probe_err)?;
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
-            extra.push((CGROUP_MEMORY_BYTES.to_string(), probe::cgroup_memory_bytes(first).map_err(probe_err)?));
+            extra.push((
+                CGROUP_MEMORY_BYTES.to_string(),
+                probe::cgroup_memory_bytes(first).map_err(probe_err)?,
+            ));
         }
         let shim = self
             .init_pid()
@@ -584,9 +629,12 @@ impl Instance for EngineInstance {
     }
 
     fn disk(&self) -> Result<DiskProbe, BackendError> {
-        let upper = self
-            .cli
-            .run(&["inspect", "--format", "{{.GraphDriver.Data.UpperDir}}", &self.name])?;
+        let upper = self.cli.run(&[
+            "inspect",
+            "--format",
+            "{{.GraphDriver.Data.UpperDir}}",
+            &self.name,
+        ])?;
         let instance_bytes = probe::allocated_bytes(Path::new(&upper))
             .map_err(|e| self.cli.setup_err(format!("disk probe: {e}")))?;
         Ok(DiskProbe { instance_bytes })
@@ -603,7 +651,10 @@ impl Instance for EngineInstance {
             self.signal("TERM");
             if self.wait_child(STOP_GRACE.min(timeout)).is_none() {
                 self.signal("KILL");
-                if self.wait_child(deadline.saturating_duration_since(Instant::now())).is_none() {
+                if self
+                    .wait_child(deadline.saturating_duration_since(Instant::now()))
+                    .is_none()
+                {
                     return Err(failed(format!("did not stop within {timeout:?} after SIGKILL")));
                 }
             }
@@ -630,9 +681,9 @@ impl Instance for EngineInstance {
                 self.stderr_text()
             )));
         }
-        result
-            .map(Some)
-            .ok_or_else(|| failed("the workload exited with status 0 but printed no CVBENCH RESULT line".into()))
+        result.map(Some).ok_or_else(|| {
+            failed("the workload exited with status 0 but printed no CVBENCH RESULT line".into())
+        })
     }
 
     fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
@@ -700,7 +751,9 @@ mod tests {
         let mut s = spec(WorkloadSpec::Idle);
         (s.memory_limit_bytes, s.cpu_limit, s.pids_limit) = (None, None, None);
         let args = create_args(&s, "t", &[]);
-        assert!(!args.iter().any(|a| a.starts_with("--memory") || a.starts_with("--cpus") || a.starts_with("--pids")));
+        assert!(!args
+            .iter()
+            .any(|a| a.starts_with("--memory") || a.starts_with("--cpus") || a.starts_with("--pids")));
     }
 
     #[test]
@@ -735,7 +788,10 @@ mod tests {
     #[test]
     fn pids_mentioning_matches_command_lines() {
         let tmp = tempfile::tempdir().unwrap();
-        for (pid, cmd) in [(10, "dockerd\0--exec-root\0/run/cvbench/docker/d-1-0/exec\0"), (11, "bash\0")] {
+        for (pid, cmd) in [
+            (10, "dockerd\0--exec-root\0/run/cvbench/docker/d-1-0/exec\0"),
+            (11, "bash\0"),
+        ] {
             let d = tmp.path().join(pid.to_string());
             fs::create_dir_all(&d).unwrap();
             fs::write(d.join("cmdline"), cmd).unwrap();
@@ -747,7 +803,14 @@ mod tests {
     fn a_command_that_outlives_its_timeout_is_killed() {
         let err = output_within(Command::new("sleep").arg("30"), Duration::from_millis(50)).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
-        let out = output_within(Command::new("sh").args(["-c", "echo out; echo err >&2"]), CLI_TIMEOUT).unwrap();
-        assert_eq!((out.stdout.as_slice(), out.stderr.as_slice()), (&b"out\n"[..], &b"err\n"[..]));
+        let out = output_within(
+            Command::new("sh").args(["-c", "echo out; echo err >&2"]),
+            CLI_TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(
+            (out.stdout.as_slice(), out.stderr.as_slice()),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
     }
 }

@@ -117,7 +117,10 @@ pub struct UnknownBackend {
 
 /// The backend called `name` on the command line.
 pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>, UnknownBackend> {
-    if let Some(path) = name.strip_prefix(oci::PREFIX).filter(|p| !p.is_empty() && *p != "<path>") {
+    if let Some(path) = name
+        .strip_prefix(oci::PREFIX)
+        .filter(|p| !p.is_empty() && *p != "<path>")
+    {
         return Ok(Box::new(oci::backend(std::path::Path::new(path))));
     }
     REGISTRY
@@ -165,7 +168,10 @@ mod tests {
         assert_eq!(b.name(), "oci:/usr/local/bin/youki");
         assert_eq!(b.isolation().kind, crate::results::IsolationKind::OciRuntime);
         assert!(backend_by_name("oci:").is_err(), "a path is required");
-        assert!(backend_by_name("oci:<path>").is_err(), "the placeholder is no path");
+        assert!(
+            backend_by_name("oci:<path>").is_err(),
+            "the placeholder is no path"
+        );
         assert!(backend_names().contains(&"oci:<path>"));
     }
 

@@ -155,7 +155,10 @@ mod tests {
         let backend = backend_in(tmp.path(), Path::new("/usr/bin/youki"));
         use crate::Backend;
         assert_eq!(backend.name(), "oci:/usr/bin/youki");
-        assert!(!tmp.path().join("%2Fusr%2Fbin%2Fyouki").exists(), "nothing made before prepare");
+        assert!(
+            !tmp.path().join("%2Fusr%2Fbin%2Fyouki").exists(),
+            "nothing made before prepare"
+        );
     }
 
     #[test]
@@ -177,10 +180,16 @@ mod tests {
             mountinfo: tmp.path().join("mountinfo"),
         };
         let keep = |_: &str| false;
-        let report = cleanup_leftovers(&CleanupScope { roots: &roots, keep: &keep });
+        let report = cleanup_leftovers(&CleanupScope {
+            roots: &roots,
+            keep: &keep,
+        });
         let calls = fs::read_to_string(&log).unwrap();
         assert!(calls.contains(&format!("delete --force {id}")), "{calls}");
-        assert!(calls.contains(&format!("--root {}", dir.join("state").display())), "{calls}");
+        assert!(
+            calls.contains(&format!("--root {}", dir.join("state").display())),
+            "{calls}"
+        );
         assert!(report.removed.iter().any(|r| r.contains(id)), "{report:?}");
         assert!(!dir.join("bundles").join(id).exists());
     }

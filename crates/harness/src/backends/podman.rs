@@ -92,9 +92,13 @@ impl PodmanBackend {
         );
         let run_dir = self.run_dir.join(&name);
         let data_root = self.data_dir.join(&name);
-        crate::rundir::create_dir(&run_dir).map_err(BackendError::io(NAME, format!("creating {}", run_dir.display())))?;
-        fs::write(run_dir.join(DATA_ROOT_FILE), data_root.as_os_str().as_encoded_bytes())
-            .map_err(BackendError::io(NAME, "writing the data-root record"))?;
+        crate::rundir::create_dir(&run_dir)
+            .map_err(BackendError::io(NAME, format!("creating {}", run_dir.display())))?;
+        fs::write(
+            run_dir.join(DATA_ROOT_FILE),
+            data_root.as_os_str().as_encoded_bytes(),
+        )
+        .map_err(BackendError::io(NAME, "writing the data-root record"))?;
         for dir in [&data_root, &run_dir.join("tmp")] {
             fs::create_dir_all(dir).map_err(BackendError::io(NAME, format!("creating {}", dir.display())))?;
         }
@@ -119,9 +123,15 @@ impl PodmanBackend {
             .output()
             .map_err(|e| format!("cannot run `{} --version`: {e}", self.program.display()))?;
         if !out.status.success() {
-            return Err(format!("`{} --version` failed: {}", self.program.display(), out.status));
+            return Err(format!(
+                "`{} --version` failed: {}",
+                self.program.display(),
+                out.status
+            ));
         }
-        Ok(super::runc::version_from_output(&String::from_utf8_lossy(&out.stdout)))
+        Ok(super::runc::version_from_output(&String::from_utf8_lossy(
+            &out.stdout,
+        )))
     }
 }
 
@@ -146,11 +156,23 @@ pub fn global_args(run_dir: &Path, data_root: &Path) -> Vec<OsString> {
 impl Store {
     /// Removes every container, then everything of the store (see [`engine::remove_state`]).
     fn remove(&self) -> Vec<String> {
-        remove_store(&self.cli, &self.run_dir, &self.data_root, &self.name, Path::new(CGROUP_ROOT))
+        remove_store(
+            &self.cli,
+            &self.run_dir,
+            &self.data_root,
+            &self.name,
+            Path::new(CGROUP_ROOT),
+        )
     }
 }
 
-fn remove_store(cli: &EngineCli, run_dir: &Path, data_root: &Path, name: &str, cgroup_root: &Path) -> Vec<String> {
+fn remove_store(
+    cli: &EngineCli,
+    run_dir: &Path,
+    data_root: &Path,
+    name: &str,
+    cgroup_root: &Path,
+) -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(e) = cli.run(&["rm", "--all", "--force"]) {
         problems.push(e.to_string());
@@ -161,11 +183,18 @@ fn remove_store(cli: &EngineCli, run_dir: &Path, data_root: &Path, name: &str, c
 
 impl Drop for PodmanBackend {
     fn drop(&mut self) {
-        let store = self.store.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let store = self
+            .store
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(store) = store.take() {
             let problems = store.remove();
             if !problems.is_empty() {
-                eprintln!("cvbench: removing podman store {}: {}", store.name, problems.join("; "));
+                eprintln!(
+                    "cvbench: removing podman store {}: {}",
+                    store.name,
+                    problems.join("; ")
+                );
             }
         }
     }
@@ -189,7 +218,10 @@ impl Backend for PodmanBackend {
         self.version().map_err(|e| Unavailable {
             reason: format!("{e}; install it with `apt-get install podman`"),
         })?;
-        let runc = Command::new(RUNTIME).arg("--version").stdin(Stdio::null()).output();
+        let runc = Command::new(RUNTIME)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output();
         if !runc.is_ok_and(|o| o.status.success()) {
             return Err(Unavailable {
                 reason: format!("podman runs containers with {RUNTIME} here, which is missing; install it with `apt-get install runc`"),
@@ -207,7 +239,10 @@ impl Backend for PodmanBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        let mut guard = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut guard = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.is_none() {
             *guard = Some(self.open_store()?);
         }
@@ -218,18 +253,26 @@ impl Backend for PodmanBackend {
             return Ok(shared.clone());
         }
         let (tag, shared) = engine::import_image(&store.cli, image_dir)?;
-        store.images.insert(image_dir.to_path_buf(), (tag, shared.clone()));
+        store
+            .images
+            .insert(image_dir.to_path_buf(), (tag, shared.clone()));
         Ok(shared)
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let (cli, tag, name) = {
-            let guard = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let guard = self
+                .store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let Some(store) = guard.as_ref() else {
                 return Err(Self::setup_err("launch before prepare"));
             };
             let Some((tag, _)) = store.images.get(&spec.image_dir) else {
-                return Err(Self::setup_err(format!("image {} was not prepared", spec.image_dir.display())));
+                return Err(Self::setup_err(format!(
+                    "image {} was not prepared",
+                    spec.image_dir.display()
+                )));
             };
             (store.cli.clone(), tag.clone(), store.name.clone())
         };
@@ -282,10 +325,13 @@ mod tests {
 
     #[test]
     fn global_flags_pin_storage_runroot_runtime_and_systemd_free_managers() {
-        let args: Vec<String> = global_args(Path::new("/run/cvbench/podman/s-1-0"), Path::new("/var/lib/cvbench/podman/s-1-0"))
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args: Vec<String> = global_args(
+            Path::new("/run/cvbench/podman/s-1-0"),
+            Path::new("/var/lib/cvbench/podman/s-1-0"),
+        )
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
         assert_eq!(
             args.join(" "),
             "--root /var/lib/cvbench/podman/s-1-0 --runroot /run/cvbench/podman/s-1-0/run \
@@ -312,7 +358,10 @@ mod tests {
         b.program = tmp.path().join("no-podman");
         let reason = b.check_host().unwrap_err().reason;
         if nix::unistd::geteuid().is_root() {
-            assert!(reason.contains("apt-get install podman") && reason.contains("no-podman"), "{reason}");
+            assert!(
+                reason.contains("apt-get install podman") && reason.contains("no-podman"),
+                "{reason}"
+            );
         } else {
             assert!(reason.contains("root"), "{reason}");
         }
@@ -337,7 +386,10 @@ mod tests {
             mountinfo: tmp.path().join("mountinfo"),
         };
         let keep = |n: &str| n == live;
-        let report = cleanup_leftovers(&CleanupScope { roots: &roots, keep: &keep });
+        let report = cleanup_leftovers(&CleanupScope {
+            roots: &roots,
+            keep: &keep,
+        });
         assert!(report.removed.iter().any(|r| r.contains(dead)), "{report:?}");
         assert!(report.in_use.iter().any(|r| r.contains(&live)), "{report:?}");
         assert!(!run_dir.join("podman").join(dead).exists());

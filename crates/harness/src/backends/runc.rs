@@ -190,8 +190,12 @@ impl RuncBackend {
         crate::rundir::prune(&self.bundles_dir);
         crate::rundir::prune(&self.state_dir);
         let out = result.map_err(unavailable)?;
-        probe_verdict(self.runtime.name, out.status.success(), &String::from_utf8_lossy(&out.stderr))
-            .map_err(unavailable)
+        probe_verdict(
+            self.runtime.name,
+            out.status.success(),
+            &String::from_utf8_lossy(&out.stderr),
+        )
+        .map_err(unavailable)
     }
 }
 
@@ -573,7 +577,10 @@ impl RuncInstance {
             .runc()
             .args(["ps", "--format", "json", &self.name])
             .output()
-            .map_err(self.backend.io_err(format!("running `{} ps {}`", self.runtime_name(), self.name)))?;
+            .map_err(
+                self.backend
+                    .io_err(format!("running `{} ps {}`", self.runtime_name(), self.name)),
+            )?;
         if !out.status.success() {
             return Err(self.backend.setup_err(format!(
                 "`{} ps {}` failed: {}",
@@ -582,14 +589,13 @@ impl RuncInstance {
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        serde_json::from_slice::<Vec<i32>>(&out.stdout)
-            .map_err(|e| {
-                self.backend.setup_err(format!(
-                    "`{} ps {}` printed no pid list: {e}",
-                    self.runtime_name(),
-                    self.name
-                ))
-            })
+        serde_json::from_slice::<Vec<i32>>(&out.stdout).map_err(|e| {
+            self.backend.setup_err(format!(
+                "`{} ps {}` printed no pid list: {e}",
+                self.runtime_name(),
+                self.name
+            ))
+        })
     }
 
     /// Idempotent: stops the container and its `runc run`, deletes runc's state, unmounts the rootfs
