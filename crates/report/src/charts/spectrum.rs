@@ -357,7 +357,7 @@ mod tests {
             chart.rows()[4].label
         );
         assert!(
-            chart.rows()[4].label.contains("KVM: tcg"),
+            chart.rows()[4].label.contains("KVM tcg"),
             "{}",
             chart.rows()[4].label
         );
