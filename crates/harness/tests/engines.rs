@@ -143,4 +143,91 @@ mod tests {
         assert_nothing_mentions(&root.path().to_string_lossy());
         assert_nothing_mentions(&stores[0]);
     }
+
+    /// A harness killed with a container running: its backend and instance are never dropped.
+    /// `bench cleanup`'s pass for the backend (run dir relocated to the test's root, the owner
+    /// treated as dead) must stop everything and remove every directory, mount and cgroup.
+    fn crashed_then_cleaned(
+        backend: Box<dyn Backend>,
+        root: &Path,
+        tag: &str,
+        cleanup: fn(&harness::cleanup::CleanupScope) -> harness::cleanup::CleanupReport,
+    ) {
+        let Some(image) = image(root) else { return };
+        backend.prepare(&image).unwrap();
+        let name = format!("cvbench-{tag}-idle-{}-930", std::process::id());
+        let spec = opts().launch_spec(&image, &WorkloadSpec::Idle, &name, std::time::Instant::now());
+        let instance = backend.launch(&spec).unwrap();
+        let container_pids = instance.host_pids();
+        assert!(!container_pids.is_empty());
+        let owner_dir: Vec<String> = std::fs::read_dir(root.join("run").join(tag))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        std::mem::forget(instance);
+        std::mem::forget(backend);
+
+        let roots = harness::cleanup::CleanupRoots {
+            run_dir: root.join("run"),
+            ..harness::cleanup::CleanupRoots::default()
+        };
+        let keep = |_: &str| false;
+        let report = cleanup(&harness::cleanup::CleanupScope {
+            roots: &roots,
+            keep: &keep,
+        });
+        assert!(!report.removed.is_empty(), "{report:?}");
+        for dir in ["run", "data"] {
+            let left: Vec<_> = std::fs::read_dir(root.join(dir).join(tag))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{dir} left: {left:?}");
+        }
+        assert_nothing_mentions(&root.to_string_lossy());
+        assert_nothing_mentions(&owner_dir[0]);
+        assert_nothing_mentions(&name);
+        for pid in container_pids {
+            let alive =
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "));
+            assert!(!alive, "container process {pid} still running");
+        }
+    }
+
+    #[test]
+    fn cleanup_stops_a_crashed_harness_dockerd_and_its_container() {
+        let root = tempfile::tempdir().unwrap();
+        let backend = DockerBackend::with_dirs(
+            &root.path().join("run/docker"),
+            &root.path().join("data/docker"),
+            &root.path().join("no-system-docker.sock"),
+        );
+        if let Err(u) = backend.check_host() {
+            println!("skipped: {u}");
+            return;
+        }
+        crashed_then_cleaned(
+            Box::new(backend),
+            root.path(),
+            "docker",
+            harness::backends::docker::cleanup_leftovers,
+        );
+    }
+
+    #[test]
+    fn cleanup_removes_a_crashed_harness_podman_store_and_its_container() {
+        let root = tempfile::tempdir().unwrap();
+        let backend =
+            PodmanBackend::with_dirs(&root.path().join("run/podman"), &root.path().join("data/podman"));
+        if let Err(u) = backend.check_host() {
+            println!("skipped: {u}");
+            return;
+        }
+        crashed_then_cleaned(
+            Box::new(backend),
+            root.path(),
+            "podman",
+            harness::backends::podman::cleanup_leftovers,
+        );
+    }
 }
