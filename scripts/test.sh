@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (the README's second command; .ci/run calls exactly this).
-# Tests that need root, hardware KVM, a built guest kernel or a package check first and print
-# `skipped: <reason>` when they cannot run.
+# Tests that need root, hardware KVM, a built guest kernel or a package check first and, when they
+# cannot run, skip through crates/testkit: they print `skipped: <reason>` and append a record to
+# $CVBENCH_SKIP_LOG, summarised (count and reasons) after the suite. $CVBENCH_REQUIRE (set by .ci/run)
+# lists the requirement classes this host must provide; a test skipping for one of those fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --packages
@@ -10,4 +12,9 @@ scripts/setup.sh --packages
 guest/kernel/build.sh >/dev/null
 # Binaries first: tests start the static workload, guest init and VMM from target/.
 cargo build --workspace --bins --quiet
-cargo nextest run --workspace --no-fail-fast "$@"
+export CVBENCH_SKIP_LOG="${CVBENCH_SKIP_LOG:-${CARGO_TARGET_DIR:-$PWD/target}/cvbench-skips.tsv}"
+: >"$CVBENCH_SKIP_LOG"
+status=0
+cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+cargo run --quiet -p testkit --bin cvbench-skips -- "$CVBENCH_SKIP_LOG"
+exit "$status"

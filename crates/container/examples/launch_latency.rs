@@ -2,14 +2,16 @@
 //! create→`CVBENCH READY` of an idle container over N runs, next to the namespace floor
 //! (`unshare -pmuin --fork true`, spawned and waited for the same way).
 //!
-//! `cargo run -p container --release --example launch_latency -- [RUNS] [TESTPROC]` (root). TESTPROC
-//! defaults to `cvbench-testproc` next to the example's directory (build it with
-//! `cargo build -p container --release --bins`).
+//! `cargo run -p container --release --example launch_latency -- [RUNS] [TESTPROC] [LEVELS]` (root).
+//! TESTPROC defaults to `cvbench-testproc` next to the example's directory (build it with
+//! `cargo build -p container --release --bins`); LEVELS is a comma-separated list of confinement
+//! levels (default `oci-default`), measured in turn within each run so that host load drifts over
+//! all of them alike.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use container::{Container, ContainerConfig, ContainerDeps, LineEvent, OutputLines};
+use container::{Confinement, Container, ContainerConfig, ContainerDeps, LineEvent, OutputLines};
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -34,7 +36,13 @@ fn report(name: &str, mut ms: Vec<f64>) {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let runs: usize = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(50);
-    let testproc = match args.get(2) {
+    let levels: Vec<Confinement> = args
+        .get(3)
+        .map_or("oci-default", String::as_str)
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let testproc = match args.get(2).filter(|p| !p.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => std::env::current_exe()?
             .parent()
@@ -49,13 +57,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     std::fs::copy(&testproc, image.join("bin/cvbench-workload"))?;
     let deps = ContainerDeps::host()?;
-    let (mut rootfs, mut exec, mut ready, mut create) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for i in 0..runs + 3 {
-        let config = ContainerConfig::new(
-            &format!("latency-{}-{i}", std::process::id()),
+    let mut per_level: Vec<[Vec<f64>; 6]> = levels.iter().map(|_| Default::default()).collect();
+    for (i, l) in (0..runs + 3).flat_map(|i| (0..levels.len()).map(move |l| (i, l))) {
+        let [create, rootfs, confined, exec, ready, confine_step] = &mut per_level[l];
+        let mut config = ContainerConfig::new(
+            &format!("latency-{}-{i}-{l}", std::process::id()),
             &image,
             vec!["/bin/cvbench-workload".into(), "idle".into()],
         );
+        config.confinement = levels[l];
         let request = Instant::now();
         let mut c = Container::create(config, deps.clone())?;
         let created = Instant::now();
@@ -70,6 +80,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let ms = |t: Option<Instant>| t.map_or(f64::NAN, |t| (t - request).as_secs_f64() * 1e3);
             create.push(ms(Some(created)));
             rootfs.push(ms(ev.rootfs_ready));
+            if let (Some(r), Some(c)) = (ev.rootfs_ready, ev.confined) {
+                confined.push(ms(Some(c)));
+                confine_step.push((c - r).as_secs_f64() * 1e3);
+            }
             exec.push(ms(ev.exec));
             ready.push(ms(Some(at)));
         }
@@ -91,10 +105,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (clone_ms, fork_ms) = spawn_strategies(runs)?;
     std::fs::remove_dir_all(&image)?;
-    report("create() (dirs, cgroup, state)", create);
-    report("create->rootfs_ready", rootfs);
-    report("create->exec", exec);
-    report("create->READY", ready);
+    for (level, [create, rootfs, confined, exec, ready, confine_step]) in levels.iter().zip(per_level) {
+        println!("--confinement {level}");
+        report("create() (dirs, cgroup, state)", create);
+        report("create->rootfs_ready", rootfs);
+        if !confined.is_empty() {
+            report("create->confined", confined);
+            report("rootfs_ready->confined", confine_step);
+        }
+        report("create->exec", exec);
+        report("create->READY", ready);
+    }
     report("unshare -pmuin --fork true", floor);
     report("spawn: one clone(ns flags)", clone_ms);
     report("spawn: fork+unshare+fork", fork_ms);

@@ -19,6 +19,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::cgroup::{self, CgroupManager, Limits, Usage};
+use crate::confine::{ConfinePlan, Confinement};
 use crate::error::ContainerError;
 use crate::output::{drain_into_tail, poll_timeout_until, Tail, TAIL_BYTES};
 use crate::setup::{RootfsLayout, SetupPlan, Stage};
@@ -50,6 +51,10 @@ pub struct ContainerConfig {
     /// Tested with the identity mapping (`host_uid` 0: capabilities confined to the namespace); a
     /// mapping to an unprivileged host range currently fails at the overlay mount (EACCES).
     pub user_namespace: Option<IdMap>,
+    /// Capabilities, no_new_privs, masked and read-only paths, rlimits, seccomp (see
+    /// [`crate::confine`]); defaults to [`Confinement::OciDefault`], what runc gets from the OCI
+    /// default spec.
+    pub confinement: Confinement,
 }
 
 impl ContainerConfig {
@@ -67,6 +72,7 @@ impl ContainerConfig {
             state_root: PathBuf::from(DEFAULT_STATE_ROOT),
             scratch_root: None,
             user_namespace: None,
+            confinement: Confinement::default(),
         }
     }
 }
@@ -107,6 +113,9 @@ pub struct ContainerDirs {
 pub struct LaunchEvents {
     /// The child reported namespaces and rootfs ready (its record became readable).
     pub rootfs_ready: Option<Instant>,
+    /// The child reported its confinement applied (masked/read-only paths, rlimits, capabilities,
+    /// no_new_privs, seccomp), right before `execve`; `None` under `Confinement::None`.
+    pub confined: Option<Instant>,
     /// The CLOEXEC pipe hit EOF: `execve` succeeded.
     pub exec: Option<Instant>,
 }
@@ -148,6 +157,7 @@ pub struct Container {
     dirs: ContainerDirs,
     cgroup_paths: Vec<PathBuf>,
     plan: SetupPlan,
+    confine: ConfinePlan,
     program: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
@@ -235,6 +245,7 @@ impl Container {
             h.truncate(64);
             h
         });
+        let profile = config.confinement.profile();
         let plan = SetupPlan::new(&RootfsLayout {
             image_dir: config.image_dir.clone(),
             upper_dir: dirs.upper_dir.clone(),
@@ -242,7 +253,14 @@ impl Container {
             merged_dir: dirs.merged_dir.clone(),
             hostname,
             user_namespace: config.user_namespace.is_some(),
+            masked_paths: profile
+                .map(|p| p.masked_paths.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
+            readonly_paths: profile
+                .map(|p| p.readonly_paths.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default(),
         })?;
+        let confine = ConfinePlan::new(config.confinement)?;
         fs::create_dir_all(&containers).map_err(ContainerError::io("creating", &containers))?;
         match fs::create_dir(&dirs.container_dir) {
             Ok(()) => {}
@@ -256,6 +274,7 @@ impl Container {
         }
         let mut container = Container {
             plan,
+            confine,
             program,
             argv,
             envp,
@@ -335,6 +354,7 @@ impl Container {
         envp.push(std::ptr::null());
         let req = SpawnRequest {
             plan: &self.plan,
+            confine: &self.confine,
             cgroup_procs: &cgroup_procs,
             cgroup_namespace: self.deps.cgroup_namespace,
             user_namespace: self.config.user_namespace,
@@ -353,6 +373,7 @@ impl Container {
         };
         self.events = LaunchEvents {
             rootfs_ready: Some(spawned.rootfs_ready),
+            confined: spawned.confined,
             exec: Some(spawned.exec),
         };
         let pidfd = match spawn::pidfd_open(spawned.pid) {

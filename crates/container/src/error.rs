@@ -20,6 +20,8 @@ pub enum ContainerError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error("preparing the confinement: {0}")]
+    Confine(#[from] crate::confine::ConfineError),
     #[error("{context} {path}: {source}")]
     Io {
         context: &'static str,

@@ -101,6 +101,7 @@ pub(crate) fn poll_timeout_until(deadline: Instant) -> Option<PollTimeout> {
     if left.is_zero() {
         return None;
     }
+    // Saturates: a longer wait polls for the longest time poll takes, and the caller polls again.
     let ms = u32::try_from(left.as_millis().saturating_add(1)).unwrap_or(u32::MAX);
     Some(PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX))
 }

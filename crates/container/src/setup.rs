@@ -5,8 +5,11 @@
 //! Order: mounts private → overlay (image = lowerdir) at `merged` → `/proc` (the new pid namespace) →
 //! `/dev` tmpfs with device nodes, devpts (newinstance) and `/dev/shm` → `/tmp` tmpfs → pivot_root
 //! into `merged` with the `pivot_root(".", ".")` idiom (no put_old directory needed in the image) →
-//! detach the old root → hostname → loopback up. Everything is mounted inside the child's own mount
-//! namespace, so it all disappears with the container's last process.
+//! detach the old root → hostname → loopback up, then (confinement, see [`crate::confine`]) the masked
+//! paths and the read-only paths. Everything is mounted inside the child's own mount namespace, so it
+//! all disappears with the container's last process. The child runs the plan in two parts around its
+//! "rootfs ready" report ([`SetupPlan::rootfs_steps`], [`SetupPlan::confinement_steps`]), so that the
+//! confinement's cost shows as its own phase.
 
 use std::ffi::CString;
 use std::fmt;
@@ -41,10 +44,18 @@ pub enum Stage {
     Signals = 16,
     Exec = 17,
     UserNamespace = 18,
+    /// The child is confined (not a failure): sent right before `execve` when a confinement applies.
+    Confined = 19,
+    MaskPath = 20,
+    ReadonlyPath = 21,
+    Rlimits = 22,
+    Capabilities = 23,
+    NoNewPrivs = 24,
+    Seccomp = 25,
 }
 
 impl Stage {
-    const ALL: [Stage; 19] = [
+    const ALL: [Stage; 26] = [
         Stage::Ready,
         Stage::JoinCgroup,
         Stage::MountPrivate,
@@ -64,6 +75,13 @@ impl Stage {
         Stage::Signals,
         Stage::Exec,
         Stage::UserNamespace,
+        Stage::Confined,
+        Stage::MaskPath,
+        Stage::ReadonlyPath,
+        Stage::Rlimits,
+        Stage::Capabilities,
+        Stage::NoNewPrivs,
+        Stage::Seccomp,
     ];
 
     pub fn from_u32(v: u32) -> Option<Stage> {
@@ -91,6 +109,13 @@ impl Stage {
             Stage::Signals => "resetting signals",
             Stage::Exec => "exec",
             Stage::UserNamespace => "waiting for the user namespace id maps",
+            Stage::Confined => "confined",
+            Stage::MaskPath => "masking a path",
+            Stage::ReadonlyPath => "making a path read-only",
+            Stage::Rlimits => "setting rlimits",
+            Stage::Capabilities => "setting capabilities",
+            Stage::NoNewPrivs => "setting no_new_privs",
+            Stage::Seccomp => "installing the seccomp filter",
         }
     }
 }
@@ -147,6 +172,17 @@ pub enum Op {
         mask: u32,
     },
     LoopbackUp,
+    /// Bind `/dev/null` over `path`; if it is a directory, mount an empty read-only tmpfs instead; if
+    /// it does not exist, nothing.
+    MaskPath {
+        path: CString,
+    },
+    /// Bind `path` over itself, then remount it read-only with `flags` kept; nothing if it does not
+    /// exist.
+    ReadonlyPath {
+        path: CString,
+        flags: MsFlags,
+    },
 }
 
 impl Op {
@@ -157,7 +193,9 @@ impl Op {
             Op::Mkdir { path, .. }
             | Op::MknodChar { path, .. }
             | Op::MknodFile { path, .. }
-            | Op::Chdir { path } => path,
+            | Op::Chdir { path }
+            | Op::MaskPath { path }
+            | Op::ReadonlyPath { path, .. } => path,
             Op::Symlink { link, .. } => link,
             Op::PivotRoot { new_root, .. } => new_root,
             Op::Umount { target, .. } => target,
@@ -206,6 +244,10 @@ pub struct RootfsLayout {
     /// The child runs in its own user namespace: device nodes cannot be created there, so the host's
     /// are bind-mounted instead.
     pub user_namespace: bool,
+    /// Absolute paths inside the container to hide (see [`Op::MaskPath`]).
+    pub masked_paths: Vec<String>,
+    /// Absolute paths under `/proc` to make read-only (see [`Op::ReadonlyPath`]).
+    pub readonly_paths: Vec<String>,
 }
 
 /// Character devices of the minimal `/dev`: name, major, minor.
@@ -221,6 +263,8 @@ pub const DEVICES: [(&str, u64, u64); 6] = [
 #[derive(Debug, Clone)]
 pub struct SetupPlan {
     steps: Vec<Step>,
+    /// Steps from here on are confinement (masked and read-only paths).
+    confine_from: usize,
 }
 
 fn cstring(what: &'static str, p: &Path) -> Result<CString, PlanError> {
@@ -236,6 +280,18 @@ fn c(s: &str) -> CString {
     // Only called with literals and formatted paths checked by `cstring`; a NUL would be a bug here,
     // and an empty string is the safe fallback.
     CString::new(s).unwrap_or_default()
+}
+
+/// An absolute path inside the container (after pivot_root), as a C string.
+fn container_path(what: &'static str, p: &str) -> Result<CString, PlanError> {
+    if !p.starts_with('/') {
+        return Err(PlanError::BadPath {
+            what,
+            path: p.into(),
+            reason: "is not absolute",
+        });
+    }
+    cstring(what, Path::new(p))
 }
 
 /// overlayfs splits its options on `,` and lowerdir lists on `:`; paths with those cannot be passed.
@@ -471,7 +527,32 @@ impl SetupPlan {
                 op: Op::Umask { mask: 0o022 },
             },
         ]);
-        Ok(SetupPlan { steps })
+        let confine_from = steps.len();
+        for p in &layout.masked_paths {
+            steps.push(Step {
+                stage: Stage::MaskPath,
+                op: Op::MaskPath {
+                    path: container_path("masked path", p)?,
+                },
+            });
+        }
+        for p in &layout.readonly_paths {
+            if !p.starts_with("/proc/") {
+                return Err(PlanError::BadPath {
+                    what: "read-only path",
+                    path: p.into(),
+                    reason: "is not under /proc (only /proc's mount flags are known)",
+                });
+            }
+            steps.push(Step {
+                stage: Stage::ReadonlyPath,
+                op: Op::ReadonlyPath {
+                    path: container_path("read-only path", p)?,
+                    flags: nosuid_nodev | MsFlags::MS_NOEXEC,
+                },
+            });
+        }
+        Ok(SetupPlan { steps, confine_from })
     }
 
     pub fn steps(&self) -> &[Step] {
@@ -481,7 +562,24 @@ impl SetupPlan {
     /// Runs every step. Allocation-free (safe in the child of a multi-threaded parent) as long as
     /// `sys` is.
     pub fn apply(&self, sys: &dyn Syscall) -> Result<(), StepFailure> {
-        for (index, step) in self.steps.iter().enumerate() {
+        self.apply_range(sys, 0..self.steps.len())
+    }
+
+    /// The namespaces-and-rootfs part: everything before the confinement steps.
+    pub fn rootfs_steps(&self) -> std::ops::Range<usize> {
+        0..self.confine_from
+    }
+
+    /// The masked and read-only path steps (empty without confinement).
+    pub fn confinement_steps(&self) -> std::ops::Range<usize> {
+        self.confine_from..self.steps.len()
+    }
+
+    /// Runs steps `range` (allocation-free, as [`SetupPlan::apply`]).
+    pub fn apply_range(&self, sys: &dyn Syscall, range: std::ops::Range<usize>) -> Result<(), StepFailure> {
+        let start = range.start;
+        for (offset, step) in self.steps.get(range).unwrap_or_default().iter().enumerate() {
+            let index = start + offset;
             let r = match &step.op {
                 Op::Mount {
                     source,
@@ -514,6 +612,28 @@ impl SetupPlan {
                     Ok(())
                 }
                 Op::LoopbackUp => sys.loopback_up(),
+                Op::MaskPath { path } => {
+                    match sys.mount(Some(c"/dev/null"), path, None, MsFlags::MS_BIND, None) {
+                        Err(Errno::ENOTDIR) => {
+                            sys.mount(Some(c"tmpfs"), path, Some(c"tmpfs"), MsFlags::MS_RDONLY, None)
+                        }
+                        Err(Errno::ENOENT) => Ok(()),
+                        other => other,
+                    }
+                }
+                Op::ReadonlyPath { path, flags } => {
+                    match sys.mount(Some(path), path, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+                        Err(Errno::ENOENT) => Ok(()),
+                        Err(e) => Err(e),
+                        Ok(()) => sys.mount(
+                            Some(path),
+                            path,
+                            None,
+                            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | *flags,
+                            None,
+                        ),
+                    }
+                }
             };
             if let Err(errno) = r {
                 // The plan has a few dozen steps; the index always fits.
@@ -551,6 +671,16 @@ mod tests {
             merged_dir: "/s/merged".into(),
             hostname: "box".into(),
             user_namespace: false,
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
+        }
+    }
+
+    fn confined_layout() -> RootfsLayout {
+        RootfsLayout {
+            masked_paths: vec!["/proc/kcore".into(), "/sys/firmware".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            ..layout()
         }
     }
 
@@ -616,6 +746,71 @@ mod tests {
             "umask 22",
         ];
         assert_eq!(calls, expected);
+        assert_eq!(plan.rootfs_steps(), 0..expected.len());
+        assert!(plan.confinement_steps().is_empty());
+    }
+
+    #[test]
+    fn confinement_paths_come_last_after_the_root_is_pivoted() {
+        let plan = SetupPlan::new(&confined_layout()).unwrap();
+        let rootfs = SetupPlan::new(&layout()).unwrap();
+        assert_eq!(plan.rootfs_steps(), rootfs.rootfs_steps());
+        let rec = RecordingSyscall::new();
+        plan.apply(&rec).unwrap();
+        let calls = rec.calls();
+        let n = rootfs.steps().len();
+        assert_eq!(calls[n - 1], "umask 22");
+        assert_eq!(
+            calls[n..],
+            [
+                "mount /dev/null /proc/kcore - 0x1000 -",
+                "mount /dev/null /sys/firmware - 0x1000 -",
+                "mount /proc/sys /proc/sys - 0x5000 -",
+                // MS_BIND | MS_REMOUNT | MS_RDONLY, keeping /proc's nosuid, nodev, noexec.
+                "mount /proc/sys /proc/sys - 0x102f -",
+            ]
+        );
+        let rec = RecordingSyscall::new();
+        plan.apply_range(&rec, plan.confinement_steps()).unwrap();
+        assert_eq!(rec.calls(), calls[n..]);
+    }
+
+    #[test]
+    fn a_masked_directory_gets_a_read_only_tmpfs_and_missing_paths_are_skipped() {
+        let plan = SetupPlan::new(&confined_layout()).unwrap();
+        // Binding a file over a directory fails with ENOTDIR.
+        let rec = RecordingSyscall::failing_with("mount /dev/null", Errno::ENOTDIR);
+        plan.apply_range(&rec, plan.confinement_steps()).unwrap();
+        assert_eq!(
+            rec.calls()[..2],
+            [
+                "mount /dev/null /proc/kcore - 0x1000 -",
+                "mount tmpfs /proc/kcore tmpfs 0x1 -",
+            ]
+        );
+        let rec = RecordingSyscall::failing_with("mount /", Errno::ENOENT);
+        plan.apply_range(&rec, plan.confinement_steps()).unwrap();
+        // No remount of a read-only path that does not exist.
+        assert_eq!(rec.calls().len(), 3, "{:?}", rec.calls());
+        let rec = RecordingSyscall::failing_with("mount /proc/sys", Errno::EACCES);
+        let failure = plan.apply_range(&rec, plan.confinement_steps()).unwrap_err();
+        assert_eq!(
+            plan.describe(failure.index),
+            Some((Stage::ReadonlyPath, "/proc/sys".to_string()))
+        );
+    }
+
+    #[test]
+    fn read_only_paths_outside_proc_are_refused() {
+        let mut l = layout();
+        l.readonly_paths = vec!["/etc".into()];
+        assert!(matches!(
+            SetupPlan::new(&l),
+            Err(PlanError::BadPath {
+                what: "read-only path",
+                ..
+            })
+        ));
     }
 
     #[test]

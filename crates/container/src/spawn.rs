@@ -10,10 +10,13 @@
 //! panics. Everything it needs (the plan's C strings, argv, envp, file descriptors) is prepared by the
 //! parent before the clone, and the child only makes system calls (see [`crate::syscall`]).
 //!
-//! The error pipe protocol: the child writes fixed-size [`Record`]s. `Stage::Ready` right before
-//! `execve` (the parent timestamps it when it becomes readable: namespaces and rootfs ready); on a
-//! failure one record naming the stage, the plan step and the errno, then `_exit(127)`. The write end
-//! is CLOEXEC, so a successful `execve` closes it: the parent sees EOF, which is the exec timestamp.
+//! The error pipe protocol: the child writes fixed-size [`Record`]s. `Stage::Ready` once namespaces,
+//! rootfs and stdio are set up (the parent timestamps it when it becomes readable); then, if a
+//! confinement applies, the masked/read-only path steps and the [`ConfinePlan`] run and
+//! `Stage::Confined` follows right before `execve` (its timestamp minus Ready's is what confinement
+//! costs). On a failure one record names the stage, the plan step and the errno, then `_exit(127)`.
+//! The write end is CLOEXEC, so a successful `execve` closes it: the parent sees EOF, which is the
+//! exec timestamp.
 
 use std::ffi::{c_char, CStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -23,6 +26,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::confine::ConfinePlan;
 use crate::setup::{SetupPlan, Stage};
 use crate::syscall::LinuxSyscall;
 
@@ -72,6 +76,8 @@ pub struct IdMap {
 /// Everything the child needs, prepared by the parent.
 pub struct SpawnRequest<'a> {
     pub plan: &'a SetupPlan,
+    /// Applied after the plan, right before `execve`.
+    pub confine: &'a ConfinePlan,
     /// `cgroup.procs` files opened for writing; the child writes `0` to each to join.
     pub cgroup_procs: &'a [OwnedFd],
     /// Also create a cgroup namespace (after joining the cgroup, so the container sees it as `/`).
@@ -95,6 +101,8 @@ pub struct SpawnRequest<'a> {
 pub struct Spawned {
     pub pid: Pid,
     pub rootfs_ready: Instant,
+    /// The child reported itself confined (`None` when no confinement applies).
+    pub confined: Option<Instant>,
     pub exec: Instant,
 }
 
@@ -186,14 +194,21 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
         Ok(Some(rec)) => return Err(fail(rec)),
         Ok(None) | Err(_) => return Err(vanished()),
     };
-    let exec = match read_record(&err_r) {
-        Ok(None) => Instant::now(),
-        Ok(Some(rec)) => return Err(fail(rec)),
-        Err(_) => return Err(vanished()),
+    let mut confined = None;
+    let exec = loop {
+        match read_record(&err_r) {
+            Ok(None) => break Instant::now(),
+            Ok(Some(rec)) if rec.stage == Stage::Confined as u32 && confined.is_none() => {
+                confined = Some(Instant::now());
+            }
+            Ok(Some(rec)) => return Err(fail(rec)),
+            Err(_) => return Err(vanished()),
+        }
     };
     Ok(Spawned {
         pid,
         rootfs_ready: ready,
+        confined,
         exec,
     })
 }
@@ -300,7 +315,8 @@ fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
     }
     let own_cgroup_join: &[OwnedFd] = if go_r.is_some() { &[] } else { req.cgroup_procs };
     for (i, fd) in own_cgroup_join.iter().enumerate() {
-        // SAFETY: writing two bytes from a static buffer to an open descriptor.
+        // SAFETY: writes one byte, the "0" (this process) of a static one-byte buffer that outlives the
+        // call, to a descriptor `req.cgroup_procs` keeps open.
         let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
         if n != 1 {
             // A handful of cgroup files; the index fits.
@@ -313,7 +329,7 @@ fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
             child_fail(err_w, Stage::JoinCgroup, NO_STEP, e);
         }
     }
-    if let Err(f) = req.plan.apply(&LinuxSyscall) {
+    if let Err(f) = req.plan.apply_range(&LinuxSyscall, req.plan.rootfs_steps()) {
         let stage = req.plan.stage_of(f.index).unwrap_or(Stage::Exec);
         child_fail(err_w, stage, f.index, f.errno);
     }
@@ -346,6 +362,24 @@ fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
             errno: 0,
         },
     );
+    let confinement = req.plan.confinement_steps();
+    if !confinement.is_empty() || !req.confine.is_empty() {
+        if let Err(f) = req.plan.apply_range(&LinuxSyscall, confinement) {
+            let stage = req.plan.stage_of(f.index).unwrap_or(Stage::Exec);
+            child_fail(err_w, stage, f.index, f.errno);
+        }
+        if let Err((stage, errno)) = req.confine.apply(&LinuxSyscall) {
+            child_fail(err_w, stage, NO_STEP, errno);
+        }
+        child_write(
+            err_w,
+            Record {
+                stage: Stage::Confined as u32,
+                step: NO_STEP,
+                errno: 0,
+            },
+        );
+    }
     // SAFETY: program, argv and envp are NUL-terminated C strings and NULL-terminated pointer
     // arrays kept alive by the parent's copy of the request (this memory is the child's copy).
     unsafe { libc::execve(req.program.as_ptr(), req.argv.as_ptr(), req.envp.as_ptr()) };

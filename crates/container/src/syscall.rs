@@ -1,5 +1,5 @@
-//! The kernel calls the container's child process makes to build its root filesystem, behind a small
-//! trait: [`LinuxSyscall`] makes them, [`RecordingSyscall`] records them so unit tests can assert the
+//! The kernel calls the container's child process makes to build its root filesystem and confine
+//! itself, behind a small trait: [`LinuxSyscall`] makes them, [`RecordingSyscall`] records them so unit tests can assert the
 //! exact sequence without privileges.
 //!
 //! Every method takes `&CStr` and returns `Errno`, and the real implementation neither allocates nor
@@ -11,7 +11,9 @@ use std::sync::Mutex;
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
+use nix::sys::resource::Resource;
 use nix::sys::stat::{Mode, SFlag};
+use seccompiler::sock_filter;
 
 pub trait Syscall {
     fn mount(
@@ -38,6 +40,44 @@ pub trait Syscall {
     fn umask(&self, mask: u32);
     /// Brings the loopback interface of the current network namespace up.
     fn loopback_up(&self) -> Result<(), Errno>;
+    fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> Result<(), Errno>;
+    /// `prctl(PR_CAPBSET_DROP, cap)`.
+    fn capbset_drop(&self, cap: u8) -> Result<(), Errno>;
+    /// `capset(2)` (version 3, this process) with 64-bit masks.
+    fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno>;
+    /// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)`.
+    fn ambient_clear(&self) -> Result<(), Errno>;
+    /// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)`.
+    fn ambient_raise(&self, cap: u8) -> Result<(), Errno>;
+    /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`.
+    fn set_no_new_privs(&self) -> Result<(), Errno>;
+    /// Installs a seccomp BPF filter on this thread (`seccomp(SECCOMP_SET_MODE_FILTER)`).
+    fn seccomp_filter(&self, program: &[sock_filter]) -> Result<(), Errno>;
+}
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`; version 3 takes two (low and high 32 bits).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `prctl` with integer arguments.
+fn prctl(option: libc::c_int, arg2: libc::c_ulong, arg3: libc::c_ulong) -> Result<(), Errno> {
+    // SAFETY: the prctl options used here take integer arguments only; no memory is passed.
+    let rc = unsafe { libc::prctl(option, arg2, arg3, 0 as libc::c_ulong, 0 as libc::c_ulong) };
+    Errno::result(rc).map(drop)
 }
 
 /// The real kernel.
@@ -121,14 +161,72 @@ impl Syscall for LinuxSyscall {
         }
         Ok(())
     }
+
+    fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> Result<(), Errno> {
+        nix::sys::resource::setrlimit(resource, soft, hard)
+    }
+
+    fn capbset_drop(&self, cap: u8) -> Result<(), Errno> {
+        prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0)
+    }
+
+    fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno> {
+        let mut header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        // Splitting a 64-bit mask into its two 32-bit halves.
+        #[allow(clippy::cast_possible_truncation)]
+        let half = |m: u64, shift: u32| (m >> shift) as u32;
+        let data = [0, 32].map(|shift| CapData {
+            effective: half(effective, shift),
+            permitted: half(permitted, shift),
+            inheritable: half(inheritable, shift),
+        });
+        // SAFETY: capset reads one header and, for version 3, two data structs, all of which live
+        // on this stack frame for the duration of the call.
+        let rc = unsafe { libc::syscall(libc::SYS_capset, &raw mut header, data.as_ptr()) };
+        Errno::result(rc).map(drop)
+    }
+
+    fn ambient_clear(&self) -> Result<(), Errno> {
+        prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0,
+        )
+    }
+
+    fn ambient_raise(&self, cap: u8) -> Result<(), Errno> {
+        prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+            libc::c_ulong::from(cap),
+        )
+    }
+
+    fn set_no_new_privs(&self) -> Result<(), Errno> {
+        nix::sys::prctl::set_no_new_privs()
+    }
+
+    fn seccomp_filter(&self, program: &[sock_filter]) -> Result<(), Errno> {
+        // seccompiler installs with seccomp(SECCOMP_SET_MODE_FILTER) (after setting no_new_privs,
+        // which every level with a filter sets anyway); it neither allocates nor locks.
+        seccompiler::apply_filter(program).map_err(|e| match e {
+            seccompiler::Error::Prctl(io) | seccompiler::Error::Seccomp(io) => {
+                Errno::from_raw(io.raw_os_error().unwrap_or(libc::EINVAL))
+            }
+            _ => Errno::EINVAL,
+        })
+    }
 }
 
 /// Records every call as one line (e.g. `mount overlay /m overlay [] lowerdir=...`) and succeeds, or
-/// fails the call whose line starts with `fail_on` with `EPERM`.
+/// fails the calls whose line starts with a prefix with an errno.
 #[derive(Debug, Default)]
 pub struct RecordingSyscall {
     calls: Mutex<Vec<String>>,
-    fail_on: Option<String>,
+    fail_on: Option<(String, Errno)>,
 }
 
 impl RecordingSyscall {
@@ -136,11 +234,16 @@ impl RecordingSyscall {
         RecordingSyscall::default()
     }
 
-    /// A recorder that fails (with `EPERM`) the first call whose line starts with `prefix`.
+    /// A recorder that fails (with `EPERM`) every call whose line starts with `prefix`.
     pub fn failing_on(prefix: &str) -> Self {
+        RecordingSyscall::failing_with(prefix, Errno::EPERM)
+    }
+
+    /// A recorder that fails every call whose line starts with `prefix` with `errno`.
+    pub fn failing_with(prefix: &str, errno: Errno) -> Self {
         RecordingSyscall {
             calls: Mutex::new(Vec::new()),
-            fail_on: Some(prefix.to_string()),
+            fail_on: Some((prefix.to_string(), errno)),
         }
     }
 
@@ -149,14 +252,17 @@ impl RecordingSyscall {
     }
 
     fn record(&self, line: String) -> Result<(), Errno> {
-        let fail = self.fail_on.as_deref().is_some_and(|p| line.starts_with(p));
+        let fail = self
+            .fail_on
+            .as_ref()
+            .filter(|(p, _)| line.starts_with(p.as_str()))
+            .map(|(_, e)| *e);
         if let Ok(mut calls) = self.calls.lock() {
             calls.push(line);
         }
-        if fail {
-            Err(Errno::EPERM)
-        } else {
-            Ok(())
+        match fail {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
     }
 }
@@ -216,5 +322,28 @@ impl Syscall for RecordingSyscall {
     }
     fn loopback_up(&self) -> Result<(), Errno> {
         self.record("loopback_up".to_string())
+    }
+    fn setrlimit(&self, resource: Resource, soft: u64, hard: u64) -> Result<(), Errno> {
+        self.record(format!("setrlimit {resource:?} {soft} {hard}"))
+    }
+    fn capbset_drop(&self, cap: u8) -> Result<(), Errno> {
+        self.record(format!("capbset_drop {cap}"))
+    }
+    fn capset(&self, effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno> {
+        self.record(format!(
+            "capset e={effective:#x} p={permitted:#x} i={inheritable:#x}"
+        ))
+    }
+    fn ambient_clear(&self) -> Result<(), Errno> {
+        self.record("ambient_clear".to_string())
+    }
+    fn ambient_raise(&self, cap: u8) -> Result<(), Errno> {
+        self.record(format!("ambient_raise {cap}"))
+    }
+    fn set_no_new_privs(&self) -> Result<(), Errno> {
+        self.record("no_new_privs".to_string())
+    }
+    fn seccomp_filter(&self, program: &[sock_filter]) -> Result<(), Errno> {
+        self.record(format!("seccomp {} instructions", program.len()))
     }
 }

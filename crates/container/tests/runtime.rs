@@ -20,11 +20,7 @@ use nix::sys::signal::Signal;
 const TESTPROC_IN_IMAGE: &str = "/bin/cvbench-testproc";
 
 fn skip_unless_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return false;
-    }
-    println!("skipped: needs root (namespaces, mounts, cgroups)");
-    true
+    testkit::skip_unless_root("namespaces, mounts, cgroups")
 }
 
 /// A temporary image (the test helper binary and nothing else) and state root.
@@ -441,7 +437,10 @@ fn v2_backend_on_the_real_unified_mount_creates_moves_and_removes() {
         .map(|s| s.filesystem_type().0 == container::cgroup::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false);
     if !is_cgroup2 {
-        println!("skipped: no cgroup2 mount at {}", root.display());
+        testkit::skip(
+            testkit::Requirement::HostFeature("cgroup2-mount"),
+            format!("no cgroup2 mount at {}", root.display()),
+        );
         return;
     }
     let v2: Arc<dyn CgroupManager> = Arc::new(CgroupV2::new(root.to_path_buf()));

@@ -107,6 +107,7 @@ impl Supervisor {
 
     /// The next of our signals, or `None` after `timeout` (or on EINTR).
     fn next_signal(&self, timeout: Duration) -> Option<Signal> {
+        // Saturates: a wait longer than time_t can hold is a wait forever.
         let timeout = libc::timespec {
             tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
             tv_nsec: libc::c_long::from(timeout.subsec_nanos()),

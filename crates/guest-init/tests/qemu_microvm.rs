@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use testkit::Requirement;
 use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
 
 /// Generous: a TCG boot to READY takes ~10 s here when the host is idle, several times that when
@@ -43,7 +44,7 @@ fn in_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-/// Everything a boot needs, or why this host cannot run one.
+/// Everything a boot needs.
 struct Artifacts {
     vmlinux: PathBuf,
     image_disk: PathBuf,
@@ -52,29 +53,41 @@ struct Artifacts {
     cache: tempfile::TempDir,
 }
 
-fn artifacts() -> Result<Artifacts, String> {
-    let kernel = kernel_dir().ok_or("no guest kernel built (run guest/kernel/build.sh)")?;
+/// Everything a boot needs, or what this host lacks for one. Building the image and disks from
+/// what is there must work: a failure there fails the test.
+fn artifacts() -> Result<Artifacts, (Requirement, String)> {
+    let kernel = kernel_dir().ok_or((
+        Requirement::GuestKernel,
+        "no guest kernel built (run guest/kernel/build.sh)".to_string(),
+    ))?;
     let vmlinux = kernel.join("vmlinux");
     if !vmlinux.is_file() {
-        return Err(format!("{} missing", vmlinux.display()));
+        return Err((Requirement::GuestKernel, format!("{} missing", vmlinux.display())));
     }
     if !in_path("qemu-system-x86_64") {
-        return Err("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)".into());
+        return Err((
+            Requirement::Package("qemu-system-x86"),
+            "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)".into(),
+        ));
     }
     if !in_path("mkfs.ext4") {
-        return Err("mkfs.ext4 not installed (apt-get install e2fsprogs)".into());
+        return Err((
+            Requirement::Package("e2fsprogs"),
+            "mkfs.ext4 not installed (apt-get install e2fsprogs)".into(),
+        ));
     }
-    let workload_bin = rootfs::locate_binary(rootfs::WORKLOAD_BIN).map_err(|e| e.to_string())?;
+    let workload_bin =
+        rootfs::locate_binary(rootfs::WORKLOAD_BIN).map_err(|e| (Requirement::Binaries, e.to_string()))?;
     let init_bin = PathBuf::from(env!("CARGO_BIN_EXE_cvbench-guest-init"));
     let cache = tempfile::Builder::new()
         .prefix("cvbench-qemu-test-")
         .tempdir()
-        .map_err(|e| e.to_string())?;
-    let image = rootfs::build_default_image(cache.path(), &workload_bin).map_err(|e| e.to_string())?;
+        .expect("creating the test's cache dir");
+    let image = rootfs::build_default_image(cache.path(), &workload_bin).expect("building the image");
     let disk = rootfs::ext4_disk_image(&image, &[(init_bin, "/cvbench/init".to_string())], cache.path())
-        .map_err(|e| e.to_string())?;
+        .expect("building the image disk");
     let scratch_template =
-        rootfs::scratch_disk_template(SCRATCH_MIB, cache.path()).map_err(|e| e.to_string())?;
+        rootfs::scratch_disk_template(SCRATCH_MIB, cache.path()).expect("building the scratch template");
     Ok(Artifacts {
         vmlinux,
         image_disk: disk.path,
@@ -247,8 +260,8 @@ fn boot(art: &Artifacts, spec: &WorkloadSpec, scratch: &Path) -> (Qemu, Instant)
 fn artifacts_or_skip() -> Option<Artifacts> {
     match artifacts() {
         Ok(a) => Some(a),
-        Err(reason) => {
-            println!("skipped: {reason}");
+        Err((requirement, reason)) => {
+            testkit::skip(requirement, reason);
             None
         }
     }

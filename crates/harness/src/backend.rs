@@ -9,6 +9,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+pub use container::Confinement;
+
 use results::isolation::Isolation;
 use workload::{WorkloadResult, WorkloadSpec};
 
@@ -39,6 +41,9 @@ pub struct LaunchSpec {
     pub pids_limit: Option<u64>,
     /// How long to wait for `CVBENCH READY` before giving up.
     pub ready_timeout: Duration,
+    /// Capabilities, no_new_privs, masked/read-only paths, rlimits and seccomp for backends that
+    /// [`Backend::applies_confinement`] (the built-in runtime and runc alike); VMs ignore it.
+    pub confinement: Confinement,
 }
 
 /// One phase boundary, measured from `LaunchSpec::request`.
@@ -131,6 +136,11 @@ pub trait Backend {
     /// `("vcpus", "1")`. Copied into the results; what isolates the cell is [`Backend::isolation`].
     fn labels(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+    /// Whether `LaunchSpec::confinement` applies to this backend's instances (then every result cell
+    /// carries a `confinement` label).
+    fn applies_confinement(&self) -> bool {
+        false
     }
     /// One-time, untimed preparation before the first launch (e.g. turning the image directory into a
     /// disk image, writing an OCI bundle template). Idempotent; backends cache what they build.

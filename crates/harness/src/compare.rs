@@ -116,7 +116,7 @@ pub fn run_compare_within(
     // Host check and preparation, once per backend; which backends take part in the runs.
     let mut active = Vec::new();
     for (b, backend) in backends.iter().enumerate() {
-        let labels: std::collections::BTreeMap<String, String> = backend.labels().into_iter().collect();
+        let labels = crate::runner::cell_labels(backend.as_ref(), opts.confinement);
         let cells: Vec<BenchmarkResult> = workloads
             .iter()
             .map(|spec| BenchmarkResult::new(backend.name(), backend.isolation(), spec, labels.clone()))

@@ -147,7 +147,7 @@ pub fn run_density(
         backend: backend.name().to_string(),
         isolation: backend.isolation(),
         workload: spec.kind().name().to_string(),
-        labels: backend.labels().into_iter().collect(),
+        labels: crate::runner::cell_labels(backend, opts.run.confinement),
         points: Vec::new(),
         stop_reason: String::new(),
         instances_per_gib: None,

@@ -126,6 +126,7 @@ fn cpu_model(cpuinfo: &str) -> Option<String> {
 /// Number of `processor` entries in /proc/cpuinfo (online logical CPUs).
 fn cpu_count(cpuinfo: &str) -> u32 {
     let n = cpuinfo_values(cpuinfo, "processor").count();
+    // Saturates, never reached: no host has 2^32 CPUs.
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 

@@ -23,6 +23,7 @@ pub mod results {
 }
 pub use ::results::metrics;
 
+pub use backend::Confinement;
 pub use backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };

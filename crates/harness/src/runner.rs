@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use workload::WorkloadSpec;
 
-use crate::backend::{Backend, BackendError, Instance, LaunchSpec};
+use crate::backend::{Backend, BackendError, Confinement, Instance, LaunchSpec};
 use crate::metrics;
 use crate::results::{BenchmarkResult, RunFailure, RunRecord};
 
@@ -32,6 +32,8 @@ pub struct RunOptions {
     pub ready_timeout: Duration,
     /// How long a self-ending workload may take after READY (or an idle one to stop).
     pub finish_timeout: Duration,
+    /// `--confinement` of the container runtimes (built-in and runc).
+    pub confinement: Confinement,
 }
 
 impl Default for RunOptions {
@@ -44,6 +46,7 @@ impl Default for RunOptions {
             pids_limit: None,
             ready_timeout: Duration::from_secs(10),
             finish_timeout: Duration::from_secs(120),
+            confinement: Confinement::default(),
         }
     }
 }
@@ -66,8 +69,19 @@ impl RunOptions {
             cpu_limit: self.cpu_limit,
             pids_limit: self.pids_limit,
             ready_timeout: self.ready_timeout,
+            confinement: self.confinement,
         }
     }
+}
+
+/// The labels of a result cell of `backend`: the backend's own, plus `confinement` (`none`,
+/// `oci-default`, `docker`) when the backend applies it, so every row says what it paid for.
+pub fn cell_labels(backend: &dyn Backend, confinement: Confinement) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = backend.labels().into_iter().collect();
+    if backend.applies_confinement() {
+        labels.insert("confinement".to_string(), confinement.name().to_string());
+    }
+    labels
 }
 
 /// Unique instance name: `cvbench-<backend>-<workload>-<pid>-<index>` (the harness pid keeps two
@@ -255,7 +269,7 @@ pub fn run_benchmark(
     opts: &RunOptions,
     observer: &mut dyn RunObserver,
 ) -> BenchmarkResult {
-    let labels = backend.labels().into_iter().collect();
+    let labels = cell_labels(backend, opts.confinement);
     let mut result = BenchmarkResult::new(backend.name(), backend.isolation(), spec, labels);
     if let Err(unavailable) = backend.check_host().and_then(|()| backend.supports(spec)) {
         result.skipped = Some(unavailable.reason.clone());

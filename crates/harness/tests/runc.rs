@@ -15,16 +15,20 @@ mod tests {
     /// The backend rooted in a temp dir, and the default image; `None` (after printing why) when
     /// this host cannot run runc.
     fn setup() -> Option<(tempfile::TempDir, RuncBackend, PathBuf)> {
+        if testkit::skip_unless_root("runc") {
+            return None;
+        }
         let root = tempfile::tempdir().unwrap();
         let backend = RuncBackend::with_root(root.path());
         if let Err(u) = backend.check_host() {
-            println!("skipped: {u}");
+            // As root, what is left to lack is runc itself (or overlayfs, which any Debian has).
+            testkit::skip(testkit::Requirement::Package("runc"), u);
             return None;
         }
         let image = match rootfs::default_image(&root.path().join("cache")) {
             Ok(image) => image,
             Err(e) => {
-                println!("skipped: no default image: {e}");
+                testkit::skip(testkit::Requirement::Binaries, format!("no default image: {e}"));
                 return None;
             }
         };
@@ -129,7 +133,7 @@ mod tests {
         let testproc = match rootfs::locate_binary("cvbench-testproc") {
             Ok(p) => p,
             Err(e) => {
-                println!("skipped: {e}");
+                testkit::skip(testkit::Requirement::Binaries, e);
                 return;
             }
         };
@@ -148,6 +152,7 @@ mod tests {
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(20),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let err = instance.finish(Duration::from_secs(20)).unwrap_err();
@@ -192,6 +197,28 @@ mod tests {
             m.metrics
         );
         assert_gone(root.path(), &name);
+    }
+
+    #[test]
+    fn limits_beyond_what_oci_can_express_are_refused_not_clamped() {
+        for (memory, pids, expected) in [
+            (Some(u64::MAX), None, "memory limit 18446744073709551615 bytes"),
+            (None, Some(1u64 << 63), "pids limit 9223372036854775808"),
+        ] {
+            let spec = RunOptions {
+                memory_limit_bytes: memory,
+                pids_limit: pids,
+                ..RunOptions::default()
+            }
+            .launch_spec(
+                Path::new("/img"),
+                &WorkloadSpec::Idle,
+                "cvbench-runc-idle-1-0",
+                std::time::Instant::now(),
+            );
+            let err = harness::backends::runc::oci_config(&spec).unwrap_err();
+            assert!(err.to_string().contains(expected), "{err}");
+        }
     }
 
     #[test]

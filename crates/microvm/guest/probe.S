@@ -1,6 +1,8 @@
 /*
  * The probe guest: a tiny 64-bit payload that exercises the VMM's boot path and devices without a
  * kernel. Entered like Linux's 64-bit entry (long mode, identity paging, rsi = zero page). It:
+ *   0. with "probe.entryspin" on the command line: spins forever right at entry, before any exit
+ *      (the host stops the VM),
  *   1. checks the zero page (boot flag, "HdrS", command-line pointer, e820 entries) and echoes the
  *      command line to COM1,
  *   2. writes 0x7b to the boot-timer port 0x440,
@@ -11,7 +13,8 @@
  *      queue 0 in guest memory, reads sector 1 (must start with "CVBPROBE"), prints bytes 8..40 of it,
  *      writes the sector back to sector 2 with "CVBWROTE" in place of the magic, and flushes,
  *   5. prints "CVBENCH READY probe", then resets through i8042 (0xfe to port 0x64), or with
- *      "probe.halt" on the command line halts forever (the host stops the VM).
+ *      "probe.halt" on the command line halts forever, or with "probe.spin" spins forever in the
+ *      guest without an exit (either way the host stops the VM).
  * Only plain integer instructions: it must run under a paravirtual KVM (no SSE4/AVX/xsave; int3
  * only on request).
  */
@@ -43,6 +46,11 @@ _start:
         cmpb $0, 0x1e8(%r15)            /* e820_entries */
         je zp_fail
         mov %rax, %r14                  /* command line */
+        mov %r14, %rdi
+        lea flag_entryspin(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz spin_forever
         lea msg_zp_ok(%rip), %rdi
         call puts
         lea msg_cmdline(%rip), %rdi
@@ -116,6 +124,11 @@ _start:
         call contains
         test %eax, %eax
         jnz halt_forever
+        mov %r14, %rdi
+        lea flag_spin(%rip), %rsi
+        call contains
+        test %eax, %eax
+        jnz spin_forever
 reset:
         mov $0xfe, %al
         mov $0x64, %dx
@@ -124,6 +137,10 @@ halt_forever:
         cli
         hlt
         jmp halt_forever
+
+spin_forever:
+        cli
+1:      jmp 1b
 
 do_fault:
         lea msg_fault(%rip), %rdi
@@ -354,6 +371,8 @@ msg_magic_fail: .asciz "PROBE FAIL magic\n"
 msg_write_fail: .asciz "PROBE FAIL write\n"
 flag_fault:     .asciz "probe.fault"
 flag_halt:      .asciz "probe.halt"
+flag_spin:      .asciz "probe.spin"
+flag_entryspin: .asciz "probe.entryspin"
 flag_int3:      .asciz "probe.int3"
 msg_int3:       .asciz "PROBE int3 handled\n"
 msg_int3_back:  .asciz "PROBE int3 returned\n"

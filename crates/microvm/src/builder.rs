@@ -7,9 +7,8 @@ use std::ffi::CString;
 use std::fmt;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
 
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
@@ -18,9 +17,8 @@ use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use linux_loader::loader::{bzimage::BzImage, elf::Elf, KernelLoader};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
-use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
-use crate::arch::x86_64::{boot_params, cpuid, mptable, regs, ArchError};
+use crate::arch::x86_64::{boot_params, cpuid, mptable, regs, usize_from_u64, ArchError};
 use crate::devices::boot_timer::BootTimer;
 use crate::devices::bus::{Bus, BusError};
 use crate::devices::i8042::{self, I8042};
@@ -30,18 +28,22 @@ use crate::devices::virtio::mmio::MmioTransport;
 use crate::events::{EventKind, VmEvent, VmObserver};
 use crate::kernel::{KernelError, KernelFormat, KernelImage};
 use crate::layout;
-use crate::vcpu::{run_vcpu, ExitReason, UnknownAccessLimiter, VcpuShared};
+use crate::vcpu::{
+    install_kick_handler, run_vcpu, stop_and_join, ExitReason, UnknownAccessLimiter, VcpuShared,
+};
 
 /// The only KVM API version there has ever been.
 pub const KVM_API_VERSION: i32 = 12;
-/// Capabilities the VMM relies on.
-pub const REQUIRED_CAPS: [(Cap, &str); 6] = [
+/// Capabilities the VMM relies on. `KVM_CAP_IMMEDIATE_EXIT` (Linux 4.11) is what lets a stop reach a
+/// vCPU without polling (see `vcpu.rs`).
+pub const REQUIRED_CAPS: [(Cap, &str); 7] = [
     (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
     (Cap::Irqfd, "KVM_CAP_IRQFD"),
     (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
     (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
     (Cap::Pit2, "KVM_CAP_PIT2"),
     (Cap::ExtCpuid, "KVM_CAP_EXT_CPUID"),
+    (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
 ];
 /// Offset of the 64-bit entry point from a bzImage's protected-mode code (boot.rst, "64-bit BOOT
 /// PROTOCOL").
@@ -106,7 +108,10 @@ pub enum VmError {
     KvmOpen { source: kvm_ioctls::Error },
     #[error("{KVM_DEVICE} reports KVM API version {version}, expected {KVM_API_VERSION}")]
     KvmApiVersion { version: i32 },
-    #[error("{KVM_DEVICE} lacks the required capability {cap}")]
+    #[error(
+        "{KVM_DEVICE} lacks the required capability {cap} (the host kernel's KVM is too old or a \
+         paravirtual KVM without it; run on Linux 4.11 or later with the kvm_intel or kvm_amd module)"
+    )]
     KvmCapMissing { cap: &'static str },
     #[error("KVM ioctl {ioctl} failed: {source}")]
     Kvm {
@@ -269,12 +274,126 @@ fn write_guest_image(
     Ok(entry)
 }
 
+/// Registers each region of `mem` with KVM as a memory slot; returns where guest RAM is mapped in
+/// this process (to find it in `/proc/PID/smaps`).
+///
+/// # Safety
+/// `mem` must stay mapped for as long as `vm_fd` (and thus the slots) exists.
+unsafe fn register_memory(vm_fd: &VmFd, mem: &GuestMemoryMmap, memory_mib: u64) -> Result<u64, VmError> {
+    let mut guest_ram_host_addr = 0;
+    for (slot, region) in (0u32..).zip(mem.iter()) {
+        let host = mem
+            .get_host_address(region.start_addr())
+            .map_err(|e| VmError::GuestMemory {
+                memory_mib,
+                reason: e.to_string(),
+            })? as u64;
+        if region.start_addr() == GuestAddress(layout::RAM_START) {
+            guest_ram_host_addr = host;
+        }
+        let region_desc = kvm_userspace_memory_region {
+            slot,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which the caller keeps for as long as
+        // `vm_fd` exists.
+        unsafe { vm_fd.set_user_memory_region(region_desc) }
+            .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(guest_ram_host_addr)
+}
+
+/// The port bus (serial console, i8042, boot timer) and the MMIO bus (one virtio-blk transport per
+/// disk), each interrupt an irqfd registered with `vm_fd` and owned by the device that raises it.
+fn build_buses(
+    vm_fd: &VmFd,
+    mem: &GuestMemoryMmap,
+    console: ConsoleSink,
+    disks: Vec<Block>,
+    observer: &Arc<dyn VmObserver>,
+) -> Result<(Bus, Bus), VmError> {
+    let new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(|source| VmError::EventFd { what, source })?;
+        vm_fd.register_irqfd(&fd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
+        Ok(Arc::new(fd))
+    };
+    let mut pio = Bus::new();
+    let serial_irq = new_irq("serial", layout::SERIAL_IRQ)?;
+    let serial = SerialConsole::new(serial_irq, console, observer.clone());
+    pio.insert(
+        u64::from(layout::SERIAL_PORT_BASE),
+        u64::from(layout::SERIAL_PORT_LEN),
+        Arc::new(Mutex::new(serial)),
+    )?;
+    pio.insert(
+        u64::from(layout::I8042_DATA_PORT),
+        i8042::PORT_RANGE_LEN,
+        Arc::new(Mutex::new(I8042::default())),
+    )?;
+    pio.insert(
+        u64::from(layout::BOOT_TIMER_PORT),
+        1,
+        Arc::new(Mutex::new(BootTimer::new(observer.clone()))),
+    )?;
+    let mut mmio = Bus::new();
+    for (index, block) in disks.into_iter().enumerate() {
+        let irq = new_irq("virtio-blk", layout::virtio_mmio_irq(index))?;
+        let transport = MmioTransport::new(Box::new(block), mem.clone(), irq, observer.clone());
+        mmio.insert(
+            layout::virtio_mmio_base(index),
+            layout::VIRTIO_MMIO_DEVICE_BYTES,
+            Arc::new(Mutex::new(transport)),
+        )?;
+    }
+    Ok((pio, mmio))
+}
+
+/// Creates `count` vCPUs with their CPUID, FPU, MSRs and LAPIC set up; vCPU 0 also gets the boot
+/// registers that enter the kernel at `entry`.
+fn create_vcpus(
+    kvm: &Kvm,
+    vm_fd: &VmFd,
+    count: u8,
+    entry: GuestAddress,
+    observer: &dyn VmObserver,
+) -> Result<Vec<(u8, VcpuFd)>, VmError> {
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
+    let mut vcpus = Vec::with_capacity(usize::from(count));
+    for index in 0..count {
+        let vcpu = vm_fd
+            .create_vcpu(u64::from(index))
+            .map_err(kvm_err("KVM_CREATE_VCPU"))?;
+        let mut cpuid = supported.clone();
+        cpuid::patch_for_vcpu(&mut cpuid, index, count);
+        vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
+        let accepted = regs::setup_fpu_and_msrs(&vcpu, index)?;
+        if accepted < regs::BOOT_MSR_COUNT {
+            observer.warning(&format!(
+                "vCPU {index}: KVM accepted {accepted} of {} boot MSRs",
+                regs::BOOT_MSR_COUNT
+            ));
+        }
+        regs::setup_lapic_lint(&vcpu, index)?;
+        if index == 0 {
+            regs::setup_boot_registers(&vcpu, index, entry)?;
+        }
+        vcpus.push((index, vcpu));
+    }
+    Ok(vcpus)
+}
+
 /// A created VM, not yet running. Owns the KVM descriptors, guest memory and devices.
 pub struct Vm {
     _kvm: Kvm,
     _vm_fd: VmFd,
     _mem: GuestMemoryMmap,
-    vcpus: Vec<VcpuFd>,
+    /// Each vCPU with its index (a `u8`, as `VmConfig::vcpus` is).
+    vcpus: Vec<(u8, VcpuFd)>,
     shared: Arc<VcpuShared>,
     exit_rx: mpsc::Receiver<ExitReason>,
 }
@@ -289,13 +408,13 @@ impl StopHandle {
     pub fn stop(&self) {
         self.shared.stop(ExitReason::Stopped);
     }
-}
 
-fn kick_signal() -> i32 {
-    SIGRTMIN()
+    /// Kick signals sent to vCPU threads so far: at most one per vCPU thread for a stop, however
+    /// long a thread takes to notice it.
+    pub fn kicks_sent(&self) -> u64 {
+        self.shared.kicks_sent.load(Ordering::SeqCst)
+    }
 }
-
-extern "C" fn ignore_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 impl Vm {
     /// Validates `config`, then creates and configures the VM. Reports
@@ -317,7 +436,7 @@ impl Vm {
         let ram_bytes = config.memory_mib << 20;
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(
             GuestAddress(layout::RAM_START),
-            usize::try_from(ram_bytes).unwrap_or(usize::MAX),
+            usize_from_u64(ram_bytes),
         )])
         .map_err(|e| VmError::GuestMemory {
             memory_mib: config.memory_mib,
@@ -336,7 +455,7 @@ impl Vm {
         let kvm = open_kvm()?;
         let vm_fd = kvm.create_vm().map_err(kvm_err("KVM_CREATE_VM"))?;
         vm_fd
-            .set_tss_address(usize::try_from(layout::KVM_TSS_ADDRESS).unwrap_or(usize::MAX))
+            .set_tss_address(usize_from_u64(layout::KVM_TSS_ADDRESS))
             .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
         vm_fd.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
         let pit = kvm_pit_config {
@@ -344,94 +463,15 @@ impl Vm {
             ..Default::default()
         };
         vm_fd.create_pit2(pit).map_err(kvm_err("KVM_CREATE_PIT2"))?;
-        // Where guest RAM lives in this process (to find it in `/proc/PID/smaps`).
-        let mut guest_ram_host_addr = 0;
-        for (slot, region) in mem.iter().enumerate() {
-            let host = mem
-                .get_host_address(region.start_addr())
-                .map_err(|e| VmError::GuestMemory {
-                    memory_mib: config.memory_mib,
-                    reason: e.to_string(),
-                })? as u64;
-            if region.start_addr() == GuestAddress(layout::RAM_START) {
-                guest_ram_host_addr = host;
-            }
-            let region_desc = kvm_userspace_memory_region {
-                slot: u32::try_from(slot).unwrap_or(u32::MAX),
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host,
-                flags: 0,
-            };
-            // SAFETY: the region is a live mapping owned by `mem`, which the returned `Vm` keeps for
-            // as long as the VM file descriptor (and thus the slot) exists.
-            unsafe { vm_fd.set_user_memory_region(region_desc) }
-                .map_err(kvm_err("KVM_SET_USER_MEMORY_REGION"))?;
-        }
+        // SAFETY: the returned `Vm` keeps `mem` for as long as `vm_fd` (and thus the slots) exists.
+        let guest_ram_host_addr = unsafe { register_memory(&vm_fd, &mem, config.memory_mib) }?;
         let entry = guest_image.join().map_err(|_| VmError::KernelLoad {
             path: kernel.path.clone(),
             reason: "the kernel loader thread panicked".into(),
         })??;
 
-        // Each irqfd is owned by the device that raises it (the devices live as long as the VM).
-        let new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
-            let fd = EventFd::new(EFD_NONBLOCK).map_err(|source| VmError::EventFd { what, source })?;
-            vm_fd.register_irqfd(&fd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
-            Ok(Arc::new(fd))
-        };
-        let mut pio = Bus::new();
-        let serial_irq = new_irq("serial", layout::SERIAL_IRQ)?;
-        let serial = SerialConsole::new(serial_irq, config.console, observer.clone());
-        pio.insert(
-            u64::from(layout::SERIAL_PORT_BASE),
-            u64::from(layout::SERIAL_PORT_LEN),
-            Arc::new(Mutex::new(serial)),
-        )?;
-        pio.insert(
-            u64::from(layout::I8042_DATA_PORT),
-            i8042::PORT_RANGE_LEN,
-            Arc::new(Mutex::new(I8042::default())),
-        )?;
-        pio.insert(
-            u64::from(layout::BOOT_TIMER_PORT),
-            1,
-            Arc::new(Mutex::new(BootTimer::new(observer.clone()))),
-        )?;
-        let mut mmio = Bus::new();
-        for (index, block) in disks.into_iter().enumerate() {
-            let irq = new_irq("virtio-blk", layout::virtio_mmio_irq(index))?;
-            let transport = MmioTransport::new(Box::new(block), mem.clone(), irq, observer.clone());
-            mmio.insert(
-                layout::virtio_mmio_base(index),
-                layout::VIRTIO_MMIO_DEVICE_BYTES,
-                Arc::new(Mutex::new(transport)),
-            )?;
-        }
-
-        let supported = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(kvm_err("KVM_GET_SUPPORTED_CPUID"))?;
-        let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));
-        for index in 0..config.vcpus {
-            let vcpu = vm_fd
-                .create_vcpu(u64::from(index))
-                .map_err(kvm_err("KVM_CREATE_VCPU"))?;
-            let mut cpuid = supported.clone();
-            cpuid::patch_for_vcpu(&mut cpuid, index, config.vcpus);
-            vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
-            let accepted = regs::setup_fpu_and_msrs(&vcpu, index)?;
-            if accepted < regs::BOOT_MSR_COUNT {
-                observer.warning(&format!(
-                    "vCPU {index}: KVM accepted {accepted} of {} boot MSRs",
-                    regs::BOOT_MSR_COUNT
-                ));
-            }
-            regs::setup_lapic_lint(&vcpu, index)?;
-            if index == 0 {
-                regs::setup_boot_registers(&vcpu, index, entry)?;
-            }
-            vcpus.push(vcpu);
-        }
+        let (pio, mmio) = build_buses(&vm_fd, &mem, config.console, disks, &observer)?;
+        let vcpus = create_vcpus(&kvm, &vm_fd, config.vcpus, entry, observer.as_ref())?;
 
         let (exit_tx, exit_rx) = mpsc::channel();
         let shared = Arc::new(VcpuShared {
@@ -442,6 +482,7 @@ impl Vm {
             unknown: UnknownAccessLimiter::default(),
             stopping: AtomicBool::new(false),
             exit_tx: Mutex::new(Some(exit_tx)),
+            kicks_sent: AtomicU64::new(0),
         });
         let vm = Vm {
             _kvm: kvm,
@@ -467,20 +508,18 @@ impl Vm {
     /// Runs the vCPUs until the guest resets, faults, or a [`StopHandle`] stops the VM, and returns
     /// why. All vCPU threads have ended when this returns.
     pub fn run(self) -> Result<ExitReason, VmError> {
-        register_signal_handler(kick_signal(), ignore_kick)
-            .map_err(|source| VmError::KickSignal { source })?;
+        install_kick_handler().map_err(|source| VmError::KickSignal { source })?;
         let mut threads = Vec::with_capacity(self.vcpus.len());
-        for (index, vcpu) in self.vcpus.into_iter().enumerate() {
-            let index = u8::try_from(index).unwrap_or(u8::MAX);
+        for (index, vcpu) in self.vcpus {
             let shared = self.shared.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("vcpu{index}"))
-                .spawn(move || run_vcpu(index, vcpu, &shared));
+                .spawn(move || crate::seccomp::vcpu_thread(|| run_vcpu(index, vcpu, &shared)));
             match thread {
                 Ok(handle) => threads.push(handle),
                 Err(source) => {
                     self.shared.stop(ExitReason::Stopped);
-                    join_all(threads, &self.shared);
+                    stop_and_join(threads, &self.shared);
                     return Err(VmError::VcpuThread { vcpu: index, source });
                 }
             }
@@ -488,21 +527,8 @@ impl Vm {
         // Every path that stops a vCPU records a reason first, so this only fails if all senders
         // are gone, which cannot happen while `shared` holds one; treat it as a host stop.
         let reason = self.exit_rx.recv().unwrap_or(ExitReason::Stopped);
-        join_all(threads, &self.shared);
+        stop_and_join(threads, &self.shared);
         Ok(reason)
-    }
-}
-
-/// Kicks vCPU threads out of `KVM_RUN` until they have all returned. A kick that lands just before a
-/// thread enters `KVM_RUN` is lost, so it is repeated.
-fn join_all(threads: Vec<std::thread::JoinHandle<ExitReason>>, shared: &VcpuShared) {
-    shared.stopping.store(true, Ordering::SeqCst);
-    for thread in threads {
-        while !thread.is_finished() {
-            let _ = thread.kill(kick_signal());
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let _ = thread.join();
     }
 }
 
@@ -526,6 +552,19 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, crate::probe::PROBE_ELF).unwrap();
         f
+    }
+
+    #[test]
+    fn the_vcpu_kick_depends_on_immediate_exit_and_its_absence_is_named() {
+        assert!(REQUIRED_CAPS
+            .iter()
+            .any(|(cap, name)| *cap == Cap::ImmediateExit && *name == "KVM_CAP_IMMEDIATE_EXIT"));
+        let err = VmError::KvmCapMissing {
+            cap: "KVM_CAP_IMMEDIATE_EXIT",
+        }
+        .to_string();
+        assert!(err.contains("KVM_CAP_IMMEDIATE_EXIT"), "{err}");
+        assert!(err.contains("Linux 4.11"), "{err}");
     }
 
     #[test]

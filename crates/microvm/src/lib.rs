@@ -14,6 +14,7 @@ pub mod events;
 pub mod kernel;
 pub mod layout;
 pub mod probe;
+pub mod seccomp;
 pub mod vcpu;
 
 pub use builder::{DiskConfig, StopHandle, Vm, VmConfig, VmError};

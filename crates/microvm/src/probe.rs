@@ -17,6 +17,11 @@ pub const WRITTEN_MAGIC: &[u8; 8] = b"CVBWROTE";
 pub const TOKEN_BYTES: usize = 32;
 /// Command-line word: after READY, halt instead of resetting (the host stops the VM).
 pub const HALT_FLAG: &str = "probe.halt";
+/// Command-line word: after READY, spin in the guest forever without an exit (the host stops the VM).
+pub const SPIN_FLAG: &str = "probe.spin";
+/// Command-line word: spin forever right at entry, before the first exit to the VMM (the host stops
+/// the VM).
+pub const ENTRY_SPIN_FLAG: &str = "probe.entryspin";
 /// Command-line word: install a #BP handler and execute `int3` before driving the disk.
 pub const INT3_FLAG: &str = "probe.int3";
 /// Command-line word: triple-fault right after the boot timer.
@@ -28,7 +33,7 @@ pub const READY_LINE: &str = "CVBENCH READY probe";
 /// (padded with `.` to [`TOKEN_BYTES`]).
 pub fn disk_image(token: &str, sectors: usize) -> Vec<u8> {
     let mut disk = vec![0u8; sectors.max(3) * 512];
-    let start = usize::try_from(READ_SECTOR * 512).unwrap_or(512);
+    let start = crate::arch::x86_64::usize_from_u64(READ_SECTOR * 512);
     disk[start..start + 8].copy_from_slice(READ_MAGIC);
     let mut padded = token.as_bytes().to_vec();
     padded.resize(TOKEN_BYTES, b'.');

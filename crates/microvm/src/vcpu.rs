@@ -2,13 +2,23 @@
 //! to the buses. Every way a guest can stop — i8042 reset, triple fault, a failed entry, an internal
 //! KVM error — ends as an [`ExitReason`] handed to the VM, never as a panic. Unknown port and MMIO
 //! accesses are answered with all-ones (reads) or dropped (writes) and reported, rate-limited.
+//!
+//! Stopping a vCPU ("the kick") follows Firecracker: the stopper sets `stopping`, then sends each
+//! vCPU thread one [`kick_signal`]. The handler, running on the vCPU thread, sets `immediate_exit` in
+//! that thread's `kvm_run`, so whichever side of `KVM_RUN` the signal lands on, the vCPU leaves the
+//! guest: inside `KVM_RUN` the signal itself forces the exit; between the `stopping` check and
+//! `KVM_RUN` the flag makes the next `KVM_RUN` return `EINTR` at once. One signal per thread is
+//! enough and nothing polls.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 
+use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::signal::{register_signal_handler, Killable, SIGRTMIN};
 
 use crate::devices::bus::{Bus, BusAction};
 use crate::events::{EventKind, VmEvent, VmObserver};
@@ -75,6 +85,8 @@ pub struct VcpuShared {
     pub stopping: AtomicBool,
     /// The first exit reason wins; later ones (other vCPUs kicked out) are dropped.
     pub exit_tx: Mutex<Option<Sender<ExitReason>>>,
+    /// Kick signals sent to vCPU threads: one per thread per stop (more would mean polling).
+    pub kicks_sent: AtomicU64,
 }
 
 impl VcpuShared {
@@ -136,8 +148,83 @@ impl VcpuShared {
     }
 }
 
+/// The signal that kicks a vCPU thread out of `KVM_RUN`.
+pub fn kick_signal() -> i32 {
+    SIGRTMIN()
+}
+
+thread_local! {
+    /// This thread's `kvm_run`, while [`run_vcpu`] runs on it; null otherwise. A const initialiser and
+    /// no destructor, so reading it from a signal handler allocates nothing and takes no lock.
+    static KICK_TARGET: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+/// `immediate_exit` of `run` as an atomic: the signal handler and the vCPU loop share it on one
+/// thread, and the kernel reads it at the next `KVM_RUN`.
+///
+/// # Safety
+/// `run` must point to a live, mapped `kvm_run`.
+unsafe fn immediate_exit<'a>(run: *mut kvm_run) -> &'a AtomicU8 {
+    // SAFETY: the caller guarantees `run` is live; `immediate_exit` is a `u8`, which has the size and
+    // alignment of `AtomicU8`, and every access to it in this process goes through this atomic.
+    unsafe { AtomicU8::from_ptr(std::ptr::addr_of_mut!((*run).immediate_exit)) }
+}
+
+extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // `try_with` fails only while the thread's TLS is being torn down, when there is no vCPU left.
+    let run = KICK_TARGET.try_with(Cell::get).unwrap_or(std::ptr::null_mut());
+    if !run.is_null() {
+        // SAFETY: KICK_TARGET is non-null only while `run_vcpu` on this thread owns the `VcpuFd`
+        // whose mapping `run` points into (KickTarget clears it before the `VcpuFd` is dropped).
+        unsafe { immediate_exit(run) }.store(1, Ordering::SeqCst);
+    }
+}
+
+/// Installs the kick handler (process-wide; idempotent).
+pub fn install_kick_handler() -> Result<(), vmm_sys_util::errno::Error> {
+    register_signal_handler(kick_signal(), on_kick)
+}
+
+/// Stops every vCPU thread: `stopping` first, then one kick per thread, then joins them. Returns
+/// when all have ended.
+pub fn stop_and_join(threads: Vec<std::thread::JoinHandle<ExitReason>>, shared: &VcpuShared) {
+    shared.stopping.store(true, Ordering::SeqCst);
+    for thread in &threads {
+        // A thread that has already returned cannot be signalled and needs no kick; its handle is
+        // not joined yet, so the pthread id is still valid.
+        if thread.kill(kick_signal()).is_ok() {
+            shared.kicks_sent.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    for thread in threads {
+        // A vCPU thread never panics by design; if one did, its reason is lost but the VM is down.
+        let _ = thread.join();
+    }
+}
+
+/// Publishes a vCPU's `kvm_run` to the kick handler for as long as it lives.
+struct KickTarget;
+
+impl KickTarget {
+    fn publish(vcpu: &mut VcpuFd) -> KickTarget {
+        let run: *mut kvm_run = vcpu.get_kvm_run();
+        KICK_TARGET.with(|target| target.set(run));
+        KickTarget
+    }
+}
+
+impl Drop for KickTarget {
+    fn drop(&mut self) {
+        KICK_TARGET.with(|target| target.set(std::ptr::null_mut()));
+    }
+}
+
 /// Runs `vcpu` until the VM stops; returns why this vCPU stopped (also recorded in `shared`).
 pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason {
+    // Before the first `stopping` check: a kick that lands from here on sets `immediate_exit`; one
+    // that landed earlier is covered by that check, since `stopping` is set before any kick is sent.
+    // Dropped (cleared) before `vcpu`, which the function owns.
+    let _kick_target = KickTarget::publish(&mut vcpu);
     let mut first_entry = index == 0;
     let reason = loop {
         if shared.stopping.load(Ordering::SeqCst) {
@@ -149,7 +236,13 @@ pub fn run_vcpu(index: u8, mut vcpu: VcpuFd, shared: &VcpuShared) -> ExitReason 
         }
         let exit = match vcpu.run() {
             Ok(exit) => exit,
-            Err(err) if err.errno() == libc::EINTR || err.errno() == libc::EAGAIN => continue,
+            Err(err) if err.errno() == libc::EINTR || err.errno() == libc::EAGAIN => {
+                // A kick (or any signal) ended this entry. Clear the flag so a later entry is not
+                // refused for nothing; `stopping`, checked next, says whether to go on.
+                // SAFETY: the pointer comes from `vcpu`, which is alive and mapped here.
+                unsafe { immediate_exit(vcpu.get_kvm_run()) }.store(0, Ordering::SeqCst);
+                continue;
+            }
             Err(err) => {
                 break ExitReason::RunFailed {
                     vcpu: index,
@@ -274,6 +367,7 @@ mod tests {
             unknown: UnknownAccessLimiter::default(),
             stopping: AtomicBool::new(false),
             exit_tx: Mutex::new(Some(tx)),
+            kicks_sent: AtomicU64::new(0),
         };
         (shared, rx)
     }

@@ -39,12 +39,15 @@ impl VmObserver for Recorder {
 #[test]
 fn linux_reaches_the_boot_timer() {
     if let Err(reason) = hardware_kvm() {
-        println!("skipped: {reason}");
+        testkit::skip(testkit::Requirement::HardwareKvm, reason);
         return;
     }
     let env = std::env::var_os(GUEST_KERNEL_ENV);
     let Some(kernel) = locate_guest_kernel(env.as_deref(), Path::new(DEFAULT_KERNEL_CACHE)) else {
-        println!("skipped: no guest kernel built (run guest/kernel/build.sh or set {GUEST_KERNEL_ENV})");
+        testkit::skip(
+            testkit::Requirement::GuestKernel,
+            format!("no guest kernel built (run guest/kernel/build.sh or set {GUEST_KERNEL_ENV})"),
+        );
         return;
     };
     // No root disk: the kernel boots, panics for want of a root filesystem and, with panic=-1 and

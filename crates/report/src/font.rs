@@ -70,7 +70,10 @@ mod tests {
         let err = register(Some(Path::new("/nonexistent/font.ttf")));
         // Another test in this process may already have registered the system font.
         if REGISTERED.get().is_some() {
-            println!("skipped: a font is already registered in this test process");
+            testkit::skip(
+                testkit::Requirement::OwnProcess,
+                "a font is already registered in this test process",
+            );
             return;
         }
         let msg = err.map(|_| String::new()).unwrap_or_else(|e| e.to_string());

@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn writes_every_format_and_figure() {
         if !font_available() {
-            println!("skipped: no system TTF (install fonts-dejavu-core)");
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no system TTF (install fonts-dejavu-core)",
+            );
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");
@@ -124,7 +127,10 @@ mod tests {
     #[test]
     fn dark_theme_and_sizes_apply_and_empty_results_still_report() {
         if !font_available() {
-            println!("skipped: no system TTF (install fonts-dejavu-core)");
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no system TTF (install fonts-dejavu-core)",
+            );
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");

@@ -10,6 +10,9 @@
 
 /// Startup phases, measured from the moment the harness asked for the instance.
 pub const START_TO_ROOTFS_READY_MS: &str = "start_to_rootfs_ready_ms";
+/// Container: the child applied `--confinement` (masked/read-only paths, rlimits, capabilities,
+/// no_new_privs, seccomp), right before exec.
+pub const START_TO_CONFINED_MS: &str = "start_to_confined_ms";
 pub const START_TO_EXEC_MS: &str = "start_to_exec_ms";
 pub const START_TO_VM_CREATED_MS: &str = "start_to_vm_created_ms";
 pub const START_TO_FIRST_VCPU_ENTRY_MS: &str = "start_to_first_vcpu_entry_ms";
@@ -248,6 +251,7 @@ pub const REGISTRY: &[Metric] = &[
         Group::Startup,
         "rootfs_ready",
     ),
+    entry(START_TO_CONFINED_MS, MS, Lower, Group::Startup, "confined"),
     entry(START_TO_EXEC_MS, MS, Lower, Group::Startup, "exec"),
     entry(START_TO_VM_CREATED_MS, MS, Lower, Group::Startup, "vm_created"),
     entry(

@@ -385,7 +385,9 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    // At most u64::MAX / 86400 < 2^48 days: the cast is lossless.
+    #[allow(clippy::cast_possible_wrap)]
+    let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian calendar.
     let z = days + 719_468;

@@ -175,7 +175,10 @@ fn concurrent_builds_agree() {
 fn a_dynamic_binary_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let Some(sh) = tool("sh") else {
-        println!("skipped: no /bin/sh to use as a dynamically linked binary");
+        testkit::skip(
+            testkit::Requirement::Package("dash"),
+            "no /bin/sh to use as a dynamically linked binary",
+        );
         return;
     };
     let err = build_default_image(tmp.path(), &std::fs::canonicalize(sh).unwrap()).unwrap_err();
@@ -201,7 +204,10 @@ fn debugfs(disk: &Path, request: &str) -> String {
 #[test]
 fn ext4_image_holds_the_rootfs_and_extras() {
     let (Some(_), Some(_)) = (tool("mkfs.ext4"), tool("debugfs")) else {
-        println!("skipped: mkfs.ext4 or debugfs missing (apt-get install e2fsprogs)");
+        testkit::skip(
+            testkit::Requirement::Package("e2fsprogs"),
+            "mkfs.ext4 or debugfs missing (apt-get install e2fsprogs)",
+        );
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
@@ -249,7 +255,10 @@ fn ext4_image_holds_the_rootfs_and_extras() {
 #[test]
 fn scratch_template_and_copies_stay_sparse() {
     let Some(_) = tool("mkfs.ext4") else {
-        println!("skipped: mkfs.ext4 missing (apt-get install e2fsprogs)");
+        testkit::skip(
+            testkit::Requirement::Package("e2fsprogs"),
+            "mkfs.ext4 missing (apt-get install e2fsprogs)",
+        );
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

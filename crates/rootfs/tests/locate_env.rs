@@ -59,9 +59,10 @@ fn overrides_win_and_are_checked() {
     // Without overrides: the workspace build, if there is one.
     match locate_binary(WORKLOAD_BIN) {
         Ok(path) => assert!(path.ends_with(WORKLOAD_BIN)),
-        Err(RootfsError::BinaryNotFound { .. }) => {
-            println!("skipped: cvbench-workload not built (cargo build --workspace --bins)")
-        }
+        Err(RootfsError::BinaryNotFound { .. }) => testkit::skip(
+            testkit::Requirement::Binaries,
+            "cvbench-workload not built (cargo build --workspace --bins)",
+        ),
         Err(e) => panic!("{e}"),
     }
 }

@@ -108,10 +108,6 @@ impl Drop for Running {
     }
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 fn www_fixture(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("index.html"), b"<!doctype html><p>cvbench</p>\n").unwrap();
@@ -139,15 +135,17 @@ fn idle_exits_zero_on_sigint() {
 
 #[test]
 fn idle_as_pid_1_of_a_pid_namespace_stops_on_sigterm() {
-    if !is_root() {
-        println!("skipped: needs root to create a pid namespace");
+    if testkit::skip_unless_root("to create a pid namespace") {
         return;
     }
     let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
         .into_iter()
         .find(|p| Path::new(p).exists())
     else {
-        println!("skipped: unshare(1) from util-linux not found");
+        testkit::skip(
+            testkit::Requirement::Package("util-linux"),
+            "unshare(1) from util-linux not found",
+        );
         return;
     };
     let mut w = Running::start(unshare, &["--pid", "--fork", BIN, "idle"]);

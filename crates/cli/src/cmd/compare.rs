@@ -78,6 +78,8 @@ pub struct CompareArgs {
     pub look: ReportLook,
     #[command(flatten)]
     pub image: ImageArgs,
+    #[command(flatten)]
+    pub confine: super::confine::ConfinementArgs,
 }
 
 /// How the report looks (shared by `compare`, `density` and `report`).
@@ -233,6 +235,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
         memory_limit_bytes: args.memory,
         ready_timeout: args.ready_timeout,
         finish_timeout: args.finish_timeout,
+        confinement: args.confine.confinement,
         ..RunOptions::default()
     };
     let host = harness::host::detect().context("detecting the host")?;

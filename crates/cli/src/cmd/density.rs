@@ -48,6 +48,8 @@ pub struct DensityArgs {
     pub look: ReportLook,
     #[command(flatten)]
     pub image: ImageArgs,
+    #[command(flatten)]
+    pub confine: super::confine::ConfinementArgs,
 }
 
 pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
@@ -63,6 +65,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         run: RunOptions {
             memory_limit_bytes: args.memory,
             ready_timeout: args.ready_timeout,
+            confinement: args.confine.confinement,
             ..RunOptions::default()
         },
         ..DensityOptions::default()

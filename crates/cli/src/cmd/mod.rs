@@ -4,6 +4,7 @@ pub mod baseline;
 pub mod check;
 pub mod cleanup;
 pub mod compare;
+pub mod confine;
 pub mod density;
 pub mod report;
 pub mod run;

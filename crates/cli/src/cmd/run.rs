@@ -55,6 +55,8 @@ pub struct RunArgs {
     pub json: Option<PathBuf>,
     #[command(flatten)]
     pub image: ImageArgs,
+    #[command(flatten)]
+    pub confine: super::confine::ConfinementArgs,
 }
 
 fn backend_name(name: &str) -> Result<String, String> {
@@ -91,6 +93,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         pids_limit: args.pids,
         ready_timeout: args.ready_timeout,
         finish_timeout: args.finish_timeout,
+        confinement: args.confine.confinement,
     };
     let host = harness::host::detect().context("detecting the host")?;
     let results = ResultsFile::new("run", ToolInfo::current(std::env::args().collect()), host);

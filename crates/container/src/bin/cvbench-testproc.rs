@@ -12,7 +12,15 @@
 //! - `stubborn`: prints `CVBENCH READY stubborn` and waits without a SIGTERM handler;
 //! - `http` (under the name cvbench-workload): prints `CVBENCH READY http` and exits 0 without a
 //!   `CVBENCH RESULT` line — a self-ending workload that reports nothing;
-//! - `exit <code>`: exits with `<code>` after printing `exiting`.
+//! - `exit <code>`: exits with `<code>` after printing `exiting`;
+//! - `read <path>`: prints `read <path> <bytes>` (how many bytes it read, up to 1 MiB) or
+//!   `read-failed <path> <errno>`;
+//! - `confinement`: prints `CapEff`, `CapPrm`, `CapBnd`, `CapInh`, `CapAmb`, `NoNewPrivs` and
+//!   `Seccomp` as `/proc/self/status` shows them, and `nofile <soft> <hard>`;
+//! - `keyctl`: calls `keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0)` (which Docker's
+//!   seccomp profile denies) and prints `keyctl ok` or `keyctl errno <n>`;
+//! - `thread`: starts a thread (glibc tries `clone3`, then `clone`) and prints `thread ok` or
+//!   `thread-failed <error>`.
 
 use std::io::Write;
 
@@ -117,6 +125,65 @@ fn idle() {
     }
 }
 
+fn read(path: &str) {
+    use std::io::Read;
+    match std::fs::File::open(path) {
+        Ok(f) => {
+            let mut buf = Vec::new();
+            match f.take(1 << 20).read_to_end(&mut buf) {
+                Ok(n) => out(&format!("read {path} {n}")),
+                Err(e) => out(&format!("read-failed {path} {}", e.raw_os_error().unwrap_or(0))),
+            }
+        }
+        Err(e) => out(&format!("read-failed {path} {}", e.raw_os_error().unwrap_or(0))),
+    }
+}
+
+fn confinement() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for key in [
+        "CapEff",
+        "CapPrm",
+        "CapBnd",
+        "CapInh",
+        "CapAmb",
+        "NoNewPrivs",
+        "Seccomp",
+    ] {
+        let value = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .map_or("missing", str::trim);
+        out(&format!("{key} {value}"));
+    }
+    match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) => out(&format!("nofile {soft} {hard}")),
+        Err(e) => out(&format!("nofile-failed {e}")),
+    }
+}
+
+fn keyctl() {
+    const KEYCTL_GET_KEYRING_ID: libc::c_long = 0;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    // SAFETY: keyctl with integer arguments only.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_GET_KEYRING_ID,
+            KEY_SPEC_SESSION_KEYRING,
+            0,
+        )
+    };
+    if rc < 0 {
+        out(&format!(
+            "keyctl errno {}",
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        ));
+    } else {
+        out("keyctl ok");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("");
@@ -151,6 +218,14 @@ fn main() {
             ));
         }
         "idle" => idle(),
+        "read" => read(args.get(2).map(String::as_str).unwrap_or("/proc/kcore")),
+        "confinement" => confinement(),
+        "keyctl" => keyctl(),
+        "thread" => match std::thread::Builder::new().spawn(|| 7).map(|h| h.join()) {
+            Ok(Ok(7)) => out("thread ok"),
+            Ok(_) => out("thread-failed join"),
+            Err(e) => out(&format!("thread-failed {e}")),
+        },
         "http" => out("CVBENCH READY http"),
         "stubborn" => {
             out("CVBENCH READY stubborn");

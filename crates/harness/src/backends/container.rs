@@ -3,8 +3,9 @@
 //! One instance = one [`::container::Container`]: its own mount/pid/uts/ipc/net namespaces, an
 //! overlay of the shared image, a `cvbench-<instance>` cgroup with the launch limits. Phases, all
 //! measured on the host at the event from `LaunchSpec::request`:
-//! `start_to_rootfs_ready_ms` (the child reported namespaces and rootfs ready, right before exec),
-//! `start_to_exec_ms` (its CLOEXEC error pipe closed: execve succeeded) and `start_to_ready_ms`
+//! `start_to_rootfs_ready_ms` (the child reported namespaces and rootfs ready),
+//! `start_to_confined_ms` (it reported the `--confinement` applied: masked and read-only paths,
+//! rlimits, capabilities, no_new_privs, seccomp; absent at `none`), `start_to_exec_ms` (its CLOEXEC error pipe closed: execve succeeded) and `start_to_ready_ms`
 //! (the `CVBENCH READY` line was read from its stdout pipe).
 //!
 //! Memory: PSS summed over the processes in the container's cgroup, plus the cgroup's own usage
@@ -21,7 +22,9 @@ use workload::{parse_line, ProtocolLine, WorkloadResult};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
 };
-use crate::metrics::{CGROUP_MEMORY_BYTES, START_TO_EXEC_MS, START_TO_READY_MS, START_TO_ROOTFS_READY_MS};
+use crate::metrics::{
+    CGROUP_MEMORY_BYTES, START_TO_CONFINED_MS, START_TO_EXEC_MS, START_TO_READY_MS, START_TO_ROOTFS_READY_MS,
+};
 use crate::probe;
 use crate::results::{Isolation, IsolationKind};
 
@@ -73,6 +76,7 @@ impl ContainerBackend {
             cpu: spec.cpu_limit.and_then(CpuQuota::from_cpus),
             pids: spec.pids_limit,
         };
+        config.confinement = spec.confinement;
         config
     }
 }
@@ -119,6 +123,10 @@ impl Backend for ContainerBackend {
         }
     }
 
+    fn applies_confinement(&self) -> bool {
+        true
+    }
+
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
         let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
         if !workload.is_file() {
@@ -142,9 +150,12 @@ impl Backend for ContainerBackend {
             Container::create(self.config(spec), deps).map_err(|e| setup_err(e.to_string()))?;
         container.start().map_err(|e| setup_err(e.to_string()))?;
         let events = container.events();
-        let mut phases = Vec::with_capacity(3);
+        let mut phases = Vec::with_capacity(4);
         if let Some(at) = events.rootfs_ready {
             phases.push(PhaseMark::new(START_TO_ROOTFS_READY_MS, spec.request, at));
+        }
+        if let Some(at) = events.confined {
+            phases.push(PhaseMark::new(START_TO_CONFINED_MS, spec.request, at));
         }
         if let Some(at) = events.exec {
             phases.push(PhaseMark::new(START_TO_EXEC_MS, spec.request, at));
@@ -326,6 +337,7 @@ mod tests {
             cpu_limit: Some(0.5),
             pids_limit: Some(64),
             ready_timeout: Duration::from_secs(5),
+            confinement: crate::Confinement::Docker,
         };
         let c = backend.config(&spec);
         assert_eq!(
@@ -333,6 +345,7 @@ mod tests {
             vec![WORKLOAD_PATH_IN_IMAGE.to_string(), "idle".to_string()]
         );
         assert_eq!(c.name, "cvbench-container-idle-1-0");
+        assert_eq!(c.confinement, crate::Confinement::Docker);
         assert_eq!(c.state_root, PathBuf::from("/tmp/cvbench-test-state"));
         assert_eq!(
             c.limits,
@@ -345,6 +358,16 @@ mod tests {
                 pids: Some(64)
             }
         );
+    }
+
+    #[test]
+    fn container_cells_say_which_confinement_they_ran_under() {
+        let backend = ContainerBackend::with_state_root(Path::new("/tmp/cvbench-test-state"));
+        let labels = crate::runner::cell_labels(&backend, crate::Confinement::None);
+        assert_eq!(labels.get("confinement").map(String::as_str), Some("none"));
+        // A backend that does not apply it (the mock, like the VMs) gets no such label.
+        let mock = crate::backends::mock::MockBackend::from_env();
+        assert!(!crate::runner::cell_labels(&mock, crate::Confinement::Docker).contains_key("confinement"));
     }
 
     #[test]
@@ -366,14 +389,13 @@ mod tests {
         }
 
         fn setup() -> Option<Setup> {
-            if !nix::unistd::geteuid().is_root() {
-                println!("skipped: needs root");
+            if testkit::skip_unless_root("namespaces, mounts, cgroups") {
                 return None;
             }
             let bin = match rootfs::locate_binary(rootfs::WORKLOAD_BIN) {
                 Ok(b) => b,
                 Err(e) => {
-                    println!("skipped: {e}");
+                    testkit::skip(testkit::Requirement::Binaries, e);
                     return None;
                 }
             };
@@ -399,6 +421,7 @@ mod tests {
                 cpu_limit: None,
                 pids_limit: Some(128),
                 ready_timeout: timeout,
+                confinement: crate::Confinement::default(),
             }
         }
 
@@ -429,7 +452,12 @@ mod tests {
             let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
             assert_eq!(
                 names,
-                [START_TO_ROOTFS_READY_MS, START_TO_EXEC_MS, START_TO_READY_MS]
+                [
+                    START_TO_ROOTFS_READY_MS,
+                    START_TO_CONFINED_MS,
+                    START_TO_EXEC_MS,
+                    START_TO_READY_MS
+                ]
             );
             assert!(
                 phases
@@ -478,7 +506,7 @@ mod tests {
             let testproc = match rootfs::locate_binary("cvbench-testproc") {
                 Ok(p) => p,
                 Err(e) => {
-                    println!("skipped: {e}");
+                    testkit::skip(testkit::Requirement::Binaries, e);
                     return None;
                 }
             };

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::engine::{self, EngineCli};
+use super::engine::{self, EngineCli, ENGINE_CONFINEMENT};
 use crate::backend::{Backend, BackendError, Instance, LaunchSpec, SharedImage, Unavailable};
 use crate::cleanup::{CleanupReport, CleanupScope};
 use crate::results::{Isolation, IsolationKind};
@@ -464,6 +464,7 @@ impl Backend for DockerBackend {
             "dockerd started by cvbench"
         };
         labels.push(("docker_daemon".to_string(), daemon.to_string()));
+        labels.push(("confinement".to_string(), ENGINE_CONFINEMENT.to_string()));
         labels
     }
 

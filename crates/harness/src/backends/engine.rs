@@ -42,6 +42,10 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub(super) const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes of the engine's stderr kept for error messages.
 const STDERR_TAIL_BYTES: usize = 2048;
+/// The `confinement` label of engine rows: `--confinement` does not reach them; the engine applies
+/// its own default profile (seccomp filter, capability set, masked paths), which the `docker` level
+/// mirrors.
+pub(super) const ENGINE_CONFINEMENT: &str = "engine default";
 /// Where engines keep their per-harness data roots (`/var/lib/cvbench/<backend>/<name>`).
 pub(super) const CVBENCH_DATA_DIR: &str = "/var/lib/cvbench";
 /// Repository name of imported images; the tag is the image's content digest.
@@ -255,14 +259,15 @@ pub(super) fn launch(
         phases: Vec::new(),
         exits_by_itself: spec.workload.exits_by_itself(),
         daemon_pids,
-        init_pid: OnceLock::new(),
+        id: String::new(),
+        cgroup_dir: OnceLock::new(),
         torn_down: false,
     };
     let args = create_args(spec, image_tag, extra_create_args);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Marked created before the command runs: a create that fails half-way still gets `rm -f`.
     instance.created = true;
-    cli.run(&args)?;
+    instance.id = cli.run(&args)?;
     instance
         .phases
         .push(PhaseMark::new(START_TO_CREATED_MS, spec.request, Instant::now()));
@@ -305,6 +310,9 @@ pub(super) fn launch(
                     instance
                         .phases
                         .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
+                    // Found now, after the mark: a self-ending workload may be done before the
+                    // runner probes it, and asking the engine (`inspect`) takes a Go program's start.
+                    instance.cgroup_dir();
                     return Ok(Box::new(instance));
                 }
                 Ok(Some(ProtocolLine::Error(text))) => {
@@ -355,23 +363,37 @@ fn status_text(status: Option<&ExitStatus>) -> String {
     status.map_or_else(|| "still running".to_string(), ToString::to_string)
 }
 
-/// The memory cgroup directory (v1 controller, else the v2 unified tree) that holds `pid`, from
-/// `<proc_root>/<pid>/cgroup`.
-pub(super) fn memory_cgroup_dir(proc_root: &Path, cgroup_root: &Path, pid: i32) -> Option<PathBuf> {
-    let text = fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
-    let mut v2 = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let rel = path.trim_start_matches('/');
-        if controllers.split(',').any(|c| c == "memory") {
-            return Some(cgroup_root.join("memory").join(rel));
-        }
-        if controllers.is_empty() {
-            v2 = Some(cgroup_root.join(rel));
-        }
+/// The memory cgroup of the container with id `id`: the directory under the v1 memory controller
+/// (else the v2 tree) whose name contains the id, at most three levels down — `docker/<id>`,
+/// `<parent>/<id>`, `<parent>/libpod-<id>`, `system.slice/docker-<id>.scope`. Reading it needs no
+/// engine round trip.
+pub(super) fn find_container_cgroup(cgroup_root: &Path, id: &str) -> Option<PathBuf> {
+    if id.len() < 12 {
+        return None;
     }
-    v2
+    let memory = cgroup_root.join("memory");
+    let top = if memory.is_dir() {
+        memory
+    } else {
+        cgroup_root.to_path_buf()
+    };
+    let mut level = vec![top];
+    for _ in 0..3 {
+        let mut next = Vec::new();
+        for dir in &level {
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                if entry.file_name().to_string_lossy().contains(id) {
+                    return Some(entry.path());
+                }
+                next.push(entry.path());
+            }
+        }
+        level = next;
+    }
+    None
 }
 
 /// The parent pid of `pid`, from `<proc_root>/<pid>/stat` (the field after the command's `)`).
@@ -503,8 +525,10 @@ struct EngineInstance {
     exits_by_itself: bool,
     /// The engine's daemons, counted (shared) as runtime overhead.
     daemon_pids: Vec<i32>,
-    /// The container's init pid, asked of the engine once.
-    init_pid: OnceLock<Option<i32>>,
+    /// The full container id `create` printed.
+    id: String,
+    /// The container's memory cgroup, found once.
+    cgroup_dir: OnceLock<Option<PathBuf>>,
     torn_down: bool,
 }
 
@@ -528,30 +552,45 @@ impl EngineInstance {
         );
     }
 
-    fn init_pid(&self) -> Option<i32> {
-        *self.init_pid.get_or_init(|| {
-            self.cli
-                .run(&["inspect", "--format", "{{.State.Pid}}", &self.name])
-                .ok()?
-                .parse()
-                .ok()
-                .filter(|&pid| pid > 0)
-        })
+    /// The container's memory cgroup, found once by its id (see [`find_container_cgroup`]).
+    fn cgroup_dir(&self) -> Option<&PathBuf> {
+        self.cgroup_dir
+            .get_or_init(|| find_container_cgroup(Path::new("/sys/fs/cgroup"), &self.id))
+            .as_ref()
     }
 
-    /// The container's processes: its init's memory cgroup's members.
+    /// The container's processes: its memory cgroup's members, read directly (microseconds).
     fn container_pids(&self) -> Result<Vec<i32>, BackendError> {
-        let init = self.init_pid().ok_or_else(|| {
-            self.cli
-                .setup_err(format!("container {} has no running init", self.name))
+        let dir = self.cgroup_dir().ok_or_else(|| {
+            self.cli.setup_err(format!(
+                "no memory cgroup named after container {} ({})",
+                self.name, self.id
+            ))
         })?;
-        let dir = memory_cgroup_dir(Path::new("/proc"), Path::new("/sys/fs/cgroup"), init)
-            .ok_or_else(|| self.cli.setup_err(format!("no memory cgroup for pid {init}")))?;
-        let procs = fs::read_to_string(dir.join("cgroup.procs")).map_err(BackendError::io(
-            self.cli.backend,
-            format!("reading {}", dir.join("cgroup.procs").display()),
-        ))?;
-        Ok(procs.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        let pids: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
+            .map(|procs| procs.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default();
+        if pids.is_empty() {
+            return Err(self
+                .cli
+                .setup_err(format!("container {} has no processes left", self.name)));
+        }
+        Ok(pids)
+    }
+
+    /// The process that holds the container (containerd-shim, conmon): the first ancestor of one of
+    /// its processes that is not itself in the container.
+    fn monitor_pid(&self, pids: &[i32]) -> Option<i32> {
+        let proc_root = Path::new("/proc");
+        let mut pid = *pids.first()?;
+        for _ in 0..64 {
+            let parent = parent_pid(proc_root, pid)?;
+            if !pids.contains(&parent) {
+                return (parent > 1).then_some(parent);
+            }
+            pid = parent;
+        }
+        None
     }
 
     /// Idempotent: `rm -f` the container, end the attached client.
@@ -613,9 +652,7 @@ impl Instance for EngineInstance {
             ));
         }
         let shim = self
-            .init_pid()
-            .and_then(|init| parent_pid(Path::new("/proc"), init))
-            .filter(|&p| p > 1)
+            .monitor_pid(&pids)
             .map(|p| probe::pss_bytes(&[p]))
             .transpose()
             .map_err(probe_err)?
@@ -717,6 +754,7 @@ mod tests {
             cpu_limit: Some(0.5),
             pids_limit: Some(32),
             ready_timeout: Duration::from_secs(1),
+            confinement: crate::backend::Confinement::default(),
         }
     }
 
@@ -762,26 +800,38 @@ mod tests {
     }
 
     #[test]
-    fn memory_cgroup_and_parent_come_from_proc_fixtures() {
+    fn the_parent_comes_from_stat_even_when_the_command_holds_a_paren() {
         let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("proc/42");
+        let p = tmp.path().join("42");
         fs::create_dir_all(&p).unwrap();
-        fs::write(
-            p.join("cgroup"),
-            "12:pids:/cvbench-dockerd-1-0/abc\n4:memory:/cvbench-dockerd-1-0/abc\n0::/\n",
-        )
-        .unwrap();
         fs::write(p.join("stat"), "42 (cvbench-work) load) S 17 42 42 0 -1\n").unwrap();
-        let cg = Path::new("/sys/fs/cgroup");
+        assert_eq!(parent_pid(tmp.path(), 42), Some(17));
+        assert_eq!(parent_pid(tmp.path(), 43), None);
+    }
+
+    #[test]
+    fn the_container_cgroup_is_found_by_its_id_in_each_engines_layout() {
+        let id = "0123456789abcdef0123456789abcdef";
+        for layout in [
+            format!("memory/docker/{id}"),
+            format!("memory/cvbench-pm-1-0/libpod-{id}"),
+            format!("memory/system.slice/docker-{id}.scope"),
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            fs::create_dir_all(tmp.path().join("memory/other/deeper")).unwrap();
+            fs::create_dir_all(tmp.path().join(&layout)).unwrap();
+            assert_eq!(
+                find_container_cgroup(tmp.path(), id),
+                Some(tmp.path().join(&layout))
+            );
+            assert_eq!(find_container_cgroup(tmp.path(), "ffffffffffffffff"), None);
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("docker")).unwrap();
         assert_eq!(
-            memory_cgroup_dir(&tmp.path().join("proc"), cg, 42).unwrap(),
-            cg.join("memory/cvbench-dockerd-1-0/abc")
-        );
-        assert_eq!(parent_pid(&tmp.path().join("proc"), 42), Some(17));
-        fs::write(p.join("cgroup"), "0::/system.slice/x\n").unwrap();
-        assert_eq!(
-            memory_cgroup_dir(&tmp.path().join("proc"), cg, 42).unwrap(),
-            cg.join("system.slice/x")
+            find_container_cgroup(tmp.path(), ""),
+            None,
+            "an empty id matches nothing"
         );
     }
 

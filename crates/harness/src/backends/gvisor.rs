@@ -1,7 +1,9 @@
 //! gVisor (Debian's `runsc`) over the runc backend's bundles, as a [`crate::Backend`]: the middle
 //! ground between a container and a VM. The workload's system calls go to gVisor's user-space kernel
 //! (the Sentry, in the `runsc-sandbox` process) instead of the host kernel; file access goes through
-//! its gofer. `--network=none` gives the sandbox a loopback device only, as the other rows have.
+//! its gofer. `--network=none` gives the sandbox a loopback device only, as the other rows have;
+//! `--oci-seccomp` makes the Sentry apply the bundle's seccomp filter (`--confinement`), which runsc
+//! otherwise ignores.
 //!
 //! Memory: `runsc run --bundle` moves itself into the container's cgroup; it stays the container's
 //! parent and is counted as runtime overhead (`runtime_pss_bytes`), while the sandbox and gofer
@@ -24,7 +26,9 @@ pub fn runtime() -> OciRuntime {
     OciRuntime {
         name: NAME,
         binary: PathBuf::from("runsc"),
-        global_args: vec!["--network=none".to_string()],
+        // Without --oci-seccomp runsc ignores the config's seccomp filter: the row would not pay for
+        // the confinement level it is labelled with.
+        global_args: vec!["--network=none".to_string(), "--oci-seccomp".to_string()],
         kind: IsolationKind::UserSpaceKernel,
         version_label: "runsc_version",
         package: Some("runsc"),

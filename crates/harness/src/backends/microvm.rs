@@ -439,6 +439,9 @@ impl Backend for MicrovmBackend {
             ("kvm".to_string(), kvm.to_string()),
             ("guest".to_string(), self.guest.as_str().to_string()),
             ("vcpus".to_string(), self.vcpus.to_string()),
+            // cvbench-vmm filters its VMM and vCPU threads with seccomp unless --no-seccomp, which
+            // this backend never passes.
+            ("vmm_seccomp".to_string(), "on".to_string()),
         ];
         if kvm == "pvm" {
             labels.push(("emulated".to_string(), "true".to_string()));
@@ -773,19 +776,26 @@ Pss:                   8 kB
         assert!(run.path().join("cvbench-microvm-idle-2-0").exists());
     }
 
-    fn kvm_skip_reason() -> Option<String> {
+    /// `true` (after a counted skip) when the probe guest cannot run here: no usable `/dev/kvm` or
+    /// no VMM binary.
+    fn skip_without_kvm_and_vmm() -> bool {
         if let Err(e) = microvm::builder::open_kvm() {
-            return Some(e.to_string());
+            testkit::skip(testkit::Requirement::Kvm, e);
+            return true;
         }
-        rootfs::locate_binary(VMM_BIN)
-            .err()
-            .map(|e| format!("{e} (build it: cargo build --workspace --bins)"))
+        if let Err(e) = rootfs::locate_binary(VMM_BIN) {
+            testkit::skip(
+                testkit::Requirement::Binaries,
+                format!("{e} (build it: cargo build --workspace --bins)"),
+            );
+            return true;
+        }
+        false
     }
 
     #[test]
     fn a_guest_that_dies_before_ready_is_reported_with_its_console_lines_and_cleaned_up() {
-        if let Some(reason) = kvm_skip_reason() {
-            println!("skipped: {reason}");
+        if skip_without_kvm_and_vmm() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -803,6 +813,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
+            confinement: Default::default(),
         };
         let err = match backend.launch(&spec) {
             Ok(_) => panic!("a triple-faulting guest became ready"),
@@ -820,8 +831,7 @@ Pss:                   8 kB
 
     #[test]
     fn probe_guest_launches_with_all_phases_memory_and_disk_figures_then_cleans_up() {
-        if let Some(reason) = kvm_skip_reason() {
-            println!("skipped: {reason}");
+        if skip_without_kvm_and_vmm() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
@@ -840,6 +850,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(30),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();
@@ -891,6 +902,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(1),
+            confinement: Default::default(),
         };
         let err = backend.launch(&spec).err().unwrap();
         assert!(err.to_string().contains("before prepare"), "{err}");
@@ -919,20 +931,21 @@ Pss:                   8 kB
     #[test]
     fn linux_guest_reaches_ready_on_hardware_kvm() {
         if let Err(reason) = hardware_kvm() {
-            println!("skipped: {reason}");
+            testkit::skip(testkit::Requirement::HardwareKvm, reason);
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
         let mut backend = MicrovmBackend::new(GuestKind::Linux);
         backend.run_dir = tmp.path().join("run");
         if let Err(u) = backend.check_host() {
-            println!("skipped: {u}");
+            // With hardware KVM present, what is left to lack is the built kernel (or guest init).
+            testkit::skip(testkit::Requirement::GuestKernel, u);
             return;
         }
         let image = match rootfs::default_image(&backend.cache_root) {
             Ok(image) => image,
             Err(e) => {
-                println!("skipped: no image: {e}");
+                testkit::skip(testkit::Requirement::Binaries, format!("no image: {e}"));
                 return;
             }
         };
@@ -946,6 +959,7 @@ Pss:                   8 kB
             cpu_limit: None,
             pids_limit: None,
             ready_timeout: Duration::from_secs(60),
+            confinement: Default::default(),
         };
         let mut instance = backend.launch(&spec).unwrap();
         let names: Vec<String> = instance.phases().iter().map(|p| p.name.clone()).collect();

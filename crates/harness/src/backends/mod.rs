@@ -10,6 +10,7 @@ mod lines;
 pub mod microvm;
 pub mod mock;
 pub mod oci;
+pub mod oci_confine;
 pub mod podman;
 pub mod qemu;
 pub mod runc;

@@ -23,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
-use super::engine::{self, EngineCli};
+use super::engine::{self, EngineCli, ENGINE_CONFINEMENT};
 use crate::backend::{Backend, BackendError, Instance, LaunchSpec, SharedImage, Unavailable};
 use crate::cleanup::{CleanupReport, CleanupScope};
 use crate::results::{Isolation, IsolationKind};
@@ -231,7 +231,10 @@ impl Backend for PodmanBackend {
     }
 
     fn labels(&self) -> Vec<(String, String)> {
-        let mut labels = vec![("podman_runtime".to_string(), RUNTIME.to_string())];
+        let mut labels = vec![
+            ("podman_runtime".to_string(), RUNTIME.to_string()),
+            ("confinement".to_string(), ENGINE_CONFINEMENT.to_string()),
+        ];
         if let Ok(v) = self.version() {
             labels.push(("podman_version".to_string(), v));
         }

@@ -565,7 +565,10 @@ mod tests {
         );
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap();
         let Some(khz) = host_tsc_khz(&cpuinfo, Duration::from_millis(20)) else {
-            println!("skipped: this host's TSC is not invariant");
+            testkit::skip(
+                testkit::Requirement::HostFeature("invariant-tsc"),
+                "this host's TSC is not invariant",
+            );
             return;
         };
         // Any x86-64 CPU of the last two decades: between 500 MHz and 10 GHz.
@@ -612,14 +615,19 @@ mod tests {
 
         fn backend_or_skip() -> Option<(QemuBackend, tempfile::TempDir, rootfs::Image)> {
             let backend = QemuBackend::new();
+            if let Err(e) = backend.version() {
+                testkit::skip(testkit::Requirement::Package("qemu-system-x86"), e);
+                return None;
+            }
             if let Err(e) = backend.check_host() {
-                println!("skipped: {e}");
+                // QEMU is there: what is left to lack is the built kernel (or guest init).
+                testkit::skip(testkit::Requirement::GuestKernel, e);
                 return None;
             }
             let workload_bin = match rootfs::locate_binary(rootfs::WORKLOAD_BIN) {
                 Ok(b) => b,
                 Err(e) => {
-                    println!("skipped: {e}");
+                    testkit::skip(testkit::Requirement::Binaries, e);
                     return None;
                 }
             };
@@ -646,6 +654,7 @@ mod tests {
                 cpu_limit: None,
                 pids_limit: None,
                 ready_timeout: Duration::from_secs(240),
+                confinement: Default::default(),
             }
         }
 

@@ -169,6 +169,7 @@ impl RuncBackend {
                 cpu_limit: None,
                 pids_limit: None,
                 ready_timeout: Duration::from_secs(10),
+                confinement: crate::backend::Confinement::default(),
             };
             let config = oci_config(&spec).map_err(|e| format!("building the probe's config.json: {e}"))?;
             config
@@ -266,6 +267,10 @@ impl Backend for RuncBackend {
             self.probe_host()?;
         }
         Ok(())
+    }
+
+    fn applies_confinement(&self) -> bool {
+        true
     }
 
     fn labels(&self) -> Vec<(String, String)> {
@@ -418,9 +423,11 @@ impl Backend for RuncBackend {
 }
 
 /// The OCI runtime config for one instance: the workload as the only process, no terminal, its own
-/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits.
+/// pid/mount/ipc/uts/network namespaces, the limits from the launch spec as cgroup limits, the
+/// launch's `--confinement` (see [`super::oci_confine`]).
 pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
     let mut config = Spec::default();
+    super::oci_confine::apply(&mut config, spec.confinement)?;
     config.set_hostname(Some(spec.instance_name.clone()));
     let mut root = config.root().clone().unwrap_or_default();
     root.set_readonly(Some(false));
@@ -455,7 +462,9 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
 
     let mut resources = LinuxResourcesBuilder::default().devices(Vec::new());
     if let Some(limit) = spec.memory_limit_bytes {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).map_err(|_| {
+            oci_spec::OciSpecError::Other(format!("memory limit {limit} bytes exceeds OCI's i64"))
+        })?;
         resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
     }
     if let Some(cpus) = spec.cpu_limit {
@@ -469,7 +478,8 @@ pub fn oci_config(spec: &LaunchSpec) -> Result<Spec, oci_spec::OciSpecError> {
         );
     }
     if let Some(pids) = spec.pids_limit {
-        let pids = i64::try_from(pids).unwrap_or(i64::MAX);
+        let pids = i64::try_from(pids)
+            .map_err(|_| oci_spec::OciSpecError::Other(format!("pids limit {pids} exceeds OCI's i64")))?;
         resources = resources.pids(LinuxPidsBuilder::default().limit(pids).build()?);
     }
     linux.set_resources(Some(resources.build()?));

@@ -1,7 +1,9 @@
 //! `cvbench-vmm`: one microVM per process. Prints the guest console on stdout and event lines
 //! (`cvbench-vmm-event <name> <CLOCK_MONOTONIC ns> [detail]`) on stderr, or on `--events-fd`.
 //! SIGTERM or SIGINT stops the vCPUs and exits 0. Exit status: 0 when the guest reset or the host
-//! stopped it, 1 for any other stop (triple fault, KVM error) or a setup failure, 2 for bad usage.
+//! stopped it, 1 for any other stop (triple fault, KVM error) or a setup failure, 2 for bad usage,
+//! 148 when a thread made a system call its seccomp filter forbids (see `microvm::seccomp`; the
+//! filters are installed once the VM is created, unless `--no-seccomp`).
 
 use std::fs::File;
 use std::io::{LineWriter, Write};
@@ -39,6 +41,12 @@ struct Args {
     /// File descriptor (inherited) for event lines instead of stderr.
     #[arg(long)]
     events_fd: Option<RawFd>,
+    /// Run without the seccomp filters on the VMM and vCPU threads (for debugging).
+    #[arg(long)]
+    no_seccomp: bool,
+    /// Test hook: once confined, make a system call the VMM filter forbids (`socket`).
+    #[arg(long, hide = true)]
+    seccomp_selftest: bool,
 }
 
 /// Writes event lines and warnings, one line per write, to the events stream.
@@ -124,6 +132,15 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing SIGTERM/SIGINT handlers")?;
     let vm = Vm::create(config, observer.clone())
         .with_context(|| format!("creating the VM for kernel {}", args.kernel.display()))?;
+    if !args.no_seccomp {
+        let filters = microvm::seccomp::Filters::compile()?;
+        microvm::seccomp::confine_vmm(filters)?;
+    }
+    if args.seccomp_selftest {
+        // SAFETY: a plain socket(2) call; with the filter installed it never returns.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        anyhow::bail!("--seccomp-selftest: socket(2) was allowed (returned {fd})");
+    }
     let stop = vm.stop_handle();
     let signal_handle = signals.handle();
     let signal_thread = std::thread::spawn(move || {

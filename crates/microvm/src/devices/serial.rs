@@ -41,14 +41,23 @@ impl SerialConsole {
 
 impl BusDevice for SerialConsole {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
+        // The bus routes only offsets inside the 8-port range here; any other reads as no register.
+        let Ok(register) = u8::try_from(offset) else {
+            data.fill(0xff);
+            return;
+        };
         if let Some(first) = data.first_mut() {
-            *first = self.uart.read(u8::try_from(offset).unwrap_or(u8::MAX));
+            *first = self.uart.read(register);
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> BusAction {
+        // As in `read`: an offset outside the port range is no register; the write is dropped.
+        let Ok(register) = u8::try_from(offset) else {
+            return BusAction::Continue;
+        };
         if let Some(&value) = data.first() {
-            if let Err(err) = self.uart.write(u8::try_from(offset).unwrap_or(u8::MAX), value) {
+            if let Err(err) = self.uart.write(register, value) {
                 // A closed console (reader gone) must not stop the guest; say so once.
                 if !self.write_failed {
                     self.write_failed = true;

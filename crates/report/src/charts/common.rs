@@ -97,10 +97,7 @@ where
     X::CoordDescType: ValueFormatter<f64>,
 {
     let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(10);
-    let y_area = u32::try_from(longest)
-        .unwrap_or(20)
-        .saturating_mul(style.tick_px() * 3 / 5)
-        + style.margin();
+    let y_area = super::px(longest).saturating_mul(style.tick_px() * 3 / 5) + style.margin();
     let mut chart = builder(area, style, (style.label_px() * 3, y_area.min(style.width / 3)))
         .build_cartesian_2d(x, categories(labels.len()))?;
     // Category 0 is at the bottom.
@@ -117,7 +114,7 @@ where
 
 /// The y value of row `row` (counted from the top) of an [`hbar_chart`] with `rows` rows.
 fn from_top(rows: usize, row: usize) -> u32 {
-    u32::try_from(rows - 1 - row).unwrap_or(0)
+    super::px(rows - 1 - row)
 }
 
 /// A bar from `from` to `to` in row `row` of an [`hbar_chart`] with `rows` rows.

@@ -13,6 +13,7 @@ use super::common::{axis_areas, builder, category_label, mesh, vbar};
 use super::{
     categories, fmt_tick, font, subtitle, with_legend_row, Chart, ChartText, DrawError, LegendEntry,
 };
+use super::{px, px_offset};
 use crate::model::{self, Model};
 use crate::style::Style;
 
@@ -129,17 +130,15 @@ impl Chart for Disk {
             .y_label_formatter(&|v| fmt_tick(*v))
             .draw()?;
         // Each group is split into 2 slots per backend plus padding on both sides.
-        let band = chart.plotting_area().dim_in_pixel().0 / u32::try_from(groups).unwrap_or(1).max(1);
-        let slots = u32::try_from(self.backends.len() * 2).unwrap_or(2);
+        let band = chart.plotting_area().dim_in_pixel().0 / px(groups).max(1);
+        let slots = px(self.backends.len() * 2);
         let pad = band / 8;
         let slot = (band - 2 * pad) / slots.max(1);
         let text = font(style.tick_px() * 4 / 5, style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
-        for g in 0..groups {
-            let gi = u32::try_from(g).unwrap_or(0);
-            for (b, (_, colour, footprints)) in self.backends.iter().enumerate() {
+        for (gi, g) in (0u32..).zip(0..groups) {
+            for (b, (_, colour, footprints)) in (0u32..).zip(&self.backends) {
                 let Some(f) = footprints.get(g) else { continue };
                 let colour = style.series(*colour);
-                let b = u32::try_from(b).unwrap_or(0);
                 for (k, (bytes, fill)) in [
                     (f.total_bytes, colour.filled()),
                     (f.naive_full_copy_bytes, colour.mix(0.35).filled()),
@@ -147,13 +146,13 @@ impl Chart for Disk {
                 .into_iter()
                 .enumerate()
                 {
-                    let k = u32::try_from(k).unwrap_or(0);
+                    let k = px(k);
                     let left = pad + (2 * b + k) * slot + slot / 10;
                     let right = band.saturating_sub(left + slot - slot / 5);
                     let top = model::mib(bytes).max(lo);
                     chart.draw_series([vbar(gi, (lo, top), fill, (left, right))])?;
                     // Label centred over the bar: an element anchored at the band's left edge, shifted.
-                    let dx = i32::try_from(left + (slot - slot / 5) / 2).unwrap_or(0);
+                    let dx = px_offset(left + (slot - slot / 5) / 2);
                     chart.draw_series([EmptyElement::at((SegmentValue::Exact(gi), top))
                         + Text::new(fmt_tick(model::mib(bytes)), (dx, -4), text.clone())])?;
                 }

@@ -163,7 +163,7 @@ fn frame<C: Chart, DB: DrawingBackend>(
     style: &Style,
 ) -> Result<(), DrawError> {
     root.fill(&style.background)?;
-    let m = i32::try_from(style.margin()).unwrap_or(16);
+    let m = px_offset(style.margin());
     let title_px = style.title_px();
     let sub_px = style.subtitle_px();
     let header = title_px + sub_px + 3 * style.margin() / 2;
@@ -173,7 +173,7 @@ fn frame<C: Chart, DB: DrawingBackend>(
         (m, m / 2),
         bold_font(title_px, style.foreground),
     ))?;
-    let sub_y = m / 2 + i32::try_from(title_px).unwrap_or(40) + m / 3;
+    let sub_y = m / 2 + px_offset(title_px) + m / 3;
     top.draw(&Text::new(
         chart.text().subtitle.clone(),
         (m, sub_y),
@@ -208,13 +208,21 @@ impl LegendEntry {
     }
 }
 
+/// `v` (a count or pixel size) as `u32`, saturating. Chart geometry is bounded by the image (a few
+/// thousand pixels) and by the number of backends, rows and labels (a handful), so saturation is
+/// never reached; it is here so no value is invented if it were.
+pub(crate) fn px(v: usize) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// A pixel offset as the `i32` plotters takes, saturating (as [`px`]: never reached).
+pub(crate) fn px_offset(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
 /// Approximate width of `text` in pixels at `px` (DejaVu Sans averages ~0.6 em per character).
 fn text_width(text: &str, px: u32) -> u32 {
-    u32::try_from(text.chars().count())
-        .unwrap_or(u32::MAX / 2)
-        .saturating_mul(px)
-        * 3
-        / 5
+    crate::charts::px(text.chars().count()).saturating_mul(px) * 3 / 5
 }
 
 /// Draws a legend below the plot (wrapping onto more lines when needed), so it never covers data,
@@ -247,10 +255,9 @@ pub fn with_legend_row<DB: DrawingBackend>(
     let height = (line + 1) * line_h + px / 2;
     let (plot, legend_area) = area.split_vertically(area.dim_in_pixel().1.saturating_sub(height));
     let text = font(px, style.foreground).pos(Pos::new(HPos::Left, VPos::Center));
-    let to_i32 = |v: u32| i32::try_from(v).unwrap_or(i32::MAX / 2);
     for (e, (line, x)) in entries.iter().zip(placed) {
-        let y = to_i32(px / 2 + line * line_h + line_h / 2);
-        let (x, s) = (to_i32(x), to_i32(swatch));
+        let y = px_offset(px / 2 + line * line_h + line_h / 2);
+        let (x, s) = (px_offset(x), px_offset(swatch));
         legend_area.draw(&Rectangle::new([(x, y - s / 2), (x + s, y + s / 2)], e.swatch))?;
         legend_area.draw(&Text::new(e.label.clone(), (x + s + s / 2, y), text.clone()))?;
     }
@@ -276,7 +283,7 @@ pub fn fmt_tick(v: f64) -> String {
 pub fn categories(
     n: usize,
 ) -> plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordu32> {
-    let last = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX);
+    let last = px(n.saturating_sub(1));
     (0u32..last).into_segmented()
 }
 

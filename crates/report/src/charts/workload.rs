@@ -6,7 +6,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::common::{builder, category_label, mesh, vbar, VBarChart};
-use super::{categories, fmt_tick, font, Chart, ChartText, DrawError};
+use super::{categories, fmt_tick, font, px, px_offset, Chart, ChartText, DrawError};
 use crate::model::{self, caption_stats, display_name, Model};
 use crate::style::Style;
 use results::metrics::{self, workload_figure, Quantity, WORKLOAD_LATENCY_P50_US, WORKLOAD_LATENCY_P99_US};
@@ -129,7 +129,7 @@ impl Workload {
         left: &DrawingArea<DB, Shift>,
         style: &Style,
     ) -> Result<(), DrawError> {
-        let n = u32::try_from(self.rows.len()).unwrap_or(1);
+        let n = px(self.rows.len());
         let names = self.names();
         let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
         let throughput = metrics::quantity(&self.throughput_metric);
@@ -147,11 +147,10 @@ impl Workload {
             metrics::label(&self.throughput_metric),
         )?;
         let w = left.dim_in_pixel().0 / (6 * n.max(1));
-        for (i, r) in self.rows.iter().enumerate() {
+        for (i, r) in (0u32..).zip(&self.rows) {
             let Some((median, ci)) = r.throughput else {
                 continue;
             };
-            let i = u32::try_from(i).unwrap_or(0);
             let colour = style.series(r.colour);
             chart.draw_series([vbar(i, (0.0, median), colour.filled(), (w, w))])?;
             // Error bar for the CI of the median: a vertical line with caps.
@@ -161,13 +160,13 @@ impl Workload {
                 vec![(centre.clone(), ci[0]), (centre.clone(), ci[1])],
                 line,
             )])?;
-            let cap = i32::try_from(w / 3).unwrap_or(6);
+            let cap = px_offset(w / 3);
             for y in ci {
                 chart
                     .draw_series([EmptyElement::at((centre.clone(), y))
                         + PathElement::new(vec![(-cap, 0), (cap, 0)], line)])?;
             }
-            let above = -i32::try_from(style.margin() / 2).unwrap_or(8);
+            let above = -px_offset(style.margin() / 2);
             chart.draw_series([EmptyElement::at((SegmentValue::CenterOf(i), ci[1].max(median)))
                 + Text::new(throughput.format_number(median), (0, above), value_text.clone())])?;
         }
@@ -181,7 +180,7 @@ impl Workload {
         right: &DrawingArea<DB, Shift>,
         style: &Style,
     ) -> Result<(), DrawError> {
-        let n = u32::try_from(self.rows.len()).unwrap_or(1);
+        let n = px(self.rows.len());
         let names = self.names();
         let value_text = font(style.tick_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
         let max_l = self
@@ -198,8 +197,7 @@ impl Workload {
             "latency (ms)",
         )?;
         let w = right.dim_in_pixel().0 / (6 * n.max(1));
-        for (i, r) in self.rows.iter().enumerate() {
-            let i = u32::try_from(i).unwrap_or(0);
+        for (i, r) in (0u32..).zip(&self.rows) {
             let colour = style.series(r.colour);
             for (k, value) in r.latency_ms.iter().enumerate() {
                 let Some(v) = *value else { continue };

@@ -35,11 +35,15 @@ pub struct E820Entry {
     pub kind: u32,
 }
 
+/// Entries in [`e820_map`] (the zero page has room for 128).
+pub const E820_ENTRIES: u8 = 3;
+const _: () = assert!(CMDLINE_MAX_BYTES <= u32::MAX as usize);
+
 /// The e820 map for `ram_bytes` of guest RAM starting at 0: conventional memory up to the EBDA, the
 /// EBDA..1 MiB hole reserved, and everything from 1 MiB to the end of RAM.
-pub fn e820_map(ram_bytes: u64) -> Vec<E820Entry> {
+pub fn e820_map(ram_bytes: u64) -> [E820Entry; E820_ENTRIES as usize] {
     let ram_end = RAM_START + ram_bytes;
-    vec![
+    [
         E820Entry {
             addr: RAM_START,
             size: EBDA_START - RAM_START,
@@ -75,7 +79,10 @@ pub fn build_boot_params(
     params.hdr.loadflags |= LOADED_HIGH | CAN_USE_HEAP;
     params.hdr.heap_end_ptr = 0xfe00;
     params.hdr.cmd_line_ptr = addr32(CMDLINE_START);
-    params.hdr.cmdline_size = u32::try_from(cmdline_len_with_nul.min(CMDLINE_MAX_BYTES)).unwrap_or(u32::MAX);
+    // At most CMDLINE_MAX_BYTES, which fits in the 32-bit field (asserted below).
+    #[allow(clippy::cast_possible_truncation)]
+    let cmdline_size = cmdline_len_with_nul.min(CMDLINE_MAX_BYTES) as u32;
+    params.hdr.cmdline_size = cmdline_size;
     if params.hdr.kernel_alignment == 0 {
         params.hdr.kernel_alignment = KERNEL_ALIGNMENT_BYTES;
     }
@@ -87,7 +94,7 @@ pub fn build_boot_params(
             r#type: entry.kind,
         };
     }
-    params.e820_entries = u8::try_from(map.len()).unwrap_or(u8::MAX);
+    params.e820_entries = E820_ENTRIES;
     params
 }
 

@@ -37,6 +37,15 @@ pub(crate) const fn addr32(addr: u64) -> u32 {
     addr as u32
 }
 
+// This VMM is x86-64 only: a `usize` is 64 bits, so every `u64` converts to one without loss.
+const _: () = assert!(usize::BITS == u64::BITS);
+
+/// `value` as a `usize`: lossless on this 64-bit target (asserted above at compile time).
+#[allow(clippy::cast_possible_truncation)] // usize::BITS == u64::BITS, asserted above
+pub(crate) const fn usize_from_u64(value: u64) -> usize {
+    value as usize
+}
+
 pub(crate) fn mem_err(
     what: &'static str,
     addr: GuestAddress,

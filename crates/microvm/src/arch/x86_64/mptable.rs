@@ -13,6 +13,11 @@ const FLOATING_POINTER_BYTES: usize = 16;
 const CONFIG_HEADER_BYTES: usize = 44;
 const PROCESSOR_ENTRY_BYTES: usize = 20;
 const SHORT_ENTRY_BYTES: usize = 8;
+/// The largest configuration table [`build`] writes (at [`MAX_VCPUS`]); its length field is 16 bits.
+const MAX_CONFIG_BYTES: usize = CONFIG_HEADER_BYTES
+    + MAX_VCPUS as usize * PROCESSOR_ENTRY_BYTES
+    + (4 + IOAPIC_PINS as usize) * SHORT_ENTRY_BYTES;
+const _: () = assert!(MAX_CONFIG_BYTES <= u16::MAX as usize);
 const SPEC_REVISION: u8 = 4;
 const LAPIC_VERSION: u8 = 0x14;
 const IOAPIC_VERSION: u8 = 0x11;
@@ -106,11 +111,10 @@ pub fn build(vcpus: u8) -> Result<Vec<u8>, ArchError> {
     let config_addr = EBDA_START + FLOATING_POINTER_BYTES as u64;
     let mut config = Vec::with_capacity(CONFIG_HEADER_BYTES + entries.len());
     config.extend_from_slice(b"PCMP");
-    config.extend_from_slice(
-        &u16::try_from(CONFIG_HEADER_BYTES + entries.len())
-            .unwrap_or(u16::MAX)
-            .to_le_bytes(),
-    );
+    // At most MAX_CONFIG_BYTES (vcpus was checked against MAX_VCPUS above), which fits in 16 bits.
+    #[allow(clippy::cast_possible_truncation)]
+    let config_bytes = (CONFIG_HEADER_BYTES + entries.len()) as u16;
+    config.extend_from_slice(&config_bytes.to_le_bytes());
     config.push(SPEC_REVISION);
     config.push(0); // checksum, patched below
     config.extend_from_slice(b"CVBENCH ");

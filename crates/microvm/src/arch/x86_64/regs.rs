@@ -44,6 +44,14 @@ pub const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {
 }
 
 /// The boot GDT: null, 64-bit code (selector 0x08), data (0x10), TSS (0x18).
+/// The GDT limit register: the table's size in bytes minus one.
+const BOOT_GDT_LIMIT: u16 = {
+    assert!(BOOT_GDT_ENTRIES * 8 - 1 <= u16::MAX as usize);
+    #[allow(clippy::cast_possible_truncation)] // asserted just above
+    let limit = (BOOT_GDT_ENTRIES * 8 - 1) as u16;
+    limit
+};
+
 pub const BOOT_GDT: [u64; BOOT_GDT_ENTRIES] = [
     gdt_entry(0, 0, 0),
     gdt_entry(0xa09b, 0, 0xfffff),
@@ -52,11 +60,13 @@ pub const BOOT_GDT: [u64; BOOT_GDT_ENTRIES] = [
 ];
 
 /// Unpacks descriptor `index` of `table` into the form KVM takes.
-pub fn segment_from_gdt(table: &[u64], index: usize) -> kvm_segment {
-    let entry = table[index];
+pub fn segment_from_gdt(table: &[u64], index: u8) -> kvm_segment {
+    let entry = table[usize::from(index)];
     let bit = |shift: u64| ((entry >> shift) & 1) as u8;
     let base = ((entry >> 16) & 0x00ff_ffff) | ((entry >> 32) & 0xff00_0000);
-    let raw_limit = (entry & 0xffff) | ((entry >> 32) & 0x000f_0000);
+    // 20 bits (16 from the low word, 4 from the high): lossless.
+    #[allow(clippy::cast_possible_truncation)]
+    let raw_limit = ((entry & 0xffff) | ((entry >> 32) & 0x000f_0000)) as u32;
     let granular = bit(55) == 1;
     let limit = if granular {
         (raw_limit << 12) | 0xfff
@@ -66,8 +76,8 @@ pub fn segment_from_gdt(table: &[u64], index: usize) -> kvm_segment {
     let present = bit(47);
     kvm_segment {
         base,
-        limit: u32::try_from(limit).unwrap_or(u32::MAX),
-        selector: u16::try_from(index * 8).unwrap_or(0),
+        limit,
+        selector: u16::from(index) * 8,
         type_: ((entry >> 40) & 0xf) as u8,
         present,
         dpl: ((entry >> 45) & 0x3) as u8,
@@ -119,7 +129,7 @@ pub fn long_mode_sregs(mut sregs: kvm_sregs) -> kvm_sregs {
     let data = segment_from_gdt(&BOOT_GDT, 2);
     let tss = segment_from_gdt(&BOOT_GDT, 3);
     sregs.gdt.base = BOOT_GDT_START;
-    sregs.gdt.limit = u16::try_from(BOOT_GDT_ENTRIES * 8 - 1).unwrap_or(u16::MAX);
+    sregs.gdt.limit = BOOT_GDT_LIMIT;
     sregs.idt.base = BOOT_IDT_START;
     sregs.idt.limit = 7;
     sregs.cs = code;

@@ -26,6 +26,16 @@ pub const QUEUE_MAX_SIZE: u16 = 256;
 /// Size of `struct virtio_blk_outhdr` (type, reserved, sector).
 pub const REQUEST_HEADER_BYTES: u32 = 16;
 
+// The status byte of each outcome: virtio-blk's codes are 0..=2, typed `u32` by the bindings.
+// (OK is 0.)
+const _: () = assert!(VIRTIO_BLK_S_IOERR <= 0xff && VIRTIO_BLK_S_UNSUPP <= 0xff);
+#[allow(clippy::cast_possible_truncation)] // asserted above
+const STATUS_OK: u8 = VIRTIO_BLK_S_OK as u8;
+#[allow(clippy::cast_possible_truncation)] // asserted above
+const STATUS_IOERR: u8 = VIRTIO_BLK_S_IOERR as u8;
+#[allow(clippy::cast_possible_truncation)] // asserted above
+const STATUS_UNSUPP: u8 = VIRTIO_BLK_S_UNSUPP as u8;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
     #[error("opening disk image {path}: {source}")]
@@ -101,14 +111,11 @@ impl Block {
         };
         let data = &descriptors[1..descriptors.len() - 1];
         let (code, written) = match self.execute(&descriptors[0], data, mem) {
-            Ok(written) => (VIRTIO_BLK_S_OK, written),
-            Err(RequestError::Io) => (VIRTIO_BLK_S_IOERR, 0),
-            Err(RequestError::Unsupported) => (VIRTIO_BLK_S_UNSUPP, 0),
+            Ok(written) => (STATUS_OK, written),
+            Err(RequestError::Io) => (STATUS_IOERR, 0),
+            Err(RequestError::Unsupported) => (STATUS_UNSUPP, 0),
         };
-        if mem
-            .write_obj(u8::try_from(code).unwrap_or(1), status.addr())
-            .is_err()
-        {
+        if mem.write_obj(code, status.addr()).is_err() {
             return 0;
         }
         written.saturating_add(1)
@@ -153,10 +160,10 @@ impl Block {
                     .first()
                     .filter(|d| d.is_write_only())
                     .ok_or(RequestError::Io)?;
-                let n = (buf.len() as usize).min(self.id.len());
-                mem.write_slice(&self.id[..n], buf.addr())
+                let n = buf.len().min(VIRTIO_BLK_ID_BYTES);
+                mem.write_slice(&self.id[..n as usize], buf.addr())
                     .map_err(|_| RequestError::Io)?;
-                Ok(u32::try_from(n).unwrap_or(0))
+                Ok(n)
             }
             _ => Err(RequestError::Unsupported),
         }
