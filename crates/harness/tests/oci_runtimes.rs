@@ -100,6 +100,28 @@ mod tests {
     }
 
     #[test]
+    fn gvisor_runs_at_confinement_none_without_the_capabilities_it_does_not_know() {
+        let root = tempfile::tempdir().unwrap();
+        let backend = gvisor::backend_with_root(root.path());
+        let Some(image) = image_for(&backend, root.path()) else {
+            return;
+        };
+        backend.prepare(&image).unwrap();
+        let name = format!("cvbench-gvisor-idle-{}-912", std::process::id());
+        let o = RunOptions {
+            confinement: harness::Confinement::None,
+            ..opts()
+        };
+        let m = run_once(&backend, &image, &WorkloadSpec::Idle, &o, &name).unwrap();
+        assert!(m.metrics[metrics::START_TO_READY_MS] > 0.0);
+        assert_gone(
+            &root.path().join("gvisor"),
+            &root.path().join("gvisor-state"),
+            &name,
+        );
+    }
+
+    #[test]
     fn generic_oci_backend_drives_runc_by_path() {
         let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"]
             .into_iter()

@@ -25,6 +25,7 @@ pub fn runtime() -> OciRuntime {
         version_label: "crun_version",
         package: Some("crun"),
         probe_host: true,
+        unknown_capabilities: &[],
     }
 }
 

@@ -33,6 +33,7 @@ pub fn runtime() -> OciRuntime {
         version_label: "runsc_version",
         package: Some("runsc"),
         probe_host: false,
+        unknown_capabilities: &["CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"],
     }
 }
 
@@ -54,4 +55,43 @@ pub fn cleanup_leftovers(scope: &CleanupScope) -> CleanupReport {
         &scope.roots.relocate(BUNDLES_DIR),
         scope,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::runc::{drop_capabilities, oci_config};
+    use super::*;
+    use crate::runner::RunOptions;
+
+    #[test]
+    fn capabilities_runsc_does_not_know_are_left_out_of_every_set() {
+        let spec = RunOptions {
+            confinement: crate::Confinement::None,
+            ..RunOptions::default()
+        }
+        .launch_spec(
+            Path::new("/img"),
+            &workload::WorkloadSpec::Idle,
+            "cvbench-gvisor-idle-1-0",
+            std::time::Instant::now(),
+        );
+        let mut config = oci_config(&spec).unwrap();
+        let names = |config: &oci_spec::runtime::Spec| {
+            serde_json::to_value(config).unwrap()["process"]["capabilities"].to_string()
+        };
+        drop_capabilities(&mut config, runtime().unknown_capabilities);
+        let after = names(&config);
+        for cap in runtime().unknown_capabilities {
+            assert!(!after.contains(cap), "{cap} still in {after}");
+        }
+        assert!(after.contains("CAP_SYS_ADMIN"), "the rest stays: {after}");
+        // The other runtimes drop nothing.
+        let mut untouched = oci_config(&spec).unwrap();
+        let before = names(&untouched);
+        drop_capabilities(
+            &mut untouched,
+            super::super::runc::OciRuntime::runc().unknown_capabilities,
+        );
+        assert_eq!(names(&untouched), before);
+    }
 }

@@ -34,6 +34,7 @@ pub fn runtime(path: &Path) -> OciRuntime {
         version_label: "oci_runtime_version",
         package: None,
         probe_host: true,
+        unknown_capabilities: &[],
     }
 }
 

@@ -61,6 +61,10 @@ pub struct OciRuntime {
     /// Whether `check_host` starts a throw-away container to learn whether the runtime accepts this
     /// host (crun refuses hybrid cgroups only when it creates a container).
     pub probe_host: bool,
+    /// Capabilities the runtime does not know and refuses the whole config for (runsc of 2022:
+    /// `CAP_PERFMON`, `CAP_BPF`, `CAP_CHECKPOINT_RESTORE`); left out of every set it is given, which
+    /// only matters at `--confinement none` (every capability the harness holds).
+    pub unknown_capabilities: &'static [&'static str],
 }
 
 impl OciRuntime {
@@ -74,6 +78,7 @@ impl OciRuntime {
             version_label: "runc_version",
             package: Some("runc"),
             probe_host: false,
+            unknown_capabilities: &[],
         }
     }
 }
@@ -198,6 +203,39 @@ impl RuncBackend {
         )
         .map_err(unavailable)
     }
+}
+
+/// Removes `names` (`CAP_PERFMON`) from every capability set of `config`'s process.
+pub fn drop_capabilities(config: &mut Spec, names: &[&str]) {
+    if names.is_empty() {
+        return;
+    }
+    let Some(mut process) = config.process().clone() else {
+        return;
+    };
+    let Some(mut caps) = process.capabilities().clone() else {
+        return;
+    };
+    let keep = |set: &Option<oci_spec::runtime::Capabilities>| {
+        set.as_ref().map(|set| {
+            set.iter()
+                .filter(|c| {
+                    let name = serde_json::to_value(c).ok();
+                    !names
+                        .iter()
+                        .any(|n| name.as_ref().and_then(|v| v.as_str()) == Some(*n))
+                })
+                .copied()
+                .collect()
+        })
+    };
+    caps.set_bounding(keep(caps.bounding()));
+    caps.set_effective(keep(caps.effective()));
+    caps.set_permitted(keep(caps.permitted()));
+    caps.set_inheritable(keep(caps.inheritable()));
+    caps.set_ambient(keep(caps.ambient()));
+    process.set_capabilities(Some(caps));
+    config.set_process(Some(process));
 }
 
 /// What a host probe's outcome means: the runtime reached the workload (it ran, or failed naming
@@ -345,7 +383,9 @@ impl Backend for RuncBackend {
         .map_err(|e| self.setup_err(format!("mounting overlay at {}: {e}", rootfs.display())))?;
         instance.rootfs_mounted = true;
 
-        let config = oci_config(spec).map_err(|e| self.setup_err(format!("building config.json: {e}")))?;
+        let mut config =
+            oci_config(spec).map_err(|e| self.setup_err(format!("building config.json: {e}")))?;
+        drop_capabilities(&mut config, self.runtime.unknown_capabilities);
         let config_path = bundle.join("config.json");
         config
             .save(&config_path)
