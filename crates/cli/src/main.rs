@@ -1,8 +1,9 @@
 //! `bench`: the cvbench command line. It parses arguments, shows progress and maps errors to exit
 //! statuses; everything a test would want to check lives in the `harness` crate.
 //!
-//! Exit statuses: 0 success, 1 a run failed (not root, backend unavailable, every run failed),
-//! 2 usage error (bad flag value, unknown backend or workload, missing image), 130 interrupted.
+//! Exit statuses: 0 success, 1 a run failed (not root, backend unavailable, any run failed — the
+//! cells are named — or the `check` gate failed), 2 usage error (bad flag value, unknown backend or
+//! workload, missing image, a partial results file as a baseline), 130 after SIGINT, 143 after SIGTERM.
 //! Errors are one line on stderr: `bench: <cause>: <cause>...`.
 //!
 //! Adding a subcommand: one file in `cmd/`, one variant in [`Command`], one arm in [`run`].

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use harness::metrics::{self, Group};
 use harness::results::{BenchmarkResult, ResultsFile, Summary};
-use harness::RunEvent;
+use harness::{Event, Observer};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `mean ± sd`, both with the metric's unit.
@@ -117,67 +117,141 @@ pub fn styled_bar(prefix: &str, total: u64) -> Option<ProgressBar> {
     })
 }
 
-/// Progress on stderr: a bar on a terminal, one line per event otherwise.
-pub struct Progress {
-    bar: Option<ProgressBar>,
+/// Progress of a plan on stderr (a bar with ETA on a terminal, plain lines otherwise), and the results
+/// file rewritten after every step so a crash loses nothing. One observer for `run`, `compare` and
+/// `density`, as they share the engine.
+pub struct PlanProgress {
     label: String,
+    /// Made at the first step, when the number of steps is known.
+    bar: Option<ProgressBar>,
+    writer: Option<ResultsWriter>,
 }
 
-impl Progress {
-    pub fn new(label: String, total: u64) -> Self {
-        Progress {
-            bar: styled_bar(&label, total),
-            label,
+impl PlanProgress {
+    /// Progress labelled `label`, rewriting the results file at `path` (if any).
+    pub fn new(label: &str, path: Option<PathBuf>) -> Self {
+        PlanProgress {
+            label: label.to_string(),
+            bar: None,
+            writer: path.map(ResultsWriter::new),
         }
     }
 
-    /// The bar, on a terminal.
-    pub fn bar(&self) -> Option<&ProgressBar> {
-        self.bar.as_ref()
-    }
-
-    /// One line, `<label>: <text>`, above the bar or on its own.
-    pub fn line(&self, text: &str) {
+    fn line(&self, text: String) {
         match &self.bar {
-            Some(bar) => bar.println(format!("{}: {text}", self.label)),
-            None => eprintln!("{}: {text}", self.label),
-        }
-    }
-
-    pub fn event(&mut self, event: &RunEvent) {
-        let line = match event {
-            RunEvent::Skipped { reason } => Some(format!("skipped: {reason}")),
-            RunEvent::Preparing => Some("preparing the image".to_string()),
-            RunEvent::PrepareFailed { error } => Some(format!("prepare failed: {error}")),
-            RunEvent::RunStarted { .. } => None,
-            RunEvent::RunFinished {
-                index,
-                total,
-                warmup,
-                error,
-            } => {
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                }
-                let kind = if *warmup { " (warm-up)" } else { "" };
-                match error {
-                    Some(e) => Some(format!("run {}/{total}{kind} failed: {e}", index + 1)),
-                    None if self.bar.is_none() => Some(format!("run {}/{total}{kind} done", index + 1)),
-                    None => None,
-                }
-            }
-            RunEvent::Stopped { completed, total } => Some(format!(
-                "stopped after {completed}/{total} runs; results so far are kept (partial)"
-            )),
-        };
-        if let Some(line) = line {
-            self.line(&line);
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
         }
     }
 
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+
+    /// The first error writing the results file.
+    pub fn take_error(&mut self) -> Option<anyhow::Error> {
+        self.writer.as_mut().and_then(ResultsWriter::take_error)
+    }
+
+    fn set_total(&self, total_steps: u32) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(u64::from(total_steps));
+        }
+    }
+}
+
+impl Observer for PlanProgress {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::Skipped {
+                backend,
+                workload: None,
+                reason,
+            } => self.line(format!("{backend}: skipped: {reason}")),
+            Event::Skipped {
+                backend,
+                workload: Some(workload),
+                reason,
+            } => self.line(format!("{backend} {workload}: skipped: {reason}")),
+            Event::Preparing { backend } => self.line(format!("{backend}: preparing the image")),
+            Event::PrepareFailed { backend, error } => self.line(format!("{backend}: {error}")),
+            Event::RunStarted(at) => {
+                if self.bar.is_none() {
+                    self.bar = styled_bar(&self.label, u64::from(at.total_steps));
+                    if let Some(bar) = &self.bar {
+                        bar.set_position(u64::from(at.step));
+                    }
+                }
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("{} {}", at.backend, at.workload));
+                }
+            }
+            Event::RunFinished { step: at, error } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+                let kind = if at.warmup { " (warm-up)" } else { "" };
+                let run = format!(
+                    "{} {} run {}/{}{kind}",
+                    at.backend,
+                    at.workload,
+                    at.round + 1,
+                    at.rounds
+                );
+                match error {
+                    Some(e) => self.line(format!("{run} failed: {e}")),
+                    None if self.bar.is_none() => {
+                        self.line(format!("[{}/{}] {run} done", at.step + 1, at.total_steps));
+                    }
+                    None => {}
+                }
+            }
+            Event::Point { backend, point } => match &self.bar {
+                Some(bar) => {
+                    bar.set_message(format!("{backend} {}", crate::cmd::density::point_brief(point)))
+                }
+                None => self.line(format!("{backend}: {}", crate::cmd::density::point_line(point))),
+            },
+            Event::GaveUp {
+                backend,
+                workload,
+                reason,
+                total_steps,
+            } => {
+                self.set_total(*total_steps);
+                self.line(format!("{backend} {workload}: {reason}"));
+            }
+            Event::BudgetReached {
+                workload,
+                measured_runs,
+                total_steps,
+            } => {
+                self.set_total(*total_steps);
+                self.line(format!(
+                    "{workload}: time budget reached after {measured_runs} measured runs per backend"
+                ));
+            }
+            Event::TearingDown {
+                backend,
+                running,
+                reason,
+            } => self.line(format!(
+                "{backend}: stopping ({reason}); tearing down {running} instances"
+            )),
+            Event::Stopped {
+                completed,
+                total_steps,
+            } => self.line(format!(
+                "stopped after {completed}/{total_steps} steps; results so far are kept (partial)"
+            )),
+        }
+    }
+
+    fn updated(&mut self, results: &ResultsFile) {
+        if let Some(writer) = &mut self.writer {
+            writer.write(results);
         }
     }
 }

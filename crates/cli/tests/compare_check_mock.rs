@@ -16,27 +16,33 @@ mod tests {
 
     /// `bench compare --backends mock` into `out`, without the (slow, debug-build) report.
     fn compare(mock: &str, out: &Path, workloads: &str, runs: u32) -> PathBuf {
-        let img = tempfile::tempdir().expect("tempdir");
-        bench(mock)
-            .args([
-                "compare",
-                "--backends",
-                "mock",
-                "--workloads",
-                workloads,
-                "--warmup",
-                "1",
-                "--no-report",
-            ])
-            .args(["--runs", &runs.to_string()])
-            .arg("--out")
-            .arg(out)
-            .arg("--image")
-            .arg(img.path())
+        compare_cmd(mock, out, workloads, runs)
             .assert()
             .success()
             .stdout(predicate::str::contains("mock"));
         out.join("results.json")
+    }
+
+    /// The command line of [`compare`], to be run and judged by the caller.
+    fn compare_cmd(mock: &str, out: &Path, workloads: &str, runs: u32) -> Command {
+        let img = tempfile::tempdir().expect("tempdir").keep();
+        let mut c = bench(mock);
+        c.args([
+            "compare",
+            "--backends",
+            "mock",
+            "--workloads",
+            workloads,
+            "--warmup",
+            "1",
+            "--no-report",
+        ])
+        .args(["--runs", &runs.to_string()])
+        .arg("--out")
+        .arg(out)
+        .arg("--image")
+        .arg(&img);
+        c
     }
 
     fn json(path: &Path) -> serde_json::Value {
@@ -325,5 +331,108 @@ mod tests {
             (1..40).contains(&failures),
             "{failures} runs recorded before the stop"
         );
+    }
+
+    #[test]
+    fn a_compare_with_failed_runs_exits_1_and_names_the_cell() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("cmp");
+        // Launch 0 (the warm-up) works, 1-3 fail: given up after three in a row.
+        compare_cmd("fail=1,2,3", &out, "idle", 5)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("mock"))
+            .stderr(predicate::str::contains(
+                "bench: runs failed in 1 of 1 cells: mock/idle",
+            ))
+            .stderr(predicate::str::contains(
+                "gave up after 3 consecutive failed runs",
+            ));
+        let v = json(&out.join("results.json"));
+        assert_eq!(v["partial"], true);
+    }
+
+    #[test]
+    fn check_fails_the_gate_on_cells_failed_or_missing_in_current() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = compare("", &dir.path().join("base"), "idle,oltp", 6);
+        // Rounds run workload by workload: idle takes launches 0-6, oltp 7-13 and fails them all.
+        let broken_dir = dir.path().join("broken");
+        compare_cmd("fail=7,8,9,10,11,12,13", &broken_dir, "idle,oltp", 6)
+            .assert()
+            .code(1);
+        let broken = broken_dir.join("results.json");
+        let idle_only = compare("", &dir.path().join("idle"), "idle", 6);
+        let check = |current: &Path| {
+            let mut c = bench("");
+            c.arg("check")
+                .arg("--baseline")
+                .arg(&base)
+                .arg("--current")
+                .arg(current);
+            c
+        };
+        check(&broken)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("| mock/oltp start_to_ready_ms |"))
+            .stdout(predicate::str::contains("**failed in current**"))
+            .stderr(predicate::str::contains("mock/oltp (failed in current)"));
+        check(&idle_only)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("**missing in current**"))
+            .stderr(predicate::str::contains("mock/oltp (missing in current)"));
+        let mut v = json(&idle_only);
+        v["benchmarks"][0]["skipped"] = serde_json::json!("no KVM");
+        v["benchmarks"][0]["runs"] = serde_json::json!([]);
+        let skipped = dir.path().join("skipped.json");
+        std::fs::write(&skipped, v.to_string()).expect("write");
+        check(&skipped)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("**skipped in current**: no KVM"));
+    }
+
+    #[test]
+    fn partial_or_failed_results_are_not_saved_as_baselines_without_force() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = compare("", &dir.path().join("good"), "idle", 2);
+        let failed_dir = dir.path().join("failed");
+        compare_cmd("fail=1", &failed_dir, "idle", 3).assert().code(1);
+        let failed = failed_dir.join("results.json");
+        let save = |from: &Path| {
+            let mut c = bench("");
+            c.current_dir(dir.path())
+                .args(["baseline", "save", "main", "--from"])
+                .arg(from);
+            c
+        };
+        let saved = dir.path().join("results/baselines/main.json");
+        save(&failed)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("failed runs in mock/idle"))
+            .stderr(predicate::str::contains("--force"));
+        assert!(!saved.exists());
+        let mut v = json(&good);
+        v["partial"] = serde_json::json!(true);
+        let partial = dir.path().join("partial.json");
+        std::fs::write(&partial, v.to_string()).expect("write");
+        save(&partial)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("partial"));
+        save(&good).assert().success();
+        // An existing baseline is kept unless forced.
+        save(&failed).arg("--force").assert().success();
+        assert_eq!(json(&saved)["benchmarks"], json(&failed)["benchmarks"]);
+        save(&good)
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains("already exists"));
+        assert_eq!(json(&saved)["benchmarks"], json(&failed)["benchmarks"]);
+        save(&good).arg("--force").assert().success();
+        assert_eq!(json(&saved)["benchmarks"], json(&good)["benchmarks"]);
     }
 }

@@ -261,8 +261,17 @@ impl Container {
                 .unwrap_or_default(),
         })?;
         let confine = ConfinePlan::new(config.confinement)?;
-        fs::create_dir_all(&containers).map_err(ContainerError::io("creating", &containers))?;
-        match fs::create_dir(&dirs.container_dir) {
+        // `containers/` is shared: a concurrent destroy or cleanup may remove it when it is empty,
+        // between the two mkdirs; then it is made again.
+        let mut attempts = 0;
+        let made = loop {
+            fs::create_dir_all(&containers).map_err(ContainerError::io("creating", &containers))?;
+            match fs::create_dir(&dirs.container_dir) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 8 => attempts += 1,
+                other => break other,
+            }
+        };
+        match made {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(ContainerError::AlreadyExists {

@@ -40,4 +40,4 @@ pub use container::{
 pub use error::ContainerError;
 pub use output::{LineEvent, OutputLines};
 pub use spawn::IdMap;
-pub use state::{cleanup_all, CleanupReport, DEFAULT_STATE_ROOT};
+pub use state::{cleanup_all, cleanup_except, CleanupReport, DEFAULT_STATE_ROOT};

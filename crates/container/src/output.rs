@@ -20,11 +20,12 @@ pub enum LineEvent {
     TimedOut,
 }
 
-/// Splits a pipe into lines, waiting with `poll` (no sleeping) up to a deadline.
+/// Splits a pipe into lines, waiting with `poll` (no sleeping) up to a deadline. Memory is bounded
+/// whatever the writer sends: lines are cut at [`MAX_LINE_BYTES`] (see [`LineSplitter`]).
 #[derive(Debug)]
 pub struct OutputLines {
     file: File,
-    buf: Vec<u8>,
+    lines: LineSplitter,
     eof: bool,
     /// Everything read so far, bounded, for error messages.
     tail: Tail,
@@ -34,7 +35,7 @@ impl OutputLines {
     pub fn new(file: File) -> Self {
         OutputLines {
             file,
-            buf: Vec::new(),
+            lines: LineSplitter::default(),
             eof: false,
             tail: Tail::new(TAIL_BYTES),
         }
@@ -43,22 +44,19 @@ impl OutputLines {
     /// The next line, waiting until `deadline` (`None` = forever).
     pub fn next_line(&mut self, deadline: Option<Instant>) -> io::Result<LineEvent> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                let text = String::from_utf8_lossy(&line[..pos]).into_owned();
+            if let Some(text) = self.lines.pop() {
                 return Ok(LineEvent::Line {
                     text,
                     at: Instant::now(),
                 });
             }
             if self.eof {
-                if self.buf.is_empty() {
-                    return Ok(LineEvent::Eof);
-                }
-                let text = String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned();
-                return Ok(LineEvent::Line {
-                    text,
-                    at: Instant::now(),
+                return Ok(match self.lines.finish() {
+                    Some(text) => LineEvent::Line {
+                        text,
+                        at: Instant::now(),
+                    },
+                    None => LineEvent::Eof,
                 });
             }
             let timeout = match deadline {
@@ -79,7 +77,7 @@ impl OutputLines {
             match self.file.read(&mut chunk) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
-                    self.buf.extend_from_slice(&chunk[..n]);
+                    self.lines.push(&chunk[..n]);
                     self.tail.push(&chunk[..n]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -88,7 +86,7 @@ impl OutputLines {
         }
     }
 
-    /// The last few KiB read so far.
+    /// The last few KiB read so far, escaped on one line (see [`escape_output`]).
     pub fn tail(&self) -> String {
         self.tail.text()
     }
@@ -108,12 +106,85 @@ pub(crate) fn poll_timeout_until(deadline: Instant) -> Option<PollTimeout> {
 
 /// How much of stdout/stderr is kept for error messages.
 pub const TAIL_BYTES: usize = 4096;
+/// The longest line passed on; the rest of a longer line is dropped (a protocol line is far
+/// shorter, so a cut line is never mistaken for a valid one).
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// What ends a cut line, after its first [`MAX_LINE_BYTES`] bytes.
+pub const CUT_MARK: &str = " [line cut]";
+/// A run of one repeated escaped character at least this long is shown once with its count.
+const RUN_MIN: usize = 4;
+
+/// Splits a byte stream into lines of at most [`MAX_LINE_BYTES`] (plus [`CUT_MARK`]): a writer that
+/// never sends a newline costs one line's worth of memory, not everything it wrote.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    /// The current, unfinished line.
+    partial: Vec<u8>,
+    /// The current line was cut; its bytes up to the next newline are dropped.
+    skipping: bool,
+    /// Complete lines not yet taken by [`LineSplitter::pop`].
+    ready: std::collections::VecDeque<String>,
+}
+
+impl LineSplitter {
+    /// Adds bytes read from the stream.
+    pub fn push(&mut self, data: &[u8]) {
+        for segment in data.split_inclusive(|&b| b == b'\n') {
+            let (body, ends_line) = match segment.split_last() {
+                Some((b'\n', body)) => (body, true),
+                _ => (segment, false),
+            };
+            if !self.skipping {
+                let room = MAX_LINE_BYTES.saturating_sub(self.partial.len());
+                if body.len() > room {
+                    self.partial.extend_from_slice(&body[..room]);
+                    self.end_line(true);
+                    self.skipping = true;
+                } else {
+                    self.partial.extend_from_slice(body);
+                }
+            }
+            if ends_line {
+                if self.skipping {
+                    self.skipping = false;
+                } else {
+                    self.end_line(false);
+                }
+            }
+        }
+    }
+
+    /// The oldest complete line, without its newline (lossy UTF-8).
+    pub fn pop(&mut self) -> Option<String> {
+        self.ready.pop_front()
+    }
+
+    /// At the end of the stream: the last line when it had no newline.
+    pub fn finish(&mut self) -> Option<String> {
+        if self.partial.is_empty() {
+            return None;
+        }
+        self.end_line(false);
+        self.pop()
+    }
+
+    fn end_line(&mut self, cut: bool) {
+        let mut text = String::from_utf8_lossy(&self.partial).into_owned();
+        if cut {
+            text.push_str(CUT_MARK);
+        }
+        self.partial.clear();
+        self.ready.push_back(text);
+    }
+}
 
 /// The last `cap` bytes of a stream.
 #[derive(Debug, Clone, Default)]
 pub struct Tail {
     bytes: Vec<u8>,
     cap: usize,
+    /// Older bytes were dropped.
+    cut: bool,
 }
 
 impl Tail {
@@ -121,20 +192,107 @@ impl Tail {
         Tail {
             bytes: Vec::new(),
             cap,
+            cut: false,
         }
     }
 
     pub fn push(&mut self, data: &[u8]) {
-        self.bytes.extend_from_slice(data);
+        let skip = data.len().saturating_sub(self.cap);
+        self.cut |= skip > 0;
+        self.bytes.extend_from_slice(&data[skip..]);
         if self.bytes.len() > self.cap {
             let cut = self.bytes.len() - self.cap;
             self.bytes.drain(..cut);
+            self.cut = true;
         }
     }
 
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
+    /// Adds one line (a newline is appended).
+    pub fn push_line(&mut self, line: &str) {
+        self.push(line.as_bytes());
+        self.push(b"\n");
     }
+
+    /// The kept bytes, escaped on one line ([`escape_output`]); `... ` first when older output was
+    /// dropped.
+    pub fn text(&self) -> String {
+        let mut bytes = self.bytes.as_slice();
+        if self.cut {
+            // The cut may have split a UTF-8 sequence: drop its continuation bytes.
+            while let Some((_, rest)) = bytes.split_first().filter(|(b, _)| (0x80..0xc0).contains(*b)) {
+                bytes = rest;
+            }
+        }
+        let text = escape_output(bytes);
+        if self.cut && !text.is_empty() {
+            format!("... {text}")
+        } else {
+            text
+        }
+    }
+}
+
+/// `bytes` (a process's output) as one line that is safe to print on a terminal: UTF-8 text is
+/// kept; line breaks become ` | `; control characters, invisible formatting characters (bidi
+/// overrides, zero-width spaces) and invalid UTF-8 bytes are escaped (`\t`, `\x00`, `\u{202e}`);
+/// a run of one repeated escape is shown once with its count (`\x00×1200`).
+pub fn escape_output(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let mut run: Option<(String, usize)> = None;
+    let flush = |out: &mut String, run: &mut Option<(String, usize)>| {
+        if let Some((escape, n)) = run.take() {
+            if n >= RUN_MIN {
+                out.push_str(&format!("{escape}×{n}"));
+            } else {
+                out.push_str(&escape.repeat(n));
+            }
+        }
+    };
+    let escaped = |out: &mut String, run: &mut Option<(String, usize)>, escape: String| match run {
+        Some((last, n)) if *last == escape => *n += 1,
+        _ => {
+            flush(out, run);
+            *run = Some((escape, 1));
+        }
+    };
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\n' | '\r' => {
+                    flush(&mut out, &mut run);
+                    if !out.is_empty() && !out.ends_with(" | ") {
+                        out.push_str(" | ");
+                    }
+                }
+                '\t' => escaped(&mut out, &mut run, "\\t".to_string()),
+                c if c.is_control() || is_invisible_format(c) => {
+                    let code = u32::from(c);
+                    let escape = if code <= 0xff {
+                        format!("\\x{code:02x}")
+                    } else {
+                        format!("\\u{{{code:x}}}")
+                    };
+                    escaped(&mut out, &mut run, escape);
+                }
+                c => {
+                    flush(&mut out, &mut run);
+                    out.push(c);
+                }
+            }
+        }
+        for b in chunk.invalid() {
+            escaped(&mut out, &mut run, format!("\\x{b:02x}"));
+        }
+    }
+    flush(&mut out, &mut run);
+    let trimmed = out.trim_end_matches(" | ").len();
+    out.truncate(trimmed);
+    out
+}
+
+/// Characters that change how a terminal shows the text around them without showing themselves.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Drains `file` into a shared [`Tail`] on a thread until EOF, so a chatty stderr never blocks the
@@ -197,7 +355,39 @@ mod tests {
             }
         }
         assert_eq!(got, ["one", "two", "thr"]);
-        assert_eq!(lines.tail(), "one\ntwo\nthr");
+        assert_eq!(lines.tail(), "one | two | thr");
+    }
+
+    #[test]
+    fn a_writer_without_newlines_gives_a_cut_line_then_the_next_ones() {
+        let (r, mut w) = pipe();
+        let writer = std::thread::spawn(move || {
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..16 {
+                w.write_all(&zeros).unwrap();
+            }
+            w.write_all(b"\nCVBENCH READY idle\n").unwrap();
+        });
+        let mut lines = OutputLines::new(r);
+        let mut got = Vec::new();
+        while let LineEvent::Line { text, .. } = lines.next_line(None).unwrap() {
+            got.push(text);
+        }
+        writer.join().unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(
+            got[0].len(),
+            MAX_LINE_BYTES + CUT_MARK.len(),
+            "16 MiB without a newline"
+        );
+        assert_eq!(got[1], "CVBENCH READY idle");
+        assert!(lines.tail().len() < 2 * TAIL_BYTES, "{}", lines.tail().len());
+        assert!(
+            lines.tail().ends_with(" | CVBENCH READY idle"),
+            "{}",
+            lines.tail()
+        );
+        assert!(!lines.tail().contains('\0'));
     }
 
     #[test]
@@ -214,6 +404,38 @@ mod tests {
         let mut t = Tail::new(4);
         t.push(b"abcdef");
         t.push(b"gh");
-        assert_eq!(t.text(), "efgh");
+        assert_eq!(t.text(), "... efgh");
+        let mut t = Tail::new(9);
+        t.push("é".repeat(5).as_bytes());
+        assert_eq!(t.text(), "... éééé", "a split UTF-8 sequence is dropped");
+    }
+
+    #[test]
+    fn output_is_escaped_on_one_line() {
+        assert_eq!(escape_output(b"ok\r\nnext\n\n"), "ok | next");
+        assert_eq!(escape_output(b"a\tb\x1b[31mred"), "a\\tb\\x1b[31mred");
+        assert_eq!(escape_output(b"\xff\xfe ok"), "\\xff\\xfe ok");
+        assert_eq!(escape_output("x\u{202e}y".as_bytes()), "x\\u{202e}y");
+        assert_eq!(escape_output(&[0u8; 1200]), "\\x00×1200");
+        assert_eq!(escape_output(b"\0\0z"), "\\x00\\x00z");
+    }
+
+    #[test]
+    fn a_line_without_end_is_cut_and_costs_one_line_of_memory() {
+        let mut s = LineSplitter::default();
+        let zeros = vec![0u8; 64 * 1024];
+        for _ in 0..100 {
+            s.push(&zeros);
+        }
+        assert!(s.partial.len() <= MAX_LINE_BYTES, "{}", s.partial.len());
+        let first = s.pop().unwrap();
+        assert_eq!(first.len(), MAX_LINE_BYTES + CUT_MARK.len());
+        assert!(first.ends_with(CUT_MARK));
+        assert_eq!(s.pop(), None, "the rest of the cut line is dropped");
+        s.push(b"\0\0\nCVBENCH READY idle\nrest");
+        assert_eq!(s.pop().as_deref(), Some("CVBENCH READY idle"));
+        assert_eq!(s.pop(), None);
+        assert_eq!(s.finish().as_deref(), Some("rest"));
+        assert_eq!(s.finish(), None);
     }
 }

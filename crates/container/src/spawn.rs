@@ -17,6 +17,12 @@
 //! costs). On a failure one record names the stage, the plan step and the errno, then `_exit(127)`.
 //! The write end is CLOEXEC, so a successful `execve` closes it: the parent sees EOF, which is the
 //! exec timestamp.
+//!
+//! The child dies with the harness: its first act is `PR_SET_PDEATHSIG` (SIGKILL), kept across the
+//! `execve` into the workload; then it checks, through a pidfd of the harness opened before the
+//! clone, that the harness did not die before that (in its new pid namespace `getppid` says 0, so
+//! the pidfd is the check that works). The signal fires when the thread that cloned ends, so a
+//! container is started from the thread that owns it.
 
 use std::ffi::{c_char, CStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -135,6 +141,8 @@ pub enum SpawnFailure {
 /// Clones the child and waits until it has exec'd (or failed).
 pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
     let (err_r, err_w) = cloexec_pipe().map_err(SpawnFailure::Pipe)?;
+    // Without pidfds (Linux < 5.3) the child still gets its death signal, just without the check.
+    let harness = pidfd_open(nix::unistd::getpid()).ok();
     let go = match req.user_namespace {
         Some(_) => Some(cloexec_pipe().map_err(SpawnFailure::Pipe)?),
         None => None,
@@ -160,12 +168,17 @@ pub fn spawn(req: &SpawnRequest<'_>) -> Result<Spawned, SpawnFailure> {
         return Err(SpawnFailure::Clone(Errno::last()));
     }
     if ret == 0 {
-        child_main(req, err_w.as_raw_fd(), go.as_ref().map(|(r, _)| r.as_raw_fd()));
+        child_main(
+            req,
+            err_w.as_raw_fd(),
+            go.as_ref().map(|(r, _)| r.as_raw_fd()),
+            harness.as_ref().map(AsRawFd::as_raw_fd),
+        );
     }
     // clone returns a pid, which fits in pid_t.
     #[allow(clippy::cast_possible_truncation)]
     let pid = Pid::from_raw(ret as libc::pid_t);
-    drop(err_w);
+    drop((err_w, harness));
     if let (Some(map), Some((go_r, go_w))) = (req.user_namespace, go) {
         drop(go_r);
         if let Err(e) = release_user_namespace_child(pid, map, req.cgroup_procs, go_w) {
@@ -297,8 +310,21 @@ fn child_write(err_w: RawFd, rec: Record) {
     let _ = unsafe { libc::write(err_w, bytes.as_ptr().cast(), bytes.len()) };
 }
 
-/// The child: join the cgroup, apply the plan, set up stdio, report ready, exec.
-fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>) -> ! {
+/// The child: die with the harness, join the cgroup, apply the plan, set up stdio, report ready,
+/// exec.
+fn child_main(req: &SpawnRequest<'_>, err_w: RawFd, go_r: Option<RawFd>, harness: Option<RawFd>) -> ! {
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        child_fail(err_w, Stage::Signals, NO_STEP, e);
+    }
+    if let Some(harness) = harness {
+        // SAFETY: the pidfd opened by the parent before the clone; this copy stays open here.
+        let harness = unsafe { BorrowedFd::borrow_raw(harness) };
+        let mut fds = [nix::poll::PollFd::new(harness, nix::poll::PollFlags::POLLIN)];
+        // Readable once the harness has exited: it died before the death signal was set.
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).is_ok_and(|n| n > 0) {
+            child_fail(err_w, Stage::Signals, NO_STEP, Errno::ESRCH);
+        }
+    }
     if let Some(go_r) = go_r {
         // Wait until the parent has written the id maps and moved this process into the cgroup.
         let mut byte = 0u8;

@@ -109,6 +109,20 @@ impl CleanupReport {
 /// still in cvbench cgroups, unmounts anything under the container directories, removes the cgroups
 /// and the directories. Safe to run when nothing is left (reports nothing).
 pub fn cleanup_all(state_root: &Path, cgroups: &dyn CgroupManager, mountinfo: &Path) -> CleanupReport {
+    cleanup_except(state_root, cgroups, mountinfo, &|_| false, true)
+}
+
+/// [`cleanup_all`], leaving alone every container whose name `keep` accepts; the shared parent
+/// directories (`containers/`, the state root) are only removed, when empty, with `remove_parents`
+/// (a live harness may be about to create a container in them). A container is reported as removed
+/// only once all of it is gone.
+pub fn cleanup_except(
+    state_root: &Path,
+    cgroups: &dyn CgroupManager,
+    mountinfo: &Path,
+    keep: &dyn Fn(&str) -> bool,
+    remove_parents: bool,
+) -> CleanupReport {
     let mut report = CleanupReport::default();
     let containers = state_root.join(CONTAINERS_DIR);
     let entries: Vec<PathBuf> = match fs::read_dir(&containers) {
@@ -126,10 +140,16 @@ pub fn cleanup_all(state_root: &Path, cgroups: &dyn CgroupManager, mountinfo: &P
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if keep(&name) {
+            continue;
+        }
+        let errors_before = report.errors.len();
         let state = read_state(&dir.join(STATE_FILE)).ok();
         // Processes first (so nothing holds the mounts), then mounts, then directories.
+        let had_cgroup = cgroups.paths(&name).iter().any(|p| p.exists());
         match cgroups.destroy(&name) {
-            Ok(()) => report.cgroups.push(cgroup::leaf_name(&name)),
+            Ok(()) if had_cgroup => report.cgroups.push(cgroup::leaf_name(&name)),
+            Ok(()) => {}
             Err(e) => report.errors.push(e.into()),
         }
         if let Some(state) = &state {
@@ -162,11 +182,13 @@ pub fn cleanup_all(state_root: &Path, cgroups: &dyn CgroupManager, mountinfo: &P
                 report.errors.push(e);
             }
         }
-        report.containers.push(dir);
+        if report.errors.len() == errors_before {
+            report.containers.push(dir);
+        }
     }
     match cgroups.list() {
         Ok(names) => {
-            for name in names {
+            for name in names.into_iter().filter(|n| !keep(n)) {
                 match cgroups.destroy(&name) {
                     Ok(()) => report.cgroups.push(name),
                     Err(e) => report.errors.push(e.into()),
@@ -175,11 +197,13 @@ pub fn cleanup_all(state_root: &Path, cgroups: &dyn CgroupManager, mountinfo: &P
         }
         Err(e) => report.errors.push(e.into()),
     }
-    for parent in cgroups.parent_dirs() {
-        let _ = fs::remove_dir(parent);
+    if remove_parents {
+        for parent in cgroups.parent_dirs() {
+            let _ = fs::remove_dir(parent);
+        }
+        let _ = fs::remove_dir(&containers);
+        let _ = fs::remove_dir(state_root);
     }
-    let _ = fs::remove_dir(&containers);
-    let _ = fs::remove_dir(state_root);
     report
 }
 

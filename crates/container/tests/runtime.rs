@@ -465,3 +465,89 @@ fn v2_backend_on_the_real_unified_mount_creates_moves_and_removes() {
     );
     assert!(!dirs[0].exists());
 }
+
+const PDEATH_HELPER_ENV: &str = "CVBENCH_TEST_CONTAINER_PDEATH_HELPER";
+
+fn is_alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|r| !r.trim_start().starts_with('Z'))
+    })
+}
+
+/// A helper process starts a container and is SIGKILLed: the container's process must die with it
+/// (its parent-death signal), not stay behind for `bench cleanup` to find.
+#[test]
+fn the_container_dies_with_the_harness() {
+    if std::env::var_os(PDEATH_HELPER_ENV).is_some() || skip_unless_root() {
+        return;
+    }
+    let fx = Fixture::new();
+    let name = unique("pdeath");
+    let mut helper = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "container_pdeath_helper", "--nocapture"])
+        .env(
+            PDEATH_HELPER_ENV,
+            format!(
+                "{}\n{}\n{name}",
+                fx.image.path().display(),
+                fx.state_root.path().display()
+            ),
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(helper.stdout.take().unwrap());
+    let pid = std::io::BufRead::lines(out).map_while(Result::ok).find_map(|l| {
+        l.strip_prefix("CONTAINER PID ")
+            .and_then(|p| p.trim().parse::<i32>().ok())
+    });
+    let Some(pid) = pid else {
+        let _ = helper.kill();
+        panic!("the helper printed no container pid");
+    };
+    assert!(is_alive(pid));
+    helper.kill().unwrap();
+    helper.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let survived = is_alive(pid);
+    // What the killed helper left (state dir, cgroup), and only that.
+    let report = container::cleanup_except(
+        fx.state_root.path(),
+        fx.deps.cgroups.as_ref(),
+        Path::new("/proc/self/mountinfo"),
+        &|n| !n.contains(&name),
+        false,
+    );
+    assert!(report.is_clean(), "{:?}", report.errors);
+    assert!(
+        !survived,
+        "container process {pid} outlived its SIGKILLed harness"
+    );
+}
+
+/// Only does something as the helper of `the_container_dies_with_the_harness`.
+#[test]
+fn container_pdeath_helper() {
+    let Some(setup) = std::env::var_os(PDEATH_HELPER_ENV) else {
+        return;
+    };
+    let setup = setup.to_string_lossy().into_owned();
+    let mut parts = setup.lines();
+    let (image, state_root, name) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let argv = vec![TESTPROC_IN_IMAGE.to_string(), "idle".to_string()];
+    let mut config = ContainerConfig::new(name, Path::new(image), argv);
+    config.state_root = PathBuf::from(state_root);
+    let mut c = Container::create(config, ContainerDeps::host().unwrap()).unwrap();
+    c.start().unwrap();
+    println!("CONTAINER PID {}", c.pid().unwrap());
+    std::thread::sleep(Duration::from_secs(60));
+}

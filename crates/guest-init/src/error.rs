@@ -38,6 +38,10 @@ pub enum InitError {
     },
     #[error("{stage}: bringing up lo: {0}", stage = Stage::Loopback)]
     Loopback(std::io::Error),
+    #[error("{stage}: eth0 from the kernel command line: {0}", stage = Stage::Network)]
+    NetSetup(#[from] crate::net::NetSetupError),
+    #[error("{stage}: configuring eth0: {0}", stage = Stage::Network)]
+    Network(std::io::Error),
     #[error("{}: opening {}: {source}", Stage::Console, path.display())]
     Console { path: PathBuf, source: std::io::Error },
     #[error("{}: starting {}: {source}", Stage::SpawnWorkload, path.display())]
@@ -59,6 +63,7 @@ impl InitError {
             | InitError::Inspect { stage, .. } => *stage,
             InitError::PivotRoot { .. } => Stage::PivotRoot,
             InitError::Loopback(_) => Stage::Loopback,
+            InitError::NetSetup(_) | InitError::Network(_) => Stage::Network,
             InitError::Console { .. } => Stage::Console,
             InitError::Spawn { .. } => Stage::SpawnWorkload,
             InitError::Wait { .. } => Stage::WaitWorkload,
@@ -104,6 +109,8 @@ mod tests {
                 source: io(),
             },
             InitError::Loopback(io()),
+            InitError::Network(io()),
+            InitError::NetSetup(crate::net::NetSetupError::GatewayWithoutAddress),
             InitError::Console {
                 path: "/dev/console".into(),
                 source: io(),

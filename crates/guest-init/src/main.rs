@@ -37,6 +37,11 @@ fn run() -> Result<(), InitError> {
     let layout = Layout::for_image(|p| p.is_dir());
     execute(&boot_plan(&layout), &mut RealSyscalls)?;
     net::bring_up("lo").map_err(InitError::Loopback)?;
+    // /proc is mounted by the boot plan; the kernel keeps dotted words like cvbench.ip from init.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").map_err(InitError::Network)?;
+    if let Some(setup) = net::parse_net_setup(&cmdline)? {
+        net::configure("eth0", &setup).map_err(InitError::Network)?;
+    }
 
     let console_path = Path::new(guest_init::CONSOLE_PATH);
     let console_file = OpenOptions::new()

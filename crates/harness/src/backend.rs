@@ -67,16 +67,110 @@ impl PhaseMark {
     }
 }
 
+/// Where a backend's child process (the workload, runc, a VMM) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildState {
+    /// It was never spawned.
+    NotStarted,
+    /// It had not exited when last waited for.
+    Running,
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal ended it (the raw number, so that real-time signals are kept too).
+    Signaled(i32),
+    /// Waiting for it failed.
+    Unknown(std::io::ErrorKind),
+}
+
+impl ChildState {
+    /// Exited with status 0.
+    pub fn success(self) -> bool {
+        self == ChildState::Exited(0)
+    }
+
+    /// It has not (yet) ended.
+    pub fn is_running(self) -> bool {
+        self == ChildState::Running
+    }
+}
+
+impl From<std::process::ExitStatus> for ChildState {
+    fn from(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ChildState::Exited(code),
+            (None, Some(signal)) => ChildState::Signaled(signal),
+            // `wait` reported a stop or continue; the child still exists.
+            (None, None) => ChildState::Running,
+        }
+    }
+}
+
+impl From<container::ExitStatus> for ChildState {
+    fn from(status: container::ExitStatus) -> Self {
+        match status {
+            container::ExitStatus::Exited(code) => ChildState::Exited(code),
+            container::ExitStatus::Signaled(signal) => ChildState::Signaled(signal as i32),
+        }
+    }
+}
+
+impl std::fmt::Display for ChildState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildState::NotStarted => write!(f, "not started"),
+            ChildState::Running => write!(f, "still running"),
+            ChildState::Exited(code) => write!(f, "exit status {code}"),
+            ChildState::Signaled(signal) => match nix::sys::signal::Signal::try_from(*signal) {
+                Ok(name) => write!(f, "killed by {name}"),
+                Err(_) => write!(f, "killed by signal {signal}"),
+            },
+            ChildState::Unknown(kind) => write!(f, "unknown ({kind})"),
+        }
+    }
+}
+
+/// What a backend was doing when it failed, for errors that keep their source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `prepare`: checking and converting the image, locating binaries.
+    Prepare,
+    /// Creating the instance's state, disks and mounts.
+    Create,
+    /// Starting its first process.
+    Start,
+    MemoryProbe,
+    DiskProbe,
+    /// Stopping a workload that runs until stopped.
+    Stop,
+    /// Waiting for the workload to exit.
+    Wait,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Prepare => "preparing",
+            Stage::Create => "creating the instance",
+            Stage::Start => "starting the instance",
+            Stage::MemoryProbe => "memory probe",
+            Stage::DiskProbe => "disk probe",
+            Stage::Stop => "stopping the workload",
+            Stage::Wait => "waiting for the workload",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("backend unavailable on this host: {0}")]
     Unavailable(#[from] Unavailable),
     #[error("{backend}: failed to set up the instance: {reason}")]
     Setup { backend: String, reason: String },
-    #[error("{backend}: the workload exited before it was ready (status {status}); last output: {output}")]
+    #[error("{backend}: the workload exited before it was ready ({status}); last output: {output}")]
     ExitedBeforeReady {
         backend: String,
-        status: String,
+        status: ChildState,
         output: String,
     },
     #[error("{backend}: the workload was not ready after {timeout:?}; last output: {output}")]
@@ -87,8 +181,41 @@ pub enum BackendError {
     },
     #[error("{backend}: the workload failed: {reason}")]
     WorkloadFailed { backend: String, reason: String },
+    /// The workload printed a `CVBENCH` line that does not parse: the same error in every backend.
+    #[error("{backend}: the workload broke the protocol: {source}")]
+    Protocol {
+        backend: String,
+        source: workload::ProtocolError,
+    },
     #[error("{backend}: teardown failed: {reason}")]
     Teardown { backend: String, reason: String },
+    /// A `/proc` or allocated-bytes probe failed (the error names the pid and path).
+    #[error("{backend}: {stage}: {source}")]
+    Probe {
+        backend: String,
+        stage: Stage,
+        source: crate::probe::ProbeError,
+    },
+    /// The built-in runtime failed (the error names the path, syscall or step).
+    #[error("{backend}: {stage}: {source}")]
+    Container {
+        backend: String,
+        stage: Stage,
+        source: container::ContainerError,
+    },
+    /// Building or locating an image, disk or binary failed.
+    #[error("{backend}: {stage}: {source}")]
+    Rootfs {
+        backend: String,
+        stage: Stage,
+        source: rootfs::RootfsError,
+    },
+    /// The OCI runtime config could not be built or written.
+    #[error("{backend}: config.json: {source}")]
+    OciConfig {
+        backend: String,
+        source: oci_spec::OciSpecError,
+    },
     #[error("{backend}: {context}: {source}")]
     Io {
         backend: String,
@@ -103,6 +230,36 @@ impl BackendError {
         BackendError::Setup {
             backend: backend.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// `Probe` for `backend` at `stage`, as a `map_err` argument.
+    pub fn probe(backend: &str, stage: Stage) -> impl FnOnce(crate::probe::ProbeError) -> Self {
+        let backend = backend.to_string();
+        move |source| BackendError::Probe {
+            backend,
+            stage,
+            source,
+        }
+    }
+
+    /// `Container` for `backend` at `stage`, as a `map_err` argument.
+    pub fn container(backend: &str, stage: Stage) -> impl FnOnce(container::ContainerError) -> Self {
+        let backend = backend.to_string();
+        move |source| BackendError::Container {
+            backend,
+            stage,
+            source,
+        }
+    }
+
+    /// `Rootfs` for `backend` at `stage`, as a `map_err` argument.
+    pub fn rootfs(backend: &str, stage: Stage) -> impl FnOnce(rootfs::RootfsError) -> Self {
+        let backend = backend.to_string();
+        move |source| BackendError::Rootfs {
+            backend,
+            stage,
+            source,
         }
     }
 
@@ -192,4 +349,45 @@ pub trait Instance {
     fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError>;
     /// Releases every resource (processes, mounts, cgroup, scratch files) and reports failures.
     fn destroy(self: Box<Self>) -> Result<(), BackendError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::ProbeError;
+
+    #[test]
+    fn errors_keep_their_source_with_stage_pid_and_path() {
+        let err = BackendError::probe("runc", Stage::MemoryProbe)(ProbeError::ProcessGone {
+            pid: 42,
+            path: PathBuf::from("/proc/42/smaps_rollup"),
+        });
+        assert_eq!(
+            err.to_string(),
+            "runc: memory probe: process 42 is gone (no /proc/42/smaps_rollup)"
+        );
+        let source = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<ProbeError>());
+        assert!(
+            matches!(source, Some(ProbeError::ProcessGone { pid: 42, .. })),
+            "{source:?}"
+        );
+    }
+
+    #[test]
+    fn child_states_are_typed_and_read_as_words() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = ChildState::from(std::process::ExitStatus::from_raw(3 << 8));
+        assert_eq!(exited, ChildState::Exited(3));
+        assert!(!exited.success() && !exited.is_running());
+        assert!(ChildState::from(std::process::ExitStatus::from_raw(0)).success());
+        let killed = ChildState::from(std::process::ExitStatus::from_raw(15));
+        assert_eq!(killed, ChildState::Signaled(15));
+        assert_eq!(killed.to_string(), "killed by SIGTERM");
+        assert_eq!(ChildState::Signaled(40).to_string(), "killed by signal 40");
+        assert_eq!(exited.to_string(), "exit status 3");
+        assert_eq!(
+            ChildState::from(container::ExitStatus::Signaled(nix::sys::signal::Signal::SIGKILL)),
+            ChildState::Signaled(9)
+        );
+    }
 }

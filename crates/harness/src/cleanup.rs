@@ -5,14 +5,31 @@
 //! Instance names end in `-<harness pid>-<index>`; anything whose harness is still alive is left
 //! alone (reported as in use), so a cleanup never pulls instances from under a running benchmark or
 //! a concurrently running test. `force` removes those too.
+//!
+//! What instances share (the backend directories under the run dir, the built-in runtime's parent
+//! cgroups) is only removed while no harness runs: live harnesses hold a shared lock on the run
+//! dir's lock file (see [`crate::rundir`]), and a cleanup removes shared things only when it gets
+//! the lock exclusively. Something that vanishes while it is being removed (its own harness got
+//! there first) counts as removed by nobody, not as a problem.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+/// Why `bench cleanup` cannot run at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CleanupError {
+    #[error(
+        "bench cleanup needs root (it kills processes, unmounts and removes cgroups that root made); \
+         run it as root"
+    )]
+    NeedsRoot,
+}
 
 /// Where cvbench keeps state that must survive a crash, and where the host's cgroups are.
 #[derive(Debug, Clone)]
@@ -46,6 +63,9 @@ impl CleanupRoots {
 pub struct CleanupScope<'a> {
     pub roots: &'a CleanupRoots,
     pub keep: &'a dyn Fn(&str) -> bool,
+    /// No harness runs (the run dir's lock is held exclusively, or `--force`): what instances share
+    /// may be removed too.
+    pub exclusive: bool,
 }
 
 /// What a cleanup did.
@@ -64,15 +84,6 @@ impl CleanupReport {
         self.problems.is_empty()
     }
 
-    /// From a `(removed, problems)` pair of lines.
-    pub fn from_lines((removed, problems): (Vec<String>, Vec<String>)) -> Self {
-        CleanupReport {
-            removed,
-            in_use: Vec::new(),
-            problems,
-        }
-    }
-
     pub fn merge(&mut self, other: CleanupReport) {
         self.removed.extend(other.removed);
         self.in_use.extend(other.in_use);
@@ -80,15 +91,46 @@ impl CleanupReport {
     }
 }
 
-/// Removes everything cvbench left on this host (see the module docs).
-pub fn cleanup_all(force: bool) -> CleanupReport {
-    cleanup_in(&CleanupRoots::default(), force)
+/// Removes everything cvbench left on this host (see the module docs). Root only: checked first,
+/// rather than failing on every kill, unmount and cgroup.
+pub fn cleanup_all(force: bool) -> Result<CleanupReport, CleanupError> {
+    require_root(nix::unistd::geteuid())?;
+    Ok(cleanup_in(&CleanupRoots::default(), force))
+}
+
+/// `Ok` for root.
+pub fn require_root(euid: nix::unistd::Uid) -> Result<(), CleanupError> {
+    if euid.is_root() {
+        Ok(())
+    } else {
+        Err(CleanupError::NeedsRoot)
+    }
 }
 
 pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     let mut report = CleanupReport::default();
     let keep = |name: &str| !force && owner_alive(name);
-    let scope = CleanupScope { roots, keep: &keep };
+    // Held until the end: a harness starting meanwhile waits for it before its first instance.
+    let lock = if force {
+        None
+    } else {
+        match crate::rundir::try_exclusive(&roots.run_dir) {
+            Ok(lock) => lock,
+            Err(e) => {
+                report.problems.push(format!(
+                    "locking {}: {e}; shared directories are left alone",
+                    crate::rundir::lock_path(&roots.run_dir).display()
+                ));
+                None
+            }
+        }
+    };
+    let exclusive = force || lock.is_some();
+    let scope = CleanupScope {
+        roots,
+        keep: &keep,
+        exclusive,
+    };
     // Each backend first (it knows its processes and state), then what is generic: any mount still
     // under the run dir, cgroups named cvbench*.
     for (_, cleanup) in crate::backends::backend_cleanups() {
@@ -96,6 +138,10 @@ pub fn cleanup_in(roots: &CleanupRoots, force: bool) -> CleanupReport {
     }
     unmount_under(roots, &keep, &mut report);
     remove_cgroups(&roots.cgroup_root, &keep, &mut report);
+    if !exclusive {
+        // A harness runs: it may be between creating a backend directory and the instance in it.
+        return report;
+    }
     // Backend directories left empty (by this cleanup or an older cvbench): rmdir only removes
     // empty ones, so anything still in use stays.
     if let Ok(entries) = fs::read_dir(&roots.run_dir) {
@@ -122,27 +168,30 @@ fn owner_alive(name: &str) -> bool {
     owner_pid(name).is_some_and(|pid| pid > 0 && Path::new("/proc").join(pid.to_string()).exists())
 }
 
-/// The built-in runtime's leftovers, through its own cleanup (which removes every container it
-/// finds). When a container's harness is still running, the built-in runtime is left alone entirely
-/// and its containers are reported as in use.
+/// The built-in runtime's leftovers, through its own cleanup: containers whose harness is still
+/// running are reported as in use and left alone, and the runtime's shared directories are removed
+/// only when no harness runs.
 pub fn container_leftovers(scope: &CleanupScope) -> CleanupReport {
     let mut report = CleanupReport::default();
-    cleanup_containers(scope.roots, scope.keep, &mut report);
+    cleanup_containers(scope, &mut report);
     report
 }
 
-fn cleanup_containers(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
+fn cleanup_containers(scope: &CleanupScope, report: &mut CleanupReport) {
+    let roots = scope.roots;
     let dir = roots.run_dir.join(container::state::CONTAINERS_DIR);
     let Ok(entries) = fs::read_dir(&dir) else { return };
     let names: Vec<String> = entries
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    let live: Vec<&String> = names.iter().filter(|n| keep(n)).collect();
-    if !live.is_empty() {
-        report
-            .in_use
-            .extend(live.iter().map(|n| format!("container {n}")));
+    report.in_use.extend(
+        names
+            .iter()
+            .filter(|n| (scope.keep)(n))
+            .map(|n| format!("container {n}")),
+    );
+    if names.iter().all(|n| (scope.keep)(n)) {
         return;
     }
     let cgroups = match container::cgroup::detect(&roots.cgroup_root, &roots.mountinfo) {
@@ -152,7 +201,13 @@ fn cleanup_containers(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report:
             return;
         }
     };
-    let r = container::cleanup_all(&roots.run_dir, cgroups.as_ref(), &roots.mountinfo);
+    let r = container::cleanup_except(
+        &roots.run_dir,
+        cgroups.as_ref(),
+        &roots.mountinfo,
+        scope.keep,
+        scope.exclusive,
+    );
     report
         .removed
         .extend(r.containers.iter().map(|d| format!("container {}", d.display())));
@@ -186,6 +241,8 @@ fn unmount_under(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut
         }
         match umount2(&point, MntFlags::MNT_DETACH) {
             Ok(()) => report.removed.push(format!("mount {}", point.display())),
+            // Unmounted meanwhile (by its own harness's teardown).
+            Err(Errno::EINVAL | Errno::ENOENT) => {}
             Err(e) => report
                 .problems
                 .push(format!("unmounting {}: {e}", point.display())),
@@ -197,7 +254,10 @@ fn unmount_under(roots: &CleanupRoots, keep: &dyn Fn(&str) -> bool, report: &mut
 /// is gone. For backends' cleanup functions.
 pub fn remove_instance_dirs(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut CleanupReport) {
     let Ok(entries) = fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
+    for entry in entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if keep(&name) {
             report
@@ -209,6 +269,7 @@ pub fn remove_instance_dirs(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mu
             Ok(()) => report
                 .removed
                 .push(format!("directory {}", entry.path().display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => report
                 .problems
                 .push(format!("removing {}: {e}", entry.path().display())),
@@ -268,7 +329,12 @@ fn remove_cgroup_tree(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut Clea
     if !children_gone {
         return false;
     }
-    kill_cgroup_members(dir);
+    if let Err(e) = kill_cgroup_members(dir) {
+        report
+            .problems
+            .push(format!("emptying cgroup {}: {e}", dir.display()));
+        return false;
+    }
     // A plain directory (a fixture tree) still holds its control files; a real cgroup does not care.
     let removed = fs::remove_dir(dir).or_else(|e| {
         if dir.join("cgroup.procs").is_file() && !is_cgroupfs(dir) {
@@ -282,6 +348,8 @@ fn remove_cgroup_tree(dir: &Path, keep: &dyn Fn(&str) -> bool, report: &mut Clea
             report.removed.push(format!("cgroup {}", dir.display()));
             true
         }
+        // Removed meanwhile (by its own harness's teardown): gone, but not by us.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => {
             report
                 .problems
@@ -298,8 +366,9 @@ fn is_cgroupfs(dir: &Path) -> bool {
     })
 }
 
-/// SIGKILLs every process in the cgroup and waits (briefly) until it is empty.
-fn kill_cgroup_members(dir: &Path) {
+/// SIGKILLs every process in the cgroup and waits (briefly) until it is empty. A kill that is not
+/// permitted is an error at once (retrying cannot help).
+fn kill_cgroup_members(dir: &Path) -> Result<(), String> {
     let procs = dir.join("cgroup.procs");
     let read = || -> Vec<i32> {
         fs::read_to_string(&procs)
@@ -311,11 +380,17 @@ fn kill_cgroup_members(dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let pids = read();
-        if pids.is_empty() || Instant::now() > deadline || !is_cgroupfs(dir) {
-            return;
+        if pids.is_empty() || !is_cgroupfs(dir) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("processes {pids:?} still in it after SIGKILL"));
         }
         for pid in pids {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            match kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => return Err(format!("killing pid {pid}: {e}")),
+            }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -323,6 +398,8 @@ fn kill_cgroup_members(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::process::CommandExt;
+
     use super::*;
 
     const DEAD_PID: i32 = 999_999_999; // above any pid_max
@@ -410,6 +487,146 @@ mod tests {
         let report = cleanup_in(&r, false);
         assert!(state.exists());
         assert_eq!(report.in_use, vec![format!("container {live}")]);
+    }
+
+    #[test]
+    fn backend_dirs_stay_while_a_harness_holds_the_run_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = roots(dir.path());
+        fs::write(&r.mountinfo, "").unwrap();
+        // A live harness between its mkdirs: the backend dirs exist and are still empty.
+        for backend in ["containers", "runc-state", "runc", "vms"] {
+            fs::create_dir_all(r.run_dir.join(backend)).unwrap();
+        }
+        crate::rundir::hold_shared(&r.run_dir).unwrap();
+        let report = cleanup_in(&r, false);
+        assert!(report.is_clean(), "{report:?}");
+        for backend in ["containers", "runc-state", "runc", "vms"] {
+            assert!(
+                r.run_dir.join(backend).is_dir(),
+                "{backend} removed under a live harness"
+            );
+        }
+        assert_eq!(report, CleanupReport::default());
+    }
+
+    #[test]
+    fn empty_backend_dirs_go_when_no_harness_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = roots(dir.path());
+        fs::write(&r.mountinfo, "").unwrap();
+        fs::create_dir_all(r.run_dir.join("runc-state")).unwrap();
+        let report = cleanup_in(&r, false);
+        assert!(!r.run_dir.join("runc-state").exists(), "{report:?}");
+    }
+
+    #[test]
+    fn what_vanishes_while_being_removed_is_no_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut report = CleanupReport::default();
+        // A cgroup its own harness removed between the listing and the rmdir.
+        let gone = dir.path().join("cvbench-runc-idle-999999999-0");
+        assert!(remove_cgroup_tree(&gone, &|_| false, &mut report));
+        assert!(report.is_clean(), "{report:?}");
+        assert!(report.removed.is_empty(), "nothing was removed by us: {report:?}");
+    }
+
+    #[test]
+    fn cleanup_needs_root_and_says_so() {
+        assert_eq!(
+            require_root(nix::unistd::Uid::from_raw(65534)),
+            Err(CleanupError::NeedsRoot)
+        );
+        assert_eq!(require_root(nix::unistd::Uid::from_raw(0)), Ok(()));
+        assert!(CleanupError::NeedsRoot.to_string().contains("needs root"));
+    }
+
+    const NON_ROOT_HELPER_ENV: &str = "CVBENCH_TEST_NON_ROOT_CLEANUP";
+
+    /// Run as `nobody` over a root-owned fixture, a cleanup removes nothing and must say so: no
+    /// "removed" line for what is still there.
+    #[test]
+    fn a_cleanup_that_cannot_remove_reports_nothing_removed() {
+        if std::env::var_os(NON_ROOT_HELPER_ENV).is_some() {
+            return;
+        }
+        if !nix::unistd::geteuid().is_root() {
+            println!("skipped: needs root (to run the cleanup as another user)");
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            println!("skipped: no current exe");
+            return;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("cvbench-cleanup-")
+            .tempdir()
+            .unwrap();
+        // Readable by `nobody`, writable only by root.
+        let mut perms = fs::metadata(dir.path()).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        fs::set_permissions(dir.path(), perms).unwrap();
+        let r = roots(dir.path());
+        // A cgroup2 mount at the fixture's cgroup root, so the built-in runtime's cleanup runs.
+        fs::create_dir_all(&r.cgroup_root).unwrap();
+        fs::write(
+            &r.mountinfo,
+            format!(
+                "30 25 0:26 / {} rw - cgroup2 cgroup2 rw\n",
+                r.cgroup_root.display()
+            ),
+        )
+        .unwrap();
+        let dead = format!("cvbench-runc-idle-{DEAD_PID}-0");
+        let bundle = r.run_dir.join("runc").join(&dead);
+        fs::create_dir_all(bundle.join("upper")).unwrap();
+        let container = r
+            .run_dir
+            .join("containers")
+            .join(format!("cvbench-container-idle-{DEAD_PID}-0"));
+        fs::create_dir_all(&container).unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "cleanup::tests::non_root_cleanup_helper",
+                "--nocapture",
+            ])
+            .env(NON_ROOT_HELPER_ENV, dir.path())
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let Some(line) = stdout.lines().find_map(|l| l.strip_prefix("REPORT ")) else {
+            panic!(
+                "the helper printed no report: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        assert!(bundle.exists() && container.exists());
+        assert!(
+            line.starts_with("removed: []"),
+            "claims to have removed what is still there: {line}"
+        );
+        assert!(
+            line.contains("problems: [\""),
+            "the failures are reported: {line}"
+        );
+    }
+
+    /// Only does something as the helper of `a_cleanup_that_cannot_remove_reports_nothing_removed`.
+    #[test]
+    fn non_root_cleanup_helper() {
+        let Some(dir) = std::env::var_os(NON_ROOT_HELPER_ENV) else {
+            return;
+        };
+        let report = cleanup_in(&roots(Path::new(&dir)), false);
+        let removed: Vec<&String> = report
+            .removed
+            .iter()
+            .filter(|r| !r.starts_with("empty"))
+            .collect();
+        println!("REPORT removed: {removed:?} problems: {:?}", report.problems);
     }
 
     #[test]

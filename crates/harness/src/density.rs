@@ -1,5 +1,5 @@
-//! `bench density`: how many instances fit. Instances are launched one at a time and all kept
-//! running; after each launch the curve gets a point (that instance's launch latency, the summed PSS
+//! `bench density`: how many instances fit. Instances are launched one at a time (by the run engine,
+//! [`crate::engine::Mode::Density`]) and all kept running; after each launch the curve gets a point (that instance's launch latency, the summed PSS
 //! of every running instance, the host's `MemAvailable`, and the marginal PSS of the last one). The
 //! curve ends at the requested maximum, when `MemAvailable` drops below a floor, at the first failure
 //! (recorded as the reason, not fatal) or on a stop request. Every instance is torn down at the end —
@@ -15,7 +15,7 @@ use workload::WorkloadSpec;
 
 use crate::backend::{Backend, BackendError, Instance};
 use crate::probe;
-use crate::results::{DensityPoint, DensityResult};
+use crate::results::DensityPoint;
 use crate::runner::{instance_name, RunOptions};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -41,37 +41,6 @@ impl Default for DensityOptions {
             run: RunOptions::default(),
             proc_root: PathBuf::from("/proc"),
         }
-    }
-}
-
-/// Progress of a density run, for display.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DensityEvent {
-    Skipped {
-        reason: String,
-    },
-    /// Instance `instances` (1-based) is being launched, of at most `max`.
-    Launching {
-        instances: u32,
-        max: u32,
-    },
-    /// A point was added.
-    Point(DensityPoint),
-    /// The curve ended for `reason`; teardown of `running` instances starts.
-    TearingDown {
-        running: u32,
-        reason: String,
-    },
-}
-
-/// Watches a density run.
-pub trait DensityObserver {
-    fn event(&mut self, event: &DensityEvent);
-    /// Called after every point with the curve so far.
-    fn updated(&mut self, result: &DensityResult);
-    /// Checked before every launch; by default, whether Ctrl-C or SIGTERM arrived.
-    fn should_stop(&self) -> bool {
-        crate::interrupt::requested()
     }
 }
 
@@ -133,90 +102,59 @@ impl Drop for Fleet {
     }
 }
 
-/// Launches instances of `spec` on `backend` one at a time until a stop condition; see the module
-/// documentation. Never fails: an unavailable backend or a failed launch is the curve's
-/// `stop_reason`. Teardown failures are appended to the reason.
-pub fn run_density(
-    backend: &dyn Backend,
-    image_dir: &Path,
-    spec: &WorkloadSpec,
-    opts: &DensityOptions,
-    observer: &mut dyn DensityObserver,
-) -> DensityResult {
-    let mut result = DensityResult {
-        backend: backend.name().to_string(),
-        isolation: backend.isolation(),
-        workload: spec.kind().name().to_string(),
-        labels: crate::runner::cell_labels(backend, opts.run.confinement),
-        points: Vec::new(),
-        stop_reason: String::new(),
-        instances_per_gib: None,
-    };
-    if let Err(unavailable) = backend.check_host().and_then(|()| backend.supports(spec)) {
-        result.stop_reason = format!("skipped: {}", unavailable.reason);
-        observer.event(&DensityEvent::Skipped {
-            reason: unavailable.reason,
-        });
-        observer.updated(&result);
-        return result;
-    }
-    if let Err(e) = backend.prepare(image_dir) {
-        result.stop_reason = format!("preparing the image failed: {e}");
-        observer.updated(&result);
-        return result;
-    }
-    let mut fleet = Fleet::default();
-    result.stop_reason = grow(backend, image_dir, spec, opts, observer, &mut fleet, &mut result);
-    result.instances_per_gib = result.points.last().and_then(instances_per_gib);
-    observer.event(&DensityEvent::TearingDown {
-        running: u32::try_from(fleet.len()).unwrap_or(u32::MAX),
-        reason: result.stop_reason.clone(),
-    });
-    let errors = fleet.destroy_all();
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        result.stop_reason = format!("{}; teardown failed: {}", result.stop_reason, list.join("; "));
-    }
-    observer.updated(&result);
-    result
+/// One density curve being grown: the running [`Fleet`] and what the next point is measured
+/// against. The engine ([`crate::engine`], [`crate::engine::Mode::Density`]) decides when to stop;
+/// this type launches and measures.
+pub struct DensityRun<'a> {
+    backend: &'a dyn Backend,
+    image_dir: &'a Path,
+    spec: &'a WorkloadSpec,
+    opts: &'a DensityOptions,
+    fleet: Fleet,
+    pss_before: u64,
 }
 
-/// Adds points until a stop condition and returns why it stopped.
-fn grow(
-    backend: &dyn Backend,
-    image_dir: &Path,
-    spec: &WorkloadSpec,
-    opts: &DensityOptions,
-    observer: &mut dyn DensityObserver,
-    fleet: &mut Fleet,
-    result: &mut DensityResult,
-) -> String {
-    let mut pss_before = 0u64;
-    for index in 0..opts.max_instances {
-        if observer.should_stop() {
-            return "interrupted".to_string();
+impl<'a> DensityRun<'a> {
+    pub fn new(
+        backend: &'a dyn Backend,
+        image_dir: &'a Path,
+        spec: &'a WorkloadSpec,
+        opts: &'a DensityOptions,
+    ) -> Self {
+        DensityRun {
+            backend,
+            image_dir,
+            spec,
+            opts,
+            fleet: Fleet::default(),
+            pss_before: 0,
         }
-        match probe::mem_available_bytes_in(&opts.proc_root) {
-            Ok(available) if available < opts.mem_floor_bytes => {
-                return format!(
-                    "memory floor: MemAvailable {available} B < {} B",
-                    opts.mem_floor_bytes
-                )
-            }
-            Ok(_) => {}
-            Err(e) => return format!("reading MemAvailable failed: {e}"),
+    }
+
+    /// Why no further instance may be launched (the host's `MemAvailable` is below the floor, or
+    /// cannot be read); `None` when there is room.
+    pub fn host_full(&self) -> Option<String> {
+        match probe::mem_available_bytes_in(&self.opts.proc_root) {
+            Ok(available) if available < self.opts.mem_floor_bytes => Some(format!(
+                "memory floor: MemAvailable {available} B < {} B",
+                self.opts.mem_floor_bytes
+            )),
+            Ok(_) => None,
+            Err(e) => Some(format!("reading MemAvailable failed: {e}")),
         }
+    }
+
+    /// Launches instance `index` (0-based), keeps it running and measures the curve's next point.
+    /// The error is the curve's stop reason.
+    pub fn add_instance(&mut self, index: u32) -> Result<DensityPoint, String> {
+        let (backend, spec, opts) = (self.backend, self.spec, self.opts);
         let instances = index + 1;
-        observer.event(&DensityEvent::Launching {
-            instances,
-            max: opts.max_instances,
-        });
         let request = Instant::now();
         let name = instance_name(backend.name(), spec, index);
-        let launch = opts.run.launch_spec(image_dir, spec, &name, request);
+        let launch = opts.run.launch_spec(self.image_dir, spec, &name, request);
         let instance = match backend.launch(&launch) {
             Ok(instance) => instance,
-            Err(e) => return format!("launch {instances} failed: {e}"),
+            Err(e) => return Err(format!("launch {instances} failed: {e}")),
         };
         let returned_ms = request.elapsed().as_secs_f64() * 1e3;
         let launch_ms = instance
@@ -224,29 +162,35 @@ fn grow(
             .iter()
             .find(|p| p.name == crate::metrics::START_TO_READY_MS)
             .map_or(returned_ms, crate::backend::PhaseMark::ms);
-        fleet.push(instance);
-        let total_pss_bytes = match fleet.total_pss_bytes() {
+        self.fleet.push(instance);
+        let total_pss_bytes = match self.fleet.total_pss_bytes() {
             Ok(total) => total,
-            Err(e) => return format!("memory probe after launch {instances} failed: {e}"),
+            Err(e) => return Err(format!("memory probe after launch {instances} failed: {e}")),
         };
         let host_mem_available_bytes = match probe::mem_available_bytes_in(&opts.proc_root) {
             Ok(available) => available,
-            Err(e) => return format!("reading MemAvailable failed: {e}"),
+            Err(e) => return Err(format!("reading MemAvailable failed: {e}")),
         };
-        let marginal_pss_bytes = signed_difference(total_pss_bytes, pss_before);
-        pss_before = total_pss_bytes;
-        let point = DensityPoint {
+        let marginal_pss_bytes = signed_difference(total_pss_bytes, self.pss_before);
+        self.pss_before = total_pss_bytes;
+        Ok(DensityPoint {
             instances,
             launch_ms,
             total_pss_bytes,
             host_mem_available_bytes,
             marginal_pss_bytes,
-        };
-        observer.event(&DensityEvent::Point(point.clone()));
-        result.points.push(point);
-        observer.updated(result);
+        })
     }
-    format!("max: {} instances", opts.max_instances)
+
+    /// Instances running now.
+    pub fn running(&self) -> usize {
+        self.fleet.len()
+    }
+
+    /// Destroys every instance and returns the teardown errors (every instance is attempted).
+    pub fn tear_down(&mut self) -> Vec<String> {
+        self.fleet.destroy_all().iter().map(ToString::to_string).collect()
+    }
 }
 
 fn signed_difference(now: u64, before: u64) -> i64 {
@@ -272,6 +216,8 @@ mod tests {
     use super::*;
     use crate::backend::{LaunchSpec, SharedImage, Unavailable};
     use crate::backends::mock::{MockBackend, MockConfig};
+    use crate::engine::{self, Event, Observer, Plan};
+    use crate::results::{DensityResult, ResultsFile};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
@@ -302,20 +248,33 @@ mod tests {
         }
     }
 
+    /// One curve of `backend` through the engine.
+    fn run_density(
+        backend: &dyn Backend,
+        image_dir: &Path,
+        spec: &WorkloadSpec,
+        opts: &DensityOptions,
+        observer: &mut dyn Observer,
+    ) -> DensityResult {
+        let plan = Plan::density(vec![backend], spec, image_dir, opts.clone());
+        let mut r = engine::execute(&plan, engine::fixture::results("density"), observer);
+        r.density.remove(0)
+    }
+
     #[derive(Default)]
     struct Recorder {
-        events: Vec<DensityEvent>,
+        events: Vec<Event>,
         stop_after_points: Option<usize>,
         on_point: Option<Box<dyn FnMut(usize)>>,
     }
 
-    impl DensityObserver for Recorder {
-        fn event(&mut self, event: &DensityEvent) {
-            if matches!(event, DensityEvent::Point(_)) {
+    impl Observer for Recorder {
+        fn event(&mut self, event: &Event) {
+            if matches!(event, Event::Point { .. }) {
                 let points = self
                     .events
                     .iter()
-                    .filter(|e| matches!(e, DensityEvent::Point(_)))
+                    .filter(|e| matches!(e, Event::Point { .. }))
                     .count()
                     + 1;
                 if let Some(f) = self.on_point.as_mut() {
@@ -324,12 +283,12 @@ mod tests {
             }
             self.events.push(event.clone());
         }
-        fn updated(&mut self, _result: &DensityResult) {}
+        fn updated(&mut self, _results: &ResultsFile) {}
         fn should_stop(&self) -> bool {
             let points = self
                 .events
                 .iter()
-                .filter(|e| matches!(e, DensityEvent::Point(_)))
+                .filter(|e| matches!(e, Event::Point { .. }))
                 .count();
             self.stop_after_points.is_some_and(|n| points >= n)
         }

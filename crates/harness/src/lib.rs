@@ -5,8 +5,8 @@
 pub mod backend;
 pub mod backends;
 pub mod cleanup;
-pub mod compare;
 pub mod density;
+pub mod engine;
 pub mod host;
 pub mod interrupt;
 pub mod probe;
@@ -25,7 +25,9 @@ pub use ::results::metrics;
 
 pub use backend::Confinement;
 pub use backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
+    Stage, Unavailable,
 };
 pub use backends::{backend_by_name, backend_names, UnknownBackend};
-pub use runner::{run_benchmark, run_once, RunEvent, RunMeasurement, RunObserver, RunOptions};
+pub use engine::{Event, Observer, Plan};
+pub use runner::{run_once, RunMeasurement, RunOptions};

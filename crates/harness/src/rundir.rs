@@ -4,9 +4,21 @@
 //!
 //! Several harnesses (or parallel tests) may create and prune at once: pruning only ever removes
 //! *empty* directories (`rmdir`), and creating retries when a parent vanished under it.
+//!
+//! A live harness holds a shared `flock` on the run root's [`lock_path`] (`/run/cvbench.lock`, a
+//! sibling of the run root, so the root itself can still be pruned) from its first instance until it
+//! exits; `bench cleanup` takes
+//! the lock exclusively to know that no harness runs before it removes anything shared (backend
+//! directories, the built-in runtime's parent cgroups), and otherwise removes only instances whose
+//! harness is dead.
 
+use std::collections::BTreeMap;
+use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::fcntl::{Flock, FlockArg};
 
 /// Root of everything cvbench keeps at run time.
 pub const RUN_ROOT: &str = "/run/cvbench";
@@ -41,9 +53,89 @@ fn prune_within(dir: &Path, root: &Path) {
     }
 }
 
+/// The lock file of the run root `root`: `/run/cvbench.lock` beside the real run root (which teardown
+/// prunes when empty), and `<root>/.cvbench.lock` inside any other root (a test's temp dir, removed
+/// with it).
+pub fn lock_path(root: &Path) -> PathBuf {
+    if root == Path::new(RUN_ROOT) {
+        let mut name = root.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    } else {
+        root.join(".cvbench.lock")
+    }
+}
+
+/// Shared locks this process holds, by run root, until it exits.
+static HELD: Mutex<BTreeMap<PathBuf, Flock<File>>> = Mutex::new(BTreeMap::new());
+
+/// Marks this process as a live harness using `root` (a shared lock on [`lock_path`], taken once and
+/// kept until the process exits). Waits while a cleanup holds the lock exclusively.
+pub fn hold_shared(root: &Path) -> io::Result<()> {
+    let mut held = HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if held.contains_key(root) {
+        return Ok(());
+    }
+    let lock = open_lock(root)?;
+    let lock = Flock::lock(lock, FlockArg::LockShared).map_err(|(_, errno)| io::Error::from(errno))?;
+    held.insert(root.to_path_buf(), lock);
+    Ok(())
+}
+
+/// The exclusive lock on `root`'s lock file while no harness holds it shared, for a cleanup; `None`
+/// while a harness runs.
+pub fn try_exclusive(root: &Path) -> io::Result<Option<Flock<File>>> {
+    let lock = open_lock(root)?;
+    match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(errno.into()),
+    }
+}
+
+/// [`prune`]s `dir` only while no other harness holds `root`'s lock: for a directory that a program
+/// outside cvbench (runc) creates entries in, which cannot retry when it vanishes meanwhile. This
+/// process's own shared lock is set aside for the check and taken again afterwards.
+pub fn prune_when_alone(dir: &Path, root: &Path) {
+    let mut held = HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let ours = held.remove(root);
+    drop(ours);
+    if let Ok(Some(_alone)) = try_exclusive(root) {
+        prune(dir);
+    }
+    drop(held);
+    // A harness with live instances has its lock again; failing that, the next launch retakes it.
+    let _ = hold_shared(root);
+}
+
+fn open_lock(root: &Path) -> io::Result<File> {
+    let path = lock_path(root);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_holder_keeps_cleanup_from_taking_the_lock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("cvbench");
+        assert!(try_exclusive(&root).unwrap().is_some(), "nobody holds it yet");
+        hold_shared(&root).unwrap();
+        hold_shared(&root).unwrap();
+        assert!(try_exclusive(&root).unwrap().is_none());
+        assert_eq!(lock_path(&root), root.join(".cvbench.lock"));
+        assert_eq!(lock_path(Path::new(RUN_ROOT)), Path::new("/run/cvbench.lock"));
+    }
 
     #[test]
     fn prune_removes_empty_dirs_up_to_the_root_and_stops_at_a_non_empty_one() {

@@ -1,11 +1,6 @@
-//! Runs a workload on a backend and turns what it sees into samples: one instance per run
-//! ([`run_once`]: launch, phases, memory and disk probes, the workload's RESULT, destroy), and a
-//! series of runs into a [`BenchmarkResult`] ([`run_benchmark`]: host check, prepare, warm-ups,
-//! failures recorded and the loop continued, summary recomputed after every run).
-//!
-//! Commands that arrange runs differently (`bench compare` interleaves backends run by run,
-//! `bench density` keeps instances running) reuse [`run_once`], [`RunOptions::launch_spec`],
-//! [`instance_name`] and [`record_run`].
+//! One run of a workload on a backend, turned into samples ([`run_once`]: launch, phases, memory and
+//! disk probes, the workload's RESULT, destroy) and recorded into its cell ([`run_into`]). The loop
+//! that arranges runs (`bench run`, `compare`, `density`) is the engine's ([`crate::engine`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -214,130 +209,48 @@ pub fn record_run(
     }
 }
 
-/// Progress of a benchmark, for display.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunEvent {
-    /// The backend cannot run on this host.
-    Skipped { reason: String },
-    /// One-time preparation (e.g. building a disk image) is starting.
-    Preparing,
-    /// Preparation failed; no run will be attempted.
-    PrepareFailed { error: String },
-    /// Run `index` (0-based, warm-ups first) of `total` is starting.
-    RunStarted { index: u32, total: u32, warmup: bool },
-    /// Run `index` ended; `error` is set when it failed.
-    RunFinished {
-        index: u32,
-        total: u32,
-        warmup: bool,
-        error: Option<String>,
-    },
-    /// The loop stopped early because [`RunObserver::should_stop`] said so.
-    Stopped { completed: u32, total: u32 },
-}
-
-/// Watches a benchmark: progress for display, the updated result after every run (so the caller can
-/// rewrite its results file and a later crash loses nothing), and whether to stop.
-pub trait RunObserver {
-    fn event(&mut self, event: &RunEvent);
-    /// Called after every run (and after a skip or a failed preparation) with the result so far.
-    fn updated(&mut self, result: &BenchmarkResult);
-    /// Checked between runs; by default, whether Ctrl-C or SIGTERM arrived.
-    fn should_stop(&self) -> bool {
-        crate::interrupt::requested()
-    }
-}
-
-/// An observer that shows nothing and never stops early.
-#[derive(Debug, Default)]
-pub struct SilentObserver;
-
-impl RunObserver for SilentObserver {
-    fn event(&mut self, _event: &RunEvent) {}
-    fn updated(&mut self, _result: &BenchmarkResult) {}
-    fn should_stop(&self) -> bool {
-        false
-    }
-}
-
-/// Runs `opts.warmup` warm-up runs and `opts.runs` measured runs of `spec` on `backend`. Never fails:
-/// a backend that cannot run here is `skipped` with its reason; failed runs are in `failures`.
-pub fn run_benchmark(
-    backend: &dyn Backend,
-    image_dir: &Path,
-    spec: &WorkloadSpec,
-    opts: &RunOptions,
-    observer: &mut dyn RunObserver,
-) -> BenchmarkResult {
-    let labels = cell_labels(backend, opts.confinement);
-    let mut result = BenchmarkResult::new(backend.name(), backend.isolation(), spec, labels);
-    if let Err(unavailable) = backend.check_host().and_then(|()| backend.supports(spec)) {
-        result.skipped = Some(unavailable.reason.clone());
-        observer.event(&RunEvent::Skipped {
-            reason: unavailable.reason,
-        });
-        observer.updated(&result);
-        return result;
-    }
-    observer.event(&RunEvent::Preparing);
-    match backend.prepare(image_dir) {
-        Ok(shared) => result.shared_image_bytes = Some(shared.bytes),
-        Err(e) => {
-            let error = format!("preparing the image: {e}");
-            result.failures.push(RunFailure {
-                index: 0,
-                error: error.clone(),
-            });
-            observer.event(&RunEvent::PrepareFailed { error });
-            observer.updated(&result);
-            return result;
-        }
-    }
-    let total = opts.warmup.saturating_add(opts.runs);
-    for index in 0..total {
-        if observer.should_stop() {
-            observer.event(&RunEvent::Stopped {
-                completed: index,
-                total,
-            });
-            break;
-        }
-        let warmup = index < opts.warmup;
-        observer.event(&RunEvent::RunStarted { index, total, warmup });
-        let error = run_into(backend, image_dir, spec, opts, &mut result, index, warmup);
-        observer.event(&RunEvent::RunFinished {
-            index,
-            total,
-            warmup,
-            error,
-        });
-        observer.updated(&result);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::backends::mock::{MockBackend, MockConfig};
+    use crate::engine::{self, Event, Observer, Plan, SilentObserver};
+    use crate::results::ResultsFile;
 
     #[derive(Default)]
     struct Recorder {
-        events: Vec<RunEvent>,
+        events: Vec<Event>,
         updates: Vec<BenchmarkResult>,
-        stop_after_updates: Option<usize>,
+        stop_after_runs: Option<usize>,
     }
 
-    impl RunObserver for Recorder {
-        fn event(&mut self, event: &RunEvent) {
+    impl Observer for Recorder {
+        fn event(&mut self, event: &Event) {
             self.events.push(event.clone());
         }
-        fn updated(&mut self, result: &BenchmarkResult) {
-            self.updates.push(result.clone());
+        fn updated(&mut self, results: &ResultsFile) {
+            self.updates.extend(results.benchmarks.first().cloned());
         }
         fn should_stop(&self) -> bool {
-            self.stop_after_updates.is_some_and(|n| self.updates.len() >= n)
+            let finished = self
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::RunFinished { .. }))
+                .count();
+            self.stop_after_runs.is_some_and(|n| finished >= n)
         }
+    }
+
+    /// `bench run`'s plan through the engine; the one cell and whether the file is partial.
+    fn run_benchmark(
+        backend: &dyn Backend,
+        image_dir: &Path,
+        spec: &WorkloadSpec,
+        opts: &RunOptions,
+        observer: &mut dyn Observer,
+    ) -> BenchmarkResult {
+        let plan = Plan::run(backend, spec, image_dir, opts.clone());
+        let mut r = engine::execute(&plan, engine::fixture::results("run"), observer);
+        r.benchmarks.remove(0)
     }
 
     fn opts(runs: u32, warmup: u32) -> RunOptions {
@@ -442,12 +355,13 @@ mod tests {
         assert_eq!(failed, vec![1, 3]);
         let runs: Vec<(u32, bool)> = r.runs.iter().map(|x| (x.index, x.warmup)).collect();
         assert_eq!(runs, vec![(0, true), (2, false), (4, false), (5, false)]);
-        assert_eq!(obs.updates.len(), 6, "one update per run");
+        // One update after set-up, one per run, one at the end.
+        assert_eq!(obs.updates.len(), 1 + 6 + 1);
         assert_eq!(obs.updates.last(), Some(&r));
         let finished = obs
             .events
             .iter()
-            .filter(|e| matches!(e, RunEvent::RunFinished { .. }))
+            .filter(|e| matches!(e, Event::RunFinished { .. }))
             .count();
         assert_eq!(finished, 6);
         // Every launched instance was destroyed.
@@ -523,18 +437,22 @@ mod tests {
         assert!(r.runs.is_empty() && r.failures.is_empty());
         assert_eq!(
             obs.events,
-            vec![RunEvent::Skipped {
+            vec![Event::Skipped {
+                backend: "mock".into(),
+                workload: None,
                 reason: "no KVM here".into()
             }]
         );
-        assert_eq!(obs.updates.len(), 1);
+        // Set-up and the end; labels are not asked of a backend that is skipped.
+        assert_eq!(obs.updates.len(), 2);
+        assert!(r.labels.is_empty(), "{:?}", r.labels);
     }
 
     #[test]
     fn a_stop_request_ends_the_loop_between_runs() {
         let backend = MockBackend::new(MockConfig::default());
         let mut obs = Recorder {
-            stop_after_updates: Some(2),
+            stop_after_runs: Some(2),
             ..Recorder::default()
         };
         let r = run_benchmark(
@@ -545,9 +463,9 @@ mod tests {
             &mut obs,
         );
         assert_eq!(r.runs.len(), 2);
-        assert!(obs.events.contains(&RunEvent::Stopped {
+        assert!(obs.events.contains(&Event::Stopped {
             completed: 2,
-            total: 10
+            total_steps: 10
         }));
     }
 

@@ -176,6 +176,7 @@ mod tests {
         let report = cleanup(&harness::cleanup::CleanupScope {
             roots: &roots,
             keep: &keep,
+            exclusive: true,
         });
         assert!(!report.removed.is_empty(), "{report:?}");
         for dir in ["run", "data"] {

@@ -161,6 +161,67 @@ mod tests {
         assert_gone(root.path(), &name);
     }
 
+    /// This process's peak resident memory (`VmHWM`), in bytes.
+    fn peak_rss_bytes() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("a VmHWM line")
+            * 1024
+    }
+
+    #[test]
+    fn a_workload_flooding_nul_bytes_before_ready_costs_bounded_memory_and_an_escaped_error() {
+        let Some((root, backend, _)) = setup() else { return };
+        let busybox = Path::new("/usr/bin/busybox");
+        if !busybox.is_file() {
+            println!("skipped: no static /usr/bin/busybox (apt-get install busybox-static)");
+            return;
+        }
+        // A workload that writes NUL bytes to stdout and stderr as fast as it can, never READY.
+        let image = root.path().join("zeros-image");
+        std::fs::create_dir_all(image.join("bin")).unwrap();
+        std::fs::copy(busybox, image.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", image.join("bin/sh")).unwrap();
+        let script = image.join("bin/cvbench-workload");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\n/bin/busybox cat /dev/zero >&2 &\nexec /bin/busybox cat /dev/zero\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        backend.prepare(&image).unwrap();
+        let name = format!("cvbench-runc-zeros-{}-906", std::process::id());
+        let spec = LaunchSpec {
+            request: Instant::now(),
+            image_dir: image.clone(),
+            workload: WorkloadSpec::Idle,
+            instance_name: name.clone(),
+            memory_limit_bytes: None,
+            cpu_limit: None,
+            pids_limit: None,
+            ready_timeout: Duration::from_secs(4),
+            confinement: Default::default(),
+        };
+        let err = backend.launch(&spec).err().expect("never READY");
+        let text = err.to_string();
+        assert!(matches!(err, BackendError::ReadyTimeout { .. }), "{text:.300}");
+        assert!(!text.contains('\0'), "raw NUL bytes in the error");
+        assert!(text.len() < 16 * 1024, "error of {} bytes", text.len());
+        assert!(text.contains("\\x00×"), "{text:.300}");
+        // Gigabytes before the fix (every byte of a line without end was kept).
+        let peak = peak_rss_bytes();
+        println!(
+            "harness peak RSS {} MiB; error ({} bytes): {text:.300}",
+            peak >> 20,
+            text.len()
+        );
+        assert!(peak < 256 << 20, "harness peak RSS {peak} bytes");
+        assert_gone(root.path(), &name);
+    }
+
     #[test]
     fn ready_timeout_kills_the_container_and_leaves_nothing() {
         let Some((root, backend, image)) = setup() else {

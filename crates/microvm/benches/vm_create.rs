@@ -28,6 +28,7 @@ fn vm_create(c: &mut Criterion) {
                     path: disk.clone(),
                     read_only: false,
                 }],
+                net: None,
                 console: Box::new(std::io::sink()),
             },
             |config| Vm::create(config, Arc::new(NullObserver)).expect("VM creation"),

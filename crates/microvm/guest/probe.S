@@ -343,7 +343,7 @@ blk_request:
         mfence
         mov $MMIO, %ebx
         movl $0, 0x50(%rbx)             /* QueueNotify(0) */
-        mov $1000000, %ecx
+        mov $400000000, %ecx            /* completions come from the VMM's I/O thread: wait long */
 2:      movzwl USED+2, %edx
         cmp %ax, %dx
         je 3f

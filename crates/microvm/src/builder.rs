@@ -13,8 +13,9 @@ use std::sync::{mpsc, Arc, Mutex};
 use kvm_bindings::{
     kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY,
 };
-use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
 use linux_loader::loader::{bzimage::BzImage, elf::Elf, KernelLoader};
+use virtio_bindings::virtio_mmio::VIRTIO_MMIO_QUEUE_NOTIFY;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -24,7 +25,10 @@ use crate::devices::bus::{Bus, BusError};
 use crate::devices::i8042::{self, I8042};
 use crate::devices::serial::{ConsoleSink, SerialConsole};
 use crate::devices::virtio::block::{Block, BlockError};
-use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::event_loop::{IoThread, IoThreadError};
+use crate::devices::virtio::mmio::{MmioTransport, VirtioShared};
+use crate::devices::virtio::net::{Net, NetError, Tap};
+use crate::devices::virtio::{format_counters, VirtioDevice};
 use crate::events::{EventKind, VmEvent, VmObserver};
 use crate::kernel::{KernelError, KernelFormat, KernelImage};
 use crate::layout;
@@ -61,6 +65,22 @@ pub struct DiskConfig {
     pub read_only: bool,
 }
 
+/// Where the virtio-net device's tap comes from.
+#[derive(Debug)]
+pub enum TapSource {
+    /// Attach to (or create) the tap of this name in the VMM's network namespace.
+    Name(String),
+    /// A tap descriptor the caller attached and passed down.
+    Fd(std::os::fd::OwnedFd),
+}
+
+/// The virtio-net device: its tap and the guest's MAC address.
+#[derive(Debug)]
+pub struct NetConfig {
+    pub tap: TapSource,
+    pub mac: [u8; 6],
+}
+
 /// Everything needed to create a VM.
 pub struct VmConfig {
     pub kernel: PathBuf,
@@ -70,6 +90,8 @@ pub struct VmConfig {
     pub vcpus: u8,
     /// `vda`, `vdb`, ... in order.
     pub disks: Vec<DiskConfig>,
+    /// A virtio-net device after the disks (the guest's `eth0`), if any.
+    pub net: Option<NetConfig>,
     /// Where the guest's serial output goes.
     pub console: ConsoleSink,
 }
@@ -82,6 +104,7 @@ impl fmt::Debug for VmConfig {
             .field("memory_mib", &self.memory_mib)
             .field("vcpus", &self.vcpus)
             .field("disks", &self.disks)
+            .field("net", &self.net)
             .finish_non_exhaustive()
     }
 }
@@ -100,10 +123,14 @@ pub enum VmError {
     },
     #[error("vcpus {vcpus} is outside 1..={max}")]
     VcpusOutOfRange { vcpus: u8, max: u8 },
-    #[error("{count} disks given; at most {max} virtio-mmio devices fit")]
+    #[error("{count} virtio devices (disks and net) given; at most {max} virtio-mmio devices fit")]
     TooManyDisks { count: usize, max: usize },
     #[error(transparent)]
     Disk(#[from] BlockError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error(transparent)]
+    IoThread(#[from] IoThreadError),
     #[error("cannot open {KVM_DEVICE}: {source} (is the kvm module loaded, and may this user open it?)")]
     KvmOpen { source: kvm_ioctls::Error },
     #[error("{KVM_DEVICE} reports KVM API version {version}, expected {KVM_API_VERSION}")]
@@ -160,8 +187,8 @@ pub fn open_kvm() -> Result<Kvm, VmError> {
     Ok(kvm)
 }
 
-/// The full command line for `config`: base words, one `virtio_mmio.device=` per disk, then the
-/// caller's extra words.
+/// The full command line for `config`: base words, one `virtio_mmio.device=` per virtio device (the
+/// disks, then the net device), then the caller's extra words.
 pub fn build_cmdline(disk_count: usize, extra: &str) -> Result<CString, VmError> {
     let mut cmdline = BASE_CMDLINE.to_string();
     for index in 0..disk_count {
@@ -205,9 +232,10 @@ pub fn validate(config: &VmConfig) -> Result<(KernelImage, CString), VmError> {
             max: mptable::MAX_VCPUS,
         });
     }
-    if config.disks.len() > layout::VIRTIO_MMIO_MAX_DEVICES {
+    let virtio_devices = config.disks.len() + usize::from(config.net.is_some());
+    if virtio_devices > layout::VIRTIO_MMIO_MAX_DEVICES {
         return Err(VmError::TooManyDisks {
-            count: config.disks.len(),
+            count: virtio_devices,
             max: layout::VIRTIO_MMIO_MAX_DEVICES,
         });
     }
@@ -220,7 +248,7 @@ pub fn validate(config: &VmConfig) -> Result<(KernelImage, CString), VmError> {
             memory_mib: config.memory_mib,
         });
     }
-    let cmdline = build_cmdline(config.disks.len(), &config.cmdline_extra)?;
+    let cmdline = build_cmdline(virtio_devices, &config.cmdline_extra)?;
     Ok((kernel, cmdline))
 }
 
@@ -306,15 +334,17 @@ unsafe fn register_memory(vm_fd: &VmFd, mem: &GuestMemoryMmap, memory_mib: u64) 
     Ok(guest_ram_host_addr)
 }
 
-/// The port bus (serial console, i8042, boot timer) and the MMIO bus (one virtio-blk transport per
-/// disk), each interrupt an irqfd registered with `vm_fd` and owned by the device that raises it.
+/// The port bus (serial console, i8042, boot timer) and the MMIO bus (one virtio-mmio transport per
+/// virtio device: the disks, then net), each interrupt an irqfd registered with `vm_fd` and owned by
+/// the device that raises it, each queue's QueueNotify an ioeventfd the I/O thread waits on. Returns
+/// the virtio devices for the I/O thread.
 fn build_buses(
     vm_fd: &VmFd,
     mem: &GuestMemoryMmap,
     console: ConsoleSink,
-    disks: Vec<Block>,
+    virtio: Vec<(String, Box<dyn VirtioDevice>)>,
     observer: &Arc<dyn VmObserver>,
-) -> Result<(Bus, Bus), VmError> {
+) -> Result<(Bus, Bus, Vec<Arc<VirtioShared>>), VmError> {
     let new_irq = |what: &'static str, gsi: u32| -> Result<Arc<EventFd>, VmError> {
         let fd = EventFd::new(EFD_NONBLOCK).map_err(|source| VmError::EventFd { what, source })?;
         vm_fd.register_irqfd(&fd, gsi).map_err(kvm_err("KVM_IRQFD"))?;
@@ -339,16 +369,36 @@ fn build_buses(
         Arc::new(Mutex::new(BootTimer::new(observer.clone()))),
     )?;
     let mut mmio = Bus::new();
-    for (index, block) in disks.into_iter().enumerate() {
-        let irq = new_irq("virtio-blk", layout::virtio_mmio_irq(index))?;
-        let transport = MmioTransport::new(Box::new(block), mem.clone(), irq, observer.clone());
+    let mut shared_devices = Vec::with_capacity(virtio.len());
+    for (index, (name, device)) in virtio.into_iter().enumerate() {
+        let base = layout::virtio_mmio_base(index);
+        let irq = new_irq("virtio", layout::virtio_mmio_irq(index))?;
+        let shared =
+            VirtioShared::new(&name, device, mem.clone(), irq, observer.clone()).map_err(|source| {
+                VmError::EventFd {
+                    what: "virtio queue notification",
+                    source,
+                }
+            })?;
+        let notify = IoEventAddress::Mmio(base + u64::from(VIRTIO_MMIO_QUEUE_NOTIFY));
+        for (queue, event) in (0u32..).zip(shared.queue_events()) {
+            // Without the ioeventfd the write still reaches the transport, which forwards it to the
+            // same eventfd: slower (a VM exit per notification), never wrong.
+            if let Err(err) = vm_fd.register_ioevent(event, &notify, queue) {
+                observer.warning(&format!(
+                    "{name}: KVM_IOEVENTFD for queue {queue} failed ({err}); notifications exit to the VMM"
+                ));
+            }
+        }
+        let shared = Arc::new(shared);
         mmio.insert(
-            layout::virtio_mmio_base(index),
+            base,
             layout::VIRTIO_MMIO_DEVICE_BYTES,
-            Arc::new(Mutex::new(transport)),
+            Arc::new(Mutex::new(MmioTransport::new(shared.clone()))),
         )?;
+        shared_devices.push(shared);
     }
-    Ok((pio, mmio))
+    Ok((pio, mmio, shared_devices))
 }
 
 /// Creates `count` vCPUs with their CPUID, FPU, MSRs and LAPIC set up; vCPU 0 also gets the boot
@@ -396,6 +446,35 @@ pub struct Vm {
     vcpus: Vec<(u8, VcpuFd)>,
     shared: Arc<VcpuShared>,
     exit_rx: mpsc::Receiver<ExitReason>,
+    /// Serves the virtio devices; stopped and joined after the vCPUs (also when `Vm` is dropped).
+    io_thread: IoThread,
+}
+
+/// The virtio devices' counters, readable after the VM stopped (see [`Vm::device_report`]).
+#[derive(Clone)]
+pub struct DeviceReport {
+    devices: Vec<Arc<VirtioShared>>,
+}
+
+impl DeviceReport {
+    /// Each device's name and counters.
+    pub fn counters(&self) -> Vec<(String, Vec<(&'static str, u64)>)> {
+        self.devices
+            .iter()
+            .map(|d| (d.name().to_string(), d.counters()))
+            .collect()
+    }
+
+    /// One `EventKind::DeviceCounters` per device.
+    pub fn events(&self) -> Vec<EventKind> {
+        self.counters()
+            .into_iter()
+            .map(|(device, counters)| EventKind::DeviceCounters {
+                device,
+                counters: format_counters(&counters),
+            })
+            .collect()
+    }
 }
 
 /// Stops a running VM from any thread.
@@ -470,7 +549,23 @@ impl Vm {
             reason: "the kernel loader thread panicked".into(),
         })??;
 
-        let (pio, mmio) = build_buses(&vm_fd, &mem, config.console, disks, &observer)?;
+        let mut virtio: Vec<(String, Box<dyn VirtioDevice>)> = disks
+            .into_iter()
+            .enumerate()
+            .map(|(i, block)| {
+                let name = format!("vd{}", (b'a'..=b'z').nth(i).map_or('?', char::from));
+                (name, Box::new(block) as Box<dyn VirtioDevice>)
+            })
+            .collect();
+        if let Some(net) = config.net {
+            let tap = match net.tap {
+                TapSource::Name(name) => Tap::open(&name)?,
+                TapSource::Fd(fd) => Tap::from_fd(fd)?,
+            };
+            virtio.push(("eth0".to_string(), Box::new(Net::new(Box::new(tap), net.mac))));
+        }
+        let (pio, mmio, virtio) = build_buses(&vm_fd, &mem, config.console, virtio, &observer)?;
+        let io_thread = IoThread::new(virtio, observer.clone())?;
         let vcpus = create_vcpus(&kvm, &vm_fd, config.vcpus, entry, observer.as_ref())?;
 
         let (exit_tx, exit_rx) = mpsc::channel();
@@ -491,6 +586,7 @@ impl Vm {
             vcpus,
             shared,
             exit_rx,
+            io_thread,
         };
         observer.event(VmEvent::now(EventKind::VmCreatedKernelLoaded {
             guest_ram_host_addr,
@@ -505,10 +601,20 @@ impl Vm {
         }
     }
 
+    /// The virtio devices' counters (read them after [`Vm::run`] returns for the final figures).
+    pub fn device_report(&self) -> DeviceReport {
+        DeviceReport {
+            devices: self.io_thread.devices().to_vec(),
+        }
+    }
+
     /// Runs the vCPUs until the guest resets, faults, or a [`StopHandle`] stops the VM, and returns
-    /// why. All vCPU threads have ended when this returns.
-    pub fn run(self) -> Result<ExitReason, VmError> {
+    /// why. All vCPU threads and the I/O thread have ended when this returns; the I/O thread served
+    /// every notification the guest made before its vCPUs stopped.
+    pub fn run(mut self) -> Result<ExitReason, VmError> {
         install_kick_handler().map_err(|source| VmError::KickSignal { source })?;
+        // Before the vCPUs: a notification has a thread to wake from the first guest instruction.
+        self.io_thread.start()?;
         let mut threads = Vec::with_capacity(self.vcpus.len());
         for (index, vcpu) in self.vcpus {
             let shared = self.shared.clone();
@@ -520,6 +626,7 @@ impl Vm {
                 Err(source) => {
                     self.shared.stop(ExitReason::Stopped);
                     stop_and_join(threads, &self.shared);
+                    self.io_thread.stop_and_join();
                     return Err(VmError::VcpuThread { vcpu: index, source });
                 }
             }
@@ -528,6 +635,7 @@ impl Vm {
         // are gone, which cannot happen while `shared` holds one; treat it as a host stop.
         let reason = self.exit_rx.recv().unwrap_or(ExitReason::Stopped);
         stop_and_join(threads, &self.shared);
+        self.io_thread.stop_and_join();
         Ok(reason)
     }
 }
@@ -544,6 +652,7 @@ mod tests {
             memory_mib,
             vcpus,
             disks: Vec::new(),
+            net: None,
             console: Box::new(std::io::sink()),
         }
     }

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::vcpu::ExitReason;
+
 /// Prefix of every event line the VMM binary writes.
 pub const EVENT_LINE_PREFIX: &str = "cvbench-vmm-event";
 
@@ -25,8 +27,11 @@ pub enum EventKind {
     BootTimer { value: u8 },
     /// The guest asked for a reset (i8042 0xfe); the VMM treats it as power-off.
     GuestReset,
-    /// The VM stopped; `reason` is the [`crate::ExitReason`] in words.
-    Stopped { reason: String },
+    /// The VM stopped, for this reason (in the event line as a stable name and `key=value` fields).
+    Stopped { reason: ExitReason },
+    /// A virtio device's counters at the end of the run (`name=value` words; `idle` when all are
+    /// zero): requests served and each kind of malformed request, by name.
+    DeviceCounters { device: String, counters: String },
 }
 
 impl EventKind {
@@ -38,6 +43,7 @@ impl EventKind {
             EventKind::BootTimer { .. } => "boot_timer",
             EventKind::GuestReset => "guest_reset",
             EventKind::Stopped { .. } => "vm_stopped",
+            EventKind::DeviceCounters { .. } => "device_counters",
         }
     }
 }
@@ -81,8 +87,15 @@ impl VmEvent {
             },
             "guest_reset" => EventKind::GuestReset,
             "vm_stopped" => EventKind::Stopped {
-                reason: detail.to_string(),
+                reason: parse_exit_reason(detail)?,
             },
+            "device_counters" => {
+                let (device, counters) = detail.split_once(' ')?;
+                EventKind::DeviceCounters {
+                    device: device.to_string(),
+                    counters: counters.to_string(),
+                }
+            }
             _ => return None,
         };
         Some(VmEvent { kind, monotonic_ns })
@@ -106,10 +119,82 @@ impl fmt::Display for VmEvent {
                 write!(f, " guest_ram={guest_ram_host_addr:#x}+{guest_ram_bytes:#x}")
             }
             EventKind::BootTimer { value } => write!(f, " {value:#04x}"),
-            EventKind::Stopped { reason } => write!(f, " {}", reason.replace('\n', " ")),
+            EventKind::Stopped { reason } => write!(f, " {}", exit_reason_words(reason)),
+            EventKind::DeviceCounters { device, counters } => write!(
+                f,
+                " {} {}",
+                device.replace([' ', '\n'], "_"),
+                counters.replace('\n', " ")
+            ),
             _ => Ok(()),
         }
     }
+}
+
+/// `reason` as event-line words: a stable name, then `key=value` fields (`exit=` last: it takes the
+/// rest of the line).
+fn exit_reason_words(reason: &ExitReason) -> String {
+    match reason {
+        ExitReason::GuestReset => "guest_reset".into(),
+        ExitReason::Stopped => "host_stop".into(),
+        ExitReason::TripleFault { vcpu } => format!("triple_fault vcpu={vcpu}"),
+        ExitReason::FailEntry {
+            vcpu,
+            hardware_reason,
+        } => format!("fail_entry vcpu={vcpu} hardware_reason={hardware_reason:#x}"),
+        ExitReason::InternalError { vcpu, suberror, rip } => {
+            format!("internal_error vcpu={vcpu} suberror={suberror} rip={rip:#x}")
+        }
+        ExitReason::Halted { vcpu } => format!("halted vcpu={vcpu}"),
+        ExitReason::SystemEvent { vcpu, kind } => format!("system_event vcpu={vcpu} kind={kind}"),
+        ExitReason::RunFailed { vcpu, errno } => format!("run_failed vcpu={vcpu} errno={errno}"),
+        ExitReason::UnhandledExit { vcpu, exit } => {
+            format!(
+                "unhandled_exit vcpu={vcpu} exit={}",
+                exit.replace(['\n', '\r'], " ")
+            )
+        }
+    }
+}
+
+/// The reason [`exit_reason_words`] wrote; `None` for anything else.
+fn parse_exit_reason(words: &str) -> Option<ExitReason> {
+    let (name, fields) = words.split_once(' ').unwrap_or((words, ""));
+    let field = |key: &str| {
+        fields
+            .split(' ')
+            .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+    };
+    let vcpu = || field("vcpu")?.parse::<u8>().ok();
+    let hex = |key: &str| u64::from_str_radix(field(key)?.trim_start_matches("0x"), 16).ok();
+    Some(match name {
+        "guest_reset" => ExitReason::GuestReset,
+        "host_stop" => ExitReason::Stopped,
+        "triple_fault" => ExitReason::TripleFault { vcpu: vcpu()? },
+        "fail_entry" => ExitReason::FailEntry {
+            vcpu: vcpu()?,
+            hardware_reason: hex("hardware_reason")?,
+        },
+        "internal_error" => ExitReason::InternalError {
+            vcpu: vcpu()?,
+            suberror: field("suberror")?.parse().ok()?,
+            rip: hex("rip")?,
+        },
+        "halted" => ExitReason::Halted { vcpu: vcpu()? },
+        "system_event" => ExitReason::SystemEvent {
+            vcpu: vcpu()?,
+            kind: field("kind")?.parse().ok()?,
+        },
+        "run_failed" => ExitReason::RunFailed {
+            vcpu: vcpu()?,
+            errno: field("errno")?.parse().ok()?,
+        },
+        "unhandled_exit" => ExitReason::UnhandledExit {
+            vcpu: vcpu()?,
+            exit: fields.split_once("exit=")?.1.to_string(),
+        },
+        _ => return None,
+    })
 }
 
 /// Receives events and diagnostics from a VM. Called from vCPU threads.
@@ -155,7 +240,45 @@ mod tests {
             EventKind::BootTimer { value: 0x7b },
             EventKind::GuestReset,
             EventKind::Stopped {
-                reason: "guest reset (i8042)".into(),
+                reason: ExitReason::GuestReset,
+            },
+            EventKind::Stopped {
+                reason: ExitReason::Stopped,
+            },
+            EventKind::Stopped {
+                reason: ExitReason::TripleFault { vcpu: 1 },
+            },
+            EventKind::Stopped {
+                reason: ExitReason::FailEntry {
+                    vcpu: 0,
+                    hardware_reason: 0x21,
+                },
+            },
+            EventKind::Stopped {
+                reason: ExitReason::InternalError {
+                    vcpu: 2,
+                    suberror: 1,
+                    rip: 0xffff_ffff_8100_0000,
+                },
+            },
+            EventKind::Stopped {
+                reason: ExitReason::Halted { vcpu: 0 },
+            },
+            EventKind::Stopped {
+                reason: ExitReason::SystemEvent { vcpu: 0, kind: 3 },
+            },
+            EventKind::Stopped {
+                reason: ExitReason::RunFailed { vcpu: 0, errno: 4 },
+            },
+            EventKind::Stopped {
+                reason: ExitReason::UnhandledExit {
+                    vcpu: 0,
+                    exit: "IoIn(0x3f8, 1) with spaces".into(),
+                },
+            },
+            EventKind::DeviceCounters {
+                device: "vda".into(),
+                counters: "reads=3 bytes_read=1536 err_past_end=1".into(),
             },
         ] {
             let event = VmEvent {

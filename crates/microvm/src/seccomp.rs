@@ -35,13 +35,8 @@ pub const VCPU_SYSCALLS: &[(&str, i64)] = syscalls![
     // Console and event lines; irqfd/eventfd signalling.
     SYS_write,
     SYS_writev,
-    // virtio-blk requests.
-    SYS_pread64,
-    SYS_pwrite64,
-    SYS_preadv,
-    SYS_pwritev,
-    SYS_fdatasync,
-    SYS_fsync,
+    // No device I/O: virtio requests are served by the I/O thread (a QueueNotify is an ioeventfd, or
+    // at worst an eventfd `write` above).
     // Locks, the kick signal, the allocator.
     SYS_futex,
     SYS_rt_sigreturn,
@@ -68,7 +63,8 @@ pub const VCPU_SYSCALLS: &[(&str, i64)] = syscalls![
 ];
 
 /// What the VMM threads call besides: starting, confining, kicking and joining the vCPU threads, the
-/// signal thread's self-pipe, sleeping.
+/// signal thread's self-pipe, sleeping, and the I/O thread's device work (it is started after the
+/// VMM filter is installed, so it runs under it).
 pub const VMM_EXTRA_SYSCALLS: &[(&str, i64)] = syscalls![
     // Each vCPU thread installs its own filter on top of the inherited one.
     SYS_seccomp,
@@ -84,6 +80,13 @@ pub const VMM_EXTRA_SYSCALLS: &[(&str, i64)] = syscalls![
     SYS_ppoll,
     SYS_nanosleep,
     SYS_clock_nanosleep,
+    // The I/O thread (devices/virtio/event_loop.rs): waiting on its epoll set, and virtio-blk's
+    // direct reads and writes of the disk file (`read`/`write` after `lseek`) and FLUSH.
+    SYS_epoll_wait,
+    SYS_epoll_pwait,
+    SYS_lseek,
+    SYS_fdatasync,
+    SYS_fsync,
 ];
 
 /// The compiled filters.

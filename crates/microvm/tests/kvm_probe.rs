@@ -104,6 +104,7 @@ fn probe_config(
             path: disk.to_path_buf(),
             read_only,
         }],
+        net: None,
         console: Box::new(console.clone()),
     }
 }
@@ -138,6 +139,15 @@ fn probe_reads_and_writes_its_disk_then_resets_cleanly() {
     let run = boot(&kernel, &disk, false, 1, "");
 
     assert_eq!(run.exit, ExitReason::GuestReset, "console:\n{}", run.console);
+    // `Vm::run` returned: the vCPU threads and the I/O thread are gone (this test has its own
+    // process under nextest, so no other VM's threads are counted).
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .filter(|c| c == "vm-io" || c.starts_with("vcpu"))
+        .collect();
+    assert!(threads.is_empty(), "left running: {threads:?}");
     assert!(run.console.contains("PROBE zeropage ok"), "{}", run.console);
     assert!(run
         .console
@@ -373,14 +383,24 @@ fn vmm_binary_reports_events_and_exits_zero_on_sigterm() {
             "vm_created_kernel_loaded",
             "first_vcpu_entry",
             "boot_timer",
+            "device_counters",
             "vm_stopped"
         ],
         "{stderr}"
     );
+    // The probe read one sector, wrote one and flushed before halting; nothing was malformed.
     assert_eq!(
         events[3].kind,
+        EventKind::DeviceCounters {
+            device: "vda".into(),
+            counters: "reads=1 writes=1 flushes=1 bytes_read=512 bytes_written=512".into()
+        },
+        "{stderr}"
+    );
+    assert_eq!(
+        events[4].kind,
         EventKind::Stopped {
-            reason: ExitReason::Stopped.to_string()
+            reason: ExitReason::Stopped
         }
     );
 }
@@ -409,6 +429,21 @@ fn vmm_binary_fails_with_one_line_for_bad_input() {
                 "/nonexistent/disk.img",
             ],
             "/nonexistent/disk.img",
+        ),
+        (
+            vec!["--kernel", kernel.to_str().unwrap(), "--net-tap-fd", "999"],
+            "--net-tap-fd 999 is not an open file descriptor",
+        ),
+        (
+            vec![
+                "--kernel",
+                kernel.to_str().unwrap(),
+                "--net-tap-fd",
+                "0",
+                "--net-mac",
+                "01:00:00:00:00:01",
+            ],
+            "not six colon-separated hex bytes of a unicast address",
         ),
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_cvbench-vmm"))

@@ -70,6 +70,7 @@ fn linux_reaches_the_boot_timer() {
         memory_mib: 128,
         vcpus: 1,
         disks: Vec::new(),
+        net: None,
         console: Box::new(Sink(console.clone())),
     };
     let vm = Vm::create(config, recorder.clone()).unwrap();

@@ -2,7 +2,9 @@
 //!
 //! [`write_report`] draws every chart the results have data for (SVG and PNG, one module per chart
 //! in [`charts`], shared [`style`]), then writes `report.md`, a self-contained `report.html` and a
-//! `report.json` digest through the [`export::Exporter`] trait.
+//! `report.json` digest through the [`export::Exporter`] trait. Every file is replaced atomically (a
+//! temporary file in the same directory, then a rename), so an interrupted run or a full disk never
+//! leaves a truncated chart or report under its real name.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), report::ReportError> {
@@ -102,10 +104,7 @@ pub fn write_report(
     let write = |exporter: &dyn Exporter| -> Result<PathBuf, ReportError> {
         let bytes = exporter.export(&report)?;
         let path = dir.join(exporter.file_name());
-        std::fs::write(&path, bytes).map_err(|source| ReportError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        write_atomic(&path, &bytes)?;
         Ok(path)
     };
     Ok(WrittenReport {
@@ -114,4 +113,46 @@ pub fn write_report(
         json: write(&export::json::Json)?,
         figures: report.figures,
     })
+}
+
+/// A temporary name beside `path` in the same directory (so a rename replaces `path` atomically):
+/// `.NAME.tmp-PID.EXT`, keeping the extension, which the PNG encoder goes by.
+pub(crate) fn temp_beside(path: &Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    path.with_file_name(format!(".{stem}.tmp-{}{ext}", std::process::id()))
+}
+
+/// Makes the finished temporary file `tmp` durable and renames it over `path`; removes it on failure,
+/// so a full disk leaves the previous `path` (or none), never half a file.
+pub(crate) fn commit_temp(tmp: &Path, path: &Path) -> Result<(), ReportError> {
+    let done = std::fs::File::open(tmp)
+        .and_then(|f| f.sync_all())
+        .and_then(|()| std::fs::rename(tmp, path));
+    done.map_err(|source| {
+        let _ = std::fs::remove_file(tmp);
+        ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file in the same directory, then a rename).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let tmp = temp_beside(path);
+    if let Err(source) = std::fs::write(&tmp, bytes) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        });
+    }
+    commit_temp(&tmp, path)
 }

@@ -174,4 +174,83 @@ mod tests {
         let md = std::fs::read_to_string(&empty.markdown).expect("md");
         assert!(md.contains("no backend could run"));
     }
+
+    /// A tmpfs of `size` mounted at `dir`, unmounted on drop.
+    struct TinyDisk<'a>(&'a Path);
+
+    impl<'a> TinyDisk<'a> {
+        fn mount(dir: &'a Path, size: &str) -> Option<Self> {
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "cvbench-test-full"])
+                .arg(dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            ok.then_some(TinyDisk(dir))
+        }
+    }
+
+    impl Drop for TinyDisk<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+
+    #[test]
+    fn a_full_disk_leaves_no_truncated_chart_or_report() {
+        if !font_available() {
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no system TTF (install fonts-dejavu-core)",
+            );
+            return;
+        }
+        if testkit::skip_unless_root("mounting a small tmpfs") {
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let full = dir.path().join("full");
+        std::fs::create_dir(&full).expect("mkdir");
+        let Some(disk) = TinyDisk::mount(&full, "160k") else {
+            testkit::skip(
+                testkit::Requirement::HostFeature("tmpfs"),
+                "cannot mount a tmpfs here",
+            );
+            return;
+        };
+        let opts = ReportOptions {
+            size: (800, 450),
+            ..ReportOptions::default()
+        };
+        let outcome = write_report(&fixture::results(10), &full, &opts);
+        let mut names: Vec<String> = std::fs::read_dir(&full)
+            .expect("read_dir")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        let checks: Vec<(String, bool)> = names
+            .iter()
+            .map(|name| {
+                let bytes = std::fs::read(full.join(name)).unwrap_or_default();
+                let whole = if name.ends_with(".png") {
+                    bytes.len() >= 12 && &bytes[bytes.len() - 8..bytes.len() - 4] == b"IEND"
+                } else if name.ends_with(".svg") {
+                    String::from_utf8_lossy(&bytes).trim_end().ends_with("</svg>")
+                } else {
+                    !bytes.is_empty()
+                };
+                (name.clone(), whole && !name.starts_with('.'))
+            })
+            .collect();
+        drop(disk);
+        assert!(outcome.is_err(), "the report fits in 160 KiB: {names:?}");
+        assert!(
+            checks.iter().any(|(n, _)| n.ends_with(".png")),
+            "the disk filled before the first chart: {names:?}"
+        );
+        let broken: Vec<&String> = checks.iter().filter(|(_, ok)| !ok).map(|(n, _)| n).collect();
+        assert!(
+            broken.is_empty(),
+            "truncated or temporary files left: {broken:?} of {names:?}"
+        );
+    }
 }

@@ -11,6 +11,15 @@
 //! - `noise`: p < alpha but the CI reaches into the noise band (a real but too small difference);
 //! - `ok`: no significant difference (p >= alpha);
 //! - `not enough samples`: fewer than `min_samples` measured runs on either side (no verdict).
+//!
+//! A baseline cell that the current file cannot answer for fails the gate, one row per startup
+//! metric of the baseline cell, so a backend that broke completely never passes silently:
+//! - `missing`: the current file has no such cell, or the cell lacks the metric;
+//! - `skipped`: the current cell was skipped (backend unavailable, workload unsupported);
+//! - `failed`: the current cell has no measured run (every run failed, or it was given up).
+//!
+//! Only when no baseline cell has a counterpart in the current file at all is the input unusable
+//! ([`CheckError::NoCommonMetrics`]): that is comparing the wrong files, not a regression.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -52,6 +61,12 @@ pub enum Verdict {
     Improvement,
     Noise,
     NotEnoughSamples,
+    /// The current file has no such cell or metric.
+    Missing,
+    /// The current cell was skipped.
+    Skipped,
+    /// The current cell has no measured run.
+    Failed,
 }
 
 impl Verdict {
@@ -62,7 +77,18 @@ impl Verdict {
             Verdict::Improvement => "improvement",
             Verdict::Noise => "noise",
             Verdict::NotEnoughSamples => "not enough samples",
+            Verdict::Missing => "missing",
+            Verdict::Skipped => "skipped",
+            Verdict::Failed => "failed",
         }
+    }
+
+    /// Whether this verdict fails the gate.
+    pub fn fails_gate(self) -> bool {
+        matches!(
+            self,
+            Verdict::Regression | Verdict::Missing | Verdict::Skipped | Verdict::Failed
+        )
     }
 }
 
@@ -86,6 +112,8 @@ pub struct MetricCheck {
     pub ratio: Option<RatioEstimate>,
     pub p_value: Option<f64>,
     pub verdict: Verdict,
+    /// Why a cell could not be compared (the skip reason, the first failure).
+    pub note: Option<String>,
 }
 
 /// Every compared metric.
@@ -142,19 +170,34 @@ pub fn check(
         });
     }
     let mut rows = Vec::new();
+    let mut matched = false;
     for base_cell in baseline.benchmarks.iter().filter(|c| c.skipped.is_none()) {
-        let Some(cur_cell) = current.benchmarks.iter().find(|c| {
-            c.skipped.is_none() && c.backend == base_cell.backend && c.workload == base_cell.workload
-        }) else {
-            continue;
-        };
-        let metrics: BTreeSet<&str> = metric_names(base_cell)
-            .intersection(&metric_names(cur_cell))
-            .copied()
-            .collect();
-        for metric in metrics {
-            rows.push(check_metric(base_cell, cur_cell, metric, opts));
+        let base_metrics = metric_names(base_cell);
+        let cur_cell = current
+            .benchmarks
+            .iter()
+            .find(|c| c.backend == base_cell.backend && c.workload == base_cell.workload);
+        matched |= cur_cell.is_some();
+        for metric in base_metrics {
+            rows.push(match cur_cell {
+                None => unanswered(base_cell, metric, Verdict::Missing, None),
+                Some(cur) => {
+                    if let Some(reason) = &cur.skipped {
+                        unanswered(base_cell, metric, Verdict::Skipped, Some(reason.clone()))
+                    } else if cur.measured_runs() == 0 {
+                        let first = cur.failures.first().map(|f| f.error.clone());
+                        unanswered(base_cell, metric, Verdict::Failed, first)
+                    } else if !metric_names(cur).contains(metric) {
+                        unanswered(base_cell, metric, Verdict::Missing, None)
+                    } else {
+                        check_metric(base_cell, cur, metric, opts)
+                    }
+                }
+            });
         }
+    }
+    if !matched {
+        rows.clear();
     }
     if rows.is_empty() {
         return Err(CheckError::NoCommonMetrics {
@@ -188,6 +231,29 @@ fn metric_names(cell: &BenchmarkResult) -> BTreeSet<&str> {
         .collect()
 }
 
+/// A row for a baseline metric the current file cannot answer for.
+fn unanswered(
+    base_cell: &BenchmarkResult,
+    metric: &str,
+    verdict: Verdict,
+    note: Option<String>,
+) -> MetricCheck {
+    let base = base_cell.measured_samples(metric);
+    MetricCheck {
+        backend: base_cell.backend.clone(),
+        workload: base_cell.workload.clone(),
+        metric: metric.to_string(),
+        baseline_n: base.len(),
+        current_n: 0,
+        baseline_p50: stats::median(&base),
+        current_p50: None,
+        ratio: None,
+        p_value: None,
+        verdict,
+        note,
+    }
+}
+
 fn check_metric(
     base_cell: &BenchmarkResult,
     cur_cell: &BenchmarkResult,
@@ -207,6 +273,7 @@ fn check_metric(
         ratio: None,
         p_value: None,
         verdict: Verdict::NotEnoughSamples,
+        note: None,
     };
     if base.len() < opts.min_samples || cur.len() < opts.min_samples {
         return row;
@@ -236,6 +303,12 @@ fn verdict(ratio: RatioEstimate, p: f64, opts: &CheckOptions) -> Verdict {
 impl CheckReport {
     pub fn has_regression(&self) -> bool {
         self.rows.iter().any(|r| r.verdict == Verdict::Regression)
+    }
+
+    /// Rows that fail the gate: regressions, and baseline cells missing, skipped or failed in the
+    /// current file.
+    pub fn gate_failures(&self) -> impl Iterator<Item = &MetricCheck> {
+        self.rows.iter().filter(|r| r.verdict.fails_gate())
     }
 
     /// The table for a CI step summary.
@@ -269,6 +342,10 @@ impl CheckReport {
                     format!("not enough samples (n = {} / {})", r.baseline_n, r.current_n)
                 }
                 Verdict::Regression => "**regression**".to_string(),
+                v @ (Verdict::Missing | Verdict::Skipped | Verdict::Failed) => match &r.note {
+                    Some(note) => format!("**{v} in current**: {}", table_note(note)),
+                    None => format!("**{v} in current**"),
+                },
                 v => v.to_string(),
             };
             let _ = writeln!(
@@ -288,6 +365,19 @@ impl CheckReport {
         }
         s
     }
+}
+
+/// Longest note shown in a table cell (the results file keeps the whole error).
+const NOTE_CHARS: usize = 160;
+
+/// A skip reason or error as one table cell: one line, `|` escaped, at most [`NOTE_CHARS`] characters.
+fn table_note(note: &str) -> String {
+    let line = note.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut cut: String = line.chars().take(NOTE_CHARS).collect();
+    if cut.len() < line.len() {
+        cut.push('…');
+    }
+    cut.replace('|', "\\|")
 }
 
 fn pct(x: f64) -> String {
@@ -465,5 +555,49 @@ mod tests {
             !is_startup_metric("start_to_unregistered_ms"),
             "the registry decides, not the name"
         );
+    }
+
+    #[test]
+    fn cells_missing_skipped_or_failed_in_current_fail_the_gate() {
+        let base = file_with(vec![
+            ("container", synthetic(10, 10.0, 1)),
+            ("runc", synthetic(10, 10.0, 2)),
+            ("microvm", synthetic(10, 10.0, 3)),
+            ("qemu", synthetic(10, 10.0, 4)),
+        ]);
+        // container fine; runc failed every run; microvm newly skipped; qemu absent.
+        let mut cur = file_with(vec![
+            ("container", synthetic(10, 10.0, 5)),
+            ("runc", Vec::new()),
+            ("microvm", Vec::new()),
+        ]);
+        cur.benchmarks[1].failures.push(crate::schema::RunFailure {
+            index: 0,
+            error: "runc create | failed\nexit 1".into(),
+        });
+        cur.benchmarks[2].skipped = Some("no /dev/kvm".into());
+        let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
+        let verdict = |backend: &str| {
+            r.rows
+                .iter()
+                .find(|row| row.backend == backend)
+                .map(|row| row.verdict)
+        };
+        assert!(matches!(verdict("container"), Some(Verdict::Ok | Verdict::Noise)));
+        assert_eq!(verdict("runc"), Some(Verdict::Failed));
+        assert_eq!(verdict("microvm"), Some(Verdict::Skipped));
+        assert_eq!(verdict("qemu"), Some(Verdict::Missing));
+        assert!(!r.has_regression());
+        let failing: Vec<&str> = r.gate_failures().map(|row| row.backend.as_str()).collect();
+        assert_eq!(failing, ["runc", "microvm", "qemu"]);
+        let md = r.to_markdown();
+        assert!(md.contains("| runc/idle start_to_ready_ms |"), "{md}");
+        assert!(
+            md.contains("**failed in current**: runc create \\| failed exit 1"),
+            "{md}"
+        );
+        assert!(md.contains("**skipped in current**: no /dev/kvm"), "{md}");
+        assert!(md.contains("**missing in current**"), "{md}");
+        assert_eq!(md.lines().filter(|l| l.starts_with("| ")).count(), 1 + 4, "{md}");
     }
 }

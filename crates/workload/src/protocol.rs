@@ -48,8 +48,19 @@ pub enum ProtocolLine {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProtocolError {
-    #[error("malformed CVBENCH line {line:?}: {reason}")]
+    #[error("malformed CVBENCH line {}: {reason}", shown(line))]
     Malformed { line: String, reason: String },
+}
+
+/// How many characters of a malformed line an error message shows.
+const SHOWN_CHARS: usize = 200;
+
+/// `line` quoted with its control characters escaped, cut after [`SHOWN_CHARS`] characters.
+fn shown(line: &str) -> String {
+    let mut chars = line.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    let cut = chars.next().is_some();
+    format!("{head:?}{}", if cut { " (cut)" } else { "" })
 }
 
 /// Format the READY line (without newline).
@@ -125,6 +136,15 @@ mod tests {
     fn ordinary_output_is_ignored() {
         assert_eq!(parse_line("[    0.123] virtio_blk virtio0: [vda]").unwrap(), None);
         assert_eq!(parse_line("CVBENCHREADY x").unwrap(), None);
+    }
+
+    #[test]
+    fn a_malformed_line_is_shown_escaped_and_cut() {
+        let line = format!("CVBENCH RESULT \0{}", "x".repeat(10_000));
+        let err = parse_line(&line).unwrap_err().to_string();
+        assert!(err.len() < 400, "{}", err.len());
+        assert!(err.contains("\\0") && !err.contains('\0'), "{err}");
+        assert!(err.contains("(cut)"), "{err}");
     }
 
     #[test]

@@ -30,12 +30,36 @@ pub enum BaselineAction {
         /// Directory of baselines.
         #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
         dir: PathBuf,
+        /// Save even a partial results file or one with failed runs, and replace an existing baseline.
+        #[arg(long)]
+        force: bool,
     },
     /// List stored baselines.
     List {
         #[arg(long, value_name = "DIR", default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
+}
+
+/// Why `results` should not become a baseline: it is partial, a cell has failed runs, or nothing was
+/// measured. A baseline judges every later run, so it must be complete.
+fn unfit_as_baseline(results: &ResultsFile) -> Option<String> {
+    let failed: Vec<String> = results
+        .benchmarks
+        .iter()
+        .filter(|c| c.skipped.is_none() && (!c.failures.is_empty() || c.measured_runs() == 0))
+        .map(|c| format!("{}/{}", c.backend, c.workload))
+        .collect();
+    if !failed.is_empty() {
+        return Some(format!("failed runs in {}", failed.join(", ")));
+    }
+    if results.partial {
+        return Some("it is marked partial".to_string());
+    }
+    if !results.benchmarks.iter().any(|c| c.measured_runs() > 0) {
+        return Some("no measured run".to_string());
+    }
+    None
 }
 
 fn valid_name(name: &str) -> bool {
@@ -48,7 +72,12 @@ fn valid_name(name: &str) -> bool {
 
 pub fn execute(args: BaselineArgs) -> anyhow::Result<ExitCode> {
     match args.action {
-        BaselineAction::Save { name, from, dir } => {
+        BaselineAction::Save {
+            name,
+            from,
+            dir,
+            force,
+        } => {
             if !valid_name(&name) {
                 return Err(UsageError(format!(
                     "baseline name {name:?} must be letters, digits, '.', '_' or '-' (not starting with '.')"
@@ -57,6 +86,21 @@ pub fn execute(args: BaselineArgs) -> anyhow::Result<ExitCode> {
             }
             let results = ResultsFile::read(&from).map_err(|e| UsageError(e.to_string()))?;
             let path = dir.join(format!("{name}.json"));
+            if !force {
+                if let Some(why) = unfit_as_baseline(&results) {
+                    return Err(UsageError(format!(
+                        "{} is not a complete results file ({why}); use --force to save it anyway",
+                        from.display()
+                    ))
+                    .into());
+                }
+                if path.exists() {
+                    anyhow::bail!(
+                        "baseline {} already exists; use --force to replace it",
+                        path.display()
+                    );
+                }
+            }
             results.write_atomic(&path)?;
             let runs: usize = results.benchmarks.iter().map(|b| b.measured_runs()).sum();
             println!("{}", path.display());

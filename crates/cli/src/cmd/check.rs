@@ -1,6 +1,7 @@
-//! `bench check`: the CI gate. Compares every startup metric present in both results files and prints
-//! a Markdown table (for a CI step summary). Exit status: 1 when any metric regressed, 0 otherwise,
-//! 2 when the input is unusable (unreadable file, schema mismatch, no common metric).
+//! `bench check`: the CI gate. Compares every startup metric of the baseline with the current results
+//! file and prints a Markdown table (for a CI step summary). Exit status: 1 when any metric regressed
+//! or a baseline cell is missing, skipped or failed entirely in the current file (named in the table),
+//! 0 otherwise, 2 when the input is unusable (unreadable file, schema mismatch, no cell in common).
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use harness::check::{check, CheckOptions};
+use harness::check::{check, CheckOptions, Verdict};
 use harness::results::ResultsFile;
 
 use super::{UsageError, EXIT_FAILURE};
@@ -84,16 +85,30 @@ pub fn execute(args: CheckArgs) -> anyhow::Result<ExitCode> {
         f.write_all(table.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    if report.has_regression() {
-        let n = report
-            .rows
-            .iter()
-            .filter(|r| r.verdict == harness::check::Verdict::Regression)
-            .count();
+    let regressed = report
+        .rows
+        .iter()
+        .filter(|r| r.verdict == Verdict::Regression)
+        .count();
+    if regressed > 0 {
         eprintln!(
-            "bench: {n} startup metric(s) regressed beyond {:.1}% noise",
+            "bench: {regressed} startup metric(s) regressed beyond {:.1}% noise",
             args.noise * 100.0
         );
+    }
+    let mut unanswered: Vec<String> = report
+        .gate_failures()
+        .filter(|r| r.verdict != Verdict::Regression)
+        .map(|r| format!("{}/{} ({} in current)", r.backend, r.workload, r.verdict))
+        .collect();
+    unanswered.dedup();
+    if !unanswered.is_empty() {
+        eprintln!(
+            "bench: baseline cells without a current measurement: {}",
+            unanswered.join(", ")
+        );
+    }
+    if regressed > 0 || !unanswered.is_empty() {
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     Ok(ExitCode::SUCCESS)

@@ -12,7 +12,8 @@ pub struct CleanupArgs {
 }
 
 pub fn execute(args: CleanupArgs) -> anyhow::Result<ExitCode> {
-    let report = harness::cleanup::cleanup_all(args.force);
+    // Not root: one clear line and exit 1, before anything is tried (every kill would be refused).
+    let report = harness::cleanup::cleanup_all(args.force)?;
     for item in &report.removed {
         println!("removed {item}");
     }

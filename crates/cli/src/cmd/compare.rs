@@ -8,17 +8,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use harness::compare::{run_compare_within, CompareBudget, CompareEvent, CompareObserver};
-use harness::density::{run_density, DensityOptions};
+use harness::density::DensityOptions;
+use harness::engine::Budget;
 use harness::metrics;
 use harness::results::{ResultsFile, ToolInfo};
-use harness::{Backend, RunOptions};
-use indicatif::ProgressBar;
+use harness::{Backend, Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
-use super::density::DensityProgress;
-use super::{UsageError, EXIT_INTERRUPTED};
-use crate::output::{styled_bar, ResultsWriter};
+use super::UsageError;
+use crate::output::PlanProgress;
 use crate::parse;
 
 /// Measured runs without `--runs`, at most and at least (the budget decides in between).
@@ -223,7 +221,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
         Some(n) => (n, None),
         None => (
             DEFAULT_MAX_RUNS,
-            Some(CompareBudget {
+            Some(Budget {
                 total: args.budget,
                 min_runs: DEFAULT_MIN_RUNS,
             }),
@@ -241,69 +239,38 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let host = harness::host::detect().context("detecting the host")?;
     let results_path = args.out.join("results.json");
     let base = ResultsFile::new("compare", ToolInfo::current(std::env::args().collect()), host);
-    let mut observer = CompareProgress::new(results_path.clone());
-    let mut results = run_compare_within(&backends, &image_dir, &specs, &opts, budget, base, &mut observer);
-    observer.finish();
-    if let Some(e) = observer.writer.take_error() {
-        return Err(e);
-    }
-
+    let mut progress = PlanProgress::new("compare", Some(results_path.clone()));
+    let refs: Vec<&dyn Backend> = backends.iter().map(AsRef::as_ref).collect();
+    let plan = Plan::compare(refs.clone(), &specs, &image_dir, opts.clone(), budget);
+    let mut results = harness::engine::execute(&plan, base, &mut progress);
+    progress.finish();
     if let Some(max) = args.density {
-        let density_opts = DensityOptions {
-            max_instances: max,
-            mem_floor_bytes: args.mem_floor,
-            run: opts.clone(),
-            ..DensityOptions::default()
-        };
-        for backend in &backends {
-            if harness::interrupt::requested() {
-                break;
-            }
-            let mut progress = DensityProgress::new(backend.name(), max);
-            let curve = run_density(
-                backend.as_ref(),
-                &image_dir,
-                &WorkloadSpec::Idle,
-                &density_opts,
-                &mut progress,
-            );
+        if !harness::interrupt::requested() {
+            let density_opts = DensityOptions {
+                max_instances: max,
+                mem_floor_bytes: args.mem_floor,
+                run: opts.clone(),
+                ..DensityOptions::default()
+            };
+            let mut progress = PlanProgress::new("density", Some(results_path.clone()));
+            let plan = Plan::density(refs, &WorkloadSpec::Idle, &image_dir, density_opts);
+            results = harness::engine::execute(&plan, results, &mut progress);
             progress.finish();
-            results.density.push(curve);
-            results.write_atomic(&results_path)?;
+            if let Some(e) = progress.take_error() {
+                return Err(e);
+            }
         }
     }
-    let interrupted = harness::interrupt::requested();
-    results.partial |= interrupted;
-    results.write_atomic(&results_path)?;
+    if let Some(e) = progress.take_error() {
+        return Err(e);
+    }
 
     print!("{}", compare_table(&results));
     eprintln!("results written to {}", results_path.display());
     if !args.no_report {
         super::report::write_and_say(&results, &args.out, &args.look)?;
     }
-    if interrupted {
-        return Ok(ExitCode::from(EXIT_INTERRUPTED));
-    }
-    let ran = results.benchmarks.iter().any(|c| !c.runs.is_empty());
-    if !ran {
-        let why: Vec<String> = results
-            .benchmarks
-            .iter()
-            .filter_map(|c| {
-                c.skipped
-                    .as_ref()
-                    .map(|s| format!("{}: skipped: {s}", c.backend))
-                    .or_else(|| {
-                        c.failures
-                            .first()
-                            .map(|f| format!("{}/{}: {}", c.backend, c.workload, f.error))
-                    })
-            })
-            .take(3)
-            .collect();
-        anyhow::bail!("no run completed ({})", why.join("; "));
-    }
-    Ok(ExitCode::SUCCESS)
+    super::plan_outcome(&results)
 }
 
 /// One line per backend × workload: runs, failures, startup and memory medians, or why it was skipped.
@@ -364,123 +331,6 @@ pub fn compare_table(results: &ResultsFile) -> String {
     }
     out
 }
-
-/// Progress on stderr (a bar with ETA on a terminal, plain lines otherwise) and the results file
-/// rewritten after every run.
-struct CompareProgress {
-    /// Made at the first run, when the number of runs is known.
-    bar: Option<ProgressBar>,
-    writer: ResultsWriter,
-}
-
-impl CompareProgress {
-    fn new(path: PathBuf) -> Self {
-        CompareProgress {
-            bar: None,
-            writer: ResultsWriter::new(path),
-        }
-    }
-
-    fn line(&self, text: String) {
-        match &self.bar {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-impl CompareObserver for CompareProgress {
-    fn event(&mut self, event: &CompareEvent) {
-        match event {
-            CompareEvent::Skipped { backend, reason } => self.line(format!("{backend}: skipped: {reason}")),
-            CompareEvent::Preparing { backend } => self.line(format!("{backend}: preparing the image")),
-            CompareEvent::PrepareFailed { backend, error } => self.line(format!("{backend}: {error}")),
-            CompareEvent::RunStarted {
-                backend,
-                workload,
-                step,
-                total_steps,
-                ..
-            } => {
-                if self.bar.is_none() {
-                    self.bar = styled_bar("compare", u64::from(*total_steps));
-                    if let Some(bar) = &self.bar {
-                        bar.set_position(u64::from(*step));
-                    }
-                }
-                if let Some(bar) = &self.bar {
-                    bar.set_message(format!("{backend} {workload}"));
-                }
-            }
-            CompareEvent::RunFinished {
-                backend,
-                workload,
-                round,
-                warmup,
-                step,
-                total_steps,
-                error,
-            } => {
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                }
-                let kind = if *warmup { " (warm-up)" } else { "" };
-                match error {
-                    Some(e) => self.line(format!(
-                        "{backend} {workload} run {}{kind} failed: {e}",
-                        round + 1
-                    )),
-                    None if self.bar.is_none() => self.line(format!(
-                        "[{}/{total_steps}] {backend} {workload} run {}{kind} done",
-                        step + 1,
-                        round + 1
-                    )),
-                    None => {}
-                }
-            }
-            CompareEvent::GaveUp {
-                backend,
-                workload,
-                reason,
-                total_steps,
-            } => {
-                if let Some(bar) = &self.bar {
-                    bar.set_length(u64::from(*total_steps));
-                }
-                self.line(format!("{backend} {workload}: {reason}"));
-            }
-            CompareEvent::BudgetReached {
-                workload,
-                measured_runs,
-                total_steps,
-            } => {
-                if let Some(bar) = &self.bar {
-                    bar.set_length(u64::from(*total_steps));
-                }
-                self.line(format!(
-                    "{workload}: time budget reached after {measured_runs} measured runs per backend"
-                ));
-            }
-            CompareEvent::Stopped {
-                completed,
-                total_steps,
-            } => self.line(format!(
-                "stopped after {completed}/{total_steps} runs; results so far are kept (partial)"
-            )),
-        }
-    }
-
-    fn updated(&mut self, results: &ResultsFile) {
-        self.writer.write(results);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

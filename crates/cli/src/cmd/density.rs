@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use harness::density::{run_density, DensityEvent, DensityObserver, DensityOptions};
-use harness::results::{DensityResult, ResultsFile, ToolInfo};
-use harness::RunOptions;
+use harness::density::DensityOptions;
+use harness::results::{DensityPoint, ResultsFile, ToolInfo};
+use harness::{Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
 use super::compare::{ImageArgs, ReportLook};
-use super::{UsageError, EXIT_INTERRUPTED};
-use crate::output::{Progress, ResultsWriter};
+use super::UsageError;
+use crate::output::PlanProgress;
 use crate::parse;
 
 #[derive(Debug, Args)]
@@ -72,19 +72,18 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     };
     let host = harness::host::detect().context("detecting the host")?;
     let path = args.out.join("results.json");
-    let mut results = ResultsFile::new("density", ToolInfo::current(std::env::args().collect()), host);
-    let mut progress = DensityProgress::new(backend.name(), args.max).writing(results.clone(), path.clone());
+    let results = ResultsFile::new("density", ToolInfo::current(std::env::args().collect()), host);
+    let mut progress = PlanProgress::new(&format!("density {}", backend.name()), Some(path.clone()));
     let spec = WorkloadSpec::default_for(args.workload);
-    let curve = run_density(backend.as_ref(), &image_dir, &spec, &opts, &mut progress);
+    let plan = Plan::density(vec![backend.as_ref()], &spec, &image_dir, opts);
+    let results = harness::engine::execute(&plan, results, &mut progress);
     progress.finish();
-    if let Some(e) = progress.file.as_mut().and_then(|(_, writer)| writer.take_error()) {
+    if let Some(e) = progress.take_error() {
         return Err(e);
     }
-    let interrupted = harness::interrupt::requested();
-    results.partial = interrupted;
-    results.density.push(curve.clone());
-    results.write_atomic(&path)?;
-
+    let Some(curve) = results.density.first() else {
+        anyhow::bail!("no density curve was recorded");
+    };
     println!(
         "{} · {} · {} instances · {} · stopped: {}",
         curve.backend,
@@ -99,8 +98,8 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     if !args.no_report {
         super::report::write_and_say(&results, &args.out, &args.look)?;
     }
-    if interrupted {
-        return Ok(ExitCode::from(EXIT_INTERRUPTED));
+    if harness::interrupt::requested() {
+        return Ok(ExitCode::from(harness::interrupt::exit_status()));
     }
     if curve.points.is_empty() {
         anyhow::bail!("no instance could be launched: {}", curve.stop_reason);
@@ -108,59 +107,17 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Progress of a density run on stderr, optionally rewriting a results file after every point.
-pub struct DensityProgress {
-    progress: Progress,
-    file: Option<(ResultsFile, ResultsWriter)>,
+/// A density point as one progress line (no progress bar).
+pub fn point_line(p: &DensityPoint) -> String {
+    format!(
+        "{} running, launch {:.2} ms, summed PSS {}",
+        p.instances,
+        p.launch_ms,
+        harness::metrics::Quantity::Bytes.format(p.total_pss_bytes as f64)
+    )
 }
 
-impl DensityProgress {
-    pub fn new(backend: &str, max: u32) -> Self {
-        DensityProgress {
-            progress: Progress::new(format!("density {backend}"), u64::from(max)),
-            file: None,
-        }
-    }
-
-    /// Also rewrite `results` (with the curve so far) at `path` after every point.
-    pub fn writing(mut self, results: ResultsFile, path: PathBuf) -> Self {
-        self.file = Some((results, ResultsWriter::new(path)));
-        self
-    }
-
-    pub fn finish(&self) {
-        self.progress.finish();
-    }
-}
-
-impl DensityObserver for DensityProgress {
-    fn event(&mut self, event: &DensityEvent) {
-        match event {
-            DensityEvent::Skipped { reason } => self.progress.line(&format!("skipped: {reason}")),
-            DensityEvent::Launching { .. } => {}
-            DensityEvent::Point(p) => match self.progress.bar() {
-                Some(bar) => {
-                    bar.set_position(u64::from(p.instances));
-                    bar.set_message(format!("{:.0} MiB", p.total_pss_bytes as f64 / 1048576.0));
-                }
-                None => self.progress.line(&format!(
-                    "{} running, launch {:.2} ms, summed PSS {}",
-                    p.instances,
-                    p.launch_ms,
-                    harness::metrics::Quantity::Bytes.format(p.total_pss_bytes as f64)
-                )),
-            },
-            DensityEvent::TearingDown { running, reason } => {
-                self.progress
-                    .line(&format!("stopping ({reason}); tearing down {running} instances"));
-            }
-        }
-    }
-
-    fn updated(&mut self, result: &DensityResult) {
-        if let Some((results, writer)) = &mut self.file {
-            results.density = vec![result.clone()];
-            writer.write(results);
-        }
-    }
+/// A density point as the progress bar's message.
+pub fn point_brief(p: &DensityPoint) -> String {
+    format!("{:.0} MiB", p.total_pss_bytes as f64 / 1048576.0)
 }

@@ -12,12 +12,12 @@ pub mod run;
 use std::fmt;
 use std::process::ExitCode;
 
+use harness::results::ResultsFile;
+
 /// Exit status for a usage error (bad flag value, unknown name, missing input).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status for a run failure.
 pub const EXIT_FAILURE: u8 = 1;
-/// Exit status after a clean stop on Ctrl-C / SIGTERM (partial results kept).
-pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Marks an error as the user's input being unusable: exit status 2 instead of 1. Attach it as the
 /// root cause (`Err(UsageError(..))?` or `.map_err(UsageError::from)`); context may be added on top.
@@ -39,6 +39,57 @@ pub fn exit_status_of(e: &anyhow::Error) -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILURE)
     }
+}
+
+/// The exit status of a finished `run` or `compare`: 128 + the signal after a clean stop (130 for
+/// Ctrl-C, 143 for SIGTERM); an error (status 1) when no run completed or when any cell has failed
+/// runs, naming those cells; else 0. Skipped cells are not failures (they are reported as skipped).
+pub fn plan_outcome(results: &ResultsFile) -> anyhow::Result<ExitCode> {
+    if harness::interrupt::requested() {
+        return Ok(ExitCode::from(harness::interrupt::exit_status()));
+    }
+    if !results.benchmarks.iter().any(|c| !c.runs.is_empty()) {
+        let why: Vec<String> = results
+            .benchmarks
+            .iter()
+            .filter_map(|c| {
+                c.skipped
+                    .as_ref()
+                    .map(|s| format!("{}: skipped: {s}", c.backend))
+                    .or_else(|| {
+                        c.failures
+                            .first()
+                            .map(|f| format!("{}/{}: {}", c.backend, c.workload, f.error))
+                    })
+            })
+            .take(3)
+            .collect();
+        anyhow::bail!("no run completed ({})", why.join("; "));
+    }
+    let failed: Vec<String> = results
+        .benchmarks
+        .iter()
+        .filter(|c| c.skipped.is_none() && !c.failures.is_empty())
+        .map(|c| {
+            let first = c.failures.first().map_or("", |f| f.error.as_str());
+            format!(
+                "{}/{} ({} failures, {} measured runs; first: {first})",
+                c.backend,
+                c.workload,
+                c.failures.len(),
+                c.measured_runs()
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "runs failed in {} of {} cells: {}",
+            failed.len(),
+            results.benchmarks.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Joins a message onto one line.

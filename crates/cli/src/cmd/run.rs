@@ -1,5 +1,5 @@
-//! `bench run`: one backend × one workload, N runs, a table on stdout and a JSON results file that is
-//! rewritten after every run.
+//! `bench run`: one backend × one workload, N runs (the engine's plan with one backend), a table on
+//! stdout and a JSON results file that is rewritten after every run. Exits 1 when any run failed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use harness::results::{BenchmarkResult, ResultsFile, ToolInfo};
-use harness::{Backend, RunEvent, RunObserver, RunOptions};
+use harness::results::{ResultsFile, ToolInfo};
+use harness::{Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
 use super::compare::ImageArgs;
-use super::{UsageError, EXIT_INTERRUPTED};
-use crate::output::{summary_table, Progress, ResultsWriter};
+use super::UsageError;
+use crate::output::{summary_table, PlanProgress};
 use crate::parse;
 
 #[derive(Debug, Args)]
@@ -97,70 +97,21 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let host = harness::host::detect().context("detecting the host")?;
     let results = ResultsFile::new("run", ToolInfo::current(std::env::args().collect()), host);
-    let mut observer = ResultsObserver {
-        progress: Progress::new(
-            format!("{} {}", backend.name(), spec.kind()),
-            u64::from(opts.runs.saturating_add(opts.warmup)),
-        ),
-        results,
-        writer: args.json.clone().map(ResultsWriter::new),
-    };
-    let result = harness::run_benchmark(backend.as_ref(), &image_dir, &spec, &opts, &mut observer);
-    observer.progress.finish();
-    let interrupted = harness::interrupt::requested();
-    observer.results.partial = interrupted || result.measured_runs() < opts.runs as usize;
-    observer.write(&result);
-
-    print!("{}", summary_table(&result));
-    if let Some(e) = observer.writer.as_mut().and_then(ResultsWriter::take_error) {
+    let mut progress = PlanProgress::new(&format!("{} {}", backend.name(), spec.kind()), args.json.clone());
+    let plan = Plan::run(backend.as_ref(), &spec, &image_dir, opts);
+    let results = harness::engine::execute(&plan, results, &mut progress);
+    progress.finish();
+    if let Some(cell) = results.benchmarks.first() {
+        print!("{}", summary_table(cell));
+    }
+    if let Some(e) = progress.take_error() {
         return Err(e);
     }
     if let Some(path) = &args.json {
         eprintln!("results written to {}", path.display());
     }
-    outcome(backend.as_ref(), &result, interrupted)
-}
-
-/// Maps a finished benchmark to an exit status.
-fn outcome(backend: &dyn Backend, result: &BenchmarkResult, interrupted: bool) -> anyhow::Result<ExitCode> {
-    if let Some(reason) = &result.skipped {
+    if let Some(reason) = results.benchmarks.first().and_then(|c| c.skipped.as_ref()) {
         anyhow::bail!("{}: backend unavailable on this host: {reason}", backend.name());
     }
-    if interrupted {
-        return Ok(ExitCode::from(EXIT_INTERRUPTED));
-    }
-    if result.runs.is_empty() {
-        match result.failures.first() {
-            Some(f) => anyhow::bail!("every run failed; first: {}", f.error),
-            None => anyhow::bail!("no run completed"),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Shows progress and rewrites the results file after every run, so a crash loses nothing.
-struct ResultsObserver {
-    progress: Progress,
-    results: ResultsFile,
-    /// With `--json`.
-    writer: Option<ResultsWriter>,
-}
-
-impl ResultsObserver {
-    fn write(&mut self, result: &BenchmarkResult) {
-        self.results.benchmarks = vec![result.clone()];
-        if let Some(writer) = &mut self.writer {
-            writer.write(&self.results);
-        }
-    }
-}
-
-impl RunObserver for ResultsObserver {
-    fn event(&mut self, event: &RunEvent) {
-        self.progress.event(event);
-    }
-
-    fn updated(&mut self, result: &BenchmarkResult) {
-        self.write(result);
-    }
+    super::plan_outcome(&results)
 }

@@ -17,10 +17,13 @@ use std::time::{Duration, Instant};
 
 use ::container::{Container, ContainerConfig, ContainerDeps, CpuQuota, Limits, LineEvent, OutputLines};
 use workload::spec::WORKLOAD_PATH_IN_IMAGE;
-use workload::{parse_line, ProtocolLine, WorkloadResult};
+use workload::WorkloadResult;
 
+use super::lines::{self, Next, ReadySource};
+use super::process::{KILL_WAIT, STOP_GRACE};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
+    Stage, Unavailable,
 };
 use crate::metrics::{
     CGROUP_MEMORY_BYTES, START_TO_CONFINED_MS, START_TO_EXEC_MS, START_TO_READY_MS, START_TO_ROOTFS_READY_MS,
@@ -29,8 +32,6 @@ use crate::probe;
 use crate::results::{Isolation, IsolationKind};
 
 const NAME: &str = "container";
-/// How long an idle workload gets to exit after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The built-in runtime. State lives under `<state_root>/containers/` (default `/run/cvbench`).
 #[derive(Debug)]
@@ -66,6 +67,14 @@ impl ContainerBackend {
             .map_err(|reason| setup_err(format!("detecting the host's cgroups: {reason}")))
     }
 
+    /// Marks this process as a live harness for `bench cleanup` (see [`crate::rundir`]).
+    fn hold_run_lock(&self) -> Result<(), BackendError> {
+        crate::rundir::hold_shared(&self.state_root).map_err(BackendError::io(
+            NAME,
+            format!("locking {}", crate::rundir::lock_path(&self.state_root).display()),
+        ))
+    }
+
     fn config(&self, spec: &LaunchSpec) -> ContainerConfig {
         let mut args = vec![WORKLOAD_PATH_IN_IMAGE.to_string()];
         args.extend(spec.workload.to_args());
@@ -92,12 +101,14 @@ fn failed(reason: impl Into<String>) -> BackendError {
     }
 }
 
-/// Stdout and stderr tails on one line, for error messages.
+/// Stdout and stderr tails (each bounded and escaped) on one line, for error messages.
 fn output_tail(lines: &OutputLines, container: &Container) -> String {
-    let text = format!("{} {}", lines.tail(), container.stderr_tail());
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let start = one_line.char_indices().rev().nth(600).map_or(0, |(i, _)| i);
-    one_line[start..].to_string()
+    let (stdout, stderr) = (lines.tail(), container.stderr_tail());
+    match (stdout.is_empty(), stderr.is_empty()) {
+        (false, false) => format!("{stdout} | stderr: {stderr}"),
+        (true, false) => stderr,
+        _ => stdout,
+    }
 }
 
 impl Backend for ContainerBackend {
@@ -136,7 +147,8 @@ impl Backend for ContainerBackend {
             )));
         }
         self.deps()?;
-        let bytes = probe::allocated_bytes(image_dir).map_err(|e| setup_err(e.to_string()))?;
+        self.hold_run_lock()?;
+        let bytes = probe::allocated_bytes(image_dir).map_err(BackendError::probe(NAME, Stage::Prepare))?;
         Ok(SharedImage {
             bytes,
             description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()),
@@ -145,10 +157,13 @@ impl Backend for ContainerBackend {
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let deps = self.deps()?;
+        self.hold_run_lock()?;
         // Any early return drops `container`, which kills and removes everything it created.
-        let mut container =
-            Container::create(self.config(spec), deps).map_err(|e| setup_err(e.to_string()))?;
-        container.start().map_err(|e| setup_err(e.to_string()))?;
+        let mut container = Container::create(self.config(spec), deps)
+            .map_err(BackendError::container(NAME, Stage::Create))?;
+        container
+            .start()
+            .map_err(BackendError::container(NAME, Stage::Start))?;
         let events = container.events();
         let mut phases = Vec::with_capacity(4);
         if let Some(at) = events.rootfs_ready {
@@ -163,50 +178,77 @@ impl Backend for ContainerBackend {
         let stdout = container
             .take_stdout()
             .ok_or_else(|| setup_err("the workload's stdout was not captured"))?;
-        let mut lines = OutputLines::new(stdout);
-        let deadline = spec.request + spec.ready_timeout;
-        loop {
-            let event = lines.next_line(Some(deadline)).map_err(BackendError::io(
-                NAME,
-                format!("reading the stdout of {}", spec.instance_name),
-            ))?;
-            match event {
-                LineEvent::Line { text, at } => match parse_line(&text) {
-                    Ok(Some(ProtocolLine::Ready { .. })) => {
-                        phases.push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
-                        return Ok(Box::new(ContainerInstance {
-                            container: Some(container),
-                            lines,
-                            phases,
-                            exits_by_itself: spec.workload.exits_by_itself(),
-                        }));
-                    }
-                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
-                    Ok(Some(ProtocolLine::Result(_)) | None) => {}
-                    Err(e) => return Err(failed(e.to_string())),
-                },
-                LineEvent::Eof => {
-                    let status = match container.wait_timeout(Duration::from_secs(5)) {
-                        Ok(Some(s)) => s.to_string(),
-                        Ok(None) => "still running".to_string(),
-                        Err(e) => e.to_string(),
-                    };
-                    return Err(BackendError::ExitedBeforeReady {
-                        backend: NAME.into(),
-                        status,
-                        output: output_tail(&lines, &container),
-                    });
-                }
-                LineEvent::TimedOut => {
-                    return Err(BackendError::ReadyTimeout {
-                        backend: NAME.into(),
-                        timeout: spec.ready_timeout,
-                        output: output_tail(&lines, &container),
-                    })
-                }
-            }
+        let mut launching = Launching {
+            container,
+            lines: OutputLines::new(stdout),
+        };
+        let ready = lines::wait_ready(
+            &mut launching,
+            spec.request + spec.ready_timeout,
+            spec.ready_timeout,
+        )?;
+        phases.push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
+        Ok(Box::new(ContainerInstance {
+            container: Some(launching.container),
+            lines: launching.lines,
+            phases,
+            exits_by_itself: spec.workload.exits_by_itself(),
+        }))
+    }
+}
+
+/// A container between start and READY.
+struct Launching {
+    container: Container,
+    lines: OutputLines,
+}
+
+impl ReadySource for Launching {
+    type Message = (Instant, String);
+
+    fn next(&mut self, deadline: Instant) -> Result<Next<Self::Message>, BackendError> {
+        let event = self.lines.next_line(Some(deadline)).map_err(BackendError::io(
+            NAME,
+            format!("reading the stdout of {}", self.container.name()),
+        ))?;
+        Ok(match event {
+            LineEvent::Line { text, at } => Next::Message((at, text)),
+            LineEvent::Eof => Next::Eof,
+            LineEvent::TimedOut => Next::Timeout,
+        })
+    }
+
+    fn on_message(&mut self, (at, line): Self::Message) -> Result<Option<Instant>, BackendError> {
+        Ok(super::line_before_ready(NAME, &line)?.then_some(at))
+    }
+
+    fn exited_before_ready(&mut self) -> BackendError {
+        let status = match self.container.wait_timeout(KILL_WAIT) {
+            Ok(Some(status)) => status.into(),
+            Ok(None) => ChildState::Running,
+            Err(e) => ChildState::Unknown(container_error_kind(&e)),
+        };
+        BackendError::ExitedBeforeReady {
+            backend: NAME.into(),
+            status,
+            output: output_tail(&self.lines, &self.container),
         }
     }
+
+    fn ready_timeout(&self, timeout: Duration) -> BackendError {
+        BackendError::ReadyTimeout {
+            backend: NAME.into(),
+            timeout,
+            output: output_tail(&self.lines, &self.container),
+        }
+    }
+}
+
+/// The I/O error kind behind a container error (`Other` when it has none).
+fn container_error_kind(e: &::container::ContainerError) -> std::io::ErrorKind {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .map_or(std::io::ErrorKind::Other, std::io::Error::kind)
 }
 
 struct ContainerInstance {
@@ -242,9 +284,11 @@ impl Instance for ContainerInstance {
         let c = self.container()?;
         let pids = c
             .processes()
-            .map_err(|e| setup_err(format!("memory probe: {e}")))?;
-        let pss_bytes = probe::pss_bytes(&pids).map_err(|e| setup_err(format!("memory probe: {e}")))?;
-        let usage = c.usage().map_err(|e| setup_err(format!("memory probe: {e}")))?;
+            .map_err(BackendError::container(NAME, Stage::MemoryProbe))?;
+        let pss_bytes = probe::pss_bytes(&pids).map_err(BackendError::probe(NAME, Stage::MemoryProbe))?;
+        let usage = c
+            .usage()
+            .map_err(BackendError::container(NAME, Stage::MemoryProbe))?;
         Ok(MemoryProbe {
             pss_bytes,
             extra: vec![(CGROUP_MEMORY_BYTES.to_string(), usage.memory_bytes)],
@@ -254,7 +298,7 @@ impl Instance for ContainerInstance {
     fn disk(&self) -> Result<DiskProbe, BackendError> {
         let upper = &self.container()?.dirs().upper_dir;
         let instance_bytes =
-            probe::allocated_bytes(upper).map_err(|e| setup_err(format!("disk probe: {e}")))?;
+            probe::allocated_bytes(upper).map_err(BackendError::probe(NAME, Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 
@@ -266,7 +310,7 @@ impl Instance for ContainerInstance {
         if !self.exits_by_itself {
             container
                 .stop(STOP_GRACE.min(timeout))
-                .map_err(|e| failed(format!("stopping: {e}")))?;
+                .map_err(BackendError::container(NAME, Stage::Stop))?;
             return Ok(None);
         }
         let mut result = None;
@@ -274,26 +318,27 @@ impl Instance for ContainerInstance {
             let event = self
                 .lines
                 .next_line(Some(deadline))
-                .map_err(|e| failed(format!("reading the workload's stdout: {e}")))?;
+                .map_err(BackendError::io(NAME, "reading the workload's stdout"))?;
             match event {
-                LineEvent::Line { text, .. } => match parse_line(&text) {
-                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
-                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
-                    Ok(_) => {}
-                    Err(e) => return Err(failed(e.to_string())),
-                },
+                LineEvent::Line { text, .. } => {
+                    if let Some(r) = super::line_after_ready(NAME, &text)? {
+                        result = Some(r);
+                    }
+                }
                 LineEvent::Eof => break,
                 LineEvent::TimedOut => return Err(failed(format!("no exit within {timeout:?} after READY"))),
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let status = container.wait_timeout(left).map_err(|e| failed(e.to_string()))?;
+        let status = container
+            .wait_timeout(left)
+            .map_err(BackendError::container(NAME, Stage::Wait))?;
         match status {
             Some(s) if s.success() => {}
             Some(s) => {
                 return Err(failed(format!(
                     "the workload ended with {s}: {}",
-                    container.stderr_tail().trim()
+                    container.stderr_tail()
                 )))
             }
             None => {
@@ -535,7 +580,7 @@ mod tests {
             let err = s.backend.launch(&launch).err().unwrap();
             match &err {
                 BackendError::ExitedBeforeReady { status, output, .. } => {
-                    assert_eq!(status, "exit status 2");
+                    assert_eq!(*status, ChildState::Exited(2));
                     assert!(output.contains("unknown subcommand"), "{output}");
                 }
                 other => panic!("expected ExitedBeforeReady, got {other}"),
@@ -555,6 +600,39 @@ mod tests {
             let err = inst.finish(Duration::from_secs(10)).unwrap_err().to_string();
             assert!(err.contains("no CVBENCH RESULT line"), "{err}");
             inst.destroy().unwrap();
+            assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
+        }
+
+        #[test]
+        fn a_workload_flooding_nul_bytes_before_ready_gets_an_escaped_bounded_error() {
+            let Some(s) = setup() else { return };
+            let busybox = Path::new("/usr/bin/busybox");
+            if !busybox.is_file() {
+                println!("skipped: no static /usr/bin/busybox (apt-get install busybox-static)");
+                return;
+            }
+            // NUL bytes on stdout and stderr as fast as it can, never READY.
+            let image = tempfile::tempdir().unwrap();
+            let bin = image.path().join("bin");
+            std::fs::create_dir_all(&bin).unwrap();
+            std::fs::copy(busybox, bin.join("busybox")).unwrap();
+            std::os::unix::fs::symlink("busybox", bin.join("sh")).unwrap();
+            let script = bin.join("cvbench-workload");
+            std::fs::write(
+                &script,
+                "#!/bin/sh\n/bin/busybox cat /dev/zero >&2 &\nexec /bin/busybox cat /dev/zero\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            let mut launch = spec(&s, "zeros", workload::WorkloadSpec::Idle, Duration::from_secs(3));
+            launch.image_dir = image.path().to_path_buf();
+            let err = s.backend.launch(&launch).err().expect("never READY");
+            let text = err.to_string();
+            println!("error ({} bytes): {text:.300}", text.len());
+            assert!(matches!(err, BackendError::ReadyTimeout { .. }), "{text:.300}");
+            assert!(!text.contains('\0'), "raw NUL bytes in the error");
+            assert!(text.len() < 16 * 1024, "error of {} bytes", text.len());
+            assert!(text.contains("\\x00×"), "{text:.300}");
             assert!(leftovers(&s).is_empty(), "{:?}", leftovers(&s));
         }
 

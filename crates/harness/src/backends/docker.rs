@@ -469,6 +469,12 @@ impl Backend for DockerBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+        // Marks this harness as live for `bench cleanup` (which waits while it holds the lock).
+        let run_root = engine::run_root_of(&self.run_dir);
+        crate::rundir::hold_shared(run_root).map_err(BackendError::io(
+            NAME,
+            format!("locking {}", crate::rundir::lock_path(run_root).display()),
+        ))?;
         let mut guard = self
             .engine
             .lock()
@@ -672,6 +678,7 @@ mod tests {
         let report = cleanup_leftovers(&CleanupScope {
             roots: &roots,
             keep: &keep,
+            exclusive: true,
         });
         assert_eq!(report.in_use.len(), 1, "{report:?}");
         assert!(daemon.exists());
@@ -700,6 +707,7 @@ mod tests {
         let report = cleanup_leftovers(&CleanupScope {
             roots: &roots,
             keep: &keep,
+            exclusive: true,
         });
         assert!(report.removed.iter().any(|r| r.contains(name)), "{report:?}");
         assert!(report.problems.is_empty(), "{report:?}");

@@ -18,8 +18,8 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,9 @@ use workload::spec::WORKLOAD_PATH_IN_IMAGE;
 use workload::{parse_line, ProtocolLine, WorkloadResult};
 
 use super::lines::{self, Next};
-use crate::backend::{BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage};
+use crate::backend::{
+    BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
+};
 use crate::metrics::{
     CGROUP_MEMORY_BYTES, DAEMON_PSS_BYTES, RUNTIME_PSS_BYTES, START_TO_CREATED_MS, START_TO_READY_MS,
 };
@@ -106,15 +108,19 @@ pub(super) fn output_within(cmd: &mut Command, timeout: Duration) -> std::io::Re
         .spawn()?;
     let stdout = child.stdout.take().map(read_on_thread);
     let stderr = child.stderr.take().map(read_on_thread);
-    let status = match lines::wait_timeout(&mut child, timeout)? {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no exit within {timeout:?}; killed"),
-            ));
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait()? {
+            Some(status) => break status,
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no exit within {timeout:?}; killed"),
+                ));
+            }
         }
     };
     let collect =
@@ -139,6 +145,17 @@ pub(super) fn one_line(text: &str) -> String {
     let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let start = joined.char_indices().rev().nth(400).map_or(0, |(i, _)| i);
     joined[start..].to_string()
+}
+
+/// The run root a backend's state dir is in, whose lock marks a live harness: cvbench's run dir when
+/// the state is under it, else the state dir's parent (a test's temp root).
+pub(super) fn run_root_of(state_dir: &Path) -> &Path {
+    let run_root = Path::new(crate::rundir::RUN_ROOT);
+    if state_dir.starts_with(run_root) {
+        run_root
+    } else {
+        state_dir.parent().unwrap_or(state_dir)
+    }
 }
 
 /// The tag an image directory with content digest `digest` is imported under.
@@ -292,7 +309,7 @@ pub(super) fn launch(
         .name(format!("{}-stderr", spec.instance_name))
         .spawn(move || keep_tail(stderr, &tail))
         .map_err(BackendError::io(cli.backend, "spawning the stderr reader"))?;
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = lines::channel();
     lines::spawn_reader(
         format!("{}-stdout", spec.instance_name),
         stdout,
@@ -328,7 +345,7 @@ pub(super) fn launch(
                 let status = instance.wait_child(Duration::from_secs(5));
                 return Err(BackendError::ExitedBeforeReady {
                     backend: cli.backend.into(),
-                    status: status_text(status.as_ref()),
+                    status,
                     output: instance.stderr_text(),
                 });
             }
@@ -357,10 +374,6 @@ fn keep_tail(mut pipe: impl Read, tail: &Mutex<Vec<u8>>) {
             }
         }
     }
-}
-
-fn status_text(status: Option<&ExitStatus>) -> String {
-    status.map_or_else(|| "still running".to_string(), ToString::to_string)
 }
 
 /// The memory cgroup of the container with id `id`: the directory under the v1 memory controller
@@ -533,8 +546,12 @@ struct EngineInstance {
 }
 
 impl EngineInstance {
-    fn wait_child(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        lines::wait_timeout(self.child.as_mut()?, timeout).ok().flatten()
+    /// Where the `start --attach` client stands after waiting at most `timeout` for it to exit.
+    fn wait_child(&mut self, timeout: Duration) -> ChildState {
+        match self.child.as_mut() {
+            Some(child) => lines::wait_timeout(child, timeout),
+            None => ChildState::NotStarted,
+        }
     }
 
     fn stderr_text(&self) -> String {
@@ -621,7 +638,7 @@ impl EngineInstance {
                 Err(e) => problems.push(format!("{} rm --force {}: {e}", self.cli.backend, self.name)),
             }
         }
-        if self.wait_child(Duration::from_secs(5)).is_none() {
+        if self.wait_child(Duration::from_secs(5)).is_running() {
             if let Some(child) = self.child.as_mut() {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -686,11 +703,11 @@ impl Instance for EngineInstance {
         };
         if !self.exits_by_itself {
             self.signal("TERM");
-            if self.wait_child(STOP_GRACE.min(timeout)).is_none() {
+            if self.wait_child(STOP_GRACE.min(timeout)).is_running() {
                 self.signal("KILL");
                 if self
                     .wait_child(deadline.saturating_duration_since(Instant::now()))
-                    .is_none()
+                    .is_running()
                 {
                     return Err(failed(format!("did not stop within {timeout:?} after SIGKILL")));
                 }
@@ -711,10 +728,9 @@ impl Instance for EngineInstance {
             }
         }
         let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
-        if !status.is_some_and(|s| s.success()) {
+        if !status.success() {
             return Err(failed(format!(
-                "{backend} start ended with {}: {}",
-                status_text(status.as_ref()),
+                "{backend} start ended with {status}: {}",
                 self.stderr_text()
             )));
         }

@@ -24,9 +24,11 @@ use microvm::kernel::{locate_guest_kernel, DEFAULT_KERNEL_CACHE, GUEST_KERNEL_EN
 use microvm::{EventKind, VmEvent};
 use workload::{WorkloadResult, WorkloadSpec};
 
+use super::lines::{self, ReadySource};
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
+    Unavailable,
 };
 use crate::metrics::{
     GUEST_RAM_RESIDENT_BYTES, START_TO_FIRST_VCPU_ENTRY_MS, START_TO_GUEST_INIT_MS, START_TO_READY_MS,
@@ -186,7 +188,7 @@ impl MicrovmBackend {
         if fs::read(&disk).ok().as_deref() != Some(content.as_slice()) {
             write_sparse(&disk, &content).map_err(Self::io_err(format!("writing {}", disk.display())))?;
         }
-        let bytes = probe::allocated_bytes(&disk).map_err(|e| Self::setup_err(e.to_string()))?;
+        let bytes = probe::allocated_bytes(&disk).map_err(BackendError::probe(NAME, Stage::Prepare))?;
         let shared = SharedImage {
             bytes,
             description: format!("probe test disk {} (copied per VM)", disk.display()),
@@ -334,11 +336,12 @@ impl LinuxDisks {
             apparent_bytes: usage.apparent_bytes,
             files: usage.files,
         };
-        let init = rootfs::locate_binary(rootfs::GUEST_INIT_BIN).map_err(|e| setup_err(e.to_string()))?;
+        let init = rootfs::locate_binary(rootfs::GUEST_INIT_BIN)
+            .map_err(BackendError::rootfs(backend, Stage::Prepare))?;
         let disk = rootfs::ext4_disk_image(&image, &[(init, "/cvbench/init".to_string())], cache_root)
-            .map_err(|e| setup_err(format!("building the guest disk image: {e}")))?;
+            .map_err(BackendError::rootfs(backend, Stage::Prepare))?;
         let scratch_template = rootfs::scratch_disk_template(SCRATCH_DISK_MIB, cache_root)
-            .map_err(|e| setup_err(format!("building the scratch disk template: {e}")))?;
+            .map_err(BackendError::rootfs(backend, Stage::Prepare))?;
         let shared = SharedImage {
             bytes: disk.allocated_bytes,
             description: format!("ext4 disk image {} (read-only vda)", disk.path.display()),
@@ -457,7 +460,8 @@ impl Backend for MicrovmBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        let vmm = rootfs::locate_binary(VMM_BIN).map_err(|e| Self::setup_err(e.to_string()))?;
+        vm_process::hold_run_lock(VMM, &self.run_dir)?;
+        let vmm = rootfs::locate_binary(VMM_BIN).map_err(BackendError::rootfs(NAME, Stage::Prepare))?;
         let (guest, shared) = match self.guest {
             GuestKind::Probe => self.prepare_probe()?,
             GuestKind::Linux => self.prepare_linux(image_dir)?,
@@ -491,7 +495,7 @@ impl Backend for MicrovmBackend {
         let files = &prepared.guest;
         let template = files.scratch_template.as_ref().unwrap_or(&files.shared_disk);
         rootfs::new_scratch_disk(template, &instance.disk)
-            .map_err(|e| Self::setup_err(format!("creating the instance disk: {e}")))?;
+            .map_err(BackendError::rootfs(NAME, Stage::Create))?;
         let mut cmd = self.vmm_command(&prepared, spec, &instance.disk);
         let clock = ClockPair::now();
         instance.vm.start(
@@ -504,53 +508,89 @@ impl Backend for MicrovmBackend {
             },
         )?;
 
-        let deadline = spec.request + spec.ready_timeout;
-        let mut ready_at = None;
-        loop {
-            let wait_until = match ready_at {
-                Some(at) => at + EVENT_SETTLE,
-                None => deadline,
-            };
-            match instance.vm.next(wait_until) {
-                Next::Message(Message::Event(event)) => {
-                    let at = clock.instant_of(event.monotonic_ns);
-                    let phase = match &event.kind {
-                        EventKind::VmCreatedKernelLoaded {
-                            guest_ram_host_addr, ..
-                        } => {
-                            instance.guest_ram_host_addr = Some(*guest_ram_host_addr);
-                            Some(START_TO_VM_CREATED_MS)
-                        }
-                        EventKind::FirstVcpuEntry => Some(START_TO_FIRST_VCPU_ENTRY_MS),
-                        EventKind::BootTimer { .. } => Some(START_TO_GUEST_INIT_MS),
-                        _ => None,
-                    };
-                    if let Some(name) = phase {
-                        if !instance.phases.iter().any(|p| p.name == name) {
-                            instance.phases.push(PhaseMark::new(name, spec.request, at));
-                        }
-                    }
+        let mut launching = Launching {
+            instance,
+            clock,
+            request: spec.request,
+        };
+        let ready = lines::wait_ready(
+            &mut launching,
+            spec.request + spec.ready_timeout,
+            spec.ready_timeout,
+        )?;
+        let mut instance = launching;
+        instance
+            .instance
+            .phases
+            .push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
+        // Event lines still in flight on the other pipe: VM created, first vCPU entry, guest init.
+        let settle = ready + EVENT_SETTLE;
+        while instance.instance.phases.len() < 4 {
+            match instance.instance.vm.next(settle) {
+                Next::Message(message) => {
+                    instance.on_message(message)?;
                 }
-                Next::Message(Message::Stderr(line)) => instance.vm.remember(line),
-                Next::Message(Message::Console(at, line)) => {
-                    if instance.vm.console_line_before_ready(line)? && ready_at.is_none() {
-                        ready_at = Some(at);
-                        instance
-                            .phases
-                            .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
-                    }
-                }
-                Next::Timeout | Next::Eof if ready_at.is_some() => break,
-                Next::Eof => return Err(instance.vm.exited_before_ready()),
-                Next::Timeout => return Err(instance.vm.ready_timeout(spec.ready_timeout)),
-            }
-            // READY and the three VMM events: VM created, first vCPU entry, guest init.
-            if ready_at.is_some() && instance.phases.len() == 4 {
-                break;
+                Next::Timeout | Next::Eof => break,
             }
         }
+        let mut instance = instance.instance;
         instance.phases.sort_by_key(|p| p.since_request);
         Ok(Box::new(instance))
+    }
+}
+
+/// A microVM between start and READY, with what places its events on the harness's clock.
+struct Launching {
+    instance: MicrovmInstance,
+    clock: ClockPair,
+    request: Instant,
+}
+
+impl ReadySource for Launching {
+    type Message = Message;
+
+    fn next(&mut self, deadline: Instant) -> Result<Next<Message>, BackendError> {
+        Ok(self.instance.vm.next(deadline))
+    }
+
+    /// Records the VMM's phase events; `Some` for the READY line.
+    fn on_message(&mut self, message: Message) -> Result<Option<Instant>, BackendError> {
+        let instance = &mut self.instance;
+        match message {
+            Message::Event(event) => {
+                let at = self.clock.instant_of(event.monotonic_ns);
+                let phase = match &event.kind {
+                    EventKind::VmCreatedKernelLoaded {
+                        guest_ram_host_addr, ..
+                    } => {
+                        instance.guest_ram_host_addr = Some(*guest_ram_host_addr);
+                        Some(START_TO_VM_CREATED_MS)
+                    }
+                    EventKind::FirstVcpuEntry => Some(START_TO_FIRST_VCPU_ENTRY_MS),
+                    EventKind::BootTimer { .. } => Some(START_TO_GUEST_INIT_MS),
+                    _ => None,
+                };
+                if let Some(name) = phase {
+                    if !instance.phases.iter().any(|p| p.name == name) {
+                        instance.phases.push(PhaseMark::new(name, self.request, at));
+                    }
+                }
+                Ok(None)
+            }
+            Message::Stderr(line) => {
+                instance.vm.remember(&line);
+                Ok(None)
+            }
+            Message::Console(at, line) => Ok(instance.vm.console_line_before_ready(line)?.then_some(at)),
+        }
+    }
+
+    fn exited_before_ready(&mut self) -> BackendError {
+        self.instance.vm.exited_before_ready()
+    }
+
+    fn ready_timeout(&self, timeout: Duration) -> BackendError {
+        self.instance.vm.ready_timeout(timeout)
     }
 }
 
@@ -654,8 +694,8 @@ impl Instance for MicrovmInstance {
     }
 
     fn disk(&self) -> Result<DiskProbe, BackendError> {
-        let instance_bytes = probe::allocated_bytes(&self.disk)
-            .map_err(|e| MicrovmBackend::setup_err(format!("disk probe: {e}")))?;
+        let instance_bytes =
+            probe::allocated_bytes(&self.disk).map_err(BackendError::probe(NAME, Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 
@@ -667,7 +707,7 @@ impl Instance for MicrovmInstance {
                 Message::Event(VmEvent {
                     kind: EventKind::Stopped { reason },
                     ..
-                }) if reason != microvm::ExitReason::GuestReset.to_string() => {
+                }) if reason != microvm::ExitReason::GuestReset => {
                     Seen::Failed(format!("the VM stopped: {reason}"))
                 }
                 Message::Event(_) => Seen::Nothing,
@@ -681,8 +721,8 @@ impl Instance for MicrovmInstance {
 
 /// Kills the VMM of every instance directory under `run_dir` (normally [`RUN_DIR`]) for which
 /// `keep(name)` is false, and removes the directory. Returns one line per removed instance and one
-/// per problem. For `bench cleanup`.
-pub fn cleanup_leftover_vms(run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> (Vec<String>, Vec<String>) {
+/// per problem; instances whose harness runs are listed as in use. For `bench cleanup`.
+pub fn cleanup_leftover_vms(run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> crate::cleanup::CleanupReport {
     vm_process::cleanup_leftovers(VMM, run_dir, keep)
 }
 
@@ -770,9 +810,17 @@ Pss:                   8 kB
             )
             .unwrap();
         }
-        let (removed, problems) = cleanup_leftover_vms(run.path(), &|n| n.ends_with("-2-0"));
-        assert_eq!(removed, vec!["microVM cvbench-microvm-idle-1-0".to_string()]);
-        assert!(problems.is_empty());
+        let report = cleanup_leftover_vms(run.path(), &|n| n.ends_with("-2-0"));
+        assert_eq!(
+            report.removed,
+            vec!["microVM cvbench-microvm-idle-1-0".to_string()]
+        );
+        // A VM whose harness runs is listed as kept, not passed over in silence.
+        assert_eq!(
+            report.in_use,
+            vec!["microVM cvbench-microvm-idle-2-0".to_string()]
+        );
+        assert!(report.problems.is_empty(), "{report:?}");
         assert!(run.path().join("cvbench-microvm-idle-2-0").exists());
     }
 

@@ -202,7 +202,7 @@ impl Backend for MockBackend {
         if c.exit_before_ready {
             return Err(BackendError::ExitedBeforeReady {
                 backend: "mock".into(),
-                status: "exit status 1".into(),
+                status: crate::backend::ChildState::Exited(1),
                 output: "mock workload exited".into(),
             });
         }

@@ -12,13 +12,53 @@ pub mod mock;
 pub mod oci;
 pub mod oci_confine;
 pub mod podman;
+mod process;
 pub mod qemu;
 pub mod runc;
 mod teardown;
 mod vm_process;
 
-use crate::backend::Backend;
+use workload::{parse_line, ProtocolLine, WorkloadResult};
+
+use crate::backend::{Backend, BackendError};
 use crate::cleanup::{CleanupReport, CleanupScope};
+
+/// What a workload's output line means before READY, the same in every backend: `true` for the
+/// READY line; the workload's failure for an ERROR line; a protocol error for a malformed
+/// `CVBENCH` line; `false` for anything else (ordinary output, a RESULT that came early).
+fn line_before_ready(backend: &str, line: &str) -> Result<bool, BackendError> {
+    match parse_line(line) {
+        Ok(Some(ProtocolLine::Ready { .. })) => Ok(true),
+        Ok(Some(ProtocolLine::Error(text))) => Err(workload_failed(backend, text)),
+        Ok(Some(ProtocolLine::Result(_)) | None) => Ok(false),
+        Err(source) => Err(BackendError::Protocol {
+            backend: backend.into(),
+            source,
+        }),
+    }
+}
+
+/// What a workload's output line means after READY, the same in every backend: its result, if it
+/// is the RESULT line; the workload's failure for an ERROR line; a protocol error for a malformed
+/// `CVBENCH` line.
+fn line_after_ready(backend: &str, line: &str) -> Result<Option<WorkloadResult>, BackendError> {
+    match parse_line(line) {
+        Ok(Some(ProtocolLine::Result(result))) => Ok(Some(result)),
+        Ok(Some(ProtocolLine::Error(text))) => Err(workload_failed(backend, text)),
+        Ok(Some(ProtocolLine::Ready { .. }) | None) => Ok(None),
+        Err(source) => Err(BackendError::Protocol {
+            backend: backend.into(),
+            source,
+        }),
+    }
+}
+
+fn workload_failed(backend: &str, reason: String) -> BackendError {
+    BackendError::WorkloadFailed {
+        backend: backend.into(),
+        reason,
+    }
+}
 
 /// Removes what a killed harness left of this backend's instances (for `bench cleanup`).
 pub type CleanupFn = fn(&CleanupScope) -> CleanupReport;
@@ -76,7 +116,7 @@ const REGISTRY: &[Entry] = &[
         make: || Box::new(microvm::MicrovmBackend::from_env()),
         cleanup: Some(|scope| {
             let dir = scope.roots.relocate(microvm::RUN_DIR);
-            CleanupReport::from_lines(microvm::cleanup_leftover_vms(&dir, scope.keep))
+            microvm::cleanup_leftover_vms(&dir, scope.keep)
         }),
     },
     Entry {
@@ -91,7 +131,7 @@ const REGISTRY: &[Entry] = &[
         make: || Box::new(qemu::QemuBackend::new()),
         cleanup: Some(|scope| {
             let dir = scope.roots.relocate(qemu::RUN_DIR);
-            CleanupReport::from_lines(qemu::cleanup_leftover_qemus(&dir, scope.keep))
+            qemu::cleanup_leftover_qemus(&dir, scope.keep)
         }),
     },
     Entry {
@@ -146,6 +186,19 @@ pub fn backend_names() -> Vec<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_malformed_line_is_the_same_protocol_error_before_and_after_ready() {
+        let line = "CVBENCH RESULT {not json";
+        let before = line_before_ready("runc", line).unwrap_err();
+        let after = line_after_ready("runc", line).unwrap_err();
+        assert!(matches!(before, BackendError::Protocol { .. }), "{before}");
+        assert_eq!(before.to_string(), after.to_string());
+        assert!(line_before_ready("qemu", "CVBENCH READY idle").unwrap());
+        assert!(!line_before_ready("qemu", "[ 0.1] booting").unwrap());
+        let failed = line_after_ready("qemu", "CVBENCH ERROR disk full").unwrap_err();
+        assert!(matches!(failed, BackendError::WorkloadFailed { .. }), "{failed}");
+    }
 
     #[test]
     fn every_entry_builds_the_backend_it_names() {

@@ -184,6 +184,7 @@ mod tests {
         let report = cleanup_leftovers(&CleanupScope {
             roots: &roots,
             keep: &keep,
+            exclusive: true,
         });
         let calls = fs::read_to_string(&log).unwrap();
         assert!(calls.contains(&format!("delete --force {id}")), "{calls}");

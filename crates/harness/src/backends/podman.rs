@@ -242,6 +242,12 @@ impl Backend for PodmanBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+        // Marks this harness as live for `bench cleanup` (which waits while it holds the lock).
+        let run_root = engine::run_root_of(&self.run_dir);
+        crate::rundir::hold_shared(run_root).map_err(BackendError::io(
+            NAME,
+            format!("locking {}", crate::rundir::lock_path(run_root).display()),
+        ))?;
         let mut guard = self
             .store
             .lock()
@@ -392,6 +398,7 @@ mod tests {
         let report = cleanup_leftovers(&CleanupScope {
             roots: &roots,
             keep: &keep,
+            exclusive: true,
         });
         assert!(report.removed.iter().any(|r| r.contains(dead)), "{report:?}");
         assert!(report.in_use.iter().any(|r| r.contains(&live)), "{report:?}");

@@ -27,10 +27,12 @@ use std::time::{Duration, Instant};
 
 use workload::{WorkloadResult, WorkloadSpec};
 
+use super::lines::{self, ReadySource};
 use super::microvm::{guest_size, linux_cmdline_extra, linux_kernel, LinuxDisks};
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
+    Unavailable,
 };
 use crate::host::{self, HostRoots, KvmFlavour};
 use crate::metrics::START_TO_READY_MS;
@@ -337,6 +339,7 @@ impl Backend for QemuBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
+        vm_process::hold_run_lock(QEMU, &self.run_dir)?;
         let kernel = linux_kernel(self.kernel.as_deref()).map_err(Self::setup_err)?;
         // The same disks as the microvm backend: both boot the very same disk image file.
         let (disks, shared) = LinuxDisks::prepare(NAME, image_dir, &self.cache_root)?;
@@ -359,7 +362,7 @@ impl Backend for QemuBackend {
             exits_by_itself: spec.workload.exits_by_itself(),
         };
         rootfs::new_scratch_disk(&prepared.scratch_template, &instance.scratch)
-            .map_err(|e| Self::setup_err(format!("creating the scratch disk: {e}")))?;
+            .map_err(BackendError::rootfs(NAME, Stage::Create))?;
         let (memory_mib, vcpus) = guest_size(spec, self.memory_mib, self.vcpus);
         let vm = QemuVm {
             accel: self.accel,
@@ -377,22 +380,41 @@ impl Backend for QemuBackend {
             .vm
             .start(&mut cmd, Line::Console, "stderr", |_, line| Line::Stderr(line))?;
 
-        let deadline = spec.request + spec.ready_timeout;
-        loop {
-            match instance.vm.next(deadline) {
-                Next::Message(Line::Console(at, line)) => {
-                    if instance.vm.console_line_before_ready(line)? {
-                        instance
-                            .phases
-                            .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
-                        return Ok(Box::new(instance));
-                    }
-                }
-                Next::Message(Line::Stderr(line)) => instance.vm.remember(line),
-                Next::Eof => return Err(instance.vm.exited_before_ready()),
-                Next::Timeout => return Err(instance.vm.ready_timeout(spec.ready_timeout)),
+        let ready = lines::wait_ready(
+            &mut instance,
+            spec.request + spec.ready_timeout,
+            spec.ready_timeout,
+        )?;
+        instance
+            .phases
+            .push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
+        Ok(Box::new(instance))
+    }
+}
+
+impl ReadySource for QemuInstance {
+    type Message = Line;
+
+    fn next(&mut self, deadline: Instant) -> Result<Next<Line>, BackendError> {
+        Ok(self.vm.next(deadline))
+    }
+
+    fn on_message(&mut self, message: Line) -> Result<Option<Instant>, BackendError> {
+        match message {
+            Line::Console(at, line) => Ok(self.vm.console_line_before_ready(line)?.then_some(at)),
+            Line::Stderr(line) => {
+                self.vm.remember(&line);
+                Ok(None)
             }
         }
+    }
+
+    fn exited_before_ready(&mut self) -> BackendError {
+        self.vm.exited_before_ready()
+    }
+
+    fn ready_timeout(&self, timeout: Duration) -> BackendError {
+        self.vm.ready_timeout(timeout)
     }
 }
 
@@ -427,8 +449,8 @@ impl Instance for QemuInstance {
     }
 
     fn disk(&self) -> Result<DiskProbe, BackendError> {
-        let instance_bytes = probe::allocated_bytes(&self.scratch)
-            .map_err(|e| QemuBackend::setup_err(format!("disk probe: {e}")))?;
+        let instance_bytes =
+            probe::allocated_bytes(&self.scratch).map_err(BackendError::probe(NAME, Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 
@@ -447,8 +469,8 @@ impl Instance for QemuInstance {
 
 /// Kills the QEMU of every instance directory under `run_dir` (normally [`RUN_DIR`]) for which
 /// `keep(name)` is false, and removes the directory. Returns one line per removed instance and one
-/// per problem. For `bench cleanup`.
-pub fn cleanup_leftover_qemus(run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> (Vec<String>, Vec<String>) {
+/// per problem; instances whose harness runs are listed as in use. For `bench cleanup`.
+pub fn cleanup_leftover_qemus(run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> crate::cleanup::CleanupReport {
     vm_process::cleanup_leftovers(QEMU, run_dir, keep)
 }
 
@@ -603,9 +625,10 @@ mod tests {
         fs::create_dir_all(&kept).unwrap();
         // Our own pid: not QEMU, so it must survive the cleanup.
         fs::write(stale.join("qemu.pid"), format!("{}\n", std::process::id())).unwrap();
-        let (removed, problems) = cleanup_leftover_qemus(dir.path(), &|name| name.ends_with("-2-0"));
-        assert_eq!(removed, vec!["qemu VM cvbench-qemu-idle-1-0".to_string()]);
-        assert!(problems.is_empty(), "{problems:?}");
+        let report = cleanup_leftover_qemus(dir.path(), &|name| name.ends_with("-2-0"));
+        assert_eq!(report.removed, vec!["qemu VM cvbench-qemu-idle-1-0".to_string()]);
+        assert_eq!(report.in_use, vec!["qemu VM cvbench-qemu-idle-2-0".to_string()]);
+        assert!(report.problems.is_empty(), "{report:?}");
         assert!(!stale.exists() && kept.exists());
     }
 

@@ -12,9 +12,12 @@
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use container::output::{drain_into_tail, escape_output, Tail, TAIL_BYTES};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{
@@ -22,23 +25,23 @@ use oci_spec::runtime::{
     LinuxResourcesBuilder, Mount, MountBuilder, Spec,
 };
 use workload::spec::WORKLOAD_PATH_IN_IMAGE;
-use workload::{parse_line, ProtocolLine, WorkloadResult, WorkloadSpec};
+use workload::{WorkloadResult, WorkloadSpec};
 
-use super::lines::{self, Next};
+use super::lines::{self, Next, ReadySource};
+use super::process::{die_with_harness, STOP_GRACE};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Unavailable,
+    Backend, BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
+    Stage, Unavailable,
 };
 use crate::cleanup::{remove_instance_dirs, CleanupReport, CleanupScope};
 use crate::metrics::{CGROUP_MEMORY_BYTES, RUNTIME_PSS_BYTES, START_TO_READY_MS};
 use crate::probe;
 use crate::results::{Isolation, IsolationKind};
 
-/// Where bundles (config.json, overlay rootfs, upper/work dirs, stderr log) live, one dir per instance.
+/// Where bundles (config.json, overlay rootfs, upper/work dirs) live, one dir per instance.
 pub const BUNDLES_DIR: &str = "/run/cvbench/runc";
 /// runc's own state directory (`runc --root`), kept apart from any system runc.
 pub const STATE_DIR: &str = "/run/cvbench/runc-state";
-/// How long an idle workload gets to exit after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Upper bound on the CFS period-based quota computation.
 const CPU_PERIOD_US: u64 = 100_000;
 
@@ -137,16 +140,23 @@ impl RuncBackend {
         Ok(version_from_output(&String::from_utf8_lossy(&out.stdout)))
     }
 
-    fn runtime_name(&self) -> &'static str {
-        self.runtime.name
-    }
-
     fn setup_err(&self, reason: impl Into<String>) -> BackendError {
         BackendError::setup(self.runtime.name, reason)
     }
 
     fn io_err(&self, context: String) -> impl FnOnce(std::io::Error) -> BackendError {
         BackendError::io(self.runtime.name, context)
+    }
+
+    /// The run root both directories are in (its lock marks this harness as live): cvbench's run
+    /// dir for state under it (`/run/cvbench/oci/<runtime>/bundles` too), else the bundles' parent.
+    fn run_root(&self) -> &Path {
+        let run_root = Path::new(crate::rundir::RUN_ROOT);
+        if self.bundles_dir.starts_with(run_root) {
+            run_root
+        } else {
+            self.bundles_dir.parent().unwrap_or(&self.bundles_dir)
+        }
     }
 }
 
@@ -333,10 +343,15 @@ impl Backend for RuncBackend {
                 image_dir.display()
             )));
         }
+        crate::rundir::hold_shared(self.run_root()).map_err(self.io_err(format!(
+            "locking {}",
+            crate::rundir::lock_path(self.run_root()).display()
+        )))?;
         for dir in [&self.state_dir, &self.bundles_dir] {
-            fs::create_dir_all(dir).map_err(self.io_err(format!("creating {}", dir.display())))?;
+            crate::rundir::create_dir(dir).map_err(self.io_err(format!("creating {}", dir.display())))?;
         }
-        let bytes = probe::allocated_bytes(image_dir).map_err(|e| self.setup_err(e.to_string()))?;
+        let bytes = probe::allocated_bytes(image_dir)
+            .map_err(BackendError::probe(self.runtime.name, Stage::Prepare))?;
         Ok(SharedImage {
             bytes,
             description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()),
@@ -344,6 +359,10 @@ impl Backend for RuncBackend {
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+        crate::rundir::hold_shared(self.run_root()).map_err(self.io_err(format!(
+            "locking {}",
+            crate::rundir::lock_path(self.run_root()).display()
+        )))?;
         let bundle = self.bundles_dir.join(&spec.instance_name);
         // From here on, dropping `instance` tears down whatever exists so far.
         let mut instance = RuncInstance {
@@ -353,6 +372,8 @@ impl Backend for RuncBackend {
             rootfs_mounted: false,
             child: None,
             lines: None,
+            stdout_tail: Tail::new(TAIL_BYTES),
+            stderr: Arc::new(Mutex::new(Tail::new(TAIL_BYTES))),
             phases: Vec::new(),
             exits_by_itself: spec.workload.exits_by_itself(),
             torn_down: false,
@@ -383,37 +404,49 @@ impl Backend for RuncBackend {
         .map_err(|e| self.setup_err(format!("mounting overlay at {}: {e}", rootfs.display())))?;
         instance.rootfs_mounted = true;
 
-        let mut config =
-            oci_config(spec).map_err(|e| self.setup_err(format!("building config.json: {e}")))?;
+        let oci_err = |source| BackendError::OciConfig {
+            backend: self.runtime.name.into(),
+            source,
+        };
+        let mut config = oci_config(spec).map_err(oci_err)?;
         drop_capabilities(&mut config, self.runtime.unknown_capabilities);
         let config_path = bundle.join("config.json");
         config
             .save(&config_path)
             .map_err(|e| self.setup_err(format!("writing {}: {e}", config_path.display())))?;
 
-        let stderr_path = bundle.join("stderr.log");
-        let stderr = fs::File::create(&stderr_path)
-            .map_err(self.io_err(format!("creating {}", stderr_path.display())))?;
-        let mut child = self
-            .runc()
-            .arg("run")
+        // runc's and the workload's stderr: a pipe drained into a bounded tail (a file under /run
+        // would grow in memory as fast as the workload writes).
+        let (stderr_r, stderr_w) = std::io::pipe().map_err(self.io_err("creating the stderr pipe".into()))?;
+        let mut cmd = self.runc();
+        cmd.arg("run")
             .arg("--bundle")
             .arg(&bundle)
             .arg(&spec.instance_name)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(stderr)
+            .stderr(stderr_w)
             // Its own process group: a Ctrl-C on the terminal reaches only the harness, which then
             // finishes the current run cleanly instead of runc forwarding the signal to the workload.
-            .process_group(0)
-            .spawn()
+            .process_group(0);
+        die_with_harness(&mut cmd, None)
+            .map_err(self.io_err(format!("preparing `{} run`", self.runtime.name)))?;
+        let spawned = cmd.spawn();
+        // The parent's copy of the write end must close, or the reader never sees EOF.
+        drop(cmd);
+        let mut child = spawned
             .map_err(|e| self.setup_err(format!("starting `{} run`: {e}", self.runtime.binary.display())))?;
+        drain_into_tail(
+            fs::File::from(std::os::fd::OwnedFd::from(stderr_r)),
+            Arc::clone(&instance.stderr),
+        )
+        .map_err(self.io_err("spawning the stderr reader".into()))?;
         let stdout = child.stdout.take();
         instance.child = Some(child);
         let Some(stdout) = stdout else {
             return Err(self.setup_err("the runtime's stdout was not captured"));
         };
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = lines::channel();
         lines::spawn_reader(
             format!("{}-stdout", spec.instance_name),
             stdout,
@@ -423,41 +456,43 @@ impl Backend for RuncBackend {
         .map_err(self.io_err("spawning the stdout reader".into()))?;
         instance.lines = Some(rx);
 
-        let deadline = spec.request + spec.ready_timeout;
-        loop {
-            match instance.next_line(deadline) {
-                Next::Message((at, line)) => match parse_line(&line) {
-                    Ok(Some(ProtocolLine::Ready { .. })) => {
-                        instance
-                            .phases
-                            .push(PhaseMark::new(START_TO_READY_MS, spec.request, at));
-                        return Ok(Box::new(instance));
-                    }
-                    Ok(Some(ProtocolLine::Error(text))) => {
-                        return Err(BackendError::WorkloadFailed {
-                            backend: self.runtime_name().into(),
-                            reason: text,
-                        })
-                    }
-                    Ok(Some(ProtocolLine::Result(_)) | None) => {}
-                    Err(e) => return Err(self.setup_err(e.to_string())),
-                },
-                Next::Eof => {
-                    let status = instance.wait_child(Duration::from_secs(5));
-                    return Err(BackendError::ExitedBeforeReady {
-                        backend: self.runtime_name().into(),
-                        status: status_text(status.as_ref()),
-                        output: instance.stderr_tail(),
-                    });
-                }
-                Next::Timeout => {
-                    return Err(BackendError::ReadyTimeout {
-                        backend: self.runtime_name().into(),
-                        timeout: spec.ready_timeout,
-                        output: instance.stderr_tail(),
-                    })
-                }
-            }
+        let ready = lines::wait_ready(
+            &mut instance,
+            spec.request + spec.ready_timeout,
+            spec.ready_timeout,
+        )?;
+        instance
+            .phases
+            .push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
+        Ok(Box::new(instance))
+    }
+}
+
+impl ReadySource for RuncInstance {
+    type Message = (Instant, String);
+
+    fn next(&mut self, deadline: Instant) -> Result<Next<Self::Message>, BackendError> {
+        Ok(self.next_line(deadline))
+    }
+
+    fn on_message(&mut self, (at, line): Self::Message) -> Result<Option<Instant>, BackendError> {
+        self.stdout_tail.push_line(&line);
+        Ok(super::line_before_ready(self.runtime_name(), &line)?.then_some(at))
+    }
+
+    fn exited_before_ready(&mut self) -> BackendError {
+        BackendError::ExitedBeforeReady {
+            backend: self.runtime_name().into(),
+            status: self.wait_child(super::process::KILL_WAIT),
+            output: self.output_tail(),
+        }
+    }
+
+    fn ready_timeout(&self, timeout: Duration) -> BackendError {
+        BackendError::ReadyTimeout {
+            backend: self.runtime_name().into(),
+            timeout,
+            output: self.output_tail(),
         }
     }
 }
@@ -541,10 +576,6 @@ fn tmp_mount() -> Result<Mount, oci_spec::OciSpecError> {
         .build()
 }
 
-fn status_text(status: Option<&ExitStatus>) -> String {
-    status.map_or_else(|| "still running".to_string(), ToString::to_string)
-}
-
 struct RuncInstance {
     backend: RuncBackend,
     name: String,
@@ -552,6 +583,10 @@ struct RuncInstance {
     rootfs_mounted: bool,
     child: Option<Child>,
     lines: Option<Receiver<(Instant, String)>>,
+    /// The last few KiB of stdout lines read before READY, for error messages.
+    stdout_tail: Tail,
+    /// The last few KiB of runc's and the workload's stderr.
+    stderr: Arc<Mutex<Tail>>,
     phases: Vec<PhaseMark>,
     /// Self-ending workloads are read until EOF; the others are stopped with a signal.
     exits_by_itself: bool,
@@ -563,14 +598,21 @@ impl RuncInstance {
         self.backend.runtime.name
     }
 
+    /// The runtime's own foreground process (`runc run`), counted as runtime overhead.
+    fn runtime_pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
     fn next_line(&self, deadline: Instant) -> Next<(Instant, String)> {
         lines::next(self.lines.as_ref(), deadline)
     }
 
-    /// Waits up to `timeout` for `runc run` to exit; `None` while it is still running (or cannot be
-    /// waited for).
-    fn wait_child(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        lines::wait_timeout(self.child.as_mut()?, timeout).ok().flatten()
+    /// Where `runc run` stands after waiting at most `timeout` for it to exit.
+    fn wait_child(&mut self, timeout: Duration) -> ChildState {
+        match self.child.as_mut() {
+            Some(child) => lines::wait_timeout(child, timeout),
+            None => ChildState::NotStarted,
+        }
     }
 
     fn child_exited(&mut self) -> bool {
@@ -579,12 +621,19 @@ impl RuncInstance {
             .is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
-    /// The last few hundred bytes of runc's and the workload's stderr, on one line.
+    /// The last few KiB of runc's and the workload's stderr, escaped on one line.
     fn stderr_tail(&self) -> String {
-        let text = fs::read_to_string(self.bundle.join("stderr.log")).unwrap_or_default();
-        let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let start = one_line.char_indices().rev().nth(400).map_or(0, |(i, _)| i);
-        one_line[start..].to_string()
+        self.stderr.lock().map(|t| t.text()).unwrap_or_default()
+    }
+
+    /// The stdout and stderr tails, escaped on one line.
+    fn output_tail(&self) -> String {
+        let (stdout, stderr) = (self.stdout_tail.text(), self.stderr_tail());
+        match (stdout.is_empty(), stderr.is_empty()) {
+            (false, false) => format!("{stdout} | stderr: {stderr}"),
+            (true, false) => stderr,
+            _ => stdout,
+        }
     }
 
     fn runc_signal(&self, signal: &str) {
@@ -595,11 +644,6 @@ impl RuncInstance {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-    }
-
-    /// The runtime's own foreground process (`runc run`), counted as runtime overhead.
-    fn runtime_pid(&self) -> Option<i32> {
-        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
     }
 
     /// Pids of the container's processes (host pid namespace): read from the container's cgroup
@@ -703,7 +747,9 @@ impl RuncInstance {
         if !self.rootfs_mounted {
             super::teardown::remove_dir(&self.bundle, &mut problems);
             crate::rundir::prune(&self.backend.bundles_dir);
-            crate::rundir::prune(&self.backend.state_dir);
+            // runc makes its entry in the state dir without retrying: prune it only when no other
+            // harness may be about to run runc.
+            crate::rundir::prune_when_alone(&self.backend.state_dir, self.backend.run_root());
         }
         super::teardown::outcome(problems)
     }
@@ -726,7 +772,7 @@ impl Instance for RuncInstance {
                 self.name
             )));
         }
-        let probe_err = |e: probe::ProbeError| self.backend.setup_err(format!("memory probe: {e}"));
+        let probe_err = |e| BackendError::probe(self.runtime_name(), Stage::MemoryProbe)(e);
         let pss_bytes = probe::pss_bytes(&pids).map_err(probe_err)?;
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
@@ -746,8 +792,8 @@ impl Instance for RuncInstance {
 
     fn disk(&self) -> Result<DiskProbe, BackendError> {
         let upper = self.bundle.join("upper");
-        let instance_bytes =
-            probe::allocated_bytes(&upper).map_err(|e| self.backend.setup_err(format!("disk probe: {e}")))?;
+        let instance_bytes = probe::allocated_bytes(&upper)
+            .map_err(BackendError::probe(self.runtime_name(), Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 
@@ -760,11 +806,11 @@ impl Instance for RuncInstance {
         };
         if !self.exits_by_itself {
             self.runc_signal("TERM");
-            if self.wait_child(STOP_GRACE.min(timeout)).is_none() {
+            if self.wait_child(STOP_GRACE.min(timeout)).is_running() {
                 self.runc_signal("KILL");
                 if self
                     .wait_child(deadline.saturating_duration_since(Instant::now()))
-                    .is_none()
+                    .is_running()
                 {
                     return Err(failed(format!("did not stop within {timeout:?} after SIGKILL")));
                 }
@@ -774,22 +820,19 @@ impl Instance for RuncInstance {
         let mut result = None;
         loop {
             match self.next_line(deadline) {
-                Next::Message((_, line)) => match parse_line(&line) {
-                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
-                    Ok(Some(ProtocolLine::Error(text))) => return Err(failed(text)),
-                    Ok(_) => {}
-                    Err(e) => return Err(failed(e.to_string())),
-                },
+                Next::Message((_, line)) => {
+                    if let Some(r) = super::line_after_ready(backend, &line)? {
+                        result = Some(r);
+                    }
+                }
                 Next::Eof => break,
                 Next::Timeout => return Err(failed(format!("no exit within {timeout:?} after READY"))),
             }
         }
         let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
-        if !status.is_some_and(|s| s.success()) {
+        if !status.success() {
             return Err(failed(format!(
-                "{} run ended with {}: {}",
-                backend,
-                status_text(status.as_ref()),
+                "{backend} run ended with {status}: {}",
                 self.stderr_tail()
             )));
         }
@@ -847,9 +890,11 @@ pub fn cleanup_runtime_leftovers(
                 .output();
             match out {
                 Ok(o) if o.status.success() => report.removed.push(format!("{name} container {id}")),
+                // Deleted meanwhile (by its own harness's teardown): gone, but not by us.
+                Ok(_) if !entry.path().exists() => {}
                 Ok(o) => report.problems.push(format!(
                     "{name} delete --force {id}: {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
+                    escape_output(o.stderr.trim_ascii())
                 )),
                 Err(e) => report.problems.push(format!("running {name} delete: {e}")),
             }

@@ -1,6 +1,7 @@
 //! What the two VM backends (`microvm`, `qemu`) share about one instance: a VMM child process whose
 //! stdout (the guest console) and stderr are read line by line on two threads into one channel; a
-//! state directory `<run dir>/<instance>/` holding its pid file, so that `bench cleanup` finds it
+//! state directory `<run dir>/<instance>/` holding its pid file (written by the child itself before it
+//! execs, see [`super::process`]), so that `bench cleanup` finds it
 //! after a crashed harness; stopping with SIGTERM, then SIGKILL after a grace period; and a teardown
 //! that removes the directory (and the backend directories above it once empty).
 //!
@@ -11,26 +12,21 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
+
+use container::output::{Tail, TAIL_BYTES};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use workload::{parse_line, ProtocolLine, WorkloadResult};
+use workload::WorkloadResult;
 
 use super::lines;
-use crate::backend::BackendError;
+use super::process::{die_with_harness, KILL_WAIT, STOP_GRACE};
+use crate::backend::{BackendError, ChildState, Stage};
+use crate::cleanup::CleanupReport;
 use crate::probe;
-
-/// How long `finish` and teardown wait after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(3);
-/// How long a process that is ending (SIGKILLed, ours or a leftover, or its pipes closed) is waited for.
-const KILL_WAIT: Duration = Duration::from_secs(5);
-/// How many console/stderr lines are kept for error messages.
-const TAIL_LINES: usize = 8;
-/// What [`VmProcess::wait_child`] returns while the process runs on.
-const STILL_RUNNING: &str = "still running";
 
 /// One backend's VMM, as its messages, pid file and `bench cleanup` name it.
 #[derive(Debug, Clone, Copy)]
@@ -73,14 +69,15 @@ pub(super) struct VmProcess<M> {
     dir: PathBuf,
     child: Option<Child>,
     messages: Option<Receiver<M>>,
-    /// The last console/stderr lines, for error messages.
-    tail: Vec<String>,
+    /// The last few KiB of console/stderr lines, for error messages.
+    tail: Tail,
     torn_down: bool,
 }
 
 impl<M: Send + 'static> VmProcess<M> {
     /// Creates the instance directory `run_dir/name`; from here on, dropping the value removes it.
     pub fn create(kind: VmmKind, run_dir: &Path, name: &str) -> Result<Self, BackendError> {
+        hold_run_lock(kind, run_dir)?;
         let dir = run_dir.join(name);
         crate::rundir::create_dir(&dir).map_err(io_err(kind, format!("creating {}", dir.display())))?;
         Ok(VmProcess {
@@ -89,7 +86,7 @@ impl<M: Send + 'static> VmProcess<M> {
             dir,
             child: None,
             messages: None,
-            tail: Vec::new(),
+            tail: Tail::new(TAIL_BYTES),
             torn_down: false,
         })
     }
@@ -99,7 +96,8 @@ impl<M: Send + 'static> VmProcess<M> {
         &self.dir
     }
 
-    /// Spawns `cmd` with piped stdout and stderr, writes its pid file, and reads both pipes into the
+    /// Spawns `cmd` with piped stdout and stderr, dying with the harness and writing its own pid
+    /// file before it execs (so `bench cleanup` always finds it), and reads both pipes into the
     /// channel behind [`VmProcess::next`]: stdout lines through `console` on a `<name>-console`
     /// thread, stderr lines through `stderr` on a `<name>-<stderr_what>` thread, each line
     /// timestamped when it became readable.
@@ -111,25 +109,24 @@ impl<M: Send + 'static> VmProcess<M> {
         stderr: impl Fn(Instant, String) -> M + Send + 'static,
     ) -> Result<(), BackendError> {
         let kind = self.kind;
+        let pid_file = self.dir.join(kind.pid_file);
+        die_with_harness(cmd, Some(&pid_file))
+            .map_err(io_err(kind, format!("preparing {}", pid_file.display())))?;
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(io_err(kind, format!("starting {}", kind.program)))?;
-        let pid = child.id();
         let (stdout, stderr_pipe) = (child.stdout.take(), child.stderr.take());
         self.child = Some(child);
-        let pid_file = self.dir.join(kind.pid_file);
-        fs::write(&pid_file, format!("{pid}\n"))
-            .map_err(io_err(kind, format!("writing {}", pid_file.display())))?;
         let (Some(stdout), Some(stderr_pipe)) = (stdout, stderr_pipe) else {
             return Err(setup_err(
                 kind,
                 format!("{}'s stdout/stderr were not captured", kind.subject),
             ));
         };
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = lines::channel();
         self.spawn_reader("console", stdout, tx.clone(), console)?;
         self.spawn_reader(stderr_what, stderr_pipe, tx, stderr)?;
         self.messages = Some(rx);
@@ -140,7 +137,7 @@ impl<M: Send + 'static> VmProcess<M> {
         &self,
         what: &str,
         pipe: impl Read + Send + 'static,
-        tx: Sender<M>,
+        tx: SyncSender<M>,
         wrap: impl Fn(Instant, String) -> M + Send + 'static,
     ) -> Result<(), BackendError> {
         lines::spawn_reader(format!("{}-{what}", self.name), pipe, tx, wrap)
@@ -154,17 +151,14 @@ impl<M> VmProcess<M> {
         lines::next(self.messages.as_ref(), deadline)
     }
 
-    /// Keeps `line` among the last few shown by [`VmProcess::tail`].
-    pub fn remember(&mut self, line: String) {
-        if self.tail.len() == TAIL_LINES {
-            self.tail.remove(0);
-        }
-        self.tail.push(line);
+    /// Keeps `line` among the last few KiB shown by [`VmProcess::tail`].
+    pub fn remember(&mut self, line: &str) {
+        self.tail.push_line(line);
     }
 
-    /// The remembered lines, on one line.
+    /// The remembered lines, escaped on one line.
     pub fn tail(&self) -> String {
-        self.tail.join(" | ")
+        self.tail.text()
     }
 
     pub fn pid(&self) -> Option<i32> {
@@ -177,19 +171,15 @@ impl<M> VmProcess<M> {
         let pid = self
             .pid()
             .ok_or_else(|| setup_err(kind, format!("no {} process", kind.process)))?;
-        let pss = probe::pss_bytes(&[pid]).map_err(|e| setup_err(kind, format!("memory probe: {e}")))?;
+        let pss = probe::pss_bytes(&[pid]).map_err(BackendError::probe(kind.backend, Stage::MemoryProbe))?;
         Ok((pid, pss))
     }
 
-    /// The exit status as text after at most `timeout`, or `still running`.
-    pub fn wait_child(&mut self, timeout: Duration) -> String {
-        let Some(child) = self.child.as_mut() else {
-            return "not started".into();
-        };
-        match lines::wait_timeout(child, timeout) {
-            Ok(Some(status)) => status.to_string(),
-            Ok(None) => STILL_RUNNING.into(),
-            Err(e) => format!("unknown ({e})"),
+    /// Where the VMM stands after waiting at most `timeout` for it to exit.
+    pub fn wait_child(&mut self, timeout: Duration) -> ChildState {
+        match self.child.as_mut() {
+            Some(child) => lines::wait_timeout(child, timeout),
+            None => ChildState::NotStarted,
         }
     }
 
@@ -215,7 +205,7 @@ impl<M> VmProcess<M> {
     /// For a workload that does not end by itself: stops the VMM (grace at most `timeout`); an error
     /// if it survived SIGKILL.
     pub fn stop_workload(&mut self, timeout: Duration) -> Result<(), BackendError> {
-        if self.stop(STOP_GRACE.min(timeout)) == STILL_RUNNING {
+        if self.stop(STOP_GRACE.min(timeout)).is_running() {
             return Err(workload_failed(
                 self.kind,
                 format!(
@@ -227,18 +217,15 @@ impl<M> VmProcess<M> {
         Ok(())
     }
 
-    /// A guest console line before READY: `true` for the READY line, the workload's failure for an
-    /// ERROR line; any other line (kernel and init messages) is remembered, since the last few
-    /// explain a guest that never gets ready.
+    /// A guest console line before READY: `true` for the READY line, an error for an ERROR or a
+    /// malformed protocol line; any other line (kernel and init messages) is remembered, since the
+    /// last few explain a guest that never gets ready.
     pub fn console_line_before_ready(&mut self, line: String) -> Result<bool, BackendError> {
-        match parse_line(&line) {
-            Ok(Some(ProtocolLine::Ready { .. })) => Ok(true),
-            Ok(Some(ProtocolLine::Error(text))) => Err(workload_failed(self.kind, text)),
-            _ => {
-                self.remember(line);
-                Ok(false)
-            }
+        let ready = super::line_before_ready(self.kind.backend, &line)?;
+        if !ready {
+            self.remember(&line);
         }
+        Ok(ready)
     }
 
     /// After READY. A workload that runs until stopped is stopped (`None`). Otherwise the console
@@ -272,13 +259,11 @@ impl<M> VmProcess<M> {
                 }
             };
             match classify(message) {
-                Seen::Console(line) => match parse_line(&line) {
-                    Ok(Some(ProtocolLine::Result(r))) => result = Some(r),
-                    Ok(Some(ProtocolLine::Error(text))) => return Err(workload_failed(kind, text)),
-                    Ok(_) => self.remember(line),
-                    Err(e) => return Err(workload_failed(kind, e.to_string())),
+                Seen::Console(line) => match super::line_after_ready(kind.backend, &line)? {
+                    Some(r) => result = Some(r),
+                    None => self.remember(&line),
                 },
-                Seen::Other(line) => self.remember(line),
+                Seen::Other(line) => self.remember(&line),
                 Seen::Failed(reason) => return Err(workload_failed(kind, reason)),
                 Seen::Nothing => {}
             }
@@ -295,7 +280,7 @@ impl<M> VmProcess<M> {
     /// After the guest ended its workload: the VMM must exit 0 by `deadline`.
     fn expect_clean_exit(&mut self, deadline: Instant) -> Result<(), BackendError> {
         let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
-        if status != "exit status: 0" {
+        if !status.success() {
             return Err(workload_failed(
                 self.kind,
                 format!("{} ended with {status}: {}", self.kind.program, self.tail()),
@@ -310,14 +295,15 @@ impl<M> VmProcess<M> {
         }
     }
 
-    /// SIGTERM (the VMM then ends the VM), SIGKILL after the grace period; the exit status as text.
-    fn stop(&mut self, grace: Duration) -> String {
-        if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-            return status.to_string();
+    /// SIGTERM (the VMM then ends the VM), SIGKILL after the grace period; where the VMM stands.
+    fn stop(&mut self, grace: Duration) -> ChildState {
+        let now = self.wait_child(Duration::ZERO);
+        if !now.is_running() {
+            return now;
         }
         self.signal(Signal::SIGTERM);
         let status = self.wait_child(grace);
-        if status != STILL_RUNNING {
+        if !status.is_running() {
             return status;
         }
         self.signal(Signal::SIGKILL);
@@ -339,7 +325,7 @@ impl<M> VmProcess<M> {
         }
         self.torn_down = true;
         let mut problems = Vec::new();
-        if self.child.is_some() && self.stop(STOP_GRACE) == STILL_RUNNING {
+        if self.child.is_some() && self.stop(STOP_GRACE).is_running() {
             problems.push(format!(
                 "{} pid {:?} survived SIGKILL",
                 self.kind.process,
@@ -363,20 +349,23 @@ impl<M> Drop for VmProcess<M> {
 }
 
 /// Kills the VMM of every instance directory under `run_dir` for which `keep(name)` is false, and
-/// removes the directory. Returns one line per removed instance and one per problem. For
-/// `bench cleanup`.
-pub(super) fn cleanup_leftovers(
-    kind: VmmKind,
-    run_dir: &Path,
-    keep: &dyn Fn(&str) -> bool,
-) -> (Vec<String>, Vec<String>) {
-    let (mut removed, mut problems) = (Vec::new(), Vec::new());
+/// removes the directory; the others are listed as in use. For `bench cleanup`.
+///
+/// The VMM writes its pid file itself before it execs (see [`VmProcess::start`]), so a directory
+/// without one never has a running VMM.
+pub(super) fn cleanup_leftovers(kind: VmmKind, run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> CleanupReport {
+    let mut report = CleanupReport::default();
     let Ok(entries) = fs::read_dir(run_dir) else {
-        return (removed, problems);
+        return report;
     };
-    for entry in entries.flatten() {
+    // Instances are directories (a test's run dir also holds its lock file).
+    for entry in entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if keep(&name) {
+            report.in_use.push(format!("{} {name}", kind.leftover));
             continue;
         }
         let dir = entry.path();
@@ -384,18 +373,37 @@ pub(super) fn cleanup_leftovers(
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok());
         if let Some(pid) = pid.filter(|&p| p > 0 && runs(p, kind.comm)) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            if let Err(e) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
+                if e != nix::errno::Errno::ESRCH {
+                    report
+                        .problems
+                        .push(format!("killing {} pid {pid} of {name}: {e}", kind.process));
+                    continue;
+                }
+            }
             let deadline = Instant::now() + KILL_WAIT;
-            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            while runs(pid, kind.comm) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
         match fs::remove_dir_all(&dir) {
-            Ok(()) => removed.push(format!("{} {name}", kind.leftover)),
-            Err(e) => problems.push(format!("removing {}: {e}", dir.display())),
+            Ok(()) => report.removed.push(format!("{} {name}", kind.leftover)),
+            // Its own harness's teardown got there first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report.problems.push(format!("removing {}: {e}", dir.display())),
         }
     }
-    (removed, problems)
+    report
+}
+
+/// Marks this process as a live harness for `bench cleanup`: a shared lock on the lock file of the
+/// run root above `run_dir` (see [`crate::rundir`]; tests give a run dir inside a temp dir).
+pub(super) fn hold_run_lock(kind: VmmKind, run_dir: &Path) -> Result<(), BackendError> {
+    let root = run_dir.parent().unwrap_or(run_dir);
+    crate::rundir::hold_shared(root).map_err(io_err(
+        kind,
+        format!("locking {}", crate::rundir::lock_path(root).display()),
+    ))
 }
 
 /// Whether `pid` still runs the program whose `/proc/PID/comm` is `comm`.
@@ -448,7 +456,7 @@ mod tests {
     /// A VM process whose "VMM" is `sh -c script`, in a fresh run directory.
     fn fake_vm(script: &str) -> (tempfile::TempDir, VmProcess<Line>) {
         let run_dir = tempfile::tempdir().unwrap();
-        let mut vm = VmProcess::create(FAKE, run_dir.path(), "vm-1").unwrap();
+        let mut vm = VmProcess::create(FAKE, &run_dir.path().join("fake-vms"), "vm-1").unwrap();
         vm.start(
             Command::new("sh").arg("-c").arg(script),
             |_, line| Line::Console(line),
@@ -465,7 +473,7 @@ mod tests {
         let outcome = vm.finish(true, Duration::from_secs(10), classify);
         vm.destroy().unwrap();
         assert!(
-            !run_dir.path().join("vm-1").exists(),
+            !run_dir.path().join("fake-vms/vm-1").exists(),
             "instance directory left behind"
         );
         outcome
@@ -497,7 +505,7 @@ mod tests {
         let err = finish("echo 'CVBENCH RESULT {\"workload\":\"http\",\"metrics\":{}}'; exit 3")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("exit status: 3"), "{err}");
+        assert!(err.contains("exit status 3"), "{err}");
     }
 
     #[test]
@@ -522,7 +530,7 @@ mod tests {
         assert!(err.contains("did not end within"), "{err}");
         assert!(err.contains("still here"), "{err}");
         vm.destroy().unwrap();
-        assert_eq!(vm.wait_child(Duration::ZERO), "signal: 15 (SIGTERM)");
+        assert_eq!(vm.wait_child(Duration::ZERO), ChildState::Signaled(15));
     }
 
     #[test]
@@ -532,7 +540,7 @@ mod tests {
             .finish(false, Duration::from_secs(5), classify)
             .unwrap()
             .is_none());
-        assert_ne!(vm.wait_child(Duration::ZERO), STILL_RUNNING);
+        assert!(!vm.wait_child(Duration::ZERO).is_running());
         vm.destroy().unwrap();
     }
 }

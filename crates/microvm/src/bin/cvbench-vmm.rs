@@ -1,5 +1,6 @@
 //! `cvbench-vmm`: one microVM per process. Prints the guest console on stdout and event lines
-//! (`cvbench-vmm-event <name> <CLOCK_MONOTONIC ns> [detail]`) on stderr, or on `--events-fd`.
+//! (`cvbench-vmm-event <name> <CLOCK_MONOTONIC ns> [detail]`) on stderr, or on `--events-fd`; at the
+//! end, one `device_counters` line per virtio device (requests served, each kind of error).
 //! SIGTERM or SIGINT stops the vCPUs and exits 0. Exit status: 0 when the guest reset or the host
 //! stopped it, 1 for any other stop (triple fault, KVM error) or a setup failure, 2 for bad usage,
 //! 148 when a thread made a system call its seccomp filter forbids (see `microvm::seccomp`; the
@@ -13,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Parser;
-use microvm::{DiskConfig, EventKind, Vm, VmConfig, VmEvent, VmObserver};
+use microvm::devices::virtio::net::parse_mac;
+use microvm::{DiskConfig, EventKind, NetConfig, TapSource, Vm, VmConfig, VmEvent, VmObserver};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -47,6 +49,27 @@ struct Args {
     /// Test hook: once confined, make a system call the VMM filter forbids (`socket`).
     #[arg(long, hide = true)]
     seccomp_selftest: bool,
+    /// A virtio-net device (the guest's eth0) on the tap of this name, in the VMM's network
+    /// namespace (created if absent).
+    #[arg(long, conflicts_with = "net_tap_fd")]
+    net_tap: Option<String>,
+    /// A virtio-net device on an inherited, already attached tap descriptor.
+    #[arg(long)]
+    net_tap_fd: Option<RawFd>,
+    /// The guest's MAC address (aa:bb:cc:dd:ee:ff, unicast).
+    #[arg(long, default_value = "02:cb:00:00:00:02")]
+    net_mac: String,
+}
+
+/// Takes ownership of an inherited descriptor after checking it is open.
+fn inherited_fd(fd: RawFd, option: &str) -> anyhow::Result<OwnedFd> {
+    // SAFETY: fcntl(F_GETFD) only queries the descriptor table.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        anyhow::bail!("{option} {fd} is not an open file descriptor");
+    }
+    // SAFETY: `fd` is open (checked above); the caller passed it for us and nothing else in this
+    // process owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Writes event lines and warnings, one line per write, to the events stream.
@@ -95,15 +118,7 @@ fn main() {
 
 fn run(args: Args) -> anyhow::Result<bool> {
     let events: Box<dyn Write + Send> = match args.events_fd {
-        Some(fd) => {
-            // SAFETY: the caller passes an fd it opened for us and does not use in this process;
-            // fcntl(F_GETFD) below proves it is open before we take ownership.
-            if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-                anyhow::bail!("--events-fd {fd} is not an open file descriptor");
-            }
-            // SAFETY: `fd` is open (checked above) and owned by nothing else in this process.
-            Box::new(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-        }
+        Some(fd) => Box::new(File::from(inherited_fd(fd, "--events-fd")?)),
         None => Box::new(std::io::stderr()),
     };
     let observer = Arc::new(LineObserver {
@@ -121,12 +136,25 @@ fn run(args: Args) -> anyhow::Result<bool> {
             read_only: false,
         }))
         .collect();
+    let tap = match (args.net_tap, args.net_tap_fd) {
+        (Some(name), _) => Some(TapSource::Name(name)),
+        (None, Some(fd)) => Some(TapSource::Fd(inherited_fd(fd, "--net-tap-fd")?)),
+        (None, None) => None,
+    };
+    let net = match tap {
+        Some(tap) => Some(NetConfig {
+            tap,
+            mac: parse_mac(&args.net_mac)?,
+        }),
+        None => None,
+    };
     let config = VmConfig {
         kernel: args.kernel.clone(),
         cmdline_extra: args.cmdline,
         memory_mib: args.memory_mib,
         vcpus: args.vcpus,
         disks,
+        net,
         console: Box::new(LineWriter::new(std::io::stdout())),
     };
     let mut signals = Signals::new([SIGTERM, SIGINT]).context("installing SIGTERM/SIGINT handlers")?;
@@ -142,6 +170,7 @@ fn run(args: Args) -> anyhow::Result<bool> {
         anyhow::bail!("--seccomp-selftest: socket(2) was allowed (returned {fd})");
     }
     let stop = vm.stop_handle();
+    let devices = vm.device_report();
     let signal_handle = signals.handle();
     let signal_thread = std::thread::spawn(move || {
         if signals.forever().next().is_some() {
@@ -151,8 +180,11 @@ fn run(args: Args) -> anyhow::Result<bool> {
     let reason = vm.run().context("running the VM")?;
     signal_handle.close();
     let _ = signal_thread.join();
+    for kind in devices.events() {
+        observer.event(VmEvent::now(kind));
+    }
     observer.event(VmEvent::now(EventKind::Stopped {
-        reason: reason.to_string(),
+        reason: reason.clone(),
     }));
     if !reason.is_clean() {
         eprintln!("cvbench-vmm: the VM stopped: {reason}");

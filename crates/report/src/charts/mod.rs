@@ -136,17 +136,21 @@ pub fn render<C: Chart>(chart: &C, style: &Style, out_dir: &Path) -> Result<Figu
         root.present().map_err(|e| draw_err(e.into()))?;
     }
     let svg_path = out_dir.join(format!("{name}.svg"));
-    std::fs::write(&svg_path, &svg).map_err(|source| ReportError::Io {
-        path: svg_path.clone(),
-        source,
-    })?;
+    crate::write_atomic(&svg_path, svg.as_bytes())?;
 
     let png_path = out_dir.join(format!("{name}.png"));
-    {
-        let root = BitMapBackend::new(&png_path, size).into_drawing_area();
-        frame(chart, &root, style).map_err(draw_err)?;
-        root.present().map_err(|e| draw_err(e.into()))?;
+    let tmp = crate::temp_beside(&png_path);
+    let drawn = {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        frame(chart, &root, style)
+            .map_err(draw_err)
+            .and_then(|()| root.present().map_err(|e| draw_err(e.into())))
+    };
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
+    crate::commit_temp(&tmp, &png_path)?;
     Ok(Figure {
         name: name.clone(),
         title: chart.title(),

@@ -1,11 +1,17 @@
 //! virtio-blk backed by a host file: IN, OUT, FLUSH (fdatasync) and GET_ID, with the read-only feature
 //! for the shared image. Every request is checked before any byte moves: the chain's shape (header,
-//! data, status), each buffer inside guest memory, and the sector range inside the disk. A request that
-//! fails any check completes with `VIRTIO_BLK_S_IOERR` (or is dropped with length 0 when it has no
-//! usable status byte); it never stops the VMM.
+//! data, status), each buffer inside guest memory, and the sector range inside the disk. The header
+//! is parsed into a typed [`RequestHeader`]; a request that fails any check completes with
+//! `VIRTIO_BLK_S_IOERR` or `VIRTIO_BLK_S_UNSUPP` (or is returned with length 0 when it has no usable
+//! status byte), is counted under its [`RequestError`] kind in [`BlockCounters`], and never stops
+//! the VMM.
+//!
+//! Data moves between the file and guest memory directly (vm-memory's volatile reads and writes on
+//! the file, as Firecracker's `sync_io` does): no bounce buffer. Requests run on the I/O thread.
 
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use virtio_bindings::virtio_blk::{
@@ -16,7 +22,7 @@ use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryMmap};
 
 use super::VirtioDevice;
 
@@ -44,12 +50,145 @@ pub enum BlockError {
     TooSmall { path: PathBuf, bytes: u64 },
 }
 
-/// Why a request failed (reported to the guest as a status byte).
+/// What a request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RequestError {
-    /// Bad chain, bad addresses, out-of-range sectors, host I/O failure.
-    Io,
-    Unsupported,
+pub enum RequestType {
+    In,
+    Out,
+    Flush,
+    GetId,
+}
+
+/// `struct virtio_blk_outhdr`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHeader {
+    pub request_type: RequestType,
+    pub sector: u64,
+}
+
+impl RequestHeader {
+    /// Parses the header descriptor: device-readable, at least 16 bytes, inside guest memory, and of
+    /// a known type.
+    pub fn parse(desc: &Descriptor, mem: &GuestMemoryMmap) -> Result<Self, RequestError> {
+        if desc.is_write_only() {
+            return Err(RequestError::HeaderWriteOnly);
+        }
+        if desc.len() < REQUEST_HEADER_BYTES {
+            return Err(RequestError::HeaderTooShort { len: desc.len() });
+        }
+        let mut raw = [0u8; REQUEST_HEADER_BYTES as usize];
+        mem.read_slice(&mut raw, desc.addr())
+            .map_err(|_| RequestError::HeaderOutsideMemory)?;
+        let [t0, t1, t2, t3, _, _, _, _, s0, s1, s2, s3, s4, s5, s6, s7] = raw;
+        let request_type = match u32::from_le_bytes([t0, t1, t2, t3]) {
+            VIRTIO_BLK_T_IN => RequestType::In,
+            VIRTIO_BLK_T_OUT => RequestType::Out,
+            VIRTIO_BLK_T_FLUSH => RequestType::Flush,
+            VIRTIO_BLK_T_GET_ID => RequestType::GetId,
+            other => return Err(RequestError::Unsupported { request_type: other }),
+        };
+        Ok(RequestHeader {
+            request_type,
+            sector: u64::from_le_bytes([s0, s1, s2, s3, s4, s5, s6, s7]),
+        })
+    }
+}
+
+/// Why a request failed; each kind is counted separately and reported to the guest as a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the header descriptor is device-writable")]
+    HeaderWriteOnly,
+    #[error("the header descriptor has {len} bytes, fewer than 16")]
+    HeaderTooShort { len: u32 },
+    #[error("the header lies outside guest memory")]
+    HeaderOutsideMemory,
+    #[error("request type {request_type} is not supported")]
+    Unsupported { request_type: u32 },
+    #[error("a data buffer lies outside guest memory")]
+    DataOutsideMemory,
+    #[error("a read into a device-readable buffer")]
+    ReadIntoReadOnlyBuffer,
+    #[error("a write from a device-writable buffer")]
+    WriteFromWriteOnlyBuffer,
+    #[error("GET_ID without a device-writable buffer")]
+    GetIdWithoutBuffer,
+    #[error("the sector's byte offset overflows")]
+    SectorOverflow,
+    #[error("the request runs past the end of the disk")]
+    PastEnd,
+    #[error("a write to a read-only disk")]
+    ReadOnly,
+    #[error("reading the disk file failed: {0:?}")]
+    HostRead(std::io::ErrorKind),
+    #[error("writing the disk file failed: {0:?}")]
+    HostWrite(std::io::ErrorKind),
+    #[error("fdatasync of the disk file failed: {0:?}")]
+    HostFlush(std::io::ErrorKind),
+}
+
+impl RequestError {
+    /// The counter this error is counted under.
+    pub fn counter(&self) -> &'static str {
+        match self {
+            RequestError::HeaderWriteOnly => "err_header_write_only",
+            RequestError::HeaderTooShort { .. } => "err_header_too_short",
+            RequestError::HeaderOutsideMemory => "err_header_outside_memory",
+            RequestError::Unsupported { .. } => "err_unsupported_type",
+            RequestError::DataOutsideMemory => "err_data_outside_memory",
+            RequestError::ReadIntoReadOnlyBuffer => "err_read_into_readable_buffer",
+            RequestError::WriteFromWriteOnlyBuffer => "err_write_from_writable_buffer",
+            RequestError::GetIdWithoutBuffer => "err_get_id_without_buffer",
+            RequestError::SectorOverflow => "err_sector_overflow",
+            RequestError::PastEnd => "err_past_end",
+            RequestError::ReadOnly => "err_read_only",
+            RequestError::HostRead(_) => "err_host_read",
+            RequestError::HostWrite(_) => "err_host_write",
+            RequestError::HostFlush(_) => "err_host_flush",
+        }
+    }
+
+    fn status(&self) -> u8 {
+        match self {
+            RequestError::Unsupported { .. } => STATUS_UNSUPP,
+            _ => STATUS_IOERR,
+        }
+    }
+}
+
+/// What the device served and refused, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BlockCounters {
+    pub reads: u64,
+    pub writes: u64,
+    pub flushes: u64,
+    pub get_ids: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Chains without a writable status byte in guest memory: returned with length 0.
+    pub chains_without_status: u64,
+    /// Failed requests by [`RequestError::counter`].
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+impl BlockCounters {
+    pub fn error_count(&self, kind: &str) -> u64 {
+        self.errors.get(kind).copied().unwrap_or(0)
+    }
+
+    pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+        let mut pairs = vec![
+            ("reads", self.reads),
+            ("writes", self.writes),
+            ("flushes", self.flushes),
+            ("get_ids", self.get_ids),
+            ("bytes_read", self.bytes_read),
+            ("bytes_written", self.bytes_written),
+            ("chains_without_status", self.chains_without_status),
+        ];
+        pairs.extend(self.errors.iter().map(|(k, v)| (*k, *v)));
+        pairs
+    }
 }
 
 pub struct Block {
@@ -58,6 +197,7 @@ pub struct Block {
     disk_bytes: u64,
     id: [u8; VIRTIO_BLK_ID_BYTES as usize],
     config: [u8; 8],
+    counters: BlockCounters,
 }
 
 impl Block {
@@ -97,7 +237,13 @@ impl Block {
             disk_bytes,
             id,
             config,
+            counters: BlockCounters::default(),
         })
+    }
+
+    /// What the device counted so far.
+    pub fn block_counters(&self) -> &BlockCounters {
+        &self.counters
     }
 
     /// Serves one chain; returns the number of bytes written into guest memory (the used length).
@@ -107,15 +253,21 @@ impl Block {
         let Some(status) = descriptors.last().filter(|d| {
             descriptors.len() >= 2 && d.is_write_only() && d.len() >= 1 && mem.check_range(d.addr(), 1)
         }) else {
+            self.counters.chains_without_status += 1;
             return 0;
         };
         let data = &descriptors[1..descriptors.len() - 1];
-        let (code, written) = match self.execute(&descriptors[0], data, mem) {
+        let (code, written) = match RequestHeader::parse(&descriptors[0], mem)
+            .and_then(|header| self.execute(header, data, mem))
+        {
             Ok(written) => (STATUS_OK, written),
-            Err(RequestError::Io) => (STATUS_IOERR, 0),
-            Err(RequestError::Unsupported) => (STATUS_UNSUPP, 0),
+            Err(err) => {
+                *self.counters.errors.entry(err.counter()).or_insert(0) += 1;
+                (err.status(), 0)
+            }
         };
         if mem.write_obj(code, status.addr()).is_err() {
+            self.counters.chains_without_status += 1;
             return 0;
         }
         written.saturating_add(1)
@@ -123,104 +275,119 @@ impl Block {
 
     fn execute(
         &mut self,
-        header: &Descriptor,
+        header: RequestHeader,
         data: &[Descriptor],
         mem: &GuestMemoryMmap,
     ) -> Result<u32, RequestError> {
-        if header.is_write_only() || header.len() < REQUEST_HEADER_BYTES {
-            return Err(RequestError::Io);
-        }
-        let request_type: u32 = mem.read_obj(header.addr()).map_err(|_| RequestError::Io)?;
-        let sector: u64 = mem
-            .read_obj(
-                header
-                    .addr()
-                    .0
-                    .checked_add(8)
-                    .map(GuestAddress)
-                    .ok_or(RequestError::Io)?,
-            )
-            .map_err(|_| RequestError::Io)?;
         for d in data {
             if !mem.check_range(d.addr(), d.len() as usize) {
-                return Err(RequestError::Io);
+                return Err(RequestError::DataOutsideMemory);
             }
         }
-        match request_type {
-            VIRTIO_BLK_T_IN => self.read_sectors(sector, data, mem),
-            VIRTIO_BLK_T_OUT => self.write_sectors(sector, data, mem),
-            VIRTIO_BLK_T_FLUSH => {
-                if !self.read_only {
-                    self.file.sync_data().map_err(|_| RequestError::Io)?;
-                }
+        match header.request_type {
+            RequestType::In => {
+                let n = self.read_sectors(header.sector, data, mem)?;
+                self.counters.reads += 1;
+                self.counters.bytes_read += u64::from(n);
+                Ok(n)
+            }
+            RequestType::Out => {
+                let n = self.write_sectors(header.sector, data, mem)?;
+                self.counters.writes += 1;
+                self.counters.bytes_written += n;
                 Ok(0)
             }
-            VIRTIO_BLK_T_GET_ID => {
+            RequestType::Flush => {
+                if !self.read_only {
+                    self.file
+                        .sync_data()
+                        .map_err(|e| RequestError::HostFlush(e.kind()))?;
+                }
+                self.counters.flushes += 1;
+                Ok(0)
+            }
+            RequestType::GetId => {
                 let buf = data
                     .first()
                     .filter(|d| d.is_write_only())
-                    .ok_or(RequestError::Io)?;
+                    .ok_or(RequestError::GetIdWithoutBuffer)?;
                 let n = buf.len().min(VIRTIO_BLK_ID_BYTES);
                 mem.write_slice(&self.id[..n as usize], buf.addr())
-                    .map_err(|_| RequestError::Io)?;
+                    .map_err(|_| RequestError::DataOutsideMemory)?;
+                self.counters.get_ids += 1;
                 Ok(n)
             }
-            _ => Err(RequestError::Unsupported),
         }
     }
 
     /// The disk byte range `[offset, offset + len)` of a request, if it lies inside the disk.
     fn disk_range(&self, sector: u64, data: &[Descriptor]) -> Result<u64, RequestError> {
         let len: u64 = data.iter().map(|d| u64::from(d.len())).sum();
-        let offset = sector.checked_mul(SECTOR_BYTES).ok_or(RequestError::Io)?;
+        let offset = sector
+            .checked_mul(SECTOR_BYTES)
+            .ok_or(RequestError::SectorOverflow)?;
         match offset.checked_add(len) {
             Some(end) if end <= self.disk_bytes => Ok(offset),
-            _ => Err(RequestError::Io),
+            _ => Err(RequestError::PastEnd),
         }
     }
 
+    /// Reads the sectors into the guest's buffers straight from the file.
     fn read_sectors(
-        &self,
+        &mut self,
         sector: u64,
         data: &[Descriptor],
         mem: &GuestMemoryMmap,
     ) -> Result<u32, RequestError> {
         if data.iter().any(|d| !d.is_write_only()) {
-            return Err(RequestError::Io);
+            return Err(RequestError::ReadIntoReadOnlyBuffer);
         }
-        let mut offset = self.disk_range(sector, data)?;
+        let offset = self.disk_range(sector, data)?;
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| RequestError::HostRead(e.kind()))?;
         let mut written: u32 = 0;
         for d in data {
-            let mut buf = vec![0u8; d.len() as usize];
-            self.file
-                .read_exact_at(&mut buf, offset)
-                .map_err(|_| RequestError::Io)?;
-            mem.write_slice(&buf, d.addr()).map_err(|_| RequestError::Io)?;
-            offset += u64::from(d.len());
+            mem.read_exact_volatile_from(d.addr(), &mut self.file, d.len() as usize)
+                .map_err(|e| RequestError::HostRead(guest_io_kind(&e)))?;
             written = written.saturating_add(d.len());
         }
         Ok(written)
     }
 
+    /// Writes the guest's buffers straight to the file; returns the bytes written.
     fn write_sectors(
-        &self,
+        &mut self,
         sector: u64,
         data: &[Descriptor],
         mem: &GuestMemoryMmap,
-    ) -> Result<u32, RequestError> {
-        if self.read_only || data.iter().any(|d| d.is_write_only()) {
-            return Err(RequestError::Io);
+    ) -> Result<u64, RequestError> {
+        if self.read_only {
+            return Err(RequestError::ReadOnly);
         }
-        let mut offset = self.disk_range(sector, data)?;
+        if data.iter().any(|d| d.is_write_only()) {
+            return Err(RequestError::WriteFromWriteOnlyBuffer);
+        }
+        let offset = self.disk_range(sector, data)?;
+        self.file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| RequestError::HostWrite(e.kind()))?;
+        let mut total = 0u64;
         for d in data {
-            let mut buf = vec![0u8; d.len() as usize];
-            mem.read_slice(&mut buf, d.addr()).map_err(|_| RequestError::Io)?;
-            self.file
-                .write_all_at(&buf, offset)
-                .map_err(|_| RequestError::Io)?;
-            offset += u64::from(d.len());
+            mem.write_all_volatile_to(d.addr(), &mut self.file, d.len() as usize)
+                .map_err(|e| RequestError::HostWrite(guest_io_kind(&e)))?;
+            total += u64::from(d.len());
         }
-        Ok(0)
+        Ok(total)
+    }
+}
+
+/// The I/O error kind inside a guest-memory transfer error (a short read is `UnexpectedEof`).
+fn guest_io_kind(err: &vm_memory::GuestMemoryError) -> std::io::ErrorKind {
+    match err {
+        vm_memory::GuestMemoryError::IOError(e) => e.kind(),
+        vm_memory::GuestMemoryError::PartialBuffer { .. } => std::io::ErrorKind::UnexpectedEof,
+        _ => std::io::ErrorKind::Other,
     }
 }
 
@@ -266,6 +433,10 @@ impl VirtioDevice for Block {
             used_any = true;
         }
         used_any
+    }
+
+    fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.counters.pairs()
     }
 }
 
@@ -441,6 +612,92 @@ mod tests {
         header(&f, 77, 0);
         let (_, status) = submit(&f, &mut block, &[desc(HDR, 16, 0), desc(STATUS, 1, F_WRITE)]);
         assert_eq!(u32::from(status), VIRTIO_BLK_S_UNSUPP);
+    }
+
+    #[test]
+    fn each_malformed_request_is_counted_under_its_own_kind() {
+        let f = fixture(4);
+        let mut block = Block::open(f.disk.path(), false, "d").unwrap();
+        let ioerr = |status: u8| assert_eq!(u32::from(status), VIRTIO_BLK_S_IOERR);
+        header(&f, VIRTIO_BLK_T_IN, 0);
+        ioerr(
+            submit(
+                &f,
+                &mut block,
+                &[desc(HDR, 16, F_WRITE), desc(STATUS, 1, F_WRITE)],
+            )
+            .1,
+        );
+        ioerr(submit(&f, &mut block, &[desc(HDR, 8, 0), desc(STATUS, 1, F_WRITE)]).1);
+        ioerr(
+            submit(
+                &f,
+                &mut block,
+                &[desc(0xf000_0000, 16, 0), desc(STATUS, 1, F_WRITE)],
+            )
+            .1,
+        );
+        ioerr(submit_request(&f, &mut block, desc(0xf000_0000, 512, F_WRITE)).1);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 512, 0)).1);
+        header(&f, VIRTIO_BLK_T_OUT, 0);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 512, F_WRITE)).1);
+        header(&f, VIRTIO_BLK_T_IN, 3);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 1024, F_WRITE)).1);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 1024, F_WRITE)).1);
+        header(&f, VIRTIO_BLK_T_IN, u64::MAX / 2);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 512, F_WRITE)).1);
+        header(&f, VIRTIO_BLK_T_GET_ID, 0);
+        ioerr(submit_request(&f, &mut block, desc(DATA, 20, 0)).1);
+        header(&f, 77, 0);
+        let (_, status) = submit(&f, &mut block, &[desc(HDR, 16, 0), desc(STATUS, 1, F_WRITE)]);
+        assert_eq!(u32::from(status), VIRTIO_BLK_S_UNSUPP);
+        submit(&f, &mut block, &[desc(HDR, 16, 0)]);
+        // One good read among them.
+        header(&f, VIRTIO_BLK_T_IN, 1);
+        let (_, status) = submit_request(&f, &mut block, desc(DATA, 512, F_WRITE));
+        assert_eq!(u32::from(status), VIRTIO_BLK_S_OK);
+
+        let c = block.block_counters();
+        let expected = [
+            ("err_header_write_only", 1),
+            ("err_header_too_short", 1),
+            ("err_header_outside_memory", 1),
+            ("err_data_outside_memory", 1),
+            ("err_read_into_readable_buffer", 1),
+            ("err_write_from_writable_buffer", 1),
+            ("err_past_end", 2),
+            ("err_sector_overflow", 1),
+            ("err_get_id_without_buffer", 1),
+            ("err_unsupported_type", 1),
+        ];
+        for (kind, n) in expected {
+            assert_eq!(c.error_count(kind), n, "{kind}: {c:?}");
+        }
+        assert_eq!(c.errors.len(), expected.len(), "no other kind counted: {c:?}");
+        assert_eq!(c.chains_without_status, 1);
+        assert_eq!((c.reads, c.bytes_read, c.writes), (1, 512, 0));
+        let report = super::super::format_counters(&block.counters());
+        assert!(report.contains("err_past_end=2"), "{report}");
+        assert!(report.contains("reads=1"), "{report}");
+    }
+
+    #[test]
+    fn typed_headers_parse_type_and_sector() {
+        let f = fixture(1);
+        header(&f, VIRTIO_BLK_T_OUT, 0x1234_5678_9abc);
+        let d = Descriptor::new(HDR, 16, 0, 0);
+        assert_eq!(
+            RequestHeader::parse(&d, &f.mem),
+            Ok(RequestHeader {
+                request_type: RequestType::Out,
+                sector: 0x1234_5678_9abc
+            })
+        );
+        header(&f, 99, 0);
+        assert_eq!(
+            RequestHeader::parse(&d, &f.mem),
+            Err(RequestError::Unsupported { request_type: 99 })
+        );
     }
 
     #[test]

@@ -4,11 +4,19 @@
 //! The driver resets (status 0), sets ACKNOWLEDGE and DRIVER, reads device features, writes the
 //! features it accepts, sets FEATURES_OK (which the device keeps only if the accepted features are a
 //! subset of the offered ones and include VERSION_1), configures each queue (size, three ring
-//! addresses, ready) and sets DRIVER_OK. Queue notifications are served synchronously on the vCPU
-//! thread that wrote QueueNotify; completion raises the device's interrupt. Anything out of order is
-//! ignored (and reported), never fatal.
+//! addresses, ready) and sets DRIVER_OK. Anything out of order is ignored (and reported), never fatal.
+//!
+//! Requests are not served here. Each queue has an eventfd: the VMM registers it with KVM as an
+//! ioeventfd on QueueNotify (matching the queue number), so a notification never leaves the kernel
+//! and wakes the I/O thread ([`super::event_loop`]) instead of the vCPU. A QueueNotify write that does
+//! reach the transport (no ioeventfd, a value that matches no queue) is forwarded to the same eventfd.
+//! The device and its queues live in [`VirtioShared`] behind one lock, which the vCPU thread takes
+//! only for configuration (queue registers, config space, status changes); the interrupt status is
+//! an atomic both sides update without it.
 
-use std::sync::Arc;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK, VIRTIO_CONFIG_S_FAILED,
@@ -17,6 +25,7 @@ use virtio_bindings::virtio_config::{
 use virtio_bindings::virtio_mmio::*;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::VirtioDevice;
 use crate::devices::bus::{BusAction, BusDevice};
@@ -30,47 +39,181 @@ pub const MMIO_VERSION: u32 = 2;
 /// Vendor ID reported to the guest ("CVB").
 pub const VENDOR_ID: u32 = 0x0042_5643;
 
-pub struct MmioTransport {
-    device: Box<dyn VirtioDevice>,
-    mem: GuestMemoryMmap,
+/// The device and its queues, behind [`VirtioShared`]'s lock.
+pub struct DeviceState {
+    pub device: Box<dyn VirtioDevice>,
+    pub queues: Vec<Queue>,
+    /// DRIVER_OK was accepted and no reset since: requests may be served.
+    active: bool,
+}
+
+/// Everything the I/O thread needs to serve one device: the device with its queues, the queues'
+/// notification eventfds, the interrupt, and the interrupt status register shared with the
+/// transport.
+pub struct VirtioShared {
+    name: String,
+    state: Mutex<DeviceState>,
+    interrupt_status: AtomicU32,
     interrupt: Arc<dyn Interrupt>,
+    mem: GuestMemoryMmap,
     observer: Arc<dyn VmObserver>,
-    queues: Vec<Queue>,
+    queue_events: Vec<EventFd>,
+    /// A duplicate of the device's host descriptor (the tap), for the I/O thread's epoll set.
+    host_fd: Option<OwnedFd>,
+}
+
+impl VirtioShared {
+    /// A device named `name` (in reports), with one eventfd per queue.
+    pub fn new(
+        name: &str,
+        device: Box<dyn VirtioDevice>,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<dyn Interrupt>,
+        observer: Arc<dyn VmObserver>,
+    ) -> std::io::Result<Self> {
+        let queues: Vec<Queue> = device
+            .queue_max_sizes()
+            .iter()
+            .filter_map(|&max| Queue::new(max).ok())
+            .collect();
+        let queue_events = queues
+            .iter()
+            .map(|_| EventFd::new(EFD_NONBLOCK))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let host_fd = device.host_fd().map(|fd| fd.try_clone_to_owned()).transpose()?;
+        Ok(VirtioShared {
+            name: name.to_string(),
+            state: Mutex::new(DeviceState {
+                device,
+                queues,
+                active: false,
+            }),
+            interrupt_status: AtomicU32::new(0),
+            interrupt,
+            mem,
+            observer,
+            queue_events,
+            host_fd,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// One eventfd per queue, in queue order: the ioeventfds of QueueNotify.
+    pub fn queue_events(&self) -> &[EventFd] {
+        &self.queue_events
+    }
+
+    pub fn host_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.host_fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The device lock; a panic elsewhere while holding it leaves state a reset can recover.
+    pub fn lock(&self) -> MutexGuard<'_, DeviceState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The device's counters.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        self.lock().device.counters()
+    }
+
+    fn signal_used(&self) {
+        self.interrupt_status
+            .fetch_or(VIRTIO_MMIO_INT_VRING, Ordering::SeqCst);
+        if let Err(err) = self.interrupt.trigger() {
+            self.observer
+                .warning(&format!("{}: interrupt failed: {err}", self.name));
+        }
+    }
+
+    /// Serves queue `index` (its notification was consumed by the caller).
+    pub fn serve_queue(&self, index: usize) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if !state.active {
+            self.observer.warning(&format!(
+                "{}: notify of queue {index} before DRIVER_OK ignored",
+                self.name
+            ));
+            return;
+        }
+        let Some(queue) = state.queues.get_mut(index) else {
+            return;
+        };
+        if !queue.ready() {
+            return;
+        }
+        if state.device.process_queue(index, queue, &self.mem) {
+            drop(guard);
+            self.signal_used();
+        }
+    }
+
+    /// Serves the host descriptor's readiness.
+    pub fn serve_host_fd(&self) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if !state.active {
+            return;
+        }
+        if state.device.process_host_fd(&mut state.queues, &self.mem) {
+            drop(guard);
+            self.signal_used();
+        }
+    }
+
+    /// Serves every queue whose eventfd has a pending notification. The I/O thread's last pass
+    /// before it ends (nothing notified is left unserved), and the tests' stand-in for it.
+    pub fn serve_pending(&self) {
+        for index in 0..self.queue_events.len() {
+            // Non-blocking: `Err(WouldBlock)` means no notification is pending.
+            if self.queue_events[index].read().is_ok() {
+                self.serve_queue(index);
+            }
+        }
+    }
+}
+
+pub struct MmioTransport {
+    shared: Arc<VirtioShared>,
+    device_type: u32,
+    offered_features: u64,
+    observer: Arc<dyn VmObserver>,
     status: u32,
     device_features_sel: u32,
     driver_features_sel: u32,
     driver_features: u64,
     queue_sel: u32,
-    interrupt_status: u32,
     config_generation: u32,
 }
 
 impl MmioTransport {
-    pub fn new(
-        device: Box<dyn VirtioDevice>,
-        mem: GuestMemoryMmap,
-        interrupt: Arc<dyn Interrupt>,
-        observer: Arc<dyn VmObserver>,
-    ) -> Self {
-        let queues = device
-            .queue_max_sizes()
-            .iter()
-            .filter_map(|&max| Queue::new(max).ok())
-            .collect();
+    pub fn new(shared: Arc<VirtioShared>) -> Self {
+        let (device_type, offered_features) = {
+            let state = shared.lock();
+            (state.device.device_type(), state.device.features())
+        };
+        let observer = shared.observer.clone();
         MmioTransport {
-            device,
-            mem,
-            interrupt,
+            shared,
+            device_type,
+            offered_features,
             observer,
-            queues,
             status: 0,
             device_features_sel: 0,
             driver_features_sel: 0,
             driver_features: 0,
             queue_sel: 0,
-            interrupt_status: 0,
             config_generation: 0,
         }
+    }
+
+    /// The state the I/O thread serves.
+    pub fn shared(&self) -> &Arc<VirtioShared> {
+        &self.shared
     }
 
     /// The device status register.
@@ -84,23 +227,18 @@ impl MmioTransport {
         self.driver_features_sel = 0;
         self.driver_features = 0;
         self.queue_sel = 0;
-        self.interrupt_status = 0;
-        for queue in &mut self.queues {
+        self.shared.interrupt_status.store(0, Ordering::SeqCst);
+        let mut state = self.shared.lock();
+        state.active = false;
+        for queue in &mut state.queues {
             queue.reset();
         }
-    }
-
-    fn selected_queue(&mut self) -> Option<&mut Queue> {
-        self.queues.get_mut(self.queue_sel as usize)
+        state.device.reset();
     }
 
     /// Queue registers may change only between FEATURES_OK and DRIVER_OK.
     fn queue_configurable(&self) -> bool {
         self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 && self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0
-    }
-
-    fn activated(&self) -> bool {
-        self.status & VIRTIO_CONFIG_S_DRIVER_OK != 0 && self.status & VIRTIO_CONFIG_S_FAILED == 0
     }
 
     fn set_status(&mut self, new: u32) {
@@ -121,7 +259,7 @@ impl MmioTransport {
             accepted |= VIRTIO_CONFIG_S_DRIVER;
         }
         if added & VIRTIO_CONFIG_S_FEATURES_OK != 0 && accepted & VIRTIO_CONFIG_S_DRIVER != 0 {
-            let offered = self.device.features();
+            let offered = self.offered_features;
             let subset = self.driver_features & !offered == 0;
             let modern = self.driver_features & (1 << VIRTIO_F_VERSION_1) != 0;
             if subset && modern {
@@ -134,15 +272,20 @@ impl MmioTransport {
             }
         }
         if added & VIRTIO_CONFIG_S_DRIVER_OK != 0 && accepted & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
-            let mem = &self.mem;
-            let all_valid = self.queues.iter().all(|q| !q.ready() || q.is_valid(mem));
+            let mut state = self.shared.lock();
+            let mem = &self.shared.mem;
+            let all_valid = state.queues.iter().all(|q| !q.ready() || q.is_valid(mem));
             if all_valid {
                 accepted |= VIRTIO_CONFIG_S_DRIVER_OK;
+                state.active = accepted & VIRTIO_CONFIG_S_FAILED == 0;
             } else {
                 self.observer
                     .warning("virtio-mmio: DRIVER_OK with a queue outside guest memory; device FAILED");
                 accepted |= VIRTIO_CONFIG_S_FAILED;
             }
+        }
+        if added & VIRTIO_CONFIG_S_FAILED != 0 {
+            self.shared.lock().active = false;
         }
         if accepted != new {
             self.observer.warning(&format!(
@@ -152,27 +295,19 @@ impl MmioTransport {
         self.status = accepted;
     }
 
+    /// A QueueNotify write that reached the transport: hand it to the I/O thread.
     fn notify(&mut self, index: u32) {
-        if !self.activated() {
-            self.observer.warning(&format!(
-                "virtio-mmio: notify of queue {index} before DRIVER_OK ignored"
-            ));
-            return;
-        }
-        let Some(queue) = self.queues.get_mut(index as usize) else {
+        let Some(event) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.shared.queue_events.get(i))
+        else {
             self.observer
                 .warning(&format!("virtio-mmio: notify of missing queue {index} ignored"));
             return;
         };
-        if !queue.ready() {
-            return;
-        }
-        if self.device.process_queue(index as usize, queue, &self.mem) {
-            self.interrupt_status |= VIRTIO_MMIO_INT_VRING;
-            if let Err(err) = self.interrupt.trigger() {
-                self.observer
-                    .warning(&format!("virtio-mmio: interrupt failed: {err}"));
-            }
+        if let Err(err) = event.write(1) {
+            self.observer
+                .warning(&format!("virtio-mmio: queue {index} notification lost: {err}"));
         }
     }
 
@@ -180,19 +315,33 @@ impl MmioTransport {
         match offset {
             VIRTIO_MMIO_MAGIC_VALUE => MMIO_MAGIC,
             VIRTIO_MMIO_VERSION => MMIO_VERSION,
-            VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
+            VIRTIO_MMIO_DEVICE_ID => self.device_type,
             VIRTIO_MMIO_VENDOR_ID => VENDOR_ID,
             VIRTIO_MMIO_DEVICE_FEATURES => {
-                let [l0, l1, l2, l3, h0, h1, h2, h3] = self.device.features().to_le_bytes();
+                let [l0, l1, l2, l3, h0, h1, h2, h3] = self.offered_features.to_le_bytes();
                 match self.device_features_sel {
                     0 => u32::from_le_bytes([l0, l1, l2, l3]),
                     1 => u32::from_le_bytes([h0, h1, h2, h3]),
                     _ => 0,
                 }
             }
-            VIRTIO_MMIO_QUEUE_NUM_MAX => self.selected_queue().map_or(0, |q| u32::from(q.max_size())),
-            VIRTIO_MMIO_QUEUE_READY => self.selected_queue().map_or(0, |q| u32::from(q.ready())),
-            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt_status,
+            VIRTIO_MMIO_QUEUE_NUM_MAX => {
+                let sel = self.queue_sel as usize;
+                self.shared
+                    .lock()
+                    .queues
+                    .get(sel)
+                    .map_or(0, |q| u32::from(q.max_size()))
+            }
+            VIRTIO_MMIO_QUEUE_READY => {
+                let sel = self.queue_sel as usize;
+                self.shared
+                    .lock()
+                    .queues
+                    .get(sel)
+                    .map_or(0, |q| u32::from(q.ready()))
+            }
+            VIRTIO_MMIO_INTERRUPT_STATUS => self.shared.interrupt_status.load(Ordering::SeqCst),
             VIRTIO_MMIO_STATUS => self.status,
             VIRTIO_MMIO_CONFIG_GENERATION => self.config_generation,
             _ => {
@@ -225,7 +374,9 @@ impl MmioTransport {
             }
             VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = value,
             VIRTIO_MMIO_STATUS => self.set_status(value),
-            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt_status &= !value,
+            VIRTIO_MMIO_INTERRUPT_ACK => {
+                self.shared.interrupt_status.fetch_and(!value, Ordering::SeqCst);
+            }
             VIRTIO_MMIO_QUEUE_NOTIFY => self.notify(value),
             VIRTIO_MMIO_QUEUE_NUM
             | VIRTIO_MMIO_QUEUE_READY
@@ -242,7 +393,9 @@ impl MmioTransport {
                     ));
                     return;
                 }
-                let Some(queue) = self.selected_queue() else {
+                let sel = self.queue_sel as usize;
+                let mut state = self.shared.lock();
+                let Some(queue) = state.queues.get_mut(sel) else {
                     return;
                 };
                 match offset {
@@ -273,7 +426,9 @@ impl BusDevice for MmioTransport {
         let register = match u32::try_from(offset) {
             Ok(register) if register < VIRTIO_MMIO_CONFIG => register,
             _ => {
-                self.device
+                self.shared
+                    .lock()
+                    .device
                     .read_config(offset - u64::from(VIRTIO_MMIO_CONFIG), data);
                 return;
             }
@@ -376,7 +531,9 @@ mod tests {
             processed: processed.clone(),
         });
         (
-            MmioTransport::new(dev, mem, irq.clone(), warnings.clone()),
+            MmioTransport::new(Arc::new(
+                VirtioShared::new("test", dev, mem, irq.clone(), warnings.clone()).unwrap(),
+            )),
             irq,
             warnings,
             processed,
@@ -389,8 +546,12 @@ mod tests {
         u32::from_le_bytes(b)
     }
 
+    /// Writes a register; a QueueNotify is then served as the I/O thread would.
     fn wr(t: &mut MmioTransport, offset: u32, value: u32) {
         t.write(u64::from(offset), &value.to_le_bytes());
+        if offset == VIRTIO_MMIO_QUEUE_NOTIFY {
+            t.shared().serve_pending();
+        }
     }
 
     fn negotiate(t: &mut MmioTransport) {
@@ -437,7 +598,7 @@ mod tests {
         wr(&mut t, VIRTIO_MMIO_STATUS, 0xf);
         assert_eq!(rd(&mut t, VIRTIO_MMIO_STATUS), 0xf);
         // One single-descriptor chain: descriptor 0, avail ring entry 0, avail idx 1.
-        let mem = t.mem.clone();
+        let mem = t.shared().mem.clone();
         use vm_memory::Bytes;
         mem.write_obj(0x2_0000u64, GuestAddress(0x1_0000)).unwrap();
         mem.write_obj(16u32, GuestAddress(0x1_0008)).unwrap();
@@ -502,7 +663,7 @@ mod tests {
         wr(&mut t, VIRTIO_MMIO_QUEUE_NUM, 8);
         // Truncated, 0x1_0004 would be a valid size 4.
         wr(&mut t, VIRTIO_MMIO_QUEUE_NUM, 0x1_0004);
-        assert_eq!(t.queues[0].size(), 8);
+        assert_eq!(t.shared().lock().queues[0].size(), 8);
         let warnings = warnings.0.lock().unwrap();
         assert!(
             warnings.iter().any(|w| w.contains("queue size 65540")),
@@ -537,7 +698,7 @@ mod tests {
         const F_WRITE: u16 = 2;
         let (desc, avail, used) = (0x1_0000u64, 0x1_1000u64, 0x1_2000u64);
         let (header, data, status) = (0x2_0000u64, 0x3_0000u64, 0x4_0000u64);
-        let mem = t.mem.clone();
+        let mem = t.shared().mem.clone();
         let put_desc = |i: u64, addr: u64, len: u32, flags: u16, next: u16| {
             let at = desc + 16 * i;
             mem.write_obj(addr, GuestAddress(at)).unwrap();
@@ -607,12 +768,16 @@ mod tests {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
         let block = crate::devices::virtio::block::Block::open(disk.path(), false, "fuzz").unwrap();
         let irq = Arc::new(CountingInterrupt::default());
-        let mut t = MmioTransport::new(
-            Box::new(block),
-            mem.clone(),
-            irq.clone(),
-            Arc::new(Warnings::default()),
-        );
+        let mut t = MmioTransport::new(Arc::new(
+            VirtioShared::new(
+                "vda",
+                Box::new(block),
+                mem.clone(),
+                irq.clone(),
+                Arc::new(Warnings::default()),
+            )
+            .unwrap(),
+        ));
         // xorshift64: deterministic, no dependency.
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
