@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 
 # e2fsprogs: mkfs.ext4/debugfs for the VM disk images; runc: the container peer;
 # qemu-system-x86: the microVM peer and the guest-artifact test; fonts-dejavu-core: plot text;
-# iproute2: network namespaces; util-linux: unshare (namespace floor); docker.io, podman, runsc
-# (gVisor), crun: the peers people run, in `bench compare`'s default rows (no daemon is enabled:
-# the docker backend starts its own dockerd and stops it afterwards).
-PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps
+# iproute2: network namespaces; util-linux: unshare (namespace floor), setpriv; busybox-static, kmod,
+# cpio: the nested-KVM L1 (scripts/nested-kvm.sh); docker.io, podman, runsc (gVisor), crun: the peers
+# people run, in `bench compare`'s default rows (no daemon is enabled: the docker backend starts its
+# own dockerd and stops it afterwards).
+PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps busybox-static kmod cpio
     docker.io podman runsc crun)
 
 missing=()
@@ -28,6 +29,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The nested-KVM L1's kernel: Debian's stock linux-image-amd64, downloaded and unpacked once under
+# /var/cache/cvbench/nested/kernel/ (never installed), so the test layer fetches nothing itself.
+scripts/nested-kvm.sh --fetch
 
 [ "${1:-}" = "--packages" ] && exit 0
 

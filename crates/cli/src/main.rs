@@ -11,6 +11,7 @@
 mod cmd;
 mod output;
 mod parse;
+mod preflight;
 
 use std::process::ExitCode;
 
@@ -65,7 +66,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bench: {}", cmd::one_line(&format!("{e:#}")));
+            eprintln!("bench: {}", cmd::error_line(&e));
             cmd::exit_status_of(&e)
         }
     }

@@ -48,13 +48,23 @@ impl HostRoots {
     }
 }
 
-/// The KVM flavour as recorded in results: `pvm`, `hardware` or `none`.
+/// The kernel command-line word `scripts/nested-kvm.sh` boots its L1 with: the L0 that runs this
+/// kernel is QEMU's TCG emulating AMD SVM. The L0 launcher is the only party that knows how the CPU
+/// under it is made, so it says so; detection also requires what that claim implies (`svm` among the
+/// CPU flags, the `hypervisor` flag, `/dev/kvm`).
+pub const NESTED_TCG_MARKER: &str = "cvbench.l0=tcg-svm";
+
+/// The KVM flavour as recorded in results: `pvm`, `hardware`, `nested-svm-tcg` or `none`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvmFlavour {
     /// Paravirtual nested KVM (`/sys/module/kvm_pvm`): guest kernels run, but emulated and slow.
     Pvm,
     /// `/dev/kvm` backed by VT-x/AMD-V.
     Hardware,
+    /// `kvm_amd` on an AMD SVM that QEMU's TCG emulates (the L1 of `scripts/nested-kvm.sh`): it
+    /// behaves as hardware KVM does, so a stock guest kernel runs, but every instruction of L1 and
+    /// of its guests is emulated. Figures show function, never speed.
+    NestedSvmTcg,
     None,
 }
 
@@ -63,8 +73,30 @@ impl KvmFlavour {
         match self {
             KvmFlavour::Pvm => "pvm",
             KvmFlavour::Hardware => "hardware",
+            KvmFlavour::NestedSvmTcg => "nested-svm-tcg",
             KvmFlavour::None => "none",
         }
+    }
+
+    /// Whether guest code under this KVM runs emulated (figures labelled `emulated`).
+    pub fn is_emulated(self) -> bool {
+        matches!(self, KvmFlavour::Pvm | KvmFlavour::NestedSvmTcg)
+    }
+
+    /// The flavour a VM cell records (`results::KvmFlavour`) when its guest runs under this host KVM.
+    /// Without KVM no guest runs at all; such a cell says hardware, as it always did.
+    pub fn for_guest(self) -> crate::results::KvmFlavour {
+        match self {
+            KvmFlavour::Pvm => crate::results::KvmFlavour::Pvm,
+            KvmFlavour::NestedSvmTcg => crate::results::KvmFlavour::NestedSvmTcg,
+            KvmFlavour::Hardware | KvmFlavour::None => crate::results::KvmFlavour::Hardware,
+        }
+    }
+
+    /// Whether `/dev/kvm` behaves as hardware KVM does (a stock guest kernel runs; QEMU can use
+    /// `-accel kvm`), emulated or not.
+    pub fn is_hardware_style(self) -> bool {
+        matches!(self, KvmFlavour::Hardware | KvmFlavour::NestedSvmTcg)
     }
 }
 
@@ -172,17 +204,53 @@ fn cgroup_version(mountinfo: &str) -> &'static str {
     }
 }
 
-/// Hardware KVM needs `/dev/kvm`, vmx or svm among the CPU flags, and no PVM module loaded.
+/// The label every figure taken under nested SVM on TCG carries (besides `emulated = true`).
+pub const NESTED_LABEL: &str = "nested";
+
+/// Labels that qualify figures of guests run under `flavour`: `emulated = true` when guest code runs
+/// emulated (PVM, nested SVM on TCG), and `nested = svm-tcg` for the latter, whose figures show
+/// function only.
+pub fn emulation_labels(flavour: KvmFlavour) -> Vec<(String, String)> {
+    let mut labels = Vec::new();
+    if flavour.is_emulated() {
+        labels.push(("emulated".to_string(), "true".to_string()));
+    }
+    if flavour == KvmFlavour::NestedSvmTcg {
+        labels.push((NESTED_LABEL.to_string(), "svm-tcg".to_string()));
+        eprintln!(
+            "WARNING: KVM here is nested SVM emulated by QEMU's TCG (scripts/nested-kvm.sh): the guests \
+             really run, but every figure is EMULATED and shows function only, never speed."
+        );
+    }
+    labels
+}
+
+/// The real host's KVM flavour.
+pub fn detect_kvm_flavour() -> KvmFlavour {
+    let roots = HostRoots::default();
+    let cpuinfo = fs::read_to_string(roots.proc.join("cpuinfo")).unwrap_or_default();
+    kvm_flavour(&roots, &cpuinfo)
+}
+
+/// Hardware KVM needs `/dev/kvm`, vmx or svm among the CPU flags, and no PVM module loaded. It is
+/// nested SVM on TCG when, besides, the kernel was booted with [`NESTED_TCG_MARKER`] on a CPU with
+/// `svm` and the `hypervisor` flag.
 pub(crate) fn kvm_flavour(roots: &HostRoots, cpuinfo: &str) -> KvmFlavour {
     if roots.sys.join("module/kvm_pvm").exists() {
         return KvmFlavour::Pvm;
     }
-    let virt_flags = cpuinfo_values(cpuinfo, "flags")
-        .any(|flags| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"));
-    if roots.dev.join("kvm").exists() && virt_flags {
-        KvmFlavour::Hardware
+    let has_flag = |flag: &str| {
+        cpuinfo_values(cpuinfo, "flags").any(|flags| flags.split_whitespace().any(|f| f == flag))
+    };
+    if !roots.dev.join("kvm").exists() || !(has_flag("vmx") || has_flag("svm")) {
+        return KvmFlavour::None;
+    }
+    let marked = fs::read_to_string(roots.proc.join("cmdline"))
+        .is_ok_and(|cmdline| cmdline.split_whitespace().any(|w| w == NESTED_TCG_MARKER));
+    if marked && has_flag("svm") && has_flag("hypervisor") {
+        KvmFlavour::NestedSvmTcg
     } else {
-        KvmFlavour::None
+        KvmFlavour::Hardware
     }
 }
 
@@ -255,6 +323,42 @@ mod tests {
         assert_eq!(detect_in(&HostRoots::under(dir.path())).unwrap().kvm, "pvm");
     }
 
+    const CPUINFO_L1: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC Processor\nflags\t\t: fpu vme svm npt hypervisor\n";
+
+    #[test]
+    fn the_nested_l1_marker_on_svm_under_a_hypervisor_is_nested_svm_tcg() {
+        let dir = fixture(MOUNTINFO_HYBRID, CPUINFO_L1, false, true);
+        let cmdline = dir.path().join("proc/cmdline");
+        fs::write(&cmdline, format!("console=ttyS0 panic=-1 {NESTED_TCG_MARKER}\n")).unwrap();
+        assert_eq!(
+            detect_in(&HostRoots::under(dir.path())).unwrap().kvm,
+            "nested-svm-tcg"
+        );
+        let flavour = kvm_flavour(&HostRoots::under(dir.path()), CPUINFO_L1);
+        assert!(flavour.is_emulated() && flavour.is_hardware_style());
+
+        // Without the marker (a word that only contains it does not count) it is hardware KVM.
+        fs::write(&cmdline, format!("console=ttyS0 x{NESTED_TCG_MARKER}\n")).unwrap();
+        assert_eq!(detect_in(&HostRoots::under(dir.path())).unwrap().kvm, "hardware");
+        // The marker on a CPU without the hypervisor flag, or with vmx only, is not believed.
+        fs::write(&cmdline, format!("{NESTED_TCG_MARKER}\n")).unwrap();
+        let bare = CPUINFO_L1.replace(" hypervisor", "");
+        assert_eq!(
+            kvm_flavour(&HostRoots::under(dir.path()), &bare),
+            KvmFlavour::Hardware
+        );
+        assert_eq!(
+            kvm_flavour(&HostRoots::under(dir.path()), CPUINFO),
+            KvmFlavour::Hardware
+        );
+        // And without /dev/kvm there is no KVM at all.
+        fs::remove_file(dir.path().join("dev/kvm")).unwrap();
+        assert_eq!(
+            kvm_flavour(&HostRoots::under(dir.path()), CPUINFO_L1),
+            KvmFlavour::None
+        );
+    }
+
     #[test]
     fn dev_kvm_without_vmx_or_svm_is_none() {
         let dir = fixture(MOUNTINFO_HYBRID, &CPUINFO.replace(" vmx", ""), false, true);
@@ -308,6 +412,6 @@ mod tests {
         assert!(host.cores >= 1);
         assert!(host.memory_bytes > 0);
         assert!(!host.kernel.is_empty());
-        assert!(["pvm", "hardware", "none"].contains(&host.kvm.as_str()));
+        assert!(["pvm", "hardware", "nested-svm-tcg", "none"].contains(&host.kvm.as_str()));
     }
 }

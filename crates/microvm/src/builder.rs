@@ -55,7 +55,10 @@ const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
 /// Smallest guest RAM: the boot structures below 1 MiB plus room for a payload.
 pub const MIN_MEMORY_MIB: u64 = 2;
 /// The base of every command line; Linux-specific words are harmless to the probe payload.
-pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1";
+/// `i8042.noaux i8042.nomux i8042.dumbkbd` are Firecracker's words too: with them Linux's i8042
+/// driver asks the controller only for its CTR, which [`crate::devices::i8042`] answers, instead of
+/// probing mouse and multiplexer ports that nothing answers (each a half-second timeout).
+pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd";
 const KVM_DEVICE: &str = "/dev/kvm";
 
 /// One block device.
@@ -681,7 +684,7 @@ mod tests {
         let c = build_cmdline(2, "root=/dev/vda ro -- idle --x").unwrap();
         assert_eq!(
             c.to_str().unwrap(),
-            "console=ttyS0 reboot=k panic=-1 virtio_mmio.device=4K@0xd0000000:5 \
+            "console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd virtio_mmio.device=4K@0xd0000000:5 \
              virtio_mmio.device=4K@0xd0001000:6 root=/dev/vda ro -- idle --x"
         );
         assert!(matches!(

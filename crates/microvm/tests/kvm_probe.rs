@@ -151,7 +151,7 @@ fn probe_reads_and_writes_its_disk_then_resets_cleanly() {
     assert!(run.console.contains("PROBE zeropage ok"), "{}", run.console);
     assert!(run
         .console
-        .contains("PROBE cmdline console=ttyS0 reboot=k panic=-1 virtio_mmio.device=4K@0xd0000000:5"));
+        .contains("PROBE cmdline console=ttyS0 reboot=k panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd virtio_mmio.device=4K@0xd0000000:5"));
     assert!(
         run.console.contains(&format!("PROBE sector1 {token}")),
         "{}",

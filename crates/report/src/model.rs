@@ -191,10 +191,13 @@ impl<'a> Model<'a> {
     }
 }
 
-/// `microvm (emulated)` when the figures are emulated (see [`Isolation::is_emulated`]), else the
+/// `microvm (emulated)` when the figures are emulated (see [`Isolation::is_emulated`]),
+/// `microvm (emulated, nested)` when they come from the nested-KVM L1 (function only), else the
 /// backend name.
 pub fn display_name(backend: &str, isolation: &Isolation) -> String {
-    if isolation.is_emulated() {
+    if isolation.kvm.is_nested() {
+        format!("{backend} (emulated, nested)")
+    } else if isolation.is_emulated() {
         format!("{backend} (emulated)")
     } else {
         backend.to_string()
@@ -330,6 +333,10 @@ mod tests {
             "microvm (emulated)"
         );
         assert_eq!(display_name("qemu", &vm(KvmFlavour::Tcg)), "qemu (emulated)");
+        assert_eq!(
+            display_name("microvm", &vm(KvmFlavour::NestedSvmTcg)),
+            "microvm (emulated, nested)"
+        );
     }
 
     #[test]

@@ -103,6 +103,36 @@ mod tests {
         );
         assert!(md.contains("microvm (emulated)"), "emulated figures are labelled");
         assert!(md.contains("![") && md.contains("startup_cdf_idle.png"));
+        // Density counts what the host lost and shows PSS as its user-space part: the fixture's
+        // container loses 3 × 1.7 MiB per instance, of which 1.7 MiB is PSS.
+        let container_row = md
+            .lines()
+            .find(|l| l.starts_with("| container | idle | 30 |"))
+            .unwrap_or_else(|| panic!("no container density row in {md}"));
+        assert!(
+            container_row.contains("| 5.10 MiB | 1.70 MiB | – | 3.40 MiB | 5.10 MiB | 3.40 MiB |"),
+            "{container_row}"
+        );
+        assert!(container_row.contains("host memory lost"), "{container_row}");
+        let microvm_row = md
+            .lines()
+            .find(|l| l.starts_with("| microvm (emulated) | idle | 12 |"))
+            .unwrap_or_else(|| panic!("no microvm density row in {md}"));
+        assert!(
+            microvm_row.contains("| 20.50 MiB |"),
+            "guest RAM shown: {microvm_row}"
+        );
+        let density = written
+            .figures
+            .iter()
+            .find(|f| f.name == "density")
+            .expect("density figure");
+        assert!(
+            density.caption.contains("host lost") && density.caption.contains("+ kernel"),
+            "{}",
+            density.caption
+        );
+        assert!(density.svg.contains("stroke-dasharray") || density.svg.matches("<polyline").count() > 2);
 
         let html = std::fs::read_to_string(&written.html).expect("report.html");
         assert!(html.contains("<svg"), "inline SVG");

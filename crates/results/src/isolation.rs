@@ -77,12 +77,21 @@ pub enum KvmFlavour {
     Pvm,
     /// No KVM: a binary translator (QEMU's TCG) runs the guest.
     Tcg,
+    /// Hardware-style KVM (`kvm_amd`) in an L1 whose AMD SVM QEMU's TCG emulates
+    /// (`scripts/nested-kvm.sh`): stock guest kernels really run, but every instruction of L1 and of
+    /// its guests is emulated. Figures show function only, never speed.
+    NestedSvmTcg,
 }
 
 impl KvmFlavour {
     /// Whether guest figures come from emulation and are not comparable with hardware KVM.
     pub fn is_emulated(self) -> bool {
-        matches!(self, KvmFlavour::Pvm | KvmFlavour::Tcg)
+        matches!(self, KvmFlavour::Pvm | KvmFlavour::Tcg | KvmFlavour::NestedSvmTcg)
+    }
+
+    /// Whether the figures come from the nested-KVM L1: function only.
+    pub fn is_nested(self) -> bool {
+        self == KvmFlavour::NestedSvmTcg
     }
 }
 
@@ -131,6 +140,7 @@ pub fn infer_legacy(backend: &str, labels: &BTreeMap<String, String>) -> Option<
         "microvm" | "microvm-probe" => {
             let kvm = match label("kvm") {
                 Some("pvm") => KvmFlavour::Pvm,
+                Some("nested-svm-tcg") => KvmFlavour::NestedSvmTcg,
                 _ => KvmFlavour::Hardware,
             };
             Isolation::vm(IsolationKind::MicroVm, kvm)

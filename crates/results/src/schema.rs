@@ -138,8 +138,37 @@ pub struct DensityResult {
     pub points: Vec<DensityPoint>,
     /// Why the curve ended: `max`, `memory floor`, or the failure that stopped it.
     pub stop_reason: String,
-    /// Instances per GiB of summed PSS at the end of the curve.
+    /// The headline: instances per GiB at the end of the curve, of the memory named by `basis`.
     pub instances_per_gib: Option<f64>,
+    /// What `instances_per_gib` divides by. Files written before this field existed counted summed
+    /// PSS, hence the default.
+    #[serde(default)]
+    pub basis: DensityBasis,
+    /// Instances per GiB of summed PSS (user space only) at the end of the curve, whatever the basis.
+    #[serde(default)]
+    pub instances_per_gib_pss: Option<f64>,
+}
+
+/// The memory a density figure is computed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DensityBasis {
+    /// Summed PSS of the instances' host processes: user-space memory only.
+    #[default]
+    SummedPss,
+    /// What the host lost: summed PSS plus the growth of the host's unreclaimable kernel memory
+    /// over the launches (`/proc/meminfo`: unreclaimable slab, page tables, kernel stacks, vmalloc,
+    /// per-CPU), i.e. namespaces, cgroups, page tables and KVM's allocations as well.
+    PssPlusKernel,
+}
+
+impl DensityBasis {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DensityBasis::SummedPss => "summed PSS (user space only)",
+            DensityBasis::PssPlusKernel => "host memory lost (PSS + kernel memory)",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,10 +176,38 @@ pub struct DensityPoint {
     /// 1-based count of running instances after this launch.
     pub instances: u32,
     pub launch_ms: f64,
+    /// Summed PSS of every running instance's host processes (and its runtime process): the
+    /// user-space part of what the host lost. For VMs the VMM's PSS, guest RAM included.
     pub total_pss_bytes: u64,
     pub host_mem_available_bytes: u64,
     /// PSS total now minus PSS total before this launch.
     pub marginal_pss_bytes: i64,
+    /// The drop of `MemAvailable` from just before each launch to just after it returned, summed
+    /// over the launches so far: a cross-check of the host loss, noisy on a shared host (other
+    /// processes allocate and free inside the windows too; it can even be negative).
+    #[serde(default)]
+    pub host_used_bytes: Option<i64>,
+    /// Growth of the host's unreclaimable kernel memory over the same launch windows
+    /// (`SUnreclaim`, `PageTables`, `SecPageTables`, `KernelStack`, `VmallocUsed`, `Percpu` in
+    /// `/proc/meminfo`): namespaces, cgroups, page tables, KVM.
+    #[serde(default)]
+    pub host_kernel_bytes: Option<i64>,
+    /// Summed memory cgroup charge of the instances (kernel memory included where the controller
+    /// accounts it); `None` for backends without a cgroup per instance (VMs).
+    #[serde(default)]
+    pub cgroup_memory_bytes: Option<u64>,
+    /// Summed resident guest RAM (VMs; part of `total_pss_bytes`).
+    #[serde(default)]
+    pub guest_ram_bytes: Option<u64>,
+}
+
+impl DensityPoint {
+    /// What the host lost to the running instances: summed PSS (user space) plus the growth of
+    /// unreclaimable kernel memory (never counted below zero); `None` without a kernel reading.
+    pub fn host_lost_bytes(&self) -> Option<u64> {
+        let kernel = u64::try_from(self.host_kernel_bytes?.max(0)).unwrap_or(0);
+        Some(self.total_pss_bytes.saturating_add(kernel))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +221,13 @@ pub enum ResultsError {
     },
     #[error("{path} has no schema_version: not a cvbench results file")]
     NoSchemaVersion { path: PathBuf },
+    #[error("{path} has a schema_version of the wrong type ({found}); expected the number {expected}")]
+    SchemaVersionType {
+        path: PathBuf,
+        /// The JSON value found, as written (shortened).
+        found: String,
+        expected: u32,
+    },
     #[error("{path} has schema_version {found}, this cvbench reads version {expected}")]
     SchemaMismatch {
         path: PathBuf,
@@ -211,12 +275,16 @@ impl ResultsFile {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let found = value
+        let version = value
             .get("schema_version")
-            .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| ResultsError::NoSchemaVersion {
                 path: path.to_path_buf(),
             })?;
+        let found = version.as_u64().ok_or_else(|| ResultsError::SchemaVersionType {
+            path: path.to_path_buf(),
+            found: version.to_string().chars().take(40).collect(),
+            expected: SCHEMA_VERSION,
+        })?;
         if found != u64::from(SCHEMA_VERSION) {
             return Err(ResultsError::SchemaMismatch {
                 path: path.to_path_buf(),
@@ -482,6 +550,17 @@ mod tests {
             Err(ResultsError::NoSchemaVersion { .. })
         ));
 
+        let string_version = dir.path().join("string.json");
+        let mut v = serde_json::to_value(sample_file()).unwrap();
+        v["schema_version"] = serde_json::json!("1");
+        fs::write(&string_version, v.to_string()).unwrap();
+        let err = ResultsFile::read(&string_version).unwrap_err();
+        assert!(matches!(err, ResultsError::SchemaVersionType { .. }), "{err}");
+        assert!(
+            err.to_string().contains("wrong type") && err.to_string().contains("\"1\""),
+            "{err}"
+        );
+
         let other = dir.path().join("other.json");
         let mut v = serde_json::to_value(sample_file()).unwrap();
         v["schema_version"] = serde_json::json!(99);
@@ -507,6 +586,36 @@ mod tests {
             ResultsFile::read(&broken),
             Err(ResultsError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn density_files_without_the_host_memory_fields_still_read_as_pss_based() {
+        let old = serde_json::json!({
+            "backend": "container", "isolation": MOCK, "workload": "idle", "points": [{
+                "instances": 1, "launch_ms": 2.0, "total_pss_bytes": 1024,
+                "host_mem_available_bytes": 4096, "marginal_pss_bytes": 1024
+            }],
+            "stop_reason": "max", "instances_per_gib": 8.0
+        });
+        let d: DensityResult = serde_json::from_value(old).unwrap();
+        assert_eq!(d.basis, DensityBasis::SummedPss);
+        assert_eq!(d.points[0].host_used_bytes, None);
+        assert_eq!(d.points[0].host_lost_bytes(), None);
+        let mut p = d.points[0].clone();
+        p.host_kernel_bytes = Some(3072);
+        assert_eq!(p.host_lost_bytes(), Some(4096));
+        p.host_kernel_bytes = Some(-5000);
+        assert_eq!(
+            p.host_lost_bytes(),
+            Some(1024),
+            "kernel memory freed is not a gain"
+        );
+        let v = serde_json::to_value(DensityResult {
+            basis: DensityBasis::PssPlusKernel,
+            ..d
+        })
+        .unwrap();
+        assert_eq!(v["basis"], "pss_plus_kernel");
     }
 
     #[test]

@@ -65,6 +65,9 @@ fn alpha(text: &str) -> Result<f64, String> {
 }
 
 pub fn execute(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.markdown {
+        crate::preflight::output_file("--markdown", path)?;
+    }
     let baseline = ResultsFile::read(&args.baseline).map_err(|e| UsageError(format!("baseline: {e}")))?;
     let current = ResultsFile::read(&args.current).map_err(|e| UsageError(format!("current: {e}")))?;
     let opts = CheckOptions {

@@ -137,6 +137,46 @@ impl ImageArgs {
     }
 }
 
+/// Applies `--image-cache` to every backend and checks, before any launch, what a backend could never
+/// honour: a `--memory` outside its range, or an explicit `--image` it would not run (the probe
+/// guest boots its built-in payload). `--image` with only such backends is a usage error; mixed with
+/// backends that do run it, a note says which ignore it.
+pub fn configure_backends(
+    backends: &mut [Box<dyn Backend>],
+    image: &ImageArgs,
+    memory_limit_bytes: Option<u64>,
+) -> Result<(), UsageError> {
+    for backend in backends.iter_mut() {
+        backend.set_cache_root(&image.image_cache);
+        if let Some(bytes) = memory_limit_bytes {
+            backend
+                .check_memory_limit(bytes)
+                .map_err(|reason| UsageError(format!("--memory for {}: {reason}", backend.name())))?;
+        }
+    }
+    if let Some(dir) = &image.image {
+        let ignoring: Vec<&str> = backends
+            .iter()
+            .filter(|b| !b.runs_image())
+            .map(|b| b.name())
+            .collect();
+        let names = ignoring.join(", ");
+        if !ignoring.is_empty() && ignoring.len() == backends.len() {
+            return Err(UsageError(format!(
+                "--image {} does not apply to {names}: it boots its built-in probe payload, not an image",
+                dir.display()
+            )));
+        }
+        if !ignoring.is_empty() {
+            eprintln!(
+                "note: {names} boots its built-in probe payload and ignores --image {}",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What `bench compare` runs without `--backends`: the built-in runtime, the built-in microVM (with
 /// a Linux guest, and with the probe payload that measures the VMM alone), and runc as the
 /// well-known peer. Slower peers (qemu) run only when named.
@@ -207,7 +247,15 @@ pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
 
 pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
-    let backends = backends(&args.backends)?;
+    super::check_warmup(args.warmup, args.runs.unwrap_or(DEFAULT_MAX_RUNS))?;
+    let mut backends = backends(&args.backends)?;
+    configure_backends(&mut backends, &args.image, args.memory)?;
+    // After the flags themselves are known good, so a mistyped flag creates no directory.
+    crate::preflight::output_dir("--out", &args.out)?;
+    let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
+    if !args.no_report {
+        crate::preflight::report_font(args.look.font.as_deref())?;
+    }
     // Each workload once, in the order first named (as for backends).
     let mut specs: Vec<WorkloadSpec> = Vec::new();
     for kind in &args.workloads {
@@ -291,6 +339,7 @@ pub fn compare_table(results: &ResultsFile) -> String {
         let ready = s(metrics::START_TO_READY_MS);
         let note = match &c.skipped {
             Some(reason) => format!("skipped: {reason}"),
+            None if c.isolation.kvm.is_nested() => "emulated (nested): function only".to_string(),
             None if c.isolation.is_emulated() => "emulated".to_string(),
             None => String::new(),
         };
@@ -313,7 +362,8 @@ pub fn compare_table(results: &ResultsFile) -> String {
             String::new(),
             String::new(),
             String::new(),
-            d.instances_per_gib.map_or("-".into(), |v| format!("{v:.1}/GiB")),
+            d.instances_per_gib
+                .map_or("-".into(), |v| format!("{v:.1}/GiB ({})", d.basis.describe())),
             d.stop_reason.clone(),
         ]);
     }

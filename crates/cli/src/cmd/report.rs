@@ -40,6 +40,13 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<ExitCode> {
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
+    let flag = if args.out.is_some() {
+        "--out"
+    } else {
+        "report directory"
+    };
+    crate::preflight::output_dir(flag, &out)?;
+    crate::preflight::report_font(args.look.font.as_deref())?;
     let written = write(&results, &out, &args.look)?;
     for f in &written.figures {
         println!("{}", f.png_path.display());

@@ -67,6 +67,10 @@ fn backend_name(name: &str) -> Result<String, String> {
 
 pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
+    super::check_warmup(args.warmup, args.runs)?;
+    if let Some(path) = &args.json {
+        crate::preflight::output_file("--json", path)?;
+    }
     let backend_name = match (args.guest.as_deref(), args.backend.as_str()) {
         (None, name) | (Some("linux"), name @ "microvm") => name,
         (Some("probe"), "microvm" | "microvm-probe") => harness::backends::microvm::PROBE_NAME,
@@ -77,7 +81,9 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
             .into())
         }
     };
-    let backend = harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?;
+    let mut backends = [harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?];
+    super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
+    let [backend] = backends;
     let spec = WorkloadSpec::default_for(args.workload);
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
     backend

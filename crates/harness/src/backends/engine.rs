@@ -167,13 +167,7 @@ pub(super) fn image_tag(digest: &str) -> String {
 /// already there. Returns the tag and what every instance shares: the image's size as the engine
 /// reports it.
 pub(super) fn import_image(cli: &EngineCli, image_dir: &Path) -> Result<(String, SharedImage), BackendError> {
-    let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
-    if !workload.is_file() {
-        return Err(cli.setup_err(format!(
-            "image {} has no {WORKLOAD_PATH_IN_IMAGE}",
-            image_dir.display()
-        )));
-    }
+    super::check_image_workload(cli.backend, image_dir)?;
     let image = rootfs::image_from_dir(image_dir)
         .map_err(|e| cli.setup_err(format!("reading image {}: {e}", image_dir.display())))?;
     let tag = image_tag(&image.digest);

@@ -178,6 +178,19 @@ pub fn backend_cleanups() -> impl Iterator<Item = (&'static str, CleanupFn)> {
     REGISTRY.iter().filter_map(|e| e.cleanup.map(|c| (e.name, c)))
 }
 
+/// Checks, in `prepare`, that the image's workload can be executed inside it: present, and a static
+/// binary or a program whose interpreter the image holds. Otherwise every launch would fail as
+/// "could not exec ... No such file or directory".
+pub(crate) fn check_image_workload(backend: &str, image_dir: &std::path::Path) -> Result<(), BackendError> {
+    match rootfs::exec_problem(image_dir, workload::spec::WORKLOAD_PATH_IN_IMAGE) {
+        None => Ok(()),
+        Some(why) => Err(BackendError::setup(
+            backend,
+            format!("image {}: {why}", image_dir.display()),
+        )),
+    }
+}
+
 /// Names of the selectable backends, in registry order.
 pub fn backend_names() -> Vec<&'static str> {
     REGISTRY.iter().filter(|e| e.listed).map(|e| e.name).collect()

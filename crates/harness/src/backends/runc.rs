@@ -336,13 +336,7 @@ impl Backend for RuncBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
-        if !workload.is_file() {
-            return Err(self.setup_err(format!(
-                "image {} has no {WORKLOAD_PATH_IN_IMAGE}",
-                image_dir.display()
-            )));
-        }
+        super::check_image_workload(self.runtime.name, image_dir)?;
         crate::rundir::hold_shared(self.run_root()).map_err(self.io_err(format!(
             "locking {}",
             crate::rundir::lock_path(self.run_root()).display()

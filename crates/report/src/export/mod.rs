@@ -122,7 +122,28 @@ fn preamble(m: &Model<'_>) -> Vec<Block> {
             emulated.push(c.backend.as_str());
         }
     }
-    if !emulated.is_empty() {
+    let nested: Vec<&str> = emulated
+        .iter()
+        .copied()
+        .filter(|b| {
+            r.benchmarks
+                .iter()
+                .any(|c| c.backend == *b && c.isolation.kvm.is_nested())
+        })
+        .collect();
+    if !nested.is_empty() || r.host.kvm == "nested-svm-tcg" {
+        doc.push(Block::Warning(format!(
+            "Function only: this run happened inside a nested-KVM L1 (scripts/nested-kvm.sh), whose AMD \
+             SVM is emulated by QEMU's TCG. Its guests really booted and ran their workloads, but the \
+             figures of {} are emulated twice over and say nothing about speed; they are labelled \
+             \"(emulated, nested)\".",
+            if nested.is_empty() {
+                "every backend".to_string()
+            } else {
+                nested.join(", ")
+            }
+        )));
+    } else if !emulated.is_empty() {
         doc.push(Block::Warning(format!(
             "Figures of {} are emulated (KVM {} on this host: guest kernel code runs far slower than on hardware); \
              they are labelled \"(emulated)\" everywhere.",
@@ -300,20 +321,27 @@ fn density_section(m: &Model<'_>) -> Vec<Block> {
         return Vec::new();
     }
     let launch = Quantity::Time(TimeUnit::Milliseconds);
+    let per_instance = |v: Option<f64>| v.map_or("–".to_string(), |b| Quantity::Bytes.format(b));
     let rows = r
         .density
         .iter()
         .map(|d| {
             let launch_ms: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
             let s = model::summarize_memo(&launch_ms);
+            let split = crate::charts::density::split_per_instance(d);
             vec![
                 display_name(&d.backend, &d.isolation),
                 d.workload.clone(),
                 d.points.len().to_string(),
-                d.points.last().map_or("–".into(), |p| {
-                    format!("{:.1} MiB", model::mib(p.total_pss_bytes))
-                }),
+                per_instance(split.and_then(|s| s.host_lost_bytes)),
+                per_instance(split.map(|s| s.pss_bytes)),
+                per_instance(split.and_then(|s| s.guest_ram_bytes)),
+                per_instance(split.and_then(|s| s.kernel_bytes)),
+                per_instance(split.and_then(|s| s.mem_available_drop_bytes)),
+                per_instance(split.and_then(|s| s.cgroup_bytes)),
                 d.instances_per_gib.map_or("–".into(), |v| format!("{v:.1}")),
+                d.basis.describe().to_string(),
+                d.instances_per_gib_pss.map_or("–".into(), |v| format!("{v:.1}")),
                 s.map_or("–".into(), |s| {
                     format!("{} / {}", launch.format(s.p50), launch.format(s.p99))
                 }),
@@ -323,13 +351,31 @@ fn density_section(m: &Model<'_>) -> Vec<Block> {
         .collect();
     vec![
         Block::Heading(2, "Density".to_string()),
+        Block::Paragraph(
+            "Per instance, at the end of each curve. Host lost = user space + kernel: it is the \
+             headline, because it counts the kernel memory (page tables, unreclaimable slab, \
+             namespaces, cgroups, per-CPU and vmalloc memory, KVM) that PSS never sees. User space \
+             (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM included). \
+             Kernel: growth of the host's unreclaimable kernel memory in /proc/meminfo, measured \
+             from just before to just after each launch. Cross-checks: the MemAvailable drop over \
+             the same windows (noisy on a shared host) and the memory cgroup charge (kernel memory \
+             included where the controller accounts it)."
+                .to_string(),
+        ),
         table(
             &[
                 "backend",
                 "workload",
                 "instances",
-                "summed PSS",
+                "host lost / instance",
+                "user space (PSS) / instance",
+                "of which guest RAM",
+                "kernel / instance",
+                "MemAvailable drop / instance",
+                "cgroup charge / instance",
                 "instances / GiB",
+                "counted from",
+                "instances / GiB (PSS only)",
                 "launch p50 / p99",
                 "stopped because",
             ],
@@ -361,4 +407,66 @@ fn failures_section(m: &Model<'_>) -> Vec<Block> {
         Block::Heading(2, "Failed runs".to_string()),
         table(&["backend", "workload", "run", "error"], rows),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use results::isolation::{Isolation, IsolationKind, KvmFlavour};
+    use results::schema::{BenchmarkResult, HostInfo, ResultsFile, ToolInfo};
+    use workload::WorkloadSpec;
+
+    use super::*;
+
+    fn results_on(host_kvm: &str, kvm: KvmFlavour) -> ResultsFile {
+        let host = HostInfo {
+            hostname: "h".into(),
+            kernel: "k".into(),
+            cpu_model: "c".into(),
+            cores: 1,
+            memory_bytes: 1 << 30,
+            cgroup_version: "v2".into(),
+            kvm: host_kvm.into(),
+            os: "o".into(),
+        };
+        let tool = ToolInfo {
+            name: "cvbench".into(),
+            version: "0".into(),
+            git_revision: None,
+            argv: vec![],
+        };
+        let mut f = ResultsFile::new("compare", tool, host);
+        f.benchmarks.push(BenchmarkResult::new(
+            "microvm",
+            Isolation::vm(IsolationKind::MicroVm, kvm),
+            &WorkloadSpec::Idle,
+            BTreeMap::new(),
+        ));
+        f
+    }
+
+    fn warnings(f: &ResultsFile) -> Vec<String> {
+        preamble(&Model::new(f))
+            .into_iter()
+            .filter_map(|b| match b {
+                Block::Warning(w) => Some(w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_nested_run_says_its_figures_are_function_only() {
+        let w = warnings(&results_on("nested-svm-tcg", KvmFlavour::NestedSvmTcg));
+        assert!(
+            w.iter().any(|w| w.starts_with("Function only")
+                && w.contains("microvm")
+                && w.contains("nested-kvm.sh")),
+            "{w:?}"
+        );
+        let w = warnings(&results_on("pvm", KvmFlavour::Pvm));
+        assert!(w.iter().all(|w| !w.contains("Function only")), "{w:?}");
+        assert!(w.iter().any(|w| w.contains("emulated")), "{w:?}");
+    }
 }
