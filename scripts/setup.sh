@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 # e2fsprogs: mkfs.ext4/debugfs for the VM disk images; runc: the container peer;
 # qemu-system-x86: the microVM peer and the guest-artifact test; fonts-dejavu-core: plot text;
 # iproute2: network namespaces; util-linux: unshare (namespace floor), setpriv; busybox-static, kmod,
-# cpio: the nested-KVM L1 (scripts/nested-kvm.sh).
-PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps busybox-static kmod cpio)
+# cpio: the nested-KVM L1 (scripts/nested-kvm.sh); docker.io, podman, runsc (gVisor), crun: the peers
+# people run, in `bench compare`'s default rows (no daemon is enabled: the docker backend starts its
+# own dockerd and stops it afterwards).
+PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 util-linux procps busybox-static kmod cpio
+    docker.io podman runsc crun)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -63,6 +63,7 @@ mod tests {
             "startup_phases_http",
             "startup_phases_oltp",
             "memory_per_instance",
+            "isolation_spectrum_idle",
             "density",
             "disk",
             "workload_http",

@@ -28,7 +28,9 @@ pub const DEFAULT_OUT: &str = "cvbench-results";
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Backends to compare, comma-separated [default: container,microvm,microvm-probe,runc].
+    /// Backends to compare, comma-separated [default: container,microvm,microvm-probe,runc, and
+    /// crun,docker,podman,gvisor where their programs are installed]. `oci:<path>` runs any OCI
+    /// runtime binary over runc's bundles.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub backends: Vec<String>,
     /// Workloads, comma-separated.
@@ -182,15 +184,49 @@ pub fn configure_backends(
 /// well-known peer. Slower peers (qemu) run only when named.
 pub const DEFAULT_BACKENDS: [&str; 4] = ["container", "microvm", "microvm-probe", "runc"];
 
-/// The backends named on the command line (or the defaults this build has), without duplicates.
+/// The peers people run, in the default comparison when the program each needs is installed (a
+/// fresh machine gets them from `scripts/setup.sh`): backend name and program. One that is installed
+/// but refuses the host (crun on hybrid cgroups) is a skipped row with its reason.
+pub const DEFAULT_PEERS: [(&str, &str); 4] = [
+    ("crun", "crun"),
+    ("docker", "docker"),
+    ("podman", "podman"),
+    ("gvisor", "runsc"),
+];
+
+/// The default backends: [`DEFAULT_BACKENDS`], then each of [`DEFAULT_PEERS`] whose program
+/// `installed` says is there; only names this build knows.
+pub fn default_backend_names(installed: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let known = harness::backend_names();
+    DEFAULT_BACKENDS
+        .iter()
+        .copied()
+        .chain(
+            DEFAULT_PEERS
+                .iter()
+                .filter(|(_, program)| installed(program))
+                .map(|(name, _)| *name),
+        )
+        .filter(|b| known.contains(b))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `program` is an executable file in one of `PATH`'s directories.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// The backends named on the command line (or the defaults this host has), without duplicates.
 pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
     let names: Vec<String> = if names.is_empty() {
-        let known = harness::backend_names();
-        DEFAULT_BACKENDS
-            .iter()
-            .filter(|b| known.contains(b))
-            .map(|b| (*b).to_string())
-            .collect()
+        default_backend_names(&on_path)
     } else {
         names
             .iter()
@@ -345,4 +381,28 @@ pub fn compare_table(results: &ResultsFile) -> String {
         out.push('\n');
     }
     out
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_peers_join_the_default_comparison() {
+        let none = default_backend_names(&|_| false);
+        assert_eq!(none, DEFAULT_BACKENDS.map(str::to_string));
+        let all = default_backend_names(&|_| true);
+        for peer in ["crun", "docker", "podman", "gvisor"] {
+            assert!(all.iter().any(|b| b == peer), "{peer} missing from {all:?}");
+        }
+        // gVisor comes with runsc: the program decides, not the backend's name.
+        let runsc_only = default_backend_names(&|p| p == "runsc");
+        assert_eq!(runsc_only.last().map(String::as_str), Some("gvisor"));
+        assert!(!runsc_only.iter().any(|b| b == "docker"));
+    }
+
+    #[test]
+    fn on_path_finds_executables_only() {
+        assert!(on_path("sh"));
+        assert!(!on_path("cvbench-no-such-program"));
+    }
 }
