@@ -11,6 +11,7 @@
 mod cmd;
 mod output;
 mod parse;
+mod preflight;
 
 use std::process::ExitCode;
 
@@ -37,10 +38,14 @@ enum Command {
     Compare(cmd::compare::CompareArgs),
     /// Launch instances one at a time and keep them running: launch latency, summed PSS, instances/GiB.
     Density(cmd::density::DensityArgs),
+    /// Combine results files from many hosts into one file and one report (never pooling hosts).
+    Merge(cmd::merge::MergeArgs),
     /// Draw the plots and write report.md / report.html from a results file, without re-running.
     Report(cmd::report::ReportArgs),
     /// CI gate: compare startup metrics against a baseline; exit 1 on a significant regression.
     Check(cmd::check::CheckArgs),
+    /// Same-host A/B test of two builds (binaries or git revisions), interleaved; exit 1 on a regression.
+    Ab(cmd::ab::AbArgs),
     /// Store or list baselines for `bench check` (results/baselines/NAME.json).
     Baseline(cmd::baseline::BaselineArgs),
 }
@@ -51,9 +56,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cleanup(args) => cmd::cleanup::execute(args),
         Command::Compare(args) => cmd::compare::execute(args),
         Command::Density(args) => cmd::density::execute(args),
+        Command::Merge(args) => cmd::merge::execute(args),
         Command::Report(args) => cmd::report::execute(args),
         Command::Check(args) => cmd::check::execute(args),
         Command::Baseline(args) => cmd::baseline::execute(args),
+        Command::Ab(args) => cmd::ab::execute(args),
     }
 }
 
@@ -65,7 +72,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bench: {}", cmd::one_line(&format!("{e:#}")));
+            eprintln!("bench: {}", cmd::error_line(&e));
             cmd::exit_status_of(&e)
         }
     }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use harness::metrics::{self, Group};
 use harness::results::{BenchmarkResult, ResultsFile, Summary};
@@ -80,29 +80,73 @@ pub fn summary_table(result: &BenchmarkResult) -> String {
     out
 }
 
-/// A results file rewritten after every step so that a crash loses nothing. The first write error
-/// is kept (later writes are skipped), so the run goes on and the command reports it at the end.
+/// A results file rewritten after every step so that a crash loses nothing. When a write fails
+/// (the disk filled, the directory vanished), the results go to a fallback file in the temporary
+/// directory from then on, so the run goes on and loses nothing; the command reports both paths at
+/// the end.
 pub struct ResultsWriter {
+    /// Where the user asked for the results.
+    requested: PathBuf,
+    /// Where they go now: `requested`, or the fallback after a failure.
     path: PathBuf,
+    /// The first failure at `requested`.
     error: Option<anyhow::Error>,
+    /// Set when the fallback failed too.
+    fallback_error: Option<anyhow::Error>,
 }
 
 impl ResultsWriter {
     pub fn new(path: PathBuf) -> Self {
-        ResultsWriter { path, error: None }
-    }
-
-    pub fn write(&mut self, results: &ResultsFile) {
-        if self.error.is_none() {
-            if let Err(e) = results.write_atomic(&self.path) {
-                self.error = Some(anyhow::Error::new(e));
-            }
+        ResultsWriter {
+            requested: path.clone(),
+            path,
+            error: None,
+            fallback_error: None,
         }
     }
 
-    pub fn take_error(&mut self) -> Option<anyhow::Error> {
-        self.error.take()
+    pub fn write(&mut self, results: &ResultsFile) {
+        if self.fallback_error.is_some() {
+            return;
+        }
+        match results.write_atomic(&self.path) {
+            Ok(()) => {}
+            Err(e) if self.error.is_none() => {
+                self.error = Some(anyhow::Error::new(e));
+                self.path = fallback_path(&self.requested);
+                if let Err(e) = results.write_atomic(&self.path) {
+                    self.fallback_error = Some(anyhow::Error::new(e));
+                }
+            }
+            Err(e) => self.fallback_error = Some(anyhow::Error::new(e)),
+        }
     }
+
+    /// The failure, if any, saying where the results are instead.
+    pub fn take_error(&mut self) -> Option<anyhow::Error> {
+        let error = self.error.take()?;
+        Some(match self.fallback_error.take() {
+            None => error.context(format!(
+                "the results were written to {} instead of {}",
+                self.path.display(),
+                self.requested.display()
+            )),
+            Some(fallback) => error.context(format!(
+                "the results could not be written to {} nor to the fallback {} ({})",
+                self.requested.display(),
+                self.path.display(),
+                crate::cmd::error_line(&fallback)
+            )),
+        })
+    }
+}
+
+/// Where results go when their path cannot be written: `$TMPDIR/cvbench-<pid>-<file name>`.
+pub fn fallback_path(requested: &Path) -> PathBuf {
+    let name = requested
+        .file_name()
+        .map_or_else(|| "results.json".into(), |n| n.to_string_lossy().into_owned());
+    std::env::temp_dir().join(format!("cvbench-{}-{name}", std::process::id()))
 }
 
 /// A progress bar with ETA on stderr, labelled `prefix`; `None` when stderr is not a terminal.
@@ -259,6 +303,37 @@ impl Observer for PlanProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_falls_back_and_says_where() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A path under a regular file can never be written.
+        let blocker = tmp.path().join("file");
+        std::fs::write(&blocker, "x").unwrap();
+        let requested = blocker.join("results.json");
+        let host = harness::results::HostInfo {
+            hostname: "h".into(),
+            kernel: "k".into(),
+            cpu_model: "c".into(),
+            cores: 1,
+            memory_bytes: 1,
+            cgroup_version: "v2".into(),
+            kvm: "none".into(),
+            os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
+        };
+        let results = ResultsFile::new("run", harness::results::ToolInfo::current(vec![]), host);
+        let mut writer = ResultsWriter::new(requested.clone());
+        writer.write(&results);
+        writer.write(&results);
+        let err = writer.take_error().expect("the write failed");
+        let fallback = fallback_path(&requested);
+        let line = crate::cmd::error_line(&err);
+        assert!(line.contains(&fallback.display().to_string()), "{line}");
+        assert!(ResultsFile::read(&fallback).is_ok(), "{line}");
+        let _ = std::fs::remove_file(&fallback);
+    }
 
     #[test]
     fn table_lists_phases_first_with_aligned_columns() {

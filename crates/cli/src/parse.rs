@@ -3,8 +3,15 @@
 
 use std::time::Duration;
 
-/// A size in bytes: a number with an optional binary unit — `B`, `K`/`KiB`, `M`/`MiB`, `G`/`GiB`,
-/// `T`/`TiB` (case-insensitive; `K` and `KiB` both mean 1024, as in `docker run -m`).
+/// Sizes at or above this do not fit a `u64` byte count (2^64).
+const MAX_SIZE_BYTES: f64 = 18_446_744_073_709_551_616.0;
+/// Durations at or above this (about 31 years) are refused as too large rather than overflowing.
+const MAX_DURATION_S: f64 = 1e9;
+
+/// A size in bytes: a number with an optional binary unit — `B`, `K`/`KB`/`KiB`, `M`/`MB`/`MiB`,
+/// `G`/`GB`/`GiB`, `T`/`TB`/`TiB` (case-insensitive). Every spelling of a unit means the same power
+/// of 1024, as in `docker run -m` (where `1g` and `1gb` are both 1 GiB), so no suffix is accepted
+/// with one meaning and another suffix refused.
 pub fn size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t
@@ -13,18 +20,21 @@ pub fn size(text: &str) -> Result<u64, String> {
     let (number, unit) = t.split_at(split);
     let shift = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        "t" | "tib" => 40,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
         _ => return Err(format!("{text:?} is not a size (use e.g. 256M, 512MiB, 2G)")),
     };
     let value: f64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a size (use e.g. 256M, 512MiB, 2G)"))?;
     let bytes = value * 2f64.powi(shift);
-    if !(1.0..1.8e19).contains(&bytes) {
-        return Err(format!("{text:?} is out of range (must be at least 1 byte)"));
+    if !bytes.is_finite() || bytes >= MAX_SIZE_BYTES {
+        return Err(format!("{text:?} is too large (at most 16 EiB)"));
+    }
+    if bytes < 1.0 {
+        return Err(format!("{text:?} is too small (must be at least 1 byte)"));
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked range above
     Ok(bytes.round() as u64)
@@ -50,7 +60,10 @@ pub fn duration(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not a duration (use e.g. 500ms, 10s, 2m)"))?;
     let secs = value * scale;
-    if !(secs > 0.0 && secs < 1e9) {
+    if !secs.is_finite() || secs >= MAX_DURATION_S {
+        return Err(format!("{text:?} is too long (at most about 31 years)"));
+    }
+    if secs <= 0.0 {
         return Err(format!("{text:?} must be positive"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -82,6 +95,31 @@ mod tests {
         assert_eq!(size("2G"), Ok(2 << 30));
         assert_eq!(size("1.5GiB"), Ok(3 << 29));
         assert_eq!(size("1T"), Ok(1 << 40));
+    }
+
+    #[test]
+    fn every_spelling_of_a_unit_means_the_same_power_of_1024() {
+        for (units, bytes) in [
+            (["k", "kb", "KiB", "KB"], 1u64 << 10),
+            (["m", "mb", "MiB", "MB"], 1 << 20),
+            (["g", "gb", "GiB", "GB"], 1 << 30),
+            (["t", "tb", "TiB", "TB"], 1 << 40),
+        ] {
+            for unit in units {
+                assert_eq!(size(&format!("1{unit}")), Ok(bytes), "1{unit}");
+            }
+        }
+    }
+
+    #[test]
+    fn overflowing_sizes_and_durations_say_too_large_not_too_small() {
+        let err = size("99999999999999999999G").unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+        assert!(size("16384P").is_err());
+        assert!(size("0.1").unwrap_err().contains("at least 1 byte"));
+        let err = duration("99999999999999999s").unwrap_err();
+        assert!(err.contains("too long") && !err.contains("positive"), "{err}");
+        assert!(duration("0ms").unwrap_err().contains("positive"));
     }
 
     #[test]

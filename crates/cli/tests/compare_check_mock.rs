@@ -435,4 +435,53 @@ mod tests {
         save(&good).arg("--force").assert().success();
         assert_eq!(json(&saved)["benchmarks"], json(&good)["benchmarks"]);
     }
+
+    #[test]
+    fn check_refuses_files_from_another_host_class_or_with_other_labels_and_says_which() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = compare("", &dir.path().join("base"), "idle", 6);
+        let mut v = json(&base);
+        v["host"]["kernel"] = serde_json::json!("9.9.9-other");
+        v["host"]["hostname"] = serde_json::json!("another-runner-of-the-same-class");
+        let other_kernel = dir.path().join("other-kernel.json");
+        std::fs::write(&other_kernel, v.to_string()).expect("write");
+        let mut v = json(&base);
+        v["benchmarks"][0]["labels"]["mock"] = serde_json::json!("false");
+        let other_label = dir.path().join("other-label.json");
+        std::fs::write(&other_label, v.to_string()).expect("write");
+        let mut v = json(&base);
+        v["host"]["hostname"] = serde_json::json!("another-runner-of-the-same-class");
+        let other_runner = dir.path().join("other-runner.json");
+        std::fs::write(&other_runner, v.to_string()).expect("write");
+        let check = |current: &Path| {
+            let mut c = bench("");
+            c.arg("check")
+                .arg("--baseline")
+                .arg(&base)
+                .arg("--current")
+                .arg(current);
+            c
+        };
+        check(&other_kernel)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("not comparable"))
+            .stderr(predicate::str::contains("host.kernel"))
+            .stderr(predicate::str::contains("9.9.9-other"));
+        check(&other_label)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("mock/idle: labels.mock"));
+        check(&other_kernel)
+            .arg("--allow-mismatch")
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("### Not comparable"))
+            .stdout(predicate::str::contains("| (host) | host.kernel |"));
+        // Only the hostname differs: the same host class, compared without comment.
+        check(&other_runner)
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("Not comparable").not());
+    }
 }

@@ -19,6 +19,8 @@ mod tests {
     fn run_prints_a_table_and_writes_valid_json() {
         let img = image();
         let out = tempfile::tempdir().unwrap();
+        // The directory of --json must exist (a mistyped path must not grow directories).
+        std::fs::create_dir(out.path().join("r")).unwrap();
         let json = out.path().join("r/results.json");
         bench()
             .args([

@@ -303,6 +303,23 @@ pub trait Backend {
     fn labels(&self) -> Vec<(String, String)> {
         Vec::new()
     }
+    /// Checks a memory limit before any launch: a value this backend can never honour (guest RAM the
+    /// VMM refuses) is a usage error up front instead of a failure of every run. The reason names
+    /// the accepted range.
+    fn check_memory_limit(&self, bytes: u64) -> Result<(), String> {
+        let _ = bytes;
+        Ok(())
+    }
+    /// Whether instances run the image given to [`Backend::prepare`]. The microVM's probe guest
+    /// boots its built-in payload instead, so an explicit `--image` means nothing to it.
+    fn runs_image(&self) -> bool {
+        true
+    }
+    /// Where this backend builds and caches what it derives from the image (disks, payloads); the
+    /// command line's `--image-cache`. Backends that build nothing ignore it.
+    fn set_cache_root(&mut self, root: &std::path::Path) {
+        let _ = root;
+    }
     /// Whether `LaunchSpec::confinement` applies to this backend's instances (then every result cell
     /// carries a `confinement` label).
     fn applies_confinement(&self) -> bool {

@@ -6,6 +6,15 @@
 //! also on an early return or a panic, because the running set is a [`Fleet`] whose `Drop` destroys
 //! what is left.
 //!
+//! The headline (instances per GiB) divides by what the host lost, not by PSS alone: summed PSS
+//! (the user-space part) plus the growth of the host's unreclaimable kernel memory (`meminfo`:
+//! unreclaimable slab, page tables, kernel stacks, vmalloc, per-CPU), i.e. the namespaces, cgroups,
+//! page tables and KVM allocations each instance costs that PSS never sees. Kernel growth is
+//! measured only inside each launch's window (just before to just after, summed), so other
+//! processes' churn between launches stays out. Each point also records the `MemAvailable` drop over
+//! the same windows, the summed cgroup charge (kernel memory included where accounted) and, for
+//! VMs, resident guest RAM, as cross-checks and for the split.
+//!
 //! The disk arithmetic (what N instances cost in storage) lives in `results::disk`.
 
 use std::path::{Path, PathBuf};
@@ -15,10 +24,21 @@ use workload::WorkloadSpec;
 
 use crate::backend::{Backend, BackendError, Instance};
 use crate::probe;
-use crate::results::DensityPoint;
+use crate::results::{DensityBasis, DensityPoint, DensityResult};
 use crate::runner::{instance_name, RunOptions};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Summed memory figures of every running instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetMemory {
+    /// PSS of the instances' processes plus their runtime processes.
+    pub pss_bytes: u64,
+    /// Summed cgroup charge, when every instance reports one.
+    pub cgroup_memory_bytes: Option<u64>,
+    /// Summed resident guest RAM, when every instance reports it.
+    pub guest_ram_bytes: Option<u64>,
+}
 
 /// How far to go.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,16 +93,45 @@ impl Fleet {
     /// including a per-instance runtime process outside the instance (`runtime_pss_bytes`, e.g. the
     /// `runc run` parent) so that every backend is charged for everything it keeps running.
     pub fn total_pss_bytes(&self) -> Result<u64, BackendError> {
-        let mut total = 0u64;
+        Ok(self.memory()?.pss_bytes)
+    }
+
+    /// [`Fleet::total_pss_bytes`] with the summed cgroup charge and guest RAM, from one probe of
+    /// each instance.
+    pub fn memory(&self) -> Result<FleetMemory, BackendError> {
+        let mut total = FleetMemory {
+            pss_bytes: 0,
+            cgroup_memory_bytes: Some(0),
+            guest_ram_bytes: Some(0),
+        };
+        let add = |sum: Option<u64>, value: Option<u64>| Some(sum?.saturating_add(value?));
         for instance in &self.instances {
             let probe = instance.memory()?;
-            let runtime: u64 = probe
-                .extra
-                .iter()
-                .filter(|(name, _)| name == crate::metrics::RUNTIME_PSS_BYTES)
-                .map(|(_, b)| *b)
-                .sum();
-            total = total.saturating_add(probe.pss_bytes).saturating_add(runtime);
+            let extra = |metric: &str| -> Option<u64> {
+                probe
+                    .extra
+                    .iter()
+                    .filter(|(name, _)| name == metric)
+                    .map(|(_, b)| *b)
+                    .reduce(u64::saturating_add)
+            };
+            let runtime = extra(crate::metrics::RUNTIME_PSS_BYTES).unwrap_or(0);
+            total.pss_bytes = total
+                .pss_bytes
+                .saturating_add(probe.pss_bytes)
+                .saturating_add(runtime);
+            total.cgroup_memory_bytes = add(
+                total.cgroup_memory_bytes,
+                extra(crate::metrics::CGROUP_MEMORY_BYTES),
+            );
+            total.guest_ram_bytes = add(
+                total.guest_ram_bytes,
+                extra(crate::metrics::GUEST_RAM_RESIDENT_BYTES),
+            );
+        }
+        if self.instances.is_empty() {
+            total.cgroup_memory_bytes = None;
+            total.guest_ram_bytes = None;
         }
         Ok(total)
     }
@@ -117,6 +166,8 @@ pub struct DensityRun<'a> {
     opts: &'a DensityOptions,
     fleet: Fleet,
     pss_before: u64,
+    /// What the host lost inside the launch windows so far.
+    host_loss: probe::LaunchLoss,
 }
 
 impl<'a> DensityRun<'a> {
@@ -133,6 +184,7 @@ impl<'a> DensityRun<'a> {
             opts,
             fleet: Fleet::default(),
             pss_before: 0,
+            host_loss: probe::LaunchLoss::default(),
         }
     }
 
@@ -157,11 +209,14 @@ impl<'a> DensityRun<'a> {
         let request = Instant::now();
         let name = instance_name(backend.name(), spec, index);
         let launch = opts.run.launch_spec(self.image_dir, spec, &name, request);
+        let host_before_launch = probe::host_memory_in(&opts.proc_root).ok();
         let instance = match backend.launch(&launch) {
             Ok(instance) => instance,
             Err(e) => return Err(format!("launch {instances} failed: {e}")),
         };
         let returned_ms = request.elapsed().as_secs_f64() * 1e3;
+        self.host_loss
+            .add(host_before_launch, probe::host_memory_in(&opts.proc_root).ok());
         let launch_ms = instance
             .phases()
             .iter()
@@ -169,22 +224,28 @@ impl<'a> DensityRun<'a> {
             .map_or(returned_ms, crate::backend::PhaseMark::ms);
         self.fleet.push(instance);
         self.check_reachable(instances)?;
-        let total_pss_bytes = match self.fleet.total_pss_bytes() {
-            Ok(total) => total,
+        let memory = match self.fleet.memory() {
+            Ok(memory) => memory,
             Err(e) => return Err(format!("memory probe after launch {instances} failed: {e}")),
         };
-        let host_mem_available_bytes = match probe::mem_available_bytes_in(&opts.proc_root) {
-            Ok(available) => available,
+        let host_now = match probe::host_memory_in(&opts.proc_root) {
+            Ok(host) => host,
             Err(e) => return Err(format!("reading MemAvailable failed: {e}")),
         };
+        let loss = self.host_loss.total();
+        let total_pss_bytes = memory.pss_bytes;
         let marginal_pss_bytes = signed_difference(total_pss_bytes, self.pss_before);
         self.pss_before = total_pss_bytes;
         Ok(DensityPoint {
             instances,
             launch_ms,
             total_pss_bytes,
-            host_mem_available_bytes,
+            host_mem_available_bytes: host_now.available_bytes,
             marginal_pss_bytes,
+            host_used_bytes: loss.map(|l| l.used_bytes),
+            host_kernel_bytes: loss.map(|l| l.kernel_bytes),
+            cgroup_memory_bytes: memory.cgroup_memory_bytes,
+            guest_ram_bytes: memory.guest_ram_bytes,
         })
     }
 
@@ -248,7 +309,38 @@ fn signed_difference(now: u64, before: u64) -> i64 {
 
 /// Instances per GiB of summed PSS at `point`; `None` when the PSS total is zero.
 pub fn instances_per_gib(point: &DensityPoint) -> Option<f64> {
-    (point.total_pss_bytes > 0).then(|| f64::from(point.instances) / (to_f64(point.total_pss_bytes) / GIB))
+    per_gib(point.instances, point.total_pss_bytes)
+}
+
+/// The memory the headline divides by at `point`, and what it is: summed PSS plus the growth of
+/// unreclaimable kernel memory when `meminfo` was read around every launch, else summed PSS.
+///
+/// Not the `MemAvailable` drop, although it is the most complete figure on a quiet host: on a
+/// shared one its per-launch deltas spread from -10 to +12 MiB (other processes allocate and free
+/// inside the launch window), while the kernel-memory fields moved by a few hundred KiB.
+pub fn headline_bytes(point: &DensityPoint) -> (u64, DensityBasis) {
+    match point.host_lost_bytes() {
+        Some(lost) => (lost, DensityBasis::PssPlusKernel),
+        None => (point.total_pss_bytes, DensityBasis::SummedPss),
+    }
+}
+
+/// Sets the curve's headline from its last point: instances per GiB of [`headline_bytes`], and of
+/// summed PSS alongside.
+pub fn set_headline(result: &mut DensityResult) {
+    let Some(last) = result.points.last() else {
+        result.instances_per_gib = None;
+        result.instances_per_gib_pss = None;
+        return;
+    };
+    let (bytes, basis) = headline_bytes(last);
+    result.instances_per_gib = per_gib(last.instances, bytes);
+    result.basis = basis;
+    result.instances_per_gib_pss = instances_per_gib(last);
+}
+
+fn per_gib(instances: u32, bytes: u64) -> Option<f64> {
+    (bytes > 0).then(|| f64::from(instances) / (to_f64(bytes) / GIB))
 }
 
 #[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53
@@ -279,8 +371,13 @@ mod tests {
             p
         }
         fn set_available_kib(&self, kib: u64) {
-            let text =
-                format!("MemTotal:       24000000 kB\nMemFree:        1000 kB\nMemAvailable:   {kib} kB\n");
+            self.set_kib(kib, 0);
+        }
+        fn set_kib(&self, available: u64, unreclaimable_slab: u64) {
+            let text = format!(
+                "MemTotal:       24000000 kB\nMemFree:        1000 kB\nMemAvailable:   {available} kB\n\
+                 SReclaimable:   9999 kB\nSUnreclaim:     {unreclaimable_slab} kB\n"
+            );
             std::fs::write(self.dir.path().join("meminfo"), text).expect("write meminfo");
         }
         fn opts(&self, max: u32, floor: u64) -> DensityOptions {
@@ -365,11 +462,14 @@ mod tests {
             .all(|p| p.host_mem_available_bytes == 20_000_000 * 1024));
         // Mock launches report ready at 2.5 ms + 0.25 ms × (k mod 5).
         assert!((r.points[1].launch_ms - 2.75).abs() < 1e-6);
-        let per_gib = r.instances_per_gib.unwrap_or(0.0);
+        let per_gib = r.instances_per_gib_pss.unwrap_or(0.0);
         assert!(
             (per_gib - 4.0 / (4.0 * pss as f64 / GIB)).abs() < 1e-9,
             "{per_gib}"
         );
+        // Kernel memory never grew here, so what the host lost is the PSS.
+        assert_eq!(r.basis, DensityBasis::PssPlusKernel);
+        assert_eq!(r.instances_per_gib, r.instances_per_gib_pss);
         let log = backend.log();
         assert_eq!(log.launched.len(), 4);
         let mut destroyed = log.destroyed.clone();
@@ -562,6 +662,90 @@ mod tests {
         let totals: Vec<u64> = r.points.iter().map(|p| p.total_pss_bytes).collect();
         assert_eq!(totals, vec![(1 << 20) + (1 << 19), 2 * ((1 << 20) + (1 << 19))]);
         assert_eq!(alive.load(Ordering::SeqCst), 0);
+    }
+
+    /// The mock backend, with every launch growing the fixture host's unreclaimable slab by
+    /// `kernel_kib` and taking `available_kib` of its MemAvailable.
+    struct Draining {
+        inner: MockBackend,
+        proc_: Arc<FakeProc>,
+        start_kib: u64,
+        available_kib: u64,
+        kernel_kib: u64,
+        launched: AtomicU32,
+    }
+    impl Backend for Draining {
+        fn name(&self) -> &'static str {
+            "draining"
+        }
+        fn isolation(&self) -> crate::results::Isolation {
+            self.inner.isolation()
+        }
+        fn check_host(&self) -> Result<(), Unavailable> {
+            Ok(())
+        }
+        fn prepare(&self, image: &Path) -> Result<SharedImage, BackendError> {
+            self.inner.prepare(image)
+        }
+        fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
+            let instance = self.inner.launch(spec)?;
+            let n = u64::from(self.launched.fetch_add(1, Ordering::SeqCst) + 1);
+            self.proc_
+                .set_kib(self.start_kib - n * self.available_kib, n * self.kernel_kib);
+            Ok(instance)
+        }
+    }
+
+    fn draining_curve(available_kib: u64, kernel_kib: u64) -> DensityResult {
+        let start_kib = 20_000_000;
+        let proc_ = Arc::new(FakeProc::with_available_kib(start_kib));
+        let backend = Draining {
+            inner: MockBackend::new(MockConfig::default()),
+            proc_: Arc::clone(&proc_),
+            start_kib,
+            available_kib,
+            kernel_kib,
+            launched: AtomicU32::new(0),
+        };
+        run_density(
+            &backend,
+            Path::new("/img"),
+            &WorkloadSpec::Idle,
+            &proc_.opts(4, 0),
+            &mut Recorder::default(),
+        )
+    }
+
+    #[test]
+    fn the_headline_counts_kernel_memory_not_only_pss() {
+        let pss = MockConfig::default().pss_bytes; // 1.5 MiB; the mock's cgroup charge is 2 × PSS
+                                                   // Each launch costs the kernel 3 × PSS; MemAvailable drops by 4 × PSS.
+        let r = draining_curve(4 * pss / 1024, 3 * pss / 1024);
+        assert_eq!(r.points.len(), 4);
+        let last = r.points.last().unwrap();
+        assert_eq!(last.host_kernel_bytes, Some(i64::try_from(4 * 3 * pss).unwrap()));
+        assert_eq!(last.host_used_bytes, Some(i64::try_from(4 * 4 * pss).unwrap()));
+        assert_eq!(last.host_lost_bytes(), Some(4 * 4 * pss));
+        assert_eq!(last.cgroup_memory_bytes, Some(4 * 2 * pss));
+        assert_eq!(last.guest_ram_bytes, None);
+        assert_eq!(r.basis, DensityBasis::PssPlusKernel);
+        let headline = r.instances_per_gib.unwrap();
+        let pss_only = r.instances_per_gib_pss.unwrap();
+        assert!((headline - GIB / (4.0 * pss as f64)).abs() < 1e-9, "{headline}");
+        assert!(
+            (pss_only / headline - 4.0).abs() < 1e-9,
+            "{pss_only} vs {headline}"
+        );
+    }
+
+    #[test]
+    fn without_kernel_growth_the_host_loses_the_pss() {
+        let pss = MockConfig::default().pss_bytes;
+        let r = draining_curve(0, 0);
+        assert_eq!(r.instances_per_gib, r.instances_per_gib_pss);
+        assert!(r
+            .instances_per_gib
+            .is_some_and(|v| (v - GIB / pss as f64).abs() < 1e-9));
     }
 
     #[test]

@@ -648,6 +648,9 @@ fn grow_curves(
                 points: Vec::new(),
                 stop_reason: not_run.clone().unwrap_or_default(),
                 instances_per_gib: None,
+                host_id: None,
+                basis: Default::default(),
+                instances_per_gib_pss: None,
             });
             pace.observer.updated(results);
             if not_run.is_some() {
@@ -725,7 +728,7 @@ fn grow_curve(
     }
     let curve = &mut results.density[at];
     curve.stop_reason = stop_reason;
-    curve.instances_per_gib = curve.points.last().and_then(density::instances_per_gib);
+    density::set_headline(curve);
     pace.observer.updated(results);
     stopped
 }
@@ -1377,6 +1380,8 @@ pub(crate) mod fixture {
             cgroup_version: "v1".into(),
             kvm: "pvm".into(),
             os: "Debian 12".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),

@@ -140,7 +140,27 @@ pub fn detect_in(roots: &HostRoots) -> Result<HostInfo, HostError> {
         cgroup_version: cgroup_version(&mountinfo).to_string(),
         kvm: kvm_flavour(roots, &cpuinfo).as_str().to_string(),
         os,
+        arch: arch(roots),
+        dimensions: Default::default(),
     })
+}
+
+/// `uname -m`: `/proc/sys/kernel/arch` (Linux 5.19+), else the architecture cvbench was built for.
+fn arch(roots: &HostRoots) -> String {
+    fs::read_to_string(roots.proc.join("sys/kernel/arch"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// Detects the real host and records its dimensions with the user's `labels`.
+pub fn detect_with_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<HostInfo, HostError> {
+    let mut host = detect()?;
+    host.set_dimensions(labels);
+    Ok(host)
 }
 
 fn read(path: &Path) -> Result<String, HostError> {
@@ -289,6 +309,7 @@ mod tests {
         fs::write(root.join("proc/self/mountinfo"), mountinfo).unwrap();
         fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-test\n").unwrap();
         fs::write(root.join("proc/sys/kernel/hostname"), "bench-host\n").unwrap();
+        fs::write(root.join("proc/sys/kernel/arch"), "aarch64\n").unwrap();
         fs::write(
             root.join("etc/os-release"),
             "NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
@@ -315,6 +336,16 @@ mod tests {
         assert_eq!(host.cgroup_version, "hybrid");
         assert_eq!(host.kvm, "hardware");
         assert_eq!(host.os, "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(host.arch, "aarch64");
+        let mut host = host;
+        host.set_dimensions(&std::collections::BTreeMap::from([(
+            "instance".to_string(),
+            "m7i.metal".to_string(),
+        )]));
+        assert_eq!(host.dimensions["host_kernel"], "6.1.0-test");
+        assert_eq!(host.dimensions["kvm"], "hardware");
+        assert_eq!(host.dimensions["cgroup_version"], "hybrid");
+        assert_eq!(host.dimensions["instance"], "m7i.metal");
     }
 
     #[test]

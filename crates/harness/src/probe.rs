@@ -1,5 +1,6 @@
 //! Memory and disk probes shared by every backend: PSS and RSS of a set of host processes from
-//! `/proc/PID/smaps_rollup`, the host's `MemAvailable`, and the allocated bytes of a directory tree.
+//! `/proc/PID/smaps_rollup`, the host's `MemAvailable` and kernel memory (what density charges each
+//! instance), cgroup memory, and the allocated bytes of a directory tree.
 //! The `/proc` root is a parameter (`*_in` functions) so unit tests run against fixture files.
 
 use std::fs;
@@ -91,6 +92,130 @@ pub fn mem_available_bytes_in(proc_root: &Path) -> Result<u64, ProbeError> {
             value,
         })?;
     Ok(kib.saturating_mul(1024))
+}
+
+/// `/proc/meminfo` lines that are kernel memory an instance can cost and the host cannot reclaim:
+/// unreclaimable slab (namespaces, cgroups, KVM's structures), page tables (KVM's shadow/EPT tables
+/// are `SecPageTables` on kernels that have it), kernel stacks, vmalloc (KVM's per-VM state) and
+/// per-CPU memory (memory cgroups' per-CPU statistics). Reclaimable slab (dentries, inodes) is left
+/// out, as `MemAvailable` leaves it out. Missing lines count as zero.
+pub const KERNEL_MEMINFO_FIELDS: &[&str] = &[
+    "SUnreclaim",
+    "PageTables",
+    "SecPageTables",
+    "KernelStack",
+    "VmallocUsed",
+    "Percpu",
+];
+
+/// The host's memory at one moment, as density needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostMemory {
+    /// `MemAvailable`.
+    pub available_bytes: u64,
+    /// Sum of [`KERNEL_MEMINFO_FIELDS`].
+    pub kernel_bytes: u64,
+}
+
+/// What the host lost between two [`HostMemory`] readings; negative when memory was freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostMemoryLoss {
+    /// Drop of `MemAvailable`: everything the host can no longer hand out, kernel memory included.
+    pub used_bytes: i64,
+    /// Growth of kernel memory.
+    pub kernel_bytes: i64,
+}
+
+impl HostMemory {
+    /// What the host lost from `before` to `self`.
+    pub fn lost_since(&self, before: &HostMemory) -> HostMemoryLoss {
+        HostMemoryLoss {
+            used_bytes: signed_sub(before.available_bytes, self.available_bytes),
+            kernel_bytes: signed_sub(self.kernel_bytes, before.kernel_bytes),
+        }
+    }
+}
+
+/// What the host lost across launches, measured only inside each launch window: `MemAvailable` just
+/// before a launch minus just after it returned, summed over launches. Memory other processes take
+/// or free between launches (a build finishing on a shared host moved `MemAvailable` by a GiB
+/// during one 200-instance curve) is left out, while everything the launch itself costs, kernel
+/// memory included, is in. A window with a failed reading is skipped and counted in `missed`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaunchLoss {
+    sum: Option<HostMemoryLoss>,
+    /// Launch windows without both readings.
+    pub missed: u32,
+}
+
+impl LaunchLoss {
+    /// Adds one launch window.
+    pub fn add(&mut self, before: Option<HostMemory>, after: Option<HostMemory>) {
+        let (Some(before), Some(after)) = (before, after) else {
+            self.missed = self.missed.saturating_add(1);
+            return;
+        };
+        let window = after.lost_since(&before);
+        let sum = self.sum.get_or_insert(HostMemoryLoss {
+            used_bytes: 0,
+            kernel_bytes: 0,
+        });
+        sum.used_bytes = sum.used_bytes.saturating_add(window.used_bytes);
+        sum.kernel_bytes = sum.kernel_bytes.saturating_add(window.kernel_bytes);
+    }
+
+    /// The summed loss; `None` before any complete window or when a window was missed (the sum
+    /// would then undercount).
+    pub fn total(&self) -> Option<HostMemoryLoss> {
+        if self.missed > 0 {
+            return None;
+        }
+        self.sum
+    }
+}
+
+fn signed_sub(a: u64, b: u64) -> i64 {
+    if a >= b {
+        i64::try_from(a - b).unwrap_or(i64::MAX)
+    } else {
+        i64::try_from(b - a).map_or(i64::MIN, |d| -d)
+    }
+}
+
+/// The host's memory now, from `/proc/meminfo`.
+pub fn host_memory() -> Result<HostMemory, ProbeError> {
+    host_memory_in(Path::new("/proc"))
+}
+
+pub fn host_memory_in(proc_root: &Path) -> Result<HostMemory, ProbeError> {
+    let path = proc_root.join("meminfo");
+    let text = fs::read_to_string(&path).map_err(|source| ProbeError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let field = |name: &'static str| -> Result<Option<u64>, ProbeError> {
+        match meminfo_kib(&text, name) {
+            None => Ok(None),
+            Some(Ok(kib)) => Ok(Some(kib.saturating_mul(1024))),
+            Some(Err(value)) => Err(ProbeError::Malformed {
+                path: path.clone(),
+                field: name,
+                value,
+            }),
+        }
+    };
+    let available_bytes = field("MemAvailable")?.ok_or_else(|| ProbeError::Missing {
+        path: path.clone(),
+        field: "MemAvailable",
+    })?;
+    let mut kernel_bytes = 0u64;
+    for name in KERNEL_MEMINFO_FIELDS {
+        kernel_bytes = kernel_bytes.saturating_add(field(name)?.unwrap_or(0));
+    }
+    Ok(HostMemory {
+        available_bytes,
+        kernel_bytes,
+    })
 }
 
 /// Allocated bytes (`st_blocks * 512`) of everything under `root`, the root itself included, without
@@ -212,6 +337,64 @@ Shared_Clean:       2400 kB
         .unwrap();
         assert_eq!(mem_available_bytes_in(dir.path()).unwrap(), 64 * 1024);
         assert!(mem_available_bytes().unwrap() > 0);
+    }
+
+    #[test]
+    fn host_memory_loss_counts_the_available_drop_and_kernel_growth() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |avail: u64, slab: u64| {
+            fs::write(
+                dir.path().join("meminfo"),
+                format!(
+                    "MemTotal: 1000000 kB\nMemAvailable: {avail} kB\nSUnreclaim: {slab} kB\n\
+                     SReclaimable: 7777 kB\n\
+                     KernelStack: 100 kB\nPageTables: 50 kB\n"
+                ),
+            )
+            .unwrap();
+        };
+        write(900_000, 1_000);
+        let before = host_memory_in(dir.path()).unwrap();
+        assert_eq!(before.kernel_bytes, (1_000 + 100 + 50) * 1024);
+        write(899_000, 1_300);
+        let loss = host_memory_in(dir.path()).unwrap().lost_since(&before);
+        assert_eq!(loss.used_bytes, 1_000 * 1024);
+        assert_eq!(loss.kernel_bytes, 300 * 1024);
+        // Memory freed by others shows as a negative loss, not a wrapped-around huge one.
+        write(901_000, 900);
+        let loss = host_memory_in(dir.path()).unwrap().lost_since(&before);
+        assert_eq!((loss.used_bytes, loss.kernel_bytes), (-1_000 * 1024, -100 * 1024));
+        fs::write(dir.path().join("meminfo"), "MemTotal: 1 kB\n").unwrap();
+        assert!(matches!(
+            host_memory_in(dir.path()),
+            Err(ProbeError::Missing {
+                field: "MemAvailable",
+                ..
+            })
+        ));
+        assert!(host_memory().unwrap().available_bytes > 0);
+    }
+
+    #[test]
+    fn launch_loss_sums_launch_windows_and_ignores_drift_between_them() {
+        let at = |avail_kib: u64, kernel_kib: u64| HostMemory {
+            available_bytes: avail_kib * 1024,
+            kernel_bytes: kernel_kib * 1024,
+        };
+        let mut loss = LaunchLoss::default();
+        assert_eq!(loss.total(), None);
+        loss.add(Some(at(1_000_000, 100)), Some(at(999_500, 150)));
+        // Between launches another process freed 1 GiB: not the instances' doing.
+        loss.add(Some(at(2_048_576, 150)), Some(at(2_048_076, 190)));
+        assert_eq!(
+            loss.total(),
+            Some(HostMemoryLoss {
+                used_bytes: 1_000 * 1024,
+                kernel_bytes: 90 * 1024
+            })
+        );
+        loss.add(None, Some(at(1, 1)));
+        assert_eq!((loss.total(), loss.missed), (None, 1));
     }
 
     #[test]

@@ -87,6 +87,17 @@ pub fn cell_labels(backend: &dyn Backend, confinement: Confinement) -> BTreeMap<
 /// Unique instance name: `cvbench-<backend>-<workload>-<pid>-<index>` (the harness pid keeps two
 /// concurrent harnesses apart; `bench cleanup` matches the `cvbench-` prefix).
 pub fn instance_name(backend: &str, workload: &WorkloadSpec, index: u32) -> String {
+    // `oci:/usr/bin/youki` becomes `oci__usr_bin_youki`: the name is a path component.
+    let backend: String = backend
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     format!(
         "cvbench-{backend}-{}-{}-{index}",
         workload.kind().name(),

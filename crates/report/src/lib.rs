@@ -19,6 +19,7 @@ pub mod charts;
 pub mod export;
 pub mod font;
 pub mod model;
+pub mod pivot;
 pub mod style;
 
 use std::path::{Path, PathBuf};
@@ -77,15 +78,33 @@ pub struct WrittenReport {
     pub markdown: PathBuf,
     pub html: PathBuf,
     pub json: PathBuf,
+    pub csv: PathBuf,
     pub figures: Vec<Figure>,
 }
 
-/// Draws every chart into `dir` and writes the Markdown, HTML and JSON exports there.
+/// Draws every chart into `dir` and writes the Markdown, HTML, JSON and CSV exports there.
 pub fn write_report(
     results: &ResultsFile,
     dir: &Path,
     opts: &ReportOptions,
 ) -> Result<WrittenReport, ReportError> {
+    write_report_by(results, dir, opts, None)
+}
+
+/// [`write_report`] with tables pivoted on the host dimension `by` (see [`pivot`]); an unknown
+/// dimension is refused, naming the known ones, before anything is drawn.
+pub fn write_report_by(
+    results: &ResultsFile,
+    dir: &Path,
+    opts: &ReportOptions,
+    by: Option<&str>,
+) -> Result<WrittenReport, ReportError> {
+    let pivot = match by {
+        Some(by) => pivot::section(results, by).map_err(|e| ReportError::Results {
+            reason: e.to_string(),
+        })?,
+        None => Vec::new(),
+    };
     font::register(opts.font.as_deref())?;
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
         path: dir.to_path_buf(),
@@ -94,7 +113,7 @@ pub fn write_report(
     let model = model::Model::new(results);
     let style = style::Style::new(opts.theme, opts.size);
     let figures = charts::render_all(&model, &style, ChartOptions { log_x: opts.log_x }, dir)?;
-    let blocks = export::document(&model, &figures);
+    let blocks = export::document_with(&model, &figures, pivot);
     let report = Report {
         model,
         figures,
@@ -111,6 +130,7 @@ pub fn write_report(
         markdown: write(&export::markdown::Markdown)?,
         html: write(&export::html::Html)?,
         json: write(&export::json::Json)?,
+        csv: write(&export::csv::Csv)?,
         figures: report.figures,
     })
 }

@@ -191,6 +191,15 @@ impl<'a> Model<'a> {
     }
 }
 
+/// A cell's name in charts and tables: [`display_name`], plus `@ host` for a cell of a merged file.
+pub fn cell_name(cell: &BenchmarkResult) -> String {
+    let name = display_name(&cell.backend, &cell.isolation);
+    match &cell.host_id {
+        Some(host) => format!("{name} @ {host}"),
+        None => name,
+    }
+}
+
 /// `microvm (emulated)` when the figures are emulated (see [`Isolation::is_emulated`]),
 /// `microvm (emulated, nested)` when they come from the nested-KVM L1 (function only), else the
 /// backend name.
@@ -351,6 +360,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: "none".into(),
             os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let mut f = ResultsFile::new("compare", tool(), host);
         let spec = workload::WorkloadSpec::Idle;
@@ -380,6 +391,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: "pvm".into(),
             os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let mut f = ResultsFile::new("compare", tool(), host);
         for kind in [WorkloadKind::Idle, WorkloadKind::Oltp] {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use results::isolation::{Isolation, IsolationKind, KvmFlavour};
 use results::metrics::*;
 use results::schema::{
-    BenchmarkResult, DensityPoint, DensityResult, HostInfo, ResultsFile, RunFailure, RunRecord, ToolInfo,
+    BenchmarkResult, DensityBasis, DensityPoint, DensityResult, HostInfo, ResultsFile, RunFailure, RunRecord,
+    ToolInfo,
 };
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -109,22 +110,36 @@ fn curve(backend: &str, isolation: Isolation, n: u32, per_mib: f64, launch_ms: f
         // Truncation to whole bytes is intended.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let total = (f64::from(k) * per_mib * 1048576.0) as u64;
+        let vm = backend.starts_with("microvm");
+        // The host loses three times the PSS: the kernel's part (page tables, slab, KVM) is 2/3.
+        let used = total * 3;
         points.push(DensityPoint {
             instances: k,
             launch_ms: spread(launch_ms, 0.1, k),
             total_pss_bytes: total,
-            host_mem_available_bytes: 20 << 30,
+            host_mem_available_bytes: (20u64 << 30) - used,
             marginal_pss_bytes: i64::try_from(total - before).unwrap_or(0),
+            host_used_bytes: i64::try_from(used).ok(),
+            host_kernel_bytes: i64::try_from(total * 2).ok(),
+            cgroup_memory_bytes: (!vm).then_some(total * 2),
+            guest_ram_bytes: vm.then_some(total / 2),
         });
         before = total;
     }
+    let last_used = points
+        .last()
+        .and_then(|p| p.host_used_bytes)
+        .map_or(1.0, |b| b as f64);
     let last = points.last().map_or(1.0, |p| p.total_pss_bytes as f64);
     DensityResult {
         backend: backend.to_string(),
         isolation,
         workload: "idle".to_string(),
         labels: BTreeMap::new(),
-        instances_per_gib: Some(f64::from(n) / (last / (1u64 << 30) as f64)),
+        instances_per_gib: Some(f64::from(n) / (last_used / (1u64 << 30) as f64)),
+        basis: DensityBasis::PssPlusKernel,
+        instances_per_gib_pss: Some(f64::from(n) / (last / (1u64 << 30) as f64)),
+        host_id: None,
         points,
         stop_reason: format!("max: {n} instances"),
     }
@@ -140,6 +155,8 @@ pub fn results(runs: u32) -> ResultsFile {
         cgroup_version: "hybrid".to_string(),
         kvm: "pvm".to_string(),
         os: "Debian GNU/Linux 12 (bookworm)".to_string(),
+        arch: String::new(),
+        dimensions: Default::default(),
     };
     let tool = ToolInfo {
         name: "cvbench".to_string(),

@@ -63,6 +63,7 @@ mod tests {
             "startup_phases_http",
             "startup_phases_oltp",
             "memory_per_instance",
+            "isolation_spectrum_idle",
             "density",
             "disk",
             "workload_http",
@@ -102,6 +103,36 @@ mod tests {
         );
         assert!(md.contains("microvm (emulated)"), "emulated figures are labelled");
         assert!(md.contains("![") && md.contains("startup_cdf_idle.png"));
+        // Density counts what the host lost and shows PSS as its user-space part: the fixture's
+        // container loses 3 × 1.7 MiB per instance, of which 1.7 MiB is PSS.
+        let container_row = md
+            .lines()
+            .find(|l| l.starts_with("| container | idle | 30 |"))
+            .unwrap_or_else(|| panic!("no container density row in {md}"));
+        assert!(
+            container_row.contains("| 5.10 MiB | 1.70 MiB | – | 3.40 MiB | 5.10 MiB | 3.40 MiB |"),
+            "{container_row}"
+        );
+        assert!(container_row.contains("host memory lost"), "{container_row}");
+        let microvm_row = md
+            .lines()
+            .find(|l| l.starts_with("| microvm (emulated) | idle | 12 |"))
+            .unwrap_or_else(|| panic!("no microvm density row in {md}"));
+        assert!(
+            microvm_row.contains("| 20.50 MiB |"),
+            "guest RAM shown: {microvm_row}"
+        );
+        let density = written
+            .figures
+            .iter()
+            .find(|f| f.name == "density")
+            .expect("density figure");
+        assert!(
+            density.caption.contains("host lost") && density.caption.contains("+ kernel"),
+            "{}",
+            density.caption
+        );
+        assert!(density.svg.contains("stroke-dasharray") || density.svg.matches("<polyline").count() > 2);
 
         let html = std::fs::read_to_string(&written.html).expect("report.html");
         assert!(html.contains("<svg"), "inline SVG");
@@ -120,6 +151,34 @@ mod tests {
         assert_eq!(
             digest["cells"].as_array().map(Vec::len),
             Some(results.benchmarks.len())
+        );
+
+        // report.csv: one row per cell × metric with samples, the same medians as the summaries.
+        let csv = std::fs::read_to_string(&written.csv).expect("report.csv");
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next(),
+            Some(report::export::csv::COLUMNS.join(",").as_str())
+        );
+        let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert!(rows.iter().all(|r| r.len() == report::export::csv::COLUMNS.len()));
+        let mut compared = 0;
+        for cell in results.benchmarks.iter().filter(|c| c.skipped.is_none()) {
+            let Some(want) = results::stats::median(&cell.measured_samples("start_to_ready_ms")) else {
+                continue;
+            };
+            let row = rows
+                .iter()
+                .find(|r| r[0] == cell.backend && r[1] == cell.workload && r[5] == "start_to_ready_ms")
+                .expect("a row per measured cell");
+            let median: f64 = row[9].parse().expect("median");
+            assert!((median - want).abs() < 1e-9, "{row:?} vs {want}");
+            compared += 1;
+        }
+        assert!(compared > 0);
+        assert!(
+            !rows.iter().any(|r| r[0] == "qemu"),
+            "the skipped cell has no row"
         );
     }
 

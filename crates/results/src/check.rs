@@ -10,7 +10,8 @@
 //! - `improvement`: p < alpha and the CI's upper bound is below `1 - noise` (faster);
 //! - `noise`: p < alpha but the CI reaches into the noise band (a real but too small difference);
 //! - `ok`: no significant difference (p >= alpha);
-//! - `not enough samples`: fewer than `min_samples` measured runs on either side (no verdict).
+//! - `not enough samples`: fewer than `min_samples` measured runs on either side (no verdict);
+//! - `zero baseline`: the baseline median is zero (or not finite), so there is no ratio to judge.
 //!
 //! A baseline cell that the current file cannot answer for fails the gate, one row per startup
 //! metric of the baseline cell, so a backend that broke completely never passes silently:
@@ -61,6 +62,8 @@ pub enum Verdict {
     Improvement,
     Noise,
     NotEnoughSamples,
+    /// The baseline median is zero (or the ratio is not finite): no relative change exists.
+    ZeroBaseline,
     /// The current file has no such cell or metric.
     Missing,
     /// The current cell was skipped.
@@ -77,6 +80,7 @@ impl Verdict {
             Verdict::Improvement => "improvement",
             Verdict::Noise => "noise",
             Verdict::NotEnoughSamples => "not enough samples",
+            Verdict::ZeroBaseline => "zero baseline",
             Verdict::Missing => "missing",
             Verdict::Skipped => "skipped",
             Verdict::Failed => "failed",
@@ -282,8 +286,8 @@ fn check_metric(
     row.p_value = stats::mann_whitney_u(&cur, &base).map(|m| m.p_two_sided);
     row.verdict = match (row.ratio, row.p_value) {
         (Some(r), Some(p)) => verdict(r, p, opts),
-        // A zero baseline median: no ratio to judge.
-        _ => Verdict::NotEnoughSamples,
+        // A zero baseline median: no ratio to judge (the samples are plenty).
+        _ => Verdict::ZeroBaseline,
     };
     row
 }
@@ -340,6 +344,9 @@ impl CheckReport {
             let verdict = match r.verdict {
                 Verdict::NotEnoughSamples => {
                     format!("not enough samples (n = {} / {})", r.baseline_n, r.current_n)
+                }
+                Verdict::ZeroBaseline => {
+                    format!("no ratio: baseline median is {}", r.baseline_p50.unwrap_or(0.0))
                 }
                 Verdict::Regression => "**regression**".to_string(),
                 v @ (Verdict::Missing | Verdict::Skipped | Verdict::Failed) => match &r.note {
@@ -408,6 +415,8 @@ mod tests {
             cgroup_version: "v1".into(),
             kvm: "none".into(),
             os: "Debian 12".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),
@@ -516,6 +525,18 @@ mod tests {
         assert_eq!(row.verdict, Verdict::NotEnoughSamples);
         assert!(!r.has_regression());
         assert!(r.to_markdown().contains("not enough samples (n = 3 / 3)"));
+    }
+
+    #[test]
+    fn a_zero_baseline_median_says_so_instead_of_not_enough_samples() {
+        let base = file_with(vec![("c", vec![0.0; 30])]);
+        let cur = file_with(vec![("c", synthetic(30, 1.0, 3))]);
+        let r = check(&base, &cur, &CheckOptions::default()).expect("comparable");
+        let row = only_row(&r);
+        assert_eq!(row.verdict, Verdict::ZeroBaseline, "{row:?}");
+        let md = r.to_markdown();
+        assert!(!md.contains("not enough samples"), "{md}");
+        assert!(md.contains("baseline median is 0"), "{md}");
     }
 
     #[test]

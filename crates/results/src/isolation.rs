@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The kind of sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IsolationKind {
     /// A container set up by cvbench itself (namespaces, cgroup, overlay root).
@@ -56,7 +57,7 @@ impl IsolationKind {
 }
 
 /// What confines the instance's host processes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Confinement {
     /// Linux namespaces and a cgroup of its own.
@@ -66,7 +67,7 @@ pub enum Confinement {
 }
 
 /// Which KVM ran the instance's guest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KvmFlavour {
     /// No guest: the workload runs on the host kernel.
@@ -96,7 +97,7 @@ impl KvmFlavour {
 }
 
 /// How one benchmark cell was isolated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Isolation {
     pub kind: IsolationKind,
     pub confinement: Confinement,

@@ -6,9 +6,13 @@
 //! `harness` writes these files, `report` and `cli` read them; this crate links no KVM, namespace or
 //! OCI code, so rendering or checking a results file needs none of it.
 
+pub mod ab;
 pub mod check;
+pub mod comparable;
+pub mod dimensions;
 pub mod disk;
 pub mod isolation;
+pub mod merge;
 pub mod metrics;
 pub mod schema;
 pub mod stats;

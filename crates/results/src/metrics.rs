@@ -21,13 +21,21 @@ pub const START_TO_FIRST_RESPONSE_MS: &str = "start_to_first_response_ms";
 pub const START_TO_VM_CREATED_MS: &str = "start_to_vm_created_ms";
 pub const START_TO_FIRST_VCPU_ENTRY_MS: &str = "start_to_first_vcpu_entry_ms";
 pub const START_TO_GUEST_INIT_MS: &str = "start_to_guest_init_ms";
+/// A container engine (docker, podman) created the container (`docker create` returned).
+pub const START_TO_CREATED_MS: &str = "start_to_created_ms";
 /// The workload printed `CVBENCH READY`: the end of every startup.
 pub const START_TO_READY_MS: &str = "start_to_ready_ms";
 
 /// Memory and disk of one ready instance.
 pub const PSS_BYTES: &str = "pss_bytes";
 pub const CGROUP_MEMORY_BYTES: &str = "cgroup_memory_bytes";
+/// PSS of the processes that run the instance without being it: `runc run`, the container engine's
+/// shim or conmon, and for daemon-managed containers the daemons (dockerd, containerd). A daemon
+/// serves every instance, so its share is counted whole in each instance's figure.
 pub const RUNTIME_PSS_BYTES: &str = "runtime_pss_bytes";
+/// PSS of the container engine's daemons alone (dockerd + containerd): shared by all its instances,
+/// included in [`RUNTIME_PSS_BYTES`].
+pub const DAEMON_PSS_BYTES: &str = "daemon_pss_bytes";
 pub const GUEST_RAM_RESIDENT_BYTES: &str = "guest_ram_resident_bytes";
 pub const VMM_OVERHEAD_BYTES: &str = "vmm_overhead_bytes";
 pub const INSTANCE_DISK_BYTES: &str = "instance_disk_bytes";
@@ -326,6 +334,7 @@ pub const REGISTRY: &[Metric] = &[
         "first_vcpu_entry",
     ),
     entry(START_TO_GUEST_INIT_MS, MS, Lower, Group::Startup, "guest_init"),
+    entry(START_TO_CREATED_MS, MS, Lower, Group::Startup, "created"),
     entry(START_TO_READY_MS, MS, Lower, Group::Startup, "ready"),
     entry(
         START_TO_FIRST_RESPONSE_MS,
@@ -348,6 +357,13 @@ pub const REGISTRY: &[Metric] = &[
         Lower,
         Group::Memory,
         "runtime PSS",
+    ),
+    entry(
+        DAEMON_PSS_BYTES,
+        Quantity::Bytes,
+        Lower,
+        Group::Memory,
+        "daemon PSS (shared)",
     ),
     entry(
         GUEST_RAM_RESIDENT_BYTES,

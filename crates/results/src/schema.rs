@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use workload::WorkloadSpec;
 
@@ -18,7 +19,7 @@ use crate::isolation::{infer_legacy, Isolation};
 /// Bumped on any incompatible change; readers refuse other versions with a clear error.
 pub const SCHEMA_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResultsFile {
     pub schema_version: u32,
     /// `bench run`, `bench compare`, `bench density`.
@@ -28,6 +29,10 @@ pub struct ResultsFile {
     pub host: HostInfo,
     /// RFC 3339 UTC.
     pub started_at: String,
+    /// Unique identity of this run (`<UTC time>-<hostname>-<random>`): `bench merge` refuses two
+    /// files with the same one. Empty in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
     /// True when the run was interrupted or failed part-way: what is here is real, but not all of it.
     #[serde(default)]
     pub partial: bool,
@@ -35,9 +40,27 @@ pub struct ResultsFile {
     /// Density curves (`bench density`, `bench compare --density N`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub density: Vec<DensityResult>,
+    /// `bench merge` output only: one entry per source host; cells name theirs in `host_id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostSection>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One source host of a merged results file (`bench merge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct HostSection {
+    /// What cells refer to in `host_id`: the source's `run_id` (prefixed on a kept collision).
+    pub id: String,
+    pub run_id: String,
+    /// The source file's command, tool and start time.
+    pub command: String,
+    pub tool: ToolInfo,
+    pub started_at: String,
+    #[serde(default)]
+    pub partial: bool,
+    pub host: HostInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ToolInfo {
     pub name: String,
     pub version: String,
@@ -46,7 +69,7 @@ pub struct ToolInfo {
 }
 
 /// The host the figures came from; every report shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HostInfo {
     pub hostname: String,
     /// `uname -r`
@@ -59,10 +82,19 @@ pub struct HostInfo {
     /// `hardware`, `pvm` (paravirtual, nested: guest kernels run emulated) or `none`.
     pub kvm: String,
     pub os: String,
+    /// `uname -m`; empty in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub arch: String,
+    /// What identifies this host in a fleet: the [`crate::dimensions::BUILTIN`] facts plus the
+    /// user's `--label key=value` pairs. Every series is keyed by these (see
+    /// [`crate::dimensions::SeriesKey`]). Files written before it get it from the fields above
+    /// ([`HostInfo::dimensions`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dimensions: BTreeMap<String, String>,
 }
 
 /// One backend × workload cell.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BenchmarkResult {
     pub backend: String,
     /// What kind of sandbox the backend is, what confines it and which KVM ran it (from
@@ -88,9 +120,12 @@ pub struct BenchmarkResult {
     pub runs: Vec<RunRecord>,
     /// Per metric, derived from the non-warm-up runs.
     pub summary: BTreeMap<String, Summary>,
+    /// Merged files only: the [`HostSection::id`] this cell was measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunRecord {
     pub index: u32,
     pub warmup: bool,
@@ -102,14 +137,14 @@ pub struct RunRecord {
     pub workload_result: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RunFailure {
     pub index: u32,
     pub error: String,
 }
 
 /// Summary statistics of one metric over the measured runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub n: usize,
     pub min: f64,
@@ -127,7 +162,7 @@ pub struct Summary {
 }
 
 /// `bench density`: one launch after another, all kept running.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DensityResult {
     pub backend: String,
     /// As in [`BenchmarkResult::isolation`].
@@ -138,19 +173,79 @@ pub struct DensityResult {
     pub points: Vec<DensityPoint>,
     /// Why the curve ended: `max`, `memory floor`, or the failure that stopped it.
     pub stop_reason: String,
-    /// Instances per GiB of summed PSS at the end of the curve.
+    /// The headline: instances per GiB at the end of the curve, of the memory named by `basis`.
     pub instances_per_gib: Option<f64>,
+    /// Merged files only: the [`HostSection::id`] this curve was measured on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
+    /// What `instances_per_gib` divides by. Files written before this field existed counted summed
+    /// PSS, hence the default.
+    #[serde(default)]
+    pub basis: DensityBasis,
+    /// Instances per GiB of summed PSS (user space only) at the end of the curve, whatever the basis.
+    #[serde(default)]
+    pub instances_per_gib_pss: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The memory a density figure is computed from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DensityBasis {
+    /// Summed PSS of the instances' host processes: user-space memory only.
+    #[default]
+    SummedPss,
+    /// What the host lost: summed PSS plus the growth of the host's unreclaimable kernel memory
+    /// over the launches (`/proc/meminfo`: unreclaimable slab, page tables, kernel stacks, vmalloc,
+    /// per-CPU), i.e. namespaces, cgroups, page tables and KVM's allocations as well.
+    PssPlusKernel,
+}
+
+impl DensityBasis {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DensityBasis::SummedPss => "summed PSS (user space only)",
+            DensityBasis::PssPlusKernel => "host memory lost (PSS + kernel memory)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DensityPoint {
     /// 1-based count of running instances after this launch.
     pub instances: u32,
     pub launch_ms: f64,
+    /// Summed PSS of every running instance's host processes (and its runtime process): the
+    /// user-space part of what the host lost. For VMs the VMM's PSS, guest RAM included.
     pub total_pss_bytes: u64,
     pub host_mem_available_bytes: u64,
     /// PSS total now minus PSS total before this launch.
     pub marginal_pss_bytes: i64,
+    /// The drop of `MemAvailable` from just before each launch to just after it returned, summed
+    /// over the launches so far: a cross-check of the host loss, noisy on a shared host (other
+    /// processes allocate and free inside the windows too; it can even be negative).
+    #[serde(default)]
+    pub host_used_bytes: Option<i64>,
+    /// Growth of the host's unreclaimable kernel memory over the same launch windows
+    /// (`SUnreclaim`, `PageTables`, `SecPageTables`, `KernelStack`, `VmallocUsed`, `Percpu` in
+    /// `/proc/meminfo`): namespaces, cgroups, page tables, KVM.
+    #[serde(default)]
+    pub host_kernel_bytes: Option<i64>,
+    /// Summed memory cgroup charge of the instances (kernel memory included where the controller
+    /// accounts it); `None` for backends without a cgroup per instance (VMs).
+    #[serde(default)]
+    pub cgroup_memory_bytes: Option<u64>,
+    /// Summed resident guest RAM (VMs; part of `total_pss_bytes`).
+    #[serde(default)]
+    pub guest_ram_bytes: Option<u64>,
+}
+
+impl DensityPoint {
+    /// What the host lost to the running instances: summed PSS (user space) plus the growth of
+    /// unreclaimable kernel memory (never counted below zero); `None` without a kernel reading.
+    pub fn host_lost_bytes(&self) -> Option<u64> {
+        let kernel = u64::try_from(self.host_kernel_bytes?.max(0)).unwrap_or(0);
+        Some(self.total_pss_bytes.saturating_add(kernel))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +259,13 @@ pub enum ResultsError {
     },
     #[error("{path} has no schema_version: not a cvbench results file")]
     NoSchemaVersion { path: PathBuf },
+    #[error("{path} has a schema_version of the wrong type ({found}); expected the number {expected}")]
+    SchemaVersionType {
+        path: PathBuf,
+        /// The JSON value found, as written (shortened).
+        found: String,
+        expected: u32,
+    },
     #[error("{path} has schema_version {found}, this cvbench reads version {expected}")]
     SchemaMismatch {
         path: PathBuf,
@@ -194,9 +296,11 @@ impl ResultsFile {
             tool,
             host,
             started_at: rfc3339_utc(SystemTime::now()),
+            run_id: String::new(),
             partial: false,
             benchmarks: Vec::new(),
             density: Vec::new(),
+            hosts: Vec::new(),
         }
     }
 
@@ -211,12 +315,16 @@ impl ResultsFile {
                 path: path.to_path_buf(),
                 source,
             })?;
-        let found = value
+        let version = value
             .get("schema_version")
-            .and_then(serde_json::Value::as_u64)
             .ok_or_else(|| ResultsError::NoSchemaVersion {
                 path: path.to_path_buf(),
             })?;
+        let found = version.as_u64().ok_or_else(|| ResultsError::SchemaVersionType {
+            path: path.to_path_buf(),
+            found: version.to_string().chars().take(40).collect(),
+            expected: SCHEMA_VERSION,
+        })?;
         if found != u64::from(SCHEMA_VERSION) {
             return Err(ResultsError::SchemaMismatch {
                 path: path.to_path_buf(),
@@ -267,10 +375,21 @@ impl ResultsFile {
     }
 }
 
+/// Where the published JSON Schema of results files lives, relative to the repository root.
+pub const SCHEMA_FILE: &str = "results/schema/results.schema.json";
+
+/// The JSON Schema (draft 2020-12) of a results file, generated from these types with `schemars`;
+/// published as [`SCHEMA_FILE`] (a test regenerates it and fails when the committed copy is stale).
+/// It describes files as this cvbench writes them: files from before the isolation record validate
+/// after [`fill_legacy_isolation`], which is what [`ResultsFile::read`] does.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(ResultsFile)).unwrap_or(serde_json::Value::Null)
+}
+
 /// Legacy reading: gives every benchmark cell and density curve without an `isolation` record (files
 /// written before it existed) the one its backend had, from [`infer_legacy`]. Entries that have one
 /// are left alone. Errs with the backend name when it cannot be inferred.
-fn fill_legacy_isolation(file: &mut serde_json::Value) -> Result<(), String> {
+pub fn fill_legacy_isolation(file: &mut serde_json::Value) -> Result<(), String> {
     for section in ["benchmarks", "density"] {
         let Some(entries) = file.get_mut(section).and_then(serde_json::Value::as_array_mut) else {
             continue;
@@ -344,6 +463,7 @@ impl BenchmarkResult {
             shared_image_bytes: None,
             runs: Vec::new(),
             summary: BTreeMap::new(),
+            host_id: None,
         }
     }
 
@@ -425,6 +545,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: "none".into(),
             os: "Debian".into(),
+            arch: String::new(),
+            dimensions: BTreeMap::new(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),
@@ -482,6 +604,17 @@ mod tests {
             Err(ResultsError::NoSchemaVersion { .. })
         ));
 
+        let string_version = dir.path().join("string.json");
+        let mut v = serde_json::to_value(sample_file()).unwrap();
+        v["schema_version"] = serde_json::json!("1");
+        fs::write(&string_version, v.to_string()).unwrap();
+        let err = ResultsFile::read(&string_version).unwrap_err();
+        assert!(matches!(err, ResultsError::SchemaVersionType { .. }), "{err}");
+        assert!(
+            err.to_string().contains("wrong type") && err.to_string().contains("\"1\""),
+            "{err}"
+        );
+
         let other = dir.path().join("other.json");
         let mut v = serde_json::to_value(sample_file()).unwrap();
         v["schema_version"] = serde_json::json!(99);
@@ -507,6 +640,36 @@ mod tests {
             ResultsFile::read(&broken),
             Err(ResultsError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn density_files_without_the_host_memory_fields_still_read_as_pss_based() {
+        let old = serde_json::json!({
+            "backend": "container", "isolation": MOCK, "workload": "idle", "points": [{
+                "instances": 1, "launch_ms": 2.0, "total_pss_bytes": 1024,
+                "host_mem_available_bytes": 4096, "marginal_pss_bytes": 1024
+            }],
+            "stop_reason": "max", "instances_per_gib": 8.0
+        });
+        let d: DensityResult = serde_json::from_value(old).unwrap();
+        assert_eq!(d.basis, DensityBasis::SummedPss);
+        assert_eq!(d.points[0].host_used_bytes, None);
+        assert_eq!(d.points[0].host_lost_bytes(), None);
+        let mut p = d.points[0].clone();
+        p.host_kernel_bytes = Some(3072);
+        assert_eq!(p.host_lost_bytes(), Some(4096));
+        p.host_kernel_bytes = Some(-5000);
+        assert_eq!(
+            p.host_lost_bytes(),
+            Some(1024),
+            "kernel memory freed is not a gain"
+        );
+        let v = serde_json::to_value(DensityResult {
+            basis: DensityBasis::PssPlusKernel,
+            ..d
+        })
+        .unwrap();
+        assert_eq!(v["basis"], "pss_plus_kernel");
     }
 
     #[test]
@@ -562,6 +725,68 @@ mod tests {
                 qemu.isolation,
                 Isolation::vm(IsolationKind::OtherVmm, KvmFlavour::Tcg)
             );
+        }
+    }
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    #[test]
+    fn the_published_schema_is_current() {
+        let path = repo_root().join(SCHEMA_FILE);
+        let fresh = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        let committed = fs::read_to_string(&path).unwrap_or_default();
+        if committed != fresh {
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, &fresh).unwrap();
+            panic!(
+                "{} was stale and has been regenerated from the Rust types: review and commit it",
+                path.display()
+            );
+        }
+    }
+
+    fn validator() -> jsonschema::Validator {
+        jsonschema::validator_for(&json_schema()).expect("the generated schema is a valid JSON Schema")
+    }
+
+    fn schema_errors(v: &jsonschema::Validator, value: &serde_json::Value) -> Vec<String> {
+        v.iter_errors(value)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect()
+    }
+
+    #[test]
+    fn committed_results_files_validate_against_the_schema() {
+        let v = validator();
+        for file in ["results/example/results.json", "results/baselines/main.json"] {
+            let text = fs::read_to_string(repo_root().join(file)).unwrap();
+            let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            fill_legacy_isolation(&mut value).unwrap();
+            let errors = schema_errors(&v, &value);
+            assert!(errors.is_empty(), "{file}: {errors:#?}");
+        }
+        let written = serde_json::to_value(sample_file()).unwrap();
+        assert!(schema_errors(&v, &written).is_empty());
+    }
+
+    #[test]
+    fn the_schema_rejects_what_the_reader_rejects() {
+        let v = validator();
+        let good = serde_json::to_value(sample_file()).unwrap();
+        let mut no_host = good.clone();
+        no_host.as_object_mut().unwrap().remove("host");
+        assert!(!schema_errors(&v, &no_host).is_empty());
+        let mut bad_kind = good.clone();
+        bad_kind["benchmarks"][0]["isolation"]["kind"] = serde_json::json!("lxc");
+        assert!(!schema_errors(&v, &bad_kind).is_empty());
+        let mut bad_sample = good;
+        bad_sample["benchmarks"][0]["runs"][0]["metrics"]["start_to_ready_ms"] = serde_json::json!("fast");
+        assert!(!schema_errors(&v, &bad_sample).is_empty());
+        // And the reader agrees on each.
+        for bad in [&no_host, &bad_kind, &bad_sample] {
+            assert!(serde_json::from_value::<ResultsFile>(bad.clone()).is_err());
         }
     }
 

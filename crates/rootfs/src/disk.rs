@@ -30,7 +30,11 @@ use crate::usage::allocated_bytes;
 use crate::RootfsError;
 
 /// Bump when the disk layout or options change: it is part of every disk's cache key.
-pub const DISK_RECIPE_VERSION: &str = "cvbench-ext4-v1";
+pub const DISK_RECIPE_VERSION: &str = "cvbench-ext4-v2";
+/// Directories guest init mounts on while the root is still the read-only image (`/proc`, `/sys`,
+/// `/dev`), and `/tmp` for the workload. A read-only disk cannot grow them at boot, and a container
+/// runtime creates them itself, so a minimal image that runs in a container must get them here.
+pub const VM_MOUNT_POINTS: &[&str] = &["proc", "sys", "dev", "tmp"];
 /// Smallest and largest scratch disks accepted.
 pub const SCRATCH_MIN_MIB: u32 = 16;
 pub const SCRATCH_MAX_MIB: u32 = 1 << 20;
@@ -248,6 +252,13 @@ pub fn ext4_disk_image(
     copy_tree(&image.dir, staging.path())?;
     for e in &extras {
         place_extra(staging.path(), e)?;
+    }
+    for dir in VM_MOUNT_POINTS {
+        let target = staging.path().join(dir);
+        // An existing entry (a directory, or a symlink the image chose) is the image's own.
+        if std::fs::symlink_metadata(&target).is_err() {
+            create_dirs_0755(staging.path(), &target)?;
+        }
     }
     let content = content_bytes(staging.path()).map_err(RootfsError::io("measuring", staging.path()))?;
     let size = (content * 13 / 10 + 8 * MIB).div_ceil(MIB) * MIB;

@@ -26,6 +26,7 @@
 //! ```
 
 mod disk;
+mod exec;
 mod image;
 mod locate;
 mod publish;
@@ -33,7 +34,8 @@ mod usage;
 
 use std::path::PathBuf;
 
-pub use disk::{ext4_disk_image, new_scratch_disk, scratch_disk_template, DiskImage};
+pub use disk::{ext4_disk_image, new_scratch_disk, scratch_disk_template, DiskImage, VM_MOUNT_POINTS};
+pub use exec::exec_problem;
 pub use image::{
     build_default_image, default_image, image_from_dir, Image, IMAGE_MANIFEST_PATH, RECIPE_VERSION, WWW_FILES,
 };

@@ -253,6 +253,27 @@ fn ext4_image_holds_the_rootfs_and_extras() {
 }
 
 #[test]
+fn a_minimal_image_gets_the_vm_mount_points_on_its_disk() {
+    let (Some(_), Some(_)) = (tool("mkfs.ext4"), tool("debugfs")) else {
+        println!("skipped: mkfs.ext4 or debugfs missing (apt-get install e2fsprogs)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("minimal");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy(static_binary(tmp.path(), 7), dir.join("bin/cvbench-workload")).unwrap();
+    let image = image_from_dir(&dir).unwrap();
+    let disk = ext4_disk_image(&image, &[], &tmp.path().join("cache")).unwrap();
+    let root = debugfs(&disk.path, "ls -l /");
+    for mount_point in rootfs::VM_MOUNT_POINTS {
+        let stat = debugfs(&disk.path, &format!("stat /{mount_point}"));
+        assert!(stat.contains("Type: directory"), "/{mount_point}: {stat}\n{root}");
+    }
+    // The image directory itself is left as it was.
+    assert!(!dir.join("proc").exists());
+}
+
+#[test]
 fn scratch_template_and_copies_stay_sparse() {
     let Some(_) = tool("mkfs.ext4") else {
         testkit::skip(

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use harness::check::{check, CheckOptions, Verdict};
 use harness::results::ResultsFile;
+use results::comparable::{comparability, Comparability};
 
 use super::{UsageError, EXIT_FAILURE};
 
@@ -34,6 +35,11 @@ pub struct CheckArgs {
     /// Also append the table to this file (e.g. "$GITHUB_STEP_SUMMARY").
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// Compare even when the host class (CPU model, kernel, KVM flavour, cgroup version, cores) or a
+    /// cell's isolation, labels or workload spec differ: the differences are listed under the table
+    /// instead of refusing with exit status 2.
+    #[arg(long)]
+    pub allow_mismatch: bool,
 }
 
 /// `5%` -> 0.05; `0.05` -> 0.05.
@@ -53,7 +59,7 @@ pub fn fraction(text: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-fn alpha(text: &str) -> Result<f64, String> {
+pub fn alpha(text: &str) -> Result<f64, String> {
     let v: f64 = text
         .trim()
         .parse()
@@ -65,6 +71,9 @@ fn alpha(text: &str) -> Result<f64, String> {
 }
 
 pub fn execute(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.markdown {
+        crate::preflight::output_file("--markdown", path)?;
+    }
     let baseline = ResultsFile::read(&args.baseline).map_err(|e| UsageError(format!("baseline: {e}")))?;
     let current = ResultsFile::read(&args.current).map_err(|e| UsageError(format!("current: {e}")))?;
     let opts = CheckOptions {
@@ -73,8 +82,9 @@ pub fn execute(args: CheckArgs) -> anyhow::Result<ExitCode> {
         min_samples: args.min_samples as usize,
         ..CheckOptions::default()
     };
+    let comparability = refuse_incomparable(&baseline, &current, args.allow_mismatch)?;
     let report = check(&baseline, &current, &opts).map_err(|e| UsageError(e.to_string()))?;
-    let table = report.to_markdown();
+    let table = format!("{}{}", report.to_markdown(), comparability.to_markdown());
     print!("{table}");
     if let Some(path) = &args.markdown {
         let mut f = std::fs::OpenOptions::new()
@@ -112,6 +122,24 @@ pub fn execute(args: CheckArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_FAILURE));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Comparable or refused (see `results::comparable`): a usage error naming every differing dimension,
+/// unless `allow` (then the differences are returned, to be listed under the table).
+pub fn refuse_incomparable(
+    baseline: &ResultsFile,
+    current: &ResultsFile,
+    allow: bool,
+) -> anyhow::Result<Comparability> {
+    let c = comparability(baseline, current);
+    if !c.is_comparable() && !allow {
+        return Err(UsageError(format!(
+            "the files are not comparable ({c}); compare on the same host class with the same \
+             settings, or pass --allow-mismatch to compare anyway with the differences listed"
+        ))
+        .into());
+    }
+    Ok(c)
 }
 
 #[cfg(test)]

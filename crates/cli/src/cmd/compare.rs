@@ -11,7 +11,7 @@ use clap::Args;
 use harness::density::DensityOptions;
 use harness::engine::Budget;
 use harness::metrics;
-use harness::results::{ResultsFile, ToolInfo};
+use harness::results::ResultsFile;
 use harness::{Backend, Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -28,7 +28,9 @@ pub const DEFAULT_OUT: &str = "cvbench-results";
 
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// Backends to compare, comma-separated [default: container,microvm,microvm-probe,runc].
+    /// Backends to compare, comma-separated [default: container,microvm,microvm-probe,runc, and
+    /// crun,docker,podman,gvisor where their programs are installed]. `oci:<path>` runs any OCI
+    /// runtime binary over runc's bundles.
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     pub backends: Vec<String>,
     /// Workloads, comma-separated.
@@ -76,6 +78,8 @@ pub struct CompareArgs {
     pub image: ImageArgs,
     #[command(flatten)]
     pub confine: super::confine::ConfinementArgs,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
 }
 
 /// How the report looks (shared by `compare`, `density` and `report`).
@@ -135,20 +139,94 @@ impl ImageArgs {
     }
 }
 
+/// Applies `--image-cache` to every backend and checks, before any launch, what a backend could never
+/// honour: a `--memory` outside its range, or an explicit `--image` it would not run (the probe
+/// guest boots its built-in payload). `--image` with only such backends is a usage error; mixed with
+/// backends that do run it, a note says which ignore it.
+pub fn configure_backends(
+    backends: &mut [Box<dyn Backend>],
+    image: &ImageArgs,
+    memory_limit_bytes: Option<u64>,
+) -> Result<(), UsageError> {
+    for backend in backends.iter_mut() {
+        backend.set_cache_root(&image.image_cache);
+        if let Some(bytes) = memory_limit_bytes {
+            backend
+                .check_memory_limit(bytes)
+                .map_err(|reason| UsageError(format!("--memory for {}: {reason}", backend.name())))?;
+        }
+    }
+    if let Some(dir) = &image.image {
+        let ignoring: Vec<&str> = backends
+            .iter()
+            .filter(|b| !b.runs_image())
+            .map(|b| b.name())
+            .collect();
+        let names = ignoring.join(", ");
+        if !ignoring.is_empty() && ignoring.len() == backends.len() {
+            return Err(UsageError(format!(
+                "--image {} does not apply to {names}: it boots its built-in probe payload, not an image",
+                dir.display()
+            )));
+        }
+        if !ignoring.is_empty() {
+            eprintln!(
+                "note: {names} boots its built-in probe payload and ignores --image {}",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What `bench compare` runs without `--backends`: the built-in runtime, the built-in microVM (with
 /// a Linux guest, and with the probe payload that measures the VMM alone), and runc as the
 /// well-known peer. Slower peers (qemu) run only when named.
 pub const DEFAULT_BACKENDS: [&str; 4] = ["container", "microvm", "microvm-probe", "runc"];
 
-/// The backends named on the command line (or the defaults this build has), without duplicates.
+/// The peers people run, in the default comparison when the program each needs is installed (a
+/// fresh machine gets them from `scripts/setup.sh`): backend name and program. One that is installed
+/// but refuses the host (crun on hybrid cgroups) is a skipped row with its reason.
+pub const DEFAULT_PEERS: [(&str, &str); 4] = [
+    ("crun", "crun"),
+    ("docker", "docker"),
+    ("podman", "podman"),
+    ("gvisor", "runsc"),
+];
+
+/// The default backends: [`DEFAULT_BACKENDS`], then each of [`DEFAULT_PEERS`] whose program
+/// `installed` says is there; only names this build knows.
+pub fn default_backend_names(installed: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let known = harness::backend_names();
+    DEFAULT_BACKENDS
+        .iter()
+        .copied()
+        .chain(
+            DEFAULT_PEERS
+                .iter()
+                .filter(|(_, program)| installed(program))
+                .map(|(name, _)| *name),
+        )
+        .filter(|b| known.contains(b))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether `program` is an executable file in one of `PATH`'s directories.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
+}
+
+/// The backends named on the command line (or the defaults this host has), without duplicates.
 pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
     let names: Vec<String> = if names.is_empty() {
-        let known = harness::backend_names();
-        DEFAULT_BACKENDS
-            .iter()
-            .filter(|b| known.contains(b))
-            .map(|b| (*b).to_string())
-            .collect()
+        default_backend_names(&on_path)
     } else {
         names
             .iter()
@@ -171,7 +249,15 @@ pub fn backends(names: &[String]) -> anyhow::Result<Vec<Box<dyn Backend>>> {
 
 pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
-    let backends = backends(&args.backends)?;
+    super::check_warmup(args.warmup, args.runs.unwrap_or(DEFAULT_MAX_RUNS))?;
+    let mut backends = backends(&args.backends)?;
+    configure_backends(&mut backends, &args.image, args.memory)?;
+    // After the flags themselves are known good, so a mistyped flag creates no directory.
+    crate::preflight::output_dir("--out", &args.out)?;
+    let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
+    if !args.no_report {
+        crate::preflight::report_font(args.look.font.as_deref())?;
+    }
     // Each workload once, in the order first named (as for backends).
     let mut specs: Vec<WorkloadSpec> = Vec::new();
     for kind in &args.workloads {
@@ -201,9 +287,8 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
         network: harness::net::for_workloads(&specs).context("making the client network namespace")?,
         ..RunOptions::default()
     };
-    let host = harness::host::detect().context("detecting the host")?;
     let results_path = args.out.join("results.json");
-    let base = ResultsFile::new("compare", ToolInfo::current(std::env::args().collect()), host);
+    let base = args.fleet.results_file("compare")?;
     let mut progress = PlanProgress::new("compare", Some(results_path.clone()));
     let refs: Vec<&dyn Backend> = backends.iter().map(AsRef::as_ref).collect();
     let plan = Plan::compare(refs.clone(), &specs, &image_dir, opts.clone(), budget);
@@ -235,7 +320,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     if !args.no_report {
         super::report::write_and_say(&results, &args.out, &args.look)?;
     }
-    super::plan_outcome(&results)
+    args.fleet.outcome(super::plan_outcome(&results))
 }
 
 /// One line per backend × workload: runs, failures, startup and memory medians, or why it was skipped.
@@ -279,7 +364,8 @@ pub fn compare_table(results: &ResultsFile) -> String {
             String::new(),
             String::new(),
             String::new(),
-            d.instances_per_gib.map_or("-".into(), |v| format!("{v:.1}/GiB")),
+            d.instances_per_gib
+                .map_or("-".into(), |v| format!("{v:.1}/GiB ({})", d.basis.describe())),
             d.stop_reason.clone(),
         ]);
     }
@@ -296,4 +382,28 @@ pub fn compare_table(results: &ResultsFile) -> String {
         out.push('\n');
     }
     out
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_peers_join_the_default_comparison() {
+        let none = default_backend_names(&|_| false);
+        assert_eq!(none, DEFAULT_BACKENDS.map(str::to_string));
+        let all = default_backend_names(&|_| true);
+        for peer in ["crun", "docker", "podman", "gvisor"] {
+            assert!(all.iter().any(|b| b == peer), "{peer} missing from {all:?}");
+        }
+        // gVisor comes with runsc: the program decides, not the backend's name.
+        let runsc_only = default_backend_names(&|p| p == "runsc");
+        assert_eq!(runsc_only.last().map(String::as_str), Some("gvisor"));
+        assert!(!runsc_only.iter().any(|b| b == "docker"));
+    }
+
+    #[test]
+    fn on_path_finds_executables_only() {
+        assert!(on_path("sh"));
+        assert!(!on_path("cvbench-no-such-program"));
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use harness::density::DensityOptions;
-use harness::results::{DensityPoint, ResultsFile, ToolInfo};
+use harness::results::{DensityPoint, DensityResult};
 use harness::{Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -50,11 +50,21 @@ pub struct DensityArgs {
     pub image: ImageArgs,
     #[command(flatten)]
     pub confine: super::confine::ConfinementArgs,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
 }
 
 pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
-    let backend = harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?;
+    let mut backends = [harness::backend_by_name(&args.backend).map_err(|e| UsageError(e.to_string()))?];
+    super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
+    let [backend] = backends;
+    // After the flags themselves are known good, so a mistyped flag creates no directory.
+    crate::preflight::output_dir("--out", &args.out)?;
+    let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
+    if !args.no_report {
+        crate::preflight::report_font(args.look.font.as_deref())?;
+    }
     backend
         .check_host()
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
@@ -74,9 +84,8 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         },
         ..DensityOptions::default()
     };
-    let host = harness::host::detect().context("detecting the host")?;
     let path = args.out.join("results.json");
-    let results = ResultsFile::new("density", ToolInfo::current(std::env::args().collect()), host);
+    let results = args.fleet.results_file("density")?;
     let mut progress = PlanProgress::new(&format!("density {}", backend.name()), Some(path.clone()));
     let plan = Plan::density(vec![backend.as_ref()], &spec, &image_dir, opts);
     let results = harness::engine::execute(&plan, results, &mut progress);
@@ -92,9 +101,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         curve.backend,
         curve.workload,
         curve.points.len(),
-        curve
-            .instances_per_gib
-            .map_or("-".to_string(), |v| format!("{v:.1} instances/GiB")),
+        density_figure(curve),
         curve.stop_reason
     );
     eprintln!("results written to {}", path.display());
@@ -105,18 +112,36 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(harness::interrupt::exit_status()));
     }
     if curve.points.is_empty() {
-        anyhow::bail!("no instance could be launched: {}", curve.stop_reason);
+        let e = anyhow::anyhow!("no instance could be launched: {}", curve.stop_reason);
+        return args.fleet.outcome(Err(e));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `1400.0 instances/GiB of host memory lost (MemAvailable drop); 8054.5/GiB counting PSS only`.
+pub fn density_figure(curve: &DensityResult) -> String {
+    let Some(v) = curve.instances_per_gib else {
+        return "-".to_string();
+    };
+    let mut text = format!("{v:.1} instances/GiB of {}", curve.basis.describe());
+    if curve.basis != harness::results::DensityBasis::SummedPss {
+        if let Some(pss) = curve.instances_per_gib_pss {
+            text.push_str(&format!("; {pss:.1}/GiB counting PSS only"));
+        }
+    }
+    text
 }
 
 /// A density point as one progress line (no progress bar).
 pub fn point_line(p: &DensityPoint) -> String {
     format!(
-        "{} running, launch {:.2} ms, summed PSS {}",
+        "{} running, launch {:.2} ms, summed PSS {}, host lost {}",
         p.instances,
         p.launch_ms,
-        harness::metrics::Quantity::Bytes.format(p.total_pss_bytes as f64)
+        harness::metrics::Quantity::Bytes.format(p.total_pss_bytes as f64),
+        p.host_lost_bytes().map_or("-".to_string(), |b| {
+            harness::metrics::Quantity::Bytes.format(b as f64)
+        })
     )
 }
 

@@ -1,11 +1,14 @@
 //! One module per subcommand, plus the exit-status conventions they share.
 
+pub mod ab;
 pub mod baseline;
 pub mod check;
 pub mod cleanup;
 pub mod compare;
 pub mod confine;
 pub mod density;
+pub mod fleet;
+pub mod merge;
 pub mod report;
 pub mod run;
 
@@ -39,6 +42,36 @@ pub fn exit_status_of(e: &anyhow::Error) -> ExitCode {
     } else {
         ExitCode::from(EXIT_FAILURE)
     }
+}
+
+/// Warm-up runs are recorded but never summarised; more of them than measured runs spends most of
+/// the benchmark on runs nobody reads, which is never what was meant.
+pub fn check_warmup(warmup: u32, runs: u32) -> Result<(), UsageError> {
+    if warmup > runs {
+        return Err(UsageError(format!(
+            "--warmup {warmup} is more than the {runs} measured runs: warm-up runs are discarded, \
+             use at most as many as --runs"
+        )));
+    }
+    Ok(())
+}
+
+/// The error and its causes as one line, `cause: cause: ...`. A cause whose text the line already
+/// ends with is left out: library errors often print their source and also return it from
+/// `source()`, which made messages repeat "(os error N)".
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    one_line(&line)
 }
 
 /// The exit status of a finished `run` or `compare`: 128 + the signal after a clean stop (130 for
@@ -132,6 +165,42 @@ mod tests {
         assert_eq!(exit_status_of(&e), ExitCode::from(EXIT_USAGE));
         let e = anyhow::anyhow!("runc failed");
         assert_eq!(exit_status_of(&e), ExitCode::from(EXIT_FAILURE));
+    }
+
+    #[test]
+    fn more_warm_up_runs_than_measured_runs_is_a_usage_error() {
+        assert!(check_warmup(1, 1).is_ok());
+        assert!(check_warmup(0, 5).is_ok());
+        let err = check_warmup(5, 3).unwrap_err();
+        assert!(
+            err.0.contains("--warmup 5") && err.0.contains("3 measured"),
+            "{}",
+            err.0
+        );
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "cannot write results file /x: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::from_raw_os_error(20);
+        let e = anyhow::Error::new(Wrapper(io)).context("saving");
+        let line = error_line(&e);
+        assert_eq!(line.matches("os error 20").count(), 1, "{line}");
+        assert!(
+            line.starts_with("saving: cannot write results file /x: "),
+            "{line}"
+        );
     }
 
     #[test]

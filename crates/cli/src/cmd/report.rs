@@ -18,6 +18,10 @@ pub struct ReportArgs {
     /// Write the report here instead (default: the results file's directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Pivot the tables on this host dimension (`host`, `instance`, `host_kernel`, ...); dimensions
+    /// that never vary are listed once.
+    #[arg(long, value_name = "DIM")]
+    pub by: Option<String>,
     #[command(flatten)]
     pub look: ReportLook,
 }
@@ -40,7 +44,19 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<ExitCode> {
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
     };
-    let written = write(&results, &out, &args.look)?;
+    let flag = if args.out.is_some() {
+        "--out"
+    } else {
+        "report directory"
+    };
+    crate::preflight::output_dir(flag, &out)?;
+    crate::preflight::report_font(args.look.font.as_deref())?;
+    let written = report::write_report_by(&results, &out, &args.look.options(), args.by.as_deref()).map_err(
+        |e| match e {
+            report::ReportError::Results { reason } => anyhow::Error::new(UsageError(reason)),
+            other => anyhow::Error::new(other).context(format!("writing the report in {}", out.display())),
+        },
+    )?;
     for f in &written.figures {
         println!("{}", f.png_path.display());
     }

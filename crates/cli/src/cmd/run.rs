@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use harness::results::{ResultsFile, ToolInfo};
+use harness::results::BenchmarkResult;
 use harness::{Plan, RunOptions};
 use workload::{WorkloadKind, WorkloadSpec};
 
@@ -57,6 +57,8 @@ pub struct RunArgs {
     pub image: ImageArgs,
     #[command(flatten)]
     pub confine: super::confine::ConfinementArgs,
+    #[command(flatten)]
+    pub fleet: super::fleet::FleetArgs,
 }
 
 fn backend_name(name: &str) -> Result<String, String> {
@@ -67,6 +69,10 @@ fn backend_name(name: &str) -> Result<String, String> {
 
 pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     harness::interrupt::install().context("installing the Ctrl-C handler")?;
+    super::check_warmup(args.warmup, args.runs)?;
+    if let Some(path) = &args.json {
+        crate::preflight::output_file("--json", path)?;
+    }
     let backend_name = match (args.guest.as_deref(), args.backend.as_str()) {
         (None, name) | (Some("linux"), name @ "microvm") => name,
         (Some("probe"), "microvm" | "microvm-probe") => harness::backends::microvm::PROBE_NAME,
@@ -77,13 +83,29 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
             .into())
         }
     };
-    let backend = harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?;
+    let mut backends = [harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?];
+    super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
+    let [backend] = backends;
     let spec = WorkloadSpec::default_for(args.workload);
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
-    backend
+    if let Err(u) = backend
         .check_host()
         .and_then(|()| harness::backend::can_run(backend.as_ref(), &spec))
-        .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
+    {
+        if args.fleet.record_failures {
+            // The file says why nothing ran, so a fleet's merge shows this host's skip.
+            let mut results = args.fleet.results_file("run")?;
+            let mut cell =
+                BenchmarkResult::new(backend.name(), backend.isolation(), &spec, Default::default());
+            cell.skipped = Some(u.to_string());
+            results.benchmarks.push(cell);
+            if let Some(path) = &args.json {
+                results.write_atomic(path)?;
+            }
+        }
+        let e = anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name());
+        return args.fleet.outcome(Err(e));
+    }
     let image_dir = args.image.resolve()?;
     let opts = RunOptions {
         runs: args.runs,
@@ -96,8 +118,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         confinement: args.confine.confinement,
         network: harness::net::for_workloads([&spec]).context("making the client network namespace")?,
     };
-    let host = harness::host::detect().context("detecting the host")?;
-    let results = ResultsFile::new("run", ToolInfo::current(std::env::args().collect()), host);
+    let results = args.fleet.results_file("run")?;
     let mut progress = PlanProgress::new(&format!("{} {}", backend.name(), spec.kind()), args.json.clone());
     let plan = Plan::run(backend.as_ref(), &spec, &image_dir, opts);
     let results = harness::engine::execute(&plan, results, &mut progress);
@@ -112,7 +133,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("results written to {}", path.display());
     }
     if let Some(reason) = results.benchmarks.first().and_then(|c| c.skipped.as_ref()) {
-        anyhow::bail!("{}: backend unavailable on this host: {reason}", backend.name());
+        let e = anyhow::anyhow!("{}: backend unavailable on this host: {reason}", backend.name());
+        return args.fleet.outcome(Err(e));
     }
-    super::plan_outcome(&results)
+    args.fleet.outcome(super::plan_outcome(&results))
 }

@@ -146,13 +146,7 @@ impl Backend for ContainerBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
-        if !workload.is_file() {
-            return Err(setup_err(format!(
-                "image {} has no {WORKLOAD_PATH_IN_IMAGE}",
-                image_dir.display()
-            )));
-        }
+        super::check_image_workload(NAME, image_dir)?;
         self.deps()?;
         self.hold_run_lock()?;
         let bytes = probe::allocated_bytes(image_dir).map_err(BackendError::probe(NAME, Stage::Prepare))?;
@@ -444,6 +438,25 @@ mod tests {
         let image = tempfile::tempdir().unwrap();
         let err = ContainerBackend::new().prepare(image.path()).unwrap_err();
         assert!(err.to_string().contains(WORKLOAD_PATH_IN_IMAGE), "{err}");
+    }
+
+    #[test]
+    fn a_script_workload_without_its_interpreter_is_named_by_prepare() {
+        let image = tempfile::tempdir().unwrap();
+        let workload = image.path().join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
+        std::fs::create_dir_all(workload.parent().unwrap()).unwrap();
+        std::fs::write(&workload, "#!/bin/sh\necho CVBENCH READY\n").unwrap();
+        for backend in [
+            Box::new(ContainerBackend::new()) as Box<dyn Backend>,
+            crate::backend_by_name("runc").unwrap(),
+        ] {
+            let err = backend.prepare(image.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("/bin/sh") && err.contains("interpreter") && err.contains("static binary"),
+                "{}: {err}",
+                backend.name()
+            );
+        }
     }
 
     /// Launches through the backend with the real workload image (root, built binaries).

@@ -293,6 +293,21 @@ pub(super) fn linux_kernel(explicit: Option<&Path>) -> Result<PathBuf, String> {
     })
 }
 
+/// Whether a memory limit of `bytes` gives guest RAM the VMM accepts (rounded up to whole MiB, as
+/// [`guest_size`] does). Also QEMU's check: both boot the same guest layout.
+pub(super) fn guest_memory_in_range(bytes: u64) -> Result<(), String> {
+    let (min, max) = (microvm::builder::MIN_MEMORY_MIB, microvm::layout::MAX_MEMORY_MIB);
+    let mib = bytes.div_ceil(1 << 20);
+    if (min..=max).contains(&mib) {
+        Ok(())
+    } else {
+        Err(format!(
+            "guest RAM must be between {min} MiB and {max} MiB (the memory below the MMIO window); \
+             {bytes} bytes is {mib} MiB"
+        ))
+    }
+}
+
 /// Guest RAM in MiB and vCPUs for `spec`: its memory limit rounded up to whole MiB and the smallest
 /// vCPU count covering its CPU quota, else the backend's defaults. Also how QEMU sizes its guest.
 pub(super) fn guest_size(spec: &LaunchSpec, default_mib: u64, default_vcpus: u8) -> (u64, u8) {
@@ -322,6 +337,7 @@ impl LinuxDisks {
         cache_root: &Path,
     ) -> Result<(LinuxDisks, SharedImage), BackendError> {
         let setup_err = |reason: String| BackendError::setup(backend, reason);
+        super::check_image_workload(backend, image_dir)?;
         let usage = rootfs::disk_usage(image_dir).map_err(BackendError::io(
             backend,
             format!("measuring {}", image_dir.display()),
@@ -385,6 +401,18 @@ impl Backend for MicrovmBackend {
             GuestKind::Linux => NAME,
             GuestKind::Probe => PROBE_NAME,
         }
+    }
+
+    fn check_memory_limit(&self, bytes: u64) -> Result<(), String> {
+        guest_memory_in_range(bytes)
+    }
+
+    fn runs_image(&self) -> bool {
+        self.guest == GuestKind::Linux
+    }
+
+    fn set_cache_root(&mut self, root: &Path) {
+        self.cache_root = root.to_path_buf();
     }
 
     fn supports(&self, workload: &WorkloadSpec) -> Result<(), Unavailable> {
@@ -747,6 +775,35 @@ Size:                132 kB
 Rss:                   8 kB
 Pss:                   8 kB
 ";
+
+    #[test]
+    fn memory_limits_outside_the_guest_layout_are_refused_before_launch() {
+        let probe = MicrovmBackend::new(GuestKind::Probe);
+        assert!(probe.check_memory_limit(16 << 20).is_ok());
+        assert!(probe.check_memory_limit(2 << 20).is_ok());
+        let too_big = probe.check_memory_limit(4 << 30).unwrap_err();
+        assert!(
+            too_big.contains("3328 MiB") && too_big.contains("4096 MiB"),
+            "{too_big}"
+        );
+        let too_small = probe.check_memory_limit(1024).unwrap_err();
+        assert!(too_small.contains("2 MiB"), "{too_small}");
+        assert!(MicrovmBackend::new(GuestKind::Linux)
+            .check_memory_limit(4 << 30)
+            .is_err());
+    }
+
+    #[test]
+    fn the_probe_runs_no_image_and_caches_under_the_given_root() {
+        let mut probe = MicrovmBackend::new(GuestKind::Probe);
+        assert!(!probe.runs_image());
+        assert!(MicrovmBackend::new(GuestKind::Linux).runs_image());
+        let tmp = tempfile::tempdir().unwrap();
+        probe.set_cache_root(tmp.path());
+        let (files, _) = probe.prepare_probe().unwrap();
+        assert!(files.kernel.starts_with(tmp.path()), "{files:?}");
+        assert!(files.shared_disk.starts_with(tmp.path()), "{files:?}");
+    }
 
     #[test]
     fn guest_ram_mapping_is_found_by_start_address() {

@@ -2,10 +2,16 @@
 //! maps command-line names to them. Adding a peer is one new file here plus one line in [`REGISTRY`].
 
 pub mod container;
+pub mod crun;
+pub mod docker;
+mod engine;
+pub mod gvisor;
 mod lines;
 pub mod microvm;
 pub mod mock;
+pub mod oci;
 pub mod oci_confine;
+pub mod podman;
 mod process;
 pub mod qemu;
 pub mod runc;
@@ -81,6 +87,30 @@ const REGISTRY: &[Entry] = &[
         cleanup: Some(runc::cleanup_leftovers),
     },
     Entry {
+        name: crun::NAME,
+        listed: true,
+        make: || Box::new(crun::backend()),
+        cleanup: Some(crun::cleanup_leftovers),
+    },
+    Entry {
+        name: gvisor::NAME,
+        listed: true,
+        make: || Box::new(gvisor::backend()),
+        cleanup: Some(gvisor::cleanup_leftovers),
+    },
+    Entry {
+        name: docker::NAME,
+        listed: true,
+        make: || Box::new(docker::DockerBackend::new()),
+        cleanup: Some(docker::cleanup_leftovers),
+    },
+    Entry {
+        name: podman::NAME,
+        listed: true,
+        make: || Box::new(podman::PodmanBackend::new()),
+        cleanup: Some(podman::cleanup_leftovers),
+    },
+    Entry {
         name: "microvm",
         listed: true,
         make: || Box::new(microvm::MicrovmBackend::from_env()),
@@ -105,6 +135,14 @@ const REGISTRY: &[Entry] = &[
         }),
     },
     Entry {
+        name: "oci:<path>",
+        listed: true,
+        // Made by `backend_by_name` from the path after `oci:`; this entry lists the spelling and
+        // holds the cleanup of every runtime named so.
+        make: || Box::new(oci::backend(std::path::Path::new("runc"))),
+        cleanup: Some(oci::cleanup_leftovers),
+    },
+    Entry {
         name: "mock",
         listed: false,
         make: || Box::new(mock::MockBackend::from_env()),
@@ -120,9 +158,15 @@ pub struct UnknownBackend {
 
 /// The backend called `name` on the command line.
 pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>, UnknownBackend> {
+    if let Some(path) = name
+        .strip_prefix(oci::PREFIX)
+        .filter(|p| !p.is_empty() && *p != "<path>")
+    {
+        return Ok(Box::new(oci::backend(std::path::Path::new(path))));
+    }
     REGISTRY
         .iter()
-        .find(|e| e.name == name)
+        .find(|e| e.name == name && !e.name.starts_with(oci::PREFIX))
         .map(|e| (e.make)())
         .ok_or_else(|| UnknownBackend {
             name: name.to_string(),
@@ -132,6 +176,19 @@ pub fn backend_by_name(name: &str) -> Result<Box<dyn Backend>, UnknownBackend> {
 /// Every backend's leftover cleanup, in registry order, with the backend's name.
 pub fn backend_cleanups() -> impl Iterator<Item = (&'static str, CleanupFn)> {
     REGISTRY.iter().filter_map(|e| e.cleanup.map(|c| (e.name, c)))
+}
+
+/// Checks, in `prepare`, that the image's workload can be executed inside it: present, and a static
+/// binary or a program whose interpreter the image holds. Otherwise every launch would fail as
+/// "could not exec ... No such file or directory".
+pub(crate) fn check_image_workload(backend: &str, image_dir: &std::path::Path) -> Result<(), BackendError> {
+    match rootfs::exec_problem(image_dir, workload::spec::WORKLOAD_PATH_IN_IMAGE) {
+        None => Ok(()),
+        Some(why) => Err(BackendError::setup(
+            backend,
+            format!("image {}: {why}", image_dir.display()),
+        )),
+    }
 }
 
 /// Names of the selectable backends, in registry order.
@@ -173,7 +230,7 @@ mod tests {
 
     #[test]
     fn every_entry_builds_the_backend_it_names() {
-        for e in REGISTRY {
+        for e in REGISTRY.iter().filter(|e| !e.name.starts_with(oci::PREFIX)) {
             assert_eq!((e.make)().name(), e.name);
         }
     }
@@ -185,5 +242,36 @@ mod tests {
         assert!(err.to_string().contains("runc"), "{err}");
         assert!(!backend_names().contains(&"mock"));
         assert!(backend_by_name("mock").is_ok());
+    }
+
+    #[test]
+    fn oci_names_build_a_runtime_backend_for_that_path() {
+        let b = backend_by_name("oci:/usr/local/bin/youki").unwrap();
+        assert_eq!(b.name(), "oci:/usr/local/bin/youki");
+        assert_eq!(b.isolation().kind, crate::results::IsolationKind::OciRuntime);
+        assert!(backend_by_name("oci:").is_err(), "a path is required");
+        assert!(
+            backend_by_name("oci:<path>").is_err(),
+            "the placeholder is no path"
+        );
+        assert!(backend_names().contains(&"oci:<path>"));
+    }
+
+    #[test]
+    fn the_new_peers_are_registered_with_their_kinds() {
+        use crate::results::IsolationKind;
+        for (name, kind) in [
+            ("crun", IsolationKind::OciRuntime),
+            ("gvisor", IsolationKind::UserSpaceKernel),
+            ("docker", IsolationKind::DaemonContainer),
+            ("podman", IsolationKind::DaemonContainer),
+        ] {
+            let b = backend_by_name(name).unwrap();
+            assert_eq!(b.isolation().kind, kind, "{name}");
+        }
+        let cleanups: Vec<&str> = backend_cleanups().map(|(n, _)| n).collect();
+        for name in ["crun", "gvisor", "docker", "podman", "oci:<path>"] {
+            assert!(cleanups.contains(&name), "{name} has no cleanup");
+        }
     }
 }

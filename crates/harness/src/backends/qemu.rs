@@ -312,6 +312,10 @@ impl Backend for QemuBackend {
         NAME
     }
 
+    fn set_cache_root(&mut self, root: &Path) {
+        self.cache_root = root.to_path_buf();
+    }
+
     fn isolation(&self) -> Isolation {
         let kvm = match self.accel {
             // -accel kvm in the nested-KVM L1 runs on TCG's emulated SVM: still emulated.

@@ -25,7 +25,7 @@ use oci_spec::runtime::{
     LinuxResourcesBuilder, Mount, MountBuilder, Spec,
 };
 use workload::spec::WORKLOAD_PATH_IN_IMAGE;
-use workload::WorkloadResult;
+use workload::{WorkloadResult, WorkloadSpec};
 
 use super::lines::{self, Next, ReadySource};
 use super::process::{die_with_harness, STOP_GRACE};
@@ -38,7 +38,6 @@ use crate::metrics::{CGROUP_MEMORY_BYTES, RUNTIME_PSS_BYTES, START_TO_NETWORK_RE
 use crate::probe;
 use crate::results::{Isolation, IsolationKind};
 
-const NAME: &str = "runc";
 /// Where bundles (config.json, overlay rootfs, upper/work dirs) live, one dir per instance.
 pub const BUNDLES_DIR: &str = "/run/cvbench/runc";
 /// runc's own state directory (`runc --root`), kept apart from any system runc.
@@ -46,9 +45,50 @@ pub const STATE_DIR: &str = "/run/cvbench/runc-state";
 /// Upper bound on the CFS period-based quota computation.
 const CPU_PERIOD_US: u64 = 100_000;
 
+/// An OCI runtime binary and what cvbench needs to know to drive it. runc, crun, gVisor's runsc and
+/// any `oci:<path>` runtime share one bundle implementation ([`RuncBackend`]); they differ only here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OciRuntime {
+    /// Backend name in results and on the command line (`runc`, `crun`, `gvisor`, `oci:/path`).
+    pub name: &'static str,
+    /// The runtime binary (looked up in `PATH` when it has no `/`).
+    pub binary: PathBuf,
+    /// Flags before the subcommand, after `--root` (runsc's `--network=none`).
+    pub global_args: Vec<String>,
+    /// What kind of sandbox it makes (gVisor: a user-space kernel).
+    pub kind: IsolationKind,
+    /// Label key its version is recorded under (`runc_version`).
+    pub version_label: &'static str,
+    /// The Debian package that provides it, for the install hint.
+    pub package: Option<&'static str>,
+    /// Whether `check_host` starts a throw-away container to learn whether the runtime accepts this
+    /// host (crun refuses hybrid cgroups only when it creates a container).
+    pub probe_host: bool,
+    /// Capabilities the runtime does not know and refuses the whole config for (runsc of 2022:
+    /// `CAP_PERFMON`, `CAP_BPF`, `CAP_CHECKPOINT_RESTORE`); left out of every set it is given, which
+    /// only matters at `--confinement none` (every capability the harness holds).
+    pub unknown_capabilities: &'static [&'static str],
+}
+
+impl OciRuntime {
+    /// runc, as Debian's `runc` package installs it.
+    pub fn runc() -> Self {
+        OciRuntime {
+            name: "runc",
+            binary: PathBuf::from("runc"),
+            global_args: Vec::new(),
+            kind: IsolationKind::OciRuntime,
+            version_label: "runc_version",
+            package: Some("runc"),
+            probe_host: false,
+            unknown_capabilities: &[],
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RuncBackend {
-    runc: PathBuf,
+    runtime: OciRuntime,
     state_dir: PathBuf,
     bundles_dir: PathBuf,
 }
@@ -62,81 +102,207 @@ impl Default for RuncBackend {
 impl RuncBackend {
     /// State under `/run/cvbench` (where `bench cleanup` looks).
     pub fn new() -> Self {
-        RuncBackend {
-            runc: PathBuf::from("runc"),
-            state_dir: STATE_DIR.into(),
-            bundles_dir: BUNDLES_DIR.into(),
-        }
+        RuncBackend::for_runtime(OciRuntime::runc(), STATE_DIR.into(), BUNDLES_DIR.into())
     }
 
     /// Bundles in `<root>/runc` and runc's state in `<root>/runc-state` (tests use a temp dir).
     pub fn with_root(root: &Path) -> Self {
+        RuncBackend::for_runtime(OciRuntime::runc(), root.join("runc-state"), root.join("runc"))
+    }
+
+    /// Any OCI runtime over the same bundles, its state in `state_dir`, bundles in `bundles_dir`.
+    pub fn for_runtime(runtime: OciRuntime, state_dir: PathBuf, bundles_dir: PathBuf) -> Self {
         RuncBackend {
-            runc: PathBuf::from("runc"),
-            state_dir: root.join("runc-state"),
-            bundles_dir: root.join("runc"),
+            runtime,
+            state_dir,
+            bundles_dir,
         }
+    }
+
+    pub fn runtime(&self) -> &OciRuntime {
+        &self.runtime
     }
 
     fn runc(&self) -> Command {
-        let mut c = Command::new(&self.runc);
-        c.arg("--root").arg(&self.state_dir);
-        c
+        runtime_command(&self.runtime, &self.state_dir)
     }
 
-    /// `runc --version`'s first line's version, e.g. `1.1.5+ds1`.
+    /// The first line of `<runtime> --version`, without its `<name> version ` prefix (`1.1.5+ds1`).
     fn version(&self) -> Result<String, String> {
-        let out = Command::new(&self.runc)
+        let binary = &self.runtime.binary;
+        let out = Command::new(binary)
             .arg("--version")
             .output()
-            .map_err(|e| format!("cannot run `{} --version`: {e}", self.runc.display()))?;
+            .map_err(|e| format!("cannot run `{} --version`: {e}", binary.display()))?;
         if !out.status.success() {
-            return Err(format!(
-                "`{} --version` failed: {}",
-                self.runc.display(),
-                out.status
-            ));
+            return Err(format!("`{} --version` failed: {}", binary.display(), out.status));
         }
-        let text = String::from_utf8_lossy(&out.stdout);
-        let first = text.lines().next().unwrap_or_default();
-        Ok(first
-            .strip_prefix("runc version ")
-            .unwrap_or(first)
-            .trim()
-            .to_string())
+        Ok(version_from_output(&String::from_utf8_lossy(&out.stdout)))
     }
 
-    fn setup_err(reason: impl Into<String>) -> BackendError {
-        BackendError::setup(NAME, reason)
+    fn setup_err(&self, reason: impl Into<String>) -> BackendError {
+        BackendError::setup(self.runtime.name, reason)
     }
 
-    fn io_err(context: String) -> impl FnOnce(std::io::Error) -> BackendError {
-        BackendError::io(NAME, context)
+    fn io_err(&self, context: String) -> impl FnOnce(std::io::Error) -> BackendError {
+        BackendError::io(self.runtime.name, context)
     }
 
-    /// The run root both directories are in (its lock marks this harness as live).
+    /// The run root both directories are in (its lock marks this harness as live): cvbench's run
+    /// dir for state under it (`/run/cvbench/oci/<runtime>/bundles` too), else the bundles' parent.
     fn run_root(&self) -> &Path {
-        self.bundles_dir.parent().unwrap_or(&self.bundles_dir)
+        let run_root = Path::new(crate::rundir::RUN_ROOT);
+        if self.bundles_dir.starts_with(run_root) {
+            run_root
+        } else {
+            self.bundles_dir.parent().unwrap_or(&self.bundles_dir)
+        }
     }
+}
+
+impl RuncBackend {
+    /// Starts a throw-away container over an empty rootfs. A runtime that accepts this host gets as
+    /// far as executing the workload, which the empty rootfs lacks, and its error names that path;
+    /// one that refuses the host fails earlier, and its own message is the reason (crun on hybrid
+    /// cgroups: "cgroups in hybrid mode not supported, drop all controllers from cgroupv2").
+    fn probe_host(&self) -> Result<(), Unavailable> {
+        let unavailable = |reason: String| Unavailable { reason };
+        let name = crate::runner::instance_name(self.runtime.name, &WorkloadSpec::Idle, 0)
+            .replacen("-idle-", "-probe-", 1);
+        let bundle = self.bundles_dir.join(&name);
+        let result = (|| {
+            crate::rundir::create_dir(&bundle.join("rootfs"))
+                .map_err(|e| format!("creating the probe bundle {}: {e}", bundle.display()))?;
+            fs::create_dir_all(&self.state_dir)
+                .map_err(|e| format!("creating {}: {e}", self.state_dir.display()))?;
+            let spec = LaunchSpec {
+                request: Instant::now(),
+                image_dir: bundle.join("rootfs"),
+                workload: WorkloadSpec::Idle,
+                instance_name: name.clone(),
+                memory_limit_bytes: None,
+                cpu_limit: None,
+                pids_limit: None,
+                ready_timeout: Duration::from_secs(10),
+                confinement: crate::backend::Confinement::default(),
+                network: None,
+            };
+            let config =
+                oci_config(&spec, None).map_err(|e| format!("building the probe's config.json: {e}"))?;
+            config
+                .save(bundle.join("config.json"))
+                .map_err(|e| format!("writing the probe's config.json: {e}"))?;
+            self.runc()
+                .arg("run")
+                .arg("--bundle")
+                .arg(&bundle)
+                .arg(&name)
+                .stdin(Stdio::null())
+                .process_group(0)
+                .output()
+                .map_err(|e| format!("starting `{} run`: {e}", self.runtime.binary.display()))
+        })();
+        // The probe never got a process running, but the runtime may have left state behind.
+        let _ = self.runc().args(["delete", "--force", &name]).output();
+        let _ = fs::remove_dir_all(&bundle);
+        crate::rundir::prune(&self.bundles_dir);
+        crate::rundir::prune(&self.state_dir);
+        let out = result.map_err(unavailable)?;
+        probe_verdict(
+            self.runtime.name,
+            out.status.success(),
+            &String::from_utf8_lossy(&out.stderr),
+        )
+        .map_err(unavailable)
+    }
+}
+
+/// Removes `names` (`CAP_PERFMON`) from every capability set of `config`'s process.
+pub fn drop_capabilities(config: &mut Spec, names: &[&str]) {
+    if names.is_empty() {
+        return;
+    }
+    let Some(mut process) = config.process().clone() else {
+        return;
+    };
+    let Some(mut caps) = process.capabilities().clone() else {
+        return;
+    };
+    let keep = |set: &Option<oci_spec::runtime::Capabilities>| {
+        set.as_ref().map(|set| {
+            set.iter()
+                .filter(|c| {
+                    let name = serde_json::to_value(c).ok();
+                    !names
+                        .iter()
+                        .any(|n| name.as_ref().and_then(|v| v.as_str()) == Some(*n))
+                })
+                .copied()
+                .collect()
+        })
+    };
+    caps.set_bounding(keep(caps.bounding()));
+    caps.set_effective(keep(caps.effective()));
+    caps.set_permitted(keep(caps.permitted()));
+    caps.set_inheritable(keep(caps.inheritable()));
+    caps.set_ambient(keep(caps.ambient()));
+    process.set_capabilities(Some(caps));
+    config.set_process(Some(process));
+}
+
+/// What a host probe's outcome means: the runtime reached the workload (it ran, or failed naming
+/// the missing executable), or it refused the host with the error it printed.
+pub fn probe_verdict(runtime: &str, success: bool, stderr: &str) -> Result<(), String> {
+    if success || stderr.contains(WORKLOAD_PATH_IN_IMAGE) {
+        return Ok(());
+    }
+    let message = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    Err(if message.is_empty() {
+        format!("{runtime} refuses this host (no message)")
+    } else {
+        format!("{runtime} refuses this host: {message}")
+    })
+}
+
+/// `<runtime> --root <state_dir> <global args>`: every runtime subcommand starts so.
+fn runtime_command(runtime: &OciRuntime, state_dir: &Path) -> Command {
+    let mut c = Command::new(&runtime.binary);
+    c.arg("--root").arg(state_dir).args(&runtime.global_args);
+    c
+}
+
+/// The version in a runtime's `--version` output: its first line after `... version `
+/// (`runc version 1.1.5+ds1`, `crun version 1.8.1`, `runsc version 0.0~20221219.0`).
+pub fn version_from_output(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    first
+        .split_once(" version ")
+        .map_or(first, |(_, v)| v)
+        .trim()
+        .to_string()
 }
 
 impl Backend for RuncBackend {
     fn name(&self) -> &'static str {
-        NAME
+        self.runtime.name
     }
 
     fn isolation(&self) -> Isolation {
-        Isolation::host_kernel(IsolationKind::OciRuntime)
+        Isolation::host_kernel(self.runtime.kind)
     }
 
     fn check_host(&self) -> Result<(), Unavailable> {
+        let name = self.runtime.name;
         if !nix::unistd::geteuid().is_root() {
             return Err(Unavailable {
-                reason: "runc needs root (run bench as root)".into(),
+                reason: format!("{name} needs root (run bench as root)"),
             });
         }
         self.version().map_err(|e| Unavailable {
-            reason: format!("{e}; install it with `apt-get install runc`"),
+            reason: match self.runtime.package {
+                Some(package) => format!("{e}; install it with `apt-get install {package}`"),
+                None => e,
+            },
         })?;
         let filesystems = fs::read_to_string("/proc/filesystems").unwrap_or_default();
         if !filesystems
@@ -146,6 +312,9 @@ impl Backend for RuncBackend {
             return Err(Unavailable {
                 reason: "the kernel has no overlayfs (modprobe overlay)".into(),
             });
+        }
+        if self.runtime.probe_host {
+            self.probe_host()?;
         }
         Ok(())
     }
@@ -159,27 +328,30 @@ impl Backend for RuncBackend {
     }
 
     fn labels(&self) -> Vec<(String, String)> {
-        self.version()
-            .map(|v| vec![("runc_version".to_string(), v)])
-            .unwrap_or_default()
+        let mut labels: Vec<(String, String)> = self
+            .version()
+            .map(|v| vec![(self.runtime.version_label.to_string(), v)])
+            .unwrap_or_default();
+        if self.runtime.name.starts_with("oci:") {
+            labels.push((
+                "oci_runtime".to_string(),
+                self.runtime.binary.display().to_string(),
+            ));
+        }
+        labels
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        let workload = image_dir.join(WORKLOAD_PATH_IN_IMAGE.trim_start_matches('/'));
-        if !workload.is_file() {
-            return Err(Self::setup_err(format!(
-                "image {} has no {WORKLOAD_PATH_IN_IMAGE}",
-                image_dir.display()
-            )));
-        }
-        crate::rundir::hold_shared(self.run_root()).map_err(Self::io_err(format!(
+        super::check_image_workload(self.runtime.name, image_dir)?;
+        crate::rundir::hold_shared(self.run_root()).map_err(self.io_err(format!(
             "locking {}",
             crate::rundir::lock_path(self.run_root()).display()
         )))?;
         for dir in [&self.state_dir, &self.bundles_dir] {
-            crate::rundir::create_dir(dir).map_err(Self::io_err(format!("creating {}", dir.display())))?;
+            crate::rundir::create_dir(dir).map_err(self.io_err(format!("creating {}", dir.display())))?;
         }
-        let bytes = probe::allocated_bytes(image_dir).map_err(BackendError::probe(NAME, Stage::Prepare))?;
+        let bytes = probe::allocated_bytes(image_dir)
+            .map_err(BackendError::probe(self.runtime.name, Stage::Prepare))?;
         Ok(SharedImage {
             bytes,
             description: format!("rootfs directory {} (overlay lowerdir)", image_dir.display()),
@@ -187,12 +359,12 @@ impl Backend for RuncBackend {
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
-        crate::rundir::hold_shared(self.run_root()).map_err(Self::io_err(format!(
+        crate::rundir::hold_shared(self.run_root()).map_err(self.io_err(format!(
             "locking {}",
             crate::rundir::lock_path(self.run_root()).display()
         )))?;
         let bundle = self.bundles_dir.join(&spec.instance_name);
-        let net = super::attach_network(NAME, spec)?;
+        let net = super::attach_network(self.runtime.name, spec)?;
         let network_ready = Instant::now();
         // From here on, dropping `instance` tears down whatever exists so far.
         let mut instance = RuncInstance {
@@ -219,11 +391,11 @@ impl Backend for RuncBackend {
         let rootfs = bundle.join("rootfs");
         for dir in ["upper", "work", "rootfs"] {
             let d = bundle.join(dir);
-            crate::rundir::create_dir(&d).map_err(Self::io_err(format!("creating {}", d.display())))?;
+            crate::rundir::create_dir(&d).map_err(self.io_err(format!("creating {}", d.display())))?;
         }
         let lower = spec.image_dir.to_string_lossy();
         if lower.contains([',', ':']) {
-            return Err(Self::setup_err(format!(
+            return Err(self.setup_err(format!(
                 "image path {lower} contains ',' or ':' (overlayfs cannot take it)"
             )));
         }
@@ -239,24 +411,24 @@ impl Backend for RuncBackend {
             MsFlags::empty(),
             Some(options.as_str()),
         )
-        .map_err(|e| Self::setup_err(format!("mounting overlay at {}: {e}", rootfs.display())))?;
+        .map_err(|e| self.setup_err(format!("mounting overlay at {}: {e}", rootfs.display())))?;
         instance.rootfs_mounted = true;
 
         let oci_err = |source| BackendError::OciConfig {
-            backend: NAME.into(),
+            backend: self.runtime.name.into(),
             source,
         };
         let netns = instance.net.as_ref().map(crate::net::InstanceNet::netns_path);
-        let config = oci_config(spec, netns.as_deref()).map_err(oci_err)?;
+        let mut config = oci_config(spec, netns.as_deref()).map_err(oci_err)?;
+        drop_capabilities(&mut config, self.runtime.unknown_capabilities);
         let config_path = bundle.join("config.json");
         config
             .save(&config_path)
-            .map_err(|e| Self::setup_err(format!("writing {}: {e}", config_path.display())))?;
+            .map_err(|e| self.setup_err(format!("writing {}: {e}", config_path.display())))?;
 
         // runc's and the workload's stderr: a pipe drained into a bounded tail (a file under /run
         // would grow in memory as fast as the workload writes).
-        let (stderr_r, stderr_w) =
-            std::io::pipe().map_err(Self::io_err("creating the stderr pipe".into()))?;
+        let (stderr_r, stderr_w) = std::io::pipe().map_err(self.io_err("creating the stderr pipe".into()))?;
         let mut cmd = self.runc();
         cmd.arg("run")
             .arg("--bundle")
@@ -268,21 +440,22 @@ impl Backend for RuncBackend {
             // Its own process group: a Ctrl-C on the terminal reaches only the harness, which then
             // finishes the current run cleanly instead of runc forwarding the signal to the workload.
             .process_group(0);
-        die_with_harness(&mut cmd, None).map_err(Self::io_err("preparing `runc run`".into()))?;
+        die_with_harness(&mut cmd, None)
+            .map_err(self.io_err(format!("preparing `{} run`", self.runtime.name)))?;
         let spawned = cmd.spawn();
         // The parent's copy of the write end must close, or the reader never sees EOF.
         drop(cmd);
-        let mut child =
-            spawned.map_err(|e| Self::setup_err(format!("starting `{} run`: {e}", self.runc.display())))?;
+        let mut child = spawned
+            .map_err(|e| self.setup_err(format!("starting `{} run`: {e}", self.runtime.binary.display())))?;
         drain_into_tail(
             fs::File::from(std::os::fd::OwnedFd::from(stderr_r)),
             Arc::clone(&instance.stderr),
         )
-        .map_err(Self::io_err("spawning the stderr reader".into()))?;
+        .map_err(self.io_err("spawning the stderr reader".into()))?;
         let stdout = child.stdout.take();
         instance.child = Some(child);
         let Some(stdout) = stdout else {
-            return Err(Self::setup_err("runc's stdout was not captured"));
+            return Err(self.setup_err("the runtime's stdout was not captured"));
         };
         let (tx, rx) = lines::channel();
         lines::spawn_reader(
@@ -291,7 +464,7 @@ impl Backend for RuncBackend {
             tx,
             |at, line| (at, line),
         )
-        .map_err(Self::io_err("spawning the stdout reader".into()))?;
+        .map_err(self.io_err("spawning the stdout reader".into()))?;
         instance.lines = Some(rx);
 
         let ready = lines::wait_ready(
@@ -315,12 +488,12 @@ impl ReadySource for RuncInstance {
 
     fn on_message(&mut self, (at, line): Self::Message) -> Result<Option<Instant>, BackendError> {
         self.stdout_tail.push_line(&line);
-        Ok(super::line_before_ready(NAME, &line)?.then_some(at))
+        Ok(super::line_before_ready(self.runtime_name(), &line)?.then_some(at))
     }
 
     fn exited_before_ready(&mut self) -> BackendError {
         BackendError::ExitedBeforeReady {
-            backend: NAME.into(),
+            backend: self.runtime_name().into(),
             status: self.wait_child(super::process::KILL_WAIT),
             output: self.output_tail(),
         }
@@ -328,7 +501,7 @@ impl ReadySource for RuncInstance {
 
     fn ready_timeout(&self, timeout: Duration) -> BackendError {
         BackendError::ReadyTimeout {
-            backend: NAME.into(),
+            backend: self.runtime_name().into(),
             timeout,
             output: self.output_tail(),
         }
@@ -442,6 +615,15 @@ struct RuncInstance {
 }
 
 impl RuncInstance {
+    fn runtime_name(&self) -> &'static str {
+        self.backend.runtime.name
+    }
+
+    /// The runtime's own foreground process (`runc run`), counted as runtime overhead.
+    fn runtime_pid(&self) -> Option<i32> {
+        self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
+    }
+
     fn next_line(&self, deadline: Instant) -> Next<(Instant, String)> {
         lines::next(self.lines.as_ref(), deadline)
     }
@@ -487,7 +669,9 @@ impl RuncInstance {
 
     /// Pids of the container's processes (host pid namespace): read from the container's cgroup
     /// (`cgroupsPath` is `/<name>`; v1 memory controller, else the v2 root), which takes microseconds;
-    /// `runc ps` (a Go program starting up) only when neither is there.
+    /// `runc ps` (a Go program starting up) only when neither is there. The runtime's own `run`
+    /// process is left out even when it sits in the cgroup (runsc moves itself there), so that it is
+    /// counted once, as runtime overhead.
     fn container_pids(&self) -> Result<Vec<i32>, BackendError> {
         let cgroup_root = Path::new("/sys/fs/cgroup");
         for procs in [
@@ -495,7 +679,12 @@ impl RuncInstance {
             cgroup_root.join(&self.name).join("cgroup.procs"),
         ] {
             if let Ok(text) = fs::read_to_string(&procs) {
-                return Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect());
+                let runtime_pid = self.runtime_pid();
+                return Ok(text
+                    .lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .filter(|pid| Some(*pid) != runtime_pid)
+                    .collect());
             }
         }
         let out = self
@@ -503,16 +692,25 @@ impl RuncInstance {
             .runc()
             .args(["ps", "--format", "json", &self.name])
             .output()
-            .map_err(RuncBackend::io_err(format!("running `runc ps {}`", self.name)))?;
+            .map_err(
+                self.backend
+                    .io_err(format!("running `{} ps {}`", self.runtime_name(), self.name)),
+            )?;
         if !out.status.success() {
-            return Err(RuncBackend::setup_err(format!(
-                "`runc ps {}` failed: {}",
+            return Err(self.backend.setup_err(format!(
+                "`{} ps {}` failed: {}",
+                self.runtime_name(),
                 self.name,
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
-        serde_json::from_slice::<Vec<i32>>(&out.stdout)
-            .map_err(|e| RuncBackend::setup_err(format!("`runc ps {}` printed no pid list: {e}", self.name)))
+        serde_json::from_slice::<Vec<i32>>(&out.stdout).map_err(|e| {
+            self.backend.setup_err(format!(
+                "`{} ps {}` printed no pid list: {e}",
+                self.runtime_name(),
+                self.name
+            ))
+        })
     }
 
     /// Idempotent: stops the container and its `runc run`, deletes runc's state, unmounts the rootfs
@@ -538,8 +736,9 @@ impl RuncInstance {
                 let _ = child.wait();
             }
             problems.push(format!(
-                "runc run {} did not exit after SIGKILL; killed runc itself",
-                self.name
+                "{name} run {} did not exit after SIGKILL; killed {name} itself",
+                self.name,
+                name = self.runtime_name()
             ));
         }
         if self.backend.state_dir.join(&self.name).exists() {
@@ -551,11 +750,12 @@ impl RuncInstance {
             {
                 Ok(out) if out.status.success() => {}
                 Ok(out) => problems.push(format!(
-                    "runc delete --force {}: {}",
+                    "{} delete --force {}: {}",
+                    self.runtime_name(),
                     self.name,
                     String::from_utf8_lossy(&out.stderr).trim()
                 )),
-                Err(e) => problems.push(format!("running runc delete: {e}")),
+                Err(e) => problems.push(format!("running {} delete: {e}", self.runtime_name())),
             }
         }
         if self.rootfs_mounted {
@@ -592,12 +792,12 @@ impl Instance for RuncInstance {
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
         let pids = self.container_pids()?;
         if pids.is_empty() {
-            return Err(RuncBackend::setup_err(format!(
+            return Err(self.backend.setup_err(format!(
                 "memory probe: container {} has no processes left",
                 self.name
             )));
         }
-        let probe_err = |e| BackendError::probe(NAME, Stage::MemoryProbe)(e);
+        let probe_err = |e| BackendError::probe(self.runtime_name(), Stage::MemoryProbe)(e);
         let pss_bytes = probe::pss_bytes(&pids).map_err(probe_err)?;
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
@@ -606,10 +806,7 @@ impl Instance for RuncInstance {
                 probe::cgroup_memory_bytes(first).map_err(probe_err)?,
             ));
         }
-        if let Some(child) = &self.child {
-            // Linux pids are below pid_max (at most 2^22): the cast is lossless.
-            #[allow(clippy::cast_possible_wrap)]
-            let runc_pid = child.id() as i32;
+        if let Some(runc_pid) = self.runtime_pid() {
             extra.push((
                 RUNTIME_PSS_BYTES.to_string(),
                 probe::pss_bytes(&[runc_pid]).map_err(probe_err)?,
@@ -620,15 +817,16 @@ impl Instance for RuncInstance {
 
     fn disk(&self) -> Result<DiskProbe, BackendError> {
         let upper = self.bundle.join("upper");
-        let instance_bytes =
-            probe::allocated_bytes(&upper).map_err(BackendError::probe(NAME, Stage::DiskProbe))?;
+        let instance_bytes = probe::allocated_bytes(&upper)
+            .map_err(BackendError::probe(self.runtime_name(), Stage::DiskProbe))?;
         Ok(DiskProbe { instance_bytes })
     }
 
     fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError> {
         let deadline = Instant::now() + timeout;
-        let failed = |reason: String| BackendError::WorkloadFailed {
-            backend: NAME.into(),
+        let backend = self.runtime_name();
+        let failed = move |reason: String| BackendError::WorkloadFailed {
+            backend: backend.into(),
             reason,
         };
         if !self.exits_by_itself {
@@ -648,7 +846,7 @@ impl Instance for RuncInstance {
         loop {
             match self.next_line(deadline) {
                 Next::Message((_, line)) => {
-                    if let Some(r) = super::line_after_ready(NAME, &line)? {
+                    if let Some(r) = super::line_after_ready(backend, &line)? {
                         result = Some(r);
                     }
                 }
@@ -659,7 +857,7 @@ impl Instance for RuncInstance {
         let status = self.wait_child(deadline.saturating_duration_since(Instant::now()));
         if !status.success() {
             return Err(failed(format!(
-                "runc run ended with {status}: {}",
+                "{backend} run ended with {status}: {}",
                 self.stderr_tail()
             )));
         }
@@ -670,7 +868,7 @@ impl Instance for RuncInstance {
 
     fn destroy(mut self: Box<Self>) -> Result<(), BackendError> {
         self.teardown().map_err(|reason| BackendError::Teardown {
-            backend: NAME.into(),
+            backend: self.runtime_name().into(),
             reason,
         })
     }
@@ -679,42 +877,55 @@ impl Instance for RuncInstance {
 impl Drop for RuncInstance {
     fn drop(&mut self) {
         if let Err(e) = self.teardown() {
-            eprintln!("cvbench: runc teardown of {}: {e}", self.name);
+            eprintln!("cvbench: {} teardown of {}: {e}", self.runtime_name(), self.name);
         }
     }
 }
 
-/// `bench cleanup` for runc: `runc delete --force` every container in cvbench's runc state dir, then
-/// unmount and remove every bundle, except those whose harness is still running.
+/// `bench cleanup` for runc (see [`cleanup_runtime_leftovers`]).
 pub fn cleanup_leftovers(scope: &CleanupScope) -> CleanupReport {
+    cleanup_runtime_leftovers(
+        &OciRuntime::runc(),
+        &scope.roots.relocate(STATE_DIR),
+        &scope.roots.relocate(BUNDLES_DIR),
+        scope,
+    )
+}
+
+/// `bench cleanup` for one OCI runtime: `<runtime> delete --force` every container in its state dir
+/// under cvbench's run dir, then unmount and remove every bundle, except those whose harness is still
+/// running.
+pub fn cleanup_runtime_leftovers(
+    runtime: &OciRuntime,
+    state: &Path,
+    bundles: &Path,
+    scope: &CleanupScope,
+) -> CleanupReport {
     let mut report = CleanupReport::default();
-    let state = scope.roots.relocate(STATE_DIR);
-    if let Ok(entries) = fs::read_dir(&state) {
+    let name = runtime.name;
+    if let Ok(entries) = fs::read_dir(state) {
         for entry in entries.flatten().filter(|e| e.path().is_dir()) {
             let id = entry.file_name().to_string_lossy().into_owned();
             if (scope.keep)(&id) {
-                report.in_use.push(format!("runc container {id}"));
+                report.in_use.push(format!("{name} container {id}"));
                 continue;
             }
-            let out = Command::new("runc")
-                .arg("--root")
-                .arg(&state)
+            let out = runtime_command(runtime, state)
                 .args(["delete", "--force", &id])
                 .output();
             match out {
-                Ok(o) if o.status.success() => report.removed.push(format!("runc container {id}")),
+                Ok(o) if o.status.success() => report.removed.push(format!("{name} container {id}")),
                 // Deleted meanwhile (by its own harness's teardown): gone, but not by us.
                 Ok(_) if !entry.path().exists() => {}
                 Ok(o) => report.problems.push(format!(
-                    "runc delete --force {id}: {}",
+                    "{name} delete --force {id}: {}",
                     escape_output(o.stderr.trim_ascii())
                 )),
-                Err(e) => report.problems.push(format!("running runc delete: {e}")),
+                Err(e) => report.problems.push(format!("running {name} delete: {e}")),
             }
         }
     }
-    let bundles = scope.roots.relocate(BUNDLES_DIR);
-    if let Ok(entries) = fs::read_dir(&bundles) {
+    if let Ok(entries) = fs::read_dir(bundles) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let rootfs = entry.path().join("rootfs");
@@ -724,6 +935,6 @@ pub fn cleanup_leftovers(scope: &CleanupScope) -> CleanupReport {
             }
         }
     }
-    remove_instance_dirs(&bundles, scope.keep, &mut report);
+    remove_instance_dirs(bundles, scope.keep, &mut report);
     report
 }

@@ -12,7 +12,7 @@ use plotters::prelude::*;
 
 use super::common::{hbar, hbar_chart, hbar_totals};
 use super::{with_legend_row, Chart, ChartText, DrawError, LegendEntry};
-use crate::model::{self, caption_stats, display_name, Model, MIB};
+use crate::model::{self, caption_stats, Model, MIB};
 use crate::style::Style;
 use results::metrics::{self, PSS_BYTES, RUNTIME_PSS_BYTES, VMM_OVERHEAD_BYTES};
 
@@ -57,11 +57,7 @@ pub fn chart(model: &Model<'_>) -> Option<Memory> {
     for workload in model.workloads() {
         for cell in model.ran(workload) {
             let Some(parts) = split(cell) else { continue };
-            let label = format!(
-                "{} · {}",
-                display_name(&cell.backend, &cell.isolation),
-                cell.workload
-            );
+            let label = format!("{} · {}", crate::model::cell_name(cell), cell.workload);
             if let Some(s) = model::summary(cell, PSS_BYTES) {
                 ns.push(s.n);
                 captions.push(format!(

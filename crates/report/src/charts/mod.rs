@@ -7,6 +7,7 @@ pub mod density;
 pub mod disk;
 pub mod memory;
 pub mod phases;
+pub mod spectrum;
 pub mod startup_cdf;
 pub mod workload;
 
@@ -99,6 +100,9 @@ pub fn render_all(
         figures.push(render(&c, style, out_dir)?);
     }
     for c in phases::charts(model) {
+        figures.push(render(&c, style, out_dir)?);
+    }
+    if let Some(c) = spectrum::chart(model) {
         figures.push(render(&c, style, out_dir)?);
     }
     if let Some(c) = memory::chart(model) {

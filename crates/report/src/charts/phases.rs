@@ -16,7 +16,7 @@ use plotters::prelude::*;
 
 use super::common::{hbar, hbar_chart, hbar_chart_over, hbar_totals, one_two_five, HBarChart};
 use super::{fmt_tick, with_legend_row, Chart, ChartText, DrawError, LegendEntry, LOG_RATIO};
-use crate::model::{self, caption_stats, display_name, Model};
+use crate::model::{self, caption_stats, Model};
 use crate::style::Style;
 use results::metrics;
 
@@ -94,7 +94,7 @@ fn cells(model: &Model<'_>, workload: &str) -> Vec<Cell> {
             continue;
         }
         medians.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let label = display_name(&cell.backend, &cell.isolation);
+        let label = crate::model::cell_name(cell);
         let phases: Vec<String> = medians
             .iter()
             .map(|(m, v)| format!("{} {}", phase_of(m), metrics::format(m, *v)))

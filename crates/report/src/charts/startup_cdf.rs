@@ -9,7 +9,7 @@ use plotters::prelude::*;
 
 use super::common::{axis_areas, builder, mesh, one_two_five};
 use super::{fmt_tick, with_legend_row, Chart, ChartOptions, ChartText, DrawError, LegendEntry, LOG_RATIO};
-use crate::model::{self, caption_stats, display_name, Model};
+use crate::model::{self, caption_stats, Model};
 use crate::style::Style;
 use results::metrics;
 
@@ -46,7 +46,7 @@ pub fn charts(model: &Model<'_>, opts: ChartOptions) -> Vec<StartupCdf> {
             let Some(s) = model::summary(cell, METRIC) else {
                 continue;
             };
-            let name = display_name(&cell.backend, &cell.isolation);
+            let name = crate::model::cell_name(cell);
             captions.push(format!(
                 "{name}: {}",
                 caption_stats(metrics::quantity(METRIC), &s)

@@ -7,7 +7,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::common::{builder, category_label, mesh, vbar, VBarChart};
 use super::{categories, fmt_tick, font, px, px_offset, Chart, ChartText, DrawError};
-use crate::model::{self, caption_stats, display_name, Model};
+use crate::model::{self, caption_stats, Model};
 use crate::style::Style;
 use results::metrics::{self, workload_figure, Quantity, WORKLOAD_LATENCY_P50_US, WORKLOAD_LATENCY_P99_US};
 
@@ -63,7 +63,7 @@ pub fn charts(model: &Model<'_>) -> Vec<Workload> {
         let mut captions = Vec::new();
         let mut ns = Vec::new();
         for cell in cells {
-            let name = display_name(&cell.backend, &cell.isolation);
+            let name = crate::model::cell_name(cell);
             let t = model::summary(cell, &metric);
             let latency = latency_metrics(&metric);
             let lat = latency.map(|m| model::summary(cell, m));

@@ -1,7 +1,8 @@
 //! Exports behind one [`Exporter`] trait returning bytes (hyperfine's shape): Markdown, a
-//! self-contained HTML page, and a JSON digest. Markdown and HTML render the same [`Block`]s, built
-//! once by [`document`], so the two never disagree.
+//! self-contained HTML page, a JSON digest and a CSV table of the summaries. Markdown and HTML
+//! render the same [`Block`]s, built once by [`document`], so the two never disagree.
 
+pub mod csv;
 pub mod html;
 pub mod json;
 pub mod markdown;
@@ -63,7 +64,13 @@ const RATIO_METRICS: [&str; 4] = [
 
 /// The report as blocks; `figures` are the rendered charts the document refers to by index.
 pub fn document(m: &Model<'_>, figures: &[Figure]) -> Vec<Block> {
+    document_with(m, figures, Vec::new())
+}
+
+/// [`document`] with `pivot` (see [`crate::pivot`]) right after the preamble.
+pub fn document_with(m: &Model<'_>, figures: &[Figure], pivot: Vec<Block>) -> Vec<Block> {
     let mut doc = preamble(m);
+    doc.extend(pivot);
     doc.extend(skipped_section(m));
     doc.extend(summary_section(m));
     doc.extend(ratio_section(m));
@@ -209,7 +216,7 @@ fn summary_row(cell: &BenchmarkResult, metric: &str) -> Option<Vec<String>> {
     let s = model::summary(cell, metric)?;
     let q = metrics::quantity(metric);
     Some(vec![
-        display_name(&cell.backend, &cell.isolation),
+        crate::model::cell_name(cell),
         metric.to_string(),
         s.n.to_string(),
         q.format(s.min),
@@ -257,7 +264,7 @@ fn ratio_rows(m: &Model<'_>) -> Vec<Vec<String>> {
                 };
                 rows.push(vec![
                     workload.to_string(),
-                    display_name(&other.backend, &other.isolation),
+                    crate::model::cell_name(other),
                     metric.to_string(),
                     Quantity::Ratio.format(r.ratio),
                     format!("{:.2} – {:.2}", r.ci95[0], r.ci95[1]),
@@ -321,20 +328,27 @@ fn density_section(m: &Model<'_>) -> Vec<Block> {
         return Vec::new();
     }
     let launch = Quantity::Time(TimeUnit::Milliseconds);
+    let per_instance = |v: Option<f64>| v.map_or("–".to_string(), |b| Quantity::Bytes.format(b));
     let rows = r
         .density
         .iter()
         .map(|d| {
             let launch_ms: Vec<f64> = d.points.iter().map(|p| p.launch_ms).collect();
             let s = model::summarize_memo(&launch_ms);
+            let split = crate::charts::density::split_per_instance(d);
             vec![
                 display_name(&d.backend, &d.isolation),
                 d.workload.clone(),
                 d.points.len().to_string(),
-                d.points.last().map_or("–".into(), |p| {
-                    format!("{:.1} MiB", model::mib(p.total_pss_bytes))
-                }),
+                per_instance(split.and_then(|s| s.host_lost_bytes)),
+                per_instance(split.map(|s| s.pss_bytes)),
+                per_instance(split.and_then(|s| s.guest_ram_bytes)),
+                per_instance(split.and_then(|s| s.kernel_bytes)),
+                per_instance(split.and_then(|s| s.mem_available_drop_bytes)),
+                per_instance(split.and_then(|s| s.cgroup_bytes)),
                 d.instances_per_gib.map_or("–".into(), |v| format!("{v:.1}")),
+                d.basis.describe().to_string(),
+                d.instances_per_gib_pss.map_or("–".into(), |v| format!("{v:.1}")),
                 s.map_or("–".into(), |s| {
                     format!("{} / {}", launch.format(s.p50), launch.format(s.p99))
                 }),
@@ -344,13 +358,31 @@ fn density_section(m: &Model<'_>) -> Vec<Block> {
         .collect();
     vec![
         Block::Heading(2, "Density".to_string()),
+        Block::Paragraph(
+            "Per instance, at the end of each curve. Host lost = user space + kernel: it is the \
+             headline, because it counts the kernel memory (page tables, unreclaimable slab, \
+             namespaces, cgroups, per-CPU and vmalloc memory, KVM) that PSS never sees. User space \
+             (PSS): the instances' processes and runtime (for VMs the VMM, guest RAM included). \
+             Kernel: growth of the host's unreclaimable kernel memory in /proc/meminfo, measured \
+             from just before to just after each launch. Cross-checks: the MemAvailable drop over \
+             the same windows (noisy on a shared host) and the memory cgroup charge (kernel memory \
+             included where the controller accounts it)."
+                .to_string(),
+        ),
         table(
             &[
                 "backend",
                 "workload",
                 "instances",
-                "summed PSS",
+                "host lost / instance",
+                "user space (PSS) / instance",
+                "of which guest RAM",
+                "kernel / instance",
+                "MemAvailable drop / instance",
+                "cgroup charge / instance",
                 "instances / GiB",
+                "counted from",
+                "instances / GiB (PSS only)",
                 "launch p50 / p99",
                 "stopped because",
             ],
@@ -404,6 +436,8 @@ mod tests {
             cgroup_version: "v2".into(),
             kvm: host_kvm.into(),
             os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
         };
         let tool = ToolInfo {
             name: "cvbench".into(),
