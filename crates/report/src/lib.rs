@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod anchors;
 pub mod charts;
 pub mod export;
 pub mod font;

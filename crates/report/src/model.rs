@@ -162,8 +162,12 @@ impl<'a> Model<'a> {
         out
     }
 
-    /// `hostname · CPU · N cores · X GiB · kernel K · KVM flavour`.
+    /// `hostname · CPU · N cores · X GiB · kernel K · KVM flavour`; for a merged file of several
+    /// hosts, their count (no made-up common figure: each host's own are in the by-host table).
     pub fn host_line(&self) -> String {
+        if let Some(n) = self.merged_host_count() {
+            return format!("{n} hosts, measured separately (never pooled); see \"By host\"");
+        }
         let h = &self.results.host;
         format!(
             "{} · {} · {} cores · {:.0} GiB · kernel {} · cgroup {} · KVM {} · {}",
@@ -178,8 +182,17 @@ impl<'a> Model<'a> {
         )
     }
 
+    /// Number of source hosts of a merged file, when there are several.
+    fn merged_host_count(&self) -> Option<usize> {
+        let n = self.results.hosts.len();
+        (n > 1).then_some(n)
+    }
+
     /// Short form for chart subtitles.
     pub fn host_short(&self) -> String {
+        if let Some(n) = self.merged_host_count() {
+            return format!("{n} hosts, each measured separately");
+        }
         let h = &self.results.host;
         format!(
             "host {} ({}, {} cores, KVM {})",
@@ -346,6 +359,42 @@ mod tests {
             display_name("microvm", &vm(KvmFlavour::NestedSvmTcg)),
             "microvm (emulated, nested)"
         );
+    }
+
+    #[test]
+    fn a_merged_file_names_its_hosts_instead_of_inventing_a_common_one() {
+        let host = |name: &str, cores: u32| HostInfo {
+            hostname: name.into(),
+            kernel: "k".into(),
+            cpu_model: "c".into(),
+            cores,
+            memory_bytes: 1 << 30,
+            cgroup_version: "v2".into(),
+            kvm: "none".into(),
+            os: "o".into(),
+            arch: String::new(),
+            dimensions: Default::default(),
+        };
+        let mut f = ResultsFile::new("merge", tool(), host("mixed", 1));
+        assert!(
+            Model::new(&f).host_line().contains("1 cores"),
+            "one host: its own figures"
+        );
+        for (name, cores) in [("a", 1), ("b", 64)] {
+            f.hosts.push(results::schema::HostSection {
+                id: name.into(),
+                run_id: name.into(),
+                command: "run".into(),
+                tool: tool(),
+                started_at: String::new(),
+                partial: false,
+                host: host(name, cores),
+            });
+        }
+        let m = Model::new(&f);
+        assert!(m.host_line().starts_with("2 hosts"), "{}", m.host_line());
+        assert!(!m.host_line().contains("cores"), "{}", m.host_line());
+        assert!(!m.host_short().contains("cores"), "{}", m.host_short());
     }
 
     #[test]

@@ -98,7 +98,8 @@ where
 {
     let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(10);
     let y_area = super::px(longest).saturating_mul(style.tick_px() * 3 / 5) + style.margin();
-    let mut chart = builder(area, style, (style.label_px() * 3, y_area.min(style.width / 3)))
+    // Capped at half the width: a longer label is cut at the left edge rather than squeezing the bars.
+    let mut chart = builder(area, style, (style.label_px() * 3, y_area.min(style.width / 2)))
         .build_cartesian_2d(x, categories(labels.len()))?;
     // Category 0 is at the bottom.
     let bottom_up: Vec<String> = labels.iter().rev().cloned().collect();

@@ -74,6 +74,7 @@ pub fn document_with(m: &Model<'_>, figures: &[Figure], pivot: Vec<Block>) -> Ve
     doc.extend(skipped_section(m));
     doc.extend(summary_section(m));
     doc.extend(ratio_section(m));
+    doc.extend(anchors_section(m));
     doc.extend(disk_section(m));
     doc.extend(density_section(m));
     doc.extend(failures_section(m));
@@ -242,6 +243,44 @@ fn ratio_section(m: &Model<'_>) -> Vec<Block> {
             "Ratio of medians (other / reference) with its bootstrap 95% CI; > 1 means larger (slower, more memory).".to_string(),
         ),
         table(&["workload", "backend", "metric", "ratio", "95% CI"], ratios),
+    ]
+}
+
+/// Published figures, quoted with their sources, beside this report's own median of the same
+/// quantity (idle) for the same backend where it ran. Only in reports that measured something.
+fn anchors_section(m: &Model<'_>) -> Vec<Block> {
+    if m.backends().is_empty() {
+        return Vec::new();
+    }
+    let idle = m.ran("idle");
+    let measured = |a: &crate::anchors::Anchor| {
+        let cell = idle.iter().find(|c| Some(c.backend.as_str()) == a.backend)?;
+        let s = crate::model::summary(cell, a.metric)?;
+        Some(format!(
+            "{} {} p50 (idle, n = {})",
+            metrics::format(a.metric, s.p50),
+            metrics::label(a.metric),
+            s.n
+        ))
+    };
+    let rows = crate::anchors::ANCHORS
+        .iter()
+        .map(|a| {
+            vec![
+                a.subject.to_string(),
+                a.figure.to_string(),
+                measured(a).unwrap_or_else(|| "–".to_string()),
+                a.source.to_string(),
+                a.conditions.to_string(),
+            ]
+        })
+        .collect();
+    vec![
+        Block::Heading(2, "Published anchors (quoted, not measured)".to_string()),
+        Block::Paragraph(
+            "Figures others published, with their sources and conditions, for orientation only: they were not measured here, come from other machines and other definitions of start, and enter no chart or statistic of this report.".to_string(),
+        ),
+        table(&["subject", "quoted figure", "measured here", "source", "conditions"], rows),
     ]
 }
 
@@ -477,5 +516,47 @@ mod tests {
         let w = warnings(&results_on("pvm", KvmFlavour::Pvm));
         assert!(w.iter().all(|w| !w.contains("Function only")), "{w:?}");
         assert!(w.iter().any(|w| w.contains("emulated")), "{w:?}");
+    }
+
+    #[test]
+    fn anchors_are_quoted_apart_with_this_runs_figure_beside_them() {
+        let mut f = results_on("pvm", KvmFlavour::Pvm);
+        let mut runc = BenchmarkResult::new(
+            "runc",
+            Isolation::host_kernel(IsolationKind::OciRuntime),
+            &WorkloadSpec::Idle,
+            BTreeMap::new(),
+        );
+        for (i, ms) in [20.0, 22.0, 24.0].into_iter().enumerate() {
+            runc.runs.push(results::schema::RunRecord {
+                index: u32::try_from(i).unwrap(),
+                warmup: false,
+                metrics: BTreeMap::from([(metrics::START_TO_READY_MS.to_string(), ms)]),
+                workload_result: None,
+            });
+        }
+        runc.recompute_summary(results::stats::DEFAULT_SEED);
+        f.benchmarks.push(runc);
+        let blocks = anchors_section(&Model::new(&f));
+        assert!(
+            matches!(&blocks[0], Block::Heading(2, h) if h.contains("quoted, not measured")),
+            "{blocks:?}"
+        );
+        let Some(Block::Table { rows, .. }) = blocks.last() else {
+            panic!("no table: {blocks:?}")
+        };
+        let runc_row = rows.iter().find(|r| r[0] == "runc").unwrap();
+        assert!(runc_row[1].contains("224.6 ms"), "{runc_row:?}");
+        assert!(
+            runc_row[2].starts_with("22.00 ms") && runc_row[2].contains("n = 3"),
+            "{runc_row:?}"
+        );
+        // No measured row for a backend that did not run here: a dash, never a number.
+        let youki = rows.iter().find(|r| r[0] == "youki").unwrap();
+        assert_eq!(youki[2], "–");
+        // A report with nothing in it gets no anchors.
+        let mut empty = results_on("pvm", KvmFlavour::Pvm);
+        empty.benchmarks.clear();
+        assert!(anchors_section(&Model::new(&empty)).is_empty());
     }
 }
