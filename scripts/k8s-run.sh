@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 out="${1:-cvbench-fleet}"
 ns=cvbench
 timeout="${CVBENCH_K8S_TIMEOUT:-30m}"
-bench="${BENCH:-target/release/bench}"
+bench="${BENCH:-target/x86_64-unknown-linux-gnu/release/bench}"
 
 cleanup() { kubectl delete namespace "$ns" --ignore-not-found --wait=false >/dev/null || true; }
 trap cleanup EXIT
