@@ -62,7 +62,8 @@ impl IsolationKind {
 pub enum Confinement {
     /// Linux namespaces and a cgroup of its own.
     NamespacesAndCgroup,
-    /// A plain host process (a VMM run without jailer, namespaces or seccomp filter).
+    /// A plain host process: a VMM run without jailer or namespaces (cvbench-vmm installs its own
+    /// seccomp filters, recorded as the label `vmm_seccomp`; QEMU runs without one).
     HostProcess,
 }
 
