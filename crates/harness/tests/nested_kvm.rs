@@ -372,11 +372,21 @@ mod tests {
             ));
         }
 
-        // A guest whose workload cannot start: bench fails the run with the console's tail.
-        let broken = read(job, "broken.log");
-        if rc(job, "broken") != Some(1) || !broken.contains("the workload failed: mount-proc") {
+        // An image without its workload: refused while preparing, before any VM.
+        let empty = read(job, "empty.log");
+        if rc(job, "empty") != Some(1) || !empty.contains("/bin/cvbench-workload is not in the image") {
             failures.push(format!(
-                "a guest without its workload: exit {:?}, wanted 1 with guest init's error: {broken}",
+                "an image without its workload: exit {:?}, wanted 1 refusing it in prepare: {empty}",
+                rc(job, "empty")
+            ));
+        }
+        // A guest whose workload dies before READY: bench fails the run with guest init's report of it.
+        let broken = read(job, "broken.log");
+        if rc(job, "broken") != Some(1)
+            || !broken.contains("the workload failed: workload: /bin/cvbench-workload exited with status 127")
+        {
+            failures.push(format!(
+                "a workload dying before READY: exit {:?}, wanted 1 with guest init's report of the exit: {broken}",
                 rc(job, "broken")
             ));
         }

@@ -54,12 +54,20 @@ cvbench-vmm --kernel "$(ls /var/cache/cvbench/kernel/*/vmlinux | head -1)" --mem
     > "$out/vmm-panic.console" 2> "$out/vmm-panic.events"
 echo $? > "$out/vmm-panic.rc"
 
-# A guest whose workload cannot start (an empty image: no /proc, no workload binary): guest init
-# reports its failing step on the console and bench's error must carry it.
+# An image without its workload is refused before any VM starts (rootfs::exec_problem in prepare).
 step "bench run microvm on an empty image"
 mkdir -p /tmp/empty-image
 bench run --backend microvm --workload idle --runs 1 --warmup 0 --ready-timeout 300s \
-    --image /tmp/empty-image > "$out/broken.log" 2>&1
+    --image /tmp/empty-image > "$out/empty.log" 2>&1
+echo $? > "$out/empty.rc"
+
+# A guest whose workload starts and dies before READY (busybox-static as cvbench-workload: "applet
+# not found", exit 127): bench fails the run with guest init's report of that exit in its error.
+step "bench run microvm with a workload that exits before READY"
+mkdir -p /tmp/broken-image/bin
+cp /bin/busybox /tmp/broken-image/bin/cvbench-workload
+bench run --backend microvm --workload idle --runs 1 --warmup 0 --ready-timeout 300s \
+    --image /tmp/broken-image > "$out/broken.log" 2>&1
 echo $? > "$out/broken.rc"
 
 # The hardware-KVM-gated test binaries the host test copied in (stripped), run so that they execute
