@@ -264,6 +264,44 @@ pub fn probe_verdict(runtime: &str, success: bool, stderr: &str) -> Result<(), S
     })
 }
 
+/// Whether the OCI runtime keeps state for container `name` in `state_dir`: runc and crun keep a
+/// directory named after the container; runsc keeps files `<name>_sandbox:<name>.state` and `.lock`.
+/// Teardown asks before `kill`/`delete`, so a runtime whose layout it did not know (runsc) had its
+/// state left behind whenever `run` did not remove it itself.
+fn runtime_has_state(state_dir: &Path, name: &str) -> bool {
+    if state_dir.join(name).exists() {
+        return true;
+    }
+    let prefix = format!("{name}_");
+    fs::read_dir(state_dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_str().is_some_and(|f| f.starts_with(&prefix)))
+    })
+}
+
+/// The containers an OCI runtime keeps state for in `state_dir`, in either layout of
+/// [`runtime_has_state`], each once, sorted.
+fn state_container_ids(state_dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_dir() {
+                Some(file)
+            } else {
+                file.split_once("_sandbox:").map(|(id, _)| id.to_string())
+            }
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 /// `<runtime> --root <state_dir> <global args>`: every runtime subcommand starts so.
 fn runtime_command(runtime: &OciRuntime, state_dir: &Path) -> Command {
     let mut c = Command::new(&runtime.binary);
@@ -728,7 +766,7 @@ impl RuncInstance {
         // it), so keep killing until `runc run` has exited.
         let deadline = Instant::now() + Duration::from_secs(5);
         while !self.child_exited() && Instant::now() < deadline {
-            if self.backend.state_dir.join(&self.name).exists() {
+            if runtime_has_state(&self.backend.state_dir, &self.name) {
                 self.runc_signal("KILL");
             }
             self.wait_child(Duration::from_millis(20));
@@ -744,7 +782,7 @@ impl RuncInstance {
                 name = self.runtime_name()
             ));
         }
-        if self.backend.state_dir.join(&self.name).exists() {
+        if runtime_has_state(&self.backend.state_dir, &self.name) {
             match self
                 .backend
                 .runc()
@@ -906,26 +944,23 @@ pub fn cleanup_runtime_leftovers(
 ) -> CleanupReport {
     let mut report = CleanupReport::default();
     let name = runtime.name;
-    if let Ok(entries) = fs::read_dir(state) {
-        for entry in entries.flatten().filter(|e| e.path().is_dir()) {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            if (scope.keep)(&id) {
-                report.in_use.push(format!("{name} container {id}"));
-                continue;
-            }
-            let out = runtime_command(runtime, state)
-                .args(["delete", "--force", &id])
-                .output();
-            match out {
-                Ok(o) if o.status.success() => report.removed.push(format!("{name} container {id}")),
-                // Deleted meanwhile (by its own harness's teardown): gone, but not by us.
-                Ok(_) if !entry.path().exists() => {}
-                Ok(o) => report.problems.push(format!(
-                    "{name} delete --force {id}: {}",
-                    escape_output(o.stderr.trim_ascii())
-                )),
-                Err(e) => report.problems.push(format!("running {name} delete: {e}")),
-            }
+    for id in state_container_ids(state) {
+        if (scope.keep)(&id) {
+            report.in_use.push(format!("{name} container {id}"));
+            continue;
+        }
+        let out = runtime_command(runtime, state)
+            .args(["delete", "--force", &id])
+            .output();
+        match out {
+            Ok(o) if o.status.success() => report.removed.push(format!("{name} container {id}")),
+            // Deleted meanwhile (by its own harness's teardown): gone, but not by us.
+            Ok(_) if !runtime_has_state(state, &id) => {}
+            Ok(o) => report.problems.push(format!(
+                "{name} delete --force {id}: {}",
+                escape_output(o.stderr.trim_ascii())
+            )),
+            Err(e) => report.problems.push(format!("running {name} delete: {e}")),
         }
     }
     if let Ok(entries) = fs::read_dir(bundles) {
@@ -940,4 +975,31 @@ pub fn cleanup_runtime_leftovers(
     }
     remove_instance_dirs(bundles, scope.keep, &mut report);
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_state_is_found_in_runc_and_runsc_layouts() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "cvbench-gvisor-idle-1-0";
+        assert!(!runtime_has_state(dir.path(), name));
+        // runsc: `<name>_sandbox:<name>.state`, no directory of the container's name.
+        fs::write(dir.path().join(format!("{name}_sandbox:{name}.state")), b"{}").unwrap();
+        assert!(runtime_has_state(dir.path(), name));
+        // Another container's state is not this one's.
+        assert!(!runtime_has_state(dir.path(), "cvbench-gvisor-idle-1-1"));
+        // runc/crun: a directory named after the container.
+        fs::create_dir(dir.path().join("cvbench-runc-idle-1-0")).unwrap();
+        assert!(runtime_has_state(dir.path(), "cvbench-runc-idle-1-0"));
+        assert!(!runtime_has_state(Path::new("/nonexistent/state"), name));
+        // Cleanup finds both layouts, each container once (runsc has a .state and a .lock file).
+        fs::write(dir.path().join(format!("{name}_sandbox:{name}.lock")), b"").unwrap();
+        assert_eq!(
+            state_container_ids(dir.path()),
+            vec![name.to_string(), "cvbench-runc-idle-1-0".to_string()]
+        );
+    }
 }
