@@ -226,6 +226,11 @@ pub enum BackendError {
         context: String,
         source: std::io::Error,
     },
+    /// The instance had no process left to measure when its memory was probed: a self-ending
+    /// workload (the http self-test) finished before an engine's slower READY path let the harness
+    /// look. Not a failed run: the run records no memory figure (its `n` says so), never a guess.
+    #[error("{backend}: memory probe: instance {instance} had already ended its workload")]
+    EndedBeforeMemoryProbe { backend: String, instance: String },
 }
 
 impl BackendError {

@@ -141,7 +141,21 @@ fn valid_netns_name(name: &str) -> bool {
 /// Takes the lowest free slot under `dir` (creating `slot-<n>` with `O_EXCL`, recording `netns` in
 /// it). Concurrent callers, in this process or another, never get the same slot.
 pub fn allocate_slot(dir: &Path, netns: impl Fn(u32) -> String) -> Result<(u32, PathBuf), NetError> {
-    fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    // A concurrent run's teardown may prune the (empty) directory between creating it and
+    // creating a slot in it: start again then, a few times.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match try_allocate_slot(dir, &netns) {
+            Err(NetError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempts < 8 => {}
+            other => return other,
+        }
+    }
+}
+
+fn try_allocate_slot(dir: &Path, netns: &impl Fn(u32) -> String) -> Result<(u32, PathBuf), NetError> {
+    crate::rundir::create_dir(dir).map_err(io(format!("creating {}", dir.display())))?;
     for slot in 0..SLOTS {
         let path = dir.join(format!("slot-{slot}"));
         match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -203,6 +217,9 @@ impl Drop for ClientNs {
     fn drop(&mut self) {
         let _ = ip(&["netns", "del", &self.name]);
         let _ = fs::remove_file(&self.record);
+        // The last run out removes `<run dir>/net` (and an empty run dir): only empty directories
+        // go, and only under /run/cvbench, so a concurrent run's records are never touched.
+        crate::rundir::prune(&self.dir);
     }
 }
 
@@ -214,11 +231,19 @@ impl Network {
             source: std::io::Error::other(reason),
         })?;
         let dir = net_dir(run_dir);
-        fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
         let pid = std::process::id();
         let name = format!("cvbench-client-{pid}");
         let record = dir.join(format!("client-{pid}"));
-        let mut f = fs::File::create(&record).map_err(io(format!("creating {}", record.display())))?;
+        // As in allocate_slot: a concurrent teardown may prune the empty directory in between.
+        let mut attempts = 0;
+        let mut f = loop {
+            attempts += 1;
+            crate::rundir::create_dir(&dir).map_err(io(format!("creating {}", dir.display())))?;
+            match fs::File::create(&record) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 8 => {}
+                other => break other.map_err(io(format!("creating {}", record.display())))?,
+            }
+        };
         write_record(&mut f, &name).map_err(io(format!("writing {}", record.display())))?;
         let client = ClientNs { name, record, dir };
         ip(&["netns", "add", &client.name])?;

@@ -173,11 +173,18 @@ fn measure(
     for phase in instance.phases() {
         m.metrics.insert(phase.name.clone(), phase.ms());
     }
-    let memory = instance.memory()?;
-    m.metrics
-        .insert(metrics::PSS_BYTES.to_string(), to_f64(memory.pss_bytes));
-    for (name, bytes) in memory.extra {
-        m.metrics.insert(name, to_f64(bytes));
+    match instance.memory() {
+        Ok(memory) => {
+            m.metrics
+                .insert(metrics::PSS_BYTES.to_string(), to_f64(memory.pss_bytes));
+            for (name, bytes) in memory.extra {
+                m.metrics.insert(name, to_f64(bytes));
+            }
+        }
+        // A self-ending workload already done: this run has no memory figure (fewer samples in
+        // the memory summaries), its other figures stand.
+        Err(BackendError::EndedBeforeMemoryProbe { .. }) => {}
+        Err(e) => return Err(e),
     }
     let disk = instance.disk()?;
     m.metrics.insert(
@@ -391,6 +398,25 @@ mod tests {
         });
         let err = run_once(&backend, Path::new("/img"), &WorkloadSpec::Idle, &opts(1, 0), "x").unwrap_err();
         assert!(err.to_string().contains("memory probe"), "{err}");
+        assert_eq!(backend.log().destroyed, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn a_workload_gone_before_the_memory_probe_keeps_its_run_without_a_memory_figure() {
+        let backend = MockBackend::new(MockConfig {
+            ended_before_memory_probe: true,
+            ..MockConfig::default()
+        });
+        let m = run_once(&backend, Path::new("/img"), &WorkloadSpec::Idle, &opts(1, 0), "x").unwrap();
+        assert!(m.metrics.contains_key(crate::metrics::START_TO_READY_MS), "{m:?}");
+        assert!(
+            m.metrics.contains_key(crate::metrics::INSTANCE_DISK_BYTES),
+            "{m:?}"
+        );
+        assert!(
+            !m.metrics.contains_key(crate::metrics::PSS_BYTES),
+            "no invented PSS: {m:?}"
+        );
         assert_eq!(backend.log().destroyed, vec!["x".to_string()]);
     }
 

@@ -582,9 +582,10 @@ impl EngineInstance {
             .map(|procs| procs.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default();
         if pids.is_empty() {
-            return Err(self
-                .cli
-                .setup_err(format!("container {} has no processes left", self.name)));
+            return Err(BackendError::EndedBeforeMemoryProbe {
+                backend: self.cli.backend.to_string(),
+                instance: self.name.clone(),
+            });
         }
         Ok(pids)
     }
@@ -652,15 +653,33 @@ impl Instance for EngineInstance {
     }
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
-        let pids = self.container_pids()?;
+        let mut pids = self.container_pids()?;
+        // A process may exit between listing the cgroup and reading its /proc files (a self-ending
+        // workload finishing; an exiting process stays listed in cgroup.procs for a moment after
+        // its smaps are gone). List once more; if a container process still vanishes, the workload
+        // ended before it could be measured: not a broken probe, and no figure is invented.
+        let ended = || BackendError::EndedBeforeMemoryProbe {
+            backend: self.cli.backend.to_string(),
+            instance: self.name.clone(),
+        };
+        let pss_bytes = match probe::pss_bytes(&pids) {
+            Err(probe::ProbeError::ProcessGone { .. }) => {
+                pids = self.container_pids()?;
+                match probe::pss_bytes(&pids) {
+                    Err(probe::ProbeError::ProcessGone { .. }) => return Err(ended()),
+                    other => other.map_err(|e| self.cli.setup_err(format!("memory probe: {e}")))?,
+                }
+            }
+            other => other.map_err(|e| self.cli.setup_err(format!("memory probe: {e}")))?,
+        };
         let probe_err = |e: probe::ProbeError| self.cli.setup_err(format!("memory probe: {e}"));
-        let pss_bytes = probe::pss_bytes(&pids).map_err(probe_err)?;
         let mut extra = Vec::new();
         if let Some(&first) = pids.first() {
-            extra.push((
-                CGROUP_MEMORY_BYTES.to_string(),
-                probe::cgroup_memory_bytes(first).map_err(probe_err)?,
-            ));
+            let cgroup_bytes = match probe::cgroup_memory_bytes(first) {
+                Err(probe::ProbeError::ProcessGone { .. }) => return Err(ended()),
+                other => other.map_err(probe_err)?,
+            };
+            extra.push((CGROUP_MEMORY_BYTES.to_string(), cgroup_bytes));
         }
         let shim = self
             .monitor_pid(&pids)

@@ -42,6 +42,8 @@ pub struct MockConfig {
     /// Every launch fails as if the workload exited before READY.
     pub exit_before_ready: bool,
     pub fail_memory_probe: bool,
+    /// The memory probe finds the (self-ending) workload already gone.
+    pub ended_before_memory_probe: bool,
     pub fail_destroy: bool,
     /// `check_host` fails with this reason.
     pub unavailable: Option<String>,
@@ -62,6 +64,7 @@ impl Default for MockConfig {
             never_ready: false,
             exit_before_ready: false,
             fail_memory_probe: false,
+            ended_before_memory_probe: false,
             fail_destroy: false,
             unavailable: None,
             launch_sleep_ms: 0,
@@ -258,6 +261,12 @@ impl Instance for MockInstance {
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
         if self.config.fail_memory_probe {
             return Err(BackendError::setup("mock", "memory probe fails as configured"));
+        }
+        if self.config.ended_before_memory_probe {
+            return Err(BackendError::EndedBeforeMemoryProbe {
+                backend: "mock".into(),
+                instance: self.name.clone(),
+            });
         }
         Ok(MemoryProbe {
             pss_bytes: self.config.pss_bytes,

@@ -833,10 +833,10 @@ impl Instance for RuncInstance {
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
         let pids = self.container_pids()?;
         if pids.is_empty() {
-            return Err(self.backend.setup_err(format!(
-                "memory probe: container {} has no processes left",
-                self.name
-            )));
+            return Err(BackendError::EndedBeforeMemoryProbe {
+                backend: self.runtime_name().to_string(),
+                instance: self.name.clone(),
+            });
         }
         let probe_err = |e| BackendError::probe(self.runtime_name(), Stage::MemoryProbe)(e);
         let pss_bytes = probe::pss_bytes(&pids).map_err(probe_err)?;
