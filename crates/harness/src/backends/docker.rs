@@ -14,7 +14,6 @@
 //! the daemons (dockerd + containerd) as runtime overhead. The daemons serve every container, so
 //! `daemon_pss_bytes` is a shared cost counted whole in each instance's `runtime_pss_bytes`.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -68,8 +67,7 @@ struct Engine {
     cli: EngineCli,
     /// The daemon the harness started, stopped when the backend is dropped.
     own: Option<OwnDaemon>,
-    /// Image directory → imported tag and what it shares.
-    images: BTreeMap<PathBuf, (String, SharedImage)>,
+    images: engine::ImportedImages,
 }
 
 /// A dockerd the harness started.
@@ -135,14 +133,14 @@ impl DockerBackend {
             return Ok(Engine {
                 cli: self.cli_for(&self.system_socket),
                 own: None,
-                images: BTreeMap::new(),
+                images: engine::ImportedImages::default(),
             });
         }
         let own = self.start_daemon()?;
         Ok(Engine {
             cli: self.cli_for(&own.run_dir.join("docker.sock")),
             own: Some(own),
-            images: BTreeMap::new(),
+            images: engine::ImportedImages::default(),
         })
     }
 
@@ -469,12 +467,7 @@ impl Backend for DockerBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        // Marks this harness as live for `bench cleanup` (which waits while it holds the lock).
-        let run_root = engine::run_root_of(&self.run_dir);
-        crate::rundir::hold_shared(run_root).map_err(BackendError::io(
-            NAME,
-            format!("locking {}", crate::rundir::lock_path(run_root).display()),
-        ))?;
+        engine::hold_run_lock(NAME, &self.run_dir)?;
         let mut guard = self
             .engine
             .lock()
@@ -485,14 +478,7 @@ impl Backend for DockerBackend {
         let Some(engine) = guard.as_mut() else {
             return Err(Self::setup_err("no docker engine"));
         };
-        if let Some((_, shared)) = engine.images.get(image_dir) {
-            return Ok(shared.clone());
-        }
-        let (tag, shared) = engine::import_image(&engine.cli, image_dir)?;
-        engine
-            .images
-            .insert(image_dir.to_path_buf(), (tag, shared.clone()));
-        Ok(shared)
+        engine.images.get_or_import(&engine.cli, image_dir)
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
@@ -504,12 +490,7 @@ impl Backend for DockerBackend {
             let Some(engine) = guard.as_ref() else {
                 return Err(Self::setup_err("launch before prepare"));
             };
-            let Some((tag, _)) = engine.images.get(&spec.image_dir) else {
-                return Err(Self::setup_err(format!(
-                    "image {} was not prepared",
-                    spec.image_dir.display()
-                )));
-            };
+            let tag = engine.images.tag(&engine.cli, &spec.image_dir)?;
             let daemon_pids = match &engine.own {
                 Some(own) => {
                     let needle = daemon_needle(&own.run_dir);
@@ -520,7 +501,7 @@ impl Backend for DockerBackend {
                 }
                 None => system_daemon_pids(Path::new("/proc")),
             };
-            (engine.cli.clone(), tag.clone(), daemon_pids)
+            (engine.cli.clone(), tag, daemon_pids)
         };
         engine::launch(&cli, spec, &tag, &[], daemon_pids)
     }

@@ -163,6 +163,44 @@ pub(super) fn image_tag(digest: &str) -> String {
     format!("{IMAGE_REPOSITORY}:{digest}")
 }
 
+/// Marks this harness as live for `bench cleanup` (which waits while it holds the run lock).
+pub(super) fn hold_run_lock(backend: &str, run_dir: &Path) -> Result<(), BackendError> {
+    let run_root = run_root_of(run_dir);
+    crate::rundir::hold_shared(run_root).map_err(BackendError::io(
+        backend,
+        format!("locking {}", crate::rundir::lock_path(run_root).display()),
+    ))
+}
+
+/// The images an engine (a dockerd, a podman store) has imported: image directory → tag by content
+/// digest and what every instance shares.
+#[derive(Default)]
+pub(super) struct ImportedImages(std::collections::BTreeMap<PathBuf, (String, SharedImage)>);
+
+impl ImportedImages {
+    /// Imports `image_dir` into the engine behind `cli` once; later calls return the first import.
+    pub(super) fn get_or_import(
+        &mut self,
+        cli: &EngineCli,
+        image_dir: &Path,
+    ) -> Result<SharedImage, BackendError> {
+        if let Some((_, shared)) = self.0.get(image_dir) {
+            return Ok(shared.clone());
+        }
+        let (tag, shared) = import_image(cli, image_dir)?;
+        self.0.insert(image_dir.to_path_buf(), (tag, shared.clone()));
+        Ok(shared)
+    }
+
+    /// The tag `image_dir` was imported as; an error when it was not prepared.
+    pub(super) fn tag(&self, cli: &EngineCli, image_dir: &Path) -> Result<String, BackendError> {
+        self.0
+            .get(image_dir)
+            .map(|(tag, _)| tag.clone())
+            .ok_or_else(|| cli.setup_err(format!("image {} was not prepared", image_dir.display())))
+    }
+}
+
 /// Imports `image_dir` into the engine as `cvbench-rootfs:<digest>` unless an image of that tag is
 /// already there. Returns the tag and what every instance shares: the image's size as the engine
 /// reports it.

@@ -56,7 +56,7 @@ struct Store {
     run_dir: PathBuf,
     data_root: PathBuf,
     cli: EngineCli,
-    images: std::collections::BTreeMap<PathBuf, (String, SharedImage)>,
+    images: engine::ImportedImages,
 }
 
 impl Default for PodmanBackend {
@@ -111,7 +111,7 @@ impl PodmanBackend {
             name,
             run_dir,
             data_root,
-            images: std::collections::BTreeMap::new(),
+            images: engine::ImportedImages::default(),
         })
     }
 
@@ -242,12 +242,7 @@ impl Backend for PodmanBackend {
     }
 
     fn prepare(&self, image_dir: &Path) -> Result<SharedImage, BackendError> {
-        // Marks this harness as live for `bench cleanup` (which waits while it holds the lock).
-        let run_root = engine::run_root_of(&self.run_dir);
-        crate::rundir::hold_shared(run_root).map_err(BackendError::io(
-            NAME,
-            format!("locking {}", crate::rundir::lock_path(run_root).display()),
-        ))?;
+        engine::hold_run_lock(NAME, &self.run_dir)?;
         let mut guard = self
             .store
             .lock()
@@ -258,14 +253,7 @@ impl Backend for PodmanBackend {
         let Some(store) = guard.as_mut() else {
             return Err(Self::setup_err("no podman store"));
         };
-        if let Some((_, shared)) = store.images.get(image_dir) {
-            return Ok(shared.clone());
-        }
-        let (tag, shared) = engine::import_image(&store.cli, image_dir)?;
-        store
-            .images
-            .insert(image_dir.to_path_buf(), (tag, shared.clone()));
-        Ok(shared)
+        store.images.get_or_import(&store.cli, image_dir)
     }
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
@@ -277,13 +265,8 @@ impl Backend for PodmanBackend {
             let Some(store) = guard.as_ref() else {
                 return Err(Self::setup_err("launch before prepare"));
             };
-            let Some((tag, _)) = store.images.get(&spec.image_dir) else {
-                return Err(Self::setup_err(format!(
-                    "image {} was not prepared",
-                    spec.image_dir.display()
-                )));
-            };
-            (store.cli.clone(), tag.clone(), store.name.clone())
+            let tag = store.images.tag(&store.cli, &spec.image_dir)?;
+            (store.cli.clone(), tag, store.name.clone())
         };
         engine::launch(&cli, spec, &tag, &create_flags(&name), Vec::new())
     }
