@@ -691,33 +691,16 @@ impl Instance for EngineInstance {
     }
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
-        let mut pids = self.container_pids()?;
-        // A process may exit between listing the cgroup and reading its /proc files (a self-ending
-        // workload finishing; an exiting process stays listed in cgroup.procs for a moment after
-        // its smaps are gone). List once more; if a container process still vanishes, the workload
-        // ended before it could be measured: not a broken probe, and no figure is invented.
         let ended = || BackendError::EndedBeforeMemoryProbe {
             backend: self.cli.backend.to_string(),
             instance: self.name.clone(),
         };
-        let pss_bytes = match probe::pss_bytes(&pids) {
-            Err(probe::ProbeError::ProcessGone { .. }) => {
-                pids = self.container_pids()?;
-                match probe::pss_bytes(&pids) {
-                    Err(probe::ProbeError::ProcessGone { .. }) => return Err(ended()),
-                    other => other.map_err(|e| self.cli.setup_err(format!("memory probe: {e}")))?,
-                }
-            }
-            other => other.map_err(|e| self.cli.setup_err(format!("memory probe: {e}")))?,
-        };
         let probe_err = |e: probe::ProbeError| self.cli.setup_err(format!("memory probe: {e}"));
+        let measured = super::container_memory(|| self.container_pids(), ended, probe_err)?;
+        let (pids, pss_bytes) = (measured.pids, measured.pss_bytes);
         let mut extra = Vec::new();
-        if let Some(&first) = pids.first() {
-            let cgroup_bytes = match probe::cgroup_memory_bytes(first) {
-                Err(probe::ProbeError::ProcessGone { .. }) => return Err(ended()),
-                other => other.map_err(probe_err)?,
-            };
-            extra.push((CGROUP_MEMORY_BYTES.to_string(), cgroup_bytes));
+        if let Some(bytes) = measured.cgroup_bytes {
+            extra.push((CGROUP_MEMORY_BYTES.to_string(), bytes));
         }
         let shim = self
             .monitor_pid(&pids)

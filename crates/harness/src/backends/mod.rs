@@ -178,6 +178,51 @@ pub fn backend_cleanups() -> impl Iterator<Item = (&'static str, CleanupFn)> {
     REGISTRY.iter().filter_map(|e| e.cleanup.map(|c| (e.name, c)))
 }
 
+/// What a memory probe of a container's own processes reads: their pids, summed PSS and (from the
+/// first) the memory cgroup charge.
+pub(crate) struct ContainerMemory {
+    pub pids: Vec<i32>,
+    pub pss_bytes: u64,
+    pub cgroup_bytes: Option<u64>,
+}
+
+/// Measures the processes `list` gives, for a probe that races a self-ending workload (the http
+/// self-test can finish between READY and the probe; an exiting process stays listed in
+/// `cgroup.procs` for a moment after its /proc files are gone). A vanished process makes it list
+/// once more; an empty list, or a process vanishing again, is [`BackendError::EndedBeforeMemoryProbe`]
+/// (`ended`): no figure is invented. Other probe failures go through `probe_err`.
+pub(crate) fn container_memory(
+    list: impl Fn() -> Result<Vec<i32>, BackendError>,
+    ended: impl Fn() -> BackendError,
+    probe_err: impl Fn(crate::probe::ProbeError) -> BackendError,
+) -> Result<ContainerMemory, BackendError> {
+    use crate::probe::{self, ProbeError};
+    let listed = || match list() {
+        Ok(pids) if pids.is_empty() => Err(ended()),
+        other => other,
+    };
+    let mut pids = listed()?;
+    let pss_bytes = match probe::pss_bytes(&pids) {
+        Err(ProbeError::ProcessGone { .. }) => {
+            pids = listed()?;
+            match probe::pss_bytes(&pids) {
+                Err(ProbeError::ProcessGone { .. }) => return Err(ended()),
+                other => other.map_err(&probe_err)?,
+            }
+        }
+        other => other.map_err(&probe_err)?,
+    };
+    let cgroup_bytes = match pids.first().map(|&first| probe::cgroup_memory_bytes(first)) {
+        Some(Err(ProbeError::ProcessGone { .. })) => return Err(ended()),
+        other => other.transpose().map_err(&probe_err)?,
+    };
+    Ok(ContainerMemory {
+        pids,
+        pss_bytes,
+        cgroup_bytes,
+    })
+}
+
 /// Checks, in `prepare`, that the image's workload can be executed inside it: present, and a static
 /// binary or a program whose interpreter the image holds. Otherwise every launch would fail as
 /// "could not exec ... No such file or directory".

@@ -831,36 +831,16 @@ impl Instance for RuncInstance {
     }
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
-        // A self-ending workload (the http self-test) may finish between READY and this probe:
-        // an empty cgroup, or a listed process whose /proc files are already gone (listed once
-        // more first), is EndedBeforeMemoryProbe, as in the engine backends: no figure invented.
         let ended = || BackendError::EndedBeforeMemoryProbe {
             backend: self.runtime_name().to_string(),
             instance: self.name.clone(),
         };
         let probe_err = |e| BackendError::probe(self.runtime_name(), Stage::MemoryProbe)(e);
-        let mut pids = self.container_pids()?;
-        if pids.is_empty() {
-            return Err(ended());
-        }
-        let pss_bytes = match probe::pss_bytes(&pids) {
-            Err(probe::ProbeError::ProcessGone { .. }) => {
-                pids = self.container_pids()?;
-                match probe::pss_bytes(&pids) {
-                    _ if pids.is_empty() => return Err(ended()),
-                    Err(probe::ProbeError::ProcessGone { .. }) => return Err(ended()),
-                    other => other.map_err(probe_err)?,
-                }
-            }
-            other => other.map_err(probe_err)?,
-        };
+        let measured = super::container_memory(|| self.container_pids(), ended, probe_err)?;
+        let pss_bytes = measured.pss_bytes;
         let mut extra = Vec::new();
-        if let Some(&first) = pids.first() {
-            let cgroup_bytes = match probe::cgroup_memory_bytes(first) {
-                Err(probe::ProbeError::ProcessGone { .. }) => return Err(ended()),
-                other => other.map_err(probe_err)?,
-            };
-            extra.push((CGROUP_MEMORY_BYTES.to_string(), cgroup_bytes));
+        if let Some(bytes) = measured.cgroup_bytes {
+            extra.push((CGROUP_MEMORY_BYTES.to_string(), bytes));
         }
         if let Some(runc_pid) = self.runtime_pid() {
             extra.push((
