@@ -48,6 +48,8 @@ enum Command {
     Ab(cmd::ab::AbArgs),
     /// Store or list baselines for `bench check` (results/baselines/NAME.json).
     Baseline(cmd::baseline::BaselineArgs),
+    /// Build named images: `bench image build services` (Debian nginx-light + mariadb-server).
+    Image(cmd::image::ImageArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -61,6 +63,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => cmd::check::execute(args),
         Command::Baseline(args) => cmd::baseline::execute(args),
         Command::Ab(args) => cmd::ab::execute(args),
+        Command::Image(args) => cmd::image::execute(args),
     }
 }
 

@@ -342,11 +342,12 @@ pub trait Backend {
 /// Whether `backend` can run `workload` here: [`Backend::supports`], and for a workload reached from
 /// outside, [`Backend::networking`].
 pub fn can_run(backend: &dyn Backend, workload: &WorkloadSpec) -> Result<(), Unavailable> {
-    if matches!(workload, WorkloadSpec::HttpOutside { .. }) && !backend.networking() {
+    if workload.reached_from_outside() && !backend.networking() {
         return Err(Unavailable {
             reason: format!(
-                "{} has no network path to the client namespace yet (http-outside needs one)",
-                backend.name()
+                "{} has no network path to the client namespace yet ({} needs one)",
+                backend.name(),
+                workload.kind()
             ),
         });
     }

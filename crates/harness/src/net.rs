@@ -179,13 +179,22 @@ fn try_allocate_slot(dir: &Path, netns: &impl Fn(u32) -> String) -> Result<(u32,
 pub fn for_workloads<'a>(
     workloads: impl IntoIterator<Item = &'a workload::WorkloadSpec>,
 ) -> Result<Option<Network>, NetError> {
-    if !workloads
+    let outside: Vec<&workload::WorkloadSpec> = workloads
         .into_iter()
-        .any(|w| matches!(w, workload::WorkloadSpec::HttpOutside { .. }))
-    {
+        .filter(|w| w.reached_from_outside())
+        .collect();
+    if outside.is_empty() {
         return Ok(None);
     }
-    if !wrk_available() {
+    if outside.iter().any(|w| matches!(w, workload::WorkloadSpec::Mariadb { .. }))
+        && !crate::services::sysbench_available()
+    {
+        return Err(io("mariadb")(std::io::Error::other(
+            "`sysbench` is not installed (apt-get install sysbench)",
+        )));
+    }
+    let needs_wrk = outside.iter().any(|w| !matches!(w, workload::WorkloadSpec::Mariadb { .. }));
+    if needs_wrk && !wrk_available() {
         return Err(io("http-outside")(std::io::Error::other(
             "`wrk` is not installed (apt-get install wrk)",
         )));

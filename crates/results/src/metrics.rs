@@ -54,6 +54,17 @@ pub const OUTSIDE_LATENCY_P99_US: &str = "outside.latency_p99_us";
 pub const OUTSIDE_TCP_CONNECT_US: &str = "outside.tcp_connect_us";
 /// wrk's socket errors plus non-2xx/3xx responses.
 pub const OUTSIDE_ERRORS: &str = "outside.errors";
+/// A real daemon (nginx, MariaDB) first answered from the client namespace: an HTTP 200, or a MySQL
+/// handshake, login and `SELECT 1`.
+pub const START_TO_SERVICE_READY_MS: &str = "start_to_service_ready_ms";
+/// `sysbench oltp_read_write` against MariaDB from the client namespace.
+pub const OUTSIDE_SYSBENCH_TPS: &str = "outside.sysbench_tps";
+pub const OUTSIDE_SYSBENCH_QPS: &str = "outside.sysbench_qps";
+pub const OUTSIDE_SYSBENCH_P95_MS: &str = "outside.sysbench_p95_ms";
+/// sysbench's ignored (retried) errors.
+pub const OUTSIDE_SYSBENCH_ERRORS: &str = "outside.sysbench_errors";
+/// Wall time of `sysbench prepare` (tables created and loaded) on the fresh instance.
+pub const OUTSIDE_SYSBENCH_PREPARE_S: &str = "outside.sysbench_prepare_s";
 pub const WORKLOAD_REQUESTS_PER_S: &str = "workload.requests_per_s";
 pub const WORKLOAD_TPS: &str = "workload.tps";
 pub const WORKLOAD_OPS_PER_S: &str = "workload.ops_per_s";
@@ -324,6 +335,48 @@ pub const REGISTRY: &[Metric] = &[
         Lower,
         Group::WorkloadDetail,
         "errors from outside",
+    ),
+    entry(
+        START_TO_SERVICE_READY_MS,
+        MS,
+        Lower,
+        Group::Startup,
+        "service_ready",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_TPS,
+        Quantity::Rate(Event::Transaction),
+        Higher,
+        Group::Workload,
+        "sysbench transactions / s",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_QPS,
+        Quantity::Rate(Event::Operation),
+        Higher,
+        Group::Workload,
+        "sysbench queries / s",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_P95_MS,
+        MS,
+        Lower,
+        Group::Workload,
+        "sysbench p95",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_ERRORS,
+        Quantity::Count,
+        Lower,
+        Group::WorkloadDetail,
+        "sysbench ignored errors",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_PREPARE_S,
+        SECS,
+        Lower,
+        Group::WorkloadDetail,
+        "sysbench prepare",
     ),
     entry(START_TO_VM_CREATED_MS, MS, Lower, Group::Startup, "vm_created"),
     entry(

@@ -60,6 +60,10 @@ pub struct CompareArgs {
     /// Density stops when the host's MemAvailable falls below this.
     #[arg(long, value_parser = parse::size, value_name = "SIZE", default_value = "2G")]
     pub mem_floor: u64,
+    /// mariadb: start on an empty data directory and run mariadb-install-db first, as the official
+    /// container images do on their first start (default: the data directory made at build time).
+    #[arg(long)]
+    pub first_start_init: bool,
     /// Memory limit per instance, e.g. 256M.
     #[arg(long, value_parser = parse::size, value_name = "SIZE")]
     pub memory: Option<u64>,
@@ -120,13 +124,35 @@ pub struct ImageArgs {
     /// Where the default image is built and cached.
     #[arg(long, value_name = "DIR", default_value = rootfs::DEFAULT_CACHE_ROOT)]
     pub image_cache: PathBuf,
-    /// Use this existing rootfs directory instead of the default image.
-    #[arg(long, value_name = "DIR")]
+    /// Use this existing rootfs directory instead of the default image; `services` builds (or
+    /// reuses) the services image of `bench image build services` (write `./services` for a
+    /// directory of that name).
+    #[arg(long, value_name = "DIR|services")]
     pub image: Option<PathBuf>,
 }
 
 impl ImageArgs {
+    /// `--image services`.
+    pub fn is_services(&self) -> bool {
+        self.image.as_deref() == Some(std::path::Path::new(rootfs::services::SERVICES_IMAGE))
+    }
+
+    /// Service workloads (nginx, mariadb) run only the services image: a usage error otherwise.
+    pub fn check_workloads(&self, kinds: &[WorkloadKind]) -> anyhow::Result<()> {
+        match kinds.iter().find(|k| k.is_service()) {
+            Some(k) if self.image.is_none() => Err(UsageError(format!(
+                "the {k} workload runs Debian's daemon from the services image: add --image services"
+            ))
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        if self.is_services() {
+            let build = super::image::build_services(&self.image_cache, false)?;
+            return Ok(build.image.dir);
+        }
         if let Some(dir) = &self.image {
             if !dir.is_dir() {
                 return Err(UsageError(format!("image directory {} does not exist", dir.display())).into());
@@ -252,6 +278,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     super::check_warmup(args.warmup, args.runs.unwrap_or(DEFAULT_MAX_RUNS))?;
     let mut backends = backends(&args.backends)?;
     configure_backends(&mut backends, &args.image, args.memory)?;
+    args.image.check_workloads(&args.workloads)?;
     // After the flags themselves are known good, so a mistyped flag creates no directory.
     crate::preflight::output_dir("--out", &args.out)?;
     let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
@@ -261,7 +288,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     // Each workload once, in the order first named (as for backends).
     let mut specs: Vec<WorkloadSpec> = Vec::new();
     for kind in &args.workloads {
-        let spec = WorkloadSpec::default_for(*kind);
+        let spec = WorkloadSpec::default_for(*kind).with_first_start_init(args.first_start_init);
         if !specs.contains(&spec) {
             specs.push(spec);
         }

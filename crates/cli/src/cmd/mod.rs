@@ -8,6 +8,7 @@ pub mod compare;
 pub mod confine;
 pub mod density;
 pub mod fleet;
+pub mod image;
 pub mod merge;
 pub mod report;
 pub mod run;
