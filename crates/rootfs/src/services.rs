@@ -98,10 +98,12 @@ pub struct ServicesBuild {
     pub versions: Vec<String>,
 }
 
-/// The SQL that creates the client login and database, idempotent.
+/// The SQL that creates the client login and database, idempotent. The leading `FLUSH PRIVILEGES`
+/// loads the grant tables, which `mariadbd --bootstrap` starts without (`CREATE USER` would fail).
 pub fn users_sql() -> String {
     format!(
-        "CREATE DATABASE IF NOT EXISTS {MARIADB_DATABASE};\n\
+        "FLUSH PRIVILEGES;\n\
+         CREATE DATABASE IF NOT EXISTS {MARIADB_DATABASE};\n\
          CREATE USER IF NOT EXISTS '{MARIADB_USER}'@'%' IDENTIFIED BY '{MARIADB_PASSWORD}';\n\
          GRANT ALL PRIVILEGES ON {MARIADB_DATABASE}.* TO '{MARIADB_USER}'@'%';\n\
          FLUSH PRIVILEGES;\n"

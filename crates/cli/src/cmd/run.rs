@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// microvm-probe`.
     #[arg(long, value_parser = ["linux", "probe"], value_name = "GUEST")]
     pub guest: Option<String>,
-    /// Workload: idle, http, oltp or http-outside (http served until stopped, loaded by wrk from a client network namespace).
+    /// Workload: idle, http, oltp, http-outside (http served until stopped, loaded by wrk from a client network namespace), nginx or mariadb (Debian's daemons, with --image services).
     #[arg(long)]
     pub workload: WorkloadKind,
     /// Measured runs.
