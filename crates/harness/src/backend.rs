@@ -393,6 +393,11 @@ pub trait Instance {
     /// For workloads that end by themselves: waits for `CVBENCH RESULT` and a zero exit status.
     /// For `idle`: stops the workload (signal, then kill after a grace period) and returns `None`.
     fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError>;
+    /// The last output of the instance's workload (a tail of its stderr, on one line), for the error
+    /// of a served workload that ended after READY. `None` where the backend keeps none.
+    fn last_output(&self) -> Option<String> {
+        None
+    }
     /// The instance's address as seen from the client network namespace (`None` without networking).
     fn address(&self) -> Option<std::net::Ipv4Addr> {
         None

@@ -287,18 +287,32 @@ pub fn await_ready(
         }
         Err(why) => {
             let (what, last) = match why {
-                PollFailure::Gone(last) => ("ended before it answered", last),
-                PollFailure::Timeout(last) => ("did not answer in time", last),
+                PollFailure::Gone(last) => ("ended before it answered".to_string(), last),
+                PollFailure::Timeout(last) => (format!("did not answer within {:?} of the launch", opts.ready_timeout), last),
             };
-            // The supervisor's own error names the daemon's exit status and last log lines.
-            match instance.finish(Duration::from_secs(5)) {
-                Err(e) => Err(failed(format!("{kind} {what} at {addr} (last: {last}): {e}"))),
-                Ok(_) => Err(failed(format!(
-                    "{kind} {what} at {addr} within {:?} of the launch: {last}",
-                    opts.ready_timeout
-                ))),
+            // The supervisor's error (the daemon's exit status and last log lines) is in the
+            // instance's output; read it before the instance is stopped.
+            let output = instance.last_output().filter(|o| !o.trim().is_empty());
+            let stopped = instance.finish(Duration::from_secs(5));
+            let mut reason = format!("{kind} at {addr} {what} (last check: {last})");
+            if let Err(e) = stopped {
+                reason.push_str(&format!("; {e}"));
             }
+            match output {
+                Some(o) => reason.push_str(&format!("; output: {}", tail_chars(&o, 1500))),
+                None => reason.push_str("; the backend keeps no output of its workload"),
+            }
+            Err(failed(reason))
         }
+    }
+}
+
+/// The last `n` characters of `s`.
+fn tail_chars(s: &str, n: usize) -> &str {
+    let count = s.chars().count();
+    match s.char_indices().nth(count.saturating_sub(n)) {
+        Some((i, _)) => &s[i..],
+        None => s,
     }
 }
 
