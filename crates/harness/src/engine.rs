@@ -462,7 +462,9 @@ fn set_up_cells<'a>(
             let mut labels = lane.labels.clone();
             // A service workload may run at a stronger level than asked (see services::confinement_for).
             if let Some(level) = labels.get_mut("confinement") {
-                *level = crate::services::confinement_for(plan.mode.confinement(), spec).name().to_string();
+                *level = crate::services::confinement_for(plan.mode.confinement(), spec)
+                    .name()
+                    .to_string();
             }
             let mut cell = BenchmarkResult::new(backend.name(), lane.isolation, spec, labels);
             match (&lane.setup, &lane.unsupported[w]) {

@@ -186,14 +186,18 @@ pub fn for_workloads<'a>(
     if outside.is_empty() {
         return Ok(None);
     }
-    if outside.iter().any(|w| matches!(w, workload::WorkloadSpec::Mariadb { .. }))
+    if outside
+        .iter()
+        .any(|w| matches!(w, workload::WorkloadSpec::Mariadb { .. }))
         && !crate::services::sysbench_available()
     {
         return Err(io("mariadb")(std::io::Error::other(
             "`sysbench` is not installed (apt-get install sysbench)",
         )));
     }
-    let needs_wrk = outside.iter().any(|w| !matches!(w, workload::WorkloadSpec::Mariadb { .. }));
+    let needs_wrk = outside
+        .iter()
+        .any(|w| !matches!(w, workload::WorkloadSpec::Mariadb { .. }));
     if needs_wrk && !wrk_available() {
         return Err(io("http-outside")(std::io::Error::other(
             "`wrk` is not installed (apt-get install wrk)",

@@ -49,7 +49,9 @@ fn instance_gone(pids: &[i32]) -> bool {
     pids.iter().all(|pid| {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             // The state follows the parenthesised command name.
-            Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')),
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z')),
             Err(_) => true,
         }
     })
@@ -83,13 +85,20 @@ pub fn mysql_select_1(addr: SocketAddr, user: &str, password: &str, timeout: Dur
     if reply.first() == Some(&0xfe) {
         // Auth switch request: plugin name NUL, then the new salt.
         let rest = &reply[1..];
-        let nul = rest.iter().position(|&b| b == 0).ok_or("malformed auth switch request")?;
+        let nul = rest
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or("malformed auth switch request")?;
         let plugin = String::from_utf8_lossy(&rest[..nul]).into_owned();
         if plugin != "mysql_native_password" {
             return Err(format!("the server asks for auth plugin {plugin}"));
         }
         let salt: Vec<u8> = rest[nul + 1..].iter().copied().take_while(|&b| b != 0).collect();
-        write_packet(&mut s, seq.wrapping_add(1), &native_password(password.as_bytes(), &salt))?;
+        write_packet(
+            &mut s,
+            seq.wrapping_add(1),
+            &native_password(password.as_bytes(), &salt),
+        )?;
         (seq, reply) = read_packet(&mut s)?;
     }
     let _ = seq;
@@ -128,7 +137,11 @@ fn parse_greeting(p: &[u8]) -> Result<Greeting, String> {
         Some(0xff) => return Err(format!("greeting: {}", server_error(p))),
         other => return Err(format!("greeting: protocol version {other:?}, expected 10")),
     }
-    let nul = p[1..].iter().position(|&b| b == 0).ok_or("greeting: no server version")? + 1;
+    let nul = p[1..]
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or("greeting: no server version")?
+        + 1;
     let mut i = nul + 1 + 4; // version NUL, connection id
     let part1 = p.get(i..i + 8).ok_or("greeting: short salt")?;
     let mut salt = part1.to_vec();
@@ -159,7 +172,11 @@ fn server_error(p: &[u8]) -> String {
     // 0xff, code (2), optionally '#' + SQL state (5), message.
     let code = p.get(1..3).map_or(0, |c| u16::from_le_bytes([c[0], c[1]]));
     let msg = p.get(3..).unwrap_or_default();
-    let msg = if msg.first() == Some(&b'#') { msg.get(6..).unwrap_or_default() } else { msg };
+    let msg = if msg.first() == Some(&b'#') {
+        msg.get(6..).unwrap_or_default()
+    } else {
+        msg
+    };
     format!("server error {code}: {}", String::from_utf8_lossy(msg))
 }
 
@@ -224,7 +241,9 @@ pub enum PollFailure {
 fn target(spec: &WorkloadSpec, instance: &dyn Instance) -> Option<SocketAddrV4> {
     let ip = instance.address()?;
     match spec {
-        WorkloadSpec::Nginx { port, .. } | WorkloadSpec::Mariadb { port, .. } => Some(SocketAddrV4::new(ip, *port)),
+        WorkloadSpec::Nginx { port, .. } | WorkloadSpec::Mariadb { port, .. } => {
+            Some(SocketAddrV4::new(ip, *port))
+        }
         _ => None,
     }
 }
@@ -270,7 +289,14 @@ pub fn await_ready(
                     deadline,
                 ),
                 _ => poll_until(
-                    || mysql_select_1(addr.into(), MARIADB_USER, MARIADB_PASSWORD, Duration::from_secs(2)),
+                    || {
+                        mysql_select_1(
+                            addr.into(),
+                            MARIADB_USER,
+                            MARIADB_PASSWORD,
+                            Duration::from_secs(2),
+                        )
+                    },
                     gone,
                     deadline,
                 ),
@@ -288,7 +314,10 @@ pub fn await_ready(
         Err(why) => {
             let (what, last) = match why {
                 PollFailure::Gone(last) => ("ended before it answered".to_string(), last),
-                PollFailure::Timeout(last) => (format!("did not answer within {:?} of the launch", opts.ready_timeout), last),
+                PollFailure::Timeout(last) => (
+                    format!("did not answer within {:?} of the launch", opts.ready_timeout),
+                    last,
+                ),
             };
             // The supervisor's error (the daemon's exit status and last log lines) is in the
             // instance's output; read it before the instance is stopped.
@@ -338,8 +367,14 @@ pub fn load(
             path,
             ..
         } => {
-            let wrk = crate::net::run_wrk(network, addr, path, *connections, Duration::from_secs(u64::from(*duration_s)))
-                .map_err(failed)?;
+            let wrk = crate::net::run_wrk(
+                network,
+                addr,
+                path,
+                *connections,
+                Duration::from_secs(u64::from(*duration_s)),
+            )
+            .map_err(failed)?;
             for (name, v) in [
                 (metrics::OUTSIDE_REQUESTS_PER_S, wrk.requests_per_s),
                 (metrics::OUTSIDE_BYTES_PER_S, wrk.bytes_per_s),
@@ -365,13 +400,16 @@ pub fn load(
                 duration_s: *duration_s,
             };
             let started = Instant::now();
-            sysbench(network, addr, &params, "prepare").map_err(|e| failed(format!("sysbench prepare: {e}")))?;
+            sysbench(network, addr, &params, "prepare")
+                .map_err(|e| failed(format!("sysbench prepare: {e}")))?;
             m.metrics.insert(
                 metrics::OUTSIDE_SYSBENCH_PREPARE_S.to_string(),
                 started.elapsed().as_secs_f64(),
             );
-            let out = sysbench(network, addr, &params, "run").map_err(|e| failed(format!("sysbench run: {e}")))?;
-            let f = parse_sysbench(&out).ok_or_else(|| failed(format!("unrecognised sysbench output: {}", out.trim())))?;
+            let out =
+                sysbench(network, addr, &params, "run").map_err(|e| failed(format!("sysbench run: {e}")))?;
+            let f = parse_sysbench(&out)
+                .ok_or_else(|| failed(format!("unrecognised sysbench output: {}", out.trim())))?;
             for (name, v) in [
                 (metrics::OUTSIDE_SYSBENCH_TPS, f.tps),
                 (metrics::OUTSIDE_SYSBENCH_QPS, f.qps),
@@ -407,14 +445,26 @@ pub fn sysbench_args(addr: SocketAddrV4, p: &SysbenchParams, command: &str) -> V
         format!("--mysql-db={MARIADB_DATABASE}"),
         format!("--tables={}", p.tables),
         format!("--table-size={}", p.table_size),
-        format!("--threads={}", if command == "prepare" { p.tables.min(p.threads).max(1) } else { p.threads }),
+        format!(
+            "--threads={}",
+            if command == "prepare" {
+                p.tables.min(p.threads).max(1)
+            } else {
+                p.threads
+            }
+        ),
         format!("--time={}", p.duration_s),
         "--percentile=95".into(),
         command.into(),
     ]
 }
 
-fn sysbench(network: &Network, addr: SocketAddrV4, p: &SysbenchParams, command: &str) -> Result<String, String> {
+fn sysbench(
+    network: &Network,
+    addr: SocketAddrV4,
+    p: &SysbenchParams,
+    command: &str,
+) -> Result<String, String> {
     let out = Command::new("ip")
         .args(["netns", "exec", network.client_name(), "sysbench"])
         .args(sysbench_args(addr, p, command))
@@ -459,7 +509,11 @@ pub fn parse_sysbench(text: &str) -> Option<SysbenchFigures> {
         } else if let Some(rest) = t.strip_prefix("95th percentile:") {
             p95 = rest.trim().parse().ok();
         } else if let Some(rest) = t.strip_prefix("ignored errors:") {
-            errors = rest.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            errors = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
         }
     }
     Some(SysbenchFigures {
@@ -472,7 +526,10 @@ pub fn parse_sysbench(text: &str) -> Option<SysbenchFigures> {
 
 /// Whether `sysbench` is on PATH.
 pub fn sysbench_available() -> bool {
-    Command::new("sysbench").arg("--version").output().is_ok_and(|o| o.status.success())
+    Command::new("sysbench")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[cfg(test)]
@@ -483,9 +540,15 @@ mod tests {
     #[test]
     fn services_run_at_docker_confinement_when_the_oci_default_cannot_start_them() {
         let nginx = WorkloadSpec::default_for(workload::WorkloadKind::Nginx);
-        assert_eq!(confinement_for(Confinement::OciDefault, &nginx), Confinement::Docker);
+        assert_eq!(
+            confinement_for(Confinement::OciDefault, &nginx),
+            Confinement::Docker
+        );
         assert_eq!(confinement_for(Confinement::None, &nginx), Confinement::None);
-        assert_eq!(confinement_for(Confinement::OciDefault, &WorkloadSpec::Idle), Confinement::OciDefault);
+        assert_eq!(
+            confinement_for(Confinement::OciDefault, &WorkloadSpec::Idle),
+            Confinement::OciDefault
+        );
     }
 
     #[test]
@@ -541,7 +604,12 @@ mod tests {
             let (_, q) = read_packet(&mut s).unwrap();
             assert_eq!(q, b"\x03SELECT 1");
             write_packet(&mut s, 1, &[1]).unwrap();
-            write_packet(&mut s, 2, b"\x03def\0\0\0\x011\0\x0c\x3f\0\x01\0\0\0\x08\x81\0\0\0\0").unwrap();
+            write_packet(
+                &mut s,
+                2,
+                b"\x03def\0\0\0\x011\0\x0c\x3f\0\x01\0\0\0\x08\x81\0\0\0\0",
+            )
+            .unwrap();
             write_packet(&mut s, 3, &[0xfe, 0, 0, 2, 0]).unwrap();
             write_packet(&mut s, 4, row).unwrap();
             write_packet(&mut s, 5, &[0xfe, 0, 0, 2, 0]).unwrap();
@@ -579,14 +647,22 @@ mod tests {
         let at = poll_until(
             || {
                 n += 1;
-                if n < 4 { Err(format!("try {n}")) } else { Ok(()) }
+                if n < 4 {
+                    Err(format!("try {n}"))
+                } else {
+                    Ok(())
+                }
             },
             || false,
             Instant::now() + Duration::from_secs(10),
         );
         assert!(at.is_ok());
         assert_eq!(n, 4);
-        let gone = poll_until(|| Err("refused".into()), || true, Instant::now() + Duration::from_secs(10));
+        let gone = poll_until(
+            || Err("refused".into()),
+            || true,
+            Instant::now() + Duration::from_secs(10),
+        );
         assert_eq!(gone, Err(PollFailure::Gone("refused".into())));
         let late = poll_until(|| Err("refused".into()), || false, Instant::now());
         assert_eq!(late, Err(PollFailure::Timeout("refused".into())));
@@ -627,15 +703,35 @@ Latency (ms):
          sum:                                10010.00
 ";
         let f = parse_sysbench(text).unwrap();
-        assert_eq!(f, SysbenchFigures { tps: 199.52, qps: 3990.40, p95_ms: 14.46, errors: 3.0 });
+        assert_eq!(
+            f,
+            SysbenchFigures {
+                tps: 199.52,
+                qps: 3990.40,
+                p95_ms: 14.46,
+                errors: 3.0
+            }
+        );
         assert_eq!(parse_sysbench("transactions: 1 (2.0 per sec.)\n"), None);
     }
 
     #[test]
     fn sysbench_gets_the_fixed_parameters() {
-        let p = SysbenchParams { tables: 2, table_size: 10_000, threads: 4, duration_s: 5 };
+        let p = SysbenchParams {
+            tables: 2,
+            table_size: 10_000,
+            threads: 4,
+            duration_s: 5,
+        };
         let a = sysbench_args(SocketAddrV4::new([198, 18, 0, 2].into(), 3306), &p, "run");
-        for want in ["--mysql-host=198.18.0.2", "--tables=2", "--table-size=10000", "--threads=4", "--time=5", "--db-driver=mysql"] {
+        for want in [
+            "--mysql-host=198.18.0.2",
+            "--tables=2",
+            "--table-size=10000",
+            "--threads=4",
+            "--time=5",
+            "--db-driver=mysql",
+        ] {
             assert!(a.iter().any(|x| x == want), "{want} missing from {a:?}");
         }
         assert_eq!(a.last().map(String::as_str), Some("run"));

@@ -45,7 +45,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
-use workload::spec::{MARIADB_DATABASE, MARIADB_INIT_DATADIR, MARIADB_PASSWORD, MARIADB_USER, WORKLOAD_PATH_IN_IMAGE};
+use workload::spec::{
+    MARIADB_DATABASE, MARIADB_INIT_DATADIR, MARIADB_PASSWORD, MARIADB_USER, WORKLOAD_PATH_IN_IMAGE,
+};
 
 use crate::image::{Image, FIXED_MTIME_S, IMAGE_MANIFEST_PATH};
 use crate::locate::check_static_executable;
@@ -67,7 +69,8 @@ pub const USERS_SQL_PATH: &str = "etc/mysql/cvbench-users.sql";
 /// cvbench's server options, read after Debian's `50-server.cnf`.
 pub const SERVER_CNF_PATH: &str = "etc/mysql/mariadb.conf.d/60-cvbench.cnf";
 /// How the data directory is made, hashed in place of its bytes (see the module docs).
-pub const DATADIR_RECIPE: &str = "postinst mariadb-install-db, then mariadbd --bootstrap --user=mysql < cvbench-users.sql";
+pub const DATADIR_RECIPE: &str =
+    "postinst mariadb-install-db, then mariadbd --bootstrap --user=mysql < cvbench-users.sql";
 /// Directories every cvbench image has (VM mount points, the oltp data dir).
 const EXTRA_DIRS: [&str; 4] = ["mnt/root", "mnt/scratch", "var/lib/cvbench", "srv/www"];
 
@@ -119,7 +122,12 @@ pub fn server_cnf() -> String {
 /// The key of the inputs: same key, same recipe, so a cached digest can be reused without building.
 pub fn input_key(workload_binary: &[u8]) -> String {
     let mut h = Sha256::new();
-    for part in [SERVICES_RECIPE_VERSION, SERVICES_SUITE, SERVICES_MIRROR, &SERVICES_PACKAGES.join(",")] {
+    for part in [
+        SERVICES_RECIPE_VERSION,
+        SERVICES_SUITE,
+        SERVICES_MIRROR,
+        &SERVICES_PACKAGES.join(","),
+    ] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -159,11 +167,19 @@ pub fn services_image(
     let tmp = TempGuard::new(temp_sibling(&images.join(format!("services-{key}")), "build"));
     let debs = cache_dir(cache_root, "debs")?;
     const STAGES: usize = 5;
-    progress.stage(1, STAGES, "debootstrap --variant=minbase (nginx-light, mariadb-server)");
+    progress.stage(
+        1,
+        STAGES,
+        "debootstrap --variant=minbase (nginx-light, mariadb-server)",
+    );
     debootstrap(tmp.path(), &debs, progress)?;
     progress.stage(2, STAGES, "adding the supervisor and cvbench's configuration");
     add_cvbench_files(tmp.path(), &binary)?;
-    progress.stage(3, STAGES, "creating the sbtest login in the data directory (mariadbd --bootstrap)");
+    progress.stage(
+        3,
+        STAGES,
+        "creating the sbtest login in the data directory (mariadbd --bootstrap)",
+    );
     bootstrap_users(tmp.path())?;
     progress.stage(4, STAGES, "normalising (logs, caches, backups, times)");
     normalise(tmp.path())?;
@@ -215,6 +231,34 @@ pub fn cached_services_image(cache_root: &Path, workload_bin: &Path) -> Result<O
     cached(&cache_root.join("services").join(input_key(&binary)))
 }
 
+/// Any services image under `<cache_root>/images` (the newest), whichever supervisor built it: for
+/// tests, which must not download a Debian system themselves.
+pub fn find_cached_services_image(cache_root: &Path) -> Option<Image> {
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(cache_root.join("images"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|dir| {
+            fs::read_to_string(dir.join(IMAGE_MANIFEST_PATH))
+                .is_ok_and(|m| m.contains(&format!("\"recipe\": \"{SERVICES_RECIPE_VERSION}\"")))
+        })
+        .filter_map(|dir| Some((fs::metadata(&dir).ok()?.ctime_time(), dir)))
+        .collect();
+    found.sort();
+    let (_, dir) = found.pop()?;
+    crate::image_from_dir(&dir).ok()
+}
+
+trait CtimeTime {
+    fn ctime_time(&self) -> std::time::SystemTime;
+}
+impl CtimeTime for fs::Metadata {
+    fn ctime_time(&self) -> std::time::SystemTime {
+        let secs = u64::try_from(self.ctime()).unwrap_or(0);
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+    }
+}
+
 fn tool_failed(what: &str, status: impl std::fmt::Display, tail: &[String]) -> RootfsError {
     RootfsError::Io {
         op: "building the services image:",
@@ -225,12 +269,19 @@ fn tool_failed(what: &str, status: impl std::fmt::Display, tail: &[String]) -> R
 
 /// Runs `cmd`, passing each output line to `progress`; an error carries the last lines.
 fn run_streamed(mut cmd: Command, what: &str, progress: &dyn BuildProgress) -> Result<(), RootfsError> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(RootfsError::io("running", what))?;
     let stderr = child.stderr.take();
     let err_thread = std::thread::spawn(move || {
         stderr
-            .map(|s| BufReader::new(s).lines().map_while(Result::ok).collect::<Vec<_>>())
+            .map(|s| {
+                BufReader::new(s)
+                    .lines()
+                    .map_while(Result::ok)
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default()
     });
     let mut tail: Vec<String> = Vec::new();
@@ -248,7 +299,14 @@ fn run_streamed(mut cmd: Command, what: &str, progress: &dyn BuildProgress) -> R
     if status.success() {
         return Ok(());
     }
-    tail.extend(errs.into_iter().rev().take(10).collect::<Vec<_>>().into_iter().rev());
+    tail.extend(
+        errs.into_iter()
+            .rev()
+            .take(10)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev(),
+    );
     Err(tool_failed(what, status, &tail))
 }
 
@@ -289,7 +347,12 @@ fn add_cvbench_files(root: &Path, binary: &[u8]) -> Result<(), RootfsError> {
     write_file(root, rel(WORKLOAD_PATH_IN_IMAGE), binary, 0o755)?;
     write_file(root, "etc/hostname", b"cvbench\n", 0o644)?;
     // mariadb-install-db looks up the host name.
-    write_file(root, "etc/hosts", b"127.0.0.1\tlocalhost cvbench\n::1\tlocalhost\n", 0o644)?;
+    write_file(
+        root,
+        "etc/hosts",
+        b"127.0.0.1\tlocalhost cvbench\n::1\tlocalhost\n",
+        0o644,
+    )?;
     write_file(root, "etc/machine-id", b"", 0o444)?;
     let _ = fs::remove_file(root.join("etc/resolv.conf"));
     write_file(root, USERS_SQL_PATH, users_sql().as_bytes(), 0o644)?;
@@ -318,7 +381,13 @@ fn bootstrap_users(root: &Path) -> Result<(), RootfsError> {
     use std::io::Write;
     let mut child = Command::new("chroot")
         .arg(root)
-        .args(["/usr/sbin/mariadbd", "--bootstrap", "--user=mysql", "--datadir=/var/lib/mysql", "--skip-networking"])
+        .args([
+            "/usr/sbin/mariadbd",
+            "--bootstrap",
+            "--user=mysql",
+            "--datadir=/var/lib/mysql",
+            "--skip-networking",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -335,15 +404,35 @@ fn bootstrap_users(root: &Path) -> Result<(), RootfsError> {
     if out.status.success() {
         return Ok(());
     }
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let tail: Vec<String> = text.lines().rev().take(10).map(str::to_string).collect::<Vec<_>>().into_iter().rev().collect();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: Vec<String> = text
+        .lines()
+        .rev()
+        .take(10)
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     Err(tool_failed("mariadbd --bootstrap", out.status, &tail))
 }
 
 /// Removes what varies between two builds from the same packages (see the module docs).
 pub fn normalise(root: &Path) -> Result<(), RootfsError> {
     // Whole directories emptied (kept, with their modes).
-    for dir in ["var/log", "var/cache/apt", "var/lib/apt/lists", "tmp", "run", "var/tmp", "var/cache/man"] {
+    for dir in [
+        "var/log",
+        "var/cache/apt",
+        "var/lib/apt/lists",
+        "tmp",
+        "run",
+        "var/tmp",
+        "var/cache/man",
+    ] {
         empty_files_under(&root.join(dir))?;
     }
     for file in [
@@ -381,7 +470,9 @@ fn remove_if_there(p: &Path) -> Result<(), RootfsError> {
 
 /// Removes every regular file and symlink below `dir`, keeping the directories.
 fn empty_files_under(dir: &Path) -> Result<(), RootfsError> {
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
     for e in entries {
         let e = e.map_err(RootfsError::io("listing", dir))?;
         let t = e.file_type().map_err(RootfsError::io("reading", e.path()))?;
@@ -397,7 +488,9 @@ fn empty_files_under(dir: &Path) -> Result<(), RootfsError> {
 /// `/etc/shadow`'s third field is the day of the last password change: the build day. Fixed to the
 /// day of [`FIXED_MTIME_S`].
 fn fix_shadow_days(path: &Path) -> Result<(), RootfsError> {
-    let Ok(text) = fs::read_to_string(path) else { return Ok(()) };
+    let Ok(text) = fs::read_to_string(path) else {
+        return Ok(());
+    };
     let day = (FIXED_MTIME_S / 86_400).to_string();
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
@@ -408,9 +501,12 @@ fn fix_shadow_days(path: &Path) -> Result<(), RootfsError> {
         out.push_str(&f.join(":"));
         out.push('\n');
     }
-    let mode = fs::metadata(path).map_err(RootfsError::io("reading", path))?.mode();
+    let mode = fs::metadata(path)
+        .map_err(RootfsError::io("reading", path))?
+        .mode();
     fs::write(path, out).map_err(RootfsError::io("writing", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777)).map_err(RootfsError::io("chmod", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(RootfsError::io("chmod", path))
 }
 
 /// SHA-256 of the normalised tree (see the module docs): the data directory by its recipe and the
@@ -521,7 +617,10 @@ pub fn daemon_versions(root: &Path) -> Vec<String> {
                 .find_map(|l| l.strip_prefix(name).map(str::trim).map(str::to_string))
         };
         if let (Some(pkg), Some(ver)) = (field("Package:"), field("Version:")) {
-            if SERVICES_PACKAGES.contains(&pkg.as_str()) || pkg == "mariadb-server-core" || pkg == "nginx-common" {
+            if SERVICES_PACKAGES.contains(&pkg.as_str())
+                || pkg == "mariadb-server-core"
+                || pkg == "nginx-common"
+            {
                 out.push(format!("{pkg} {ver}"));
             }
         }
@@ -536,10 +635,22 @@ mod tests {
 
     /// A small tree with the kinds of things a debootstrap leaves that vary between builds.
     fn fake_build(root: &Path, day: &str, log: &str, datadir_bytes: &[u8]) {
-        for d in ["etc", "var/log/nginx", "var/lib/dpkg", "var/cache/apt/archives", "var/lib/mysql/mysql", "tmp", "usr/bin"] {
+        for d in [
+            "etc",
+            "var/log/nginx",
+            "var/lib/dpkg",
+            "var/cache/apt/archives",
+            "var/lib/mysql/mysql",
+            "tmp",
+            "usr/bin",
+        ] {
             fs::create_dir_all(root.join(d)).unwrap();
         }
-        fs::write(root.join("etc/shadow"), format!("root:*:{day}:0:99999:7:::\nmysql:!:{day}::::::\n")).unwrap();
+        fs::write(
+            root.join("etc/shadow"),
+            format!("root:*:{day}:0:99999:7:::\nmysql:!:{day}::::::\n"),
+        )
+        .unwrap();
         fs::write(root.join("etc/passwd-"), log).unwrap();
         fs::write(root.join("etc/resolv.conf"), log).unwrap();
         fs::write(root.join("var/log/dpkg.log"), log).unwrap();
@@ -564,7 +675,9 @@ mod tests {
         // Logs are gone but their directories stay (nginx needs /var/log/nginx).
         assert!(a.path().join("var/log/nginx").is_dir());
         assert!(!a.path().join("var/log/nginx/error.log").exists());
-        assert!(fs::read_to_string(a.path().join("etc/shadow")).unwrap().contains(":19723:"));
+        assert!(fs::read_to_string(a.path().join("etc/shadow"))
+            .unwrap()
+            .contains(":19723:"));
         // What is content does count.
         fs::write(b.path().join("usr/bin/tool"), b"diff").unwrap();
         assert_ne!(da, tree_digest(b.path()).unwrap());
@@ -588,6 +701,9 @@ mod tests {
             "Package: bash\nVersion: 5.2\n\nPackage: nginx-light\nStatus: install ok installed\nVersion: 1.22.1-9\n\nPackage: mariadb-server\nVersion: 1:10.11.18\n",
         )
         .unwrap();
-        assert_eq!(daemon_versions(d.path()), ["mariadb-server 1:10.11.18", "nginx-light 1.22.1-9"]);
+        assert_eq!(
+            daemon_versions(d.path()),
+            ["mariadb-server 1:10.11.18", "nginx-light 1.22.1-9"]
+        );
     }
 }

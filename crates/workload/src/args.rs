@@ -314,10 +314,19 @@ mod tests {
     #[test]
     fn service_specs_parse_back_and_init_is_mariadb_only() {
         let nginx = parse(WorkloadSpec::default_for(WorkloadKind::Nginx).to_args()).unwrap();
-        assert_eq!(nginx, Command::Service(ServiceArgs { daemon: Daemon::Nginx, init: false }));
+        assert_eq!(
+            nginx,
+            Command::Service(ServiceArgs {
+                daemon: Daemon::Nginx,
+                init: false
+            })
+        );
         assert_eq!(
             parse_strs(&["service", "mariadb", "--init"]).unwrap(),
-            Command::Service(ServiceArgs { daemon: Daemon::Mariadb, init: true })
+            Command::Service(ServiceArgs {
+                daemon: Daemon::Mariadb,
+                init: true
+            })
         );
         assert!(parse_strs(&["service", "nginx", "--init"]).is_err());
         assert!(parse_strs(&["service", "mariadb", "--init", "--init"]).is_err());

@@ -65,7 +65,8 @@ pub fn account(passwd: &str, name: &str) -> Option<Account> {
 
 fn mysql_account() -> anyhow::Result<Account> {
     let passwd = std::fs::read_to_string("/etc/passwd").context("reading /etc/passwd")?;
-    account(&passwd, "mysql").context("no user mysql in /etc/passwd: is this the services image (--image services)?")
+    account(&passwd, "mysql")
+        .context("no user mysql in /etc/passwd: is this the services image (--image services)?")
 }
 
 /// The daemon's command line, as its package starts it (see the module docs).
@@ -93,7 +94,10 @@ pub fn run(args: &ServiceArgs, signals: TerminationSignals) -> anyhow::Result<()
         );
     }
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     if args.daemon == Daemon::Mariadb {
         let mysql = mysql_account()?;
         runtime_dir("/run/mysqld", mysql)?;
@@ -137,7 +141,10 @@ pub fn run(args: &ServiceArgs, signals: TerminationSignals) -> anyhow::Result<()
             if done_rx.recv_timeout(STOP_GRACE).is_err() {
                 let _ = kill(pid, Signal::SIGKILL);
                 let _ = done_rx.recv_timeout(Duration::from_secs(5));
-                bail!("{} did not stop within {STOP_GRACE:?} of {signal}; killed", args.daemon.name());
+                bail!(
+                    "{} did not stop within {STOP_GRACE:?} of {signal}; killed",
+                    args.daemon.name()
+                );
             }
             Ok(())
         }
@@ -216,18 +223,20 @@ fn unblock_signals_in_child(cmd: &mut Command) {
 fn keep_lines(from: Option<impl std::io::Read + Send + 'static>, log: &Arc<Mutex<VecDeque<String>>>) {
     let Some(from) = from else { return };
     let log = Arc::clone(log);
-    let _ = std::thread::Builder::new().name("daemon-log".into()).spawn(move || {
-        for line in BufReader::new(from).lines() {
-            let Ok(line) = line else { break };
-            let _ = writeln!(std::io::stderr(), "{line}");
-            if let Ok(mut kept) = log.lock() {
-                if kept.len() == KEPT_LINES {
-                    kept.pop_front();
+    let _ = std::thread::Builder::new()
+        .name("daemon-log".into())
+        .spawn(move || {
+            for line in BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(std::io::stderr(), "{line}");
+                if let Ok(mut kept) = log.lock() {
+                    if kept.len() == KEPT_LINES {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line);
                 }
-                kept.push_back(line);
             }
-        }
-    });
+        });
 }
 
 fn last_lines(log: &Arc<Mutex<VecDeque<String>>>) -> String {
@@ -251,9 +260,15 @@ mod tests {
 
     #[test]
     fn daemons_start_in_the_foreground_as_packaged() {
-        assert_eq!(daemon_command(Daemon::Nginx, false), ["/usr/sbin/nginx", "-g", "daemon off;"]);
+        assert_eq!(
+            daemon_command(Daemon::Nginx, false),
+            ["/usr/sbin/nginx", "-g", "daemon off;"]
+        );
         assert_eq!(daemon_command(Daemon::Mariadb, false), ["/usr/sbin/mariadbd"]);
         let init = daemon_command(Daemon::Mariadb, true);
-        assert!(init.contains(&format!("--datadir={MARIADB_INIT_DATADIR}")), "{init:?}");
+        assert!(
+            init.contains(&format!("--datadir={MARIADB_INIT_DATADIR}")),
+            "{init:?}"
+        );
     }
 }

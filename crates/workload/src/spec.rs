@@ -223,7 +223,9 @@ impl WorkloadSpec {
             WorkloadSpec::Idle => false,
             WorkloadSpec::Http { selftest, .. } => selftest.is_some(),
             WorkloadSpec::Oltp { .. } => true,
-            WorkloadSpec::HttpOutside { .. } | WorkloadSpec::Nginx { .. } | WorkloadSpec::Mariadb { .. } => false,
+            WorkloadSpec::HttpOutside { .. } | WorkloadSpec::Nginx { .. } | WorkloadSpec::Mariadb { .. } => {
+                false
+            }
         }
     }
 
@@ -283,8 +285,8 @@ mod tests {
             assert_eq!(k.name().parse::<WorkloadKind>().unwrap(), k);
         }
         assert_eq!(
-            "nginx".parse::<WorkloadKind>(),
-            Err(UnknownWorkload("nginx".into()))
+            "redis".parse::<WorkloadKind>(),
+            Err(UnknownWorkload("redis".into()))
         );
     }
 
@@ -319,12 +321,25 @@ mod tests {
             assert!(s.reached_from_outside() && !s.exits_by_itself());
             assert_eq!(s.to_args(), vec!["service".to_string(), name.to_string()]);
         }
-        let WorkloadSpec::Mariadb { port, tables, table_size, threads, duration_s, .. } =
-            WorkloadSpec::default_for(WorkloadKind::Mariadb)
+        let WorkloadSpec::Mariadb {
+            port,
+            tables,
+            table_size,
+            threads,
+            duration_s,
+            ..
+        } = WorkloadSpec::default_for(WorkloadKind::Mariadb)
         else {
             panic!("mariadb spec");
         };
-        let init = WorkloadSpec::Mariadb { port, init_at_start: true, tables, table_size, threads, duration_s };
+        let init = WorkloadSpec::Mariadb {
+            port,
+            init_at_start: true,
+            tables,
+            table_size,
+            threads,
+            duration_s,
+        };
         assert_eq!(init.to_args().last().map(String::as_str), Some("--init"));
         assert!(!WorkloadSpec::default_for(WorkloadKind::Http).reached_from_outside());
     }

@@ -43,7 +43,11 @@ pub fn execute(args: ImageArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ImageCommand::Build(b) => {
             if b.name != SERVICES_IMAGE {
-                return Err(UsageError(format!("unknown image {:?} (the one buildable image is {SERVICES_IMAGE:?})", b.name)).into());
+                return Err(UsageError(format!(
+                    "unknown image {:?} (the one buildable image is {SERVICES_IMAGE:?})",
+                    b.name
+                ))
+                .into());
             }
             let build = build_services(&b.image_cache, b.rebuild)?;
             let img = &build.image;
@@ -61,7 +65,11 @@ pub fn execute(args: ImageArgs) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "{} in {:.1} s",
-                if build.cached { "reused from the cache" } else { "built" },
+                if build.cached {
+                    "reused from the cache"
+                } else {
+                    "built"
+                },
                 build.seconds
             );
             Ok(ExitCode::SUCCESS)
@@ -87,7 +95,9 @@ struct BarProgress {
 
 impl BarProgress {
     fn new() -> Self {
-        BarProgress { bar: crate::output::styled_bar("services image", 5) }
+        BarProgress {
+            bar: crate::output::styled_bar("services image", 5),
+        }
     }
     fn finish(&self) {
         if let Some(bar) = &self.bar {
