@@ -164,7 +164,9 @@ pub fn services_image(
         }
     }
     let images = cache_dir(cache_root, "images")?;
-    let tmp = TempGuard::new(temp_sibling(&images.join(format!("services-{key}")), "build"));
+    // `.tmp-`: a build killed outright is pruned by the next `cache_dir` an hour later.
+    let tmp = TempGuard::new(temp_sibling(&images.join(format!("services-{key}")), "tmp"));
+    let _mounts = UnmountBelow(tmp.path().to_path_buf());
     let debs = cache_dir(cache_root, "debs")?;
     const STAGES: usize = 5;
     progress.stage(
@@ -205,6 +207,34 @@ pub fn services_image(
         seconds: started.elapsed().as_secs_f64(),
         versions,
     })
+}
+
+/// On drop (before the build directory is removed): unmounts whatever a failed debootstrap left
+/// mounted below the directory (its `/proc` and `/sys`), deepest first, so removing the tree can
+/// never walk into a live proc or sysfs.
+struct UnmountBelow(PathBuf);
+
+impl Drop for UnmountBelow {
+    fn drop(&mut self) {
+        for m in mounts_below(
+            &self.0,
+            &fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        ) {
+            let _ = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Mount points below `dir` in a mountinfo text, deepest first.
+fn mounts_below(dir: &Path, mountinfo: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir) && p != dir)
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found
 }
 
 /// The services image already built for these inputs, if its pointer and directory are intact.
@@ -684,6 +714,22 @@ mod tests {
         fs::write(b.path().join("usr/bin/tool"), b"same").unwrap();
         fs::set_permissions(b.path().join("usr/bin/tool"), fs::Permissions::from_mode(0o700)).unwrap();
         assert_ne!(da, tree_digest(b.path()).unwrap());
+    }
+
+    #[test]
+    fn leftover_mounts_below_a_build_are_found_deepest_first() {
+        let info = "22 1 0:21 / /proc rw - proc proc rw\n\
+                    90 1 0:5 / /c/images/.tmp-x/proc rw - proc proc rw\n\
+                    91 90 0:6 / /c/images/.tmp-x/proc/sys/fs/binfmt_misc rw - binfmt_misc b rw\n\
+                    92 1 0:7 / /c/images/.tmp-xy/sys rw - sysfs sysfs rw\n";
+        let m = mounts_below(Path::new("/c/images/.tmp-x"), info);
+        assert_eq!(
+            m,
+            [
+                PathBuf::from("/c/images/.tmp-x/proc/sys/fs/binfmt_misc"),
+                PathBuf::from("/c/images/.tmp-x/proc")
+            ]
+        );
     }
 
     #[test]
