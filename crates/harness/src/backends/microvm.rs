@@ -33,8 +33,8 @@ use crate::backend::{
 };
 use crate::host::{self, KvmFlavour as HostKvm};
 use crate::metrics::{
-    GUEST_RAM_RESIDENT_BYTES, START_TO_FIRST_VCPU_ENTRY_MS, START_TO_GUEST_INIT_MS, START_TO_NETWORK_READY_MS,
-    START_TO_READY_MS, START_TO_VM_CREATED_MS, VMM_OVERHEAD_BYTES,
+    GUEST_RAM_RESIDENT_BYTES, START_TO_FIRST_VCPU_ENTRY_MS, START_TO_GUEST_INIT_MS,
+    START_TO_NETWORK_READY_MS, START_TO_READY_MS, START_TO_VM_CREATED_MS, VMM_OVERHEAD_BYTES,
 };
 use crate::probe;
 use crate::results::{Isolation, IsolationKind};
@@ -245,11 +245,8 @@ impl MicrovmBackend {
                 cmd.arg("--disk-ro").arg(&prepared.guest.shared_disk);
                 cmd.arg("--disk").arg(instance_disk);
                 let net_words = net.map(VmNet::guest_words).unwrap_or_default();
-                cmd.arg("--cmdline").arg(linux_cmdline_extra_with(
-                    &spec.workload,
-                    prepared.pvm,
-                    &net_words,
-                ));
+                cmd.arg("--cmdline")
+                    .arg(linux_cmdline_extra_with(&spec.workload, prepared.pvm, &net_words));
             }
         }
         if let Some(net) = net {
@@ -893,7 +890,10 @@ Pss:                   8 kB
         );
         assert!(extra.ends_with(" -- idle"));
         // Guest init's network words go among the kernel's, never to the workload.
-        let words = ["cvbench.ip=198.18.0.2/30".to_string(), "cvbench.gw=198.18.0.1".to_string()];
+        let words = [
+            "cvbench.ip=198.18.0.2/30".to_string(),
+            "cvbench.gw=198.18.0.1".to_string(),
+        ];
         let extra = linux_cmdline_extra_with(&WorkloadSpec::Idle, false, &words);
         let (kernel_part, init_part) = extra.split_once(" -- ").unwrap();
         assert!(kernel_part.starts_with("cvbench.ip=198.18.0.2/30 cvbench.gw=198.18.0.1 root=/dev/vda"));

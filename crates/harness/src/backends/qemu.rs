@@ -710,7 +710,10 @@ mod tests {
             "cvbench.ip=198.18.0.6/30",
             "cvbench.gw=198.18.0.5",
         ] {
-            assert!(kernel_part.split(' ').any(|w| w == word), "{word} missing from {kernel_part}");
+            assert!(
+                kernel_part.split(' ').any(|w| w == word),
+                "{word} missing from {kernel_part}"
+            );
         }
         assert_eq!(init_part, spec.to_args().join(" "));
         // Without a network: no netdev, no third transport, no address.
@@ -720,7 +723,9 @@ mod tests {
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
-        assert!(!args.iter().any(|a| a == "-netdev" || a.contains("cvbench.ip") || a.contains("0xfeb00a00")));
+        assert!(!args
+            .iter()
+            .any(|a| a == "-netdev" || a.contains("cvbench.ip") || a.contains("0xfeb00a00")));
     }
 
     #[test]
@@ -901,6 +906,69 @@ mod tests {
             assert_eq!(result.workload, "oltp");
             instance.destroy().unwrap();
             assert!(!Path::new(&format!("/proc/{pid}")).exists() || !is_qemu(pid));
+            assert_eq!(fs::read_dir(root.path().join("run")).unwrap().count(), 0);
+        }
+
+        /// The network path under whatever acceleration this host has: the guest serves on its
+        /// eth0 (virtio-net on the tap bridged into its namespace), wrk reaches it from the client
+        /// namespace, and the namespace goes with the instance.
+        #[test]
+        fn http_outside_is_served_to_the_client_namespace() {
+            if testkit::skip_unless_root("network namespaces, veths and taps") {
+                return;
+            }
+            if let Err(e) = crate::net::available() {
+                testkit::skip(testkit::Requirement::Package("iproute2"), e);
+                return;
+            }
+            if !crate::net::wrk_available() {
+                testkit::skip(testkit::Requirement::Package("wrk"), "wrk is not installed");
+                return;
+            }
+            let Some((backend, root, image)) = backend_or_skip() else {
+                return;
+            };
+            backend.prepare(&image.dir).unwrap();
+            let network = crate::net::Network::create(&root.path().join("run-root")).unwrap();
+            let opts = crate::runner::RunOptions {
+                runs: 1,
+                warmup: 0,
+                ready_timeout: Duration::from_secs(240),
+                network: Some(network.clone()),
+                ..crate::runner::RunOptions::default()
+            };
+            let spec = WorkloadSpec::HttpOutside {
+                port: WorkloadSpec::DEFAULT_HTTP_PORT,
+                connections: 2,
+                duration_s: 1,
+                path: "/1k.bin".into(),
+            };
+            let name = format!("cvbench-qemu-http-outside-{}-0", std::process::id());
+            let m = crate::runner::run_once(&backend, &image.dir, &spec, &opts, &name)
+                .unwrap()
+                .metrics;
+            use crate::metrics as mt;
+            assert!(m[mt::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
+            assert!(m[mt::OUTSIDE_BYTES_PER_S] > 1024.0, "{m:?}");
+            assert_eq!(m[mt::OUTSIDE_ERRORS], 0.0, "{m:?}");
+            assert!(
+                m[mt::START_TO_NETWORK_READY_MS] <= m[mt::START_TO_READY_MS],
+                "{m:?}"
+            );
+            assert!(
+                m[mt::START_TO_FIRST_RESPONSE_MS] >= m[mt::START_TO_READY_MS],
+                "{m:?}"
+            );
+            let netns = format!("cvbench-net-{}-", std::process::id());
+            let left: Vec<String> = fs::read_dir(crate::net::NETNS_DIR)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.starts_with(&netns))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(left.is_empty(), "instance namespaces left: {left:?}");
             assert_eq!(fs::read_dir(root.path().join("run")).unwrap().count(), 0);
         }
 

@@ -127,10 +127,7 @@ fn bridged_tap(net: &InstanceNet) -> Result<OwnedFd, String> {
 }
 
 /// Runs `f` on a thread that joined the network namespace bound at `path` (only that thread moves).
-fn in_netns<T: Send + 'static>(
-    path: &Path,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, String> {
+fn in_netns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
     let ns = fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
     let shown = path.display().to_string();
     std::thread::Builder::new()
@@ -159,16 +156,12 @@ mod tests {
         let (_, last) = net::slot_addresses(net::SLOTS - 1);
         assert_eq!(guest_mac(first), "02:cb:c6:12:00:02");
         assert_eq!(guest_mac(last), "02:cb:c6:13:ff:fe");
-        let macs: std::collections::BTreeSet<String> = (0..4096)
-            .map(|s| guest_mac(net::slot_addresses(s).1))
-            .collect();
+        let macs: std::collections::BTreeSet<String> =
+            (0..4096).map(|s| guest_mac(net::slot_addresses(s).1)).collect();
         assert_eq!(macs.len(), 4096);
         // The VMM accepts it (unicast, six bytes).
         microvm::devices::virtio::net::parse_mac(&guest_mac(first)).unwrap();
-        assert_eq!(
-            guest_mac(Ipv4Addr::new(198, 18, 1, 6)),
-            "02:cb:c6:12:01:06"
-        );
+        assert_eq!(guest_mac(Ipv4Addr::new(198, 18, 1, 6)), "02:cb:c6:12:01:06");
     }
 
     #[test]
@@ -241,7 +234,12 @@ mod tests {
             match nix::unistd::read(tap, &mut buf) {
                 Ok(n) => {
                     let f = &buf[..n];
-                    if n >= 42 && f[0..6] == mac && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 2] && f[28..32] == from.octets() {
+                    if n >= 42
+                        && f[0..6] == mac
+                        && f[12..14] == [0x08, 0x06]
+                        && f[20..22] == [0, 2]
+                        && f[28..32] == from.octets()
+                    {
                         return true;
                     }
                 }
@@ -268,20 +266,41 @@ mod tests {
         let links = ip_output(&["-n", &netns, "-o", "link", "show", "master", BRIDGE_NAME]);
         assert!(links.contains(TAP_NAME) && links.contains("eth0"), "{links}");
         let addrs = ip_output(&["-n", &netns, "-4", "-o", "addr", "show"]);
-        assert!(!addrs.contains(&inst.addr.to_string()), "the guest's address stayed on the veth: {addrs}");
+        assert!(
+            !addrs.contains(&inst.addr.to_string()),
+            "the guest's address stayed on the veth: {addrs}"
+        );
         let mac = [0x02, 0xcb, 0xc6, 0x12, 0xab, 0xcd];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut answered = false;
         // The bridge port may take a moment to forward: ask again until the deadline.
         while !answered && std::time::Instant::now() < deadline {
             nix::unistd::write(&tap, &arp_request(mac, inst.addr, inst.client_addr)).unwrap();
-            answered = await_arp_reply(&tap, mac, inst.client_addr, std::time::Instant::now() + std::time::Duration::from_millis(500));
+            answered = await_arp_reply(
+                &tap,
+                mac,
+                inst.client_addr,
+                std::time::Instant::now() + std::time::Duration::from_millis(500),
+            );
         }
-        assert!(answered, "no ARP reply from the client end {} through the bridge", inst.client_addr);
-        let neighbours = ip_output(&["-n", network.client_name(), "neigh", "show", &inst.addr.to_string()]);
+        assert!(
+            answered,
+            "no ARP reply from the client end {} through the bridge",
+            inst.client_addr
+        );
+        let neighbours = ip_output(&[
+            "-n",
+            network.client_name(),
+            "neigh",
+            "show",
+            &inst.addr.to_string(),
+        ]);
         assert!(neighbours.contains("02:cb:c6:12:ab:cd"), "{neighbours}");
         drop(tap);
-        assert!(!link_exists(&netns, TAP_NAME), "the tap outlived its last descriptor");
+        assert!(
+            !link_exists(&netns, TAP_NAME),
+            "the tap outlived its last descriptor"
+        );
         drop(inst);
         assert!(!Path::new(net::NETNS_DIR).join(&netns).exists());
     }
@@ -314,7 +333,11 @@ mod tests {
         let run = tempfile::tempdir().unwrap();
         let exe = std::env::current_exe().unwrap();
         let mut helper = Command::new(exe)
-            .args(["--exact", "backends::vm_net::tests::helper_makes_a_tap_and_waits", "--nocapture"])
+            .args([
+                "--exact",
+                "backends::vm_net::tests::helper_makes_a_tap_and_waits",
+                "--nocapture",
+            ])
             .env(HELPER_ENV, run.path())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -337,14 +360,21 @@ mod tests {
         assert!(link_exists(&inst, TAP_NAME));
         helper.kill().unwrap();
         helper.wait().unwrap();
-        assert!(!link_exists(&inst, TAP_NAME), "the tap outlived its SIGKILLed owner");
-        assert!(link_exists(&inst, BRIDGE_NAME), "the dead owner's namespace is left for cleanup");
+        assert!(
+            !link_exists(&inst, TAP_NAME),
+            "the tap outlived its SIGKILLed owner"
+        );
+        assert!(
+            link_exists(&inst, BRIDGE_NAME),
+            "the dead owner's namespace is left for cleanup"
+        );
         let roots = crate::cleanup::CleanupRoots {
             run_dir: run.path().to_path_buf(),
             ..Default::default()
         };
         let alive = |name: &str| {
-            crate::cleanup::owner_pid(name).is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists())
+            crate::cleanup::owner_pid(name)
+                .is_some_and(|pid| Path::new("/proc").join(pid.to_string()).exists())
         };
         let report = net::cleanup(&crate::cleanup::CleanupScope {
             roots: &roots,
@@ -353,8 +383,14 @@ mod tests {
         });
         assert!(report.problems.is_empty(), "{report:?}");
         for ns in [&client, &inst] {
-            assert!(!Path::new(net::NETNS_DIR).join(ns).exists(), "{ns} left: {report:?}");
-            assert!(report.removed.iter().any(|r| r.ends_with(ns.as_str())), "{report:?}");
+            assert!(
+                !Path::new(net::NETNS_DIR).join(ns).exists(),
+                "{ns} left: {report:?}"
+            );
+            assert!(
+                report.removed.iter().any(|r| r.ends_with(ns.as_str())),
+                "{report:?}"
+            );
         }
     }
 }

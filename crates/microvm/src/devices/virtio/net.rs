@@ -118,7 +118,6 @@ impl From<Tap> for OwnedFd {
     }
 }
 
-
 impl TapIo for Tap {
     fn recv_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read(buf)
