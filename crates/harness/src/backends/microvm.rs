@@ -11,6 +11,9 @@
 //! `start_to_guest_init_ms` (the boot-timer port write), and `start_to_ready_ms` (the READY line
 //! became readable on the console pipe).
 //!
+//! For a workload reached from outside, the guest's eth0 is a virtio-net device on a tap bridged
+//! into the instance's network namespace (see `vm_net`), and `start_to_network_ready_ms` comes first.
+//!
 //! State that must survive a crashed harness: `/run/cvbench/vms/<instance>/` holds the VMM's pid
 //! file and the instance's disk; [`cleanup_leftover_vms`] kills and removes what a dead harness left.
 

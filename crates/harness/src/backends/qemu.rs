@@ -7,13 +7,17 @@
 //! where a stock kernel's ring-0 code runs far too slowly) `-accel tcg -cpu max`, pure emulation,
 //! labelled `emulated = true`.
 //!
-//! Phases: only `start_to_ready_ms` (the READY line became readable on QEMU's stdout, which is the
+//! Phases: `start_to_ready_ms` (and `start_to_network_ready_ms` with a network, below) (the READY line became readable on QEMU's stdout, which is the
 //! guest's ttyS0). QEMU has no boot-timer device, so "guest init reached" is not observable and is
 //! not reported. Memory: the QEMU process's PSS. Disk: the scratch disk's allocated bytes.
 //!
 //! QEMU's own `auto-kernel-cmdline` appends the virtio-mmio transports at the end of the command
 //! line, i.e. after ` -- `, where the kernel passes them to init instead of parsing them; so it is
 //! turned off and [`kernel_cmdline`] places them before ` -- ` itself.
+//!
+//! For a workload reached from outside: `-netdev tap,fd=` on the tap the harness bridged into the
+//! instance's network namespace (see `vm_net`), a `virtio-net-device` on the third transport, and
+//! `start_to_network_ready_ms` before READY.
 //!
 //! State that must survive a crashed harness: `/run/cvbench/qemu/<instance>/` holds `qemu.pid` and
 //! the scratch disk; [`cleanup_leftover_qemus`] kills and removes what a dead harness left.

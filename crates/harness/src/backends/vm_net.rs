@@ -121,6 +121,13 @@ fn bridged_tap(net: &InstanceNet) -> Result<OwnedFd, String> {
             .map(OwnedFd::from)
             .map_err(|e| e.to_string())
     })??;
+    // The number is passed on as is (`pass_tap`): never one of 0-2, which the child's stdio takes
+    // before the tap's close-on-exec flag is cleared. `try_clone` duplicates to 3 or above.
+    let tap = if tap.as_raw_fd() < 3 {
+        tap.try_clone().map_err(|e| format!("duplicating the tap: {e}"))?
+    } else {
+        tap
+    };
     net::ip_batch(net.netns_name(), &bridge_commands(&format!("{}/30", net.addr)))
         .map_err(|e| e.to_string())?;
     Ok(tap)
