@@ -341,7 +341,8 @@ mod tests {
         }
         std::fs::write(
             filters.join("harness-lib"),
-            "backends::microvm::tests::linux_guest_reaches_ready_on_hardware_kvm --exact",
+            "backends::microvm::tests::linux_guest_reaches_ready_on_hardware_kvm \
+             backends::microvm::tests::linux_guest_serves_http_to_the_client_namespace_on_hardware_kvm --exact",
         )
         .unwrap();
         // kvm_probe runs the VMM from the path it was compiled with (CARGO_BIN_EXE_cvbench-vmm).

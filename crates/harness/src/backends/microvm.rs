@@ -1104,6 +1104,81 @@ Pss:                   8 kB
         Ok(())
     }
 
+    /// Hardware KVM only (the nested-KVM layer runs it): the guest serves http-outside on its
+    /// virtio-net eth0 and wrk reaches it from the client namespace; the instance's namespace goes
+    /// with the instance.
+    #[test]
+    fn linux_guest_serves_http_to_the_client_namespace_on_hardware_kvm() {
+        if let Err(reason) = hardware_kvm() {
+            testkit::skip(testkit::Requirement::HardwareKvm, reason);
+            return;
+        }
+        if testkit::skip_unless_root("network namespaces, veths and taps") {
+            return;
+        }
+        if let Err(e) = crate::net::available() {
+            testkit::skip(testkit::Requirement::Package("iproute2"), e);
+            return;
+        }
+        if !crate::net::wrk_available() {
+            testkit::skip(testkit::Requirement::Package("wrk"), "wrk is not installed");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut backend = MicrovmBackend::new(GuestKind::Linux);
+        backend.run_dir = tmp.path().join("run");
+        if let Err(u) = backend.check_host() {
+            testkit::skip(testkit::Requirement::GuestKernel, u);
+            return;
+        }
+        let image = match rootfs::default_image(&backend.cache_root) {
+            Ok(image) => image,
+            Err(e) => {
+                testkit::skip(testkit::Requirement::Binaries, format!("no image: {e}"));
+                return;
+            }
+        };
+        backend.prepare(&image.dir).unwrap();
+        let network = crate::net::Network::create(&tmp.path().join("run-root")).unwrap();
+        let opts = crate::runner::RunOptions {
+            runs: 1,
+            warmup: 0,
+            ready_timeout: Duration::from_secs(120),
+            network: Some(network.clone()),
+            ..crate::runner::RunOptions::default()
+        };
+        let spec = WorkloadSpec::HttpOutside {
+            port: WorkloadSpec::DEFAULT_HTTP_PORT,
+            connections: 2,
+            duration_s: 1,
+            path: "/1k.bin".into(),
+        };
+        let name = format!("cvbench-microvm-http-outside-{}-0", std::process::id());
+        let m = crate::runner::run_once(&backend, &image.dir, &spec, &opts, &name)
+            .unwrap()
+            .metrics;
+        use crate::metrics as mt;
+        assert!(m[mt::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
+        assert_eq!(m[mt::OUTSIDE_ERRORS], 0.0, "{m:?}");
+        assert!(
+            m[mt::START_TO_NETWORK_READY_MS] <= m[mt::START_TO_VM_CREATED_MS],
+            "{m:?}"
+        );
+        assert!(
+            m[mt::START_TO_FIRST_RESPONSE_MS] >= m[mt::START_TO_READY_MS],
+            "{m:?}"
+        );
+        let ours = format!("cvbench-net-{}-", std::process::id());
+        let left = fs::read_dir(crate::net::NETNS_DIR)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&ours))
+            })
+            .unwrap_or(false);
+        assert!(!left, "an instance namespace outlived its instance");
+        assert_eq!(fs::read_dir(&backend.run_dir).map(|d| d.count()).unwrap_or(0), 0);
+    }
+
     #[test]
     fn linux_guest_reaches_ready_on_hardware_kvm() {
         if let Err(reason) = hardware_kvm() {
