@@ -345,6 +345,37 @@ fn tail_chars(s: &str, n: usize) -> &str {
     }
 }
 
+/// The daemon's own processes among `pids`: those whose command name is `daemon`'s (nginx's master
+/// and workers are all `nginx`; MariaDB's server is `mariadbd`), read from `proc_root`.
+pub fn daemon_pids(proc_root: &std::path::Path, pids: &[i32], kind: workload::WorkloadKind) -> Vec<i32> {
+    let comm = match kind {
+        workload::WorkloadKind::Nginx => "nginx",
+        workload::WorkloadKind::Mariadb => "mariadbd",
+        _ => return Vec::new(),
+    };
+    pids.iter()
+        .copied()
+        .filter(|pid| {
+            std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
+                .is_ok_and(|c| c.trim() == comm)
+        })
+        .collect()
+}
+
+/// `service_pss_bytes`: PSS of the daemon's processes alone, taken once the service answers.
+fn record_daemon_pss(instance: &dyn Instance, kind: workload::WorkloadKind, m: &mut RunMeasurement) {
+    let pids = daemon_pids(std::path::Path::new("/proc"), &instance.host_pids(), kind);
+    if pids.is_empty() {
+        return;
+    }
+    // A process that exits between the listing and the read leaves no figure rather than a guess.
+    if let Ok(bytes) = crate::probe::pss_bytes(&pids) {
+        #[allow(clippy::cast_precision_loss)] // far below 2^53
+        m.metrics
+            .insert(metrics::SERVICE_PSS_BYTES.to_string(), bytes as f64);
+    }
+}
+
 /// For a service workload, once it is ready and probed: the real client's load.
 pub fn load(
     backend: &str,
@@ -360,6 +391,7 @@ pub fn load(
     let (Some(network), Some(addr)) = (opts.network.as_ref(), target(spec, instance)) else {
         return Ok(());
     };
+    record_daemon_pss(instance, spec.kind(), m);
     match spec {
         WorkloadSpec::Nginx {
             connections,
@@ -680,6 +712,31 @@ mod tests {
         }
         child.wait().unwrap();
         assert!(instance_gone(&[pid]));
+    }
+
+    #[test]
+    fn daemon_processes_are_picked_by_their_command_name() {
+        let proc_root = tempfile::tempdir().unwrap();
+        for (pid, comm) in [
+            (10, "cvbench-workload"),
+            (11, "nginx"),
+            (12, "nginx"),
+            (13, "mariadbd"),
+        ] {
+            let d = proc_root.path().join(pid.to_string());
+            std::fs::create_dir(&d).unwrap();
+            std::fs::write(d.join("comm"), format!("{comm}\n")).unwrap();
+        }
+        let all = [10, 11, 12, 13, 14];
+        assert_eq!(
+            daemon_pids(proc_root.path(), &all, workload::WorkloadKind::Nginx),
+            [11, 12]
+        );
+        assert_eq!(
+            daemon_pids(proc_root.path(), &all, workload::WorkloadKind::Mariadb),
+            [13]
+        );
+        assert!(daemon_pids(proc_root.path(), &all, workload::WorkloadKind::Idle).is_empty());
     }
 
     #[test]

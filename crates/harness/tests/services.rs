@@ -108,6 +108,11 @@ mod tests {
         assert!(m[metrics::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
         assert_eq!(m[metrics::OUTSIDE_ERRORS], 0.0, "{m:?}");
         assert!(m[metrics::PSS_BYTES] > 0.0);
+        // The daemon alone: less than the instance, which also counts the supervisor.
+        assert!(
+            m[metrics::SERVICE_PSS_BYTES] > 0.0 && m[metrics::SERVICE_PSS_BYTES] < m[metrics::PSS_BYTES],
+            "{m:?}"
+        );
 
         for init in [false, true] {
             let m = run_once(backend, image, &mariadb(init), &o, &name("mariadb"))

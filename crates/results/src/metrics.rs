@@ -57,6 +57,9 @@ pub const OUTSIDE_ERRORS: &str = "outside.errors";
 /// A real daemon (nginx, MariaDB) first answered from the client namespace: an HTTP 200, or a MySQL
 /// handshake, login and `SELECT 1`.
 pub const START_TO_SERVICE_READY_MS: &str = "start_to_service_ready_ms";
+/// PSS of a service workload's daemon processes alone (`nginx` master and workers, `mariadbd`),
+/// without the cvbench supervisor that `pss_bytes` also counts.
+pub const SERVICE_PSS_BYTES: &str = "service_pss_bytes";
 /// `sysbench oltp_read_write` against MariaDB from the client namespace.
 pub const OUTSIDE_SYSBENCH_TPS: &str = "outside.sysbench_tps";
 pub const OUTSIDE_SYSBENCH_QPS: &str = "outside.sysbench_qps";
@@ -397,6 +400,13 @@ pub const REGISTRY: &[Metric] = &[
         "first_response",
     ),
     entry(PSS_BYTES, Quantity::Bytes, Lower, Group::Memory, "PSS"),
+    entry(
+        SERVICE_PSS_BYTES,
+        Quantity::Bytes,
+        Lower,
+        Group::Memory,
+        "daemon PSS (nginx / mariadbd)",
+    ),
     entry(
         CGROUP_MEMORY_BYTES,
         Quantity::Bytes,
