@@ -424,6 +424,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn service_workloads_need_the_services_image() {
+        let args = |image: Option<&str>| ImageArgs {
+            image_cache: PathBuf::from("/nonexistent"),
+            image: image.map(PathBuf::from),
+        };
+        let err = args(None)
+            .check_workloads(&[WorkloadKind::Idle, WorkloadKind::Mariadb])
+            .unwrap_err();
+        assert!(err.chain().any(|c| c.is::<UsageError>()), "{err}");
+        assert!(err.to_string().contains("--image services"), "{err}");
+        assert!(args(None).check_workloads(&[WorkloadKind::Http]).is_ok());
+        assert!(args(Some("services")).is_services());
+        assert!(!args(Some("./services")).is_services());
+        assert!(args(Some("services"))
+            .check_workloads(&[WorkloadKind::Nginx])
+            .is_ok());
+    }
+
+    #[test]
     fn installed_peers_join_the_default_comparison() {
         let none = default_backend_names(&|_| false);
         assert_eq!(none, DEFAULT_BACKENDS.map(str::to_string));

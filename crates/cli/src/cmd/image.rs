@@ -123,3 +123,22 @@ impl BuildProgress for BarProgress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_services_image_can_be_built_by_name() {
+        let err = execute(ImageArgs {
+            command: ImageCommand::Build(BuildArgs {
+                name: "ubuntu".into(),
+                image_cache: PathBuf::from("/nonexistent"),
+                rebuild: false,
+            }),
+        })
+        .unwrap_err();
+        assert!(err.chain().any(|c| c.is::<UsageError>()), "{err}");
+        assert!(err.to_string().contains("services"), "{err}");
+    }
+}
