@@ -414,7 +414,8 @@ fn resolve(spec: &str, name: &str, env: &[(String, String)], args: &AbArgs) -> a
     })
 }
 
-fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+/// `git -C repo ARGS`: its trimmed stdout, or an error with git's stderr.
+pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)

@@ -8,9 +8,11 @@ pub mod compare;
 pub mod confine;
 pub mod density;
 pub mod fleet;
+pub mod history;
 pub mod merge;
 pub mod report;
 pub mod run;
+pub mod trend;
 
 use std::fmt;
 use std::process::ExitCode;

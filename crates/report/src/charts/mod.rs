@@ -9,6 +9,7 @@ pub mod memory;
 pub mod phases;
 pub mod spectrum;
 pub mod startup_cdf;
+pub mod trend;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
