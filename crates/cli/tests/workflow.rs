@@ -130,7 +130,11 @@ mod tests {
             assert!(history_job.contains(needle), "the history job lacks {needle:?}");
         }
         assert!(
-            !text.split("\n  history:\n").next().unwrap_or("").contains("contents: write"),
+            !text
+                .split("\n  history:\n")
+                .next()
+                .unwrap_or("")
+                .contains("contents: write"),
             "only the history job may write to the repository"
         );
     }

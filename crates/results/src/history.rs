@@ -459,11 +459,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<HistoryEntry>, HistoryError>
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|source| HistoryError::NotJson {
-            path: path.to_path_buf(),
-            line: line_no,
-            source,
-        })?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|source| HistoryError::NotJson {
+                path: path.to_path_buf(),
+                line: line_no,
+                source,
+            })?;
         if !value.is_object() {
             return Err(HistoryError::Invalid {
                 path: path.to_path_buf(),
@@ -472,10 +473,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<HistoryEntry>, HistoryError>
                 reason: "the line is not a JSON object".to_string(),
             });
         }
-        let version = value.get("history_version").ok_or_else(|| HistoryError::NoVersion {
-            path: path.to_path_buf(),
-            line: line_no,
-        })?;
+        let version = value
+            .get("history_version")
+            .ok_or_else(|| HistoryError::NoVersion {
+                path: path.to_path_buf(),
+                line: line_no,
+            })?;
         if version.as_u64() != Some(u64::from(HISTORY_VERSION)) {
             return Err(HistoryError::VersionMismatch {
                 path: path.to_path_buf(),
@@ -645,7 +648,8 @@ pub fn parse_verdict(text: &str, path: &Path, commit: &str) -> Result<VerdictRec
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let file = path.display().to_string();
     if value.get("a").is_some() && value.get("b").is_some() {
-        let ab: AbFile = serde_json::from_value(value).map_err(|e| invalid(format!("as an A/B verdict: {e}")))?;
+        let ab: AbFile =
+            serde_json::from_value(value).map_err(|e| invalid(format!("as an A/B verdict: {e}")))?;
         if let Some(judged) = &ab.b.commit {
             let (j, c) = (judged.to_ascii_lowercase(), commit.to_ascii_lowercase());
             if !(j.starts_with(&c) || c.starts_with(&j)) {
@@ -824,7 +828,11 @@ impl Trend {
     }
 
     /// The series of one backend × workload.
-    pub fn series_of<'a>(&'a self, backend: &'a str, workload: &'a str) -> impl Iterator<Item = &'a TrendSeries> {
+    pub fn series_of<'a>(
+        &'a self,
+        backend: &'a str,
+        workload: &'a str,
+    ) -> impl Iterator<Item = &'a TrendSeries> {
         self.series
             .iter()
             .filter(move |s| s.backend == backend && s.workload == workload)
@@ -895,7 +903,10 @@ pub fn trend(entries: &[HistoryEntry], filter: &TrendFilter) -> Result<Trend, Tr
             notes.push((e.short_commit().to_string(), note.clone()));
         }
         if e.dirty {
-            caveats.push((e.short_commit().to_string(), "measured from a dirty tree".to_string()));
+            caveats.push((
+                e.short_commit().to_string(),
+                "measured from a dirty tree".to_string(),
+            ));
         }
         if e.partial {
             caveats.push((e.short_commit().to_string(), "partial run".to_string()));
@@ -954,7 +965,9 @@ pub fn trend(entries: &[HistoryEntry], filter: &TrendFilter) -> Result<Trend, Tr
                         v.marks
                             .iter()
                             .filter(|mk| {
-                                mk.backend == cell.backend && mk.workload == cell.workload && mk.metric == *metric
+                                mk.backend == cell.backend
+                                    && mk.workload == cell.workload
+                                    && mk.metric == *metric
                             })
                             .map(|mk| PointMark {
                                 source: v.source,
@@ -990,13 +1003,20 @@ pub fn trend(entries: &[HistoryEntry], filter: &TrendFilter) -> Result<Trend, Tr
                 .position(|(bk, w)| *bk == s.backend && *w == s.workload)
                 .unwrap_or(usize::MAX)
         };
-        (cell(a), &a.config_hash, metric_rank(&a.metric), &a.metric, a.host_class).cmp(&(
-            cell(b),
-            &b.config_hash,
-            metric_rank(&b.metric),
-            &b.metric,
-            b.host_class,
-        ))
+        (
+            cell(a),
+            &a.config_hash,
+            metric_rank(&a.metric),
+            &a.metric,
+            a.host_class,
+        )
+            .cmp(&(
+                cell(b),
+                &b.config_hash,
+                metric_rank(&b.metric),
+                &b.metric,
+                b.host_class,
+            ))
     });
     if series.is_empty() {
         return Err(TrendError::Nothing);
@@ -1176,7 +1196,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/history.jsonl");
         let a = entry(SHA_A, "2026-11-29T20:00:00Z", "cpu", &READY);
-        let mut b = entry(SHA_B, "2026-11-29T21:00:00Z", "cpu", &[20.0, 21.0, 22.0, 23.0, 24.0]);
+        let mut b = entry(
+            SHA_B,
+            "2026-11-29T21:00:00Z",
+            "cpu",
+            &[20.0, 21.0, 22.0, 23.0, 24.0],
+        );
         b.verdicts.push(VerdictRecord {
             source: VerdictSource::Ab,
             file: "ab.json".into(),
@@ -1202,7 +1227,14 @@ mod tests {
         // The same run twice is refused, and the file is left as it was.
         let err = append_entry(&path, &a).unwrap_err();
         assert!(
-            matches!(&err, HistoryError::DuplicateRun { line: 3, first_line: 1, .. }),
+            matches!(
+                &err,
+                HistoryError::DuplicateRun {
+                    line: 3,
+                    first_line: 1,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
@@ -1225,7 +1257,10 @@ mod tests {
 
         let err = parse_err(&format!("{good}\n{{not json\n"));
         assert!(matches!(err, HistoryError::NotJson { line: 2, .. }), "{err}");
-        assert!(err.to_string().starts_with("h.jsonl:2: not a JSON object"), "{err}");
+        assert!(
+            err.to_string().starts_with("h.jsonl:2: not a JSON object"),
+            "{err}"
+        );
 
         let err = parse_err("[1, 2]\n");
         assert!(matches!(err, HistoryError::Invalid { line: 1, .. }), "{err}");
@@ -1239,11 +1274,15 @@ mod tests {
         v["history_version"] = serde_json::json!(2);
         let err = parse_err(&v.to_string());
         assert!(
-            err.to_string().contains("history_version 2, this cvbench reads version 1"),
+            err.to_string()
+                .contains("history_version 2, this cvbench reads version 1"),
             "{err}"
         );
         v["history_version"] = serde_json::json!("1");
-        assert!(matches!(parse_err(&v.to_string()), HistoryError::VersionMismatch { .. }));
+        assert!(matches!(
+            parse_err(&v.to_string()),
+            HistoryError::VersionMismatch { .. }
+        ));
 
         // Wrong types, unknown fields and impossible figures name the line and the cause.
         let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
@@ -1254,11 +1293,15 @@ mod tests {
 
         let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
         v["comit"] = serde_json::json!(SHA_A);
-        assert!(parse_err(&v.to_string()).to_string().contains("unknown field `comit`"));
+        assert!(parse_err(&v.to_string())
+            .to_string()
+            .contains("unknown field `comit`"));
 
         let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
         v["commit"] = serde_json::json!("main");
-        assert!(parse_err(&v.to_string()).to_string().contains("not 7 to 40 hex digits"));
+        assert!(parse_err(&v.to_string())
+            .to_string()
+            .contains("not 7 to 40 hex digits"));
 
         let mut v: serde_json::Value = serde_json::from_str(&good).unwrap();
         v["cells"][0]["metrics"][metrics::START_TO_READY_MS]["ci95"] = serde_json::json!([20.0, 10.0]);
@@ -1279,7 +1322,10 @@ mod tests {
         std::fs::write(&path, format!("{good}\ngarbage\n")).unwrap();
         let err = append_entry(&path, &entry(SHA_B, "2026-11-29T21:00:00Z", "cpu", &READY)).unwrap_err();
         assert!(matches!(err, HistoryError::NotJson { line: 2, .. }), "{err}");
-        assert!(matches!(read(&dir.path().join("none")), Err(HistoryError::Unreadable { .. })));
+        assert!(matches!(
+            read(&dir.path().join("none")),
+            Err(HistoryError::Unreadable { .. })
+        ));
         std::fs::write(&path, "\n").unwrap();
         assert!(matches!(read(&path), Err(HistoryError::Empty { .. })));
     }
@@ -1294,8 +1340,14 @@ mod tests {
             make(&f, SHA_B, false),
             Err(EntryError::RevisionMismatch { .. })
         ));
-        assert!(make(&f, "aaaaaaa", false).is_ok(), "an abbreviated commit matches");
-        assert!(matches!(make(&f, "HEAD", false), Err(EntryError::BadCommit { .. })));
+        assert!(
+            make(&f, "aaaaaaa", false).is_ok(),
+            "an abbreviated commit matches"
+        );
+        assert!(matches!(
+            make(&f, "HEAD", false),
+            Err(EntryError::BadCommit { .. })
+        ));
         let mut partial = f.clone();
         partial.partial = true;
         assert!(matches!(make(&partial, SHA_A, false), Err(EntryError::Partial)));
@@ -1310,12 +1362,18 @@ mod tests {
             partial: false,
             host: f.host.clone(),
         });
-        assert!(matches!(make(&merged, SHA_A, false), Err(EntryError::Merged { hosts: 1 })));
+        assert!(matches!(
+            make(&merged, SHA_A, false),
+            Err(EntryError::Merged { hosts: 1 })
+        ));
         let mut empty = f.clone();
         for c in &mut empty.benchmarks {
             c.runs.clear();
         }
-        assert!(matches!(make(&empty, SHA_A, false), Err(EntryError::NoStartupMetric)));
+        assert!(matches!(
+            make(&empty, SHA_A, false),
+            Err(EntryError::NoStartupMetric)
+        ));
         // A file without a run id (written before it existed) gets one from its start and host.
         let mut old = f;
         old.run_id.clear();
@@ -1375,7 +1433,11 @@ mod tests {
         assert_eq!((v.source, v.judged, v.marks.len()), (VerdictSource::Ab, 2, 1));
         assert_eq!(v.marks[0].verdict, Verdict::Regression);
         assert_eq!(v.marks[0].change, Some(0.2));
-        assert!(v.against.contains("main") && v.against.contains("aaaaaaaaaaaa"), "{}", v.against);
+        assert!(
+            v.against.contains("main") && v.against.contains("aaaaaaaaaaaa"),
+            "{}",
+            v.against
+        );
         // A verdict about another commit is refused.
         let err = parse_verdict(&ab_verdict(SHA_C, "regression"), p, SHA_B).unwrap_err();
         assert!(matches!(err, EntryError::VerdictCommit { .. }), "{err}");
@@ -1442,7 +1504,11 @@ mod tests {
             small.points.iter().map(|p| (p.x, p.median)).collect::<Vec<_>>(),
             vec![(0, 10.0), (2, 30.0)]
         );
-        assert_eq!(small.last_change(), Some(2.0), "c against a, skipping the other class's b");
+        assert_eq!(
+            small.last_change(),
+            Some(2.0),
+            "c against a, skipping the other class's b"
+        );
         let big = ready.iter().find(|s| s.host_class == 1).unwrap();
         assert_eq!(big.points.len(), 1);
         assert_eq!(big.last_change(), None, "nothing to compare within its class");
@@ -1477,9 +1543,15 @@ mod tests {
         let t = trend(&history, &filter).unwrap();
         assert_eq!(t.series.len(), 1);
         let s = &t.series[0];
-        assert_eq!((s.backend.as_str(), s.metric.as_str()), ("runc", metrics::START_TO_READY_MS));
+        assert_eq!(
+            (s.backend.as_str(), s.metric.as_str()),
+            ("runc", metrics::START_TO_READY_MS)
+        );
         assert_eq!(s.points[1].changed_labels, vec!["runtime 1.0 → 1.1".to_string()]);
-        assert!(s.points.iter().all(|p| p.marks.is_empty()), "the mark is container's");
+        assert!(
+            s.points.iter().all(|p| p.marks.is_empty()),
+            "the mark is container's"
+        );
 
         let t = trend(&history, &TrendFilter::default()).unwrap();
         let marked: Vec<(&str, &str, usize)> = t
@@ -1502,7 +1574,11 @@ mod tests {
             },
         )
         .unwrap_err();
-        assert!(err.to_string().contains("no backend \"qemu\" (it has: container, runc)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("no backend \"qemu\" (it has: container, runc)"),
+            "{err}"
+        );
         let err = trend(
             &history,
             &TrendFilter {

@@ -184,7 +184,9 @@ fn resolve_commit(args: &AppendArgs) -> anyhow::Result<CommitInfo> {
 fn uncommitted_changes(repo: &Path, history_file: &Path) -> anyhow::Result<Vec<String>> {
     let status = git(repo, &["status", "--porcelain", "--untracked-files=no"])
         .map_err(|e| UsageError(format!("cannot tell whether {} is clean: {e}", repo.display())))?;
-    let top = git(repo, &["rev-parse", "--show-toplevel"]).map(PathBuf::from).ok();
+    let top = git(repo, &["rev-parse", "--show-toplevel"])
+        .map(PathBuf::from)
+        .ok();
     let history_rel = top.and_then(|top| {
         let abs = absolute(history_file)?;
         abs.strip_prefix(absolute(&top)?).ok().map(Path::to_path_buf)
@@ -296,8 +298,19 @@ mod tests {
     #[test]
     fn append_parses_its_flags_with_the_default_history() {
         let cli = Cli::try_parse_from([
-            "bench", "history", "append", "out/results.json", "--commit", "abc1234", "--verdict", "ab.json",
-            "--verdict", "check.json", "--note", "host loaded", "--allow-dirty",
+            "bench",
+            "history",
+            "append",
+            "out/results.json",
+            "--commit",
+            "abc1234",
+            "--verdict",
+            "ab.json",
+            "--verdict",
+            "check.json",
+            "--note",
+            "host loaded",
+            "--allow-dirty",
         ])
         .unwrap();
         let crate::Command::History(HistoryArgs {
@@ -309,7 +322,10 @@ mod tests {
         assert_eq!(a.results, PathBuf::from("out/results.json"));
         assert_eq!(a.history, PathBuf::from(DEFAULT_HISTORY_FILE));
         assert_eq!(a.commit.as_deref(), Some("abc1234"));
-        assert_eq!(a.verdict, vec![PathBuf::from("ab.json"), PathBuf::from("check.json")]);
+        assert_eq!(
+            a.verdict,
+            vec![PathBuf::from("ab.json"), PathBuf::from("check.json")]
+        );
         assert_eq!(a.note.as_deref(), Some("host loaded"));
         assert!(a.allow_dirty && !a.allow_partial);
         // The results file is required; unknown flags are refused.

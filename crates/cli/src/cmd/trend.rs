@@ -118,8 +118,18 @@ mod tests {
     #[test]
     fn trend_parses_filters_and_needs_out() {
         let cli = Cli::try_parse_from([
-            "bench", "trend", "--out", "t", "--metric", "ready,start_to_exec_ms", "--backend", "runc",
-            "--backend", "container", "--size", "960x540",
+            "bench",
+            "trend",
+            "--out",
+            "t",
+            "--metric",
+            "ready,start_to_exec_ms",
+            "--backend",
+            "runc",
+            "--backend",
+            "container",
+            "--size",
+            "960x540",
         ])
         .unwrap();
         let crate::Command::Trend(a) = cli.command else {
@@ -130,7 +140,10 @@ mod tests {
         assert_eq!(a.metric, vec!["ready", "start_to_exec_ms"]);
         assert_eq!(a.backend, vec!["runc", "container"]);
         assert_eq!(a.size, (960, 540));
-        assert!(Cli::try_parse_from(["bench", "trend"]).is_err(), "--out is required");
+        assert!(
+            Cli::try_parse_from(["bench", "trend"]).is_err(),
+            "--out is required"
+        );
         assert!(Cli::try_parse_from(["bench", "trend", "--out", "t", "--theme", "blue"]).is_err());
     }
 
@@ -138,6 +151,10 @@ mod tests {
     fn metrics_are_named_by_name_or_label() {
         assert_eq!(metric_name("ready"), results::metrics::START_TO_READY_MS);
         assert_eq!(metric_name("start_to_exec_ms"), "start_to_exec_ms");
-        assert_eq!(metric_name("PSS"), "PSS", "not a startup label: kept, then refused by the trend");
+        assert_eq!(
+            metric_name("PSS"),
+            "PSS",
+            "not a startup label: kept, then refused by the trend"
+        );
     }
 }

@@ -17,7 +17,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::common::{axis_areas, builder, category_label, mesh};
-use super::{categories, fmt_tick, font, px, render, with_legend_row, Chart, ChartText, DrawError, Figure, LegendEntry};
+use super::{
+    categories, fmt_tick, font, px, render, with_legend_row, Chart, ChartText, DrawError, Figure, LegendEntry,
+};
 use crate::style::Style;
 use crate::{ReportError, ReportOptions};
 use results::history::{self, HistoryEntry, PointMark, Trend, TrendFilter, TrendSeries};
@@ -93,7 +95,13 @@ fn mark_text(m: &PointMark) -> String {
 /// File-name-safe text: letters, digits, `-` and `_`; anything else becomes `_`.
 fn slug(text: &str) -> String {
     text.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -116,13 +124,26 @@ pub fn charts(trend: &Trend, per_metric: bool) -> Vec<TrendChart> {
         let groups: Vec<(Option<&str>, Vec<&TrendSeries>)> = if per_metric {
             metric_names
                 .iter()
-                .map(|m| (Some(*m), series.iter().copied().filter(|s| s.metric == *m).collect()))
+                .map(|m| {
+                    (
+                        Some(*m),
+                        series.iter().copied().filter(|s| s.metric == *m).collect(),
+                    )
+                })
                 .collect()
         } else {
             vec![(None, series.clone())]
         };
         for (metric, group) in groups {
-            out.push(chart(trend, backend, workload, metric, &group, &metric_names, &ticks));
+            out.push(chart(
+                trend,
+                backend,
+                workload,
+                metric,
+                &group,
+                &metric_names,
+                &ticks,
+            ));
         }
     }
     out
@@ -149,10 +170,19 @@ fn chart(
         let colour = metric_names.iter().position(|m| *m == s.metric).unwrap_or(0);
         let mut label = metrics::label(&s.metric).to_string();
         if several_classes {
-            let _ = write!(label, " · {} {}", marker_symbol(s.host_class), class_name(s.host_class));
+            let _ = write!(
+                label,
+                " · {} {}",
+                marker_symbol(s.host_class),
+                class_name(s.host_class)
+            );
         }
         if configs.len() > 1 {
-            let _ = write!(label, " · config {}", &s.config_hash[..s.config_hash.len().min(6)]);
+            let _ = write!(
+                label,
+                " · config {}",
+                &s.config_hash[..s.config_hash.len().min(6)]
+            );
         }
         let points: Vec<LinePoint> = s
             .points
@@ -174,9 +204,7 @@ fn chart(
             points,
         });
     }
-    let unit = series
-        .first()
-        .map_or("", |s| metrics::quantity(&s.metric).unit());
+    let unit = series.first().map_or("", |s| metrics::quantity(&s.metric).unit());
     let ns: Vec<usize> = series.iter().flat_map(|s| s.points.iter().map(|p| p.n)).collect();
     let n = match (ns.iter().min(), ns.iter().max()) {
         (Some(lo), Some(hi)) if lo == hi => format!("n = {lo} runs per point"),
@@ -196,12 +224,19 @@ fn chart(
             .iter()
             .map(|c| format!("{} {}", marker_symbol(*c), class_name(*c)))
             .collect();
-        format!("{} host classes, never joined: {}", classes.len(), shapes.join(", "))
+        format!(
+            "{} host classes, never joined: {}",
+            classes.len(),
+            shapes.join(", ")
+        )
     };
     let loaded = if trend.notes.is_empty() {
         String::new()
     } else {
-        format!(" · {} commit(s) carry a note (see the summary)", trend.notes.len())
+        format!(
+            " · {} commit(s) carry a note (see the summary)",
+            trend.notes.len()
+        )
     };
     TrendChart {
         backend: backend.to_string(),
@@ -272,7 +307,12 @@ impl TrendChart {
 impl Chart for TrendChart {
     fn name(&self) -> String {
         match &self.metric {
-            Some(m) => format!("trend_{}_{}_{}", slug(&self.backend), slug(&self.workload), slug(m)),
+            Some(m) => format!(
+                "trend_{}_{}_{}",
+                slug(&self.backend),
+                slug(&self.workload),
+                slug(m)
+            ),
             None => format!("trend_{}_{}", slug(&self.backend), slug(&self.workload)),
         }
     }
@@ -289,7 +329,11 @@ impl Chart for TrendChart {
         &self.text
     }
 
-    fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, style: &Style) -> Result<(), DrawError> {
+    fn draw<DB: DrawingBackend>(
+        &self,
+        area: &DrawingArea<DB, Shift>,
+        style: &Style,
+    ) -> Result<(), DrawError> {
         let entries: Vec<LegendEntry> = self
             .lines
             .iter()
@@ -302,7 +346,8 @@ impl Chart for TrendChart {
             .flat_map(|l| l.points.iter().map(|p| p.ci95[1].max(p.median)))
             .fold(1e-3f64, f64::max);
         let n = self.ticks.len().max(1);
-        let mut chart = builder(&area, style, axis_areas(style)).build_cartesian_2d(categories(n), 0.0..y_max * 1.2)?;
+        let mut chart =
+            builder(&area, style, axis_areas(style)).build_cartesian_2d(categories(n), 0.0..y_max * 1.2)?;
         let unit = if self.unit.is_empty() {
             String::new()
         } else {
@@ -351,8 +396,16 @@ impl Chart for TrendChart {
                 let pt = (at(p.x), p.median);
                 match line.host_class % 3 {
                     0 => chart.draw_series(std::iter::once(Circle::new(pt, size, colour.filled())))?,
-                    1 => chart.draw_series(std::iter::once(TriangleMarker::new(pt, size + 2, colour.filled())))?,
-                    _ => chart.draw_series(std::iter::once(Cross::new(pt, size, colour.stroke_width(stroke))))?,
+                    1 => chart.draw_series(std::iter::once(TriangleMarker::new(
+                        pt,
+                        size + 2,
+                        colour.filled(),
+                    )))?,
+                    _ => chart.draw_series(std::iter::once(Cross::new(
+                        pt,
+                        size,
+                        colour.stroke_width(stroke),
+                    )))?,
                 };
             }
             for p in line.points.iter().filter(|p| !p.marks.is_empty()) {
@@ -363,7 +416,8 @@ impl Chart for TrendChart {
                 };
                 chart.draw_series(std::iter::once(Circle::new((at(p.x), p.median), size * 3, ring)))?;
                 let symbol = if p.regressed { "▲" } else { "▼" };
-                let text = font(style.legend_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
+                let text =
+                    font(style.legend_px(), style.foreground).pos(Pos::new(HPos::Center, VPos::Bottom));
                 chart.draw_series(std::iter::once(Text::new(
                     format!("{symbol} {}", p.marks.join("; ")),
                     (at(p.x), p.ci95[1].max(p.median) + y_max * 0.04),
@@ -466,7 +520,8 @@ pub fn summary(entries: &[HistoryEntry], trend: &Trend, figures: &[Figure], sour
         let _ = writeln!(s, "\n### {backend} · {workload}\n");
         for f in figures.iter().filter(|f| {
             f.name == format!("trend_{}_{}", slug(backend), slug(workload))
-                || f.name.starts_with(&format!("trend_{}_{}_", slug(backend), slug(workload)))
+                || f.name
+                    .starts_with(&format!("trend_{}_{}_", slug(backend), slug(workload)))
         }) {
             let file = f
                 .png_path
@@ -522,13 +577,23 @@ pub fn summary(entries: &[HistoryEntry], trend: &Trend, figures: &[Figure], sour
                 se.points
                     .iter()
                     .filter(|p| !p.changed_labels.is_empty())
-                    .map(|p| format!("{}: {}", trend.ticks[p.x].short_commit, p.changed_labels.join(", ")))
+                    .map(|p| {
+                        format!(
+                            "{}: {}",
+                            trend.ticks[p.x].short_commit,
+                            p.changed_labels.join(", ")
+                        )
+                    })
             })
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
         if !changes.is_empty() {
-            let _ = writeln!(s, "\nThe environment moved: labels changed at {}.", changes.join("; "));
+            let _ = writeln!(
+                s,
+                "\nThe environment moved: labels changed at {}.",
+                changes.join("; ")
+            );
         }
     }
     let _ = writeln!(s, "\n### Marked by `bench ab` / `bench check`\n");
@@ -593,7 +658,13 @@ mod tests {
         let lines: Vec<(&str, usize, Vec<usize>)> = container
             .lines()
             .iter()
-            .map(|l| (l.label.as_str(), l.host_class, l.points.iter().map(|p| p.x).collect()))
+            .map(|l| {
+                (
+                    l.label.as_str(),
+                    l.host_class,
+                    l.points.iter().map(|p| p.x).collect(),
+                )
+            })
             .collect();
         // exec and ready; host class 1 measured commits 1, 2 and 4, class 2 only commit 3.
         assert_eq!(
@@ -616,7 +687,10 @@ mod tests {
             vec![10.0, 10.5, 13.0]
         );
         assert_eq!(ready.points[2].ci95, [12.0, 14.0]);
-        assert_eq!(ready.points[2].marks, vec!["regression +23.8% (bench ab)".to_string()]);
+        assert_eq!(
+            ready.points[2].marks,
+            vec!["regression +23.8% (bench ab)".to_string()]
+        );
         assert!(ready.points[2].regressed);
         assert!(ready.points[..2].iter().all(|p| p.marks.is_empty()));
         assert!(container.text().subtitle.contains("2 host classes, never joined"));
@@ -635,7 +709,10 @@ mod tests {
         assert_eq!(charts.len(), 1);
         assert_eq!(charts[0].name(), "trend_runc_idle_start_to_ready_ms");
         assert_eq!(charts[0].lines().len(), 2);
-        assert!(charts[0].lines().iter().all(|l| l.metric == metrics::START_TO_READY_MS));
+        assert!(charts[0]
+            .lines()
+            .iter()
+            .all(|l| l.metric == metrics::START_TO_READY_MS));
     }
 
     #[test]
@@ -653,7 +730,10 @@ mod tests {
             },
         ) {
             Err(ReportError::FontMissing { .. }) => {
-                testkit::skip(testkit::Requirement::Package("fonts-dejavu-core"), "no chart font");
+                testkit::skip(
+                    testkit::Requirement::Package("fonts-dejavu-core"),
+                    "no chart font",
+                );
                 return;
             }
             other => other.unwrap(),
@@ -670,7 +750,9 @@ mod tests {
         let md = std::fs::read_to_string(&written.summary).unwrap();
         assert_eq!(md, written.markdown);
         assert!(md.contains("![container · idle: startup phases across commits](trend_container_idle.png)"));
-        assert!(md.contains("- ● hc1: Fixture CPU A, 2 cores, kernel 6.1.0, KVM none, cgroup v2 (3 commit(s))"));
+        assert!(
+            md.contains("- ● hc1: Fixture CPU A, 2 cores, kernel 6.1.0, KVM none, cgroup v2 (3 commit(s))")
+        );
         assert!(md.contains("- 3333333: host loaded: 4 parallel builds"), "{md}");
         // ready on hc1: 10.0 at 1111111 -> 13.0 at 4444444, +23.8% from 10.5 (2222222): never from
         // the hc2 point of 3333333 in between.
@@ -683,6 +765,9 @@ mod tests {
             md.contains("- 4444444 container/idle ready on hc1: **regression** +23.8% (bench ab, A = main"),
             "{md}"
         );
-        assert!(md.contains("labels changed at 4444444: runc_version 1.1.5 → 1.1.12"), "{md}");
+        assert!(
+            md.contains("labels changed at 4444444: runc_version 1.1.5 → 1.1.12"),
+            "{md}"
+        );
     }
 }
