@@ -182,7 +182,8 @@ fn resolve_commit(args: &AppendArgs) -> anyhow::Result<CommitInfo> {
 /// Tracked files with uncommitted changes in `repo`, except the history file itself (appending
 /// changes it, and that is not a change to what was measured).
 fn uncommitted_changes(repo: &Path, history_file: &Path) -> anyhow::Result<Vec<String>> {
-    let status = git(repo, &["status", "--porcelain", "--untracked-files=no"])
+    // Tracked files whose content differs from HEAD, staged or not (NUL-separated: no quoting).
+    let changed = git(repo, &["diff", "--name-only", "-z", "HEAD", "--"])
         .map_err(|e| UsageError(format!("cannot tell whether {} is clean: {e}", repo.display())))?;
     let top = git(repo, &["rev-parse", "--show-toplevel"])
         .map(PathBuf::from)
@@ -191,11 +192,11 @@ fn uncommitted_changes(repo: &Path, history_file: &Path) -> anyhow::Result<Vec<S
         let abs = absolute(history_file)?;
         abs.strip_prefix(absolute(&top)?).ok().map(Path::to_path_buf)
     });
-    Ok(status
-        .lines()
-        .filter_map(|l| l.get(3..))
-        .map(|p| p.trim_matches('"').to_string())
+    Ok(changed
+        .split('\0')
+        .filter(|p| !p.is_empty())
         .filter(|p| history_rel.as_deref() != Some(Path::new(p)))
+        .map(str::to_string)
         .collect())
 }
 
