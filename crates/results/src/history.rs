@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::check::Verdict;
@@ -32,8 +33,18 @@ pub const HISTORY_VERSION: u32 = 1;
 /// Where this repository keeps its own history, relative to the repository root.
 pub const DEFAULT_HISTORY_FILE: &str = "results/history.jsonl";
 
+/// Where the published JSON Schema of one history line lives, relative to the repository root.
+pub const HISTORY_SCHEMA_FILE: &str = "results/schema/history.schema.json";
+
+/// The JSON Schema (draft 2020-12) of one history line, generated from these types with `schemars`
+/// and published as [`HISTORY_SCHEMA_FILE`] (a test regenerates it and fails when the committed copy
+/// is stale). [`parse`] checks more than the schema can say ([`HistoryEntry::validate`]).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(HistoryEntry)).unwrap_or(serde_json::Value::Null)
+}
+
 /// One line of the history: one results file of one commit, reduced to its startup figures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryEntry {
     /// [`HISTORY_VERSION`] when written.
@@ -71,7 +82,7 @@ pub struct HistoryEntry {
 }
 
 /// One backend × workload cell: what ran and its startup metrics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CellSummary {
     pub backend: String,
@@ -94,7 +105,7 @@ pub struct CellSummary {
 }
 
 /// One metric of one cell: what `bench report` shows for it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricPoint {
     /// Measured samples.
@@ -107,7 +118,7 @@ pub struct MetricPoint {
 }
 
 /// Which command wrote a verdict file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictSource {
     /// `bench ab --json`: this commit (B) against another build (A) on the same host.
@@ -126,7 +137,7 @@ impl VerdictSource {
 }
 
 /// A verdict file, reduced to what the trend marks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictRecord {
     pub source: VerdictSource,
@@ -146,7 +157,7 @@ pub struct VerdictRecord {
 }
 
 /// One marked metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerdictMark {
     pub backend: String,
@@ -1598,5 +1609,53 @@ mod tests {
         assert_eq!(x_order(&[b.clone(), a.clone()]), vec![0, 1]);
         b.commit_date = Some("2026-11-29T21:00:00Z".into());
         assert_eq!(x_order(&[b, a]), vec![1, 0]);
+    }
+
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    #[test]
+    fn the_published_history_schema_is_current() {
+        let path = repo_root().join(HISTORY_SCHEMA_FILE);
+        let fresh = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        if committed != fresh {
+            std::fs::write(&path, &fresh).unwrap();
+            panic!(
+                "{} was stale and has been regenerated from the Rust types: review and commit it",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn written_and_committed_history_lines_match_the_schema() {
+        let validator = jsonschema::validator_for(&json_schema()).expect("a valid JSON Schema");
+        let errors = |v: &serde_json::Value| -> Vec<String> {
+            validator
+                .iter_errors(v)
+                .map(|e| format!("{e} at {}", e.instance_path))
+                .collect()
+        };
+        let mut e = entry(SHA_A, "2026-11-29T20:00:00Z", "cpu", &READY);
+        e.verdicts
+            .push(parse_verdict(&ab_verdict(SHA_A, "regression"), Path::new("ab.json"), SHA_A).unwrap());
+        let written: serde_json::Value = serde_json::from_str(&e.to_line()).unwrap();
+        assert!(errors(&written).is_empty(), "{:#?}", errors(&written));
+        let mut unknown = written.clone();
+        unknown["comit"] = serde_json::json!("x");
+        assert!(
+            !errors(&unknown).is_empty(),
+            "unknown fields are refused by the schema too"
+        );
+        let committed = repo_root().join(DEFAULT_HISTORY_FILE);
+        let text = std::fs::read_to_string(&committed).unwrap();
+        let lines = parse(&text, &committed).unwrap();
+        assert!(lines.len() >= 4, "the repository keeps at least four commits");
+        for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(errors(&v).is_empty(), "line {}: {:#?}", i + 1, errors(&v));
+        }
     }
 }

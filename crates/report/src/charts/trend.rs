@@ -207,8 +207,8 @@ fn chart(
     let unit = series.first().map_or("", |s| metrics::quantity(&s.metric).unit());
     let ns: Vec<usize> = series.iter().flat_map(|s| s.points.iter().map(|p| p.n)).collect();
     let n = match (ns.iter().min(), ns.iter().max()) {
-        (Some(lo), Some(hi)) if lo == hi => format!("n = {lo} runs per point"),
-        (Some(lo), Some(hi)) => format!("n = {lo}–{hi} runs per point"),
+        (Some(lo), Some(hi)) if lo == hi => format!("n = {lo} per point"),
+        (Some(lo), Some(hi)) => format!("n = {lo}–{hi} per point"),
         _ => "no points".to_string(),
     };
     let classes: Vec<usize> = {
@@ -218,7 +218,11 @@ fn chart(
         c
     };
     let class_text = if let [only] = classes.as_slice() {
-        format!("host {}", trend.host_classes[*only])
+        let c = &trend.host_classes[*only];
+        format!(
+            "{}, {} cores, KVM {}, kernel {}",
+            c.cpu_model, c.cores, c.kvm, c.kernel
+        )
     } else {
         let shapes: Vec<String> = classes
             .iter()
@@ -233,10 +237,7 @@ fn chart(
     let loaded = if trend.notes.is_empty() {
         String::new()
     } else {
-        format!(
-            " · {} commit(s) carry a note (see the summary)",
-            trend.notes.len()
-        )
+        format!(" · {} noted (trend.md)", trend.notes.len())
     };
     TrendChart {
         backend: backend.to_string(),
@@ -246,7 +247,7 @@ fn chart(
         unit,
         lines,
         text: ChartText {
-            subtitle: format!("median and bootstrap 95% CI, {n} · {class_text}{loaded}"),
+            subtitle: format!("median, bootstrap 95% CI · {n} · {class_text}{loaded}"),
             caption: captions.join("\n"),
         },
     }
@@ -363,6 +364,8 @@ impl Chart for TrendChart {
             .draw()?;
         let at = |x: usize| SegmentValue::CenterOf(px(x));
         let stroke = style.stroke();
+        // Bands of several metrics overlap: lighter, so the lines stay readable.
+        let band = if self.lines.len() > 2 { 0.07 } else { 0.18 };
         for line in &self.lines {
             let colour = style.series(line.colour);
             if line.points.len() >= 2 {
@@ -370,7 +373,7 @@ impl Chart for TrendChart {
                 let lower = line.points.iter().rev().map(|p| (at(p.x), p.ci95[0]));
                 chart.draw_series(std::iter::once(Polygon::new(
                     upper.chain(lower).collect::<Vec<_>>(),
-                    colour.mix(0.18).filled(),
+                    colour.mix(band).filled(),
                 )))?;
             }
             let path = line.points.iter().map(|p| (at(p.x), p.median));
@@ -694,7 +697,7 @@ mod tests {
         assert!(ready.points[2].regressed);
         assert!(ready.points[..2].iter().all(|p| p.marks.is_empty()));
         assert!(container.text().subtitle.contains("2 host classes, never joined"));
-        assert!(container.text().subtitle.contains("n = 10 runs per point"));
+        assert!(container.text().subtitle.contains("n = 10 per point"));
     }
 
     #[test]
