@@ -252,4 +252,33 @@ mod tests {
             vec![false, false, true]
         );
     }
+
+    #[test]
+    fn the_trend_draws_from_the_committed_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = bench()
+            .args(["trend", "--history"])
+            .arg(root().join("results/history.jsonl"))
+            .arg("--out")
+            .arg(dir.path())
+            .args(["--size", "640x360", "--metric", "ready"])
+            .output()
+            .expect("run");
+        if stderr(&out).contains("no usable font") {
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no chart font",
+            );
+            return;
+        }
+        assert!(out.status.success(), "{}", stderr(&out));
+        for backend in ["container", "runc"] {
+            let png = dir
+                .path()
+                .join(format!("trend_{backend}_idle_start_to_ready_ms.png"));
+            assert!(png.is_file(), "{}", png.display());
+        }
+        let md = std::fs::read_to_string(dir.path().join("trend.md")).expect("trend.md");
+        assert!(md.contains("| ready | hc1 |"), "{md}");
+    }
 }
