@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the cvbench image (deploy/Dockerfile) from Debian only, with no registry needed.
 #
-# Usage: scripts/build-image.sh [--prebuilt] [--debootstrap | --base IMAGE] [--tag TAG]
+# Usage: scripts/build-image.sh [--prebuilt] [--debootstrap | --base IMAGE] [--tag TAG] [--ca-cert FILE]...
 #   --prebuilt     put this host's release build in the image (target/.../release/bench and the
 #                  static cvbench-* binaries, and the guest kernel of guest/kernel/build.sh); run
 #                  scripts/setup.sh first. Without it the image compiles everything itself (slow:
@@ -12,6 +12,8 @@
 #                  mirrors but no container registry.
 #   --base IMAGE   the Debian bookworm base to build on (default debian:bookworm).
 #   --tag TAG      the image's tag (default cvbench:latest).
+#   --ca-cert FILE a PEM certificate the build stage trusts besides Debian's (a TLS-intercepting
+#                  proxy in front of crates.io); repeatable. Not in the final image.
 #
 # Docker: $DOCKER_HOST if set, else the system daemon. The build runs with host networking, for apt
 # (Debian's mirrors) and, without --prebuilt, cargo (crates.io). The image's entrypoint is `bench`:
@@ -28,13 +30,19 @@ base="debian:bookworm"
 tag="cvbench:latest"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 local_base="cvbench-base:bookworm"
+ca_certs=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --prebuilt) prebuilt=1 ;;
         --debootstrap) debootstrap=1 ;;
         --base) [ $# -ge 2 ] || die "--base needs an image"; base="$2"; shift ;;
         --tag) [ $# -ge 2 ] || die "--tag needs a tag"; tag="$2"; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        --ca-cert)
+            [ $# -ge 2 ] || die "--ca-cert needs a file"
+            grep -q -- '-----BEGIN CERTIFICATE-----' "$2" 2>/dev/null || die "--ca-cert $2: not a readable PEM certificate"
+            ca_certs+="$(cat "$2")"$'\n'
+            shift ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) die "unknown argument '$1' (see --help)" ;;
     esac
     shift
@@ -94,7 +102,7 @@ fi
 log "building $tag on $base (ARTIFACTS=$artifacts)"
 # DOCKER_BUILDKIT=0: the classic builder ships with every docker.io; BuildKit needs the buildx plugin.
 DOCKER_BUILDKIT=0 docker build --network host \
-    --build-arg "BASE=$base" --build-arg "ARTIFACTS=$artifacts" \
+    --build-arg "BASE=$base" --build-arg "ARTIFACTS=$artifacts" --build-arg "EXTRA_CA_CERTS=$ca_certs" \
     -f deploy/Dockerfile -t "$tag" "$context"
 size="$(docker image inspect -f '{{.Size}}' "$tag")"
 log "built $tag: $((size / 1024 / 1024)) MiB"

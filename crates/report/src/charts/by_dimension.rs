@@ -567,3 +567,80 @@ mod tests {
         assert_eq!(file_part("instance"), "instance");
     }
 }
+
+#[cfg(test)]
+mod committed_example {
+    use super::*;
+
+    /// results/example-merged: this machine three times (`--label site=a`, `site=b`, and once
+    /// inside the deploy/Dockerfile image), merged and pivoted by site.
+    #[test]
+    fn the_merged_example_pivots_into_one_group_per_site() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../results/example-merged/results.json");
+        let results = ResultsFile::read(&path).unwrap();
+        let charts = charts(&results, "site").unwrap();
+        let names: Vec<String> = charts.iter().map(Chart::name).collect();
+        assert_eq!(names, ["by_site_startup_idle", "by_site_memory_idle"]);
+        for c in &charts {
+            let values: Vec<&str> = c.groups.iter().map(|g| g.value.as_str()).collect();
+            assert_eq!(values, ["a", "b", "image"]);
+            let legend: Vec<&str> = c.series.iter().map(|s| s.label.as_str()).collect();
+            assert_eq!(legend, ["container", "runc", "microvm-probe (emulated)"]);
+            for g in &c.groups {
+                assert_eq!(g.hosts.len(), 1, "one host per site");
+                let series: Vec<usize> = g.bars.iter().map(|b| b.series).collect();
+                assert_eq!(series, [0, 1, 2]);
+                assert!(g.bars.iter().all(|b| b.n == 3 && b.tag.is_empty()));
+            }
+        }
+    }
+
+    #[test]
+    fn report_by_draws_the_pivoted_charts_beside_the_others() {
+        if !crate::font::FONT_CANDIDATES
+            .iter()
+            .any(|p| std::path::Path::new(p).is_file())
+        {
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no system TTF (install fonts-dejavu-core)",
+            );
+            return;
+        }
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../results/example-merged/results.json");
+        let results = ResultsFile::read(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::ReportOptions {
+            size: (640, 360),
+            ..crate::ReportOptions::default()
+        };
+        let written = crate::write_report_by(&results, dir.path(), &opts, Some("site")).unwrap();
+        let names: Vec<&str> = written.figures.iter().map(|f| f.name.as_str()).collect();
+        assert!(names.contains(&"startup_cdf_idle"), "{names:?}");
+        let pivoted = written
+            .figures
+            .iter()
+            .find(|f| f.name == "by_site_startup_idle")
+            .unwrap();
+        assert!(pivoted.png_path.is_file() && pivoted.svg_path.is_file());
+        for text in [
+            ">\na\n<",
+            ">\nb\n<",
+            ">\nimage\n<",
+            "runc",
+            "microvm-probe (emulated)",
+        ] {
+            assert!(pivoted.svg.contains(text), "{text} missing from the SVG");
+        }
+        let md = std::fs::read_to_string(&written.markdown).unwrap();
+        assert!(
+            md.contains("(by_site_memory_idle.png)"),
+            "the Markdown shows the memory pivot"
+        );
+        // Without --by nothing is pivoted.
+        let plain = crate::write_report(&results, dir.path(), &opts).unwrap();
+        assert!(plain.figures.iter().all(|f| !f.name.starts_with("by_")));
+    }
+}
