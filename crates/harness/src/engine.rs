@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use workload::WorkloadSpec;
 
-use crate::backend::{Backend, Confinement, SharedImage};
+use crate::backend::{Backend, SharedImage};
 use crate::density::{self, DensityOptions, DensityRun};
 use crate::results::{BenchmarkResult, DensityPoint, DensityResult, Isolation, ResultsFile, RunFailure};
 use crate::runner::{cell_labels, run_into, RunOptions};
@@ -64,11 +64,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The `--confinement` the container runtimes apply in this plan (recorded in each cell's labels).
-    fn confinement(&self) -> Confinement {
+    /// The options every launch of this plan gets: `--confinement`, `--memory`, `--cpus`, ...
+    /// (recorded in each cell's labels).
+    fn run_options(&self) -> &RunOptions {
         match self {
-            Mode::Runs { opts, .. } => opts.confinement,
-            Mode::Density(opts) => opts.run.confinement,
+            Mode::Runs { opts, .. } => opts,
+            Mode::Density(opts) => &opts.run,
         }
     }
 
@@ -261,7 +262,7 @@ fn set_up<'a>(
     backend: &'a dyn Backend,
     workloads: &[WorkloadSpec],
     image_dir: &Path,
-    confinement: Confinement,
+    opts: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Lane<'a> {
     let name = backend.name().to_string();
@@ -291,7 +292,7 @@ fn set_up<'a>(
             Some(why)
         })
         .collect();
-    let labels = cell_labels(backend, confinement);
+    let labels = cell_labels(backend, opts);
     let setup = if unsupported.iter().all(Option::is_some) {
         // Nothing to run: no preparation either.
         Setup::Ready(SharedImage::default())
@@ -455,7 +456,7 @@ fn set_up_cells<'a>(
             *backend,
             &plan.workloads,
             plan.image_dir,
-            plan.mode.confinement(),
+            plan.mode.run_options(),
             observer,
         );
         for (w, spec) in plan.workloads.iter().enumerate() {
@@ -629,7 +630,7 @@ fn grow_curves(
             *backend,
             &plan.workloads,
             plan.image_dir,
-            plan.mode.confinement(),
+            plan.mode.run_options(),
             pace.observer,
         );
         for (w, spec) in plan.workloads.iter().enumerate() {

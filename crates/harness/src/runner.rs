@@ -51,6 +51,14 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
+    /// The per-instance limits of these runs.
+    pub fn limits(&self) -> crate::backend::InstanceLimits {
+        crate::backend::InstanceLimits {
+            memory_limit_bytes: self.memory_limit_bytes,
+            cpu_limit: self.cpu_limit,
+        }
+    }
+
     /// The launch request for one instance, measured from `request`.
     pub fn launch_spec(
         &self,
@@ -74,10 +82,12 @@ impl RunOptions {
     }
 }
 
-/// The labels of a result cell of `backend`: the backend's own, plus `confinement` (`none`,
-/// `oci-default`, `docker`) when the backend applies it, so every row says what it paid for.
-pub fn cell_labels(backend: &dyn Backend, confinement: Confinement) -> BTreeMap<String, String> {
-    let mut labels: BTreeMap<String, String> = backend.labels().into_iter().collect();
+/// The labels of a result cell of `backend` run with `opts`: the backend's own for the run's limits
+/// (see [`Backend::labels_with`]), plus `confinement` (`none`, `oci-default`, `docker`) when the
+/// backend applies it, so every row says what it paid for.
+pub fn cell_labels(backend: &dyn Backend, opts: &RunOptions) -> BTreeMap<String, String> {
+    let confinement = opts.confinement;
+    let mut labels: BTreeMap<String, String> = backend.labels_with(&opts.limits()).into_iter().collect();
     if backend.applies_confinement() {
         labels.insert("confinement".to_string(), confinement.name().to_string());
     }
