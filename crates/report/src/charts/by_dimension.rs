@@ -79,10 +79,13 @@ pub struct PivotGroup {
     pub value: String,
     /// The hosts with this value, each with the other dimensions that vary between hosts (never
     /// the constant ones, never `by` itself).
-    pub hosts: Vec<(String, BTreeMap<String, String>)>,
+    pub hosts: Vec<GroupHost>,
     /// Bars in drawing order: by series, then by host.
     pub bars: Vec<PivotBar>,
 }
+
+/// A host of a group: its name and the other dimensions that vary between hosts.
+pub type GroupHost = (String, BTreeMap<String, String>);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PivotBar {
@@ -122,7 +125,7 @@ pub fn charts(results: &ResultsFile, by: &str) -> Result<Vec<PivotChart>, Unknow
             .unwrap_or_default()
     };
     // Groups: the values of `by`, each with its hosts in file order.
-    let mut groups: BTreeMap<String, Vec<(String, BTreeMap<String, String>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<GroupHost>> = BTreeMap::new();
     for h in &hosts {
         let value = h.dims.get(by).cloned().unwrap_or_else(|| NO_VALUE.to_string());
         let others = shown
