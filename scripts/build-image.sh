@@ -16,8 +16,10 @@
 #                  proxy in front of crates.io); repeatable. Not in the final image.
 #
 # Docker: $DOCKER_HOST if set, else the system daemon. The build runs with host networking, for apt
-# (Debian's mirrors) and, without --prebuilt, cargo (crates.io). The image's entrypoint is `bench`:
-#   docker run --rm --privileged -v /dev/kvm:/dev/kvm TAG run --backend container --workload idle
+# (Debian's mirrors) and, without --prebuilt, cargo (crates.io). The image's entrypoint is `bench`;
+# like the DaemonSet, give it /run/cvbench off the image's overlayfs and a writable cgroup tree:
+#   docker run --rm --privileged --device /dev/kvm -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+#       -v "$PWD/run:/run/cvbench" TAG run --backend container --workload idle --runs 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
