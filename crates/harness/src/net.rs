@@ -175,22 +175,34 @@ fn try_allocate_slot(dir: &Path, netns: &impl Fn(u32) -> String) -> Result<(u32,
 
 /// The client namespace for a plan: made (under `/run/cvbench/net`) when one of `workloads` is
 /// reached from outside, `None` otherwise. Fails when networking is unavailable (not root, no
-/// `ip`, no `wrk`).
+/// `ip`, no `wrk`) and `http-outside` needs it; for `http` (whose outside figures are an addition
+/// to the self-test) it is `None` then, and [`unavailable_reason`] says why.
 pub fn for_workloads<'a>(
     workloads: impl IntoIterator<Item = &'a workload::WorkloadSpec>,
 ) -> Result<Option<Network>, NetError> {
-    if !workloads
-        .into_iter()
-        .any(|w| matches!(w, workload::WorkloadSpec::HttpOutside { .. }))
-    {
+    let workloads: Vec<&workload::WorkloadSpec> = workloads.into_iter().collect();
+    let required = workloads
+        .iter()
+        .any(|w| matches!(w, workload::WorkloadSpec::HttpOutside { .. }));
+    if !workloads.iter().any(|w| w.reached_from_outside()) {
         return Ok(None);
     }
-    if !wrk_available() {
-        return Err(io("http-outside")(std::io::Error::other(
-            "`wrk` is not installed (apt-get install wrk)",
-        )));
+    if let Some(reason) = unavailable_reason() {
+        if !required {
+            return Ok(None);
+        }
+        return Err(io("http-outside")(std::io::Error::other(reason)));
     }
     Network::create(Path::new(crate::rundir::RUN_ROOT)).map(Some)
+}
+
+/// Why this host cannot load a workload from outside (not root, no `ip`, no `wrk`); `None` when it
+/// can.
+pub fn unavailable_reason() -> Option<String> {
+    if let Err(reason) = available() {
+        return Some(reason);
+    }
+    (!wrk_available()).then(|| "`wrk` is not installed (apt-get install wrk)".to_string())
 }
 
 /// The client namespace of this harness run. Cheap to clone; the namespace goes when the last clone
@@ -496,6 +508,169 @@ pub fn run_wrk(
     parse_wrk(&text).ok_or_else(|| format!("unrecognised wrk output: {}", text.trim()))
 }
 
+/// The files the `http` self-test walks: regular files directly in the image's `/srv/www`, sorted
+/// by name, as `/name` (the order `cvbench-workload http --selftest` requests them in).
+pub fn www_paths(image_dir: &Path) -> std::io::Result<Vec<String>> {
+    let root = image_dir.join(workload::spec::WWW_DIR_IN_IMAGE.trim_start_matches('/'));
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&root)? {
+        let entry = entry?;
+        if entry.metadata()?.is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                files.push(format!("/{name}"));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// The wrk script of [`run_wrk_walk`]: requests walk `paths` round-robin; the thread stops after
+/// `requests` responses and interrupts wrk's main thread (which otherwise sleeps out `-d`); `done`
+/// prints one `CVBENCH-WRK {json}` line with the responses, body bytes, non-200s, socket errors,
+/// the time from the first request to the last response (CLOCK_MONOTONIC through LuaJIT's FFI) and
+/// wrk's latency percentiles.
+pub fn walk_script(paths: &[String], requests: u32) -> String {
+    let files: Vec<String> = paths
+        .iter()
+        .map(|p| format!("{:?}", p.replace(['"', '\\'], "")))
+        .collect();
+    format!(
+        r#"-- written by cvbench: the http self-test's load, driven from outside
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct {{ long tv_sec; long tv_nsec; }} cvbench_timespec;
+int clock_gettime(int clock, cvbench_timespec *tp);
+int getpid(void);
+int tgkill(int tgid, int tid, int sig);
+]]
+local ts = ffi.new("cvbench_timespec")
+local function now_us()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1e6 + tonumber(ts.tv_nsec) / 1e3
+end
+local files = {{ {files} }}
+local total = {requests}
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+sent = 0; done_n = 0; body_bytes = 0; bad = 0; t0 = nil; t1 = nil
+function request()
+  if t0 == nil then t0 = now_us() end
+  local path = files[(sent % #files) + 1]
+  sent = sent + 1
+  return wrk.format("GET", path)
+end
+function response(status, headers, body)
+  if t1 ~= nil then return end
+  done_n = done_n + 1
+  if status ~= 200 then bad = bad + 1 end
+  body_bytes = body_bytes + #body
+  if done_n >= total then
+    t1 = now_us()
+    wrk.thread:stop()
+    local pid = ffi.C.getpid()
+    ffi.C.tgkill(pid, pid, 2)
+  end
+end
+function done(summary, latency, requests)
+  local n, b, e, el = 0, 0, 0, 0
+  for _, t in ipairs(threads) do
+    n = n + t:get("done_n"); b = b + t:get("body_bytes"); e = e + t:get("bad")
+    local a, z = t:get("t0"), t:get("t1")
+    if a and z and z - a > el then el = z - a end
+  end
+  local s = summary.errors
+  io.write(string.format('CVBENCH-WRK {{"responses":%d,"body_bytes":%d,"non_200":%d,"socket_errors":%d,"elapsed_us":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f}}\n',
+    n, b, e, s.connect + s.read + s.write + s.timeout, el,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
+"#,
+        files = files.join(", ")
+    )
+}
+
+/// The line [`walk_script`]'s `done` prints.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+struct WalkLine {
+    responses: f64,
+    body_bytes: f64,
+    non_200: f64,
+    socket_errors: f64,
+    elapsed_us: f64,
+    p50_us: f64,
+    p90_us: f64,
+    p99_us: f64,
+}
+
+/// Parses the output of a [`run_wrk_walk`]: the figures, or why they are not usable (no line, fewer
+/// responses than `requests` (wrk's `-d` cap ran out), no elapsed time).
+pub fn parse_walk(text: &str, requests: u32) -> Result<OutsideFigures, String> {
+    let json = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CVBENCH-WRK "))
+        .ok_or_else(|| format!("wrk printed no CVBENCH-WRK line: {}", text.trim()))?;
+    let w: WalkLine =
+        serde_json::from_str(json).map_err(|e| format!("unreadable CVBENCH-WRK line {json}: {e}"))?;
+    if w.responses < f64::from(requests) {
+        return Err(format!(
+            "wrk saw {} of {requests} responses before its time limit",
+            w.responses
+        ));
+    }
+    if !(w.elapsed_us > 0.0) {
+        return Err(format!("wrk measured no elapsed time: {json}"));
+    }
+    let secs = w.elapsed_us / 1e6;
+    Ok(OutsideFigures {
+        requests_per_s: w.responses / secs,
+        bytes_per_s: w.body_bytes / secs,
+        latency_p50_us: w.p50_us,
+        latency_p90_us: w.p90_us,
+        latency_p99_us: w.p99_us,
+        errors: w.non_200 + w.socket_errors,
+    })
+}
+
+/// The `http` self-test's load from the client namespace: `wrk -t1 -c<connections>`, `requests`
+/// requests walking `paths` round-robin (see [`walk_script`]), at most `limit` long. The script is
+/// written to a temporary file (removed on return).
+pub fn run_wrk_walk(
+    network: &Network,
+    addr: SocketAddrV4,
+    paths: &[String],
+    requests: u32,
+    connections: u32,
+    limit: Duration,
+) -> Result<OutsideFigures, String> {
+    if paths.is_empty() {
+        return Err("no files to request".into());
+    }
+    let dir = std::env::temp_dir();
+    let script = dir.join(format!("cvbench-wrk-{}-{}.lua", std::process::id(), addr.ip()));
+    fs::write(&script, walk_script(paths, requests))
+        .map_err(|e| format!("writing {}: {e}", script.display()))?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", network.client_name(), "wrk", "-t1"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", limit.as_secs().max(1)))
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("http://{addr}/"))
+        .output();
+    let _ = fs::remove_file(&script);
+    let out = out.map_err(|e| format!("running wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed ({}): {} {}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_walk(&text, requests)
+}
+
 /// A wrk duration (`812.00us`, `1.23ms`, `2.00s`) in µs.
 fn wrk_time_us(s: &str) -> Option<f64> {
     let (num, scale) = if let Some(n) = s.strip_suffix("us") {
@@ -617,6 +792,52 @@ mod tests {
         assert_eq!(read_record(&p), None);
         fs::write(&p, "1\ncvbench-net-1-0/../x\n").unwrap();
         assert_eq!(read_record(&p), None);
+    }
+
+    #[test]
+    fn the_walk_script_names_the_files_and_the_count() {
+        let s = walk_script(&["/1k.bin".into(), "/index.html".into()], 2000);
+        assert!(s.contains(r#"local files = { "/1k.bin", "/index.html" }"#), "{s}");
+        assert!(s.contains("local total = 2000"));
+        // A quote in a name cannot break out of the Lua string.
+        let s = walk_script(&["/a\"b.bin".into()], 1);
+        assert!(s.contains(r#"{ "/ab.bin" }"#), "{s}");
+    }
+
+    #[test]
+    fn walk_output_parses_and_short_runs_are_refused() {
+        let text = "Running 30s test @ http://198.18.0.2:8080/
+  2000 requests in 64.31ms, 33.92MB read
+CVBENCH-WRK {\"responses\":2000,\"body_bytes\":3000000,\"non_200\":1,\"socket_errors\":2,\"elapsed_us\":100000.0,\"p50_us\":100.0,\"p90_us\":132.0,\"p99_us\":168.0}
+";
+        let f = parse_walk(text, 2000).unwrap();
+        assert_eq!(f.requests_per_s, 20000.0);
+        assert_eq!(f.bytes_per_s, 30e6);
+        assert_eq!(
+            (f.latency_p50_us, f.latency_p90_us, f.latency_p99_us),
+            (100.0, 132.0, 168.0)
+        );
+        assert_eq!(f.errors, 3.0);
+        let short = parse_walk(text, 3000).unwrap_err();
+        assert!(short.contains("2000 of 3000"), "{short}");
+        assert!(parse_walk("Requests/sec: 1\n", 1).is_err());
+        let zero = text.replace("100000.0", "0.0");
+        assert!(parse_walk(&zero, 2000).is_err());
+    }
+
+    #[test]
+    fn www_paths_are_the_sorted_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let www = dir.path().join("srv/www");
+        fs::create_dir_all(www.join("sub")).unwrap();
+        for f in ["4k.bin", "1k.bin", "index.html"] {
+            fs::write(www.join(f), b"x").unwrap();
+        }
+        assert_eq!(
+            www_paths(dir.path()).unwrap(),
+            vec!["/1k.bin", "/4k.bin", "/index.html"]
+        );
+        assert!(www_paths(&dir.path().join("nothing")).is_err());
     }
 
     #[test]
