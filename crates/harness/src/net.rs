@@ -617,7 +617,7 @@ pub fn parse_walk(text: &str, requests: u32) -> Result<OutsideFigures, String> {
             w.responses
         ));
     }
-    if !(w.elapsed_us > 0.0) {
+    if w.elapsed_us.is_nan() || w.elapsed_us <= 0.0 {
         return Err(format!("wrk measured no elapsed time: {json}"));
     }
     let secs = w.elapsed_us / 1e6;

@@ -200,10 +200,10 @@ pub fn outside_note(backend: &dyn Backend, spec: &WorkloadSpec, opts: &RunOption
         return Some(format!("missing: {why}"));
     }
     if !backend.networking() {
-        return Some(format!(
-            "missing: {} has no network path to the client namespace yet",
-            backend.name()
-        ));
+        let why = backend
+            .no_network_reason()
+            .unwrap_or_else(|| "no network path to the client namespace yet".into());
+        return Some(format!("missing: {}: {why}", backend.name()));
     }
     Some(match selftest {
         Some(s) => format!(
@@ -489,6 +489,35 @@ mod tests {
             ready_timeout: Duration::from_millis(20),
             ..RunOptions::default()
         }
+    }
+
+    #[test]
+    fn http_without_a_network_path_runs_its_self_test_at_once_and_says_why() {
+        let backend = MockBackend::new(MockConfig::default());
+        assert!(!backend.networking());
+        let http = WorkloadSpec::for_bench(workload::WorkloadKind::Http);
+        let o = opts(1, 0);
+        // No client namespace: launched without the trigger, the cell says the figures are missing.
+        let launched = launched_spec(&backend, &http, &o);
+        assert_eq!(launched, http.without_outside());
+        assert!(!launched.to_args().iter().any(|a| a == "--selftest-trigger"));
+        let note = outside_note(&backend, &http, &o).unwrap();
+        assert!(note.starts_with("missing: "), "{note}");
+        // Other workloads: untouched, no note.
+        for spec in [
+            WorkloadSpec::Idle,
+            WorkloadSpec::default_for(workload::WorkloadKind::Http),
+            WorkloadSpec::default_for(workload::WorkloadKind::HttpOutside),
+        ] {
+            assert_eq!(launched_spec(&backend, &spec, &o), spec);
+            assert_eq!(outside_note(&backend, &spec, &o), None);
+        }
+        // The run itself goes on with the in-sandbox figures only.
+        let m = run_once(&backend, Path::new("/img"), &http, &o, "cvbench-mock-http-1-0").unwrap();
+        assert!(
+            !m.metrics.keys().any(|k| k.starts_with(metrics::OUTSIDE_PREFIX)),
+            "{m:?}"
+        );
     }
 
     #[test]

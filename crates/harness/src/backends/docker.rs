@@ -423,6 +423,15 @@ impl Backend for DockerBackend {
         Isolation::host_kernel(IsolationKind::DaemonContainer)
     }
 
+    fn no_network_reason(&self) -> Option<String> {
+        Some(
+            "docker cannot join a prepared network namespace by path (--network takes none, host, a \
+             docker network or container:<id>), and a container's own namespace exists only once its \
+             workload has started, too late to configure the veth before it runs"
+                .into(),
+        )
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Unavailable {
@@ -503,7 +512,7 @@ impl Backend for DockerBackend {
             };
             (engine.cli.clone(), tag, daemon_pids)
         };
-        engine::launch(&cli, spec, &tag, &[], daemon_pids)
+        engine::launch(&cli, spec, &tag, &[], daemon_pids, None)
     }
 }
 

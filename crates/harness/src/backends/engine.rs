@@ -34,8 +34,10 @@ use crate::backend::{
     BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
 };
 use crate::metrics::{
-    CGROUP_MEMORY_BYTES, DAEMON_PSS_BYTES, RUNTIME_PSS_BYTES, START_TO_CREATED_MS, START_TO_READY_MS,
+    CGROUP_MEMORY_BYTES, DAEMON_PSS_BYTES, RUNTIME_PSS_BYTES, START_TO_CREATED_MS, START_TO_NETWORK_READY_MS,
+    START_TO_READY_MS,
 };
+use crate::net::InstanceNet;
 use crate::probe;
 
 /// How long an idle workload gets to exit after SIGTERM before SIGKILL.
@@ -265,13 +267,25 @@ fn import_tar(cli: &EngineCli, image_dir: &Path, tag: &str) -> Result<(), Backen
 
 /// `<cli> create` arguments for one instance: name, no network, the launch spec's limits, the
 /// backend's own flags (`extra`), the image and the workload's command line.
-pub(super) fn create_args(spec: &LaunchSpec, image_tag: &str, extra: &[String]) -> Vec<String> {
+///
+/// With `netns` (podman), the container joins that prepared network namespace
+/// (`--network ns:<path>`) instead of getting none.
+pub(super) fn create_args(
+    spec: &LaunchSpec,
+    image_tag: &str,
+    extra: &[String],
+    netns: Option<&Path>,
+) -> Vec<String> {
+    let network = match netns {
+        Some(path) => format!("ns:{}", path.display()),
+        None => "none".to_string(),
+    };
     let mut args = vec![
         "create".to_string(),
         "--name".to_string(),
         spec.instance_name.clone(),
         "--network".to_string(),
-        "none".to_string(),
+        network,
     ];
     if let Some(bytes) = spec.memory_limit_bytes {
         args.push(format!("--memory={bytes}"));
@@ -297,7 +311,17 @@ pub(super) fn launch(
     image_tag: &str,
     extra_create_args: &[String],
     daemon_pids: Vec<i32>,
+    net: Option<InstanceNet>,
 ) -> Result<Box<dyn Instance>, BackendError> {
+    let mut phases = Vec::new();
+    if net.is_some() {
+        phases.push(PhaseMark::new(
+            START_TO_NETWORK_READY_MS,
+            spec.request,
+            Instant::now(),
+        ));
+    }
+    let netns = net.as_ref().map(InstanceNet::netns_path);
     let mut instance = EngineInstance {
         cli: cli.clone(),
         name: spec.instance_name.clone(),
@@ -305,14 +329,15 @@ pub(super) fn launch(
         child: None,
         lines: None,
         stderr_tail: Arc::new(Mutex::new(Vec::new())),
-        phases: Vec::new(),
+        phases,
         exits_by_itself: spec.workload.exits_by_itself(),
         daemon_pids,
         id: String::new(),
         cgroup_dir: OnceLock::new(),
         torn_down: false,
+        net,
     };
-    let args = create_args(spec, image_tag, extra_create_args);
+    let args = create_args(spec, image_tag, extra_create_args, netns.as_deref());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Marked created before the command runs: a create that fails half-way still gets `rm -f`.
     instance.created = true;
@@ -575,6 +600,9 @@ struct EngineInstance {
     /// The container's memory cgroup, found once.
     cgroup_dir: OnceLock<Option<PathBuf>>,
     torn_down: bool,
+    /// The network namespace and veth the container joined (podman); a field, so it goes after
+    /// `Drop::drop` removed the container.
+    net: Option<InstanceNet>,
 }
 
 impl EngineInstance {
@@ -684,6 +712,10 @@ impl EngineInstance {
 impl Instance for EngineInstance {
     fn phases(&self) -> Vec<PhaseMark> {
         self.phases.clone()
+    }
+
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().map(|n| n.addr)
     }
 
     fn host_pids(&self) -> Vec<i32> {
@@ -815,6 +847,7 @@ mod tests {
             &spec(WorkloadSpec::Idle),
             "cvbench-rootfs:ab12",
             &["--ulimit=nofile=1024:1024".to_string()],
+            None,
         );
         assert_eq!(
             args,
@@ -839,10 +872,26 @@ mod tests {
     fn unlimited_specs_add_no_limit_flags() {
         let mut s = spec(WorkloadSpec::Idle);
         (s.memory_limit_bytes, s.cpu_limit, s.pids_limit) = (None, None, None);
-        let args = create_args(&s, "t", &[]);
+        let args = create_args(&s, "t", &[], None);
         assert!(!args
             .iter()
             .any(|a| a.starts_with("--memory") || a.starts_with("--cpus") || a.starts_with("--pids")));
+    }
+
+    #[test]
+    fn a_prepared_namespace_is_joined_by_path() {
+        let args = create_args(
+            &spec(WorkloadSpec::Idle),
+            "t",
+            &[],
+            Some(Path::new("/run/netns/cvbench-net-7-3")),
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--network" && w[1] == "ns:/run/netns/cvbench-net-7-3"),
+            "{args:?}"
+        );
+        assert!(!args.iter().any(|a| a == "none"));
     }
 
     #[test]
