@@ -43,7 +43,7 @@ pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
 /// The label of an `http` cell reached from outside that says how its `outside.*` figures were
 /// obtained, or `missing: <why>` ([`crate::runner::outside_note`]).
-pub const OUTSIDE_LOAD_LABEL: &str = "outside_load";
+pub use crate::metrics::OUTSIDE_LOAD_LABEL;
 
 /// A time limit for a whole comparison: each workload gets an equal share of what is left when it
 /// starts, and stops adding rounds once the next one would overrun its share — but never before
