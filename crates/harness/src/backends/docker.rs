@@ -427,7 +427,8 @@ impl Backend for DockerBackend {
         Some(
             "docker cannot join a prepared network namespace by path (--network takes none, host, a \
              docker network or container:<id>), and a container's own namespace exists only once its \
-             workload has started, too late to configure the veth before it runs"
+             workload has started, too late to configure the veth before it runs; a holder container \
+             (--network container:<id>, as Kubernetes' pause) is not implemented yet"
                 .into(),
         )
     }
