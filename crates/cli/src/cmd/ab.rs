@@ -432,10 +432,12 @@ fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Checks `commit` out into `CACHE/<commit>/src` (a detached git worktree) and builds `bench` there
-/// with `cargo build --release -p cli`; the binary is copied to `CACHE/<commit>/bench`, which later
-/// calls reuse. The cargo target directory `CACHE/target` is shared, so the second revision builds
-/// incrementally.
+/// Checks `commit` out into `CACHE/<commit>/src` (a detached git worktree) and builds every binary
+/// of the workspace there with `cargo build --release --workspace --bins`: `bench` alone is not
+/// enough, because the images it builds take that revision's `cvbench-workload` and guest init, and
+/// its VM backends run that revision's `cvbench-vmm`, found beside `bench`. All are copied to
+/// `CACHE/<commit>/`, `bench` last, so its presence means a complete build that later calls reuse.
+/// The cargo target directory `CACHE/target` is shared, so the second revision builds incrementally.
 fn build_revision(repo: &Path, cache: &Path, commit: &str) -> anyhow::Result<PathBuf> {
     let dir = cache.join(commit);
     let binary = dir.join("bench");
@@ -456,7 +458,7 @@ fn build_revision(repo: &Path, cache: &Path, commit: &str) -> anyhow::Result<Pat
     }
     let target = cache.join("target");
     eprintln!(
-        "bench ab: building {commit} in {} (cargo build --release -p cli, target {})",
+        "bench ab: building {commit} in {} (cargo build --release --workspace --bins, target {})",
         src.display(),
         target.display()
     );
@@ -466,8 +468,8 @@ fn build_revision(repo: &Path, cache: &Path, commit: &str) -> anyhow::Result<Pat
         .args([
             "build",
             "--release",
-            "-p",
-            "cli",
+            "--workspace",
+            "--bins",
             "--message-format=json-render-diagnostics",
         ])
         .current_dir(&src)
@@ -479,13 +481,36 @@ fn build_revision(repo: &Path, cache: &Path, commit: &str) -> anyhow::Result<Pat
     if !out.status.success() {
         anyhow::bail!("building {commit} in {} failed: {}", src.display(), out.status);
     }
-    let built = built_executable(&String::from_utf8_lossy(&out.stdout), "bench")
+    let messages = String::from_utf8_lossy(&out.stdout);
+    let built = built_executable(&messages, "bench")
         .ok_or_else(|| anyhow::anyhow!("cargo built {commit} but reported no `bench` executable"))?;
-    let tmp = dir.join("bench.tmp");
-    std::fs::copy(&built, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, &binary))
-        .with_context(|| format!("copying {} to {}", built.display(), binary.display()))?;
+    let copy = |from: &Path, to: &Path| {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(from, &tmp)
+            .and_then(|_| std::fs::rename(&tmp, to))
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))
+    };
+    for (name, path) in built_executables(&messages) {
+        if name != "bench" {
+            copy(&path, &dir.join(&name))?;
+        }
+    }
+    copy(&built, &binary)?;
     Ok(binary)
+}
+
+/// Every binary target's (name, executable) in cargo's `--message-format=json` output.
+fn built_executables(messages: &str) -> Vec<(String, PathBuf)> {
+    messages
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?.to_string();
+            let exe = m["executable"].as_str()?;
+            Some((name, PathBuf::from(exe)))
+        })
+        .collect()
 }
 
 /// The executable of binary target `name` in cargo's `--message-format=json` output.
@@ -512,6 +537,13 @@ mod tests {
             Some(PathBuf::from("/c/target/x86_64-unknown-linux-gnu/release/bench"))
         );
         assert_eq!(built_executable(messages, "cvbench-vmm"), None);
+        assert_eq!(
+            built_executables(messages),
+            vec![(
+                "bench".to_string(),
+                PathBuf::from("/c/target/x86_64-unknown-linux-gnu/release/bench")
+            )]
+        );
     }
 
     #[test]
