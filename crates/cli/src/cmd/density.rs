@@ -84,8 +84,11 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
             );
         }
         if !backend.networking() {
+            let why = backend
+                .no_network_reason()
+                .unwrap_or_else(|| "no network path to the client namespace yet".into());
             anyhow::bail!(
-                "density --workload {}: {} has no network path to the client namespace yet",
+                "density --workload {}: every instance is checked from outside, but {}: {why}",
                 args.workload,
                 backend.name()
             );
