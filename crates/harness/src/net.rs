@@ -374,6 +374,15 @@ impl Drop for InstanceNet {
     }
 }
 
+/// `<run dir>/net/wrk-<pid>-<address>.lua`: a wrk script while it runs.
+const WRK_SCRIPT_PREFIX: &str = "wrk-";
+
+/// The harness pid in a wrk script's name.
+fn wrk_script_owner(file_name: &str) -> Option<i32> {
+    let rest = file_name.strip_prefix(WRK_SCRIPT_PREFIX)?.strip_suffix(".lua")?;
+    rest.split_once('-')?.0.parse().ok()
+}
+
 /// Removes namespaces recorded under `<run dir>/net` whose harness is gone (or all with `force`
 /// through the scope's `keep`).
 pub fn cleanup(scope: &CleanupScope) -> CleanupReport {
@@ -384,6 +393,16 @@ pub fn cleanup(scope: &CleanupScope) -> CleanupReport {
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        if let Some(pid) = wrk_script_owner(&entry.file_name().to_string_lossy()) {
+            if !(scope.keep)(&format!("cvbench-net-{pid}-0")) {
+                match fs::remove_file(&path) {
+                    Ok(()) => report.removed.push(format!("wrk script {}", path.display())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => report.problems.push(format!("removing {}: {e}", path.display())),
+                }
+            }
+            continue;
+        }
         let Some((pid, netns)) = read_record(&path) else {
             continue;
         };
@@ -645,8 +664,13 @@ pub fn run_wrk_walk(
     if paths.is_empty() {
         return Err("no files to request".into());
     }
-    let dir = std::env::temp_dir();
-    let script = dir.join(format!("cvbench-wrk-{}-{}.lua", std::process::id(), addr.ip()));
+    // Beside the namespace records, named after this harness: `bench cleanup` removes it when a
+    // killed harness left it.
+    let script = network.client.dir.join(format!(
+        "{WRK_SCRIPT_PREFIX}{}-{}.lua",
+        std::process::id(),
+        addr.ip()
+    ));
     fs::write(&script, walk_script(paths, requests))
         .map_err(|e| format!("writing {}: {e}", script.display()))?;
     let out = Command::new("ip")
@@ -782,6 +806,37 @@ mod tests {
         );
         let rec = read_record(&dir.path().join("slot-7")).unwrap();
         assert_eq!(rec, (std::process::id() as i32, "cvbench-net-1-7".to_string()));
+    }
+
+    #[test]
+    fn wrk_scripts_name_their_harness() {
+        assert_eq!(wrk_script_owner("wrk-4242-198.18.0.2.lua"), Some(4242));
+        assert_eq!(wrk_script_owner("wrk-x-198.18.0.2.lua"), None);
+        assert_eq!(wrk_script_owner("slot-3"), None);
+        assert_eq!(wrk_script_owner("wrk-4242-198.18.0.2.txt"), None);
+    }
+
+    #[test]
+    fn cleanup_removes_dead_harnesses_wrk_scripts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = crate::cleanup::CleanupRoots {
+            run_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let net = net_dir(dir.path());
+        fs::create_dir_all(&net).unwrap();
+        fs::write(net.join("wrk-11-198.18.0.2.lua"), "-- dead").unwrap();
+        fs::write(net.join("wrk-22-198.18.0.6.lua"), "-- alive").unwrap();
+        let keep = |name: &str| name == "cvbench-net-22-0";
+        let report = cleanup(&CleanupScope {
+            roots: &roots,
+            keep: &keep,
+            exclusive: false,
+        });
+        assert!(!net.join("wrk-11-198.18.0.2.lua").exists());
+        assert!(net.join("wrk-22-198.18.0.6.lua").exists());
+        assert_eq!(report.removed.len(), 1, "{report:?}");
+        assert!(report.problems.is_empty(), "{report:?}");
     }
 
     #[test]
