@@ -149,6 +149,25 @@ mod tests {
     }
 
     #[test]
+    fn sigkill_mid_docker_http_run_then_cleanup_leaves_no_namespace_or_link() {
+        killed_then_cleaned(
+            &[
+                "run",
+                "--backend",
+                "docker",
+                "--workload",
+                "http",
+                "--runs",
+                "50",
+                "--warmup",
+                "0",
+                "--json",
+            ],
+            1,
+        );
+    }
+
+    #[test]
     fn sigkill_mid_http_density_then_cleanup_leaves_no_namespace_or_link() {
         killed_then_cleaned(
             &[

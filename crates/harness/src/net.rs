@@ -273,6 +273,17 @@ impl Network {
     /// A named namespace for one instance, with `eth0` up at the instance end of a fresh slot and
     /// loopback up; the client end is up in the client namespace.
     pub fn attach(&self) -> Result<InstanceNet, NetError> {
+        self.attach_into(None)
+    }
+
+    /// As [`Network::attach`], into the network namespace process `pid` already has (named with
+    /// `ip netns attach`, so the veth is configured there): for an engine whose containers cannot
+    /// join a namespace by path but can join another container's (docker's holder container).
+    pub fn attach_to_process(&self, pid: i32) -> Result<InstanceNet, NetError> {
+        self.attach_into(Some(pid))
+    }
+
+    fn attach_into(&self, process: Option<i32>) -> Result<InstanceNet, NetError> {
         let pid = std::process::id();
         let (slot, record) = allocate_slot(&self.client.dir, |slot| format!("cvbench-net-{pid}-{slot}"))?;
         let (client_addr, addr) = slot_addresses(slot);
@@ -284,7 +295,10 @@ impl Network {
             addr,
             network: self.clone(),
         };
-        ip(&["netns", "add", &inst.netns])?;
+        match process {
+            None => ip(&["netns", "add", &inst.netns])?,
+            Some(p) => ip(&["netns", "attach", &inst.netns, &p.to_string()])?,
+        }
         let c = self.client_name();
         let client_cidr = format!("{client_addr}/30");
         let inst_cidr = format!("{addr}/30");

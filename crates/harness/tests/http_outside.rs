@@ -1,7 +1,7 @@
 //! `http-outside` end to end: the built-in container and runc each serve the http workload in their
 //! own network namespace, and the harness reaches it from its client namespace over a veth (first
 //! response, TCP connects, wrk); `http` carries the self-test's load from outside beside the
-//! in-sandbox self-test (container, runc, podman). Needs root, `ip` and `wrk`; every namespace goes
+//! in-sandbox self-test (container, runc, podman, docker). Needs root, `ip` and `wrk`; every namespace goes
 //! with its value.
 
 #[cfg(test)]
@@ -10,6 +10,7 @@ mod tests {
     use std::time::Duration;
 
     use harness::backends::container::ContainerBackend;
+    use harness::backends::docker::DockerBackend;
     use harness::backends::podman::PodmanBackend;
     use harness::backends::runc::RuncBackend;
     use harness::metrics;
@@ -178,6 +179,27 @@ mod tests {
         let backend = PodmanBackend::with_dirs(&root.path().join("run"), &root.path().join("data"));
         if let Err(u) = backend.check_host() {
             testkit::skip(testkit::Requirement::Package("podman"), u);
+            return;
+        }
+        backend.prepare(&image).unwrap();
+        http_with_both_figures(&backend, root.path(), &image);
+    }
+
+    /// Docker joins a holder container's namespace (the veth moved into it before the instance's
+    /// container exists); the holder goes with the instance.
+    #[test]
+    fn docker_http_has_inside_and_outside_figures() {
+        let root = tempfile::tempdir().unwrap();
+        let Some(image) = ready(root.path()) else {
+            return;
+        };
+        let backend = DockerBackend::with_dirs(
+            &root.path().join("run"),
+            &root.path().join("data"),
+            &root.path().join("no-system-docker.sock"),
+        );
+        if let Err(u) = backend.check_host() {
+            testkit::skip(testkit::Requirement::Package("docker.io"), u);
             return;
         }
         backend.prepare(&image).unwrap();

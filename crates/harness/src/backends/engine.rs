@@ -268,18 +268,15 @@ fn import_tar(cli: &EngineCli, image_dir: &Path, tag: &str) -> Result<(), Backen
 /// `<cli> create` arguments for one instance: name, no network, the launch spec's limits, the
 /// backend's own flags (`extra`), the image and the workload's command line.
 ///
-/// With `netns` (podman), the container joins that prepared network namespace
-/// (`--network ns:<path>`) instead of getting none.
+/// With `network` (podman: `ns:<path>` of a prepared namespace; docker: `container:<holder>`),
+/// the container joins that network instead of getting none.
 pub(super) fn create_args(
     spec: &LaunchSpec,
     image_tag: &str,
     extra: &[String],
-    netns: Option<&Path>,
+    network: Option<String>,
 ) -> Vec<String> {
-    let network = match netns {
-        Some(path) => format!("ns:{}", path.display()),
-        None => "none".to_string(),
-    };
+    let network = network.unwrap_or_else(|| "none".to_string());
     let mut args = vec![
         "create".to_string(),
         "--name".to_string(),
@@ -311,9 +308,20 @@ pub(super) fn launch(
     image_tag: &str,
     extra_create_args: &[String],
     daemon_pids: Vec<i32>,
-    net: Option<InstanceNet>,
+    network: EngineNetwork,
 ) -> Result<Box<dyn Instance>, BackendError> {
     let mut phases = Vec::new();
+    let (net, holder, join) = match network {
+        EngineNetwork::None => (None, None, None),
+        EngineNetwork::Namespace(net) => {
+            let join = format!("ns:{}", net.netns_path().display());
+            (Some(net), None, Some(join))
+        }
+        EngineNetwork::Holder(net, holder) => {
+            let join = format!("container:{}", holder.name);
+            (Some(net), Some(holder), Some(join))
+        }
+    };
     if net.is_some() {
         phases.push(PhaseMark::new(
             START_TO_NETWORK_READY_MS,
@@ -321,7 +329,6 @@ pub(super) fn launch(
             Instant::now(),
         ));
     }
-    let netns = net.as_ref().map(InstanceNet::netns_path);
     let mut instance = EngineInstance {
         cli: cli.clone(),
         name: spec.instance_name.clone(),
@@ -335,9 +342,10 @@ pub(super) fn launch(
         id: String::new(),
         cgroup_dir: OnceLock::new(),
         torn_down: false,
+        holder,
         net,
     };
-    let args = create_args(spec, image_tag, extra_create_args, netns.as_deref());
+    let args = create_args(spec, image_tag, extra_create_args, join);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Marked created before the command runs: a create that fails half-way still gets `rm -f`.
     instance.created = true;
@@ -600,9 +608,68 @@ struct EngineInstance {
     /// The container's memory cgroup, found once.
     cgroup_dir: OnceLock<Option<PathBuf>>,
     torn_down: bool,
-    /// The network namespace and veth the container joined (podman); a field, so it goes after
-    /// `Drop::drop` removed the container.
+    /// Docker's holder container whose namespace this one joined; removed (as a field) after
+    /// `Drop::drop` removed this container.
+    holder: Option<Holder>,
+    /// The network namespace and veth the container joined (podman, docker); a field, so it goes
+    /// after `Drop::drop` removed the container.
     net: Option<InstanceNet>,
+}
+
+/// How an engine's container gets its network.
+pub(super) enum EngineNetwork {
+    /// `--network none`: loopback only.
+    None,
+    /// A prepared namespace joined by path (podman's `--network ns:<path>`).
+    Namespace(InstanceNet),
+    /// Another container's namespace, prepared (docker's `--network container:<holder>`).
+    Holder(InstanceNet, Holder),
+}
+
+/// A container that only holds a network namespace for an instance (as Kubernetes' pause
+/// container): `--network none`, running the image's `idle` workload. Removed when dropped.
+pub(super) struct Holder {
+    cli: EngineCli,
+    name: String,
+    /// Its workload's host pid: the namespace is `/proc/<pid>/ns/net`; its PSS is counted as the
+    /// instance's runtime overhead.
+    pub pid: i32,
+}
+
+impl Holder {
+    /// Starts the holder `name` from `image_tag` and learns its process.
+    pub(super) fn start(cli: &EngineCli, name: &str, image_tag: &str) -> Result<Holder, BackendError> {
+        let mut holder = Holder {
+            cli: cli.clone(),
+            name: name.to_string(),
+            pid: 0,
+        };
+        cli.run(&[
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            "none",
+            image_tag,
+            WORKLOAD_PATH_IN_IMAGE,
+            "idle",
+        ])?;
+        let pid = cli.run(&["inspect", "--format", "{{.State.Pid}}", name])?;
+        holder.pid =
+            pid.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                cli.setup_err(format!("holder container {name} has no process (pid {pid:?})"))
+            })?;
+        Ok(holder)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if let Err(e) = self.cli.run(&["rm", "--force", &self.name]) {
+            eprintln!("cvbench: removing holder container {}: {e}", self.name);
+        }
+    }
 }
 
 impl EngineInstance {
@@ -741,7 +808,15 @@ impl Instance for EngineInstance {
             .map_err(probe_err)?
             .unwrap_or(0);
         let daemons = probe::pss_bytes(&self.daemon_pids).map_err(probe_err)?;
-        extra.push((RUNTIME_PSS_BYTES.to_string(), shim + daemons));
+        // Docker's holder container is the instance's too (its namespace's keeper).
+        let holder = self
+            .holder
+            .as_ref()
+            .map(|h| probe::pss_bytes(&[h.pid]))
+            .transpose()
+            .map_err(probe_err)?
+            .unwrap_or(0);
+        extra.push((RUNTIME_PSS_BYTES.to_string(), shim + daemons + holder));
         if !self.daemon_pids.is_empty() {
             extra.push((DAEMON_PSS_BYTES.to_string(), daemons));
         }
@@ -884,7 +959,7 @@ mod tests {
             &spec(WorkloadSpec::Idle),
             "t",
             &[],
-            Some(Path::new("/run/netns/cvbench-net-7-3")),
+            Some("ns:/run/netns/cvbench-net-7-3".to_string()),
         );
         assert!(
             args.windows(2)

@@ -274,8 +274,11 @@ impl Backend for PodmanBackend {
             let tag = store.images.tag(&store.cli, &spec.image_dir)?;
             (store.cli.clone(), tag, store.name.clone())
         };
-        let net = super::attach_network(NAME, spec)?;
-        engine::launch(&cli, spec, &tag, &create_flags(&name), Vec::new(), net)
+        let network = match super::attach_network(NAME, spec)? {
+            Some(net) => engine::EngineNetwork::Namespace(net),
+            None => engine::EngineNetwork::None,
+        };
+        engine::launch(&cli, spec, &tag, &create_flags(&name), Vec::new(), network)
     }
 }
 
