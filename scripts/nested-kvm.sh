@@ -28,10 +28,11 @@
 # variables in the environment are passed to bench in L1. The exit status is bench's (or the
 # script's), 1 when L1 did not finish.
 #
-# The L1 (kernel, initramfs with busybox, the kvm and 9p modules, QEMU and e2fsprogs with their
-# libraries, the cvbench binaries and the guest kernel) is cached by content hash under
-# /var/cache/cvbench/nested/<hash>/ (CVBENCH_CACHE moves the root). Packages: busybox-static,
-# qemu-system-x86, e2fsprogs, kmod, cpio (installed if missing); Debian's linux-image-amd64 is
+# The L1 (kernel, initramfs with busybox, the kvm, 9p, tun, veth and bridge modules, QEMU,
+# e2fsprogs, iproute2's `ip` and wrk with their libraries, the cvbench binaries and the guest
+# kernel) is cached by content hash under /var/cache/cvbench/nested/<hash>/ (CVBENCH_CACHE moves the
+# root). Packages: busybox-static, qemu-system-x86, e2fsprogs, kmod, cpio, iproute2, wrk (installed
+# if missing); Debian's linux-image-amd64 is
 # fetched with `apt-get download` and unpacked, never installed.
 set -euo pipefail
 
@@ -39,10 +40,11 @@ self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]
 root="$(cd "$(dirname "$self")/.." && pwd)"
 cache_root="${CVBENCH_CACHE:-/var/cache/cvbench}"
 nested_cache="$cache_root/nested"
-packages=(busybox-static qemu-system-x86 e2fsprogs kmod cpio fonts-dejavu-core)
-# Modules L1 loads (with their dependencies, resolved at build time): /dev/kvm, the 9p share, and
-# /dev/net/tun for the VMM's virtio-net tests.
-l1_modules=(virtio_pci 9pnet_virtio 9p kvm-amd tun)
+packages=(busybox-static qemu-system-x86 e2fsprogs kmod cpio fonts-dejavu-core iproute2 wrk)
+# Modules L1 loads (with their dependencies, resolved at build time): /dev/kvm, the 9p share,
+# /dev/net/tun for the VMMs' taps, and veth and bridge for http-outside's client namespace (a veth
+# per instance; in a VM's instance namespace a bridge joins it to the tap, see backends/vm_net.rs).
+l1_modules=(virtio_pci 9pnet_virtio 9p kvm-amd tun veth bridge)
 # The kernel-command-line marker that tells the harness in L1 its KVM is nested SVM on TCG.
 marker="cvbench.l0=tcg-svm"
 bins=(bench cvbench-vmm cvbench-guest-init cvbench-workload cvbench-testproc)
@@ -245,6 +247,12 @@ build_l1() {
         cp "$kroot/lib/modules/$kver/$m" "$stage/lib/modules/$kver/$m"
     done < "$stage/etc/cvbench-nested/modules"
     copy_with_libs "$stage" /usr/bin/qemu-system-x86_64 /usr/sbin/mke2fs /usr/sbin/debugfs /usr/sbin/e2fsck
+    # http-outside: iproute2's `ip` (netns, veth, bridge; busybox's applet has no netns) ahead of
+    # busybox's on PATH, and wrk in the client namespace. `ip netns` keeps its names under
+    # /var/run/netns, which is /run/netns as on Debian.
+    copy_with_libs "$stage" /usr/sbin/ip /usr/bin/wrk
+    mkdir -p "$stage/var"
+    ln -s ../run "$stage/var/run"
     ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
     cp /etc/mke2fs.conf "$stage/etc/mke2fs.conf"
     for f in bios-microvm.bin qboot.rom linuxboot.bin linuxboot_dma.bin kvmvapic.bin pvh.bin multiboot.bin multiboot_dma.bin; do

@@ -2,7 +2,8 @@
 //!
 //! `scripts/nested-kvm.sh` boots an L1 Linux under QEMU's TCG with AMD SVM and nested paging
 //! emulated; `kvm_amd` there gives a `/dev/kvm` that runs a stock guest kernel as hardware KVM does.
-//! In L1 (`nested_kvm_l1.sh`): `bench run --backend microvm` for idle, http and oltp, the
+//! In L1 (`nested_kvm_l1.sh`): `bench run --backend microvm` for idle, http and oltp, `bench compare
+//! --backends microvm,qemu --workloads http-outside` (wrk from the client namespace to each guest), the
 //! hardware-KVM-gated test binaries (so they execute instead of skipping), an oltp guest through the
 //! VMM alone with a scratch disk kept for inspection, a panicking guest, a guest whose workload
 //! cannot start, and `bench cleanup`. This test checks what that left in the job directory.
@@ -17,6 +18,7 @@ mod tests {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
+    use harness::metrics;
     use harness::results::{KvmFlavour, ResultsFile};
     use testkit::Requirement;
 
@@ -225,6 +227,81 @@ mod tests {
         }
     }
 
+    /// `bench compare --backends microvm,qemu --workloads http-outside` in L1: each VM's guest
+    /// answered wrk in the client namespace, and every from-outside figure is there.
+    fn check_outside(job: &Path, failures: &mut Vec<String>) {
+        let log = read(job, "outside.log");
+        if rc(job, "outside") != Some(0) {
+            failures.push(format!(
+                "bench compare http-outside exited {:?}: {log}",
+                rc(job, "outside")
+            ));
+            return;
+        }
+        let results: ResultsFile = match serde_json::from_str(&read(job, "outside/results.json")) {
+            Ok(r) => r,
+            Err(e) => {
+                failures.push(format!("outside/results.json unreadable: {e}: {log}"));
+                return;
+            }
+        };
+        for backend in ["microvm", "qemu"] {
+            let Some(cell) = results
+                .benchmarks
+                .iter()
+                .find(|c| c.backend == backend && c.workload == "http-outside")
+            else {
+                failures.push(format!("http-outside: no {backend} cell: {log}"));
+                continue;
+            };
+            if cell.skipped.is_some() || !cell.failures.is_empty() || cell.runs.is_empty() {
+                failures.push(format!(
+                    "http-outside {backend}: skipped {:?}, failures {:?}, {} runs",
+                    cell.skipped,
+                    cell.failures,
+                    cell.runs.len()
+                ));
+            }
+            for run in &cell.runs {
+                let m = &run.metrics;
+                let positive = |name: &str| m.get(name).is_some_and(|v| v.is_finite() && *v > 0.0);
+                for name in [
+                    metrics::START_TO_NETWORK_READY_MS,
+                    metrics::START_TO_READY_MS,
+                    metrics::START_TO_FIRST_RESPONSE_MS,
+                    metrics::OUTSIDE_TCP_CONNECT_US,
+                    metrics::OUTSIDE_REQUESTS_PER_S,
+                    metrics::OUTSIDE_BYTES_PER_S,
+                    metrics::OUTSIDE_LATENCY_P50_US,
+                    metrics::OUTSIDE_LATENCY_P99_US,
+                ] {
+                    if !positive(name) {
+                        failures.push(format!(
+                            "http-outside {backend} run {}: no {name}: {m:?}",
+                            run.index
+                        ));
+                    }
+                }
+                if m.get(metrics::OUTSIDE_ERRORS) != Some(&0.0) {
+                    failures.push(format!(
+                        "http-outside {backend} run {}: wrk errors {m:?}",
+                        run.index
+                    ));
+                }
+                // The network is set up before the VM starts; the first response follows READY.
+                let at = |name: &str| m.get(name).copied().unwrap_or(f64::NAN);
+                if !(at(metrics::START_TO_NETWORK_READY_MS) <= at(metrics::START_TO_READY_MS)
+                    && at(metrics::START_TO_READY_MS) <= at(metrics::START_TO_FIRST_RESPONSE_MS))
+                {
+                    failures.push(format!(
+                        "http-outside {backend} run {}: phases out of order: {m:?}",
+                        run.index
+                    ));
+                }
+            }
+        }
+    }
+
     #[test]
     fn microvm_linux_path_in_nested_kvm() {
         if let Some((requirement, reason)) = unavailable() {
@@ -264,7 +341,8 @@ mod tests {
         }
         std::fs::write(
             filters.join("harness-lib"),
-            "backends::microvm::tests::linux_guest_reaches_ready_on_hardware_kvm --exact",
+            "backends::microvm::tests::linux_guest_reaches_ready_on_hardware_kvm \
+             backends::microvm::tests::linux_guest_serves_http_to_the_client_namespace_on_hardware_kvm --exact",
         )
         .unwrap();
         // kvm_probe runs the VMM from the path it was compiled with (CARGO_BIN_EXE_cvbench-vmm).
@@ -371,6 +449,8 @@ mod tests {
                 "oltp scratch disks ({oltp_disk:?} bytes) do not hold more than idle's ({idle_disk:?})"
             ));
         }
+
+        check_outside(job, &mut failures);
 
         // An image without its workload: refused while preparing, before any VM.
         let empty = read(job, "empty.log");
@@ -479,7 +559,7 @@ mod tests {
         if rc(job, "cleanup") != Some(0) || cleanup.trim() != "nothing to clean up" {
             failures.push(format!("bench cleanup in L1 found something: {cleanup}"));
         }
-        for left in ["run-left", "procs-left", "mounts-left"] {
+        for left in ["run-left", "procs-left", "mounts-left", "net-left"] {
             let text = read(job, left);
             if !text.trim().is_empty() {
                 failures.push(format!("{left} in L1: {text}"));

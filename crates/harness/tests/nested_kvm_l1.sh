@@ -22,6 +22,13 @@ for w in idle http oltp; do
     echo $? > "$out/$w.rc"
 done
 
+# The network path of both VMs: each guest serves http-outside on its eth0 (virtio-net on a tap
+# bridged into the instance's namespace), wrk drives it from the client namespace.
+step "bench compare microvm,qemu http-outside"
+bench compare --backends microvm,qemu --workloads http-outside --runs 1 --warmup 0 --ready-timeout 300s \
+    --no-report --out "$out/outside" > "$out/outside.log" 2>&1
+echo $? > "$out/outside.rc"
+
 # The oltp guest through the VMM alone, with a scratch disk this script keeps: its durable writes
 # must be on that disk after the guest reset (the next mount would replay the journal: e2fsck does).
 # Two vCPUs and 192 MiB, no `quiet`: the console shows what the guest kernel saw.
@@ -92,5 +99,7 @@ echo $? > "$out/cleanup.rc"
 ls -A /run/cvbench/vms 2>/dev/null > "$out/run-left"
 ps -o pid,comm 2>/dev/null | grep -E 'cvbench-|qemu' > "$out/procs-left"
 grep cvbench /proc/self/mountinfo > "$out/mounts-left"
+# (iproute2's ip: busybox sh would run its own applet for a bare `ip`.)
+{ /usr/sbin/ip netns list; /usr/sbin/ip -o link show | grep cvbench; } > "$out/net-left" 2>&1
 step "done"
 exit 0

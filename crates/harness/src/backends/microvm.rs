@@ -11,6 +11,9 @@
 //! `start_to_guest_init_ms` (the boot-timer port write), and `start_to_ready_ms` (the READY line
 //! became readable on the console pipe).
 //!
+//! For a workload reached from outside, the guest's eth0 is a virtio-net device on a tap bridged
+//! into the instance's network namespace (see `vm_net`), and `start_to_network_ready_ms` comes first.
+//!
 //! State that must survive a crashed harness: `/run/cvbench/vms/<instance>/` holds the VMM's pid
 //! file and the instance's disk; [`cleanup_leftover_vms`] kills and removes what a dead harness left.
 
@@ -25,6 +28,7 @@ use microvm::{EventKind, VmEvent};
 use workload::{WorkloadResult, WorkloadSpec};
 
 use super::lines::{self, ReadySource};
+use super::vm_net::VmNet;
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
@@ -32,8 +36,8 @@ use crate::backend::{
 };
 use crate::host::{self, KvmFlavour as HostKvm};
 use crate::metrics::{
-    GUEST_RAM_RESIDENT_BYTES, START_TO_FIRST_VCPU_ENTRY_MS, START_TO_GUEST_INIT_MS, START_TO_READY_MS,
-    START_TO_VM_CREATED_MS, VMM_OVERHEAD_BYTES,
+    GUEST_RAM_RESIDENT_BYTES, START_TO_FIRST_VCPU_ENTRY_MS, START_TO_GUEST_INIT_MS,
+    START_TO_NETWORK_READY_MS, START_TO_READY_MS, START_TO_VM_CREATED_MS, VMM_OVERHEAD_BYTES,
 };
 use crate::probe;
 use crate::results::{Isolation, IsolationKind};
@@ -217,8 +221,15 @@ impl MicrovmBackend {
         ))
     }
 
-    /// The VMM command line for one instance.
-    fn vmm_command(&self, prepared: &Prepared, spec: &LaunchSpec, instance_disk: &Path) -> Command {
+    /// The VMM command line for one instance (with `net`: a virtio-net device on its tap, and the
+    /// guest's address on the kernel command line).
+    fn vmm_command(
+        &self,
+        prepared: &Prepared,
+        spec: &LaunchSpec,
+        instance_disk: &Path,
+        net: Option<&VmNet>,
+    ) -> Command {
         let (memory_mib, vcpus) = guest_size(spec, self.memory_mib, self.vcpus);
         let mut cmd = Command::new(&prepared.vmm);
         cmd.arg("--kernel").arg(&prepared.guest.kernel);
@@ -236,9 +247,14 @@ impl MicrovmBackend {
             GuestKind::Linux => {
                 cmd.arg("--disk-ro").arg(&prepared.guest.shared_disk);
                 cmd.arg("--disk").arg(instance_disk);
+                let net_words = net.map(VmNet::guest_words).unwrap_or_default();
                 cmd.arg("--cmdline")
-                    .arg(linux_cmdline_extra_for(&spec.workload, prepared.pvm));
+                    .arg(linux_cmdline_extra_with(&spec.workload, prepared.pvm, &net_words));
             }
+        }
+        if let Some(net) = net {
+            let fd = net.pass_tap(&mut cmd);
+            cmd.args(["--net-tap-fd", &fd.to_string(), "--net-mac", &net.mac()]);
         }
         cmd
     }
@@ -258,10 +274,16 @@ pub fn linux_cmdline_extra(workload: &WorkloadSpec) -> String {
 
 /// [`linux_cmdline_extra`], plus [`PVM_KERNEL_WORDS`] on a PVM host.
 pub fn linux_cmdline_extra_for(workload: &WorkloadSpec, pvm: bool) -> String {
+    linux_cmdline_extra_with(workload, pvm, &[])
+}
+
+/// [`linux_cmdline_extra_for`] with `kernel_words` (e.g. guest init's `cvbench.ip=`) before ` -- `.
+pub fn linux_cmdline_extra_with(workload: &WorkloadSpec, pvm: bool, kernel_words: &[String]) -> String {
     let mut words: Vec<String> = Vec::new();
     if pvm {
         words.extend(PVM_KERNEL_WORDS.iter().map(|w| w.to_string()));
     }
+    words.extend(kernel_words.iter().cloned());
     words.extend(
         [
             "root=/dev/vda",
@@ -424,6 +446,12 @@ impl Backend for MicrovmBackend {
         Ok(())
     }
 
+    /// The Linux guest's eth0 is virtio-net on a tap bridged into the instance's namespace (see
+    /// `vm_net`); the probe guest has no network stack.
+    fn networking(&self) -> bool {
+        self.guest == GuestKind::Linux
+    }
+
     fn isolation(&self) -> Isolation {
         Isolation::vm(IsolationKind::MicroVm, host::detect_kvm_flavour().for_guest())
     }
@@ -510,21 +538,33 @@ impl Backend for MicrovmBackend {
                 "the probe guest runs no workload; use the idle workload with --guest probe",
             ));
         }
+        // The network first, timed as its own phase (as the container backends do); from here on,
+        // dropping it removes the namespace, its bridge and the harness's copy of the tap.
+        let net = VmNet::attach(NAME, spec)?;
+        let mut phases = Vec::new();
+        if net.is_some() {
+            phases.push(PhaseMark::new(
+                START_TO_NETWORK_READY_MS,
+                spec.request,
+                Instant::now(),
+            ));
+        }
         // From here on, dropping `instance` removes whatever exists so far.
         let vm = VmProcess::create(VMM, &self.run_dir, &spec.instance_name)?;
         let mut instance = MicrovmInstance {
             disk: vm.dir().join("disk.img"),
             vm,
-            phases: Vec::new(),
+            phases,
             guest_ram_host_addr: None,
             exits_by_itself: spec.workload.exits_by_itself(),
+            net: None,
         };
         // Both guests get a sparse copy: the scratch template (Linux) or the probe's test disk.
         let files = &prepared.guest;
         let template = files.scratch_template.as_ref().unwrap_or(&files.shared_disk);
         rootfs::new_scratch_disk(template, &instance.disk)
             .map_err(BackendError::rootfs(NAME, Stage::Create))?;
-        let mut cmd = self.vmm_command(&prepared, spec, &instance.disk);
+        let mut cmd = self.vmm_command(&prepared, spec, &instance.disk, net.as_ref());
         let clock = ClockPair::now();
         instance.vm.start(
             &mut cmd,
@@ -553,7 +593,8 @@ impl Backend for MicrovmBackend {
             .push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
         // Event lines still in flight on the other pipe: VM created, first vCPU entry, guest init.
         let settle = ready + EVENT_SETTLE;
-        while instance.instance.phases.len() < 4 {
+        let expected = if net.is_some() { 5 } else { 4 };
+        while instance.instance.phases.len() < expected {
             match instance.instance.vm.next(settle) {
                 Next::Message(message) => {
                     instance.on_message(message)?;
@@ -563,6 +604,7 @@ impl Backend for MicrovmBackend {
         }
         let mut instance = instance.instance;
         instance.phases.sort_by_key(|p| p.since_request);
+        instance.net = net;
         Ok(Box::new(instance))
     }
 }
@@ -658,11 +700,14 @@ enum Message {
 }
 
 struct MicrovmInstance {
+    /// Declared before `net`: the VMM (which holds the tap) stops before the namespace goes.
     vm: VmProcess<Message>,
     disk: PathBuf,
     phases: Vec<PhaseMark>,
     guest_ram_host_addr: Option<u64>,
     exits_by_itself: bool,
+    /// For a workload reached from outside: the tap bridged into the instance's namespace.
+    net: Option<VmNet>,
 }
 
 /// Rss and Pss (bytes) of the mapping that starts at `start` in a `/proc/PID/smaps` text.
@@ -703,6 +748,10 @@ impl Instance for MicrovmInstance {
 
     fn host_pids(&self) -> Vec<i32> {
         self.vm.pid().into_iter().collect()
+    }
+
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().map(VmNet::guest_addr)
     }
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
@@ -843,6 +892,25 @@ Pss:                   8 kB
             "{extra}"
         );
         assert!(extra.ends_with(" -- idle"));
+        // Guest init's network words go among the kernel's, never to the workload.
+        let words = [
+            "cvbench.ip=198.18.0.2/30".to_string(),
+            "cvbench.gw=198.18.0.1".to_string(),
+        ];
+        let extra = linux_cmdline_extra_with(&WorkloadSpec::Idle, false, &words);
+        let (kernel_part, init_part) = extra.split_once(" -- ").unwrap();
+        assert!(kernel_part.starts_with("cvbench.ip=198.18.0.2/30 cvbench.gw=198.18.0.1 root=/dev/vda"));
+        assert_eq!(init_part, "idle");
+    }
+
+    #[test]
+    fn only_the_linux_guest_has_a_network() {
+        assert!(MicrovmBackend::new(GuestKind::Linux).networking());
+        let probe = MicrovmBackend::new(GuestKind::Probe);
+        assert!(!probe.networking());
+        let outside = WorkloadSpec::default_for(workload::WorkloadKind::HttpOutside);
+        let why = crate::backend::can_run(&probe, &outside).unwrap_err();
+        assert!(why.reason.contains("http-outside"), "{why}");
     }
 
     #[test]
@@ -1034,6 +1102,81 @@ Pss:                   8 kB
             ));
         }
         Ok(())
+    }
+
+    /// Hardware KVM only (the nested-KVM layer runs it): the guest serves http-outside on its
+    /// virtio-net eth0 and wrk reaches it from the client namespace; the instance's namespace goes
+    /// with the instance.
+    #[test]
+    fn linux_guest_serves_http_to_the_client_namespace_on_hardware_kvm() {
+        if let Err(reason) = hardware_kvm() {
+            testkit::skip(testkit::Requirement::HardwareKvm, reason);
+            return;
+        }
+        if testkit::skip_unless_root("network namespaces, veths and taps") {
+            return;
+        }
+        if let Err(e) = crate::net::available() {
+            testkit::skip(testkit::Requirement::Package("iproute2"), e);
+            return;
+        }
+        if !crate::net::wrk_available() {
+            testkit::skip(testkit::Requirement::Package("wrk"), "wrk is not installed");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut backend = MicrovmBackend::new(GuestKind::Linux);
+        backend.run_dir = tmp.path().join("run");
+        if let Err(u) = backend.check_host() {
+            testkit::skip(testkit::Requirement::GuestKernel, u);
+            return;
+        }
+        let image = match rootfs::default_image(&backend.cache_root) {
+            Ok(image) => image,
+            Err(e) => {
+                testkit::skip(testkit::Requirement::Binaries, format!("no image: {e}"));
+                return;
+            }
+        };
+        backend.prepare(&image.dir).unwrap();
+        let network = crate::net::Network::create(&tmp.path().join("run-root")).unwrap();
+        let opts = crate::runner::RunOptions {
+            runs: 1,
+            warmup: 0,
+            ready_timeout: Duration::from_secs(120),
+            network: Some(network.clone()),
+            ..crate::runner::RunOptions::default()
+        };
+        let spec = WorkloadSpec::HttpOutside {
+            port: WorkloadSpec::DEFAULT_HTTP_PORT,
+            connections: 2,
+            duration_s: 1,
+            path: "/1k.bin".into(),
+        };
+        let name = format!("cvbench-microvm-http-outside-{}-0", std::process::id());
+        let m = crate::runner::run_once(&backend, &image.dir, &spec, &opts, &name)
+            .unwrap()
+            .metrics;
+        use crate::metrics as mt;
+        assert!(m[mt::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
+        assert_eq!(m[mt::OUTSIDE_ERRORS], 0.0, "{m:?}");
+        assert!(
+            m[mt::START_TO_NETWORK_READY_MS] <= m[mt::START_TO_VM_CREATED_MS],
+            "{m:?}"
+        );
+        assert!(
+            m[mt::START_TO_FIRST_RESPONSE_MS] >= m[mt::START_TO_READY_MS],
+            "{m:?}"
+        );
+        let ours = format!("cvbench-net-{}-", std::process::id());
+        let left = fs::read_dir(crate::net::NETNS_DIR)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with(&ours))
+            })
+            .unwrap_or(false);
+        assert!(!left, "an instance namespace outlived its instance");
+        assert_eq!(fs::read_dir(&backend.run_dir).map(|d| d.count()).unwrap_or(0), 0);
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod process;
 pub mod qemu;
 pub mod runc;
 mod teardown;
+mod vm_net;
 mod vm_process;
 
 use workload::{parse_line, ProtocolLine, WorkloadResult};

@@ -7,13 +7,17 @@
 //! where a stock kernel's ring-0 code runs far too slowly) `-accel tcg -cpu max`, pure emulation,
 //! labelled `emulated = true`.
 //!
-//! Phases: only `start_to_ready_ms` (the READY line became readable on QEMU's stdout, which is the
+//! Phases: `start_to_ready_ms` (and `start_to_network_ready_ms` with a network, below) (the READY line became readable on QEMU's stdout, which is the
 //! guest's ttyS0). QEMU has no boot-timer device, so "guest init reached" is not observable and is
 //! not reported. Memory: the QEMU process's PSS. Disk: the scratch disk's allocated bytes.
 //!
 //! QEMU's own `auto-kernel-cmdline` appends the virtio-mmio transports at the end of the command
 //! line, i.e. after ` -- `, where the kernel passes them to init instead of parsing them; so it is
 //! turned off and [`kernel_cmdline`] places them before ` -- ` itself.
+//!
+//! For a workload reached from outside: `-netdev tap,fd=` on the tap the harness bridged into the
+//! instance's network namespace (see `vm_net`), a `virtio-net-device` on the third transport, and
+//! `start_to_network_ready_ms` before READY.
 //!
 //! State that must survive a crashed harness: `/run/cvbench/qemu/<instance>/` holds `qemu.pid` and
 //! the scratch disk; [`cleanup_leftover_qemus`] kills and removes what a dead harness left.
@@ -29,13 +33,14 @@ use workload::{WorkloadResult, WorkloadSpec};
 
 use super::lines::{self, ReadySource};
 use super::microvm::{guest_size, linux_cmdline_extra, linux_kernel, LinuxDisks};
+use super::vm_net::VmNet;
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
     Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
     Unavailable,
 };
 use crate::host::{self, HostRoots, KvmFlavour};
-use crate::metrics::START_TO_READY_MS;
+use crate::metrics::{START_TO_NETWORK_READY_MS, START_TO_READY_MS};
 use crate::probe;
 use crate::results::{self, Isolation, IsolationKind};
 
@@ -119,15 +124,35 @@ pub fn virtio_mmio_param(n: u64) -> String {
 /// under hardware-style KVM nested on TCG that took 50 s per VM end, past the finish timeout. A
 /// triple fault resets at once, and `-no-reboot` turns the reset into QEMU's exit.
 pub fn kernel_cmdline(workload: &WorkloadSpec, tsc_khz: Option<u64>) -> String {
+    kernel_cmdline_with(workload, tsc_khz, None)
+}
+
+/// [`kernel_cmdline`] for a guest with `net`: the third transport (the virtio-net device, attached
+/// after the two disks) and guest init's `cvbench.ip=`/`cvbench.gw=` words, all before ` -- `.
+pub fn kernel_cmdline_with(workload: &WorkloadSpec, tsc_khz: Option<u64>, net: Option<&QemuNet>) -> String {
     let tsc = tsc_khz
         .map(|khz| format!("tsc_early_khz={khz} tsc=reliable "))
         .unwrap_or_default();
+    let net_words = net
+        .map(|n| format!("{} {} ", virtio_mmio_param(2), n.guest_words.join(" ")))
+        .unwrap_or_default();
     format!(
-        "console=ttyS0 reboot=t panic=-1 {tsc}{} {} {}",
+        "console=ttyS0 reboot=t panic=-1 {tsc}{} {} {net_words}{}",
         virtio_mmio_param(0),
         virtio_mmio_param(1),
         linux_cmdline_extra(workload)
     )
+}
+
+/// A QEMU guest's network: a virtio-net device on an inherited tap descriptor (see `vm_net`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QemuNet {
+    /// The tap's descriptor number in QEMU (inherited).
+    pub tap_fd: i32,
+    /// The guest's MAC address.
+    pub mac: String,
+    /// Guest init's `cvbench.ip=`/`cvbench.gw=` words.
+    pub guest_words: Vec<String>,
 }
 
 /// The host's TSC rate in kHz, measured against the monotonic clock over `window`; `None` unless
@@ -172,6 +197,8 @@ pub struct QemuVm<'a> {
     pub workload: &'a WorkloadSpec,
     /// The host TSC rate to hand a TCG guest (see [`kernel_cmdline`]); `None` under KVM.
     pub tsc_khz: Option<u64>,
+    /// For a workload reached from outside: eth0 on a tap.
+    pub net: Option<QemuNet>,
 }
 
 impl QemuVm<'_> {
@@ -216,12 +243,22 @@ impl QemuVm<'_> {
         }
         args.push(self.kernel.as_os_str().to_owned());
         args.push("-append".into());
-        args.push(kernel_cmdline(self.workload, self.tsc_khz).into());
+        args.push(kernel_cmdline_with(self.workload, self.tsc_khz, self.net.as_ref()).into());
         for (drive, device) in [
             (drive_vda, "virtio-blk-device,drive=vda"),
             (drive_vdb, "virtio-blk-device,drive=vdb"),
         ] {
             args.extend(["-drive".into(), drive, "-device".into(), device.into()]);
+        }
+        // After the disks: the third transport, which the command line names third. `fd=` excludes
+        // ifname/script/downscript: QEMU neither creates nor configures the tap, the harness did.
+        if let Some(net) = &self.net {
+            args.extend([
+                "-netdev".into(),
+                format!("tap,id=net0,fd={}", net.tap_fd).into(),
+                "-device".into(),
+                format!("virtio-net-device,netdev=net0,mac={}", net.mac).into(),
+            ]);
         }
         args
     }
@@ -316,6 +353,11 @@ impl Backend for QemuBackend {
         self.cache_root = root.to_path_buf();
     }
 
+    /// eth0 is virtio-net on a tap bridged into the instance's namespace (see `vm_net`).
+    fn networking(&self) -> bool {
+        true
+    }
+
     fn isolation(&self) -> Isolation {
         let kvm = match self.accel {
             // -accel kvm in the nested-KVM L1 runs on TCG's emulated SVM: still emulated.
@@ -372,13 +414,24 @@ impl Backend for QemuBackend {
 
     fn launch(&self, spec: &LaunchSpec) -> Result<Box<dyn Instance>, BackendError> {
         let prepared = self.prepared()?;
+        // The network first, timed as its own phase; dropping it removes the namespace.
+        let net = VmNet::attach(NAME, spec)?;
+        let mut phases = Vec::new();
+        if net.is_some() {
+            phases.push(PhaseMark::new(
+                START_TO_NETWORK_READY_MS,
+                spec.request,
+                Instant::now(),
+            ));
+        }
         // From here on, dropping `instance` removes whatever exists so far.
         let vm = VmProcess::create(QEMU, &self.run_dir, &spec.instance_name)?;
         let mut instance = QemuInstance {
             scratch: vm.dir().join("scratch.ext4"),
             vm,
-            phases: Vec::new(),
+            phases,
             exits_by_itself: spec.workload.exits_by_itself(),
+            net: None,
         };
         rootfs::new_scratch_disk(&prepared.scratch_template, &instance.scratch)
             .map_err(BackendError::rootfs(NAME, Stage::Create))?;
@@ -392,8 +445,17 @@ impl Backend for QemuBackend {
             scratch_disk: &instance.scratch,
             workload: &spec.workload,
             tsc_khz: self.tsc_khz,
+            net: None,
         };
         let mut cmd = Command::new(QEMU_BIN);
+        let vm = QemuVm {
+            net: net.as_ref().map(|n| QemuNet {
+                tap_fd: n.pass_tap(&mut cmd),
+                mac: n.mac(),
+                guest_words: n.guest_words(),
+            }),
+            ..vm
+        };
         cmd.args(vm.args());
         instance
             .vm
@@ -407,6 +469,7 @@ impl Backend for QemuBackend {
         instance
             .phases
             .push(PhaseMark::new(START_TO_READY_MS, spec.request, ready));
+        instance.net = net;
         Ok(Box::new(instance))
     }
 }
@@ -444,10 +507,13 @@ enum Line {
 }
 
 struct QemuInstance {
+    /// Declared before `net`: QEMU (which holds the tap) stops before the namespace goes.
     vm: VmProcess<Line>,
     scratch: PathBuf,
     phases: Vec<PhaseMark>,
     exits_by_itself: bool,
+    /// For a workload reached from outside: the tap bridged into the instance's namespace.
+    net: Option<VmNet>,
 }
 
 impl Instance for QemuInstance {
@@ -457,6 +523,10 @@ impl Instance for QemuInstance {
 
     fn host_pids(&self) -> Vec<i32> {
         self.vm.pid().into_iter().collect()
+    }
+
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().map(VmNet::guest_addr)
     }
 
     fn memory(&self) -> Result<MemoryProbe, BackendError> {
@@ -557,6 +627,7 @@ mod tests {
             scratch_disk: Path::new("/run/x/scratch.ext4"),
             workload: &spec,
             tsc_khz: None,
+            net: None,
         };
         let args: Vec<String> = vm
             .args()
@@ -594,6 +665,71 @@ mod tests {
         assert!(
             args.windows(2).any(|w| w == ["-accel", "kvm"]) && args.windows(2).any(|w| w == ["-cpu", "host"])
         );
+    }
+
+    #[test]
+    fn a_networked_guest_gets_a_tap_netdev_on_the_third_transport_and_its_address() {
+        let spec = WorkloadSpec::HttpOutside {
+            port: 8080,
+            connections: 4,
+            duration_s: 2,
+            path: "/4k.bin".into(),
+        };
+        let vm = QemuVm {
+            accel: Accel::Kvm,
+            kernel: Path::new("/k/vmlinux"),
+            memory_mib: 128,
+            vcpus: 1,
+            image_disk: Path::new("/cache/img.ext4"),
+            scratch_disk: Path::new("/run/x/scratch.ext4"),
+            workload: &spec,
+            tsc_khz: None,
+            net: Some(QemuNet {
+                tap_fd: 7,
+                mac: "02:cb:c6:12:00:06".into(),
+                guest_words: vec!["cvbench.ip=198.18.0.6/30".into(), "cvbench.gw=198.18.0.5".into()],
+            }),
+        };
+        let args: Vec<String> = vm
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let after = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
+        // fd= alone: QEMU runs no script and names no interface (the harness made and bridged it).
+        assert_eq!(after("-netdev").as_deref(), Some("tap,id=net0,fd=7"));
+        let net_device = args
+            .iter()
+            .position(|a| a == "virtio-net-device,netdev=net0,mac=02:cb:c6:12:00:06")
+            .expect("the virtio-net device");
+        let vdb = args
+            .iter()
+            .position(|a| a == "virtio-blk-device,drive=vdb")
+            .unwrap();
+        assert!(vdb < net_device, "the net device must take the third transport");
+        let line = after("-append").unwrap();
+        let (kernel_part, init_part) = line.split_once(" -- ").unwrap();
+        for word in [
+            "virtio_mmio.device=512@0xfeb00a00:10",
+            "cvbench.ip=198.18.0.6/30",
+            "cvbench.gw=198.18.0.5",
+        ] {
+            assert!(
+                kernel_part.split(' ').any(|w| w == word),
+                "{word} missing from {kernel_part}"
+            );
+        }
+        assert_eq!(init_part, spec.to_args().join(" "));
+        // Without a network: no netdev, no third transport, no address.
+        let plain = QemuVm { net: None, ..vm };
+        let args: Vec<String> = plain
+            .args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!args
+            .iter()
+            .any(|a| a == "-netdev" || a.contains("cvbench.ip") || a.contains("0xfeb00a00")));
     }
 
     #[test]
@@ -774,6 +910,69 @@ mod tests {
             assert_eq!(result.workload, "oltp");
             instance.destroy().unwrap();
             assert!(!Path::new(&format!("/proc/{pid}")).exists() || !is_qemu(pid));
+            assert_eq!(fs::read_dir(root.path().join("run")).unwrap().count(), 0);
+        }
+
+        /// The network path under whatever acceleration this host has: the guest serves on its
+        /// eth0 (virtio-net on the tap bridged into its namespace), wrk reaches it from the client
+        /// namespace, and the namespace goes with the instance.
+        #[test]
+        fn http_outside_is_served_to_the_client_namespace() {
+            if testkit::skip_unless_root("network namespaces, veths and taps") {
+                return;
+            }
+            if let Err(e) = crate::net::available() {
+                testkit::skip(testkit::Requirement::Package("iproute2"), e);
+                return;
+            }
+            if !crate::net::wrk_available() {
+                testkit::skip(testkit::Requirement::Package("wrk"), "wrk is not installed");
+                return;
+            }
+            let Some((backend, root, image)) = backend_or_skip() else {
+                return;
+            };
+            backend.prepare(&image.dir).unwrap();
+            let network = crate::net::Network::create(&root.path().join("run-root")).unwrap();
+            let opts = crate::runner::RunOptions {
+                runs: 1,
+                warmup: 0,
+                ready_timeout: Duration::from_secs(240),
+                network: Some(network.clone()),
+                ..crate::runner::RunOptions::default()
+            };
+            let spec = WorkloadSpec::HttpOutside {
+                port: WorkloadSpec::DEFAULT_HTTP_PORT,
+                connections: 2,
+                duration_s: 1,
+                path: "/1k.bin".into(),
+            };
+            let name = format!("cvbench-qemu-http-outside-{}-0", std::process::id());
+            let m = crate::runner::run_once(&backend, &image.dir, &spec, &opts, &name)
+                .unwrap()
+                .metrics;
+            use crate::metrics as mt;
+            assert!(m[mt::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
+            assert!(m[mt::OUTSIDE_BYTES_PER_S] > 1024.0, "{m:?}");
+            assert_eq!(m[mt::OUTSIDE_ERRORS], 0.0, "{m:?}");
+            assert!(
+                m[mt::START_TO_NETWORK_READY_MS] <= m[mt::START_TO_READY_MS],
+                "{m:?}"
+            );
+            assert!(
+                m[mt::START_TO_FIRST_RESPONSE_MS] >= m[mt::START_TO_READY_MS],
+                "{m:?}"
+            );
+            let netns = format!("cvbench-net-{}-", std::process::id());
+            let left: Vec<String> = fs::read_dir(crate::net::NETNS_DIR)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.starts_with(&netns))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(left.is_empty(), "instance namespaces left: {left:?}");
             assert_eq!(fs::read_dir(root.path().join("run")).unwrap().count(), 0);
         }
 

@@ -110,6 +110,14 @@ impl Tap {
 
 use std::os::unix::fs::OpenOptionsExt;
 
+/// The tap's descriptor, for a process that hands it to a VMM (the harness opens the tap in an
+/// instance's network namespace and passes it on).
+impl From<Tap> for OwnedFd {
+    fn from(tap: Tap) -> OwnedFd {
+        OwnedFd::from(tap.file)
+    }
+}
+
 impl TapIo for Tap {
     fn recv_frame(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read(buf)
