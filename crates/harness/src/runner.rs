@@ -207,7 +207,7 @@ pub fn outside_note(backend: &dyn Backend, spec: &WorkloadSpec, opts: &RunOption
     }
     Some(match selftest {
         Some(s) => format!(
-            "wrk -t1 from the client network namespace over a veth, before the self-test: the \
+            "wrk -t1 from the client network namespace over the instance's veth, before the self-test: the \
              self-test's {} requests over {} connections, the same files in the same order; \
              client wrk (event loop, 1 thread) vs in-process (1 thread per connection)",
             s.requests, s.connections
