@@ -353,15 +353,15 @@ fn http_outside(
             "http from outside needs the instance attached to the client network namespace".into(),
         ));
     };
-    let paths = crate::net::www_paths(image_dir).map_err(|e| {
+    let files = crate::net::www_files(image_dir).map_err(|e| {
         failed(format!(
             "listing the image's {}: {e}",
             workload::spec::WWW_DIR_IN_IMAGE
         ))
     })?;
-    let first_path = paths
+    let first_path = files
         .first()
-        .cloned()
+        .map(|f| f.0.clone())
         .ok_or_else(|| failed("the image serves no files".into()))?;
     let addr = std::net::SocketAddrV4::new(ip, *port);
     let trigger = std::net::SocketAddr::from((ip, from_outside.trigger_port));
@@ -384,7 +384,7 @@ fn http_outside(
     let wrk = crate::net::run_wrk_walk(
         network,
         addr,
-        &paths,
+        &files,
         selftest.requests,
         selftest.connections,
         opts.finish_timeout,
