@@ -313,9 +313,12 @@ fn network_path_section(m: &Model<'_>) -> Vec<Block> {
         Block::Paragraph(
             "The same server measured twice in each run: first loaded from outside (wrk in the harness's \
              client network namespace, over the instance's veth), then by its own self-test over the \
-             sandbox's loopback. Medians over runs with their bootstrap 95% CI; the ratio is outside / \
-             in-sandbox (below 1 for requests/s and above 1 for p99: what the network path costs). \
-             \"–\": not measured for that backend (why: below)."
+             sandbox's loopback, with the same requests, connections and files. Medians over runs with \
+             their bootstrap 95% CI; the ratio is outside / in-sandbox. It compares two clients as well \
+             as two paths (wrk: one event-loop thread on the host; the self-test: a thread per \
+             connection inside the sandbox), so it bounds what the network path costs rather than \
+             isolating it; TCP connect is a path-only figure. \"–\": not measured for that backend \
+             (why: below)."
                 .to_string(),
         ),
         table(
