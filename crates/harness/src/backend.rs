@@ -321,6 +321,11 @@ pub trait Backend {
     fn networking(&self) -> bool {
         false
     }
+    /// Why this backend has no network path (when [`Backend::networking`] is false), recorded where
+    /// its outside figures are missing; `None` for the generic "not yet".
+    fn no_network_reason(&self) -> Option<String> {
+        None
+    }
     /// Further facts that qualify this backend's figures, e.g. `("runc_version", "1.1.5")`,
     /// `("vcpus", "1")`. Copied into the results; what isolates the cell is [`Backend::isolation`].
     fn labels(&self) -> Vec<(String, String)> {

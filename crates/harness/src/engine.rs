@@ -41,6 +41,10 @@ use crate::runner::{cell_labels, run_into, RunOptions};
 /// Failed runs in a row after which a backend is given up for a workload ([`Mode::Runs`]).
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
 
+/// The label of an `http` cell reached from outside that says how its `outside.*` figures were
+/// obtained, or `missing: <why>` ([`crate::runner::outside_note`]).
+pub use crate::metrics::OUTSIDE_LOAD_LABEL;
+
 /// A time limit for a whole comparison: each workload gets an equal share of what is left when it
 /// starts, and stops adding rounds once the next one would overrun its share — but never before
 /// `min_runs` measured rounds. `RunOptions::runs` stays the maximum. Like hyperfine's time-based run
@@ -460,7 +464,13 @@ fn set_up_cells<'a>(
             observer,
         );
         for (w, spec) in plan.workloads.iter().enumerate() {
-            let mut cell = BenchmarkResult::new(backend.name(), lane.isolation, spec, lane.labels.clone());
+            let mut labels = lane.labels.clone();
+            if let Mode::Runs { opts, .. } = &plan.mode {
+                if let Some(note) = crate::runner::outside_note(*backend, spec, opts) {
+                    labels.insert(OUTSIDE_LOAD_LABEL.to_string(), note);
+                }
+            }
+            let mut cell = BenchmarkResult::new(backend.name(), lane.isolation, spec, labels);
             match (&lane.setup, &lane.unsupported[w]) {
                 (Setup::Skipped(reason), _) | (Setup::Ready(_), Some(reason)) => {
                     cell.skipped = Some(reason.clone());
