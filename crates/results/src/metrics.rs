@@ -54,6 +54,9 @@ pub const OUTSIDE_LATENCY_P99_US: &str = "outside.latency_p99_us";
 pub const OUTSIDE_TCP_CONNECT_US: &str = "outside.tcp_connect_us";
 /// wrk's socket errors plus non-2xx/3xx responses.
 pub const OUTSIDE_ERRORS: &str = "outside.errors";
+/// The cell label (of an `http` cell reached from outside) saying how its `outside.*` figures were
+/// obtained, or `missing: <why>` when the backend or host has no network path.
+pub const OUTSIDE_LOAD_LABEL: &str = "outside_load";
 pub const WORKLOAD_REQUESTS_PER_S: &str = "workload.requests_per_s";
 pub const WORKLOAD_TPS: &str = "workload.tps";
 pub const WORKLOAD_OPS_PER_S: &str = "workload.ops_per_s";

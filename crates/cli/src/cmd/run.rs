@@ -86,7 +86,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut backends = [harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?];
     super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
     let [backend] = backends;
-    let spec = WorkloadSpec::default_for(args.workload);
+    let spec = WorkloadSpec::for_bench(args.workload);
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
     if let Err(u) = backend
         .check_host()

@@ -249,7 +249,7 @@ pub(crate) fn attach_network(
     spec: &crate::backend::LaunchSpec,
 ) -> Result<Option<crate::net::InstanceNet>, crate::backend::BackendError> {
     match (&spec.network, &spec.workload) {
-        (Some(network), workload::WorkloadSpec::HttpOutside { .. }) => network
+        (Some(network), w) if w.reached_from_outside() => network
             .attach()
             .map(Some)
             .map_err(|e| crate::backend::BackendError::setup(backend, format!("network: {e}"))),
