@@ -48,6 +48,10 @@ enum Command {
     Ab(cmd::ab::AbArgs),
     /// Store or list baselines for `bench check` (results/baselines/NAME.json).
     Baseline(cmd::baseline::BaselineArgs),
+    /// The startup history across commits (results/history.jsonl): append a run, list the entries.
+    History(cmd::history::HistoryArgs),
+    /// Plot each startup metric's median and 95% CI across the history's commits, per backend.
+    Trend(cmd::trend::TrendArgs),
     /// Build named images: `bench image build services` (Debian nginx-light + mariadb-server).
     Image(cmd::image::ImageArgs),
 }
@@ -63,6 +67,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => cmd::check::execute(args),
         Command::Baseline(args) => cmd::baseline::execute(args),
         Command::Ab(args) => cmd::ab::execute(args),
+        Command::History(args) => cmd::history::execute(args),
+        Command::Trend(args) => cmd::trend::execute(args),
         Command::Image(args) => cmd::image::execute(args),
     }
 }

@@ -109,4 +109,33 @@ mod tests {
             assert!(text.contains(needle), "bench.yml lacks {needle:?}");
         }
     }
+
+    #[test]
+    fn main_appends_to_the_history_commits_it_back_and_draws_the_trend() {
+        let text = std::fs::read_to_string(root().join(".github/workflows/bench.yml")).expect("bench.yml");
+        let history_job = text.split("\n  history:\n").nth(1).expect("a history job");
+        for needle in [
+            "if: github.event_name == 'push'",
+            "contents: write",
+            "group: bench-history",
+            "bench compare",
+            "history append cvbench-results/results.json --history results/history.jsonl",
+            "--commit \"$GITHUB_SHA\"",
+            "[skip ci]",
+            "git push --quiet origin HEAD:main",
+            "trend --history results/history.jsonl",
+            "--out cvbench-trend",
+            "actions/upload-artifact@v4",
+        ] {
+            assert!(history_job.contains(needle), "the history job lacks {needle:?}");
+        }
+        assert!(
+            !text
+                .split("\n  history:\n")
+                .next()
+                .unwrap_or("")
+                .contains("contents: write"),
+            "only the history job may write to the repository"
+        );
+    }
 }

@@ -318,6 +318,7 @@ fn http_selftest_runs_over_guest_loopback() {
             requests: 200,
             connections: 2,
         }),
+        from_outside: None,
     };
     let (mut qemu, deadline) = boot(&art, &spec, &scratch);
     let line = qemu.wait_for(deadline, |l| matches!(l, ProtocolLine::Result(_)));

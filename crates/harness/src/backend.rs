@@ -21,6 +21,14 @@ pub struct Unavailable {
     pub reason: String,
 }
 
+/// The per-instance limits of a run (`--memory`, `--cpus`), which size a VM's guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct InstanceLimits {
+    pub memory_limit_bytes: Option<u64>,
+    /// CPU quota in CPUs; `None` = unlimited.
+    pub cpu_limit: Option<f64>,
+}
+
 /// What to launch.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
@@ -48,6 +56,16 @@ pub struct LaunchSpec {
     /// ([`WorkloadSpec::HttpOutside`]): the backend attaches the instance to it
     /// ([`crate::net::Network::attach`]) and reports the address ([`Instance::address`]).
     pub network: Option<crate::net::Network>,
+}
+
+impl LaunchSpec {
+    /// The limits that size this instance.
+    pub fn limits(&self) -> InstanceLimits {
+        InstanceLimits {
+            memory_limit_bytes: self.memory_limit_bytes,
+            cpu_limit: self.cpu_limit,
+        }
+    }
 }
 
 /// One phase boundary, measured from `LaunchSpec::request`.
@@ -303,10 +321,21 @@ pub trait Backend {
     fn networking(&self) -> bool {
         false
     }
+    /// Why this backend has no network path (when [`Backend::networking`] is false), recorded where
+    /// its outside figures are missing; `None` for the generic "not yet".
+    fn no_network_reason(&self) -> Option<String> {
+        None
+    }
     /// Further facts that qualify this backend's figures, e.g. `("runc_version", "1.1.5")`,
     /// `("vcpus", "1")`. Copied into the results; what isolates the cell is [`Backend::isolation`].
     fn labels(&self) -> Vec<(String, String)> {
         Vec::new()
+    }
+    /// [`Backend::labels`] of instances launched with `limits`: a backend that sizes its instances
+    /// from them (a VM's vCPUs from `--cpus`) labels the size it launches, not its default.
+    fn labels_with(&self, limits: &InstanceLimits) -> Vec<(String, String)> {
+        let _ = limits;
+        self.labels()
     }
     /// Checks a memory limit before any launch: a value this backend can never honour (guest RAM the
     /// VMM refuses) is a usage error up front instead of a failure of every run. The reason names
@@ -342,7 +371,10 @@ pub trait Backend {
 /// Whether `backend` can run `workload` here: [`Backend::supports`], and for a workload reached from
 /// outside, [`Backend::networking`].
 pub fn can_run(backend: &dyn Backend, workload: &WorkloadSpec) -> Result<(), Unavailable> {
-    if workload.reached_from_outside() && !backend.networking() {
+    // `http` reached from outside still runs without a network path (its outside figures are then
+    // missing, see runner::outside_note); these three are nothing without one.
+    let needs_network = matches!(workload, WorkloadSpec::HttpOutside { .. }) || workload.kind().is_service();
+    if needs_network && !backend.networking() {
         return Err(Unavailable {
             reason: format!(
                 "{} has no network path to the client namespace yet ({} needs one)",

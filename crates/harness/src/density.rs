@@ -252,10 +252,17 @@ impl<'a> DensityRun<'a> {
     /// For a workload reached from outside: every running instance answers `GET path` with a 200
     /// from the client namespace (the new one polled until the ready timeout, as a run does).
     fn check_reachable(&self, instances: u32) -> Result<(), String> {
-        let (workload::WorkloadSpec::HttpOutside { port, path, .. }, Some(network)) =
-            (self.spec, self.opts.run.network.as_ref())
-        else {
+        let Some(network) = self.opts.run.network.as_ref() else {
             return Ok(());
+        };
+        let (port, path) = match self.spec {
+            workload::WorkloadSpec::HttpOutside { port, path, .. } => (port, path.clone()),
+            workload::WorkloadSpec::Http {
+                port,
+                from_outside: Some(_),
+                ..
+            } => (port, "/index.html".to_string()),
+            _ => return Ok(()),
         };
         let addresses = self.fleet.addresses();
         if addresses.len() != self.fleet.len() {
@@ -263,7 +270,7 @@ impl<'a> DensityRun<'a> {
                 "instance {instances} has no address in the client namespace"
             ));
         }
-        let (port, path) = (*port, path.clone());
+        let port = *port;
         let deadline = Instant::now() + self.opts.run.ready_timeout;
         network
             .in_client(move || {

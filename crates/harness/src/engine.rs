@@ -33,13 +33,17 @@ use std::time::{Duration, Instant};
 
 use workload::WorkloadSpec;
 
-use crate::backend::{Backend, Confinement, SharedImage};
+use crate::backend::{Backend, SharedImage};
 use crate::density::{self, DensityOptions, DensityRun};
 use crate::results::{BenchmarkResult, DensityPoint, DensityResult, Isolation, ResultsFile, RunFailure};
 use crate::runner::{cell_labels, run_into, RunOptions};
 
 /// Failed runs in a row after which a backend is given up for a workload ([`Mode::Runs`]).
 pub const MAX_CONSECUTIVE_FAILURES: u32 = 3;
+
+/// The label of an `http` cell reached from outside that says how its `outside.*` figures were
+/// obtained, or `missing: <why>` ([`crate::runner::outside_note`]).
+pub use crate::metrics::OUTSIDE_LOAD_LABEL;
 
 /// A time limit for a whole comparison: each workload gets an equal share of what is left when it
 /// starts, and stops adding rounds once the next one would overrun its share — but never before
@@ -64,11 +68,12 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// The `--confinement` the container runtimes apply in this plan (recorded in each cell's labels).
-    fn confinement(&self) -> Confinement {
+    /// The options every launch of this plan gets: `--confinement`, `--memory`, `--cpus`, ...
+    /// (recorded in each cell's labels).
+    fn run_options(&self) -> &RunOptions {
         match self {
-            Mode::Runs { opts, .. } => opts.confinement,
-            Mode::Density(opts) => opts.run.confinement,
+            Mode::Runs { opts, .. } => opts,
+            Mode::Density(opts) => &opts.run,
         }
     }
 
@@ -261,7 +266,7 @@ fn set_up<'a>(
     backend: &'a dyn Backend,
     workloads: &[WorkloadSpec],
     image_dir: &Path,
-    confinement: Confinement,
+    opts: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Lane<'a> {
     let name = backend.name().to_string();
@@ -291,7 +296,7 @@ fn set_up<'a>(
             Some(why)
         })
         .collect();
-    let labels = cell_labels(backend, confinement);
+    let labels = cell_labels(backend, opts);
     let setup = if unsupported.iter().all(Option::is_some) {
         // Nothing to run: no preparation either.
         Setup::Ready(SharedImage::default())
@@ -455,14 +460,19 @@ fn set_up_cells<'a>(
             *backend,
             &plan.workloads,
             plan.image_dir,
-            plan.mode.confinement(),
+            plan.mode.run_options(),
             observer,
         );
         for (w, spec) in plan.workloads.iter().enumerate() {
             let mut labels = lane.labels.clone();
+            if let Mode::Runs { opts, .. } = &plan.mode {
+                if let Some(note) = crate::runner::outside_note(*backend, spec, opts) {
+                    labels.insert(OUTSIDE_LOAD_LABEL.to_string(), note);
+                }
+            }
             // A service workload may run at a stronger level than asked (see services::confinement_for).
             if let Some(level) = labels.get_mut("confinement") {
-                *level = crate::services::confinement_for(plan.mode.confinement(), spec)
+                *level = crate::services::confinement_for(plan.mode.run_options().confinement, spec)
                     .name()
                     .to_string();
             }
@@ -636,7 +646,7 @@ fn grow_curves(
             *backend,
             &plan.workloads,
             plan.image_dir,
-            plan.mode.confinement(),
+            plan.mode.run_options(),
             pace.observer,
         );
         for (w, spec) in plan.workloads.iter().enumerate() {

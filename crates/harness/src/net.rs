@@ -175,18 +175,21 @@ fn try_allocate_slot(dir: &Path, netns: &impl Fn(u32) -> String) -> Result<(u32,
 
 /// The client namespace for a plan: made (under `/run/cvbench/net`) when one of `workloads` is
 /// reached from outside, `None` otherwise. Fails when networking is unavailable (not root, no
-/// `ip`, no `wrk`).
+/// `ip`, no `wrk`) and `http-outside` needs it; for `http` (whose outside figures are an addition
+/// to the self-test) it is `None` then, and [`unavailable_reason`] says why.
 pub fn for_workloads<'a>(
     workloads: impl IntoIterator<Item = &'a workload::WorkloadSpec>,
 ) -> Result<Option<Network>, NetError> {
-    let outside: Vec<&workload::WorkloadSpec> = workloads
-        .into_iter()
-        .filter(|w| w.reached_from_outside())
-        .collect();
-    if outside.is_empty() {
+    let workloads: Vec<&workload::WorkloadSpec> = workloads.into_iter().collect();
+    // Asked for by name: these cannot run without the client namespace (nginx and mariadb are only
+    // ever reached from it).
+    let required = workloads
+        .iter()
+        .any(|w| matches!(w, workload::WorkloadSpec::HttpOutside { .. }) || w.kind().is_service());
+    if !workloads.iter().any(|w| w.reached_from_outside()) {
         return Ok(None);
     }
-    if outside
+    if workloads
         .iter()
         .any(|w| matches!(w, workload::WorkloadSpec::Mariadb { .. }))
         && !crate::services::sysbench_available()
@@ -195,15 +198,22 @@ pub fn for_workloads<'a>(
             "`sysbench` is not installed (apt-get install sysbench)",
         )));
     }
-    let needs_wrk = outside
-        .iter()
-        .any(|w| !matches!(w, workload::WorkloadSpec::Mariadb { .. }));
-    if needs_wrk && !wrk_available() {
-        return Err(io("http-outside")(std::io::Error::other(
-            "`wrk` is not installed (apt-get install wrk)",
-        )));
+    if let Some(reason) = unavailable_reason() {
+        if !required {
+            return Ok(None);
+        }
+        return Err(io("http-outside")(std::io::Error::other(reason)));
     }
     Network::create(Path::new(crate::rundir::RUN_ROOT)).map(Some)
+}
+
+/// Why this host cannot load a workload from outside (not root, no `ip`, no `wrk`); `None` when it
+/// can.
+pub fn unavailable_reason() -> Option<String> {
+    if let Err(reason) = available() {
+        return Some(reason);
+    }
+    (!wrk_available()).then(|| "`wrk` is not installed (apt-get install wrk)".to_string())
 }
 
 /// The client namespace of this harness run. Cheap to clone; the namespace goes when the last clone
@@ -274,6 +284,17 @@ impl Network {
     /// A named namespace for one instance, with `eth0` up at the instance end of a fresh slot and
     /// loopback up; the client end is up in the client namespace.
     pub fn attach(&self) -> Result<InstanceNet, NetError> {
+        self.attach_into(None)
+    }
+
+    /// As [`Network::attach`], into the network namespace process `pid` already has (named with
+    /// `ip netns attach`, so the veth is configured there): for an engine whose containers cannot
+    /// join a namespace by path but can join another container's (docker's holder container).
+    pub fn attach_to_process(&self, pid: i32) -> Result<InstanceNet, NetError> {
+        self.attach_into(Some(pid))
+    }
+
+    fn attach_into(&self, process: Option<i32>) -> Result<InstanceNet, NetError> {
         let pid = std::process::id();
         let (slot, record) = allocate_slot(&self.client.dir, |slot| format!("cvbench-net-{pid}-{slot}"))?;
         let (client_addr, addr) = slot_addresses(slot);
@@ -285,7 +306,10 @@ impl Network {
             addr,
             network: self.clone(),
         };
-        ip(&["netns", "add", &inst.netns])?;
+        match process {
+            None => ip(&["netns", "add", &inst.netns])?,
+            Some(p) => ip(&["netns", "attach", &inst.netns, &p.to_string()])?,
+        }
         let c = self.client_name();
         let client_cidr = format!("{client_addr}/30");
         let inst_cidr = format!("{addr}/30");
@@ -375,6 +399,15 @@ impl Drop for InstanceNet {
     }
 }
 
+/// `<run dir>/net/wrk-<pid>-<address>.lua`: a wrk script while it runs.
+const WRK_SCRIPT_PREFIX: &str = "wrk-";
+
+/// The harness pid in a wrk script's name.
+fn wrk_script_owner(file_name: &str) -> Option<i32> {
+    let rest = file_name.strip_prefix(WRK_SCRIPT_PREFIX)?.strip_suffix(".lua")?;
+    rest.split_once('-')?.0.parse().ok()
+}
+
 /// Removes namespaces recorded under `<run dir>/net` whose harness is gone (or all with `force`
 /// through the scope's `keep`).
 pub fn cleanup(scope: &CleanupScope) -> CleanupReport {
@@ -385,6 +418,16 @@ pub fn cleanup(scope: &CleanupScope) -> CleanupReport {
     };
     for entry in entries.flatten() {
         let path = entry.path();
+        if let Some(pid) = wrk_script_owner(&entry.file_name().to_string_lossy()) {
+            if !(scope.keep)(&format!("cvbench-net-{pid}-0")) {
+                match fs::remove_file(&path) {
+                    Ok(()) => report.removed.push(format!("wrk script {}", path.display())),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => report.problems.push(format!("removing {}: {e}", path.display())),
+                }
+            }
+            continue;
+        }
         let Some((pid, netns)) = read_record(&path) else {
             continue;
         };
@@ -509,6 +552,190 @@ pub fn run_wrk(
     parse_wrk(&text).ok_or_else(|| format!("unrecognised wrk output: {}", text.trim()))
 }
 
+/// The files the `http` self-test walks: regular files directly in the image's `/srv/www`, sorted
+/// by name, as `/name` with their sizes (the order `cvbench-workload http --selftest` requests
+/// them in).
+pub fn www_files(image_dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    let root = image_dir.join(workload::spec::WWW_DIR_IN_IMAGE.trim_start_matches('/'));
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&root)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                files.push((format!("/{name}"), meta.len()));
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Body bytes of the first `requests` requests of the walk over `files` (request `k` asks for file
+/// `k mod len`).
+pub fn walk_bytes(files: &[(String, u64)], requests: u32) -> u64 {
+    (0..requests as usize)
+        .filter_map(|k| files.get(k % files.len().max(1)).map(|f| f.1))
+        .sum()
+}
+
+/// The wrk script of [`run_wrk_walk`]: request `k` asks for `paths[k mod len]`. The script defines
+/// no `response` hook (with one, wrk copies every body into Lua, which made the client, not the
+/// path, the bottleneck: about 4 000 against 10 000 requests/s over the same loopback). Instead,
+/// with one request in flight per connection, the `requests + connections`-th call of `request`
+/// comes right after the `requests`-th response: there the thread stops and interrupts wrk's main
+/// thread (which otherwise sleeps out `-d`). `done` prints one `CVBENCH-WRK {json}` line with the
+/// completed responses, non-2xx/3xx and socket errors, the time from the first request to that
+/// point (CLOCK_MONOTONIC through LuaJIT's FFI) and wrk's latency percentiles.
+pub fn walk_script(paths: &[String], requests: u32, connections: u32) -> String {
+    let files: Vec<String> = paths
+        .iter()
+        .map(|p| format!("{:?}", p.replace(['"', '\\'], "")))
+        .collect();
+    format!(
+        r#"-- written by cvbench: the http self-test's load, driven from outside
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct {{ long tv_sec; long tv_nsec; }} cvbench_timespec;
+int clock_gettime(int clock, cvbench_timespec *tp);
+int getpid(void);
+int tgkill(int tgid, int tid, int sig);
+]]
+local ts = ffi.new("cvbench_timespec")
+local function now_us()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1e6 + tonumber(ts.tv_nsec) / 1e3
+end
+local files = {{ {files} }}
+local last = {requests} + {connections}
+local threads = {{}}
+function setup(thread) table.insert(threads, thread) end
+sent = 0; t0 = nil; t1 = nil
+function request()
+  if t0 == nil then t0 = now_us() end
+  sent = sent + 1
+  if sent == last then
+    t1 = now_us()
+    wrk.thread:stop()
+    local pid = ffi.C.getpid()
+    ffi.C.tgkill(pid, pid, 2)
+  end
+  return wrk.format("GET", files[((sent - 1) % #files) + 1])
+end
+function done(summary, latency, requests)
+  local el = 0
+  for _, t in ipairs(threads) do
+    local a, z = t:get("t0"), t:get("t1")
+    if a and z and z - a > el then el = z - a end
+  end
+  local s = summary.errors
+  io.write(string.format('CVBENCH-WRK {{"completed":%d,"non_2xx":%d,"socket_errors":%d,"elapsed_us":%.1f,"p50_us":%.1f,"p90_us":%.1f,"p99_us":%.1f}}\n',
+    summary.requests, s.status, s.connect + s.read + s.write + s.timeout, el,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99)))
+end
+"#,
+        files = files.join(", ")
+    )
+}
+
+/// The line [`walk_script`]'s `done` prints.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+struct WalkLine {
+    completed: f64,
+    non_2xx: f64,
+    socket_errors: f64,
+    elapsed_us: f64,
+    p50_us: f64,
+    p90_us: f64,
+    p99_us: f64,
+}
+
+/// Parses the output of a [`run_wrk_walk`] of `requests` requests over `connections` whose bodies
+/// add up to `body_bytes`: the figures, or why they are not usable (no line, no elapsed time, or
+/// fewer completed responses than `requests - connections`: wrk's `-d` cap ran out). The stop point
+/// is the `requests + connections`-th request, which a reconnect (a request sent again) can bring
+/// forward by a response or two: the rate is what completed over the time measured, the bytes the
+/// walk's mean body at that rate.
+pub fn parse_walk(
+    text: &str,
+    (requests, connections): (u32, u32),
+    body_bytes: u64,
+) -> Result<OutsideFigures, String> {
+    let json = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CVBENCH-WRK "))
+        .ok_or_else(|| format!("wrk printed no CVBENCH-WRK line: {}", text.trim()))?;
+    let w: WalkLine =
+        serde_json::from_str(json).map_err(|e| format!("unreadable CVBENCH-WRK line {json}: {e}"))?;
+    if w.completed < f64::from(requests.saturating_sub(connections).max(1)) {
+        return Err(format!(
+            "wrk saw {} of {requests} responses before its time limit",
+            w.completed
+        ));
+    }
+    if w.elapsed_us.is_nan() || w.elapsed_us <= 0.0 {
+        return Err(format!("wrk measured no elapsed time: {json}"));
+    }
+    let secs = w.elapsed_us / 1e6;
+    #[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53
+    let mean_body = body_bytes as f64 / f64::from(requests.max(1));
+    let rate = w.completed / secs;
+    Ok(OutsideFigures {
+        requests_per_s: rate,
+        bytes_per_s: mean_body * rate,
+        latency_p50_us: w.p50_us,
+        latency_p90_us: w.p90_us,
+        latency_p99_us: w.p99_us,
+        errors: w.non_2xx + w.socket_errors,
+    })
+}
+
+/// The `http` self-test's load from the client namespace: `wrk -t1 -c<connections>`, `requests`
+/// requests walking `files` round-robin (see [`walk_script`]), at most `limit` long. The script is
+/// written beside the namespace records (removed on return).
+pub fn run_wrk_walk(
+    network: &Network,
+    addr: SocketAddrV4,
+    files: &[(String, u64)],
+    requests: u32,
+    connections: u32,
+    limit: Duration,
+) -> Result<OutsideFigures, String> {
+    if files.is_empty() {
+        return Err("no files to request".into());
+    }
+    let paths: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
+    // Beside the namespace records, named after this harness: `bench cleanup` removes it when a
+    // killed harness left it.
+    let script = network.client.dir.join(format!(
+        "{WRK_SCRIPT_PREFIX}{}-{}.lua",
+        std::process::id(),
+        addr.ip()
+    ));
+    fs::write(&script, walk_script(&paths, requests, connections))
+        .map_err(|e| format!("writing {}: {e}", script.display()))?;
+    let out = Command::new("ip")
+        .args(["netns", "exec", network.client_name(), "wrk", "-t1"])
+        .arg(format!("-c{connections}"))
+        .arg(format!("-d{}s", limit.as_secs().max(1)))
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("http://{addr}/"))
+        .output();
+    let _ = fs::remove_file(&script);
+    let out = out.map_err(|e| format!("running wrk: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "wrk failed ({}): {} {}",
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    parse_walk(&text, (requests, connections), walk_bytes(files, requests))
+}
+
 /// A wrk duration (`812.00us`, `1.23ms`, `2.00s`) in µs.
 fn wrk_time_us(s: &str) -> Option<f64> {
     let (num, scale) = if let Some(n) = s.strip_suffix("us") {
@@ -623,6 +850,37 @@ mod tests {
     }
 
     #[test]
+    fn wrk_scripts_name_their_harness() {
+        assert_eq!(wrk_script_owner("wrk-4242-198.18.0.2.lua"), Some(4242));
+        assert_eq!(wrk_script_owner("wrk-x-198.18.0.2.lua"), None);
+        assert_eq!(wrk_script_owner("slot-3"), None);
+        assert_eq!(wrk_script_owner("wrk-4242-198.18.0.2.txt"), None);
+    }
+
+    #[test]
+    fn cleanup_removes_dead_harnesses_wrk_scripts_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let roots = crate::cleanup::CleanupRoots {
+            run_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let net = net_dir(dir.path());
+        fs::create_dir_all(&net).unwrap();
+        fs::write(net.join("wrk-11-198.18.0.2.lua"), "-- dead").unwrap();
+        fs::write(net.join("wrk-22-198.18.0.6.lua"), "-- alive").unwrap();
+        let keep = |name: &str| name == "cvbench-net-22-0";
+        let report = cleanup(&CleanupScope {
+            roots: &roots,
+            keep: &keep,
+            exclusive: false,
+        });
+        assert!(!net.join("wrk-11-198.18.0.2.lua").exists());
+        assert!(net.join("wrk-22-198.18.0.6.lua").exists());
+        assert_eq!(report.removed.len(), 1, "{report:?}");
+        assert!(report.problems.is_empty(), "{report:?}");
+    }
+
+    #[test]
     fn records_naming_foreign_namespaces_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("slot-0");
@@ -630,6 +888,68 @@ mod tests {
         assert_eq!(read_record(&p), None);
         fs::write(&p, "1\ncvbench-net-1-0/../x\n").unwrap();
         assert_eq!(read_record(&p), None);
+    }
+
+    #[test]
+    fn the_walk_script_names_the_files_and_where_to_stop() {
+        let s = walk_script(&["/1k.bin".into(), "/index.html".into()], 2000, 4);
+        assert!(s.contains(r#"local files = { "/1k.bin", "/index.html" }"#), "{s}");
+        assert!(s.contains("local last = 2000 + 4"));
+        // No response hook: wrk would copy every body into Lua.
+        assert!(!s.contains("function response"));
+        // A quote in a name cannot break out of the Lua string.
+        let s = walk_script(&["/a\"b.bin".into()], 1, 1);
+        assert!(s.contains(r#"{ "/ab.bin" }"#), "{s}");
+    }
+
+    #[test]
+    fn walk_output_parses_and_short_runs_are_refused() {
+        let text = "Running 30s test @ http://198.18.0.2:8080/
+  2002 requests in 64.31ms, 33.92MB read
+CVBENCH-WRK {\"completed\":2002,\"non_2xx\":1,\"socket_errors\":2,\"elapsed_us\":100000.0,\"p50_us\":100.0,\"p90_us\":132.0,\"p99_us\":168.0}
+";
+        let f = parse_walk(text, (2000, 4), 3_000_000).unwrap();
+        assert_eq!(f.requests_per_s, 20020.0);
+        assert_eq!(f.bytes_per_s, 1500.0 * 20020.0);
+        assert_eq!(
+            (f.latency_p50_us, f.latency_p90_us, f.latency_p99_us),
+            (100.0, 132.0, 168.0)
+        );
+        assert_eq!(f.errors, 3.0);
+        let short = parse_walk(text, (3000, 4), 1).unwrap_err();
+        assert!(short.contains("2002 of 3000"), "{short}");
+        // A response short of the stop point (a reconnect) still counts as the run.
+        assert!(parse_walk(text, (2003, 4), 1).is_ok());
+        assert!(parse_walk("Requests/sec: 1\n", (1, 1), 1).is_err());
+        let zero = text.replace("100000.0", "0.0");
+        assert!(parse_walk(&zero, (2000, 4), 1).is_err());
+    }
+
+    #[test]
+    fn the_walk_counts_the_bytes_of_the_files_it_asks_for() {
+        let files = vec![("/a".to_string(), 10), ("/b".to_string(), 1000)];
+        assert_eq!(walk_bytes(&files, 0), 0);
+        assert_eq!(walk_bytes(&files, 3), 10 + 1000 + 10);
+        assert_eq!(walk_bytes(&[], 5), 0);
+    }
+
+    #[test]
+    fn www_files_are_the_sorted_regular_files_with_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let www = dir.path().join("srv/www");
+        fs::create_dir_all(www.join("sub")).unwrap();
+        for (f, n) in [("4k.bin", 4), ("1k.bin", 1), ("index.html", 2)] {
+            fs::write(www.join(f), vec![b'x'; n]).unwrap();
+        }
+        assert_eq!(
+            www_files(dir.path()).unwrap(),
+            vec![
+                ("/1k.bin".to_string(), 1),
+                ("/4k.bin".to_string(), 4),
+                ("/index.html".to_string(), 2)
+            ]
+        );
+        assert!(www_files(&dir.path().join("nothing")).is_err());
     }
 
     #[test]

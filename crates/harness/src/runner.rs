@@ -51,6 +51,14 @@ impl Default for RunOptions {
 }
 
 impl RunOptions {
+    /// The per-instance limits of these runs.
+    pub fn limits(&self) -> crate::backend::InstanceLimits {
+        crate::backend::InstanceLimits {
+            memory_limit_bytes: self.memory_limit_bytes,
+            cpu_limit: self.cpu_limit,
+        }
+    }
+
     /// The launch request for one instance, measured from `request`.
     pub fn launch_spec(
         &self,
@@ -74,10 +82,12 @@ impl RunOptions {
     }
 }
 
-/// The labels of a result cell of `backend`: the backend's own, plus `confinement` (`none`,
-/// `oci-default`, `docker`) when the backend applies it, so every row says what it paid for.
-pub fn cell_labels(backend: &dyn Backend, confinement: Confinement) -> BTreeMap<String, String> {
-    let mut labels: BTreeMap<String, String> = backend.labels().into_iter().collect();
+/// The labels of a result cell of `backend` run with `opts`: the backend's own for the run's limits
+/// (see [`Backend::labels_with`]), plus `confinement` (`none`, `oci-default`, `docker`) when the
+/// backend applies it, so every row says what it paid for.
+pub fn cell_labels(backend: &dyn Backend, opts: &RunOptions) -> BTreeMap<String, String> {
+    let confinement = opts.confinement;
+    let mut labels: BTreeMap<String, String> = backend.labels_with(&opts.limits()).into_iter().collect();
     if backend.applies_confinement() {
         labels.insert("confinement".to_string(), confinement.name().to_string());
     }
@@ -146,10 +156,17 @@ pub fn run_once(
     opts: &RunOptions,
     instance_name: &str,
 ) -> Result<RunMeasurement, BackendError> {
+    let spec = &launched_spec(backend, spec, opts);
     let request = Instant::now();
     let launch = opts.launch_spec(image_dir, spec, instance_name, request);
     let mut instance = backend.launch(&launch)?;
-    let measured = measure(backend.name(), instance.as_mut(), spec, opts, request);
+    let measured = measure(
+        backend.name(),
+        instance.as_mut(),
+        spec,
+        opts,
+        (image_dir, request),
+    );
     let destroyed = instance.destroy();
     match (measured, destroyed) {
         (Ok(m), Ok(())) => Ok(m),
@@ -162,12 +179,59 @@ pub fn run_once(
     }
 }
 
+/// `spec` as launched on `backend`: `http`'s load from outside is dropped (its self-test runs at
+/// once) when there is no client namespace or the backend has no network path; [`outside_note`]
+/// records why in the cell.
+pub fn launched_spec(backend: &dyn Backend, spec: &WorkloadSpec, opts: &RunOptions) -> WorkloadSpec {
+    match spec {
+        WorkloadSpec::Http {
+            from_outside: Some(_),
+            ..
+        } if opts.network.is_none() || !backend.networking() => spec.without_outside(),
+        _ => spec.clone(),
+    }
+}
+
+/// The `outside_load` label of an `http` cell reached from outside: how the outside figures were
+/// obtained, or `missing: <why>` (no client namespace on this host, or no network path on this
+/// backend). `None` for other workloads.
+pub fn outside_note(backend: &dyn Backend, spec: &WorkloadSpec, opts: &RunOptions) -> Option<String> {
+    let WorkloadSpec::Http {
+        selftest,
+        from_outside: Some(_),
+        ..
+    } = spec
+    else {
+        return None;
+    };
+    if opts.network.is_none() {
+        let why = crate::net::unavailable_reason()
+            .unwrap_or_else(|| "no client network namespace was made for this run".into());
+        return Some(format!("missing: {why}"));
+    }
+    if !backend.networking() {
+        let why = backend
+            .no_network_reason()
+            .unwrap_or_else(|| "no network path to the client namespace yet".into());
+        return Some(format!("missing: {}: {why}", backend.name()));
+    }
+    Some(match selftest {
+        Some(s) => format!(
+            "wrk -t1 from the client network namespace over the instance's veth, before the self-test: the \
+             self-test's {} requests over {} connections, the same files in the same order; \
+             client wrk (event loop, 1 thread) vs in-process (1 thread per connection)",
+            s.requests, s.connections
+        ),
+        None => "reachability from the client network namespace only".to_string(),
+    })
+}
+
 fn measure(
     backend: &str,
     instance: &mut dyn Instance,
     spec: &WorkloadSpec,
     opts: &RunOptions,
-    request: Instant,
+    (image_dir, request): (&Path, Instant),
 ) -> Result<RunMeasurement, BackendError> {
     let mut m = RunMeasurement::default();
     for phase in instance.phases() {
@@ -195,6 +259,7 @@ fn measure(
     );
     // While it serves: the load from outside, for a workload reached that way.
     outside(backend, instance, spec, opts, request, &mut m)?;
+    http_outside(backend, instance, spec, opts, (image_dir, request), &mut m)?;
     crate::services::load(backend, instance, spec, opts, &mut m)?;
     if let Some(result) = instance.finish(opts.finish_timeout)? {
         for (name, value) in &result.metrics {
@@ -271,6 +336,92 @@ fn outside(
         m.metrics.insert(name.to_string(), v);
     }
     Ok(())
+}
+
+/// For `http` reached from outside: the first HTTP 200 and TCP connects as for `http-outside`, then
+/// the self-test's load from the client namespace ([`crate::net::run_wrk_walk`]), then the trigger
+/// connection that starts the self-test inside (its RESULT comes through `finish`).
+fn http_outside(
+    backend: &str,
+    instance: &dyn Instance,
+    spec: &WorkloadSpec,
+    opts: &RunOptions,
+    (image_dir, request): (&Path, Instant),
+    m: &mut RunMeasurement,
+) -> Result<(), BackendError> {
+    let WorkloadSpec::Http {
+        port,
+        selftest: Some(selftest),
+        from_outside: Some(from_outside),
+    } = spec
+    else {
+        return Ok(());
+    };
+    let failed = |reason: String| BackendError::WorkloadFailed {
+        backend: backend.to_string(),
+        reason,
+    };
+    let (Some(network), Some(ip)) = (opts.network.as_ref(), instance.address()) else {
+        return Err(failed(
+            "http from outside needs the instance attached to the client network namespace".into(),
+        ));
+    };
+    let files = crate::net::www_files(image_dir).map_err(|e| {
+        failed(format!(
+            "listing the image's {}: {e}",
+            workload::spec::WWW_DIR_IN_IMAGE
+        ))
+    })?;
+    let first_path = files
+        .first()
+        .map(|f| f.0.clone())
+        .ok_or_else(|| failed("the image serves no files".into()))?;
+    let addr = std::net::SocketAddrV4::new(ip, *port);
+    let trigger = std::net::SocketAddr::from((ip, from_outside.trigger_port));
+    let deadline = Instant::now() + opts.ready_timeout;
+    let (first, connect) = network
+        .in_client(move || {
+            let first = crate::net::first_response(addr.into(), &first_path, deadline)?;
+            let connect = crate::net::connect_latency_us(addr.into(), 5)
+                .map_err(|e| format!("TCP connects to {addr}: {e}"))?;
+            Ok::<_, String>((first, connect))
+        })
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)?;
+    m.metrics.insert(
+        metrics::START_TO_FIRST_RESPONSE_MS.to_string(),
+        first.saturating_duration_since(request).as_secs_f64() * 1e3,
+    );
+    m.metrics
+        .insert(metrics::OUTSIDE_TCP_CONNECT_US.to_string(), connect);
+    let wrk = crate::net::run_wrk_walk(
+        network,
+        addr,
+        &files,
+        selftest.requests,
+        selftest.connections,
+        opts.finish_timeout,
+    )
+    .map_err(failed)?;
+    for (name, v) in [
+        (metrics::OUTSIDE_REQUESTS_PER_S, wrk.requests_per_s),
+        (metrics::OUTSIDE_BYTES_PER_S, wrk.bytes_per_s),
+        (metrics::OUTSIDE_LATENCY_P50_US, wrk.latency_p50_us),
+        (metrics::OUTSIDE_LATENCY_P90_US, wrk.latency_p90_us),
+        (metrics::OUTSIDE_LATENCY_P99_US, wrk.latency_p99_us),
+        (metrics::OUTSIDE_ERRORS, wrk.errors),
+    ] {
+        m.metrics.insert(name.to_string(), v);
+    }
+    // Now the self-test inside: one connection to the trigger port starts it.
+    network
+        .in_client(move || {
+            std::net::TcpStream::connect_timeout(&trigger, Duration::from_secs(5))
+                .map(drop)
+                .map_err(|e| format!("starting the self-test through {trigger}: {e}"))
+        })
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)
 }
 
 #[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53
@@ -351,6 +502,35 @@ mod tests {
             ready_timeout: Duration::from_millis(20),
             ..RunOptions::default()
         }
+    }
+
+    #[test]
+    fn http_without_a_network_path_runs_its_self_test_at_once_and_says_why() {
+        let backend = MockBackend::new(MockConfig::default());
+        assert!(!backend.networking());
+        let http = WorkloadSpec::for_bench(workload::WorkloadKind::Http);
+        let o = opts(1, 0);
+        // No client namespace: launched without the trigger, the cell says the figures are missing.
+        let launched = launched_spec(&backend, &http, &o);
+        assert_eq!(launched, http.without_outside());
+        assert!(!launched.to_args().iter().any(|a| a == "--selftest-trigger"));
+        let note = outside_note(&backend, &http, &o).unwrap();
+        assert!(note.starts_with("missing: "), "{note}");
+        // Other workloads: untouched, no note.
+        for spec in [
+            WorkloadSpec::Idle,
+            WorkloadSpec::default_for(workload::WorkloadKind::Http),
+            WorkloadSpec::default_for(workload::WorkloadKind::HttpOutside),
+        ] {
+            assert_eq!(launched_spec(&backend, &spec, &o), spec);
+            assert_eq!(outside_note(&backend, &spec, &o), None);
+        }
+        // The run itself goes on with the in-sandbox figures only.
+        let m = run_once(&backend, Path::new("/img"), &http, &o, "cvbench-mock-http-1-0").unwrap();
+        assert!(
+            !m.metrics.keys().any(|k| k.starts_with(metrics::OUTSIDE_PREFIX)),
+            "{m:?}"
+        );
     }
 
     #[test]

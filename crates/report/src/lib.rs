@@ -92,8 +92,10 @@ pub fn write_report(
     write_report_by(results, dir, opts, None)
 }
 
-/// [`write_report`] with tables pivoted on the host dimension `by` (see [`pivot`]); an unknown
-/// dimension is refused, naming the known ones, before anything is drawn.
+/// [`write_report`] with tables pivoted on the host dimension `by` (see [`pivot`]) and the startup
+/// and memory charts drawn again as grouped bars, one group per value of `by` (see
+/// [`charts::by_dimension`]); an unknown dimension is refused, naming the known ones, before
+/// anything is drawn.
 pub fn write_report_by(
     results: &ResultsFile,
     dir: &Path,
@@ -113,7 +115,10 @@ pub fn write_report_by(
     })?;
     let model = model::Model::new(results);
     let style = style::Style::new(opts.theme, opts.size);
-    let figures = charts::render_all(&model, &style, ChartOptions { log_x: opts.log_x }, dir)?;
+    let mut figures = charts::render_all(&model, &style, ChartOptions { log_x: opts.log_x }, dir)?;
+    if let Some(by) = by {
+        figures.extend(charts::by_dimension::render_all(results, by, &style, dir)?);
+    }
     let blocks = export::document_with(&model, &figures, pivot);
     let report = Report {
         model,

@@ -54,6 +54,9 @@ pub const OUTSIDE_LATENCY_P99_US: &str = "outside.latency_p99_us";
 pub const OUTSIDE_TCP_CONNECT_US: &str = "outside.tcp_connect_us";
 /// wrk's socket errors plus non-2xx/3xx responses.
 pub const OUTSIDE_ERRORS: &str = "outside.errors";
+/// The cell label (of an `http` cell reached from outside) saying how its `outside.*` figures were
+/// obtained, or `missing: <why>` when the backend or host has no network path.
+pub const OUTSIDE_LOAD_LABEL: &str = "outside_load";
 /// A real daemon (nginx, MariaDB) first answered from the client namespace: an HTTP 200, or a MySQL
 /// handshake, login and `SELECT 1`.
 pub const START_TO_SERVICE_READY_MS: &str = "start_to_service_ready_ms";

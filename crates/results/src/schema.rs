@@ -760,7 +760,11 @@ mod tests {
     #[test]
     fn committed_results_files_validate_against_the_schema() {
         let v = validator();
-        for file in ["results/example/results.json", "results/baselines/main.json"] {
+        for file in [
+            "results/example/results.json",
+            "results/baselines/main.json",
+            "results/example-merged/results.json",
+        ] {
             let text = fs::read_to_string(repo_root().join(file)).unwrap();
             let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
             fill_legacy_isolation(&mut value).unwrap();

@@ -9,7 +9,7 @@ use workload::WorkloadSpec;
 
 pub const USAGE: &str = "\
 usage: cvbench-workload idle
-       cvbench-workload http [--port P] [--root DIR] [--selftest N,C]
+       cvbench-workload http [--port P] [--root DIR] [--selftest N,C [--selftest-trigger PORT]]
        cvbench-workload oltp [--dir DIR] [--rows R] [--transactions T]
        cvbench-workload service nginx|mariadb [--init]
        cvbench-workload --help | --version";
@@ -54,6 +54,9 @@ pub struct HttpArgs {
     pub root: PathBuf,
     /// `--selftest N,C`: N requests over C keep-alive connections.
     pub selftest: Option<HttpSelftest>,
+    /// `--selftest-trigger PORT`: the self-test waits for a connection to PORT (the harness makes
+    /// it once its load from outside is done).
+    pub selftest_trigger: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +107,11 @@ where
             Ok(Command::Idle)
         }
         "http" => {
-            let mut options = Options::split("http", &rest, &["--port", "--root", "--selftest"])?;
+            let mut options = Options::split(
+                "http",
+                &rest,
+                &["--port", "--root", "--selftest", "--selftest-trigger"],
+            )?;
             let port = options
                 .take("--port")
                 .map(|v| parse_number::<u16>("--port", &v))
@@ -118,8 +125,30 @@ where
                 .take("--selftest")
                 .map(|v| parse_selftest(&v))
                 .transpose()?;
+            let selftest_trigger = options
+                .take("--selftest-trigger")
+                .map(|v| parse_number::<u16>("--selftest-trigger", &v))
+                .transpose()?;
             options.finish()?;
-            Ok(Command::Http(HttpArgs { port, root, selftest }))
+            if let Some(trigger) = selftest_trigger {
+                let invalid = |reason: &str| UsageError::InvalidValue {
+                    option: "--selftest-trigger".into(),
+                    value: trigger.to_string(),
+                    reason: reason.into(),
+                };
+                if selftest.is_none() {
+                    return Err(invalid("needs --selftest (there is nothing to trigger)"));
+                }
+                if trigger == 0 || trigger == port {
+                    return Err(invalid("must be a port other than 0 and --port"));
+                }
+            }
+            Ok(Command::Http(HttpArgs {
+                port,
+                root,
+                selftest,
+                selftest_trigger,
+            }))
         }
         "oltp" => {
             let mut options = Options::split("oltp", &rest, &["--dir", "--rows", "--transactions"])?;
@@ -297,10 +326,18 @@ mod tests {
             let parsed = parse(spec.to_args()).unwrap();
             match (spec, parsed) {
                 (WorkloadSpec::Idle, Command::Idle) => {}
-                (WorkloadSpec::Http { port, selftest }, Command::Http(h)) => {
+                (
+                    WorkloadSpec::Http {
+                        port,
+                        selftest,
+                        from_outside,
+                    },
+                    Command::Http(h),
+                ) => {
                     assert_eq!(h.port, port);
                     assert_eq!(h.root, PathBuf::from(WWW_DIR_IN_IMAGE));
                     assert_eq!(h.selftest, selftest);
+                    assert_eq!(h.selftest_trigger, from_outside.map(|o| o.trigger_port));
                 }
                 (WorkloadSpec::Oltp { rows, transactions }, Command::Oltp(o)) => {
                     assert_eq!((o.rows, o.transactions), (rows, transactions));
@@ -342,6 +379,7 @@ mod tests {
                 requests: 10,
                 connections: 2,
             }),
+            from_outside: None,
         };
         let mut args = spec.to_args();
         args.push("--root=/tmp/x".into());
@@ -352,7 +390,8 @@ mod tests {
             Command::Http(HttpArgs {
                 port: 81,
                 root: "/w".into(),
-                selftest: None
+                selftest: None,
+                selftest_trigger: None,
             })
         );
         assert_eq!(
@@ -403,6 +442,23 @@ mod tests {
         assert!(matches!(
             parse_strs(&["http", "--selftest", "a,b"]),
             Err(UsageError::InvalidValue { .. })
+        ));
+        for bad in [
+            &["http", "--selftest-trigger", "81"][..],
+            &["http", "--selftest", "4,2", "--selftest-trigger", "8080"],
+            &["http", "--selftest", "4,2", "--selftest-trigger", "0"],
+        ] {
+            assert!(
+                matches!(parse_strs(bad), Err(UsageError::InvalidValue { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_strs(&["http", "--selftest", "4,2", "--selftest-trigger", "81"]),
+            Ok(Command::Http(HttpArgs {
+                selftest_trigger: Some(81),
+                ..
+            }))
         ));
         assert!(matches!(
             parse_strs(&["oltp", "--rows", "0"]),

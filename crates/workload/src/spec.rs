@@ -84,9 +84,19 @@ pub enum WorkloadSpec {
     Idle,
     /// Serve `/srv/www` on `port`; with `selftest`, drive `requests` requests over `connections`
     /// keep-alive connections against itself, print RESULT and exit.
+    ///
+    /// With `from_outside` (and a backend that attaches instances to the harness's client network
+    /// namespace), the same server is also loaded from outside: the instance is attached, and with a
+    /// self-test the workload holds it back until the harness connects to the trigger port; before
+    /// that the harness drives the same load with `wrk` from the client namespace (the same
+    /// `requests` over the same `connections`, walking the same files in the same order). Without a
+    /// self-test the server just serves until stopped (density). Backends without a network path run
+    /// the self-test at once, and their cell says why the outside figures are missing.
     Http {
         port: u16,
         selftest: Option<HttpSelftest>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from_outside: Option<FromOutside>,
     },
     /// Load an `sbtest` table of `rows` rows, announce ready, run `transactions` oltp_read_write
     /// transactions, print RESULT and exit.
@@ -138,6 +148,18 @@ pub const MARIADB_DATABASE: &str = "sbtest";
 /// The data directory `init_at_start` initialises (empty in the image, owned by `mysql`).
 pub const MARIADB_INIT_DATADIR: &str = "/var/lib/mysql-init";
 
+/// How the `http` workload is reached from outside (see [`WorkloadSpec::Http`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FromOutside {
+    /// With a self-test: the workload starts it once a connection to this port arrived (the harness
+    /// connects after its load from outside ended, so the two loads never overlap).
+    pub trigger_port: u16,
+}
+
+impl FromOutside {
+    pub const DEFAULT_TRIGGER_PORT: u16 = 8081;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpSelftest {
     pub requests: u32,
@@ -161,6 +183,7 @@ impl WorkloadSpec {
                     requests: 2000,
                     connections: 4,
                 }),
+                from_outside: None,
             },
             WorkloadKind::Oltp => WorkloadSpec::Oltp {
                 rows: Self::DEFAULT_OLTP_ROWS,
@@ -197,15 +220,6 @@ impl WorkloadSpec {
         self
     }
 
-    /// Whether the harness reaches this workload from its client network namespace (the backend
-    /// must attach the instance to it).
-    pub fn reached_from_outside(&self) -> bool {
-        matches!(
-            self,
-            WorkloadSpec::HttpOutside { .. } | WorkloadSpec::Nginx { .. } | WorkloadSpec::Mariadb { .. }
-        )
-    }
-
     pub fn kind(&self) -> WorkloadKind {
         match self {
             WorkloadSpec::Idle => WorkloadKind::Idle,
@@ -215,6 +229,63 @@ impl WorkloadSpec {
             WorkloadSpec::Nginx { .. } => WorkloadKind::Nginx,
             WorkloadSpec::Mariadb { .. } => WorkloadKind::Mariadb,
         }
+    }
+
+    /// What `bench run` and `bench compare` run for a kind: [`WorkloadSpec::default_for`], and for
+    /// `http` the same load also driven from outside (`from_outside`, see [`WorkloadSpec::Http`]).
+    pub fn for_bench(kind: WorkloadKind) -> Self {
+        match Self::default_for(kind) {
+            WorkloadSpec::Http { port, selftest, .. } => WorkloadSpec::Http {
+                port,
+                selftest,
+                from_outside: Some(FromOutside {
+                    trigger_port: FromOutside::DEFAULT_TRIGGER_PORT,
+                }),
+            },
+            other => other,
+        }
+    }
+
+    /// What `bench density` runs for a kind: `http` serves until stopped (no self-test), reached
+    /// from outside; the others as [`WorkloadSpec::default_for`].
+    pub fn density_for(kind: WorkloadKind) -> Self {
+        match Self::for_bench(kind) {
+            WorkloadSpec::Http {
+                port, from_outside, ..
+            } => WorkloadSpec::Http {
+                port,
+                selftest: None,
+                from_outside,
+            },
+            other => other,
+        }
+    }
+
+    /// This spec as launched on a backend that cannot be reached from outside (or without a client
+    /// namespace): `http` without `from_outside`, its self-test at once.
+    pub fn without_outside(&self) -> Self {
+        match self {
+            WorkloadSpec::Http { port, selftest, .. } => WorkloadSpec::Http {
+                port: *port,
+                selftest: *selftest,
+                from_outside: None,
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// Whether instances of this spec are attached to the client network namespace.
+    pub fn reached_from_outside(&self) -> bool {
+        matches!(
+            self,
+            WorkloadSpec::HttpOutside { .. }
+                | WorkloadSpec::Http {
+                    from_outside: Some(_),
+                    ..
+                }
+                | WorkloadSpec::Nginx { .. }
+                | WorkloadSpec::Mariadb { .. }
+        )
     }
 
     /// Whether the workload ends by itself after printing RESULT (otherwise it must be stopped).
@@ -233,7 +304,11 @@ impl WorkloadSpec {
     pub fn to_args(&self) -> Vec<String> {
         match self {
             WorkloadSpec::Idle => vec!["idle".into()],
-            WorkloadSpec::Http { port, selftest } => {
+            WorkloadSpec::Http {
+                port,
+                selftest,
+                from_outside,
+            } => {
                 let mut v = vec![
                     "http".into(),
                     "--port".into(),
@@ -244,6 +319,10 @@ impl WorkloadSpec {
                 if let Some(s) = selftest {
                     v.push("--selftest".into());
                     v.push(format!("{},{}", s.requests, s.connections));
+                    if let Some(o) = from_outside {
+                        v.push("--selftest-trigger".into());
+                        v.push(o.trigger_port.to_string());
+                    }
                 }
                 v
             }
@@ -297,6 +376,37 @@ mod tests {
         }
         let a = WorkloadSpec::default_for(WorkloadKind::Http).to_args();
         assert!(a.windows(2).any(|w| w[0] == "--selftest" && w[1] == "2000,4"));
+        assert!(!a.iter().any(|w| w == "--selftest-trigger"));
+        let a = WorkloadSpec::for_bench(WorkloadKind::Http).to_args();
+        assert!(a
+            .windows(2)
+            .any(|w| w[0] == "--selftest-trigger" && w[1] == "8081"));
+    }
+
+    #[test]
+    fn http_is_reached_from_outside_unless_stripped() {
+        assert!(!WorkloadSpec::default_for(WorkloadKind::Http).reached_from_outside());
+        let http = WorkloadSpec::for_bench(WorkloadKind::Http);
+        assert!(http.reached_from_outside());
+        assert!(http.exits_by_itself());
+        let inside = http.without_outside();
+        assert!(!inside.reached_from_outside());
+        assert!(!inside.to_args().iter().any(|a| a == "--selftest-trigger"));
+        assert!(inside.to_args().iter().any(|a| a == "--selftest"));
+        // Density: served until stopped, reached from outside, no trigger (nothing to start).
+        let density = WorkloadSpec::density_for(WorkloadKind::Http);
+        assert!(density.reached_from_outside());
+        assert!(!density.exits_by_itself());
+        assert!(!density.to_args().iter().any(|a| a.starts_with("--selftest")));
+        assert_eq!(WorkloadSpec::density_for(WorkloadKind::Idle), WorkloadSpec::Idle);
+        // Old results files (no from_outside) still read.
+        let old: WorkloadSpec = serde_json::from_str(
+            r#"{"workload":"http","port":8080,"selftest":{"requests":10,"connections":2}}"#,
+        )
+        .unwrap();
+        assert!(!old.reached_from_outside());
+        let json = serde_json::to_string(&inside).unwrap();
+        assert!(!json.contains("from_outside"), "{json}");
     }
 
     #[test]

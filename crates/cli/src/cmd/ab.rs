@@ -414,7 +414,8 @@ fn resolve(spec: &str, name: &str, env: &[(String, String)], args: &AbArgs) -> a
     })
 }
 
-fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
+/// `git -C repo ARGS`: its trimmed stdout, or an error with git's stderr.
+pub(crate) fn git(repo: &Path, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("git")
         .arg("-C")
         .arg(repo)
@@ -456,6 +457,12 @@ fn build_revision(repo: &Path, cache: &Path, commit: &str) -> anyhow::Result<Pat
             &["worktree", "add", "--force", "--detach", &src_text, commit],
         )?;
     }
+    // Cargo decides freshness by mtime and names a workspace crate's artifacts by its path relative
+    // to the workspace root, so in the shared target directory an artifact compiled from another
+    // revision's worktree counts as fresh whenever this worktree's files are older than it (a
+    // worktree checked out earlier, rebuilt later): the binary would mix revisions. Touching every
+    // source file first makes cargo compile each workspace crate from this worktree.
+    touch_tree(&src).with_context(|| format!("updating the file times under {}", src.display()))?;
     let target = cache.join("target");
     eprintln!(
         "bench ab: building {commit} in {} (cargo build --release --workspace --bins, target {})",
@@ -497,6 +504,25 @@ fn build_revision(repo: &Path, cache: &Path, commit: &str) -> anyhow::Result<Pat
     }
     copy(&built, &binary)?;
     Ok(binary)
+}
+
+/// Sets the modification time of every file under `dir` (except `.git`) to now.
+fn touch_tree(dir: &Path) -> std::io::Result<()> {
+    let now = std::time::SystemTime::now();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() && entry.file_name() != ".git" {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                // futimens on a read-only descriptor: the owner may set the times of a read-only file.
+                std::fs::File::open(entry.path())?.set_modified(now)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Every binary target's (name, executable) in cargo's `--message-format=json` output.
@@ -544,6 +570,48 @@ mod tests {
                 PathBuf::from("/c/target/x86_64-unknown-linux-gnu/release/bench")
             )]
         );
+    }
+
+    #[test]
+    fn touching_a_tree_makes_every_file_newer_and_leaves_git_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for rel in ["Cargo.toml", "crates/a/src/lib.rs", ".git"] {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, "x").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        touch_tree(dir.path()).unwrap();
+        let mtime = |rel: &str| {
+            std::fs::metadata(dir.path().join(rel))
+                .unwrap()
+                .modified()
+                .unwrap()
+        };
+        assert!(mtime("Cargo.toml") > old && mtime("crates/a/src/lib.rs") > old);
+        // A worktree's `.git` is a file pointing at the repository: touching it is harmless, but
+        // a `.git` directory is never walked.
+        let git_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(git_dir.path().join(".git/objects")).unwrap();
+        std::fs::write(git_dir.path().join(".git/objects/x"), "x").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(git_dir.path().join(".git/objects/x"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        touch_tree(git_dir.path()).unwrap();
+        let inside = std::fs::metadata(git_dir.path().join(".git/objects/x"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(inside, old);
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct CheckArgs {
     /// Also append the table to this file (e.g. "$GITHUB_STEP_SUMMARY").
     #[arg(long, value_name = "FILE")]
     pub markdown: Option<PathBuf>,
+    /// Write the verdict as JSON here (every row with its ratio, CI, p-value and verdict), e.g. for
+    /// `bench history append --verdict`.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Compare even when the host class (CPU model, kernel, KVM flavour, cgroup version, cores) or a
     /// cell's isolation, labels or workload spec differ: the differences are listed under the table
     /// instead of refusing with exit status 2.
@@ -74,6 +78,9 @@ pub fn execute(args: CheckArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.markdown {
         crate::preflight::output_file("--markdown", path)?;
     }
+    if let Some(path) = &args.json {
+        crate::preflight::output_file("--json", path)?;
+    }
     let baseline = ResultsFile::read(&args.baseline).map_err(|e| UsageError(format!("baseline: {e}")))?;
     let current = ResultsFile::read(&args.current).map_err(|e| UsageError(format!("current: {e}")))?;
     let opts = CheckOptions {
@@ -94,6 +101,10 @@ pub fn execute(args: CheckArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening {}", path.display()))?;
         f.write_all(table.as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report).context("serialising the verdict")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     let regressed = report
         .rows

@@ -288,7 +288,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     // Each workload once, in the order first named (as for backends).
     let mut specs: Vec<WorkloadSpec> = Vec::new();
     for kind in &args.workloads {
-        let spec = WorkloadSpec::default_for(*kind).with_first_start_init(args.first_start_init);
+        let spec = WorkloadSpec::for_bench(*kind).with_first_start_init(args.first_start_init);
         if !specs.contains(&spec) {
             specs.push(spec);
         }

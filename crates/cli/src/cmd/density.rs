@@ -69,9 +69,31 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
         .check_host()
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
     let image_dir = args.image.resolve()?;
-    let spec = WorkloadSpec::default_for(args.workload);
+    let spec = WorkloadSpec::density_for(args.workload);
     harness::backend::can_run(backend.as_ref(), &spec)
         .map_err(|u| anyhow::anyhow!("{}: backend unavailable on this host: {u}", backend.name()))?;
+    let network = harness::net::for_workloads([&spec]).context("making the client network namespace")?;
+    if spec.reached_from_outside() {
+        // Density of a served workload counts instances that answer from outside: without a
+        // client namespace or a network path that cannot be checked, so it is not run.
+        if network.is_none() {
+            let why = harness::net::unavailable_reason().unwrap_or_default();
+            anyhow::bail!(
+                "density --workload {}: every instance is checked from outside, but {why}",
+                args.workload
+            );
+        }
+        if !backend.networking() {
+            let why = backend
+                .no_network_reason()
+                .unwrap_or_else(|| "no network path to the client namespace yet".into());
+            anyhow::bail!(
+                "density --workload {}: every instance is checked from outside, but {}: {why}",
+                args.workload,
+                backend.name()
+            );
+        }
+    }
     let opts = DensityOptions {
         max_instances: args.max,
         mem_floor_bytes: args.mem_floor,
@@ -79,7 +101,7 @@ pub fn execute(args: DensityArgs) -> anyhow::Result<ExitCode> {
             memory_limit_bytes: args.memory,
             ready_timeout: args.ready_timeout,
             confinement: args.confine.confinement,
-            network: harness::net::for_workloads([&spec]).context("making the client network namespace")?,
+            network,
             ..RunOptions::default()
         },
         ..DensityOptions::default()

@@ -24,7 +24,8 @@ pub struct MergeArgs {
     /// one's id is prefixed `inN-`.
     #[arg(long)]
     pub prefix_on_collision: bool,
-    /// The host dimension the report's tables are pivoted on (`host`, `instance`, `host_kernel`, ...).
+    /// The host dimension the report's tables and startup/memory charts are pivoted on (`host`,
+    /// `instance`, `host_kernel`, ...).
     #[arg(long, default_value = "host", value_name = "DIM")]
     pub by: String,
     /// Write results.json only.

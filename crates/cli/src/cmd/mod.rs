@@ -8,10 +8,12 @@ pub mod compare;
 pub mod confine;
 pub mod density;
 pub mod fleet;
+pub mod history;
 pub mod image;
 pub mod merge;
 pub mod report;
 pub mod run;
+pub mod trend;
 
 use std::fmt;
 use std::process::ExitCode;

@@ -18,8 +18,9 @@ pub struct ReportArgs {
     /// Write the report here instead (default: the results file's directory).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Pivot the tables on this host dimension (`host`, `instance`, `host_kernel`, ...); dimensions
-    /// that never vary are listed once.
+    /// Pivot on this host dimension (`host`, `instance`, `host_kernel`, ...): tables with one
+    /// column per value, and startup and memory charts with one group of bars per value (one bar
+    /// per backend and host, never pooled); dimensions that never vary are listed once.
     #[arg(long, value_name = "DIM")]
     pub by: Option<String>,
     #[command(flatten)]

@@ -91,7 +91,7 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
     let [backend] = backends;
     args.image.check_workloads(&[args.workload])?;
-    let spec = WorkloadSpec::default_for(args.workload).with_first_start_init(args.first_start_init);
+    let spec = WorkloadSpec::for_bench(args.workload).with_first_start_init(args.first_start_init);
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
     if let Err(u) = backend
         .check_host()

@@ -430,11 +430,17 @@ mod tests {
     #[test]
     fn container_cells_say_which_confinement_they_ran_under() {
         let backend = ContainerBackend::with_state_root(Path::new("/tmp/cvbench-test-state"));
-        let labels = crate::runner::cell_labels(&backend, crate::Confinement::None);
+        let opts = |confinement| crate::runner::RunOptions {
+            confinement,
+            ..crate::runner::RunOptions::default()
+        };
+        let labels = crate::runner::cell_labels(&backend, &opts(crate::Confinement::None));
         assert_eq!(labels.get("confinement").map(String::as_str), Some("none"));
         // A backend that does not apply it (the mock, like the VMs) gets no such label.
         let mock = crate::backends::mock::MockBackend::from_env();
-        assert!(!crate::runner::cell_labels(&mock, crate::Confinement::Docker).contains_key("confinement"));
+        assert!(
+            !crate::runner::cell_labels(&mock, &opts(crate::Confinement::Docker)).contains_key("confinement")
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::runc::{cleanup_runtime_leftovers, OciRuntime, RuncBackend};
+use super::runc::{cleanup_runtime_leftovers, OciRuntime, RuncBackend, RuntimeNetwork};
 use crate::cleanup::{CleanupReport, CleanupScope};
 use crate::results::IsolationKind;
 
@@ -26,6 +26,9 @@ pub fn runtime() -> OciRuntime {
         package: Some("crun"),
         probe_host: true,
         unknown_capabilities: &[],
+        network: RuntimeNetwork::Untested(
+            "crun refuses hybrid cgroup hosts such as this one: not tested end to end",
+        ),
     }
 }
 

@@ -1,5 +1,8 @@
 //! Docker (Debian's `docker.io`) over the same image, as a [`crate::Backend`]: `docker create` and
-//! `docker start --attach`, as a user runs `docker run --rm --network none` on a laptop.
+//! `docker start --attach`, as a user runs `docker run --rm --network none` on a laptop. A workload
+//! reached from outside joins a holder container's namespace instead (`--network container:<holder>`,
+//! the holder started with `--network none` and the veth moved into its namespace first; see
+//! [`engine::Holder`]).
 //!
 //! The daemon: a dockerd answering on the system socket is used as it is. Otherwise the harness
 //! starts its own on first `prepare` — data root `/var/lib/cvbench/docker/<daemon>/`, exec root,
@@ -423,6 +426,15 @@ impl Backend for DockerBackend {
         Isolation::host_kernel(IsolationKind::DaemonContainer)
     }
 
+    /// Docker joins no namespace by path, and a container's own namespace exists only once its
+    /// workload started: each instance joins a holder container's namespace instead
+    /// (`--network container:<holder>`, as Kubernetes' pause container), into which the veth is
+    /// moved and configured before the instance's container is created. The holder's start is
+    /// part of the network phase, its PSS part of the instance's runtime overhead.
+    fn networking(&self) -> bool {
+        true
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Unavailable {
@@ -503,7 +515,29 @@ impl Backend for DockerBackend {
             };
             (engine.cli.clone(), tag, daemon_pids)
         };
-        engine::launch(&cli, spec, &tag, &[], daemon_pids)
+        let network = match (&spec.network, spec.workload.reached_from_outside()) {
+            (Some(network), true) => {
+                // The holder's namespace comes first; attaching configures the veth in it, all
+                // before the instance's own container is created.
+                let holder = engine::Holder::start(&cli, &holder_name(&spec.instance_name), &tag)?;
+                let net = network
+                    .attach_to_process(holder.pid)
+                    .map_err(|e| Self::setup_err(format!("network: {e}")))?;
+                engine::EngineNetwork::Holder(net, holder)
+            }
+            _ => engine::EngineNetwork::None,
+        };
+        engine::launch(&cli, spec, &tag, &[], daemon_pids, network)
+    }
+}
+
+/// The holder container of instance `instance` (`cvbench-docker-<rest>` becomes
+/// `cvbench-docker-net-<rest>`): the `cvbench-docker-` prefix and the `-<pid>-<index>` suffix stay,
+/// so cleanups find it as they find the instance.
+fn holder_name(instance: &str) -> String {
+    match instance.strip_prefix("cvbench-docker-") {
+        Some(rest) => format!("cvbench-docker-net-{rest}"),
+        None => format!("{instance}-net"),
     }
 }
 

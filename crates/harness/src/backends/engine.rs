@@ -34,8 +34,10 @@ use crate::backend::{
     BackendError, ChildState, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage,
 };
 use crate::metrics::{
-    CGROUP_MEMORY_BYTES, DAEMON_PSS_BYTES, RUNTIME_PSS_BYTES, START_TO_CREATED_MS, START_TO_READY_MS,
+    CGROUP_MEMORY_BYTES, DAEMON_PSS_BYTES, RUNTIME_PSS_BYTES, START_TO_CREATED_MS, START_TO_NETWORK_READY_MS,
+    START_TO_READY_MS,
 };
+use crate::net::InstanceNet;
 use crate::probe;
 
 /// How long an idle workload gets to exit after SIGTERM before SIGKILL.
@@ -265,13 +267,22 @@ fn import_tar(cli: &EngineCli, image_dir: &Path, tag: &str) -> Result<(), Backen
 
 /// `<cli> create` arguments for one instance: name, no network, the launch spec's limits, the
 /// backend's own flags (`extra`), the image and the workload's command line.
-pub(super) fn create_args(spec: &LaunchSpec, image_tag: &str, extra: &[String]) -> Vec<String> {
+///
+/// With `network` (podman: `ns:<path>` of a prepared namespace; docker: `container:<holder>`),
+/// the container joins that network instead of getting none.
+pub(super) fn create_args(
+    spec: &LaunchSpec,
+    image_tag: &str,
+    extra: &[String],
+    network: Option<String>,
+) -> Vec<String> {
+    let network = network.unwrap_or_else(|| "none".to_string());
     let mut args = vec![
         "create".to_string(),
         "--name".to_string(),
         spec.instance_name.clone(),
         "--network".to_string(),
-        "none".to_string(),
+        network,
     ];
     if let Some(bytes) = spec.memory_limit_bytes {
         args.push(format!("--memory={bytes}"));
@@ -297,7 +308,27 @@ pub(super) fn launch(
     image_tag: &str,
     extra_create_args: &[String],
     daemon_pids: Vec<i32>,
+    network: EngineNetwork,
 ) -> Result<Box<dyn Instance>, BackendError> {
+    let mut phases = Vec::new();
+    let (net, holder, join) = match network {
+        EngineNetwork::None => (None, None, None),
+        EngineNetwork::Namespace(net) => {
+            let join = format!("ns:{}", net.netns_path().display());
+            (Some(net), None, Some(join))
+        }
+        EngineNetwork::Holder(net, holder) => {
+            let join = format!("container:{}", holder.name);
+            (Some(net), Some(holder), Some(join))
+        }
+    };
+    if net.is_some() {
+        phases.push(PhaseMark::new(
+            START_TO_NETWORK_READY_MS,
+            spec.request,
+            Instant::now(),
+        ));
+    }
     let mut instance = EngineInstance {
         cli: cli.clone(),
         name: spec.instance_name.clone(),
@@ -305,14 +336,16 @@ pub(super) fn launch(
         child: None,
         lines: None,
         stderr_tail: Arc::new(Mutex::new(Vec::new())),
-        phases: Vec::new(),
+        phases,
         exits_by_itself: spec.workload.exits_by_itself(),
         daemon_pids,
         id: String::new(),
         cgroup_dir: OnceLock::new(),
         torn_down: false,
+        holder,
+        net,
     };
-    let args = create_args(spec, image_tag, extra_create_args);
+    let args = create_args(spec, image_tag, extra_create_args, join);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Marked created before the command runs: a create that fails half-way still gets `rm -f`.
     instance.created = true;
@@ -575,6 +608,68 @@ struct EngineInstance {
     /// The container's memory cgroup, found once.
     cgroup_dir: OnceLock<Option<PathBuf>>,
     torn_down: bool,
+    /// Docker's holder container whose namespace this one joined; removed (as a field) after
+    /// `Drop::drop` removed this container.
+    holder: Option<Holder>,
+    /// The network namespace and veth the container joined (podman, docker); a field, so it goes
+    /// after `Drop::drop` removed the container.
+    net: Option<InstanceNet>,
+}
+
+/// How an engine's container gets its network.
+pub(super) enum EngineNetwork {
+    /// `--network none`: loopback only.
+    None,
+    /// A prepared namespace joined by path (podman's `--network ns:<path>`).
+    Namespace(InstanceNet),
+    /// Another container's namespace, prepared (docker's `--network container:<holder>`).
+    Holder(InstanceNet, Holder),
+}
+
+/// A container that only holds a network namespace for an instance (as Kubernetes' pause
+/// container): `--network none`, running the image's `idle` workload. Removed when dropped.
+pub(super) struct Holder {
+    cli: EngineCli,
+    name: String,
+    /// Its workload's host pid: the namespace is `/proc/<pid>/ns/net`; its PSS is counted as the
+    /// instance's runtime overhead.
+    pub pid: i32,
+}
+
+impl Holder {
+    /// Starts the holder `name` from `image_tag` and learns its process.
+    pub(super) fn start(cli: &EngineCli, name: &str, image_tag: &str) -> Result<Holder, BackendError> {
+        let mut holder = Holder {
+            cli: cli.clone(),
+            name: name.to_string(),
+            pid: 0,
+        };
+        cli.run(&[
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            "none",
+            image_tag,
+            WORKLOAD_PATH_IN_IMAGE,
+            "idle",
+        ])?;
+        let pid = cli.run(&["inspect", "--format", "{{.State.Pid}}", name])?;
+        holder.pid =
+            pid.parse::<i32>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                cli.setup_err(format!("holder container {name} has no process (pid {pid:?})"))
+            })?;
+        Ok(holder)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if let Err(e) = self.cli.run(&["rm", "--force", &self.name]) {
+            eprintln!("cvbench: removing holder container {}: {e}", self.name);
+        }
+    }
 }
 
 impl EngineInstance {
@@ -686,6 +781,10 @@ impl Instance for EngineInstance {
         self.phases.clone()
     }
 
+    fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().map(|n| n.addr)
+    }
+
     fn host_pids(&self) -> Vec<i32> {
         self.container_pids().unwrap_or_default()
     }
@@ -709,7 +808,15 @@ impl Instance for EngineInstance {
             .map_err(probe_err)?
             .unwrap_or(0);
         let daemons = probe::pss_bytes(&self.daemon_pids).map_err(probe_err)?;
-        extra.push((RUNTIME_PSS_BYTES.to_string(), shim + daemons));
+        // Docker's holder container is the instance's too (its namespace's keeper).
+        let holder = self
+            .holder
+            .as_ref()
+            .map(|h| probe::pss_bytes(&[h.pid]))
+            .transpose()
+            .map_err(probe_err)?
+            .unwrap_or(0);
+        extra.push((RUNTIME_PSS_BYTES.to_string(), shim + daemons + holder));
         if !self.daemon_pids.is_empty() {
             extra.push((DAEMON_PSS_BYTES.to_string(), daemons));
         }
@@ -815,6 +922,7 @@ mod tests {
             &spec(WorkloadSpec::Idle),
             "cvbench-rootfs:ab12",
             &["--ulimit=nofile=1024:1024".to_string()],
+            None,
         );
         assert_eq!(
             args,
@@ -839,10 +947,26 @@ mod tests {
     fn unlimited_specs_add_no_limit_flags() {
         let mut s = spec(WorkloadSpec::Idle);
         (s.memory_limit_bytes, s.cpu_limit, s.pids_limit) = (None, None, None);
-        let args = create_args(&s, "t", &[]);
+        let args = create_args(&s, "t", &[], None);
         assert!(!args
             .iter()
             .any(|a| a.starts_with("--memory") || a.starts_with("--cpus") || a.starts_with("--pids")));
+    }
+
+    #[test]
+    fn a_prepared_namespace_is_joined_by_path() {
+        let args = create_args(
+            &spec(WorkloadSpec::Idle),
+            "t",
+            &[],
+            Some("ns:/run/netns/cvbench-net-7-3".to_string()),
+        );
+        assert!(
+            args.windows(2)
+                .any(|w| w[0] == "--network" && w[1] == "ns:/run/netns/cvbench-net-7-3"),
+            "{args:?}"
+        );
+        assert!(!args.iter().any(|a| a == "none"));
     }
 
     #[test]

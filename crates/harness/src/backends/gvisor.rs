@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::runc::{cleanup_runtime_leftovers, OciRuntime, RuncBackend};
+use super::runc::{cleanup_runtime_leftovers, OciRuntime, RuncBackend, RuntimeNetwork};
 use crate::cleanup::{CleanupReport, CleanupScope};
 use crate::results::IsolationKind;
 
@@ -20,6 +20,17 @@ pub const NAME: &str = "gvisor";
 pub const BUNDLES_DIR: &str = "/run/cvbench/gvisor";
 /// runsc's own state directory (`runsc --root`).
 pub const STATE_DIR: &str = "/run/cvbench/gvisor-state";
+
+/// Why gVisor rows have no network path. Tried: the instance's namespace as a path in config.json
+/// with `--network=sandbox` (the Sentry's netstack takes over the veth). runsc 20221219 then
+/// refuses every launch with "cannot run with network enabled in root network namespace": it
+/// decides it is in the root namespace when `/proc/sys/net/core/rmem_default` exists, which this
+/// kernel (6.18) shows in every network namespace. `--network=host` would measure the host
+/// kernel's sockets, not gVisor's netstack, so it is not used.
+pub const NO_NETWORK: &str =
+    "runsc 20221219 refuses --network=sandbox on this kernel ('cannot run with network \
+     enabled in root network namespace': its check reads /proc/sys/net/core/rmem_default, present in every \
+     namespace here); --network=host would bypass gVisor's netstack";
 
 /// runsc as Debian installs it, with networking off (loopback only).
 pub fn runtime() -> OciRuntime {
@@ -34,6 +45,7 @@ pub fn runtime() -> OciRuntime {
         package: Some("runsc"),
         probe_host: false,
         unknown_capabilities: &["CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"],
+        network: RuntimeNetwork::Untested(NO_NETWORK),
     }
 }
 

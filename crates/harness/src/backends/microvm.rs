@@ -31,8 +31,8 @@ use super::lines::{self, ReadySource};
 use super::vm_net::VmNet;
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
-    Unavailable,
+    Backend, BackendError, DiskProbe, Instance, InstanceLimits, LaunchSpec, MemoryProbe, PhaseMark,
+    SharedImage, Stage, Unavailable,
 };
 use crate::host::{self, KvmFlavour as HostKvm};
 use crate::metrics::{
@@ -230,7 +230,7 @@ impl MicrovmBackend {
         instance_disk: &Path,
         net: Option<&VmNet>,
     ) -> Command {
-        let (memory_mib, vcpus) = guest_size(spec, self.memory_mib, self.vcpus);
+        let (memory_mib, vcpus) = guest_size(&spec.limits(), self.memory_mib, self.vcpus);
         let mut cmd = Command::new(&prepared.vmm);
         cmd.arg("--kernel").arg(&prepared.guest.kernel);
         cmd.args([
@@ -332,11 +332,11 @@ pub(super) fn guest_memory_in_range(bytes: u64) -> Result<(), String> {
 
 /// Guest RAM in MiB and vCPUs for `spec`: its memory limit rounded up to whole MiB and the smallest
 /// vCPU count covering its CPU quota, else the backend's defaults. Also how QEMU sizes its guest.
-pub(super) fn guest_size(spec: &LaunchSpec, default_mib: u64, default_vcpus: u8) -> (u64, u8) {
-    let memory_mib = spec
+pub(super) fn guest_size(limits: &InstanceLimits, default_mib: u64, default_vcpus: u8) -> (u64, u8) {
+    let memory_mib = limits
         .memory_limit_bytes
         .map_or(default_mib, |b| b.div_ceil(1 << 20));
-    let vcpus = spec.cpu_limit.map_or(default_vcpus, |c| {
+    let vcpus = limits.cpu_limit.map_or(default_vcpus, |c| {
         (1..=u8::MAX).find(|&n| f64::from(n) >= c).unwrap_or(u8::MAX)
     });
     (memory_mib, vcpus)
@@ -490,6 +490,11 @@ impl Backend for MicrovmBackend {
     }
 
     fn labels(&self) -> Vec<(String, String)> {
+        self.labels_with(&InstanceLimits::default())
+    }
+
+    fn labels_with(&self, limits: &InstanceLimits) -> Vec<(String, String)> {
+        let (_, vcpus) = guest_size(limits, self.memory_mib, self.vcpus);
         let flavour = host::detect_kvm_flavour();
         // Without /dev/kvm nothing runs; the label keeps saying what it always did then.
         let kvm = match flavour {
@@ -499,7 +504,7 @@ impl Backend for MicrovmBackend {
         let mut labels = vec![
             ("kvm".to_string(), kvm.to_string()),
             ("guest".to_string(), self.guest.as_str().to_string()),
-            ("vcpus".to_string(), self.vcpus.to_string()),
+            ("vcpus".to_string(), vcpus.to_string()),
             // cvbench-vmm filters its VMM and vCPU threads with seccomp unless --no-seccomp, which
             // this backend never passes.
             ("vmm_seccomp".to_string(), "on".to_string()),
@@ -824,6 +829,37 @@ Size:                132 kB
 Rss:                   8 kB
 Pss:                   8 kB
 ";
+
+    #[test]
+    fn the_vcpus_label_is_the_count_the_guest_is_launched_with() {
+        use crate::runner::{cell_labels, RunOptions};
+        let mut backend = MicrovmBackend::new(GuestKind::Probe);
+        let vcpus_label = |backend: &MicrovmBackend, cpus: Option<f64>| {
+            let opts = RunOptions {
+                cpu_limit: cpus,
+                ..RunOptions::default()
+            };
+            // What the VMM's --vcpus gets for an instance of these runs.
+            let spec = opts.launch_spec(
+                Path::new("/nonexistent"),
+                &WorkloadSpec::Idle,
+                "x",
+                Instant::now(),
+            );
+            let launched = guest_size(&spec.limits(), backend.memory_mib, backend.vcpus).1;
+            let label = cell_labels(backend, &opts)["vcpus"].clone();
+            assert_eq!(label, launched.to_string(), "--cpus {cpus:?}");
+            label
+        };
+        // --cpus sets the count (the smallest covering the quota), not the backend's default.
+        assert_eq!(vcpus_label(&backend, None), "1");
+        assert_eq!(vcpus_label(&backend, Some(0.5)), "1");
+        assert_eq!(vcpus_label(&backend, Some(2.0)), "2");
+        assert_eq!(vcpus_label(&backend, Some(2.5)), "3");
+        backend.vcpus = 4;
+        assert_eq!(vcpus_label(&backend, None), "4");
+        assert_eq!(vcpus_label(&backend, Some(1.0)), "1");
+    }
 
     #[test]
     fn memory_limits_outside_the_guest_layout_are_refused_before_launch() {

@@ -15,7 +15,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::runc::{cleanup_runtime_leftovers, OciRuntime, RuncBackend};
+use super::runc::{cleanup_runtime_leftovers, OciRuntime, RuncBackend, RuntimeNetwork};
 use crate::cleanup::{CleanupReport, CleanupScope};
 use crate::results::IsolationKind;
 
@@ -35,6 +35,7 @@ pub fn runtime(path: &Path) -> OciRuntime {
         package: None,
         probe_host: true,
         unknown_capabilities: &[],
+        network: RuntimeNetwork::Untested("an arbitrary OCI runtime's networking is not known"),
     }
 }
 

@@ -209,6 +209,12 @@ impl Backend for PodmanBackend {
         Isolation::host_kernel(IsolationKind::DaemonContainer)
     }
 
+    /// The instance joins a prepared namespace by path (`--network ns:/run/netns/<name>`): podman
+    /// makes no network of its own, and the veth is configured before the workload starts.
+    fn networking(&self) -> bool {
+        true
+    }
+
     fn check_host(&self) -> Result<(), Unavailable> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Unavailable {
@@ -268,7 +274,11 @@ impl Backend for PodmanBackend {
             let tag = store.images.tag(&store.cli, &spec.image_dir)?;
             (store.cli.clone(), tag, store.name.clone())
         };
-        engine::launch(&cli, spec, &tag, &create_flags(&name), Vec::new())
+        let network = match super::attach_network(NAME, spec)? {
+            Some(net) => engine::EngineNetwork::Namespace(net),
+            None => engine::EngineNetwork::None,
+        };
+        engine::launch(&cli, spec, &tag, &create_flags(&name), Vec::new(), network)
     }
 }
 

@@ -36,8 +36,8 @@ use super::microvm::{guest_size, linux_cmdline_extra, linux_kernel, LinuxDisks};
 use super::vm_net::VmNet;
 use super::vm_process::{self, Next, Seen, VmProcess, VmmKind};
 use crate::backend::{
-    Backend, BackendError, DiskProbe, Instance, LaunchSpec, MemoryProbe, PhaseMark, SharedImage, Stage,
-    Unavailable,
+    Backend, BackendError, DiskProbe, Instance, InstanceLimits, LaunchSpec, MemoryProbe, PhaseMark,
+    SharedImage, Stage, Unavailable,
 };
 use crate::host::{self, HostRoots, KvmFlavour};
 use crate::metrics::{START_TO_NETWORK_READY_MS, START_TO_READY_MS};
@@ -378,9 +378,14 @@ impl Backend for QemuBackend {
     }
 
     fn labels(&self) -> Vec<(String, String)> {
+        self.labels_with(&InstanceLimits::default())
+    }
+
+    fn labels_with(&self, limits: &InstanceLimits) -> Vec<(String, String)> {
+        let (_, vcpus) = guest_size(limits, self.memory_mib, self.vcpus);
         let mut labels = vec![
             ("accel".to_string(), self.accel.as_str().to_string()),
-            ("vcpus".to_string(), self.vcpus.to_string()),
+            ("vcpus".to_string(), vcpus.to_string()),
         ];
         if let Ok(version) = self.version() {
             labels.push(("qemu_version".to_string(), version));
@@ -435,7 +440,7 @@ impl Backend for QemuBackend {
         };
         rootfs::new_scratch_disk(&prepared.scratch_template, &instance.scratch)
             .map_err(BackendError::rootfs(NAME, Stage::Create))?;
-        let (memory_mib, vcpus) = guest_size(spec, self.memory_mib, self.vcpus);
+        let (memory_mib, vcpus) = guest_size(&spec.limits(), self.memory_mib, self.vcpus);
         let vm = QemuVm {
             accel: self.accel,
             kernel: &prepared.kernel,
@@ -786,6 +791,22 @@ mod tests {
         };
         assert_eq!(hardware.isolation().kvm, results::KvmFlavour::Hardware);
         assert!(!hardware.labels().iter().any(|(k, _)| k == "emulated"));
+    }
+
+    #[test]
+    fn the_vcpus_label_follows_the_cpu_quota() {
+        let backend = QemuBackend::new();
+        let vcpus = |cpus| {
+            let limits = InstanceLimits {
+                cpu_limit: cpus,
+                ..InstanceLimits::default()
+            };
+            let labels = backend.labels_with(&limits);
+            labels.into_iter().find(|(k, _)| k == "vcpus").map(|(_, v)| v)
+        };
+        assert_eq!(vcpus(None).as_deref(), Some("1"));
+        assert_eq!(vcpus(Some(3.0)).as_deref(), Some("3"));
+        assert_eq!(vcpus(Some(1.5)).as_deref(), Some("2"));
     }
 
     #[test]

@@ -68,6 +68,18 @@ pub struct OciRuntime {
     /// `CAP_PERFMON`, `CAP_BPF`, `CAP_CHECKPOINT_RESTORE`); left out of every set it is given, which
     /// only matters at `--confinement none` (every capability the harness holds).
     pub unknown_capabilities: &'static [&'static str],
+    /// Whether (and how) an instance's workload gets the interfaces of a prepared network namespace
+    /// (the instance's veth to the client namespace).
+    pub network: RuntimeNetwork,
+}
+
+/// How an OCI runtime's instances use a prepared network namespace given as a path in config.json.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeNetwork {
+    /// Not tested end to end with this runtime: instances are not attached.
+    Untested(&'static str),
+    /// The workload sees the namespace's interfaces as they are (runc: the host kernel's stack).
+    Namespace,
 }
 
 impl OciRuntime {
@@ -82,6 +94,7 @@ impl OciRuntime {
             package: Some("runc"),
             probe_host: false,
             unknown_capabilities: &[],
+            network: RuntimeNetwork::Namespace,
         }
     }
 }
@@ -361,11 +374,17 @@ impl Backend for RuncBackend {
         true
     }
 
-    /// runc only so far (tested end to end): gVisor runs with `--network=none` (its sentry ignores
-    /// the prepared veth: the first GET is refused), and crun is untested on this host (it refuses
-    /// hybrid cgroups).
+    /// runc (the host kernel's stack in the prepared namespace); not gVisor, crun or `oci:` runtimes
+    /// (their reasons: [`RuntimeNetwork::Untested`]).
     fn networking(&self) -> bool {
-        self.runtime.name == "runc"
+        !matches!(self.runtime.network, RuntimeNetwork::Untested(_))
+    }
+
+    fn no_network_reason(&self) -> Option<String> {
+        match self.runtime.network {
+            RuntimeNetwork::Untested(why) => Some(why.to_string()),
+            RuntimeNetwork::Namespace => None,
+        }
     }
 
     fn labels(&self) -> Vec<(String, String)> {

@@ -2,6 +2,7 @@
 //! show) and [`render`] draws every chart twice, as SVG and as PNG, inside the shared frame: the
 //! theme's background, a bold title and a subtitle naming the host and n.
 
+pub mod by_dimension;
 mod common;
 pub mod density;
 pub mod disk;
@@ -9,6 +10,7 @@ pub mod memory;
 pub mod phases;
 pub mod spectrum;
 pub mod startup_cdf;
+pub mod trend;
 pub mod workload;
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,8 @@
 //! Workload figures per backend: throughput (median over runs with its 95% CI as an error bar) and
-//! the workload's own latency p50/p99 (medians over runs), for each workload that reports them.
+//! latency p50/p99 (medians over runs, each with its 95% CI), for each workload that reports them.
+//! Two families, one chart each: the workload's own figures (`workload.*`, measured inside the
+//! sandbox) and the load driven from outside (`outside.*`, wrk in the client network namespace:
+//! the "http from outside" chart).
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -26,6 +29,8 @@ fn latency_metrics(throughput_metric: &str) -> [&'static str; 2] {
 
 pub struct Workload {
     workload: String,
+    /// Whether this chart shows the load from outside (`outside.*`).
+    outside: bool,
     throughput_metric: String,
     text: ChartText,
     rows: Vec<Row>,
@@ -36,15 +41,17 @@ struct Row {
     colour: usize,
     /// Median throughput and its CI.
     throughput: Option<(f64, [f64; 2])>,
-    /// Medians of the latency p50 and p99 in ms.
-    latency_ms: [Option<f64>; 2],
+    /// Medians of the latency p50 and p99 in ms, each with its 95% CI in ms.
+    latency_ms: [Option<(f64, [f64; 2])>; 2],
 }
 
-/// The throughput metric a cell reports: the first registered as a rate of events
-/// (`workload.requests_per_s`, `workload.tps`, ...).
-fn throughput_metric(names: &[&str]) -> Option<String> {
+/// The throughput metric a cell reports in one family (`outside`: the load from outside): the
+/// first registered as a rate of events (`workload.requests_per_s`, `workload.tps`,
+/// `outside.requests_per_s`, ...).
+fn throughput_metric(names: &[&str], outside: bool) -> Option<String> {
     names
         .iter()
+        .filter(|m| m.starts_with(metrics::OUTSIDE_PREFIX) == outside)
         .find(|m| matches!(metrics::quantity(m), Quantity::Rate(_)))
         .map(|m| (*m).to_string())
 }
@@ -52,68 +59,93 @@ fn throughput_metric(names: &[&str]) -> Option<String> {
 pub fn charts(model: &Model<'_>) -> Vec<Workload> {
     let mut out = Vec::new();
     for workload in model.workloads() {
-        let cells = model.ran(workload);
-        let Some(metric) = cells
-            .iter()
-            .find_map(|c| throughput_metric(&model::metric_names(c)))
-        else {
-            continue;
-        };
-        let mut rows = Vec::new();
-        let mut captions = Vec::new();
-        let mut ns = Vec::new();
-        for cell in cells {
-            let name = crate::model::cell_name(cell);
-            let t = model::summary(cell, &metric);
-            let latency = latency_metrics(&metric);
-            let lat = latency.map(|m| model::summary(cell, m));
-            if t.is_none() && lat.iter().all(Option::is_none) {
-                continue;
-            }
-            let mut parts = Vec::new();
-            if let Some(s) = &t {
-                ns.push(s.n);
-                parts.push(format!(
-                    "throughput {}",
-                    caption_stats(metrics::quantity(&metric), s)
-                ));
-            }
-            for (m, s) in latency.iter().zip(&lat) {
-                if let Some(s) = s {
-                    parts.push(format!(
-                        "{} {}",
-                        workload_figure(m),
-                        caption_stats(metrics::quantity(m), s)
-                    ));
-                }
-            }
-            captions.push(format!("{name}: {}", parts.join("; ")));
-            rows.push(Row {
-                name,
-                colour: model.colour_index(&cell.backend),
-                throughput: t.map(|s| (s.p50, s.median_ci95)),
-                latency_ms: lat.map(|s| s.map(|s| s.p50 / 1e3)),
-            });
+        for outside in [false, true] {
+            out.extend(chart(model, workload, outside));
         }
-        if rows.is_empty() {
-            continue;
-        }
-        out.push(Workload {
-            workload: workload.to_string(),
-            throughput_metric: metric,
-            text: ChartText::per_backend(model, &ns, &captions),
-            rows,
-        });
     }
     out
 }
 
+/// The chart of one family of `workload`'s figures, if a cell reports its throughput.
+fn chart(model: &Model<'_>, workload: &str, outside: bool) -> Option<Workload> {
+    let cells = model.ran(workload);
+    let metric = cells
+        .iter()
+        .find_map(|c| throughput_metric(&model::metric_names(c), outside))?;
+    let mut rows = Vec::new();
+    let mut captions = Vec::new();
+    let mut ns = Vec::new();
+    for cell in cells {
+        let name = crate::model::cell_name(cell);
+        let t = model::summary(cell, &metric);
+        let latency = latency_metrics(&metric);
+        let lat = latency.map(|m| model::summary(cell, m));
+        if t.is_none() && lat.iter().all(Option::is_none) {
+            // A row without these figures says why, when its cell recorded it.
+            if let Some(why) = cell
+                .labels
+                .get(metrics::OUTSIDE_LOAD_LABEL)
+                .filter(|_| outside)
+                .and_then(|l| l.strip_prefix("missing: "))
+            {
+                captions.push(format!("{name}: no figures from outside ({why})"));
+            }
+            continue;
+        }
+        let mut parts = Vec::new();
+        if let Some(s) = &t {
+            ns.push(s.n);
+            parts.push(format!(
+                "throughput {}",
+                caption_stats(metrics::quantity(&metric), s)
+            ));
+        }
+        for (m, s) in latency.iter().zip(&lat) {
+            if let Some(s) = s {
+                parts.push(format!(
+                    "{} {}",
+                    workload_figure(m),
+                    caption_stats(metrics::quantity(m), s)
+                ));
+            }
+        }
+        captions.push(format!("{name}: {}", parts.join("; ")));
+        rows.push(Row {
+            name,
+            colour: model.colour_index(&cell.backend),
+            throughput: t.map(|s| (s.p50, s.median_ci95)),
+            latency_ms: lat.map(|s| s.map(|s| (s.p50 / 1e3, s.median_ci95.map(|v| v / 1e3)))),
+        });
+    }
+    if rows.is_empty() {
+        return None;
+    }
+    Some(Workload {
+        workload: workload.to_string(),
+        outside,
+        throughput_metric: metric,
+        text: ChartText::per_backend(model, &ns, &captions),
+        rows,
+    })
+}
+
 impl Chart for Workload {
     fn name(&self) -> String {
-        format!("workload_{}", self.workload)
+        if self.outside {
+            format!("outside_{}", self.workload)
+        } else {
+            format!("workload_{}", self.workload)
+        }
     }
     fn title(&self) -> String {
-        format!("{} workload: throughput and latency per backend", self.workload)
+        if self.outside {
+            format!(
+                "{} from outside (wrk, client network namespace): requests/s and latency",
+                self.workload
+            )
+        } else {
+            format!("{} workload: throughput and latency per backend", self.workload)
+        }
     }
     fn text(&self) -> &ChartText {
         &self.text
@@ -165,19 +197,7 @@ impl Workload {
             };
             let colour = style.series(r.colour);
             chart.draw_series([vbar(i, (0.0, median), colour.filled(), (w, w))])?;
-            // Error bar for the CI of the median: a vertical line with caps.
-            let line = style.foreground.stroke_width(style.stroke().div_ceil(2));
-            let centre = SegmentValue::CenterOf(i);
-            chart.draw_series([PathElement::new(
-                vec![(centre.clone(), ci[0]), (centre.clone(), ci[1])],
-                line,
-            )])?;
-            let cap = px_offset(w / 3);
-            for y in ci {
-                chart
-                    .draw_series([EmptyElement::at((centre.clone(), y))
-                        + PathElement::new(vec![(-cap, 0), (cap, 0)], line)])?;
-            }
+            error_bar(&mut chart, style, (i, 0), ci, w)?;
             let above = -px_offset(style.margin() / 2);
             chart.draw_series([EmptyElement::at((SegmentValue::CenterOf(i), ci[1].max(median)))
                 + Text::new(throughput.format_number(median), (0, above), value_text.clone())])?;
@@ -198,15 +218,15 @@ impl Workload {
         let max_l = self
             .rows
             .iter()
-            .flat_map(|r| r.latency_ms.iter().flatten().copied())
+            .flat_map(|r| r.latency_ms.iter().flatten().map(|(v, ci)| v.max(ci[1])))
             .fold(1e-3, f64::max);
         let mut chart = panel(
             right,
             style,
             if self.throughput_metric.starts_with(metrics::OUTSIDE_PREFIX) {
-                "latency p50 / p99 seen by wrk from outside (median over runs)"
+                "latency p50 / p99 seen by wrk from outside (median, 95% CI)"
             } else {
-                "workload latency p50 / p99 (median over runs)"
+                "workload latency p50 / p99 (median, 95% CI)"
             },
             &names,
             max_l,
@@ -216,7 +236,7 @@ impl Workload {
         for (i, r) in (0u32..).zip(&self.rows) {
             let colour = style.series(r.colour);
             for (k, value) in r.latency_ms.iter().enumerate() {
-                let Some(v) = *value else { continue };
+                let Some((v, ci)) = *value else { continue };
                 // p50 on the left half of the band (solid), p99 on the right (lighter).
                 let (fill, margins) = if k == 0 {
                     (colour.filled(), (w, w * 3))
@@ -224,6 +244,9 @@ impl Workload {
                     (colour.mix(0.45).filled(), (w * 3, w))
                 };
                 chart.draw_series([vbar(i, (0.0, v), fill, margins)])?;
+                // The CI bar at the middle of the bar (p50: w..3w of a 6w band, p99: 3w..5w).
+                let dx = if k == 0 { -px_offset(w) } else { px_offset(w) };
+                error_bar(&mut chart, style, (i, dx), ci, w)?;
                 let tag = if k == 0 { "p50" } else { "p99" };
                 let pos = if k == 0 { HPos::Right } else { HPos::Left };
                 chart.draw_series([Text::new(
@@ -235,6 +258,29 @@ impl Workload {
         }
         Ok(())
     }
+}
+
+/// The 95% CI `ci` of a median as a vertical line with caps `cap_px` wide, on category `i`,
+/// `dx` pixels right of its centre.
+fn error_bar<DB: DrawingBackend>(
+    chart: &mut VBarChart<'_, DB>,
+    style: &Style,
+    (i, dx): (u32, i32),
+    ci: [f64; 2],
+    cap_px: u32,
+) -> Result<(), DrawError> {
+    let line = style.foreground.stroke_width(style.stroke().div_ceil(2));
+    let centre = SegmentValue::CenterOf(i);
+    let top = chart.backend_coord(&(centre.clone(), ci[1]));
+    let bottom = chart.backend_coord(&(centre.clone(), ci[0]));
+    chart.draw_series([EmptyElement::at((centre.clone(), ci[0]))
+        + PathElement::new(vec![(dx, 0), (dx, top.1 - bottom.1)], line)])?;
+    let cap = px_offset(cap_px / 3);
+    for y in ci {
+        chart.draw_series([EmptyElement::at((centre.clone(), y))
+            + PathElement::new(vec![(dx - cap, 0), (dx + cap, 0)], line)])?;
+    }
+    Ok(())
 }
 
 /// One half of the figure, titled `caption`: a category per backend (`names` under the axis) and
@@ -278,19 +324,34 @@ mod tests {
     }
 
     #[test]
+    fn the_two_families_each_find_their_own_throughput() {
+        use results::metrics::*;
+        let both = [WORKLOAD_REQUESTS_PER_S, OUTSIDE_REQUESTS_PER_S, PSS_BYTES];
+        assert_eq!(
+            throughput_metric(&both, false).as_deref(),
+            Some(WORKLOAD_REQUESTS_PER_S)
+        );
+        assert_eq!(
+            throughput_metric(&both, true).as_deref(),
+            Some(OUTSIDE_REQUESTS_PER_S)
+        );
+        assert_eq!(throughput_metric(&[WORKLOAD_REQUESTS_PER_S], true), None);
+    }
+
+    #[test]
     fn throughput_metric_is_the_first_registered_event_rate() {
         use results::metrics::*;
         assert_eq!(
-            throughput_metric(&[PSS_BYTES, WORKLOAD_TPS]).as_deref(),
+            throughput_metric(&[PSS_BYTES, WORKLOAD_TPS], false).as_deref(),
             Some(WORKLOAD_TPS)
         );
         assert_eq!(
-            throughput_metric(&[WORKLOAD_BYTES_PER_S, WORKLOAD_REQUESTS_PER_S]).as_deref(),
+            throughput_metric(&[WORKLOAD_BYTES_PER_S, WORKLOAD_REQUESTS_PER_S], false).as_deref(),
             Some(WORKLOAD_REQUESTS_PER_S)
         );
         // Not guessed from a suffix: an unregistered rate is no throughput.
         assert_eq!(
-            throughput_metric(&["workload.widgets_per_s", START_TO_READY_MS]),
+            throughput_metric(&["workload.widgets_per_s", START_TO_READY_MS], false),
             None
         );
     }

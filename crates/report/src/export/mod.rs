@@ -74,6 +74,7 @@ pub fn document_with(m: &Model<'_>, figures: &[Figure], pivot: Vec<Block>) -> Ve
     doc.extend(skipped_section(m));
     doc.extend(summary_section(m));
     doc.extend(ratio_section(m));
+    doc.extend(network_path_section(m));
     doc.extend(anchors_section(m));
     doc.extend(disk_section(m));
     doc.extend(density_section(m));
@@ -243,6 +244,98 @@ fn ratio_section(m: &Model<'_>) -> Vec<Block> {
             "Ratio of medians (other / reference) with its bootstrap 95% CI; > 1 means larger (slower, more memory).".to_string(),
         ),
         table(&["workload", "backend", "metric", "ratio", "95% CI"], ratios),
+    ]
+}
+
+/// In-sandbox vs from outside: per workload whose cells were reached from outside (their
+/// `outside_load` label), each backend's self-test figures beside wrk's of the same server, the
+/// ratio of the medians (outside / inside) with its CI, and how the outside load was made — or why
+/// it is missing. What the network path costs, per backend.
+fn network_path_section(m: &Model<'_>) -> Vec<Block> {
+    let mut rows = Vec::new();
+    let mut notes: Vec<Vec<String>> = Vec::new();
+    for workload in m.workloads() {
+        for cell in m.ran(workload) {
+            let Some(how) = cell.labels.get(metrics::OUTSIDE_LOAD_LABEL) else {
+                continue;
+            };
+            let median = |metric: &str| {
+                model::summary(cell, metric)
+                    .map(|s| {
+                        format!(
+                            "{} ({} – {})",
+                            metrics::format(metric, s.p50),
+                            metrics::format(metric, s.median_ci95[0]),
+                            metrics::format(metric, s.median_ci95[1])
+                        )
+                    })
+                    .unwrap_or_else(|| "–".to_string())
+            };
+            let ratio = |outside: &str, inside: &str| {
+                stats::ratio_of_medians_ci(
+                    &cell.measured_samples(outside),
+                    &cell.measured_samples(inside),
+                    DEFAULT_SEED,
+                )
+                .map(|r| {
+                    format!(
+                        "{} ({:.2} – {:.2})",
+                        Quantity::Ratio.format(r.ratio),
+                        r.ci95[0],
+                        r.ci95[1]
+                    )
+                })
+                .unwrap_or_else(|| "–".to_string())
+            };
+            let name = model::cell_name(cell);
+            rows.push(vec![
+                workload.to_string(),
+                name.clone(),
+                median(metrics::WORKLOAD_REQUESTS_PER_S),
+                median(metrics::OUTSIDE_REQUESTS_PER_S),
+                ratio(metrics::OUTSIDE_REQUESTS_PER_S, metrics::WORKLOAD_REQUESTS_PER_S),
+                median(metrics::WORKLOAD_LATENCY_P99_US),
+                median(metrics::OUTSIDE_LATENCY_P99_US),
+                ratio(metrics::OUTSIDE_LATENCY_P99_US, metrics::WORKLOAD_LATENCY_P99_US),
+                median(metrics::OUTSIDE_TCP_CONNECT_US),
+            ]);
+            let note = vec![workload.to_string(), name, how.clone()];
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+    }
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        Block::Heading(2, "Network path: in-sandbox vs from outside".to_string()),
+        Block::Paragraph(
+            "The same server measured twice in each run: first loaded from outside (wrk in the harness's \
+             client network namespace, over the instance's veth), then by its own self-test over the \
+             sandbox's loopback, with the same requests, connections and files. Medians over runs with \
+             their bootstrap 95% CI; the ratio is outside / in-sandbox. It compares two clients as well \
+             as two paths (wrk: one event-loop thread on the host; the self-test: a thread per \
+             connection inside the sandbox), so it bounds what the network path costs rather than \
+             isolating it; TCP connect is a path-only figure. \"–\": not measured for that backend \
+             (why: below)."
+                .to_string(),
+        ),
+        table(
+            &[
+                "workload",
+                "backend",
+                "req/s in-sandbox",
+                "req/s from outside",
+                "outside / in-sandbox",
+                "p99 in-sandbox",
+                "p99 from outside",
+                "outside / in-sandbox",
+                "TCP connect",
+            ],
+            rows,
+        ),
+        table(&["workload", "backend", "how the outside load was made"], notes),
     ]
 }
 
@@ -516,6 +609,66 @@ mod tests {
         let w = warnings(&results_on("pvm", KvmFlavour::Pvm));
         assert!(w.iter().all(|w| !w.contains("Function only")), "{w:?}");
         assert!(w.iter().any(|w| w.contains("emulated")), "{w:?}");
+    }
+
+    #[test]
+    fn the_network_path_table_pairs_inside_and_outside_and_says_why_one_is_missing() {
+        let mut f = results_on("pvm", KvmFlavour::Pvm);
+        let http = WorkloadSpec::default_for(workload::WorkloadKind::Http);
+        let cell = |backend: &str, label: &str, outside: bool| {
+            let labels = BTreeMap::from([(metrics::OUTSIDE_LOAD_LABEL.to_string(), label.to_string())]);
+            let mut c = BenchmarkResult::new(
+                backend,
+                Isolation::host_kernel(IsolationKind::OciRuntime),
+                &http,
+                labels,
+            );
+            for (i, k) in [1.0, 1.1, 0.9].into_iter().enumerate() {
+                let mut m = BTreeMap::from([
+                    (metrics::WORKLOAD_REQUESTS_PER_S.to_string(), 8000.0 * k),
+                    (metrics::WORKLOAD_LATENCY_P99_US.to_string(), 1000.0 * k),
+                ]);
+                if outside {
+                    m.insert(metrics::OUTSIDE_REQUESTS_PER_S.to_string(), 2000.0 * k);
+                    m.insert(metrics::OUTSIDE_LATENCY_P99_US.to_string(), 4000.0 * k);
+                }
+                c.runs.push(results::schema::RunRecord {
+                    index: u32::try_from(i).unwrap(),
+                    warmup: false,
+                    metrics: m,
+                    workload_result: None,
+                });
+            }
+            c.recompute_summary(results::stats::DEFAULT_SEED);
+            c
+        };
+        f.benchmarks.push(cell("runc", "wrk -t1 ...", true));
+        f.benchmarks
+            .push(cell("gvisor", "missing: gvisor: no netstack here", false));
+        let blocks = network_path_section(&Model::new(&f));
+        let tables: Vec<&Vec<Vec<String>>> = blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Table { rows, .. } => Some(rows),
+                _ => None,
+            })
+            .collect();
+        let [figures, how] = tables[..] else {
+            panic!("two tables expected: {blocks:?}")
+        };
+        let runc = figures.iter().find(|r| r[1] == "runc").unwrap();
+        // Outside / in-sandbox: 2000/8000 for req/s, 4000/1000 for p99, exactly (same spread).
+        assert!(runc[4].starts_with("0.25×"), "{runc:?}");
+        assert!(runc[7].starts_with("4.00×"), "{runc:?}");
+        let gvisor = figures.iter().find(|r| r[1] == "gvisor").unwrap();
+        assert_eq!(gvisor[3], "–");
+        assert!(how
+            .iter()
+            .any(|r| r[1] == "gvisor" && r[2] == "missing: gvisor: no netstack here"));
+        // Cells without the label (other workloads, older files) make no section.
+        let mut plain = results_on("pvm", KvmFlavour::Pvm);
+        plain.benchmarks.retain(|c| c.workload != "http");
+        assert!(network_path_section(&Model::new(&plain)).is_empty());
     }
 
     #[test]

@@ -24,6 +24,14 @@ pub fn run(args: &HttpArgs, signals: TerminationSignals) -> anyhow::Result<()> {
         .local_addr()
         .context("reading the listening address")?
         .port();
+    // Bound before READY too, so the harness's trigger connection queues in its backlog.
+    let trigger = args
+        .selftest_trigger
+        .map(|p| {
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, p))
+                .with_context(|| format!("binding the self-test trigger 0.0.0.0:{p}"))
+        })
+        .transpose()?;
     let root = Arc::new(root);
     let server_root = Arc::clone(&root);
     std::thread::Builder::new()
@@ -47,6 +55,11 @@ pub fn run(args: &HttpArgs, signals: TerminationSignals) -> anyhow::Result<()> {
         .with_context(|| format!("listing files in {}", root.path().display()))?;
     if files.is_empty() {
         bail!("no files to request in {}", root.path().display());
+    }
+    if let Some(trigger) = trigger {
+        // The harness's load from outside runs meanwhile; the self-test starts after it.
+        let (conn, _) = trigger.accept().context("waiting for the self-test trigger")?;
+        drop((conn, trigger));
     }
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let report = selftest::run(addr, &files, plan.requests, plan.connections);
