@@ -9,7 +9,7 @@
 
 use std::ffi::{OsStr, OsString};
 
-use workload::WorkloadKind;
+use workload::spec::SUBCOMMANDS;
 
 /// The arguments init will run the workload with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +22,14 @@ pub struct WorkloadArgv {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
-    #[error("no workload on the kernel command line (expected `-- <idle|http|oltp> ...`), init got {got:?}")]
+    #[error("no workload on the kernel command line (expected `-- <idle|http|oltp|service> ...`), init got {got:?}")]
     NoWorkload { got: Vec<String> },
 }
 
+/// The workload binary's subcommands, not the workload names: the service workloads' arguments
+/// start with `service` (`service nginx`), which is not itself a workload name.
 fn names_a_workload(word: &OsStr) -> bool {
-    word.to_str().is_some_and(|w| w.parse::<WorkloadKind>().is_ok())
+    word.to_str().is_some_and(|w| SUBCOMMANDS.contains(&w))
 }
 
 /// Splits init's full `argv` (program name included) into the workload's arguments.
@@ -51,7 +53,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use workload::WorkloadSpec;
+    use workload::{WorkloadKind, WorkloadSpec};
 
     fn os(words: &[&str]) -> Vec<OsString> {
         words.iter().map(OsString::from).collect()
@@ -69,6 +71,21 @@ mod tests {
                 spec_args.iter().map(OsString::from).collect::<Vec<_>>()
             );
             assert!(parsed.ignored.is_empty());
+        }
+    }
+
+    #[test]
+    fn service_workloads_start_at_the_service_word() {
+        for kind in [WorkloadKind::Nginx, WorkloadKind::Mariadb] {
+            let spec_args = WorkloadSpec::default_for(kind)
+                .with_first_start_init(kind == WorkloadKind::Mariadb)
+                .to_args();
+            let mut argv = os(&["/cvbench/init", "nokaslr"]);
+            argv.extend(spec_args.iter().map(OsString::from));
+            let parsed = workload_argv(argv).unwrap();
+            assert_eq!(parsed.args, spec_args.iter().map(OsString::from).collect::<Vec<_>>());
+            assert_eq!(parsed.args[0], "service");
+            assert_eq!(parsed.ignored, os(&["nokaslr"]));
         }
     }
 

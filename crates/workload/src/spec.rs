@@ -10,6 +10,9 @@ pub const WORKLOAD_PATH_IN_IMAGE: &str = "/bin/cvbench-workload";
 pub const WWW_DIR_IN_IMAGE: &str = "/srv/www";
 /// Writable directory inside every sandbox where `oltp` keeps its database.
 pub const DATA_DIR_IN_IMAGE: &str = "/var/lib/cvbench";
+/// The binary's subcommands: the first word of every [`WorkloadSpec::to_args`]. A VM's init finds
+/// the workload's arguments on the kernel command line by this word.
+pub const SUBCOMMANDS: [&str; 4] = ["idle", "http", "oltp", "service"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -381,6 +384,29 @@ mod tests {
         assert!(a
             .windows(2)
             .any(|w| w[0] == "--selftest-trigger" && w[1] == "8081"));
+    }
+
+    #[test]
+    fn every_spec_starts_with_a_subcommand() {
+        let kinds = [
+            WorkloadKind::Idle,
+            WorkloadKind::Http,
+            WorkloadKind::Oltp,
+            WorkloadKind::HttpOutside,
+            WorkloadKind::Nginx,
+            WorkloadKind::Mariadb,
+        ];
+        for k in kinds {
+            for spec in [
+                WorkloadSpec::default_for(k),
+                WorkloadSpec::for_bench(k),
+                WorkloadSpec::default_for(k).with_first_start_init(true),
+            ] {
+                let first = spec.to_args().remove(0);
+                assert!(SUBCOMMANDS.contains(&first.as_str()), "{k}: {first}");
+            }
+        }
+        assert_eq!(WorkloadSpec::default_for(WorkloadKind::Nginx).to_args()[0], "service");
     }
 
     #[test]

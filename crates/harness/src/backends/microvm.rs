@@ -751,6 +751,14 @@ impl Instance for MicrovmInstance {
         self.phases.clone()
     }
 
+    fn last_output(&self) -> Option<String> {
+        Some(self.vm.tail_with_pending(|message| match message {
+            Message::Console(_, line) => Some(line),
+            Message::Stderr(line) => Some(format!("cvbench-vmm: {line}")),
+            Message::Event(_) => None,
+        }))
+    }
+
     fn host_pids(&self) -> Vec<i32> {
         self.vm.pid().into_iter().collect()
     }

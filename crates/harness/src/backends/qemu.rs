@@ -526,6 +526,13 @@ impl Instance for QemuInstance {
         self.phases.clone()
     }
 
+    fn last_output(&self) -> Option<String> {
+        Some(self.vm.tail_with_pending(|line| match line {
+            Line::Console(_, line) => Some(line),
+            Line::Stderr(line) => Some(format!("qemu: {line}")),
+        }))
+    }
+
     fn host_pids(&self) -> Vec<i32> {
         self.vm.pid().into_iter().collect()
     }

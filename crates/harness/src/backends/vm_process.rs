@@ -161,6 +161,22 @@ impl<M> VmProcess<M> {
         self.tail.text()
     }
 
+    /// The remembered lines followed by the lines already read but not yet taken (after READY of a
+    /// service, nobody takes the console until the instance is stopped): the guest's last words when
+    /// its service never answered. Takes at most [`lines::QUEUE_LINES`] × 2 queued messages, so a
+    /// guest that keeps writing cannot hold it up; `text` gives a message's line, if it has one.
+    pub fn tail_with_pending(&self, text: impl Fn(M) -> Option<String>) -> String {
+        let mut tail = self.tail.clone();
+        if let Some(rx) = self.messages.as_ref() {
+            for message in rx.try_iter().take(lines::QUEUE_LINES * 2) {
+                if let Some(line) = text(message) {
+                    tail.push_line(&line);
+                }
+            }
+        }
+        tail.text()
+    }
+
     pub fn pid(&self) -> Option<i32> {
         self.child.as_ref().and_then(|c| i32::try_from(c.id()).ok())
     }
