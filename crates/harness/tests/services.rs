@@ -1,4 +1,4 @@
-//! The services image's real daemons end to end on the built-in container and runc: nginx and
+//! The services image's real daemons end to end on the built-in container, runc and QEMU: nginx and
 //! MariaDB start as their packages start them, READY is decided from the client namespace, wrk and
 //! sysbench load them; a broken config fails the run with nginx's own log line and leaves nothing.
 //! Needs root, `ip`, `wrk`, `sysbench` and a services image in the cache (`bench image build
@@ -161,6 +161,55 @@ mod tests {
         }
         backend.prepare(&image).unwrap();
         serve_both(&backend, root.path(), &image);
+    }
+
+    /// QEMU (TCG on a host without KVM: slow, but the same guest): the guest init starts the same
+    /// supervisor, nginx answers on the guest's eth0 and MariaDB writes its data directory into the
+    /// overlay's upper dir on the VM's scratch disk. Guest RAM 512 MiB: MariaDB's 128 MiB buffer pool
+    /// plus the daemon, the kernel and page cache.
+    #[test]
+    fn qemu_runs_nginx_and_mariadb_from_the_services_image() {
+        let Some(image) = ready() else { return };
+        let root = tempfile::tempdir().unwrap();
+        let backend = harness::backends::qemu::QemuBackend {
+            run_dir: root.path().join("run"),
+            ..harness::backends::qemu::QemuBackend::new()
+        };
+        if let Err(u) = backend.check_host() {
+            testkit::skip(testkit::Requirement::GuestKernel, u);
+            return;
+        }
+        backend.prepare(&image).unwrap();
+        let network = Network::create(root.path()).unwrap();
+        let o = RunOptions {
+            memory_limit_bytes: Some(512 << 20),
+            // TCG boots a guest in seconds and MariaDB takes longer still.
+            ready_timeout: Duration::from_secs(240),
+            ..opts(&network)
+        };
+        let name = |w: &str| format!("cvbench-qemu-{w}-{}-0", std::process::id());
+        let m = run_once(&backend, &image, &nginx(), &o, &name("nginx"))
+            .unwrap()
+            .metrics;
+        assert!(m[metrics::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
+        assert_eq!(m[metrics::OUTSIDE_ERRORS], 0.0, "{m:?}");
+        assert!(
+            m[metrics::START_TO_SERVICE_READY_MS] >= m[metrics::START_TO_READY_MS],
+            "{m:?}"
+        );
+        let m = run_once(&backend, &image, &mariadb(false), &o, &name("mariadb"))
+            .unwrap()
+            .metrics;
+        assert!(m[metrics::OUTSIDE_SYSBENCH_TPS] > 0.0, "{m:?}");
+        assert!(
+            m[metrics::OUTSIDE_SYSBENCH_QPS] > m[metrics::OUTSIDE_SYSBENCH_TPS] * 10.0,
+            "{m:?}"
+        );
+        // InnoDB wrote into the overlay's upper dir on the scratch disk.
+        assert!(m[metrics::INSTANCE_DISK_BYTES] > 1_000_000.0, "{m:?}");
+        drop((o, network));
+        assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
+        assert_eq!(std::fs::read_dir(root.path().join("run")).unwrap().count(), 0);
     }
 
     /// A copy of the image (hard links, so it is cheap) whose nginx.conf has an unknown directive.
