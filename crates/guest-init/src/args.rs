@@ -83,7 +83,10 @@ mod tests {
             let mut argv = os(&["/cvbench/init", "nokaslr"]);
             argv.extend(spec_args.iter().map(OsString::from));
             let parsed = workload_argv(argv).unwrap();
-            assert_eq!(parsed.args, spec_args.iter().map(OsString::from).collect::<Vec<_>>());
+            assert_eq!(
+                parsed.args,
+                spec_args.iter().map(OsString::from).collect::<Vec<_>>()
+            );
             assert_eq!(parsed.args[0], "service");
             assert_eq!(parsed.ignored, os(&["nokaslr"]));
         }

@@ -7,6 +7,14 @@
 //! The shape follows the microVM contract: /proc, /sys and /dev on the read-only image; the scratch
 //! disk mounted, an overlay (lower = the image's `/`, upper and work on the scratch disk) built, the
 //! root pivoted into it, then /proc, /dev, /sys and /tmp inside the new root.
+//!
+//! Writable data therefore lands in the overlay's upper dir on the scratch disk, with nothing
+//! workload-specific here: `oltp` writes `/var/lib/cvbench`, and the services image's MariaDB writes
+//! its data directory `/var/lib/mysql` (made at image build time, owned by `mysql`, kept by the ext4
+//! image) the same way. That is on purpose rather than a separate mount of the scratch disk over the
+//! data directory: a container's MariaDB also starts on an overlay whose lower layer holds the
+//! initialised directory, so both copy up the same redo log and system tablespace on the first write,
+//! and the VM's figure counts the same work (the scratch disk is journaled ext4 like the host's).
 
 use std::fmt;
 use std::path::{Path, PathBuf};

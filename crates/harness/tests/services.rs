@@ -171,10 +171,8 @@ mod tests {
     fn qemu_runs_nginx_and_mariadb_from_the_services_image() {
         let Some(image) = ready() else { return };
         let root = tempfile::tempdir().unwrap();
-        let backend = harness::backends::qemu::QemuBackend {
-            run_dir: root.path().join("run"),
-            ..harness::backends::qemu::QemuBackend::new()
-        };
+        let mut backend = harness::backends::qemu::QemuBackend::new();
+        backend.run_dir = root.path().join("run");
         if let Err(u) = backend.check_host() {
             testkit::skip(testkit::Requirement::GuestKernel, u);
             return;

@@ -405,6 +405,17 @@ mod tests {
     }
 
     #[test]
+    fn the_published_subcommands_are_the_ones_parsed() {
+        for word in workload::spec::SUBCOMMANDS {
+            let parsed = parse_strs(&[word]);
+            assert!(
+                !matches!(parsed, Err(UsageError::UnknownSubcommand(_))),
+                "{word}: {parsed:?}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_input_is_a_usage_error() {
         assert_eq!(parse_strs(&[]), Err(UsageError::MissingSubcommand));
         assert_eq!(

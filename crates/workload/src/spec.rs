@@ -406,7 +406,10 @@ mod tests {
                 assert!(SUBCOMMANDS.contains(&first.as_str()), "{k}: {first}");
             }
         }
-        assert_eq!(WorkloadSpec::default_for(WorkloadKind::Nginx).to_args()[0], "service");
+        assert_eq!(
+            WorkloadSpec::default_for(WorkloadKind::Nginx).to_args()[0],
+            "service"
+        );
     }
 
     #[test]

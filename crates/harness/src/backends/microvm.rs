@@ -494,7 +494,7 @@ impl Backend for MicrovmBackend {
     }
 
     fn labels_with(&self, limits: &InstanceLimits) -> Vec<(String, String)> {
-        let (_, vcpus) = guest_size(limits, self.memory_mib, self.vcpus);
+        let (memory_mib, vcpus) = guest_size(limits, self.memory_mib, self.vcpus);
         let flavour = host::detect_kvm_flavour();
         // Without /dev/kvm nothing runs; the label keeps saying what it always did then.
         let kvm = match flavour {
@@ -505,6 +505,8 @@ impl Backend for MicrovmBackend {
             ("kvm".to_string(), kvm.to_string()),
             ("guest".to_string(), self.guest.as_str().to_string()),
             ("vcpus".to_string(), vcpus.to_string()),
+            // The guest's RAM (`--memory`, else the default); `pss_bytes` is the VMM's.
+            ("guest_memory_mib".to_string(), memory_mib.to_string()),
             // cvbench-vmm filters its VMM and vCPU threads with seccomp unless --no-seccomp, which
             // this backend never passes.
             ("vmm_seccomp".to_string(), "on".to_string()),
@@ -854,8 +856,10 @@ Pss:                   8 kB
                 "x",
                 Instant::now(),
             );
-            let launched = guest_size(&spec.limits(), backend.memory_mib, backend.vcpus).1;
-            let label = cell_labels(backend, &opts)["vcpus"].clone();
+            let (memory_mib, launched) = guest_size(&spec.limits(), backend.memory_mib, backend.vcpus);
+            let labels = cell_labels(backend, &opts);
+            assert_eq!(labels["guest_memory_mib"], memory_mib.to_string());
+            let label = labels["vcpus"].clone();
             assert_eq!(label, launched.to_string(), "--cpus {cpus:?}");
             label
         };

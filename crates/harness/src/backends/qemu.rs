@@ -382,10 +382,13 @@ impl Backend for QemuBackend {
     }
 
     fn labels_with(&self, limits: &InstanceLimits) -> Vec<(String, String)> {
-        let (_, vcpus) = guest_size(limits, self.memory_mib, self.vcpus);
+        let (memory_mib, vcpus) = guest_size(limits, self.memory_mib, self.vcpus);
         let mut labels = vec![
             ("accel".to_string(), self.accel.as_str().to_string()),
             ("vcpus".to_string(), vcpus.to_string()),
+            // The guest's RAM (`--memory`, else the default): `pss_bytes` is QEMU's, which grows
+            // towards it as the guest touches its memory.
+            ("guest_memory_mib".to_string(), memory_mib.to_string()),
         ];
         if let Ok(version) = self.version() {
             labels.push(("qemu_version".to_string(), version));
@@ -814,6 +817,29 @@ mod tests {
         assert_eq!(vcpus(None).as_deref(), Some("1"));
         assert_eq!(vcpus(Some(3.0)).as_deref(), Some("3"));
         assert_eq!(vcpus(Some(1.5)).as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn the_guest_memory_label_follows_the_memory_limit() {
+        let backend = QemuBackend {
+            memory_mib: 128,
+            ..QemuBackend::new()
+        };
+        let memory = |bytes| {
+            let limits = InstanceLimits {
+                memory_limit_bytes: bytes,
+                ..InstanceLimits::default()
+            };
+            let labels = backend.labels_with(&limits);
+            labels
+                .into_iter()
+                .find(|(k, _)| k == "guest_memory_mib")
+                .map(|(_, v)| v)
+        };
+        assert_eq!(memory(None).as_deref(), Some("128"));
+        assert_eq!(memory(Some(512 << 20)).as_deref(), Some("512"));
+        // Rounded up to whole MiB, as `-m` gets it.
+        assert_eq!(memory(Some((256 << 20) + 1)).as_deref(), Some("257"));
     }
 
     #[test]
