@@ -110,15 +110,15 @@ mod tests {
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
     }
 
-    #[test]
-    fn sigkill_mid_run_then_cleanup_leaves_no_namespace_or_link() {
+    /// `bench run` of `workload` on `backend`, long enough (50 runs) to be killed mid-way.
+    fn killed_run_then_cleaned(backend: &str, workload: &str) {
         killed_then_cleaned(
             &[
                 "run",
                 "--backend",
-                "container",
+                backend,
                 "--workload",
-                "http-outside",
+                workload,
                 "--runs",
                 "50",
                 "--warmup",
@@ -127,44 +127,21 @@ mod tests {
             ],
             1,
         );
+    }
+
+    #[test]
+    fn sigkill_mid_run_then_cleanup_leaves_no_namespace_or_link() {
+        killed_run_then_cleaned("container", "http-outside");
     }
 
     #[test]
     fn sigkill_mid_http_run_then_cleanup_leaves_no_namespace_or_link() {
-        killed_then_cleaned(
-            &[
-                "run",
-                "--backend",
-                "runc",
-                "--workload",
-                "http",
-                "--runs",
-                "50",
-                "--warmup",
-                "0",
-                "--json",
-            ],
-            1,
-        );
+        killed_run_then_cleaned("runc", "http");
     }
 
     #[test]
     fn sigkill_mid_docker_http_run_then_cleanup_leaves_no_namespace_or_link() {
-        killed_then_cleaned(
-            &[
-                "run",
-                "--backend",
-                "docker",
-                "--workload",
-                "http",
-                "--runs",
-                "50",
-                "--warmup",
-                "0",
-                "--json",
-            ],
-            1,
-        );
+        killed_run_then_cleaned("docker", "http");
     }
 
     #[test]
