@@ -594,30 +594,38 @@ mod tests {
         assert!(!words.iter().any(|w| w.starts_with("reboot=k")), "{line}");
     }
 
+    /// `line` has each of `kernel_words` before ` -- ` and exactly `spec`'s arguments after it.
+    fn assert_cmdline(line: &str, kernel_words: &[&str], spec: &WorkloadSpec) {
+        let (kernel_part, init_part) = line.split_once(" -- ").unwrap();
+        for word in kernel_words {
+            assert!(
+                kernel_part.split(' ').any(|w| w == *word),
+                "{word} missing from {kernel_part}"
+            );
+        }
+        assert_eq!(init_part, spec.to_args().join(" "));
+    }
+
     #[test]
     fn cmdline_puts_devices_before_the_workload_arguments() {
         let spec = WorkloadSpec::Oltp {
             rows: 100,
             transactions: 5,
         };
-        let line = kernel_cmdline(&spec, None);
-        let (kernel_part, init_part) = line.split_once(" -- ").unwrap();
-        for word in [
-            "console=ttyS0",
-            "reboot=t",
-            "panic=-1",
-            "root=/dev/vda",
-            "ro",
-            "init=/cvbench/init",
-            "virtio_mmio.device=512@0xfeb00e00:12",
-            "virtio_mmio.device=512@0xfeb00c00:11",
-        ] {
-            assert!(
-                kernel_part.split(' ').any(|w| w == word),
-                "{word} missing from {kernel_part}"
-            );
-        }
-        assert_eq!(init_part, spec.to_args().join(" "));
+        assert_cmdline(
+            &kernel_cmdline(&spec, None),
+            &[
+                "console=ttyS0",
+                "reboot=t",
+                "panic=-1",
+                "root=/dev/vda",
+                "ro",
+                "init=/cvbench/init",
+                "virtio_mmio.device=512@0xfeb00e00:12",
+                "virtio_mmio.device=512@0xfeb00c00:11",
+            ],
+            &spec,
+        );
     }
 
     /// A TCG guest of 128 MiB and 2 vCPUs running `workload`, without a network.
@@ -708,19 +716,15 @@ mod tests {
             .position(|a| a == "virtio-blk-device,drive=vdb")
             .unwrap();
         assert!(vdb < net_device, "the net device must take the third transport");
-        let line = after("-append").unwrap();
-        let (kernel_part, init_part) = line.split_once(" -- ").unwrap();
-        for word in [
-            "virtio_mmio.device=512@0xfeb00a00:10",
-            "cvbench.ip=198.18.0.6/30",
-            "cvbench.gw=198.18.0.5",
-        ] {
-            assert!(
-                kernel_part.split(' ').any(|w| w == word),
-                "{word} missing from {kernel_part}"
-            );
-        }
-        assert_eq!(init_part, spec.to_args().join(" "));
+        assert_cmdline(
+            &after("-append").unwrap(),
+            &[
+                "virtio_mmio.device=512@0xfeb00a00:10",
+                "cvbench.ip=198.18.0.6/30",
+                "cvbench.gw=198.18.0.5",
+            ],
+            &spec,
+        );
         // Without a network: no netdev, no third transport, no address.
         let plain = QemuVm { net: None, ..vm };
         let args = args_of(&plain);
