@@ -13,9 +13,10 @@ cd "$(dirname "$0")/.."
 # (scripts/nested-kvm.sh); docker.io, podman, runsc (gVisor), crun: the peers people run, in
 # `bench compare`'s default rows (no daemon is enabled: the docker backend starts its own dockerd and
 # stops it afterwards); shellcheck: lints the fleet scripts (crates/cli/tests/deploy_image.rs);
-# debootstrap: the image's Debian base where no registry is reachable (scripts/build-image.sh).
+# debootstrap: the image's Debian base where no registry is reachable (scripts/build-image.sh), and
+# the services image (`bench image build services`); sysbench: the MariaDB load against it.
 PACKAGES=(e2fsprogs runc qemu-system-x86 fonts-dejavu-core iproute2 wrk util-linux procps busybox-static kmod cpio
-    docker.io podman runsc crun shellcheck debootstrap)
+    docker.io podman runsc crun shellcheck debootstrap sysbench)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

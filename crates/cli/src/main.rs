@@ -52,6 +52,8 @@ enum Command {
     History(cmd::history::HistoryArgs),
     /// Plot each startup metric's median and 95% CI across the history's commits, per backend.
     Trend(cmd::trend::TrendArgs),
+    /// Build named images: `bench image build services` (Debian nginx-light + mariadb-server).
+    Image(cmd::image::ImageArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -67,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ab(args) => cmd::ab::execute(args),
         Command::History(args) => cmd::history::execute(args),
         Command::Trend(args) => cmd::trend::execute(args),
+        Command::Image(args) => cmd::image::execute(args),
     }
 }
 

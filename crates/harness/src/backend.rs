@@ -371,11 +371,15 @@ pub trait Backend {
 /// Whether `backend` can run `workload` here: [`Backend::supports`], and for a workload reached from
 /// outside, [`Backend::networking`].
 pub fn can_run(backend: &dyn Backend, workload: &WorkloadSpec) -> Result<(), Unavailable> {
-    if matches!(workload, WorkloadSpec::HttpOutside { .. }) && !backend.networking() {
+    // `http` reached from outside still runs without a network path (its outside figures are then
+    // missing, see runner::outside_note); these three are nothing without one.
+    let needs_network = matches!(workload, WorkloadSpec::HttpOutside { .. }) || workload.kind().is_service();
+    if needs_network && !backend.networking() {
         return Err(Unavailable {
             reason: format!(
-                "{} has no network path to the client namespace yet (http-outside needs one)",
-                backend.name()
+                "{} has no network path to the client namespace yet ({} needs one)",
+                backend.name(),
+                workload.kind()
             ),
         });
     }
@@ -421,6 +425,11 @@ pub trait Instance {
     /// For workloads that end by themselves: waits for `CVBENCH RESULT` and a zero exit status.
     /// For `idle`: stops the workload (signal, then kill after a grace period) and returns `None`.
     fn finish(&mut self, timeout: Duration) -> Result<Option<WorkloadResult>, BackendError>;
+    /// The last output of the instance's workload (a tail of its stderr, on one line), for the error
+    /// of a served workload that ended after READY. `None` where the backend keeps none.
+    fn last_output(&self) -> Option<String> {
+        None
+    }
     /// The instance's address as seen from the client network namespace (`None` without networking).
     fn address(&self) -> Option<std::net::Ipv4Addr> {
         None

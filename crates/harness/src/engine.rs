@@ -470,6 +470,14 @@ fn set_up_cells<'a>(
                     labels.insert(OUTSIDE_LOAD_LABEL.to_string(), note);
                 }
             }
+            // A service workload runs at `docker` (more capabilities than the default `oci-default`: its
+            // daemons drop privileges themselves); the label records the level applied (see
+            // services::confinement_for).
+            if let Some(level) = labels.get_mut("confinement") {
+                *level = crate::services::confinement_for(plan.mode.run_options().confinement, spec)
+                    .name()
+                    .to_string();
+            }
             let mut cell = BenchmarkResult::new(backend.name(), lane.isolation, spec, labels);
             match (&lane.setup, &lane.unsupported[w]) {
                 (Setup::Skipped(reason), _) | (Setup::Ready(_), Some(reason)) => {

@@ -13,6 +13,7 @@ pub mod net;
 pub mod probe;
 pub mod rundir;
 pub mod runner;
+pub mod services;
 
 /// The results crate's modules under their old names, so `harness::results::*`, `harness::stats` and
 /// `harness::check` stay valid paths.

@@ -181,11 +181,22 @@ pub fn for_workloads<'a>(
     workloads: impl IntoIterator<Item = &'a workload::WorkloadSpec>,
 ) -> Result<Option<Network>, NetError> {
     let workloads: Vec<&workload::WorkloadSpec> = workloads.into_iter().collect();
+    // Asked for by name: these cannot run without the client namespace (nginx and mariadb are only
+    // ever reached from it).
     let required = workloads
         .iter()
-        .any(|w| matches!(w, workload::WorkloadSpec::HttpOutside { .. }));
+        .any(|w| matches!(w, workload::WorkloadSpec::HttpOutside { .. }) || w.kind().is_service());
     if !workloads.iter().any(|w| w.reached_from_outside()) {
         return Ok(None);
+    }
+    if workloads
+        .iter()
+        .any(|w| matches!(w, workload::WorkloadSpec::Mariadb { .. }))
+        && !crate::services::sysbench_available()
+    {
+        return Err(io("mariadb")(std::io::Error::other(
+            "`sysbench` is not installed (apt-get install sysbench)",
+        )));
     }
     if let Some(reason) = unavailable_reason() {
         if !required {

@@ -76,7 +76,7 @@ impl RunOptions {
             cpu_limit: self.cpu_limit,
             pids_limit: self.pids_limit,
             ready_timeout: self.ready_timeout,
-            confinement: self.confinement,
+            confinement: crate::services::confinement_for(self.confinement, spec),
             network: self.network.clone(),
         }
     }
@@ -237,6 +237,8 @@ fn measure(
     for phase in instance.phases() {
         m.metrics.insert(phase.name.clone(), phase.ms());
     }
+    // A real daemon: its service answers from outside before anything is probed.
+    crate::services::await_ready(backend, instance, spec, opts, request, &mut m)?;
     match instance.memory() {
         Ok(memory) => {
             m.metrics
@@ -258,6 +260,7 @@ fn measure(
     // While it serves: the load from outside, for a workload reached that way.
     outside(backend, instance, spec, opts, request, &mut m)?;
     http_outside(backend, instance, spec, opts, (image_dir, request), &mut m)?;
+    crate::services::load(backend, instance, spec, opts, &mut m)?;
     if let Some(result) = instance.finish(opts.finish_timeout)? {
         for (name, value) in &result.metrics {
             m.metrics.insert(metrics::workload_metric(name), *value);

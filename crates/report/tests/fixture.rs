@@ -91,6 +91,12 @@ fn cell(backend: &str, isolation: Isolation, kind: WorkloadKind, runs: u32, scal
                     spread(3000.0 * scale, 0.1, i),
                 );
             }
+            WorkloadKind::Nginx | WorkloadKind::Mariadb => {
+                m.insert(
+                    results::metrics::START_TO_SERVICE_READY_MS.to_string(),
+                    spread(700.0 * scale, 0.1, i),
+                );
+            }
             WorkloadKind::Idle => {}
         }
         c.runs.push(RunRecord {

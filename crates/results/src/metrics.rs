@@ -57,6 +57,20 @@ pub const OUTSIDE_ERRORS: &str = "outside.errors";
 /// The cell label (of an `http` cell reached from outside) saying how its `outside.*` figures were
 /// obtained, or `missing: <why>` when the backend or host has no network path.
 pub const OUTSIDE_LOAD_LABEL: &str = "outside_load";
+/// A real daemon (nginx, MariaDB) first answered from the client namespace: an HTTP 200, or a MySQL
+/// handshake, login and `SELECT 1`.
+pub const START_TO_SERVICE_READY_MS: &str = "start_to_service_ready_ms";
+/// PSS of a service workload's daemon processes alone (`nginx` master and workers, `mariadbd`),
+/// without the cvbench supervisor that `pss_bytes` also counts.
+pub const SERVICE_PSS_BYTES: &str = "service_pss_bytes";
+/// `sysbench oltp_read_write` against MariaDB from the client namespace.
+pub const OUTSIDE_SYSBENCH_TPS: &str = "outside.sysbench_tps";
+pub const OUTSIDE_SYSBENCH_QPS: &str = "outside.sysbench_qps";
+pub const OUTSIDE_SYSBENCH_P95_MS: &str = "outside.sysbench_p95_ms";
+/// sysbench's ignored (retried) errors.
+pub const OUTSIDE_SYSBENCH_ERRORS: &str = "outside.sysbench_errors";
+/// Wall time of `sysbench prepare` (tables created and loaded) on the fresh instance.
+pub const OUTSIDE_SYSBENCH_PREPARE_S: &str = "outside.sysbench_prepare_s";
 pub const WORKLOAD_REQUESTS_PER_S: &str = "workload.requests_per_s";
 pub const WORKLOAD_TPS: &str = "workload.tps";
 pub const WORKLOAD_OPS_PER_S: &str = "workload.ops_per_s";
@@ -328,6 +342,48 @@ pub const REGISTRY: &[Metric] = &[
         Group::WorkloadDetail,
         "errors from outside",
     ),
+    entry(
+        START_TO_SERVICE_READY_MS,
+        MS,
+        Lower,
+        Group::Startup,
+        "service_ready",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_TPS,
+        Quantity::Rate(Event::Transaction),
+        Higher,
+        Group::Workload,
+        "sysbench transactions / s",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_QPS,
+        Quantity::Rate(Event::Operation),
+        Higher,
+        Group::Workload,
+        "sysbench queries / s",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_P95_MS,
+        MS,
+        Lower,
+        Group::Workload,
+        "sysbench p95",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_ERRORS,
+        Quantity::Count,
+        Lower,
+        Group::WorkloadDetail,
+        "sysbench ignored errors",
+    ),
+    entry(
+        OUTSIDE_SYSBENCH_PREPARE_S,
+        SECS,
+        Lower,
+        Group::WorkloadDetail,
+        "sysbench prepare",
+    ),
     entry(START_TO_VM_CREATED_MS, MS, Lower, Group::Startup, "vm_created"),
     entry(
         START_TO_FIRST_VCPU_ENTRY_MS,
@@ -347,6 +403,13 @@ pub const REGISTRY: &[Metric] = &[
         "first_response",
     ),
     entry(PSS_BYTES, Quantity::Bytes, Lower, Group::Memory, "PSS"),
+    entry(
+        SERVICE_PSS_BYTES,
+        Quantity::Bytes,
+        Lower,
+        Group::Memory,
+        "daemon PSS (nginx / mariadbd)",
+    ),
     entry(
         CGROUP_MEMORY_BYTES,
         Quantity::Bytes,

@@ -276,6 +276,9 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(), RootfsError> {
     let ft = meta.file_type();
     if ft.is_dir() {
         std::fs::create_dir(dest).map_err(RootfsError::io("creating", dest))?;
+        // Owners matter (the services image's /var/lib/mysql is the mysql user's); before the
+        // chmod, which a chown could otherwise clear bits of.
+        keep_owner(&meta, dest)?;
         std::fs::set_permissions(dest, Permissions::from_mode(meta.mode() & 0o7777))
             .map_err(RootfsError::io("chmod", dest))?;
         let mut entries: Vec<_> = std::fs::read_dir(src)
@@ -294,10 +297,22 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<(), RootfsError> {
     } else if ft.is_symlink() {
         let target = std::fs::read_link(src).map_err(RootfsError::io("reading", src))?;
         std::os::unix::fs::symlink(target, dest).map_err(RootfsError::io("creating", dest))?;
+        keep_owner(&meta, dest)?;
     } else if std::fs::hard_link(src, dest).is_err() {
         std::fs::copy(src, dest).map_err(RootfsError::io("copying to", dest))?;
+        keep_owner(&meta, dest)?;
     }
     Ok(())
+}
+
+/// Gives `dest` (not following a symlink) the owner in `meta` when it is not already ours.
+fn keep_owner(meta: &std::fs::Metadata, dest: &Path) -> Result<(), RootfsError> {
+    let (uid, gid) = (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw());
+    if meta.uid() == uid && meta.gid() == gid {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dest, Some(meta.uid()), Some(meta.gid()))
+        .map_err(RootfsError::io("chown", dest))
 }
 
 fn place_extra(root: &Path, extra: &Extra) -> Result<(), RootfsError> {

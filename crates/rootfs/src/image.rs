@@ -350,6 +350,25 @@ fn corrupt(dir: &Path, reason: String) -> RootfsError {
     }
 }
 
+/// Writes `etc/cvbench-image.json` for an image built by another recipe (the services image).
+pub(crate) fn write_manifest_files(
+    root: &Path,
+    recipe: &str,
+    digest: &str,
+    files: BTreeMap<String, u64>,
+) -> Result<(), RootfsError> {
+    let manifest = Manifest {
+        recipe: recipe.to_string(),
+        digest: digest.to_string(),
+        files,
+    };
+    let path = root.join(IMAGE_MANIFEST_PATH);
+    let mut json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    json.push(b'\n');
+    std::fs::write(&path, json).map_err(RootfsError::io("writing", &path))?;
+    std::fs::set_permissions(&path, Permissions::from_mode(0o644)).map_err(RootfsError::io("chmod", &path))
+}
+
 /// The manifest of the image in `dir`, from the bytes `json` read from `path`.
 fn parse_manifest(dir: &Path, path: &Path, json: &[u8]) -> Result<Manifest, RootfsError> {
     serde_json::from_slice(json).map_err(|e| corrupt(dir, format!("parsing {}: {e}", path.display())))
@@ -366,7 +385,8 @@ fn verify(dir: &Path, digest: &str) -> Result<(), RootfsError> {
 /// [`verify`] with the manifest already read: it names `digest` and this recipe version, and every
 /// file it lists is there with the right length.
 fn check_manifest(dir: &Path, manifest: &Manifest, digest: &str) -> Result<(), RootfsError> {
-    if manifest.digest != digest || manifest.recipe != RECIPE_VERSION {
+    let known = [RECIPE_VERSION, crate::services::SERVICES_RECIPE_VERSION];
+    if manifest.digest != digest || !known.contains(&manifest.recipe.as_str()) {
         return Err(corrupt(
             dir,
             format!("manifest says {} {}", manifest.recipe, manifest.digest),

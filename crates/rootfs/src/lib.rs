@@ -30,6 +30,7 @@ mod exec;
 mod image;
 mod locate;
 mod publish;
+pub mod services;
 mod usage;
 
 use std::path::PathBuf;

@@ -11,6 +11,7 @@ pub const USAGE: &str = "\
 usage: cvbench-workload idle
        cvbench-workload http [--port P] [--root DIR] [--selftest N,C [--selftest-trigger PORT]]
        cvbench-workload oltp [--dir DIR] [--rows R] [--transactions T]
+       cvbench-workload service nginx|mariadb [--init]
        cvbench-workload --help | --version";
 
 /// A fully parsed invocation.
@@ -21,6 +22,30 @@ pub enum Command {
     Idle,
     Http(HttpArgs),
     Oltp(OltpArgs),
+    Service(ServiceArgs),
+}
+
+/// A daemon of the services image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    Nginx,
+    Mariadb,
+}
+
+impl Daemon {
+    pub fn name(self) -> &'static str {
+        match self {
+            Daemon::Nginx => "nginx",
+            Daemon::Mariadb => "mariadb",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceArgs {
+    pub daemon: Daemon,
+    /// `--init` (mariadb only): initialise an empty data directory first.
+    pub init: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,8 +173,38 @@ where
                 transactions,
             }))
         }
+        "service" => parse_service(&rest),
         other => Err(UsageError::UnknownSubcommand(other.to_string())),
     }
+}
+
+/// `service nginx|mariadb [--init]` (`--init` only for mariadb).
+fn parse_service(rest: &[String]) -> Result<Command, UsageError> {
+    let daemon = match rest.first().map(String::as_str) {
+        Some("nginx") => Daemon::Nginx,
+        Some("mariadb") => Daemon::Mariadb,
+        Some(other) => {
+            return Err(UsageError::InvalidValue {
+                option: "service".into(),
+                value: other.into(),
+                reason: "expected nginx or mariadb".into(),
+            })
+        }
+        None => return Err(UsageError::MissingValue("service".into())),
+    };
+    let mut init = false;
+    for arg in &rest[1..] {
+        match arg.as_str() {
+            "--init" if daemon == Daemon::Mariadb && !init => init = true,
+            _ => {
+                return Err(UsageError::UnknownOption {
+                    subcommand: "service",
+                    option: arg.clone(),
+                })
+            }
+        }
+    }
+    Ok(Command::Service(ServiceArgs { daemon, init }))
 }
 
 /// `--name value` and `--name=value` pairs of one subcommand; each option at most once.
@@ -291,6 +346,29 @@ mod tests {
                 (spec, parsed) => panic!("{spec:?} parsed as {parsed:?}"),
             }
         }
+    }
+
+    #[test]
+    fn service_specs_parse_back_and_init_is_mariadb_only() {
+        let nginx = parse(WorkloadSpec::default_for(WorkloadKind::Nginx).to_args()).unwrap();
+        assert_eq!(
+            nginx,
+            Command::Service(ServiceArgs {
+                daemon: Daemon::Nginx,
+                init: false
+            })
+        );
+        assert_eq!(
+            parse_strs(&["service", "mariadb", "--init"]).unwrap(),
+            Command::Service(ServiceArgs {
+                daemon: Daemon::Mariadb,
+                init: true
+            })
+        );
+        assert!(parse_strs(&["service", "nginx", "--init"]).is_err());
+        assert!(parse_strs(&["service", "mariadb", "--init", "--init"]).is_err());
+        assert!(parse_strs(&["service", "redis"]).is_err());
+        assert!(parse_strs(&["service"]).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod idle;
 mod latency;
 mod oltp;
 mod output;
+mod service;
 mod signals;
 
 use std::process::ExitCode;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         Command::Idle => idle::run(&signals),
         Command::Http(a) => http::run(&a, signals),
         Command::Oltp(a) => oltp::run(&a, signals),
+        Command::Service(a) => service::run(&a, signals),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

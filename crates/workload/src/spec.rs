@@ -21,6 +21,12 @@ pub enum WorkloadKind {
     /// (`wrk` in a client network namespace). Not in [`WorkloadKind::ALL`]: it needs root, `ip` and
     /// `wrk`, so it runs only when asked for by name.
     HttpOutside,
+    /// Debian's nginx (`nginx-light`) from the services image, loaded by `wrk` from outside. Not in
+    /// [`WorkloadKind::ALL`]: it needs `--image services`.
+    Nginx,
+    /// Debian's MariaDB (`mariadb-server`) from the services image, loaded by `sysbench` from
+    /// outside. Not in [`WorkloadKind::ALL`]: it needs `--image services`.
+    Mariadb,
 }
 
 impl WorkloadKind {
@@ -32,7 +38,15 @@ impl WorkloadKind {
             WorkloadKind::Http => "http",
             WorkloadKind::Oltp => "oltp",
             WorkloadKind::HttpOutside => "http-outside",
+            WorkloadKind::Nginx => "nginx",
+            WorkloadKind::Mariadb => "mariadb",
         }
+    }
+
+    /// Whether this workload runs a real daemon from the services image rather than the
+    /// `cvbench-workload` binary's own code.
+    pub fn is_service(self) -> bool {
+        matches!(self, WorkloadKind::Nginx | WorkloadKind::Mariadb)
     }
 }
 
@@ -43,7 +57,7 @@ impl std::fmt::Display for WorkloadKind {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-#[error("unknown workload {0:?} (expected one of: idle, http, oltp, http-outside)")]
+#[error("unknown workload {0:?} (expected one of: idle, http, oltp, http-outside, nginx, mariadb)")]
 pub struct UnknownWorkload(pub String);
 
 impl std::str::FromStr for WorkloadKind {
@@ -54,6 +68,8 @@ impl std::str::FromStr for WorkloadKind {
             "http" => Ok(WorkloadKind::Http),
             "oltp" => Ok(WorkloadKind::Oltp),
             "http-outside" => Ok(WorkloadKind::HttpOutside),
+            "nginx" => Ok(WorkloadKind::Nginx),
+            "mariadb" => Ok(WorkloadKind::Mariadb),
             other => Err(UnknownWorkload(other.to_string())),
         }
     }
@@ -96,7 +112,41 @@ pub enum WorkloadSpec {
         duration_s: u32,
         path: String,
     },
+    /// Debian's nginx, started as its package starts it (`nginx -g 'daemon off;'` with the image's
+    /// `/etc/nginx`), under the `cvbench-workload service` supervisor. READY is decided from the
+    /// client namespace (`GET /` answers 200: `start_to_service_ready_ms`), then `wrk` with
+    /// `connections` connections for `duration_s` seconds on `path`.
+    Nginx {
+        port: u16,
+        connections: u32,
+        duration_s: u32,
+        path: String,
+    },
+    /// Debian's MariaDB (`mariadbd --user=mysql` with the image's `/etc/mysql`), its data directory
+    /// initialised at image build time and written on the instance's writable layer. With
+    /// `init_at_start`, the supervisor first runs `mariadb-install-db` into an empty data directory,
+    /// as the official container images do on first start. READY is decided from the client
+    /// namespace (protocol handshake, login, `SELECT 1`), then `sysbench oltp_read_write` prepares
+    /// `tables` tables of `table_size` rows and runs `threads` threads for `duration_s` seconds.
+    Mariadb {
+        port: u16,
+        init_at_start: bool,
+        tables: u32,
+        table_size: u32,
+        threads: u32,
+        duration_s: u32,
+    },
 }
+
+/// The login the services image creates for clients from outside (sysbench and the READY probe),
+/// with all privileges on [`MARIADB_DATABASE`] only.
+pub const MARIADB_USER: &str = "sbtest";
+/// Its password (the instance is reachable only from the harness's own client namespace).
+pub const MARIADB_PASSWORD: &str = "sbtest";
+/// The database sysbench loads.
+pub const MARIADB_DATABASE: &str = "sbtest";
+/// The data directory `init_at_start` initialises (empty in the image, owned by `mysql`).
+pub const MARIADB_INIT_DATADIR: &str = "/var/lib/mysql-init";
 
 /// How the `http` workload is reached from outside (see [`WorkloadSpec::Http`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +195,29 @@ impl WorkloadSpec {
                 duration_s: 2,
                 path: "/4k.bin".into(),
             },
+            WorkloadKind::Nginx => WorkloadSpec::Nginx {
+                port: 80,
+                connections: 4,
+                duration_s: 2,
+                path: "/".into(),
+            },
+            WorkloadKind::Mariadb => WorkloadSpec::Mariadb {
+                port: 3306,
+                init_at_start: false,
+                tables: 2,
+                table_size: 10_000,
+                threads: 2,
+                duration_s: 5,
+            },
         }
+    }
+
+    /// `mariadb` with `init_at_start` set to `init`; any other workload unchanged.
+    pub fn with_first_start_init(mut self, init: bool) -> Self {
+        if let WorkloadSpec::Mariadb { init_at_start, .. } = &mut self {
+            *init_at_start = init;
+        }
+        self
     }
 
     pub fn kind(&self) -> WorkloadKind {
@@ -154,6 +226,8 @@ impl WorkloadSpec {
             WorkloadSpec::Http { .. } => WorkloadKind::Http,
             WorkloadSpec::Oltp { .. } => WorkloadKind::Oltp,
             WorkloadSpec::HttpOutside { .. } => WorkloadKind::HttpOutside,
+            WorkloadSpec::Nginx { .. } => WorkloadKind::Nginx,
+            WorkloadSpec::Mariadb { .. } => WorkloadKind::Mariadb,
         }
     }
 
@@ -209,6 +283,8 @@ impl WorkloadSpec {
                     from_outside: Some(_),
                     ..
                 }
+                | WorkloadSpec::Nginx { .. }
+                | WorkloadSpec::Mariadb { .. }
         )
     }
 
@@ -218,7 +294,9 @@ impl WorkloadSpec {
             WorkloadSpec::Idle => false,
             WorkloadSpec::Http { selftest, .. } => selftest.is_some(),
             WorkloadSpec::Oltp { .. } => true,
-            WorkloadSpec::HttpOutside { .. } => false,
+            WorkloadSpec::HttpOutside { .. } | WorkloadSpec::Nginx { .. } | WorkloadSpec::Mariadb { .. } => {
+                false
+            }
         }
     }
 
@@ -264,6 +342,14 @@ impl WorkloadSpec {
                 "--transactions".into(),
                 transactions.to_string(),
             ],
+            WorkloadSpec::Nginx { .. } => vec!["service".into(), "nginx".into()],
+            WorkloadSpec::Mariadb { init_at_start, .. } => {
+                let mut v = vec!["service".into(), "mariadb".into()];
+                if *init_at_start {
+                    v.push("--init".into());
+                }
+                v
+            }
         }
     }
 }
@@ -278,8 +364,8 @@ mod tests {
             assert_eq!(k.name().parse::<WorkloadKind>().unwrap(), k);
         }
         assert_eq!(
-            "nginx".parse::<WorkloadKind>(),
-            Err(UnknownWorkload("nginx".into()))
+            "redis".parse::<WorkloadKind>(),
+            Err(UnknownWorkload("redis".into()))
         );
     }
 
@@ -333,5 +419,38 @@ mod tests {
         let a = s.to_args();
         assert_eq!(a[0], "http");
         assert!(!a.iter().any(|w| w == "--selftest"));
+    }
+
+    #[test]
+    fn services_run_under_the_supervisor_and_are_reached_from_outside() {
+        for name in ["nginx", "mariadb"] {
+            let k: WorkloadKind = name.parse().unwrap();
+            assert!(k.is_service() && !WorkloadKind::ALL.contains(&k));
+            let s = WorkloadSpec::default_for(k);
+            assert_eq!(s.kind(), k);
+            assert!(s.reached_from_outside() && !s.exits_by_itself());
+            assert_eq!(s.to_args(), vec!["service".to_string(), name.to_string()]);
+        }
+        let WorkloadSpec::Mariadb {
+            port,
+            tables,
+            table_size,
+            threads,
+            duration_s,
+            ..
+        } = WorkloadSpec::default_for(WorkloadKind::Mariadb)
+        else {
+            panic!("mariadb spec");
+        };
+        let init = WorkloadSpec::Mariadb {
+            port,
+            init_at_start: true,
+            tables,
+            table_size,
+            threads,
+            duration_s,
+        };
+        assert_eq!(init.to_args().last().map(String::as_str), Some("--init"));
+        assert!(!WorkloadSpec::default_for(WorkloadKind::Http).reached_from_outside());
     }
 }

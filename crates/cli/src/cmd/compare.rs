@@ -60,6 +60,10 @@ pub struct CompareArgs {
     /// Density stops when the host's MemAvailable falls below this.
     #[arg(long, value_parser = parse::size, value_name = "SIZE", default_value = "2G")]
     pub mem_floor: u64,
+    /// mariadb: start on an empty data directory and run mariadb-install-db first, as the official
+    /// container images do on their first start (default: the data directory made at build time).
+    #[arg(long)]
+    pub first_start_init: bool,
     /// Memory limit per instance, e.g. 256M.
     #[arg(long, value_parser = parse::size, value_name = "SIZE")]
     pub memory: Option<u64>,
@@ -120,13 +124,35 @@ pub struct ImageArgs {
     /// Where the default image is built and cached.
     #[arg(long, value_name = "DIR", default_value = rootfs::DEFAULT_CACHE_ROOT)]
     pub image_cache: PathBuf,
-    /// Use this existing rootfs directory instead of the default image.
-    #[arg(long, value_name = "DIR")]
+    /// Use this existing rootfs directory instead of the default image; `services` builds (or
+    /// reuses) the services image of `bench image build services` (write `./services` for a
+    /// directory of that name).
+    #[arg(long, value_name = "DIR|services")]
     pub image: Option<PathBuf>,
 }
 
 impl ImageArgs {
+    /// `--image services`.
+    pub fn is_services(&self) -> bool {
+        self.image.as_deref() == Some(std::path::Path::new(rootfs::services::SERVICES_IMAGE))
+    }
+
+    /// Service workloads (nginx, mariadb) run only the services image: a usage error otherwise.
+    pub fn check_workloads(&self, kinds: &[WorkloadKind]) -> anyhow::Result<()> {
+        match kinds.iter().find(|k| k.is_service()) {
+            Some(k) if self.image.is_none() => Err(UsageError(format!(
+                "the {k} workload runs Debian's daemon from the services image: add --image services"
+            ))
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        if self.is_services() {
+            let build = super::image::build_services(&self.image_cache, false)?;
+            return Ok(build.image.dir);
+        }
         if let Some(dir) = &self.image {
             if !dir.is_dir() {
                 return Err(UsageError(format!("image directory {} does not exist", dir.display())).into());
@@ -252,6 +278,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     super::check_warmup(args.warmup, args.runs.unwrap_or(DEFAULT_MAX_RUNS))?;
     let mut backends = backends(&args.backends)?;
     configure_backends(&mut backends, &args.image, args.memory)?;
+    args.image.check_workloads(&args.workloads)?;
     // After the flags themselves are known good, so a mistyped flag creates no directory.
     crate::preflight::output_dir("--out", &args.out)?;
     let _out_lock = crate::preflight::lock_output_dir("--out", &args.out)?;
@@ -261,7 +288,7 @@ pub fn execute(args: CompareArgs) -> anyhow::Result<ExitCode> {
     // Each workload once, in the order first named (as for backends).
     let mut specs: Vec<WorkloadSpec> = Vec::new();
     for kind in &args.workloads {
-        let spec = WorkloadSpec::for_bench(*kind);
+        let spec = WorkloadSpec::for_bench(*kind).with_first_start_init(args.first_start_init);
         if !specs.contains(&spec) {
             specs.push(spec);
         }
@@ -345,6 +372,15 @@ pub fn compare_table(results: &ResultsFile) -> String {
             None if c.isolation.is_emulated() => "emulated".to_string(),
             None => String::new(),
         };
+        // A real daemon: READY only says it was launched; when it answered is the figure to read.
+        let note = match s(metrics::START_TO_SERVICE_READY_MS) {
+            Some(r) => format!(
+                "service ready p50 {}{}{note}",
+                metrics::format(metrics::START_TO_SERVICE_READY_MS, r.p50),
+                if note.is_empty() { "" } else { "; " }
+            ),
+            None => note,
+        };
         rows.push(vec![
             c.backend.clone(),
             c.workload.clone(),
@@ -386,6 +422,25 @@ pub fn compare_table(results: &ResultsFile) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_workloads_need_the_services_image() {
+        let args = |image: Option<&str>| ImageArgs {
+            image_cache: PathBuf::from("/nonexistent"),
+            image: image.map(PathBuf::from),
+        };
+        let err = args(None)
+            .check_workloads(&[WorkloadKind::Idle, WorkloadKind::Mariadb])
+            .unwrap_err();
+        assert!(err.chain().any(|c| c.is::<UsageError>()), "{err}");
+        assert!(err.to_string().contains("--image services"), "{err}");
+        assert!(args(None).check_workloads(&[WorkloadKind::Http]).is_ok());
+        assert!(args(Some("services")).is_services());
+        assert!(!args(Some("./services")).is_services());
+        assert!(args(Some("services"))
+            .check_workloads(&[WorkloadKind::Nginx])
+            .is_ok());
+    }
 
     #[test]
     fn installed_peers_join_the_default_comparison() {

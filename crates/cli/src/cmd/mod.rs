@@ -9,6 +9,7 @@ pub mod confine;
 pub mod density;
 pub mod fleet;
 pub mod history;
+pub mod image;
 pub mod merge;
 pub mod report;
 pub mod run;

@@ -26,7 +26,7 @@ pub struct RunArgs {
     /// microvm-probe`.
     #[arg(long, value_parser = ["linux", "probe"], value_name = "GUEST")]
     pub guest: Option<String>,
-    /// Workload: idle, http, oltp or http-outside (http served until stopped, loaded by wrk from a client network namespace).
+    /// Workload: idle, http, oltp, http-outside (http served until stopped, loaded by wrk from a client network namespace), nginx or mariadb (Debian's daemons, with --image services).
     #[arg(long)]
     pub workload: WorkloadKind,
     /// Measured runs.
@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// CPU quota per instance in CPUs, e.g. 1.5.
     #[arg(long, value_parser = parse::cpus, value_name = "CPUS")]
     pub cpus: Option<f64>,
+    /// mariadb: start on an empty data directory and run mariadb-install-db first, as the official
+    /// container images do on their first start (default: the data directory made at build time).
+    #[arg(long)]
+    pub first_start_init: bool,
     /// Maximum number of processes per instance.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "N")]
     pub pids: Option<u64>,
@@ -86,7 +90,8 @@ pub fn execute(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut backends = [harness::backend_by_name(backend_name).map_err(|e| UsageError(e.to_string()))?];
     super::compare::configure_backends(&mut backends, &args.image, args.memory)?;
     let [backend] = backends;
-    let spec = WorkloadSpec::for_bench(args.workload);
+    args.image.check_workloads(&[args.workload])?;
+    let spec = WorkloadSpec::for_bench(args.workload).with_first_start_init(args.first_start_init);
     // Explicitly requested, so a backend that cannot run here is a failure, not a skip.
     if let Err(u) = backend
         .check_host()

@@ -282,6 +282,10 @@ impl ContainerInstance {
 }
 
 impl Instance for ContainerInstance {
+    fn last_output(&self) -> Option<String> {
+        self.container.as_ref().map(|c| c.stderr_tail())
+    }
+
     fn phases(&self) -> Vec<PhaseMark> {
         self.phases.clone()
     }

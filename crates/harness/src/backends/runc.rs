@@ -837,6 +837,10 @@ impl RuncInstance {
 }
 
 impl Instance for RuncInstance {
+    fn last_output(&self) -> Option<String> {
+        Some(RuncInstance::output_tail(self))
+    }
+
     fn phases(&self) -> Vec<PhaseMark> {
         self.phases.clone()
     }

@@ -18,9 +18,20 @@ const LATENCY: [&str; 2] = [WORKLOAD_LATENCY_P50_US, WORKLOAD_LATENCY_P99_US];
 /// For a load driven from outside (`outside.requests_per_s`): the latency wrk saw.
 const OUTSIDE_LATENCY: [&str; 2] = [metrics::OUTSIDE_LATENCY_P50_US, metrics::OUTSIDE_LATENCY_P99_US];
 
+/// sysbench against MariaDB from outside reports one latency percentile, p95 in ms (the second slot
+/// names no metric, so it stays empty).
+const SYSBENCH_LATENCY: [&str; 2] = [metrics::OUTSIDE_SYSBENCH_P95_MS, ""];
+
+/// Whether `throughput_metric` is sysbench's (the mariadb workload's load from outside).
+fn is_sysbench(throughput_metric: &str) -> bool {
+    throughput_metric.starts_with("outside.sysbench_")
+}
+
 /// The latency pair that goes with `throughput_metric`.
 fn latency_metrics(throughput_metric: &str) -> [&'static str; 2] {
-    if throughput_metric.starts_with(metrics::OUTSIDE_PREFIX) {
+    if is_sysbench(throughput_metric) {
+        SYSBENCH_LATENCY
+    } else if throughput_metric.starts_with(metrics::OUTSIDE_PREFIX) {
         OUTSIDE_LATENCY
     } else {
         LATENCY
@@ -114,7 +125,12 @@ fn chart(model: &Model<'_>, workload: &str, outside: bool) -> Option<Workload> {
             name,
             colour: model.colour_index(&cell.backend),
             throughput: t.map(|s| (s.p50, s.median_ci95)),
-            latency_ms: lat.map(|s| s.map(|s| (s.p50 / 1e3, s.median_ci95.map(|v| v / 1e3)))),
+            latency_ms: [0, 1].map(|k| {
+                let per_ms = ms_per_unit(latency[k]);
+                lat[k]
+                    .as_ref()
+                    .map(|s| (s.p50 * per_ms, s.median_ci95.map(|v| v * per_ms)))
+            }),
         });
     }
     if rows.is_empty() {
@@ -129,6 +145,23 @@ fn chart(model: &Model<'_>, workload: &str, outside: bool) -> Option<Workload> {
     })
 }
 
+/// Milliseconds per recorded unit of a latency metric (µs figures by default).
+fn ms_per_unit(metric: &str) -> f64 {
+    match metrics::quantity(metric) {
+        Quantity::Time(metrics::TimeUnit::Milliseconds) => 1.0,
+        Quantity::Time(metrics::TimeUnit::Seconds) => 1e3,
+        _ => 1e-3,
+    }
+}
+
+/// `p50`, `p95`, `p99` from a latency metric's name.
+fn percentile_tag(metric: &str) -> &'static str {
+    ["p50", "p90", "p95", "p99"]
+        .into_iter()
+        .find(|p| metric.contains(p))
+        .unwrap_or("")
+}
+
 impl Chart for Workload {
     fn name(&self) -> String {
         if self.outside {
@@ -138,7 +171,12 @@ impl Chart for Workload {
         }
     }
     fn title(&self) -> String {
-        if self.outside {
+        if self.outside && is_sysbench(&self.throughput_metric) {
+            format!(
+                "{} from outside (sysbench oltp_read_write): queries/s and p95",
+                self.workload
+            )
+        } else if self.outside {
             format!(
                 "{} from outside (wrk, client network namespace): requests/s and latency",
                 self.workload
@@ -223,7 +261,9 @@ impl Workload {
         let mut chart = panel(
             right,
             style,
-            if self.throughput_metric.starts_with(metrics::OUTSIDE_PREFIX) {
+            if is_sysbench(&self.throughput_metric) {
+                "latency p95 seen by sysbench from outside (median, 95% CI)"
+            } else if self.throughput_metric.starts_with(metrics::OUTSIDE_PREFIX) {
                 "latency p50 / p99 seen by wrk from outside (median, 95% CI)"
             } else {
                 "workload latency p50 / p99 (median, 95% CI)"
@@ -247,7 +287,7 @@ impl Workload {
                 // The CI bar at the middle of the bar (p50: w..3w of a 6w band, p99: 3w..5w).
                 let dx = if k == 0 { -px_offset(w) } else { px_offset(w) };
                 error_bar(&mut chart, style, (i, dx), ci, w)?;
-                let tag = if k == 0 { "p50" } else { "p99" };
+                let tag = percentile_tag(latency_metrics(&self.throughput_metric)[k]);
                 let pos = if k == 0 { HPos::Right } else { HPos::Left };
                 chart.draw_series([Text::new(
                     format!(" {tag} {v:.2} "),
@@ -309,6 +349,19 @@ fn panel<'a, DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysbench_pairs_with_its_p95_in_milliseconds() {
+        use results::metrics::*;
+        assert_eq!(
+            latency_metrics(OUTSIDE_SYSBENCH_QPS),
+            [OUTSIDE_SYSBENCH_P95_MS, ""]
+        );
+        assert_eq!(percentile_tag(OUTSIDE_SYSBENCH_P95_MS), "p95");
+        assert_eq!(percentile_tag(OUTSIDE_LATENCY_P99_US), "p99");
+        assert_eq!(ms_per_unit(OUTSIDE_SYSBENCH_P95_MS), 1.0);
+        assert_eq!(ms_per_unit(OUTSIDE_LATENCY_P50_US), 1e-3);
+    }
 
     #[test]
     fn a_load_from_outside_pairs_with_the_latency_wrk_saw() {
