@@ -37,6 +37,33 @@ mod tests {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// Exit 2 (a refusal, not a failure) with `said` in stderr.
+    fn assert_refused(out: &std::process::Output, said: &str) {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(out));
+        assert!(stderr(out).contains(said), "{}", stderr(out));
+    }
+
+    /// `bench trend --history <history> --out <out> <extra>`; `None` after a counted skip when
+    /// there is no font to draw with.
+    fn trend(history: &Path, out: &Path, extra: &[&str]) -> Option<std::process::Output> {
+        let run = bench()
+            .args(["trend", "--history"])
+            .arg(history)
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .output()
+            .expect("run");
+        if stderr(&run).contains("no usable font") {
+            testkit::skip(
+                testkit::Requirement::Package("fonts-dejavu-core"),
+                "no chart font",
+            );
+            return None;
+        }
+        Some(run)
+    }
+
     fn git(dir: &Path, args: &[&str]) {
         let ok = Std::new("git")
             .arg("-C")
@@ -94,19 +121,13 @@ mod tests {
 
         // The same run again, and results of another build, are refused (exit 2), file untouched.
         let before = std::fs::read_to_string(&history).expect("history");
-        let out = append(&example(), "136308acd004", &[]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            stderr(&out).contains("is already recorded on line 1"),
-            "{}",
-            stderr(&out)
+        assert_refused(
+            &append(&example(), "136308acd004", &[]),
+            "is already recorded on line 1",
         );
-        let out = append(&example(), "deadbeefcafe", &[]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            stderr(&out).contains("built from 136308acd004"),
-            "{}",
-            stderr(&out)
+        assert_refused(
+            &append(&example(), "deadbeefcafe", &[]),
+            "built from 136308acd004",
         );
         let out = append(&example(), "not-a-commit", &[]);
         assert_eq!(out.status.code(), Some(2));
@@ -132,21 +153,13 @@ mod tests {
         assert!(listed.contains("hc1: AMD EPYC, 2 cores"), "{listed}");
 
         let out_dir = dir.path().join("trend");
-        let out = bench()
-            .args(["trend", "--history"])
-            .arg(&history)
-            .arg("--out")
-            .arg(&out_dir)
-            .args(["--size", "640x360", "--backend", "runc,container"])
-            .output()
-            .expect("run");
-        if stderr(&out).contains("no usable font") {
-            testkit::skip(
-                testkit::Requirement::Package("fonts-dejavu-core"),
-                "no chart font",
-            );
+        let Some(out) = trend(
+            &history,
+            &out_dir,
+            &["--size", "640x360", "--backend", "runc,container"],
+        ) else {
             return;
-        }
+        };
         assert!(out.status.success(), "{}", stderr(&out));
         for name in ["trend_container_idle", "trend_runc_http", "trend_runc_oltp"] {
             assert!(out_dir.join(format!("{name}.png")).is_file(), "{name}");
@@ -157,20 +170,9 @@ mod tests {
         assert!(md.contains("- 136308a: host loaded"), "{md}");
         assert!(md.contains("Nothing: 1 verdict file(s) recorded"), "{md}");
 
-        let out = bench()
-            .args(["trend", "--history"])
-            .arg(&history)
-            .arg("--out")
-            .arg(&out_dir)
-            .args(["--backend", "firecracker"])
-            .output()
-            .expect("run");
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            stderr(&out).contains("no backend \"firecracker\""),
-            "{}",
-            stderr(&out)
-        );
+        let out =
+            trend(&history, &out_dir, &["--backend", "firecracker"]).expect("a font: the trend above drew");
+        assert_refused(&out, "no backend \"firecracker\"");
 
         // A malformed line stops list and trend with its line number.
         let mut text = std::fs::read_to_string(&history).expect("history");
@@ -183,12 +185,7 @@ mod tests {
                 .arg(&history)
                 .output()
                 .expect("run");
-            assert_eq!(out.status.code(), Some(2), "{args:?}");
-            assert!(
-                stderr(&out).contains("history.jsonl:3: does not match history version 1"),
-                "{}",
-                stderr(&out)
-            );
+            assert_refused(&out, "history.jsonl:3: does not match history version 1");
         }
     }
 
@@ -225,12 +222,9 @@ mod tests {
         assert!(out.status.success(), "{}", stderr(&out));
         std::fs::write(r.join("code.rs"), "fn main() { slow() }\n").expect("write");
         let third = variant(r, "third.json", "third", None);
-        let out = append(&third, &[]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            stderr(&out).contains("uncommitted changes to tracked files (code.rs)"),
-            "{}",
-            stderr(&out)
+        assert_refused(
+            &append(&third, &[]),
+            "uncommitted changes to tracked files (code.rs)",
         );
         let out = append(&third, &["--allow-dirty"]);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -256,21 +250,13 @@ mod tests {
     #[test]
     fn the_trend_draws_from_the_committed_history() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = bench()
-            .args(["trend", "--history"])
-            .arg(root().join("results/history.jsonl"))
-            .arg("--out")
-            .arg(dir.path())
-            .args(["--size", "640x360", "--metric", "ready"])
-            .output()
-            .expect("run");
-        if stderr(&out).contains("no usable font") {
-            testkit::skip(
-                testkit::Requirement::Package("fonts-dejavu-core"),
-                "no chart font",
-            );
+        let Some(out) = trend(
+            &root().join("results/history.jsonl"),
+            dir.path(),
+            &["--size", "640x360", "--metric", "ready"],
+        ) else {
             return;
-        }
+        };
         assert!(out.status.success(), "{}", stderr(&out));
         for backend in ["container", "runc"] {
             let png = dir

@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
@@ -56,6 +57,80 @@ mod tests {
         }
     }
 
+    /// The default image and the backend `make` returns, prepared for it; `None` after a counted
+    /// skip ([`ready`]'s, or `lacking` when the backend cannot run here).
+    fn prepared<B: Backend>(
+        root: &Path,
+        make: impl FnOnce() -> B,
+        lacking: testkit::Requirement,
+    ) -> Option<(B, PathBuf)> {
+        let image = ready(root)?;
+        let backend = make();
+        if let Err(u) = backend.check_host() {
+            testkit::skip(lacking, u);
+            return None;
+        }
+        backend.prepare(&image).unwrap();
+        Some((backend, image))
+    }
+
+    fn container(root: &Path) -> Option<(ContainerBackend, PathBuf)> {
+        prepared(
+            root,
+            || ContainerBackend::with_state_root(root),
+            testkit::Requirement::HostFeature("namespaces"),
+        )
+    }
+
+    fn runc(root: &Path) -> Option<(RuncBackend, PathBuf)> {
+        prepared(
+            root,
+            || RuncBackend::with_root(root),
+            testkit::Requirement::Package("runc"),
+        )
+    }
+
+    fn podman(root: &Path) -> Option<(PodmanBackend, PathBuf)> {
+        prepared(
+            root,
+            || PodmanBackend::with_dirs(&root.join("run"), &root.join("data")),
+            testkit::Requirement::Package("podman"),
+        )
+    }
+
+    fn docker(root: &Path) -> Option<(DockerBackend, PathBuf)> {
+        prepared(
+            root,
+            || {
+                DockerBackend::with_dirs(
+                    &root.join("run"),
+                    &root.join("data"),
+                    &root.join("no-system-docker.sock"),
+                )
+            },
+            testkit::Requirement::Package("docker.io"),
+        )
+    }
+
+    /// What wrk's figures from outside and the phases around them must satisfy on every backend.
+    fn assert_outside_figures(m: &BTreeMap<String, f64>) {
+        assert!(m[metrics::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
+        assert_eq!(m[metrics::OUTSIDE_ERRORS], 0.0, "{m:?}");
+        assert!(m[metrics::OUTSIDE_LATENCY_P50_US] <= m[metrics::OUTSIDE_LATENCY_P99_US]);
+        assert!(m[metrics::OUTSIDE_TCP_CONNECT_US] > 0.0);
+        // The network is configured before the workload runs, the first response seen after READY.
+        assert!(m[metrics::START_TO_NETWORK_READY_MS] <= m[metrics::START_TO_READY_MS]);
+        assert!(m[metrics::START_TO_FIRST_RESPONSE_MS] >= m[metrics::START_TO_READY_MS]);
+    }
+
+    /// The instance's namespace went with the instance; the client's stays until dropped (with the
+    /// options holding it), then goes too.
+    fn assert_namespaces_go_with(opts: RunOptions, network: Network) {
+        assert_eq!(our_namespaces(), vec![network.client_name().to_string()]);
+        drop((opts, network));
+        assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
+    }
+
     fn serve_from_outside(backend: &dyn Backend, run_dir: &Path, image: &Path) {
         let network = Network::create(run_dir).unwrap();
         let opts = RunOptions {
@@ -73,18 +148,9 @@ mod tests {
         };
         let name = format!("cvbench-{}-http-outside-{}-0", backend.name(), std::process::id());
         let m = run_once(backend, image, &spec, &opts, &name).unwrap().metrics;
-        assert!(m[metrics::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
+        assert_outside_figures(&m);
         assert!(m[metrics::OUTSIDE_BYTES_PER_S] > 1024.0, "{m:?}");
-        assert_eq!(m[metrics::OUTSIDE_ERRORS], 0.0, "{m:?}");
-        assert!(m[metrics::OUTSIDE_LATENCY_P50_US] <= m[metrics::OUTSIDE_LATENCY_P99_US]);
-        assert!(m[metrics::OUTSIDE_TCP_CONNECT_US] > 0.0);
-        // The network is configured before the workload runs, the first response seen after READY.
-        assert!(m[metrics::START_TO_NETWORK_READY_MS] <= m[metrics::START_TO_READY_MS]);
-        assert!(m[metrics::START_TO_FIRST_RESPONSE_MS] >= m[metrics::START_TO_READY_MS]);
-        // The instance's namespace went with the instance; the client's stays until dropped.
-        assert_eq!(our_namespaces(), vec![network.client_name().to_string()]);
-        drop((opts, network));
-        assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
+        assert_namespaces_go_with(opts, network);
         let left: Vec<_> = std::fs::read_dir(harness::net::net_dir(run_dir))
             .map(|d| d.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -120,12 +186,7 @@ mod tests {
         let run = run_once(backend, image, &spec, &opts, &name).unwrap();
         let m = &run.metrics;
         // Outside: wrk's figures of exactly the self-test's load, without errors.
-        assert!(m[metrics::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
-        assert_eq!(m[metrics::OUTSIDE_ERRORS], 0.0, "{m:?}");
-        assert!(m[metrics::OUTSIDE_LATENCY_P50_US] <= m[metrics::OUTSIDE_LATENCY_P99_US]);
-        assert!(m[metrics::OUTSIDE_TCP_CONNECT_US] > 0.0);
-        assert!(m[metrics::START_TO_NETWORK_READY_MS] <= m[metrics::START_TO_READY_MS]);
-        assert!(m[metrics::START_TO_FIRST_RESPONSE_MS] >= m[metrics::START_TO_READY_MS]);
+        assert_outside_figures(m);
         // Inside: the self-test ran (after the trigger) and reported the same request count.
         assert_eq!(m["workload.requests"], 300.0, "{m:?}");
         assert_eq!(m["workload.errors"], 0.0, "{m:?}");
@@ -135,54 +196,31 @@ mod tests {
         let inside = m["workload.bytes_per_s"] / m["workload.requests_per_s"];
         let outside = m[metrics::OUTSIDE_BYTES_PER_S] / m[metrics::OUTSIDE_REQUESTS_PER_S];
         assert!((inside - outside).abs() / inside < 0.01, "{inside} vs {outside}");
-        assert_eq!(our_namespaces(), vec![network.client_name().to_string()]);
-        drop((opts, network));
-        assert!(our_namespaces().is_empty(), "{:?}", our_namespaces());
+        assert_namespaces_go_with(opts, network);
     }
 
     #[test]
     fn container_http_has_inside_and_outside_figures() {
         let root = tempfile::tempdir().unwrap();
-        let Some(image) = ready(root.path()) else {
-            return;
-        };
-        let backend = ContainerBackend::with_state_root(root.path());
-        if let Err(u) = backend.check_host() {
-            testkit::skip(testkit::Requirement::HostFeature("namespaces"), u);
-            return;
+        if let Some((backend, image)) = container(root.path()) {
+            http_with_both_figures(&backend, root.path(), &image);
         }
-        backend.prepare(&image).unwrap();
-        http_with_both_figures(&backend, root.path(), &image);
     }
 
     #[test]
     fn runc_http_has_inside_and_outside_figures() {
         let root = tempfile::tempdir().unwrap();
-        let Some(image) = ready(root.path()) else {
-            return;
-        };
-        let backend = RuncBackend::with_root(root.path());
-        if let Err(u) = backend.check_host() {
-            testkit::skip(testkit::Requirement::Package("runc"), u);
-            return;
+        if let Some((backend, image)) = runc(root.path()) {
+            http_with_both_figures(&backend, root.path(), &image);
         }
-        backend.prepare(&image).unwrap();
-        http_with_both_figures(&backend, root.path(), &image);
     }
 
     #[test]
     fn podman_http_has_inside_and_outside_figures() {
         let root = tempfile::tempdir().unwrap();
-        let Some(image) = ready(root.path()) else {
-            return;
-        };
-        let backend = PodmanBackend::with_dirs(&root.path().join("run"), &root.path().join("data"));
-        if let Err(u) = backend.check_host() {
-            testkit::skip(testkit::Requirement::Package("podman"), u);
-            return;
+        if let Some((backend, image)) = podman(root.path()) {
+            http_with_both_figures(&backend, root.path(), &image);
         }
-        backend.prepare(&image).unwrap();
-        http_with_both_figures(&backend, root.path(), &image);
     }
 
     /// Docker joins a holder container's namespace (the veth moved into it before the instance's
@@ -190,50 +228,25 @@ mod tests {
     #[test]
     fn docker_http_has_inside_and_outside_figures() {
         let root = tempfile::tempdir().unwrap();
-        let Some(image) = ready(root.path()) else {
-            return;
-        };
-        let backend = DockerBackend::with_dirs(
-            &root.path().join("run"),
-            &root.path().join("data"),
-            &root.path().join("no-system-docker.sock"),
-        );
-        if let Err(u) = backend.check_host() {
-            testkit::skip(testkit::Requirement::Package("docker.io"), u);
-            return;
+        if let Some((backend, image)) = docker(root.path()) {
+            http_with_both_figures(&backend, root.path(), &image);
         }
-        backend.prepare(&image).unwrap();
-        http_with_both_figures(&backend, root.path(), &image);
     }
 
     #[test]
     fn container_serves_http_to_the_client_namespace() {
         let root = tempfile::tempdir().unwrap();
-        let Some(image) = ready(root.path()) else {
-            return;
-        };
-        let backend = ContainerBackend::with_state_root(root.path());
-        if let Err(u) = backend.check_host() {
-            testkit::skip(testkit::Requirement::HostFeature("namespaces"), u);
-            return;
+        if let Some((backend, image)) = container(root.path()) {
+            serve_from_outside(&backend, root.path(), &image);
         }
-        backend.prepare(&image).unwrap();
-        serve_from_outside(&backend, root.path(), &image);
     }
 
     #[test]
     fn runc_serves_http_to_the_client_namespace() {
         let root = tempfile::tempdir().unwrap();
-        let Some(image) = ready(root.path()) else {
-            return;
-        };
-        let backend = RuncBackend::with_root(root.path());
-        if let Err(u) = backend.check_host() {
-            testkit::skip(testkit::Requirement::Package("runc"), u);
-            return;
+        if let Some((backend, image)) = runc(root.path()) {
+            serve_from_outside(&backend, root.path(), &image);
         }
-        backend.prepare(&image).unwrap();
-        serve_from_outside(&backend, root.path(), &image);
     }
 
     /// A slot is free again only once its veth is gone, even while something still holds the old

@@ -21,11 +21,31 @@ pub struct UnknownDimension {
     pub known: Vec<String>,
 }
 
+/// A value of the pivot dimension on a host without one.
+pub const NO_VALUE: &str = "(none)";
+
 /// One source host: its id and its dimensions (plus the `host` pseudo-dimension).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostDims {
     pub id: String,
     pub dims: BTreeMap<String, String>,
+}
+
+impl HostDims {
+    /// The host's value of dimension `by`, [`NO_VALUE`] without one.
+    pub fn value(&self, by: &str) -> String {
+        self.dims.get(by).cloned().unwrap_or_else(|| NO_VALUE.to_string())
+    }
+
+    /// The host as shown: its `host` pseudo-dimension.
+    pub fn name(&self) -> String {
+        self.dims.get(HOST).cloned().unwrap_or_default()
+    }
+}
+
+/// The host of `hosts` a cell with `host_id` (`""` for none) was measured on.
+pub fn find<'a>(hosts: &'a [HostDims], host_id: &str) -> Option<&'a HostDims> {
+    hosts.iter().find(|h| h.id == host_id)
 }
 
 /// The hosts of `results`: a merged file's sections, or the one host of a single-host file (id
@@ -97,7 +117,7 @@ pub fn section(results: &ResultsFile, by: &str) -> Result<Vec<Block>, UnknownDim
     let rows = hosts
         .iter()
         .map(|h| {
-            let mut row = vec![h.dims.get(HOST).cloned().unwrap_or_default()];
+            let mut row = vec![h.name()];
             row.extend(
                 shown
                     .iter()
@@ -108,24 +128,10 @@ pub fn section(results: &ResultsFile, by: &str) -> Result<Vec<Block>, UnknownDim
         .collect();
     doc.push(Block::Table { head, rows });
 
-    let value_of = |host_id: &str| -> String {
-        hosts
-            .iter()
-            .find(|h| h.id == host_id)
-            .and_then(|h| h.dims.get(by).cloned())
-            .unwrap_or_else(|| "(none)".to_string())
-    };
-    let host_name = |host_id: &str| -> String {
-        hosts
-            .iter()
-            .find(|h| h.id == host_id)
-            .and_then(|h| h.dims.get(HOST).cloned())
-            .unwrap_or_default()
-    };
-    let columns: BTreeSet<String> = hosts
-        .iter()
-        .map(|h| h.dims.get(by).cloned().unwrap_or_else(|| "(none)".to_string()))
-        .collect();
+    let value_of =
+        |host_id: &str| find(&hosts, host_id).map_or_else(|| NO_VALUE.to_string(), |h| h.value(by));
+    let host_name = |host_id: &str| find(&hosts, host_id).map(HostDims::name).unwrap_or_default();
+    let columns: BTreeSet<String> = hosts.iter().map(|h| h.value(by)).collect();
     let ran: Vec<_> = results.benchmarks.iter().filter(|c| !c.runs.is_empty()).collect();
     let workloads: BTreeSet<&str> = ran.iter().map(|c| c.workload.as_str()).collect();
     for workload in workloads {
@@ -193,13 +199,18 @@ pub fn section(results: &ResultsFile, by: &str) -> Result<Vec<Block>, UnknownDim
     Ok(doc)
 }
 
+/// Multi-host results for the pivot's tests (tables here, charts in `charts::by_dimension`).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod fixture {
+    use std::collections::BTreeMap;
+
     use results::isolation::{Isolation, IsolationKind};
     use results::merge::{merge, MergeInput, MergeOptions};
-    use results::schema::{BenchmarkResult, RunRecord, ToolInfo};
+    use results::metrics::{PSS_BYTES, START_TO_READY_MS};
+    use results::schema::{BenchmarkResult, HostInfo, ResultsFile, RunRecord, ToolInfo};
     use workload::WorkloadSpec;
+
+    use crate::model::MIB;
 
     fn tool() -> ToolInfo {
         ToolInfo {
@@ -210,7 +221,9 @@ mod tests {
         }
     }
 
-    fn host_file(hostname: &str, instance: &str, kernel: &str, ms: f64) -> ResultsFile {
+    /// One host's file: `container` and `runc` (3× slower, 2× the memory) ran idle 3 times; the
+    /// container's startup samples are `ms`, `ms + 1`, `ms + 2`, its PSS 2 MiB.
+    pub(crate) fn host_file(hostname: &str, instance: &str, kernel: &str, ms: f64) -> ResultsFile {
         let mut host = HostInfo {
             hostname: hostname.into(),
             kernel: kernel.into(),
@@ -240,10 +253,10 @@ mod tests {
                 cell.runs.push(RunRecord {
                     index: i,
                     warmup: false,
-                    metrics: BTreeMap::from([(
-                        results::metrics::START_TO_READY_MS.to_string(),
-                        ms * scale + f64::from(i),
-                    )]),
+                    metrics: BTreeMap::from([
+                        (START_TO_READY_MS.to_string(), ms * scale + f64::from(i)),
+                        (PSS_BYTES.to_string(), scale * 2.0 * MIB),
+                    ]),
                     workload_result: None,
                 });
             }
@@ -252,17 +265,30 @@ mod tests {
         f
     }
 
+    /// [`host_file`] of each (hostname, instance, kernel, ms), merged.
+    pub(crate) fn merged(hosts: &[(&str, &str, &str, f64)]) -> ResultsFile {
+        let inputs: Vec<MergeInput> = hosts
+            .iter()
+            .map(|&(h, i, k, ms)| MergeInput {
+                name: format!("{h}.json"),
+                file: host_file(h, i, k, ms),
+            })
+            .collect();
+        merge(&inputs, MergeOptions::default(), tool()).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixture::{host_file, merged};
+    use super::*;
+
     fn three_hosts() -> ResultsFile {
-        let inputs = [
+        merged(&[
             ("a", "m7i.metal", "6.1", 10.0),
             ("b", "m7i.metal", "6.1", 20.0),
             ("c", "c7a.metal", "6.1", 30.0),
-        ]
-        .map(|(h, i, k, ms)| MergeInput {
-            name: format!("{h}.json"),
-            file: host_file(h, i, k, ms),
-        });
-        merge(&inputs, MergeOptions::default(), tool()).unwrap()
+        ])
     }
 
     fn tables(doc: &[Block]) -> Vec<(&Vec<String>, &Vec<Vec<String>>)> {
@@ -286,8 +312,11 @@ mod tests {
             matches!(b, Block::Paragraph(p) if p.contains("host_kernel = 6.1") && p.contains("arch = x86_64"))
         });
         assert!(said, "{doc:?}");
+        // Then one table per metric, by name: memory (pss_bytes), then startup.
+        let memory = &t[1].1;
+        assert_eq!(memory[0][1..], ["2.00 MiB", "2.00 MiB (run-a); 2.00 MiB (run-b)"]);
         // Startup table: one row per backend, one column per instance type.
-        let (head, rows) = t[1];
+        let (head, rows) = t[2];
         assert_eq!(
             *head,
             vec!["backend", "instance = c7a.metal", "instance = m7i.metal"]
@@ -307,10 +336,10 @@ mod tests {
         let doc = section(&merged, "host").unwrap();
         let t = tables(&doc);
         assert_eq!(
-            *t[1].0,
+            *t[2].0,
             vec!["backend", "host = run-a", "host = run-b", "host = run-c"]
         );
-        assert_eq!(t[1].1[0][1..], ["11.00 ms", "21.00 ms", "31.00 ms"]);
+        assert_eq!(t[2].1[0][1..], ["11.00 ms", "21.00 ms", "31.00 ms"]);
         let err = section(&merged, "rack").unwrap_err();
         assert!(err.to_string().contains("instance"), "{err}");
         assert!(err.to_string().contains("host_kernel"), "{err}");
@@ -322,7 +351,7 @@ mod tests {
         merged.benchmarks[0].workload_spec = serde_json::json!({"other": 1});
         let doc = section(&merged, "host").unwrap();
         let t = tables(&doc);
-        let (head, rows) = t[1];
+        let (head, rows) = t[2];
         assert_eq!(head[1], "config");
         assert_eq!(rows.len(), 3, "{rows:?}");
         assert_eq!(rows[0][2], "11.00 ms");
@@ -335,6 +364,6 @@ mod tests {
         let doc = section(&f, "instance").unwrap();
         let t = tables(&doc);
         assert_eq!(t[0].1[0][0], "solo");
-        assert_eq!(*t[1].0, vec!["backend", "instance = x"]);
+        assert_eq!(*t[2].0, vec!["backend", "instance = x"]);
     }
 }

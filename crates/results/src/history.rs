@@ -640,6 +640,31 @@ fn marked(v: Verdict) -> bool {
     v.fails_gate() || v == Verdict::Improvement
 }
 
+impl VerdictRecord {
+    /// The record of a verdict file that judged `rows`: every row counts as judged, the marked
+    /// ones are kept.
+    fn of_rows(
+        source: VerdictSource,
+        file: String,
+        against: String,
+        alpha: f64,
+        noise: f64,
+        rows: impl ExactSizeIterator<Item = VerdictMark>,
+    ) -> Self {
+        let judged = rows.len();
+        let marks = rows.filter(|m| marked(m.verdict)).collect();
+        VerdictRecord {
+            source,
+            file,
+            against,
+            alpha,
+            noise,
+            judged,
+            marks,
+        }
+    }
+}
+
 /// Reads a `bench ab --json` or `bench check --json` verdict about `commit`. An A/B verdict whose B
 /// side names another commit is refused.
 pub fn read_verdict(path: &Path, commit: &str) -> Result<VerdictRecord, EntryError> {
@@ -675,56 +700,42 @@ pub fn parse_verdict(text: &str, path: &Path, commit: &str) -> Result<VerdictRec
             Some(c) => format!("A = {} (commit {})", ab.a.spec, &c[..c.len().min(12)]),
             None => format!("A = {}", ab.a.spec),
         };
-        let judged = ab.rows.len();
-        let marks = ab
-            .rows
-            .into_iter()
-            .filter(|r| marked(r.verdict))
-            .map(|r| VerdictMark {
-                backend: r.backend,
-                workload: r.workload,
-                metric: r.metric,
-                verdict: r.verdict,
-                change: r.change,
-                p_value: r.p_value,
-            })
-            .collect();
-        return Ok(VerdictRecord {
-            source: VerdictSource::Ab,
+        let rows = ab.rows.into_iter().map(|r| VerdictMark {
+            backend: r.backend,
+            workload: r.workload,
+            metric: r.metric,
+            verdict: r.verdict,
+            change: r.change,
+            p_value: r.p_value,
+        });
+        return Ok(VerdictRecord::of_rows(
+            VerdictSource::Ab,
             file,
             against,
-            alpha: ab.alpha,
-            noise: ab.noise,
-            judged,
-            marks,
-        });
+            ab.alpha,
+            ab.noise,
+            rows,
+        ));
     }
     if value.get("baseline_host").is_some() {
         let check: CheckFile =
             serde_json::from_value(value).map_err(|e| invalid(format!("as a check verdict: {e}")))?;
-        let judged = check.rows.len();
-        let marks = check
-            .rows
-            .into_iter()
-            .filter(|r| marked(r.verdict))
-            .map(|r| VerdictMark {
-                backend: r.backend,
-                workload: r.workload,
-                metric: r.metric,
-                verdict: r.verdict,
-                change: r.ratio.map(|x| x.ratio - 1.0),
-                p_value: r.p_value,
-            })
-            .collect();
-        return Ok(VerdictRecord {
-            source: VerdictSource::Check,
-            file,
-            against: format!("baseline measured on {}", check.baseline_host),
-            alpha: check.alpha,
-            noise: check.noise,
-            judged,
-            marks,
+        let rows = check.rows.into_iter().map(|r| VerdictMark {
+            backend: r.backend,
+            workload: r.workload,
+            metric: r.metric,
+            verdict: r.verdict,
+            change: r.ratio.map(|x| x.ratio - 1.0),
+            p_value: r.p_value,
         });
+        return Ok(VerdictRecord::of_rows(
+            VerdictSource::Check,
+            file,
+            format!("baseline measured on {}", check.baseline_host),
+            check.alpha,
+            check.noise,
+            rows,
+        ));
     }
     Err(invalid(
         "it has neither the `a`/`b` sides of an A/B verdict nor the `baseline_host` of a check".to_string(),

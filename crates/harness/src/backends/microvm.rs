@@ -821,6 +821,7 @@ pub fn cleanup_leftover_vms(run_dir: &Path, keep: &dyn Fn(&str) -> bool) -> crat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backends::vm_net;
 
     const SMAPS: &str = "\
 55d4c0000000-55d4c0100000 r-xp 00000000 08:01 123  /usr/bin/cvbench-vmm
@@ -1152,6 +1153,25 @@ Pss:                   8 kB
         Ok(())
     }
 
+    /// The Linux-guest backend (instances under `tmp`/run) and the default image; `None` after a
+    /// counted skip. Called with hardware KVM present, so what is left to lack is the built kernel
+    /// (or guest init), or the image.
+    fn linux_backend_or_skip(tmp: &Path) -> Option<(MicrovmBackend, rootfs::Image)> {
+        let mut backend = MicrovmBackend::new(GuestKind::Linux);
+        backend.run_dir = tmp.join("run");
+        if let Err(u) = backend.check_host() {
+            testkit::skip(testkit::Requirement::GuestKernel, u);
+            return None;
+        }
+        match rootfs::default_image(&backend.cache_root) {
+            Ok(image) => Some((backend, image)),
+            Err(e) => {
+                testkit::skip(testkit::Requirement::Binaries, format!("no image: {e}"));
+                None
+            }
+        }
+    }
+
     /// Hardware KVM only (the nested-KVM layer runs it): the guest serves http-outside on its
     /// virtio-net eth0 and wrk reaches it from the client namespace; the instance's namespace goes
     /// with the instance.
@@ -1161,69 +1181,25 @@ Pss:                   8 kB
             testkit::skip(testkit::Requirement::HardwareKvm, reason);
             return;
         }
-        if testkit::skip_unless_root("network namespaces, veths and taps") {
-            return;
-        }
-        if let Err(e) = crate::net::available() {
-            testkit::skip(testkit::Requirement::Package("iproute2"), e);
-            return;
-        }
-        if !crate::net::wrk_available() {
-            testkit::skip(testkit::Requirement::Package("wrk"), "wrk is not installed");
+        if vm_net::testing::skip_without_http_outside() {
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let mut backend = MicrovmBackend::new(GuestKind::Linux);
-        backend.run_dir = tmp.path().join("run");
-        if let Err(u) = backend.check_host() {
-            testkit::skip(testkit::Requirement::GuestKernel, u);
+        let Some((backend, image)) = linux_backend_or_skip(tmp.path()) else {
             return;
-        }
-        let image = match rootfs::default_image(&backend.cache_root) {
-            Ok(image) => image,
-            Err(e) => {
-                testkit::skip(testkit::Requirement::Binaries, format!("no image: {e}"));
-                return;
-            }
         };
         backend.prepare(&image.dir).unwrap();
-        let network = crate::net::Network::create(&tmp.path().join("run-root")).unwrap();
-        let opts = crate::runner::RunOptions {
-            runs: 1,
-            warmup: 0,
-            ready_timeout: Duration::from_secs(120),
-            network: Some(network.clone()),
-            ..crate::runner::RunOptions::default()
-        };
-        let spec = WorkloadSpec::HttpOutside {
-            port: WorkloadSpec::DEFAULT_HTTP_PORT,
-            connections: 2,
-            duration_s: 1,
-            path: "/1k.bin".into(),
-        };
-        let name = format!("cvbench-microvm-http-outside-{}-0", std::process::id());
-        let m = crate::runner::run_once(&backend, &image.dir, &spec, &opts, &name)
-            .unwrap()
-            .metrics;
+        let m = vm_net::testing::serve_http_outside(
+            &backend,
+            &image.dir,
+            &tmp.path().join("run-root"),
+            Duration::from_secs(120),
+        );
         use crate::metrics as mt;
-        assert!(m[mt::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
-        assert_eq!(m[mt::OUTSIDE_ERRORS], 0.0, "{m:?}");
         assert!(
             m[mt::START_TO_NETWORK_READY_MS] <= m[mt::START_TO_VM_CREATED_MS],
             "{m:?}"
         );
-        assert!(
-            m[mt::START_TO_FIRST_RESPONSE_MS] >= m[mt::START_TO_READY_MS],
-            "{m:?}"
-        );
-        let ours = format!("cvbench-net-{}-", std::process::id());
-        let left = fs::read_dir(crate::net::NETNS_DIR)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.file_name().to_string_lossy().starts_with(&ours))
-            })
-            .unwrap_or(false);
-        assert!(!left, "an instance namespace outlived its instance");
         assert_eq!(fs::read_dir(&backend.run_dir).map(|d| d.count()).unwrap_or(0), 0);
     }
 
@@ -1234,19 +1210,8 @@ Pss:                   8 kB
             return;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let mut backend = MicrovmBackend::new(GuestKind::Linux);
-        backend.run_dir = tmp.path().join("run");
-        if let Err(u) = backend.check_host() {
-            // With hardware KVM present, what is left to lack is the built kernel (or guest init).
-            testkit::skip(testkit::Requirement::GuestKernel, u);
+        let Some((backend, image)) = linux_backend_or_skip(tmp.path()) else {
             return;
-        }
-        let image = match rootfs::default_image(&backend.cache_root) {
-            Ok(image) => image,
-            Err(e) => {
-                testkit::skip(testkit::Requirement::Binaries, format!("no image: {e}"));
-                return;
-            }
         };
         backend.prepare(&image.dir).unwrap();
         let spec = LaunchSpec {

@@ -604,26 +604,12 @@ mod tests {
         assert!(!words.iter().any(|w| w.starts_with("reboot=k")), "{line}");
     }
 
-    #[test]
-    fn cmdline_puts_devices_before_the_workload_arguments() {
-        let spec = WorkloadSpec::Oltp {
-            rows: 100,
-            transactions: 5,
-        };
-        let line = kernel_cmdline(&spec, None);
+    /// `line` has each of `kernel_words` before ` -- ` and exactly `spec`'s arguments after it.
+    fn assert_cmdline(line: &str, kernel_words: &[&str], spec: &WorkloadSpec) {
         let (kernel_part, init_part) = line.split_once(" -- ").unwrap();
-        for word in [
-            "console=ttyS0",
-            "reboot=t",
-            "panic=-1",
-            "root=/dev/vda",
-            "ro",
-            "init=/cvbench/init",
-            "virtio_mmio.device=512@0xfeb00e00:12",
-            "virtio_mmio.device=512@0xfeb00c00:11",
-        ] {
+        for word in kernel_words {
             assert!(
-                kernel_part.split(' ').any(|w| w == word),
+                kernel_part.split(' ').any(|w| w == *word),
                 "{word} missing from {kernel_part}"
             );
         }
@@ -631,24 +617,55 @@ mod tests {
     }
 
     #[test]
-    fn args_select_accel_and_attach_vda_read_only() {
-        let spec = WorkloadSpec::Idle;
-        let vm = QemuVm {
+    fn cmdline_puts_devices_before_the_workload_arguments() {
+        let spec = WorkloadSpec::Oltp {
+            rows: 100,
+            transactions: 5,
+        };
+        assert_cmdline(
+            &kernel_cmdline(&spec, None),
+            &[
+                "console=ttyS0",
+                "reboot=t",
+                "panic=-1",
+                "root=/dev/vda",
+                "ro",
+                "init=/cvbench/init",
+                "virtio_mmio.device=512@0xfeb00e00:12",
+                "virtio_mmio.device=512@0xfeb00c00:11",
+            ],
+            &spec,
+        );
+    }
+
+    /// A TCG guest of 128 MiB and 2 vCPUs running `workload`, without a network.
+    fn test_vm(workload: &WorkloadSpec) -> QemuVm<'_> {
+        QemuVm {
             accel: Accel::Tcg,
             kernel: Path::new("/k/vmlinux"),
             memory_mib: 128,
             vcpus: 2,
             image_disk: Path::new("/cache/img.ext4"),
             scratch_disk: Path::new("/run/x/scratch.ext4"),
-            workload: &spec,
+            workload,
             tsc_khz: None,
             net: None,
-        };
-        let args: Vec<String> = vm
-            .args()
+        }
+    }
+
+    /// QEMU's command line for `vm`, as strings.
+    fn args_of(vm: &QemuVm) -> Vec<String> {
+        vm.args()
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn args_select_accel_and_attach_vda_read_only() {
+        let spec = WorkloadSpec::Idle;
+        let vm = test_vm(&spec);
+        let args = args_of(&vm);
         let after = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
         assert_eq!(after("-accel").as_deref(), Some("tcg"));
         assert_eq!(after("-cpu").as_deref(), Some("max"));
@@ -672,11 +689,7 @@ mod tests {
             accel: Accel::Kvm,
             ..vm
         };
-        let args: Vec<String> = kvm
-            .args()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = args_of(&kvm);
         assert!(
             args.windows(2).any(|w| w == ["-accel", "kvm"]) && args.windows(2).any(|w| w == ["-cpu", "host"])
         );
@@ -692,24 +705,15 @@ mod tests {
         };
         let vm = QemuVm {
             accel: Accel::Kvm,
-            kernel: Path::new("/k/vmlinux"),
-            memory_mib: 128,
             vcpus: 1,
-            image_disk: Path::new("/cache/img.ext4"),
-            scratch_disk: Path::new("/run/x/scratch.ext4"),
-            workload: &spec,
-            tsc_khz: None,
             net: Some(QemuNet {
                 tap_fd: 7,
                 mac: "02:cb:c6:12:00:06".into(),
                 guest_words: vec!["cvbench.ip=198.18.0.6/30".into(), "cvbench.gw=198.18.0.5".into()],
             }),
+            ..test_vm(&spec)
         };
-        let args: Vec<String> = vm
-            .args()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = args_of(&vm);
         let after = |flag: &str| args.iter().position(|a| a == flag).map(|i| args[i + 1].clone());
         // fd= alone: QEMU runs no script and names no interface (the harness made and bridged it).
         assert_eq!(after("-netdev").as_deref(), Some("tap,id=net0,fd=7"));
@@ -722,26 +726,18 @@ mod tests {
             .position(|a| a == "virtio-blk-device,drive=vdb")
             .unwrap();
         assert!(vdb < net_device, "the net device must take the third transport");
-        let line = after("-append").unwrap();
-        let (kernel_part, init_part) = line.split_once(" -- ").unwrap();
-        for word in [
-            "virtio_mmio.device=512@0xfeb00a00:10",
-            "cvbench.ip=198.18.0.6/30",
-            "cvbench.gw=198.18.0.5",
-        ] {
-            assert!(
-                kernel_part.split(' ').any(|w| w == word),
-                "{word} missing from {kernel_part}"
-            );
-        }
-        assert_eq!(init_part, spec.to_args().join(" "));
+        assert_cmdline(
+            &after("-append").unwrap(),
+            &[
+                "virtio_mmio.device=512@0xfeb00a00:10",
+                "cvbench.ip=198.18.0.6/30",
+                "cvbench.gw=198.18.0.5",
+            ],
+            &spec,
+        );
         // Without a network: no netdev, no third transport, no address.
         let plain = QemuVm { net: None, ..vm };
-        let args: Vec<String> = plain
-            .args()
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = args_of(&plain);
         assert!(!args
             .iter()
             .any(|a| a == "-netdev" || a.contains("cvbench.ip") || a.contains("0xfeb00a00")));
@@ -885,6 +881,7 @@ mod tests {
     /// Launching through the trait, end to end, under whatever acceleration this host has (TCG here).
     mod launch {
         use super::*;
+        use crate::backends::vm_net;
 
         fn backend_or_skip() -> Option<(QemuBackend, tempfile::TempDir, rootfs::Image)> {
             let backend = QemuBackend::new();
@@ -972,61 +969,25 @@ mod tests {
         /// namespace, and the namespace goes with the instance.
         #[test]
         fn http_outside_is_served_to_the_client_namespace() {
-            if testkit::skip_unless_root("network namespaces, veths and taps") {
-                return;
-            }
-            if let Err(e) = crate::net::available() {
-                testkit::skip(testkit::Requirement::Package("iproute2"), e);
-                return;
-            }
-            if !crate::net::wrk_available() {
-                testkit::skip(testkit::Requirement::Package("wrk"), "wrk is not installed");
+            if vm_net::testing::skip_without_http_outside() {
                 return;
             }
             let Some((backend, root, image)) = backend_or_skip() else {
                 return;
             };
             backend.prepare(&image.dir).unwrap();
-            let network = crate::net::Network::create(&root.path().join("run-root")).unwrap();
-            let opts = crate::runner::RunOptions {
-                runs: 1,
-                warmup: 0,
-                ready_timeout: Duration::from_secs(240),
-                network: Some(network.clone()),
-                ..crate::runner::RunOptions::default()
-            };
-            let spec = WorkloadSpec::HttpOutside {
-                port: WorkloadSpec::DEFAULT_HTTP_PORT,
-                connections: 2,
-                duration_s: 1,
-                path: "/1k.bin".into(),
-            };
-            let name = format!("cvbench-qemu-http-outside-{}-0", std::process::id());
-            let m = crate::runner::run_once(&backend, &image.dir, &spec, &opts, &name)
-                .unwrap()
-                .metrics;
+            let m = vm_net::testing::serve_http_outside(
+                &backend,
+                &image.dir,
+                &root.path().join("run-root"),
+                Duration::from_secs(240),
+            );
             use crate::metrics as mt;
-            assert!(m[mt::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
             assert!(m[mt::OUTSIDE_BYTES_PER_S] > 1024.0, "{m:?}");
-            assert_eq!(m[mt::OUTSIDE_ERRORS], 0.0, "{m:?}");
             assert!(
                 m[mt::START_TO_NETWORK_READY_MS] <= m[mt::START_TO_READY_MS],
                 "{m:?}"
             );
-            assert!(
-                m[mt::START_TO_FIRST_RESPONSE_MS] >= m[mt::START_TO_READY_MS],
-                "{m:?}"
-            );
-            let netns = format!("cvbench-net-{}-", std::process::id());
-            let left: Vec<String> = fs::read_dir(crate::net::NETNS_DIR)
-                .map(|d| {
-                    d.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| n.starts_with(&netns))
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert!(left.is_empty(), "instance namespaces left: {left:?}");
             assert_eq!(fs::read_dir(root.path().join("run")).unwrap().count(), 0);
         }
 

@@ -149,8 +149,99 @@ fn in_netns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'stat
         .map_err(|_| "the namespace thread panicked".to_string())?
 }
 
+/// What the VM backends' network tests share: the skips, and one `http-outside` run checked the
+/// same way for every VM backend.
+#[cfg(test)]
+pub(super) mod testing {
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use workload::WorkloadSpec;
+
+    use crate::backend::Backend;
+    use crate::metrics as mt;
+    use crate::net;
+    use crate::runner::{run_once, RunOptions};
+
+    /// `true` (after a counted skip) when taps and namespaces cannot be made here.
+    pub fn skip_without_networking() -> bool {
+        if testkit::skip_unless_root("network namespaces, veths and taps") {
+            return true;
+        }
+        if let Err(e) = net::available() {
+            testkit::skip(testkit::Requirement::Package("iproute2"), e);
+            return true;
+        }
+        if !Path::new("/dev/net/tun").exists() {
+            testkit::skip(testkit::Requirement::Root, "no /dev/net/tun (modprobe tun)");
+            return true;
+        }
+        false
+    }
+
+    /// [`skip_without_networking`], and `true` as well without `wrk` (the load from outside).
+    pub fn skip_without_http_outside() -> bool {
+        if skip_without_networking() {
+            return true;
+        }
+        if !net::wrk_available() {
+            testkit::skip(testkit::Requirement::Package("wrk"), "wrk is not installed");
+            return true;
+        }
+        false
+    }
+
+    /// One `http-outside` run of `backend` (already prepared for `image_dir`) from a client
+    /// namespace made under `run_root`. Checks what holds for every VM backend — requests were
+    /// served without errors, the first response came after READY, the instance's namespace went
+    /// with the instance — and returns the run's metrics for the backend's own checks.
+    pub fn serve_http_outside(
+        backend: &dyn Backend,
+        image_dir: &Path,
+        run_root: &Path,
+        ready_timeout: Duration,
+    ) -> BTreeMap<String, f64> {
+        let network = net::Network::create(run_root).unwrap();
+        let opts = RunOptions {
+            runs: 1,
+            warmup: 0,
+            ready_timeout,
+            network: Some(network.clone()),
+            ..RunOptions::default()
+        };
+        let spec = WorkloadSpec::HttpOutside {
+            port: WorkloadSpec::DEFAULT_HTTP_PORT,
+            connections: 2,
+            duration_s: 1,
+            path: "/1k.bin".into(),
+        };
+        let name = format!("cvbench-{}-http-outside-{}-0", backend.name(), std::process::id());
+        let m = run_once(backend, image_dir, &spec, &opts, &name).unwrap().metrics;
+        assert!(m[mt::OUTSIDE_REQUESTS_PER_S] > 0.0, "{m:?}");
+        assert_eq!(m[mt::OUTSIDE_ERRORS], 0.0, "{m:?}");
+        assert!(
+            m[mt::START_TO_FIRST_RESPONSE_MS] >= m[mt::START_TO_READY_MS],
+            "{m:?}"
+        );
+        let netns = format!("cvbench-net-{}-", std::process::id());
+        let left: Vec<String> = fs::read_dir(net::NETNS_DIR)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&netns))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "instance namespaces left: {left:?}");
+        m
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::skip_without_networking;
     use super::*;
     use std::net::Ipv4Addr;
 
@@ -194,22 +285,6 @@ mod tests {
                 "link set cvbr0 up",
             ]
         );
-    }
-
-    /// `true` (after a counted skip) when taps and namespaces cannot be made here.
-    fn skip_without_networking() -> bool {
-        if testkit::skip_unless_root("network namespaces, veths and taps") {
-            return true;
-        }
-        if let Err(e) = net::available() {
-            testkit::skip(testkit::Requirement::Package("iproute2"), e);
-            return true;
-        }
-        if !Path::new("/dev/net/tun").exists() {
-            testkit::skip(testkit::Requirement::Root, "no /dev/net/tun (modprobe tun)");
-            return true;
-        }
-        false
     }
 
     fn link_exists(netns: &str, link: &str) -> bool {

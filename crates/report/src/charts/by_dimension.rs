@@ -44,8 +44,7 @@ const PIVOTED: [(&str, &str, &str, &str, f64); 2] = [
     ),
 ];
 
-/// A value of the pivot dimension without a value on some host.
-pub const NO_VALUE: &str = "(none)";
+pub use crate::pivot::NO_VALUE;
 
 /// One grouped-bar chart: a metric of one workload, by one host dimension.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,21 +112,16 @@ pub fn charts(results: &ResultsFile, by: &str) -> Result<Vec<PivotChart>, Unknow
         .iter()
         .filter(|d| d.as_str() != HOST && d.as_str() != by)
         .collect();
-    let value_of = |id: &str| -> Option<String> {
-        let h = hosts.iter().find(|h| h.id == id)?;
-        Some(h.dims.get(by).cloned().unwrap_or_else(|| NO_VALUE.to_string()))
-    };
-    let host_of = |id: &str| -> String {
-        hosts
-            .iter()
-            .find(|h| h.id == id)
-            .and_then(|h| h.dims.get(HOST).cloned())
+    let value_of = |id: &str| pivot::find(&hosts, id).map(|h| h.value(by));
+    let host_of = |id: &str| {
+        pivot::find(&hosts, id)
+            .map(pivot::HostDims::name)
             .unwrap_or_default()
     };
     // Groups: the values of `by`, each with its hosts in file order.
     let mut groups: BTreeMap<String, Vec<GroupHost>> = BTreeMap::new();
     for h in &hosts {
-        let value = h.dims.get(by).cloned().unwrap_or_else(|| NO_VALUE.to_string());
+        let value = h.value(by);
         let others = shown
             .iter()
             .map(|d| {
@@ -135,14 +129,21 @@ pub fn charts(results: &ResultsFile, by: &str) -> Result<Vec<PivotChart>, Unknow
                 ((*d).clone(), v)
             })
             .collect();
-        let name = h.dims.get(HOST).cloned().unwrap_or_default();
-        groups.entry(value).or_default().push((name, others));
+        groups.entry(value).or_default().push((h.name(), others));
     }
 
     let mut out = Vec::new();
     for workload in model.workloads() {
         let cells = model.ran(workload);
         let configs: std::collections::BTreeSet<String> = cells.iter().map(|c| c.config_hash()).collect();
+        // A backend's label, with its configuration when the workload ran with several.
+        let label_of = |name: String, hash: &str| {
+            if configs.len() > 1 {
+                format!("{name} [{hash}]")
+            } else {
+                name
+            }
+        };
         for (metric, kind, metric_title, axis, divisor) in PIVOTED {
             // Series: backend × configuration, in first-seen order, among cells with the metric.
             let mut series: Vec<(String, String, usize)> = Vec::new();
@@ -167,11 +168,7 @@ pub fn charts(results: &ResultsFile, by: &str) -> Result<Vec<PivotChart>, Unknow
                     }
                 };
                 let host = host_of(host_id);
-                let label = if configs.len() > 1 {
-                    format!("{name} [{hash}]")
-                } else {
-                    name
-                };
+                let label = label_of(name, &hash);
                 captions.push(format!(
                     "{by} = {value} · {label} @ {host}: {}",
                     caption_stats(metrics::quantity(metric), &s)
@@ -245,11 +242,7 @@ pub fn charts(results: &ResultsFile, by: &str) -> Result<Vec<PivotChart>, Unknow
                 series: series
                     .into_iter()
                     .map(|(name, hash, colour)| PivotSeries {
-                        label: if configs.len() > 1 {
-                            format!("{name} [{hash}]")
-                        } else {
-                            name
-                        },
+                        label: label_of(name, &hash),
                         colour,
                     })
                     .collect(),
@@ -387,75 +380,15 @@ impl Chart for PivotChart {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use results::isolation::{Isolation, IsolationKind};
-    use results::merge::{merge, MergeInput, MergeOptions};
-    use results::schema::{BenchmarkResult, HostInfo, RunRecord, ToolInfo};
-    use workload::WorkloadSpec;
-
-    fn tool() -> ToolInfo {
-        ToolInfo {
-            name: "cvbench".into(),
-            version: "0.1.0".into(),
-            git_revision: None,
-            argv: vec![],
-        }
-    }
-
-    /// One host's file: `container` and `runc` (3× slower, 2× the memory) ran idle 3 times.
-    fn host_file(hostname: &str, instance: &str, kernel: &str, ms: f64) -> ResultsFile {
-        let mut host = HostInfo {
-            hostname: hostname.into(),
-            kernel: kernel.into(),
-            cpu_model: "Xeon".into(),
-            cores: 2,
-            memory_bytes: 1 << 30,
-            cgroup_version: "v2".into(),
-            kvm: "hardware".into(),
-            os: "Debian".into(),
-            arch: "x86_64".into(),
-            dimensions: BTreeMap::new(),
-        };
-        host.set_dimensions(&BTreeMap::from([("instance".to_string(), instance.to_string())]));
-        let mut f = ResultsFile::new("run", tool(), host);
-        f.run_id = format!("run-{hostname}");
-        for (backend, kind, scale) in [
-            ("container", IsolationKind::Container, 1.0),
-            ("runc", IsolationKind::OciRuntime, 3.0),
-        ] {
-            let mut cell = BenchmarkResult::new(
-                backend,
-                Isolation::host_kernel(kind),
-                &WorkloadSpec::Idle,
-                BTreeMap::new(),
-            );
-            for i in 0..3 {
-                cell.runs.push(RunRecord {
-                    index: i,
-                    warmup: false,
-                    metrics: BTreeMap::from([
-                        (START_TO_READY_MS.to_string(), ms * scale + f64::from(i)),
-                        (PSS_BYTES.to_string(), scale * 2.0 * MIB),
-                    ]),
-                    workload_result: None,
-                });
-            }
-            f.benchmarks.push(cell);
-        }
-        f
-    }
+    use crate::pivot::fixture::{host_file, merged};
 
     /// Hosts a and b are the same instance type on different kernels; c is another type.
     fn three_hosts() -> ResultsFile {
-        let inputs = [
+        merged(&[
             ("a", "m7i.metal", "6.1", 10.0),
             ("b", "m7i.metal", "6.5", 20.0),
             ("c", "c7a.metal", "6.1", 30.0),
-        ]
-        .map(|(h, i, k, ms)| MergeInput {
-            name: format!("{h}.json"),
-            file: host_file(h, i, k, ms),
-        });
-        merge(&inputs, MergeOptions::default(), tool()).unwrap()
+        ])
     }
 
     fn bars(g: &PivotGroup, c: &PivotChart) -> Vec<(String, String, String, f64)> {
