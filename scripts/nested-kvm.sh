@@ -29,9 +29,9 @@
 # script's), 1 when L1 did not finish.
 #
 # The L1 (kernel, initramfs with busybox, the kvm, 9p, tun, veth and bridge modules, QEMU,
-# e2fsprogs, iproute2's `ip` and wrk with their libraries, the cvbench binaries and the guest
+# e2fsprogs, iproute2's `ip`, wrk and sysbench with their libraries, the cvbench binaries and the guest
 # kernel) is cached by content hash under /var/cache/cvbench/nested/<hash>/ (CVBENCH_CACHE moves the
-# root). Packages: busybox-static, qemu-system-x86, e2fsprogs, kmod, cpio, iproute2, wrk (installed
+# root). Packages: busybox-static, qemu-system-x86, e2fsprogs, kmod, cpio, iproute2, wrk, sysbench (installed
 # if missing); Debian's linux-image-amd64 is
 # fetched with `apt-get download` and unpacked, never installed.
 set -euo pipefail
@@ -40,7 +40,7 @@ self="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]
 root="$(cd "$(dirname "$self")/.." && pwd)"
 cache_root="${CVBENCH_CACHE:-/var/cache/cvbench}"
 nested_cache="$cache_root/nested"
-packages=(busybox-static qemu-system-x86 e2fsprogs kmod cpio fonts-dejavu-core iproute2 wrk)
+packages=(busybox-static qemu-system-x86 e2fsprogs kmod cpio fonts-dejavu-core iproute2 wrk sysbench)
 # Modules L1 loads (with their dependencies, resolved at build time): /dev/kvm, the 9p share,
 # /dev/net/tun for the VMMs' taps, and veth and bridge for http-outside's client namespace (a veth
 # per instance; in a VM's instance namespace a bridge joins it to the tap, see backends/vm_net.rs).
@@ -251,6 +251,11 @@ build_l1() {
     # busybox's on PATH, and wrk in the client namespace. `ip netns` keeps its names under
     # /var/run/netns, which is /run/netns as on Debian.
     copy_with_libs "$stage" /usr/sbin/ip /usr/bin/wrk
+    # mariadb (--image services): sysbench loads the services image's MariaDB from the client
+    # namespace; its oltp_* tests are Lua scripts in /usr/share/sysbench.
+    copy_with_libs "$stage" /usr/bin/sysbench
+    mkdir -p "$stage/usr/share"
+    cp -r /usr/share/sysbench "$stage/usr/share/sysbench"
     mkdir -p "$stage/var"
     ln -s ../run "$stage/var/run"
     ln -s mke2fs "$stage/usr/sbin/mkfs.ext4"
