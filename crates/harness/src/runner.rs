@@ -301,22 +301,7 @@ fn outside(
     };
     let addr = std::net::SocketAddrV4::new(ip, *port);
     let deadline = Instant::now() + opts.ready_timeout;
-    let probe_path = path.clone();
-    let (first, connect) = network
-        .in_client(move || {
-            let first = crate::net::first_response(addr.into(), &probe_path, deadline)?;
-            let connect = crate::net::connect_latency_us(addr.into(), 5)
-                .map_err(|e| format!("TCP connects to {addr}: {e}"))?;
-            Ok::<_, String>((first, connect))
-        })
-        .map_err(|e| failed(e.to_string()))?
-        .map_err(failed)?;
-    m.metrics.insert(
-        metrics::START_TO_FIRST_RESPONSE_MS.to_string(),
-        first.saturating_duration_since(request).as_secs_f64() * 1e3,
-    );
-    m.metrics
-        .insert(metrics::OUTSIDE_TCP_CONNECT_US.to_string(), connect);
+    first_response_and_connect(network, addr, path.clone(), (request, deadline), m).map_err(failed)?;
     let wrk = crate::net::run_wrk(
         network,
         addr,
@@ -325,16 +310,7 @@ fn outside(
         Duration::from_secs(u64::from(*duration_s)),
     )
     .map_err(failed)?;
-    for (name, v) in [
-        (metrics::OUTSIDE_REQUESTS_PER_S, wrk.requests_per_s),
-        (metrics::OUTSIDE_BYTES_PER_S, wrk.bytes_per_s),
-        (metrics::OUTSIDE_LATENCY_P50_US, wrk.latency_p50_us),
-        (metrics::OUTSIDE_LATENCY_P90_US, wrk.latency_p90_us),
-        (metrics::OUTSIDE_LATENCY_P99_US, wrk.latency_p99_us),
-        (metrics::OUTSIDE_ERRORS, wrk.errors),
-    ] {
-        m.metrics.insert(name.to_string(), v);
-    }
+    record_wrk(m, &wrk);
     Ok(())
 }
 
@@ -379,21 +355,7 @@ fn http_outside(
     let addr = std::net::SocketAddrV4::new(ip, *port);
     let trigger = std::net::SocketAddr::from((ip, from_outside.trigger_port));
     let deadline = Instant::now() + opts.ready_timeout;
-    let (first, connect) = network
-        .in_client(move || {
-            let first = crate::net::first_response(addr.into(), &first_path, deadline)?;
-            let connect = crate::net::connect_latency_us(addr.into(), 5)
-                .map_err(|e| format!("TCP connects to {addr}: {e}"))?;
-            Ok::<_, String>((first, connect))
-        })
-        .map_err(|e| failed(e.to_string()))?
-        .map_err(failed)?;
-    m.metrics.insert(
-        metrics::START_TO_FIRST_RESPONSE_MS.to_string(),
-        first.saturating_duration_since(request).as_secs_f64() * 1e3,
-    );
-    m.metrics
-        .insert(metrics::OUTSIDE_TCP_CONNECT_US.to_string(), connect);
+    first_response_and_connect(network, addr, first_path, (request, deadline), m).map_err(failed)?;
     let wrk = crate::net::run_wrk_walk(
         network,
         addr,
@@ -403,6 +365,46 @@ fn http_outside(
         opts.finish_timeout,
     )
     .map_err(failed)?;
+    record_wrk(m, &wrk);
+    // Now the self-test inside: one connection to the trigger port starts it.
+    network
+        .in_client(move || {
+            std::net::TcpStream::connect_timeout(&trigger, Duration::from_secs(5))
+                .map(drop)
+                .map_err(|e| format!("starting the self-test through {trigger}: {e}"))
+        })
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)
+}
+
+/// From the client namespace: polls `path` at `addr` until the first HTTP 200 (or `deadline`), then
+/// times TCP connects; records `start_to_first_response_ms` (from `request`) and the connect latency.
+fn first_response_and_connect(
+    network: &crate::net::Network,
+    addr: std::net::SocketAddrV4,
+    path: String,
+    (request, deadline): (Instant, Instant),
+    m: &mut RunMeasurement,
+) -> Result<(), String> {
+    let (first, connect) = network
+        .in_client(move || {
+            let first = crate::net::first_response(addr.into(), &path, deadline)?;
+            let connect = crate::net::connect_latency_us(addr.into(), 5)
+                .map_err(|e| format!("TCP connects to {addr}: {e}"))?;
+            Ok::<_, String>((first, connect))
+        })
+        .map_err(|e| e.to_string())??;
+    m.metrics.insert(
+        metrics::START_TO_FIRST_RESPONSE_MS.to_string(),
+        first.saturating_duration_since(request).as_secs_f64() * 1e3,
+    );
+    m.metrics
+        .insert(metrics::OUTSIDE_TCP_CONNECT_US.to_string(), connect);
+    Ok(())
+}
+
+/// wrk's figures as the run's `outside.*` metrics.
+pub(crate) fn record_wrk(m: &mut RunMeasurement, wrk: &crate::net::OutsideFigures) {
     for (name, v) in [
         (metrics::OUTSIDE_REQUESTS_PER_S, wrk.requests_per_s),
         (metrics::OUTSIDE_BYTES_PER_S, wrk.bytes_per_s),
@@ -413,15 +415,6 @@ fn http_outside(
     ] {
         m.metrics.insert(name.to_string(), v);
     }
-    // Now the self-test inside: one connection to the trigger port starts it.
-    network
-        .in_client(move || {
-            std::net::TcpStream::connect_timeout(&trigger, Duration::from_secs(5))
-                .map(drop)
-                .map_err(|e| format!("starting the self-test through {trigger}: {e}"))
-        })
-        .map_err(|e| failed(e.to_string()))?
-        .map_err(failed)
 }
 
 #[allow(clippy::cast_precision_loss)] // byte counts stay far below 2^53

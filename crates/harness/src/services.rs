@@ -407,16 +407,7 @@ pub fn load(
                 Duration::from_secs(u64::from(*duration_s)),
             )
             .map_err(failed)?;
-            for (name, v) in [
-                (metrics::OUTSIDE_REQUESTS_PER_S, wrk.requests_per_s),
-                (metrics::OUTSIDE_BYTES_PER_S, wrk.bytes_per_s),
-                (metrics::OUTSIDE_LATENCY_P50_US, wrk.latency_p50_us),
-                (metrics::OUTSIDE_LATENCY_P90_US, wrk.latency_p90_us),
-                (metrics::OUTSIDE_LATENCY_P99_US, wrk.latency_p99_us),
-                (metrics::OUTSIDE_ERRORS, wrk.errors),
-            ] {
-                m.metrics.insert(name.to_string(), v);
-            }
+            crate::runner::record_wrk(m, &wrk);
         }
         WorkloadSpec::Mariadb {
             tables,
