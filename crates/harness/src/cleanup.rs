@@ -167,7 +167,19 @@ pub fn owner_pid(name: &str) -> Option<i32> {
 
 /// Whether the harness that created `name` is still running (false when the name has no pid).
 fn owner_alive(name: &str) -> bool {
-    owner_pid(name).is_some_and(|pid| pid > 0 && Path::new("/proc").join(pid.to_string()).exists())
+    owner_pid(name).is_some_and(|pid| pid > 0 && process_running(pid))
+}
+
+/// Whether process `pid` exists and is not a zombie. A SIGKILLed harness stays in /proc as a zombie
+/// until its parent reaps it, holding nothing any more: counted as running, `bench cleanup` run
+/// right after the kill left its instances alone as "in use".
+pub(crate) fn process_running(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state is the first field after the parenthesised command name (which may hold ')').
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X")
+    })
 }
 
 /// The built-in runtime's leftovers, through its own cleanup: containers whose harness is still
@@ -420,6 +432,27 @@ mod tests {
         assert_eq!(owner_pid("cvbench-container-oltp-1-0"), Some(1));
         assert_eq!(owner_pid("cvbench"), None);
         assert_eq!(owner_pid("cvbench-runc-idle-x-0"), None);
+    }
+
+    #[test]
+    fn a_killed_unreaped_harness_is_not_running() {
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let name = format!("cvbench-container-idle-{pid}-0");
+        assert!(process_running(pid) && owner_alive(&name));
+        kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+        // Not reaped yet: a zombie in /proc until `wait`.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_running(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "the zombie is still listed"
+        );
+        assert!(!process_running(pid) && !owner_alive(&name));
+        child.wait().unwrap();
+        assert!(!process_running(pid) && !process_running(DEAD_PID));
     }
 
     #[test]

@@ -46,15 +46,7 @@ fn next_pause(pause: Duration) -> Duration {
 
 /// Whether every process of the instance has ended (none listed, or all gone or zombies).
 fn instance_gone(pids: &[i32]) -> bool {
-    pids.iter().all(|pid| {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The state follows the parenthesised command name.
-            Ok(stat) => stat
-                .rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('Z')),
-            Err(_) => true,
-        }
-    })
+    pids.iter().all(|pid| !crate::cleanup::process_running(*pid))
 }
 
 /// One MySQL-protocol session to `addr`: handshake, `mysql_native_password` login as `user`,

@@ -156,11 +156,7 @@ mod tests {
     const HELPER_ENV: &str = "CVBENCH_TEST_PDEATHSIG_HELPER";
 
     fn is_alive(pid: i32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| !r.trim_start().starts_with('Z'))
-        })
+        crate::cleanup::process_running(pid)
     }
 
     /// Only does something as the helper of `the_child_dies_with_the_harness`.
